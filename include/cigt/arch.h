@@ -1,0 +1,115 @@
+/* The trellis architecture: layers of parallel experts, each expert a chain of ops, and a router
+ * after every layer but the last. Parsed from (and written to) the JSON architecture format of
+ * proto/model-format.md. Shapes are resolved and MACs counted at parse time, so every consumer
+ * (engine, trainer, server) reads the same numbers. Nothing here assumes a particular input size,
+ * class count or experts-per-layer. */
+#ifndef CIGT_ARCH_H
+#define CIGT_ARCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CIGT_MAX_LAYERS 16
+#define CIGT_MAX_EXPERTS 64
+#define CIGT_MAX_OPS 64
+#define CIGT_MAX_CLASSES 4096
+#define CIGT_NAME_MAX 64
+
+enum cigt_op_kind {
+	CIGT_OP_CONV,
+	CIGT_OP_BATCHNORM,
+	CIGT_OP_RELU,
+	CIGT_OP_MAXPOOL,
+	CIGT_OP_AVGPOOL,
+	CIGT_OP_FLATTEN,
+	CIGT_OP_LINEAR,
+	CIGT_OP_DROPOUT,
+};
+
+/* One sample's activation shape, channels-first (C x H x W). A flat vector is C x 1 x 1. */
+struct cigt_shape {
+	int c, h, w;
+};
+
+static inline int64_t cigt_shape_size(struct cigt_shape s)
+{
+	return (int64_t)s.c * s.h * s.w;
+}
+
+struct cigt_op_desc {
+	enum cigt_op_kind kind;
+	int out;                    /* conv: output channels; linear: output features */
+	int kh, kw, sh, sw, ph, pw; /* conv and pooling geometry */
+	bool bias;                  /* conv and linear */
+	float eps, momentum;        /* batchnorm */
+	float p;                    /* dropout probability */
+	struct cigt_shape in, outshape;
+	int64_t macs;   /* multiply-accumulates per sample */
+	int64_t params; /* trainable parameters */
+};
+
+/* Router after a layer: avgpool(kernel = stride = pool) -> flatten -> linear(hidden) ->
+ * batchnorm1d -> linear(K of the next layer); routes are softmax(a / T), argmax at inference. */
+struct cigt_router_desc {
+	int pool_h, pool_w;
+	int hidden;
+	int out;
+	float bn_eps, bn_momentum;
+	struct cigt_shape in;   /* the layer's output shape */
+	struct cigt_shape pooled;
+	int64_t macs;
+	int64_t params;
+};
+
+struct cigt_layer_desc {
+	int experts;
+	int nops;
+	struct cigt_op_desc ops[CIGT_MAX_OPS];
+	bool has_router; /* every layer but the last */
+	struct cigt_router_desc router;
+	struct cigt_shape in, out;
+	int64_t expert_macs;   /* one expert, per sample */
+	int64_t expert_params; /* one expert */
+};
+
+struct cigt_arch {
+	char name[CIGT_NAME_MAX];
+	struct cigt_shape input;
+	float range_lo, range_hi; /* pixel 0 maps to range_lo, 255 to range_hi */
+	int nclasses;
+	char **classes;           /* nclasses labels, owned */
+	int nlayers;
+	struct cigt_layer_desc layers[CIGT_MAX_LAYERS];
+	int64_t path_macs;  /* one route, routers included */
+	int64_t dense_macs; /* every expert of every layer, routers included */
+	int64_t params;
+	int npaths;
+};
+
+/* Parses and validates an architecture from a JSON text (the config's model part; a "train"
+ * member is ignored here and read by the trainer). Unknown keys, impossible shapes and missing
+ * fields fail with a message naming the key, e.g. "layers[1].ops[0]: unknown key 'kernal'".
+ * On success *out is a new arch to free with cigt_arch_free. */
+int cigt_arch_parse(const char *json, size_t len, struct cigt_arch **out, char *err, size_t errlen);
+/* Same, from a file path. */
+int cigt_arch_load(const char *path, struct cigt_arch **out, char *err, size_t errlen);
+/* Same, from a jansson object (borrowed). */
+struct json_t;
+int cigt_arch_from_json(const struct json_t *root, struct cigt_arch **out, char *err,
+			size_t errlen);
+/* Serialises the architecture to canonical JSON (caller frees with free()). NULL on ENOMEM. */
+char *cigt_arch_to_json(const struct cigt_arch *a);
+/* Builds the jansson object the serialiser writes (new reference). */
+struct json_t *cigt_arch_json(const struct cigt_arch *a);
+void cigt_arch_free(struct cigt_arch *a);
+
+const char *cigt_op_name(enum cigt_op_kind k);
+
+/* Per-sample input size in floats (C*H*W). */
+static inline int64_t cigt_arch_input_size(const struct cigt_arch *a)
+{
+	return cigt_shape_size(a->input);
+}
+
+#endif

@@ -1,0 +1,92 @@
+/* A trellis model: its architecture plus every tensor, stored in one contiguous float blob in
+ * the canonical tensor order of proto/model-format.md. Loaded from and saved to safetensors files.
+ * Batch norm is kept unfolded here (as trained); the engine folds it. A loaded model is read-only
+ * and may be shared by any number of threads. */
+#ifndef CIGT_MODEL_H
+#define CIGT_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cigt/arch.h"
+
+#define CIGT_TENSOR_NAME_MAX 96
+#define CIGT_MODEL_FORMAT "cigt-1"
+
+/* Parameters of one op (pointers into the model blob; NULL where the op has none). */
+struct cigt_op_params {
+	float *w, *b;                           /* conv [out,in,kh,kw] / linear [out,in], bias [out] */
+	float *gamma, *beta, *mean, *var;       /* batchnorm [C] each */
+};
+
+struct cigt_router_params {
+	float *fc1_w, *fc1_b;                   /* [hidden, pooled], [hidden] */
+	float *gamma, *beta, *mean, *var;       /* [hidden] */
+	float *fc2_w, *fc2_b;                   /* [out, hidden], [out] */
+};
+
+enum cigt_tensor_role {
+	CIGT_T_WEIGHT,   /* conv or linear weight */
+	CIGT_T_BIAS,     /* conv or linear bias */
+	CIGT_T_BN_GAMMA,
+	CIGT_T_BN_BETA,
+	CIGT_T_BN_MEAN,
+	CIGT_T_BN_VAR,
+};
+
+struct cigt_tensor_info {
+	char name[CIGT_TENSOR_NAME_MAX];
+	enum cigt_tensor_role role;
+	int64_t fan_in;  /* weights and biases: inputs per output */
+	int ndim;
+	int64_t shape[4];
+	int64_t numel;
+	int64_t offset;  /* in floats, into the blob */
+	bool trainable;  /* false for batch-norm running statistics */
+	float **slot;    /* where the model keeps its pointer */
+};
+
+struct cigt_model {
+	struct cigt_arch *arch;
+	float *blob;
+	int64_t blob_floats;
+	int ntensors;
+	struct cigt_tensor_info *tensors;
+	/* ops[l][e * layers[l].nops + i] */
+	struct cigt_op_params *ops[CIGT_MAX_LAYERS];
+	struct cigt_router_params routers[CIGT_MAX_LAYERS];
+	char *provenance; /* JSON text or NULL */
+};
+
+/* Allocates a model for arch with every tensor zeroed; takes ownership of arch. */
+int cigt_model_new(struct cigt_arch *arch, struct cigt_model **out);
+void cigt_model_free(struct cigt_model *m);
+
+/* PyTorch-default initialisation (uniform +-1/sqrt(fan_in) for weights and biases, BN gamma 1,
+ * beta 0, running mean 0, var 1), deterministic for a seed. With random_bn, BN parameters and
+ * running statistics are drawn at random instead (tests use it so folding is exercised). */
+void cigt_model_init_random(struct cigt_model *m, uint64_t seed, bool random_bn);
+
+/* Reads and validates a safetensors model file. Any defect (truncation, bad header length, bad
+ * JSON, dtype, shape, offsets out of bounds or overlapping, non-finite value, architecture error,
+ * missing or unexpected tensor) fails with a one-line message naming it, and nothing is
+ * allocated. */
+int cigt_model_load(const char *path, struct cigt_model **out, char *err, size_t errlen);
+/* Same, from a memory buffer (borrowed). Pure function of the bytes (the fuzz target). */
+int cigt_model_load_buffer(const void *buf, size_t len, struct cigt_model **out, char *err,
+			   size_t errlen);
+/* Writes a safetensors file atomically (temporary file, fsync, rename). provenance may be NULL
+ * (then m->provenance is used). */
+int cigt_model_save(const struct cigt_model *m, const char *path, char *err, size_t errlen);
+/* Serialises to a malloc'd buffer. */
+int cigt_model_serialize(const struct cigt_model *m, void **buf, size_t *len);
+
+/* Finds a tensor by name; NULL if absent. */
+const struct cigt_tensor_info *cigt_model_tensor(const struct cigt_model *m, const char *name);
+
+/* Converts HWC 8-bit pixels (one image at the model's input geometry) to the model's NCHW float
+ * input, applying the architecture's input range. */
+void cigt_model_preprocess_u8(const struct cigt_arch *a, const uint8_t *hwc, float *chw);
+
+#endif

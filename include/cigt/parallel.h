@@ -1,0 +1,25 @@
+/* Data-parallel classification: a batch split into contiguous slices, one per thread, each
+ * thread with its own workspace. Used by the command-line tools; the daemon has its own
+ * scheduler. OpenBLAS should run single-threaded while this is in use. */
+#ifndef CIGT_PARALLEL_H
+#define CIGT_PARALLEL_H
+
+#include "cigt/engine.h"
+
+struct cigt_pool;
+
+/* Starts nthreads workers (1..64), each with a workspace for max_batch / nthreads samples. */
+int cigt_pool_new(const struct cigt_engine *e, int nthreads, int max_batch,
+		  struct cigt_pool **out);
+void cigt_pool_free(struct cigt_pool *p);
+/* Same contract as cigt_engine_classify; blocks until every slice is done. */
+int cigt_pool_classify(struct cigt_pool *p, const float *x, int n, enum cigt_exec_mode mode,
+		       struct cigt_result *res, float *probs, float *logits);
+/* Turns profiling on for every worker (accumulated into prof) or off (NULL). */
+void cigt_pool_profile(struct cigt_pool *p, struct cigt_profile *prof);
+int cigt_pool_threads(const struct cigt_pool *p);
+
+/* Sets OpenBLAS's own thread count (wraps openblas_set_num_threads). */
+void cigt_blas_threads(int n);
+
+#endif

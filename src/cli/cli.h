@@ -1,0 +1,31 @@
+/* Shared pieces of the cigt subcommands: argument helpers and the subcommand entry points. */
+#ifndef CIGT_CLI_H
+#define CIGT_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cigt/dataset.h"
+#include "cigt/engine.h"
+#include "cigt/model.h"
+
+int cmd_init(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* Parses a decimal integer in [lo, hi] for option `name`; prints an error and returns -1 on
+ * anything else. */
+int cli_int(const char *name, const char *s, long long lo, long long hi, long long *out);
+int cli_double(const char *name, const char *s, double lo, double hi, double *out);
+/* Loads a model and builds its engine, printing a one-line error on failure. */
+int cli_load(const char *path, struct cigt_model **m, struct cigt_engine **e);
+/* Loads the test split of an IDX directory and converts it to model inputs (NCHW floats,
+ * resized to the model's geometry when needed). *limit (0 = all) is clamped to the size. */
+int cli_load_inputs(const char *dir, const char *prefix, const struct cigt_arch *a, int *limit,
+		    float **x, uint8_t **labels);
+/* Default worker threads: the online CPUs, at most 64. */
+int cli_default_threads(void);
+
+#endif

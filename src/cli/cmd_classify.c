@@ -1,0 +1,97 @@
+/* cigt classify MODEL FILE... [--json] */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cigt/image.h"
+#include "cigt/parallel.h"
+#include "cli.h"
+
+#define MAX_IMAGE_FILE (64u << 20)
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: cigt classify MODEL FILE... [--dense]\n"
+		   "Classifies PNG or PGM images (gray or colour, any size: converted and resized\n"
+		   "to the model's input). One line per file: file, label, probability, route, MACs.\n"
+		   "  --dense   run every expert (same answer, shows the dense MACs)\n");
+}
+
+int cmd_classify(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"dense", no_argument, NULL, 'D'}, {"help", no_argument, NULL, 'h'}, {0}};
+	bool dense = false;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (c == 'D')
+			dense = true;
+		else if (c == 'h') {
+			usage(stdout);
+			return 0;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (argc - optind < 2) {
+		usage(stderr);
+		return 2;
+	}
+	struct cigt_model *m;
+	struct cigt_engine *e;
+	if (cli_load(argv[optind], &m, &e))
+		return 1;
+	const struct cigt_arch *a = m->arch;
+	struct cigt_workspace *ws = cigt_workspace_new(e, 1);
+	const int64_t isz = cigt_arch_input_size(a);
+	size_t npx = (size_t)a->input.h * a->input.w * a->input.c;
+	float *x = malloc((size_t)isz * sizeof(float));
+	float *probs = malloc((size_t)a->nclasses * sizeof(float));
+	uint8_t *px = malloc(npx);
+	int failed = 0;
+	if (!ws || !x || !probs || !px) {
+		fprintf(stderr, "cigt: out of memory\n");
+		failed = 1;
+		goto out;
+	}
+	for (int i = optind + 1; i < argc; i++) {
+		const char *path = argv[i];
+		void *buf;
+		size_t len;
+		char err[512];
+		struct cigt_image img;
+		if (cigt_read_file(path, MAX_IMAGE_FILE, &buf, &len, err, sizeof err)) {
+			fprintf(stderr, "cigt: %s\n", err);
+			failed++;
+			continue;
+		}
+		int rc = cigt_image_decode(buf, len, &img, err, sizeof err);
+		free(buf);
+		if (rc) {
+			fprintf(stderr, "cigt: %s: %s\n", path, err);
+			failed++;
+			continue;
+		}
+		cigt_image_to_input(&img, a->input.c, a->input.w, a->input.h, px);
+		cigt_image_destroy(&img);
+		cigt_model_preprocess_u8(a, px, x);
+		struct cigt_result r;
+		cigt_engine_classify(e, ws, x, 1, dense ? CIGT_EXEC_DENSE : CIGT_EXEC_ROUTED, &r,
+				     probs, NULL);
+		printf("%s\t%s\t%.4f\t", path, a->classes[r.cls], (double)probs[r.cls]);
+		for (int l = 0; l < a->nlayers; l++)
+			printf("%s%d", l ? "-" : "", r.route[l]);
+		printf("\t%lld\n", (long long)r.macs);
+	}
+out:
+	free(x);
+	free(probs);
+	free(px);
+	cigt_workspace_free(ws);
+	cigt_engine_free(e);
+	cigt_model_free(m);
+	return failed ? 1 : 0;
+}

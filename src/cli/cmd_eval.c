@@ -1,0 +1,234 @@
+/* cigt eval MODEL [--data DIR] [--dense] [--json] [--limit N] [--threads N] [--dump FILE] */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cigt/parallel.h"
+#include "cli.h"
+#include "../common/util.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: cigt eval MODEL [--data DIR] [--dense] [--json] [--limit N] [--threads N]\n"
+		"                 [--dump FILE]\n"
+		"Classifies the test set and prints accuracy, samples/s, mean MACs per sample,\n"
+		"dense MACs, compute saved, the share of samples on each route and a confusion\n"
+		"matrix.\n"
+		"  --data DIR     IDX directory with t10k-{images-idx3,labels-idx1}-ubyte.gz\n"
+		"                 (default " CIGT_DEFAULT_DATA_DIR ")\n"
+		"  --dense        run every expert on every sample (same predictions, more MACs)\n"
+		"  --json         one JSON object instead of text\n"
+		"  --limit N      only the first N test images\n"
+		"  --threads N    worker threads (default: online CPUs)\n"
+		"  --dump FILE    write one JSON line per sample: index, label, class, route,\n"
+		"                 logits\n");
+}
+
+/* Route index in mixed radix: route[0] * K1 * K2 ... + route[last]. */
+static int route_index(const struct cigt_arch *a, const int *route)
+{
+	int idx = 0;
+	for (int l = 0; l < a->nlayers; l++)
+		idx = idx * a->layers[l].experts + route[l];
+	return idx;
+}
+
+static void route_name(const struct cigt_arch *a, int idx, char *buf, size_t n)
+{
+	int r[CIGT_MAX_LAYERS];
+	for (int l = a->nlayers - 1; l >= 0; l--) {
+		r[l] = idx % a->layers[l].experts;
+		idx /= a->layers[l].experts;
+	}
+	size_t off = 0;
+	for (int l = 0; l < a->nlayers && off < n; l++)
+		off += (size_t)snprintf(buf + off, n - off, "%s%d", l ? "-" : "", r[l]);
+}
+
+int cmd_eval(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"data", required_argument, NULL, 'd'},  {"dense", no_argument, NULL, 'D'},
+		{"json", no_argument, NULL, 'j'},        {"limit", required_argument, NULL, 'n'},
+		{"threads", required_argument, NULL, 't'}, {"dump", required_argument, NULL, 'u'},
+		{"help", no_argument, NULL, 'h'},        {0},
+	};
+	const char *dir = CIGT_DEFAULT_DATA_DIR, *dump = NULL;
+	bool dense = false, as_json = false;
+	long long limit = 0, threads = cli_default_threads();
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			dir = optarg;
+			break;
+		case 'D':
+			dense = true;
+			break;
+		case 'j':
+			as_json = true;
+			break;
+		case 'n':
+			if (cli_int("--limit", optarg, 1, 100000000, &limit))
+				return 2;
+			break;
+		case 't':
+			if (cli_int("--threads", optarg, 1, 64, &threads))
+				return 2;
+			break;
+		case 'u':
+			dump = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return 2;
+	}
+	struct cigt_model *m;
+	struct cigt_engine *e;
+	if (cli_load(argv[optind], &m, &e))
+		return 1;
+	const struct cigt_arch *a = m->arch;
+	int n = (int)limit, rc = 1;
+	float *x = NULL, *probs = NULL, *logits = NULL;
+	uint8_t *labels = NULL;
+	struct cigt_result *res = NULL;
+	struct cigt_pool *pool = NULL;
+	int64_t *conf = NULL, *routes = NULL;
+	if (cli_load_inputs(dir, "t10k", a, &n, &x, &labels))
+		goto out;
+	const int K = a->nclasses;
+	res = calloc((size_t)n, sizeof *res);
+	probs = malloc((size_t)n * K * sizeof(float));
+	logits = malloc((size_t)n * K * sizeof(float));
+	conf = calloc((size_t)K * K, sizeof *conf);
+	routes = calloc((size_t)a->npaths, sizeof *routes);
+	if (!res || !probs || !logits || !conf || !routes) {
+		fprintf(stderr, "cigt: out of memory\n");
+		goto out;
+	}
+	cigt_blas_threads(1);
+	if (cigt_pool_new(e, (int)threads, 256 * (int)threads, &pool)) {
+		fprintf(stderr, "cigt: cannot start %lld threads\n", threads);
+		goto out;
+	}
+	const int64_t isz = cigt_arch_input_size(a);
+	const int chunk = 256 * (int)threads;
+	uint64_t t0 = cigt_now_ns();
+	for (int s0 = 0; s0 < n; s0 += chunk) {
+		int k = CIGT_MIN(chunk, n - s0);
+		cigt_pool_classify(pool, x + s0 * isz, k, dense ? CIGT_EXEC_DENSE : CIGT_EXEC_ROUTED,
+				   res + s0, probs + (int64_t)s0 * K, logits + (int64_t)s0 * K);
+	}
+	double secs = (double)(cigt_now_ns() - t0) * 1e-9;
+	int correct = 0, bad_label = 0;
+	double macs = 0;
+	for (int i = 0; i < n; i++) {
+		if (labels[i] >= K) {
+			bad_label++;
+			continue;
+		}
+		correct += res[i].cls == labels[i];
+		conf[labels[i] * K + res[i].cls]++;
+		routes[route_index(a, res[i].route)]++;
+		macs += (double)res[i].macs;
+	}
+	if (bad_label)
+		fprintf(stderr, "cigt: warning: %d labels are >= %d classes and were skipped\n",
+			bad_label, K);
+	double acc = (double)correct / n, mean_macs = macs / n;
+	double saved = 1.0 - mean_macs / (double)a->dense_macs;
+	if (dump) {
+		FILE *f = fopen(dump, "w");
+		if (!f) {
+			perror(dump);
+			goto out;
+		}
+		for (int i = 0; i < n; i++) {
+			fprintf(f, "{\"index\": %d, \"label\": %d, \"class\": %d, \"route\": [", i,
+				labels[i], res[i].cls);
+			for (int l = 0; l < a->nlayers; l++)
+				fprintf(f, "%s%d", l ? ", " : "", res[i].route[l]);
+			fprintf(f, "], \"logits\": [");
+			for (int k = 0; k < K; k++)
+				fprintf(f, "%s%.9g", k ? ", " : "", (double)logits[(int64_t)i * K + k]);
+			fprintf(f, "]}\n");
+		}
+		if (fclose(f)) {
+			perror(dump);
+			goto out;
+		}
+	}
+	char rn[64];
+	if (as_json) {
+		json_t *share = json_object(), *cm = json_array();
+		for (int r = 0; r < a->npaths; r++) {
+			route_name(a, r, rn, sizeof rn);
+			json_object_set_new(share, rn, json_real((double)routes[r] / n));
+		}
+		for (int i = 0; i < K; i++) {
+			json_t *row = json_array();
+			for (int j = 0; j < K; j++)
+				json_array_append_new(row, json_integer(conf[i * K + j]));
+			json_array_append_new(cm, row);
+		}
+		json_t *j = json_pack("{ss ss sf si si sf sf sI sf sf si so so}", "model", a->name,
+				      "mode", dense ? "dense" : "routed", "accuracy", acc, "correct",
+				      correct, "samples", n, "samples_per_second", n / secs,
+				      "mean_macs", mean_macs, "dense_macs", (json_int_t)a->dense_macs,
+				      "compute_saved", saved, "seconds", secs, "threads",
+				      (int)threads, "route_share", share, "confusion", cm);
+		json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		putchar('\n');
+		json_decref(j);
+	} else {
+		printf("model          %s (%s, %lld threads)\n", a->name, dense ? "dense" : "routed",
+		       threads);
+		printf("test set       %s, %d images\n", dir, n);
+		printf("accuracy       %.2f%% (%d/%d)\n", 100 * acc, correct, n);
+		printf("samples/s      %.0f\n", n / secs);
+		printf("mean MACs      %.0f per sample\n", mean_macs);
+		printf("dense MACs     %lld per sample\n", (long long)a->dense_macs);
+		printf("compute saved  %.4f\n", saved);
+		printf("\nroute share\n");
+		for (int r = 0; r < a->npaths; r++) {
+			route_name(a, r, rn, sizeof rn);
+			printf("  %-12s %6.2f%%  (%lld)\n", rn, 100.0 * routes[r] / n,
+			       (long long)routes[r]);
+		}
+		printf("\nconfusion matrix (rows: true class, columns: predicted)\n%14s", "");
+		for (int j = 0; j < K; j++)
+			printf(" %5d", j);
+		printf("\n");
+		for (int i = 0; i < K; i++) {
+			printf("%2d %-11.11s", i, a->classes[i]);
+			for (int j = 0; j < K; j++)
+				printf(" %5lld", (long long)conf[i * K + j]);
+			printf("\n");
+		}
+	}
+	rc = 0;
+out:
+	cigt_pool_free(pool);
+	free(x);
+	free(labels);
+	free(res);
+	free(probs);
+	free(logits);
+	free(conf);
+	free(routes);
+	cigt_engine_free(e);
+	cigt_model_free(m);
+	return rc;
+}

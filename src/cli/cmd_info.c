@@ -1,0 +1,152 @@
+/* cigt info MODEL [--json] */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: cigt info MODEL [--json]\n"
+		   "Shows the architecture, parameters, and MACs per route and dense.\n"
+		   "  --json   one JSON object instead of text\n");
+}
+
+static void shape_str(char *buf, size_t n, struct cigt_shape s)
+{
+	if (s.h == 1 && s.w == 1)
+		snprintf(buf, n, "%d", s.c);
+	else
+		snprintf(buf, n, "%dx%dx%d", s.c, s.h, s.w);
+}
+
+static void op_str(char *buf, size_t n, const struct cigt_op_desc *op)
+{
+	switch (op->kind) {
+	case CIGT_OP_CONV:
+		snprintf(buf, n, "conv %dx%d/%d pad %d, %d->%d%s", op->kh, op->kw, op->sh, op->ph,
+			 op->in.c, op->out, op->bias ? "" : " (no bias)");
+		break;
+	case CIGT_OP_LINEAR:
+		snprintf(buf, n, "linear %lld->%d", (long long)cigt_shape_size(op->in), op->out);
+		break;
+	case CIGT_OP_MAXPOOL:
+	case CIGT_OP_AVGPOOL:
+		snprintf(buf, n, "%s %dx%d/%d", cigt_op_name(op->kind), op->kh, op->kw, op->sh);
+		break;
+	case CIGT_OP_DROPOUT:
+		snprintf(buf, n, "dropout %.3g", (double)op->p);
+		break;
+	default:
+		snprintf(buf, n, "%s", cigt_op_name(op->kind));
+	}
+}
+
+static json_t *info_json(const struct cigt_model *m)
+{
+	const struct cigt_arch *a = m->arch;
+	json_t *layers = json_array();
+	for (int l = 0; l < a->nlayers; l++) {
+		const struct cigt_layer_desc *L = &a->layers[l];
+		json_t *jl = json_pack("{si sI sI s[iii]}", "experts", L->experts, "expert_macs",
+				       (json_int_t)L->expert_macs, "expert_params",
+				       (json_int_t)L->expert_params, "output", L->out.c, L->out.h,
+				       L->out.w);
+		if (L->has_router)
+			json_object_set_new(jl, "router",
+					    json_pack("{sI sI si}", "macs",
+						      (json_int_t)L->router.macs, "params",
+						      (json_int_t)L->router.params, "outputs",
+						      L->router.out));
+		json_array_append_new(layers, jl);
+	}
+	json_t *j = json_pack("{ss sI si sI sI sf so}", "name", a->name, "parameters",
+			      (json_int_t)a->params, "paths", a->npaths, "path_macs",
+			      (json_int_t)a->path_macs, "dense_macs", (json_int_t)a->dense_macs,
+			      "compute_saved", 1.0 - (double)a->path_macs / (double)a->dense_macs,
+			      "layers", layers);
+	json_object_set_new(j, "architecture", cigt_arch_json(a));
+	if (m->provenance) {
+		json_t *p = json_loads(m->provenance, 0, NULL);
+		json_object_set_new(j, "provenance", p ? p : json_string(m->provenance));
+	}
+	return j;
+}
+
+int cmd_info(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0}};
+	bool as_json = false;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (c == 'j')
+			as_json = true;
+		else if (c == 'h') {
+			usage(stdout);
+			return 0;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return 2;
+	}
+	struct cigt_model *m;
+	char err[512];
+	if (cigt_model_load(argv[optind], &m, err, sizeof err)) {
+		fprintf(stderr, "cigt: %s\n", err);
+		return 1;
+	}
+	const struct cigt_arch *a = m->arch;
+	if (as_json) {
+		json_t *j = info_json(m);
+		json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		putchar('\n');
+		json_decref(j);
+		cigt_model_free(m);
+		return 0;
+	}
+	char buf[128];
+	printf("model       %s\n", a->name);
+	printf("input       %dx%dx%d, pixels 0..255 -> [%g, %g]\n", a->input.c, a->input.h,
+	       a->input.w, (double)a->range_lo, (double)a->range_hi);
+	printf("classes     %d:", a->nclasses);
+	for (int i = 0; i < a->nclasses; i++)
+		printf("%s %s", i ? "," : "", a->classes[i]);
+	printf("\n\n");
+	for (int l = 0; l < a->nlayers; l++) {
+		const struct cigt_layer_desc *L = &a->layers[l];
+		printf("layer %d: %d expert%s, each %lld MACs, %lld params\n", l, L->experts,
+		       L->experts == 1 ? "" : "s", (long long)L->expert_macs,
+		       (long long)L->expert_params);
+		for (int i = 0; i < L->nops; i++) {
+			char s[64];
+			op_str(buf, sizeof buf, &L->ops[i]);
+			shape_str(s, sizeof s, L->ops[i].outshape);
+			printf("    %-36s -> %-10s %10lld MACs\n", buf, s, (long long)L->ops[i].macs);
+		}
+		if (L->has_router) {
+			shape_str(buf, sizeof buf, L->router.pooled);
+			printf("  router %d: avgpool %d -> %s -> linear %lld->%d -> batchnorm -> "
+			       "linear %d->%d: %lld MACs\n",
+			       l, L->router.pool_h, buf, (long long)cigt_shape_size(L->router.pooled),
+			       L->router.hidden, L->router.hidden, L->router.out,
+			       (long long)L->router.macs);
+		}
+	}
+	printf("\nparameters  %lld\n", (long long)a->params);
+	printf("paths       %d\n", a->npaths);
+	printf("MACs/route  %lld (routers included)\n", (long long)a->path_macs);
+	printf("MACs dense  %lld (every expert)\n", (long long)a->dense_macs);
+	printf("saved       %.2f%%\n", 100.0 * (1.0 - (double)a->path_macs / (double)a->dense_macs));
+	if (m->provenance)
+		printf("provenance  %s\n", m->provenance);
+	cigt_model_free(m);
+	return 0;
+}

@@ -1,0 +1,99 @@
+/* Helpers shared by the cigt subcommands. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cigt/image.h"
+#include "cli.h"
+
+int cli_int(const char *name, const char *s, long long lo, long long hi, long long *out)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi) {
+		fprintf(stderr, "cigt: %s: '%s' is not an integer in [%lld, %lld]\n", name, s, lo,
+			hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int cli_double(const char *name, const char *s, double lo, double hi, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+		fprintf(stderr, "cigt: %s: '%s' is not a number in [%g, %g]\n", name, s, lo, hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int cli_load(const char *path, struct cigt_model **m, struct cigt_engine **e)
+{
+	char err[512];
+	*e = NULL;
+	if (cigt_model_load(path, m, err, sizeof err)) {
+		fprintf(stderr, "cigt: %s\n", err);
+		return -1;
+	}
+	if (e && cigt_engine_new(*m, e, err, sizeof err)) {
+		fprintf(stderr, "cigt: %s\n", err);
+		cigt_model_free(*m);
+		*m = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+int cli_load_inputs(const char *dir, const char *prefix, const struct cigt_arch *a, int *limit,
+		    float **x, uint8_t **labels)
+{
+	struct cigt_dataset d;
+	char err[512];
+	if (cigt_dataset_load_dir(dir, prefix, &d, err, sizeof err)) {
+		fprintf(stderr, "cigt: %s\n", err);
+		return -1;
+	}
+	int n = *limit > 0 && *limit < d.n ? *limit : d.n;
+	int64_t isz = cigt_arch_input_size(a);
+	size_t in_px = (size_t)a->input.h * a->input.w * a->input.c;
+	*x = malloc((size_t)n * (size_t)isz * sizeof(float));
+	*labels = malloc((size_t)n);
+	uint8_t *tmp = malloc(in_px);
+	if (!*x || !*labels || !tmp) {
+		fprintf(stderr, "cigt: out of memory loading %d images\n", n);
+		free(*x);
+		free(*labels);
+		free(tmp);
+		cigt_dataset_destroy(&d);
+		return -1;
+	}
+	bool same = d.h == a->input.h && d.w == a->input.w && d.c == a->input.c;
+	for (int i = 0; i < n; i++) {
+		const uint8_t *src = d.px + (size_t)i * d.h * d.w * d.c;
+		if (!same) {
+			struct cigt_image img = {.w = d.w, .h = d.h, .c = d.c, .px = (uint8_t *)src};
+			cigt_image_to_input(&img, a->input.c, a->input.w, a->input.h, tmp);
+			src = tmp;
+		}
+		cigt_model_preprocess_u8(a, src, *x + (int64_t)i * isz);
+		(*labels)[i] = d.labels[i];
+	}
+	free(tmp);
+	cigt_dataset_destroy(&d);
+	*limit = n;
+	return 0;
+}
+
+int cli_default_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}

@@ -1,0 +1,599 @@
+/* Inference: plan (fold batch norm, pack weights, fuse ReLU), then execute batches grouped by
+ * route. Between layers, activations are channels-last rows kept contiguous per expert: after a
+ * router picks each row's next expert, a counting sort moves the rows so every expert of the next
+ * layer reads one contiguous group. perm[] remembers which sample each row belongs to, so the
+ * results come back in request order. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cigt/engine.h"
+#include "cigt/error.h"
+#include "../common/util.h"
+#include "../nn/nn.h"
+
+enum xkind { X_CONV, X_LINEAR, X_AFFINE, X_RELU, X_MAXPOOL, X_AVGPOOL, X_FLATTEN, X_COPY };
+
+struct xop {
+	enum xkind kind;
+	struct cigt_geom g;  /* conv, pooling; flatten uses c, h, w */
+	int fin, fout;       /* linear */
+	int64_t in_sz, out_sz;
+	float *w, *b;        /* owned: packed folded weights and bias, or affine scale and shift */
+	bool relu;           /* fused ReLU after the op */
+	bool inplace;
+};
+
+struct xchain {
+	int nops;
+	struct xop ops[CIGT_MAX_OPS + 2];
+	int last_move; /* last op that must write to a new buffer; later ones run in place */
+	int64_t in_sz, out_sz;
+};
+
+struct xrouter {
+	struct cigt_geom pool;
+	bool transpose;
+	int pin, hidden, k;
+	float *w1, *b1, *w2, *b2; /* owned; batch norm folded into w1, b1 */
+};
+
+struct cigt_engine {
+	const struct cigt_model *m;
+	const struct cigt_arch *a;
+	struct xchain *chains[CIGT_MAX_LAYERS];
+	struct xrouter routers[CIGT_MAX_LAYERS];
+	int64_t layer_max; /* floats per sample at any layer boundary */
+	int64_t op_max;    /* floats per sample of any op's output */
+	int64_t col_max;   /* floats of the largest im2col chunk */
+	int64_t router_max;
+	int sub;           /* samples per pass through an expert's op chain */
+};
+
+struct cigt_workspace {
+	const struct cigt_engine *e;
+	int max_batch;
+	float *in, *out, *dense, *t1, *t2, *col;
+	float *rpool, *rflat, *rhid, *rlog;
+	int *perm, *perm2, *next;
+	struct cigt_profile *prof;
+};
+
+static const char *const prof_names[CIGT_PROF_COUNT] = {
+	"im2col", "sgemm", "pool", "elementwise", "router", "regroup",
+};
+
+const char *cigt_prof_part_name(enum cigt_prof_part p)
+{
+	return (unsigned)p < CIGT_PROF_COUNT ? prof_names[p] : "?";
+}
+
+void cigt_softmax(const float *logits, int n, float *probs)
+{
+	float mx = logits[cigt_argmax(logits, n)], sum = 0.0f;
+	for (int i = 0; i < n; i++)
+		sum += probs[i] = expf(logits[i] - mx);
+	for (int i = 0; i < n; i++)
+		probs[i] /= sum;
+}
+
+/* ---------------------------------------------------------------- planning */
+
+static struct cigt_geom geom_of(const struct cigt_op_desc *op)
+{
+	return (struct cigt_geom){
+		.c = op->in.c, .h = op->in.h, .w = op->in.w,
+		.oc = op->outshape.c, .oh = op->outshape.h, .ow = op->outshape.w,
+		.kh = op->kh, .kw = op->kw, .sh = op->sh, .sw = op->sw, .ph = op->ph, .pw = op->pw,
+	};
+}
+
+/* BN scale and shift: y = x * s + t with s = gamma / sqrt(var + eps), t = beta - mean * s. */
+static void bn_coeffs(const struct cigt_op_params *bn, float eps, int c, float *s, float *t)
+{
+	for (int i = 0; i < c; i++) {
+		s[i] = bn->gamma[i] / sqrtf(bn->var[i] + eps);
+		t[i] = bn->beta[i] - bn->mean[i] * s[i];
+	}
+}
+
+static int plan_chain(const struct cigt_engine *e, int l, int ex, struct xchain *ch)
+{
+	const struct cigt_layer_desc *L = &e->a->layers[l];
+	const struct cigt_op_params *P = &e->m->ops[l][ex * L->nops];
+	ch->nops = 0;
+	ch->in_sz = cigt_shape_size(L->in);
+	ch->out_sz = cigt_shape_size(L->out);
+	for (int i = 0; i < L->nops; i++) {
+		const struct cigt_op_desc *d = &L->ops[i];
+		const struct cigt_op_params *p = &P[i];
+		struct xop *prev = ch->nops ? &ch->ops[ch->nops - 1] : NULL;
+		struct xop x = {.in_sz = cigt_shape_size(d->in), .out_sz = cigt_shape_size(d->outshape)};
+		switch (d->kind) {
+		case CIGT_OP_CONV: {
+			x.kind = X_CONV;
+			x.g = geom_of(d);
+			int64_t cols = cigt_geom_cols(&x.g);
+			if (!(x.w = cigt_alloc_floats(cols * d->out)) ||
+			    !(x.b = cigt_alloc_floats(d->out)))
+				goto nomem;
+			cigt_conv_pack_weight(&x.g, p->w, x.w);
+			for (int o = 0; o < d->out; o++)
+				x.b[o] = p->b ? p->b[o] : 0.0f;
+			break;
+		}
+		case CIGT_OP_LINEAR: {
+			int64_t hw = (int64_t)d->in.h * d->in.w;
+			if (hw > 1 && d->in.c > 1) {
+				/* Flattening is implied: bring the rows to channels-first order. */
+				struct xop f = {.kind = X_FLATTEN, .in_sz = x.in_sz,
+						.out_sz = x.in_sz};
+				f.g.c = d->in.c, f.g.h = d->in.h, f.g.w = d->in.w;
+				ch->ops[ch->nops++] = f;
+			}
+			x.kind = X_LINEAR;
+			x.fin = (int)x.in_sz;
+			x.fout = d->out;
+			if (!(x.w = cigt_alloc_floats(x.in_sz * d->out)) ||
+			    !(x.b = cigt_alloc_floats(d->out)))
+				goto nomem;
+			memcpy(x.w, p->w, (size_t)(x.in_sz * d->out) * sizeof(float));
+			for (int o = 0; o < d->out; o++)
+				x.b[o] = p->b ? p->b[o] : 0.0f;
+			break;
+		}
+		case CIGT_OP_BATCHNORM: {
+			int c = d->in.c;
+			float *s = cigt_alloc_floats(c), *t = cigt_alloc_floats(c);
+			if (!s || !t) {
+				free(s);
+				free(t);
+				goto nomem;
+			}
+			bn_coeffs(p, d->eps, c, s, t);
+			if (prev && (prev->kind == X_CONV || prev->kind == X_LINEAR) && !prev->relu &&
+			    i > 0 && L->ops[i - 1].kind != CIGT_OP_FLATTEN) {
+				/* Fold into the producer: w' = w * s per output row, b' = b * s + t. */
+				int64_t row = prev->kind == X_CONV ? cigt_geom_cols(&prev->g)
+								   : prev->fin;
+				for (int o = 0; o < c; o++) {
+					for (int64_t k = 0; k < row; k++)
+						prev->w[o * row + k] *= s[o];
+					prev->b[o] = prev->b[o] * s[o] + t[o];
+				}
+				free(s);
+				free(t);
+				continue;
+			}
+			x.kind = X_AFFINE;
+			x.g.c = c;
+			x.w = s;
+			x.b = t;
+			x.inplace = true;
+			break;
+		}
+		case CIGT_OP_RELU:
+			if (prev && (prev->kind == X_CONV || prev->kind == X_LINEAR ||
+				     prev->kind == X_AFFINE)) {
+				prev->relu = true;
+				continue;
+			}
+			x.kind = X_RELU;
+			x.inplace = true;
+			break;
+		case CIGT_OP_MAXPOOL:
+		case CIGT_OP_AVGPOOL:
+			x.kind = d->kind == CIGT_OP_MAXPOOL ? X_MAXPOOL : X_AVGPOOL;
+			x.g = geom_of(d);
+			break;
+		case CIGT_OP_FLATTEN:
+			if ((int64_t)d->in.h * d->in.w == 1 || d->in.c == 1)
+				continue; /* already in channels-first order */
+			x.kind = X_FLATTEN;
+			x.g.c = d->in.c, x.g.h = d->in.h, x.g.w = d->in.w;
+			break;
+		case CIGT_OP_DROPOUT:
+			continue;
+		}
+		ch->ops[ch->nops++] = x;
+	}
+	if (ch->nops == 0)
+		ch->ops[ch->nops++] = (struct xop){.kind = X_COPY, .in_sz = ch->in_sz,
+						   .out_sz = ch->out_sz};
+	ch->last_move = 0;
+	for (int i = 0; i < ch->nops; i++)
+		if (!ch->ops[i].inplace)
+			ch->last_move = i;
+	return 0;
+nomem:
+	return CIGT_ENOMEM;
+}
+
+static int plan_router(struct cigt_engine *e, int l)
+{
+	const struct cigt_router_desc *d = &e->a->layers[l].router;
+	const struct cigt_router_params *p = &e->m->routers[l];
+	struct xrouter *r = &e->routers[l];
+	r->pool = (struct cigt_geom){.c = d->in.c, .h = d->in.h, .w = d->in.w,
+				     .oc = d->in.c, .oh = d->pooled.h, .ow = d->pooled.w,
+				     .kh = d->pool_h, .kw = d->pool_w, .sh = d->pool_h,
+				     .sw = d->pool_w};
+	r->transpose = d->pooled.h * d->pooled.w > 1 && d->in.c > 1;
+	r->pin = (int)cigt_shape_size(d->pooled);
+	r->hidden = d->hidden;
+	r->k = d->out;
+	r->w1 = cigt_alloc_floats((int64_t)r->pin * r->hidden);
+	r->b1 = cigt_alloc_floats(r->hidden);
+	r->w2 = cigt_alloc_floats((int64_t)r->hidden * r->k);
+	r->b2 = cigt_alloc_floats(r->k);
+	if (!r->w1 || !r->b1 || !r->w2 || !r->b2)
+		return CIGT_ENOMEM;
+	for (int h = 0; h < r->hidden; h++) {
+		float s = p->gamma[h] / sqrtf(p->var[h] + d->bn_eps);
+		for (int k = 0; k < r->pin; k++)
+			r->w1[(int64_t)h * r->pin + k] = p->fc1_w[(int64_t)h * r->pin + k] * s;
+		r->b1[h] = (p->fc1_b[h] - p->mean[h]) * s + p->beta[h];
+	}
+	memcpy(r->w2, p->fc2_w, (size_t)r->hidden * r->k * sizeof(float));
+	memcpy(r->b2, p->fc2_b, (size_t)r->k * sizeof(float));
+	return 0;
+}
+
+int cigt_engine_new(const struct cigt_model *m, struct cigt_engine **out, char *err,
+		    size_t errlen)
+{
+	*out = NULL;
+	struct cigt_engine *e = calloc(1, sizeof *e);
+	if (!e)
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	e->m = m;
+	e->a = m->arch;
+	e->sub = 64;
+	const struct cigt_arch *a = m->arch;
+	e->layer_max = cigt_shape_size(a->input);
+	for (int l = 0; l < a->nlayers; l++) {
+		const struct cigt_layer_desc *L = &a->layers[l];
+		e->layer_max = CIGT_MAX(e->layer_max, cigt_shape_size(L->out));
+		if (!(e->chains[l] = calloc((size_t)L->experts, sizeof *e->chains[l])))
+			goto nomem;
+		for (int ex = 0; ex < L->experts; ex++) {
+			if (plan_chain(e, l, ex, &e->chains[l][ex]))
+				goto nomem;
+			const struct xchain *ch = &e->chains[l][ex];
+			for (int i = 0; i < ch->nops; i++) {
+				const struct xop *x = &ch->ops[i];
+				e->op_max = CIGT_MAX(e->op_max, x->out_sz);
+				if (x->kind == X_CONV && !cigt_geom_is_pointwise(&x->g))
+					e->col_max = CIGT_MAX(e->col_max,
+							      cigt_conv_chunk_rows(&x->g) *
+								      cigt_geom_cols(&x->g));
+			}
+		}
+		if (L->has_router) {
+			if (plan_router(e, l))
+				goto nomem;
+			const struct xrouter *r = &e->routers[l];
+			e->router_max = CIGT_MAX(e->router_max, CIGT_MAX(r->pin, r->hidden));
+		}
+	}
+	*out = e;
+	return 0;
+nomem:
+	cigt_engine_free(e);
+	return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory planning the model");
+}
+
+void cigt_engine_free(struct cigt_engine *e)
+{
+	if (!e)
+		return;
+	for (int l = 0; l < CIGT_MAX_LAYERS; l++) {
+		if (e->chains[l]) {
+			for (int ex = 0; ex < e->a->layers[l].experts; ex++)
+				for (int i = 0; i < CIGT_MAX_OPS + 2; i++) {
+					free(e->chains[l][ex].ops[i].w);
+					free(e->chains[l][ex].ops[i].b);
+				}
+			free(e->chains[l]);
+		}
+		free(e->routers[l].w1);
+		free(e->routers[l].b1);
+		free(e->routers[l].w2);
+		free(e->routers[l].b2);
+	}
+	free(e);
+}
+
+const struct cigt_model *cigt_engine_model(const struct cigt_engine *e)
+{
+	return e->m;
+}
+
+int64_t cigt_engine_act_size(const struct cigt_engine *e, int layer)
+{
+	if (layer < 0 || layer > e->a->nlayers)
+		return -1;
+	if (layer == e->a->nlayers)
+		return e->a->nclasses;
+	return cigt_shape_size(e->a->layers[layer].in);
+}
+
+/* --------------------------------------------------------------- workspace */
+
+struct cigt_workspace *cigt_workspace_new(const struct cigt_engine *e, int max_batch)
+{
+	if (max_batch < 1)
+		max_batch = 1;
+	struct cigt_workspace *ws = calloc(1, sizeof *ws);
+	if (!ws)
+		return NULL;
+	ws->e = e;
+	ws->max_batch = max_batch;
+	int64_t nb = max_batch, sub = CIGT_MIN(e->sub, max_batch);
+	ws->in = cigt_alloc_floats(nb * e->layer_max);
+	ws->out = cigt_alloc_floats(nb * e->layer_max);
+	ws->dense = cigt_alloc_floats(nb * e->layer_max);
+	ws->t1 = cigt_alloc_floats(sub * e->op_max);
+	ws->t2 = cigt_alloc_floats(sub * e->op_max);
+	ws->col = cigt_alloc_floats(CIGT_MAX(e->col_max, 1));
+	ws->rpool = cigt_alloc_floats(nb * CIGT_MAX(e->router_max, 1));
+	ws->rflat = cigt_alloc_floats(nb * CIGT_MAX(e->router_max, 1));
+	ws->rhid = cigt_alloc_floats(nb * CIGT_MAX(e->router_max, 1));
+	ws->rlog = cigt_alloc_floats(nb * CIGT_MAX_EXPERTS);
+	ws->perm = malloc((size_t)nb * sizeof(int));
+	ws->perm2 = malloc((size_t)nb * sizeof(int));
+	ws->next = malloc((size_t)nb * sizeof(int));
+	if (!ws->in || !ws->out || !ws->dense || !ws->t1 || !ws->t2 || !ws->col || !ws->rpool ||
+	    !ws->rflat || !ws->rhid || !ws->rlog || !ws->perm || !ws->perm2 || !ws->next) {
+		cigt_workspace_free(ws);
+		return NULL;
+	}
+	return ws;
+}
+
+void cigt_workspace_free(struct cigt_workspace *ws)
+{
+	if (!ws)
+		return;
+	free(ws->in);
+	free(ws->out);
+	free(ws->dense);
+	free(ws->t1);
+	free(ws->t2);
+	free(ws->col);
+	free(ws->rpool);
+	free(ws->rflat);
+	free(ws->rhid);
+	free(ws->rlog);
+	free(ws->perm);
+	free(ws->perm2);
+	free(ws->next);
+	free(ws);
+}
+
+void cigt_workspace_profile(struct cigt_workspace *ws, struct cigt_profile *prof)
+{
+	ws->prof = prof;
+}
+
+/* --------------------------------------------------------------- execution */
+
+#define PROF_START(ws) uint64_t prof_t0_ = (ws)->prof ? cigt_now_ns() : 0
+#define PROF_END(ws, part) \
+	if ((ws)->prof)    \
+	(ws)->prof->ns[part] += cigt_now_ns() - prof_t0_
+
+static void run_op(struct cigt_workspace *ws, const struct xop *x, int n, const float *in,
+		   float *out)
+{
+	struct cigt_profile *pr = ws->prof;
+	switch (x->kind) {
+	case X_CONV:
+		cigt_conv_forward(&x->g, n, in, x->w, x->b, x->relu, out, ws->col,
+				  pr ? &pr->ns[CIGT_PROF_IM2COL] : NULL,
+				  pr ? &pr->ns[CIGT_PROF_SGEMM] : NULL);
+		return;
+	case X_LINEAR: {
+		PROF_START(ws);
+		cigt_linear_forward(n, x->fin, x->fout, in, x->w, x->b, x->relu, out);
+		PROF_END(ws, CIGT_PROF_SGEMM);
+		return;
+	}
+	case X_MAXPOOL:
+	case X_AVGPOOL: {
+		PROF_START(ws);
+		if (x->kind == X_MAXPOOL)
+			cigt_maxpool_forward(&x->g, n, in, out);
+		else
+			cigt_avgpool_forward(&x->g, n, in, out);
+		PROF_END(ws, CIGT_PROF_POOL);
+		return;
+	}
+	default:
+		break;
+	}
+	PROF_START(ws);
+	switch (x->kind) {
+	case X_AFFINE:
+		cigt_affine_forward((int64_t)n * x->in_sz / x->g.c, x->g.c, in, x->w, x->b, x->relu,
+				    out);
+		break;
+	case X_RELU:
+		cigt_relu_forward((int64_t)n * x->in_sz, in, out);
+		break;
+	case X_FLATTEN:
+		cigt_hwc_to_chw(n, x->g.h, x->g.w, x->g.c, in, out);
+		break;
+	case X_COPY:
+		if (out != in)
+			memmove(out, in, (size_t)(n * x->in_sz) * sizeof(float));
+		break;
+	default:
+		break;
+	}
+	PROF_END(ws, CIGT_PROF_ELEMENTWISE);
+}
+
+/* Runs an expert's op chain on n rows of `in`, leaving the expert's output in `final`. Works
+ * through the rows `sub` samples at a time so the intermediate activations stay in cache. */
+static void run_chain(struct cigt_workspace *ws, const struct xchain *ch, int n, const float *in,
+		      float *final)
+{
+	const int sub = ws->e->sub;
+	for (int s0 = 0; s0 < n; s0 += sub) {
+		int m = CIGT_MIN(sub, n - s0);
+		const float *src = in + (int64_t)s0 * ch->in_sz;
+		float *fin = final + (int64_t)s0 * ch->out_sz;
+		const float *cur = src;
+		for (int i = 0; i < ch->nops; i++) {
+			const struct xop *x = &ch->ops[i];
+			float *dst;
+			if (i > ch->last_move)
+				dst = fin;
+			else if (i == ch->last_move)
+				dst = fin;
+			else if (x->inplace && cur != src)
+				dst = (float *)cur;
+			else
+				dst = cur == ws->t1 ? ws->t2 : ws->t1;
+			run_op(ws, x, m, cur, dst);
+			cur = dst;
+		}
+	}
+}
+
+/* The router of layer l on n rows of layer outputs: next[i] = argmax of its logits. */
+static void route_rows(struct cigt_workspace *ws, int l, int n, const float *x, int *next)
+{
+	const struct xrouter *r = &ws->e->routers[l];
+	PROF_START(ws);
+	cigt_avgpool_forward(&r->pool, n, x, ws->rpool);
+	const float *z = ws->rpool;
+	if (r->transpose) {
+		cigt_hwc_to_chw(n, r->pool.oh, r->pool.ow, r->pool.c, ws->rpool, ws->rflat);
+		z = ws->rflat;
+	}
+	cigt_linear_forward(n, r->pin, r->hidden, z, r->w1, r->b1, false, ws->rhid);
+	cigt_linear_forward(n, r->hidden, r->k, ws->rhid, r->w2, r->b2, false, ws->rlog);
+	for (int i = 0; i < n; i++)
+		next[i] = cigt_argmax(ws->rlog + (int64_t)i * r->k, r->k);
+	PROF_END(ws, CIGT_PROF_ROUTER);
+}
+
+/* Counting sort of the rows of `src` by next[] into `dst`; off[k]..off[k+1] is expert k's
+ * group afterwards, and perm follows its rows. Stable, so equal routes keep their order. */
+static void regroup(struct cigt_workspace *ws, int n, int k, int64_t sz, const float *src,
+		    float *dst, const int *next, int *off)
+{
+	PROF_START(ws);
+	int pos[CIGT_MAX_EXPERTS + 1] = {0};
+	for (int i = 0; i < n; i++)
+		pos[next[i] + 1]++;
+	for (int j = 0; j < k; j++)
+		pos[j + 1] += pos[j];
+	memcpy(off, pos, (size_t)(k + 1) * sizeof(int));
+	for (int i = 0; i < n; i++) {
+		int to = pos[next[i]]++;
+		memcpy(dst + (int64_t)to * sz, src + (int64_t)i * sz, (size_t)sz * sizeof(float));
+		ws->perm2[to] = ws->perm[i];
+	}
+	int *t = ws->perm;
+	ws->perm = ws->perm2;
+	ws->perm2 = t;
+	PROF_END(ws, CIGT_PROF_REGROUP);
+}
+
+static void classify_slice(const struct cigt_engine *e, struct cigt_workspace *ws, const float *x,
+			   int n, enum cigt_exec_mode mode, struct cigt_result *res, float *probs,
+			   float *logits)
+{
+	const struct cigt_arch *a = e->a;
+	const int C = a->input.c, K = a->nclasses;
+	int off[CIGT_MAX_EXPERTS + 1] = {0, n};
+	if (C > 1)
+		cigt_chw_to_hwc(n, a->input.h, a->input.w, C, x, ws->in);
+	else
+		memcpy(ws->in, x, (size_t)n * (size_t)cigt_shape_size(a->input) * sizeof(float));
+	for (int i = 0; i < n; i++)
+		ws->perm[i] = i;
+	for (int l = 0; l < a->nlayers; l++) {
+		const struct cigt_layer_desc *L = &a->layers[l];
+		const int64_t isz = cigt_shape_size(L->in), osz = cigt_shape_size(L->out);
+		for (int ex = 0; ex < L->experts; ex++) {
+			int cnt = off[ex + 1] - off[ex];
+			for (int p = off[ex]; p < off[ex + 1]; p++)
+				res[ws->perm[p]].route[l] = ex;
+			if (mode == CIGT_EXEC_DENSE) {
+				/* Every expert on every row; keep the rows routed here. */
+				run_chain(ws, &e->chains[l][ex], n, ws->in, ws->dense);
+				memcpy(ws->out + (int64_t)off[ex] * osz,
+				       ws->dense + (int64_t)off[ex] * osz,
+				       (size_t)((int64_t)cnt * osz) * sizeof(float));
+				continue;
+			}
+			if (cnt == 0)
+				continue;
+			run_chain(ws, &e->chains[l][ex], cnt, ws->in + (int64_t)off[ex] * isz,
+				  ws->out + (int64_t)off[ex] * osz);
+			if (ws->prof) {
+				ws->prof->groups[l][ex]++;
+				ws->prof->rows[l][ex] += (uint64_t)cnt;
+			}
+		}
+		if (L->has_router) {
+			route_rows(ws, l, n, ws->out, ws->next);
+			regroup(ws, n, L->router.out, osz, ws->out, ws->in, ws->next, off);
+			continue;
+		}
+		for (int p = 0; p < n; p++) {
+			int s = ws->perm[p];
+			const float *lg = ws->out + (int64_t)p * K;
+			res[s].cls = cigt_argmax(lg, K);
+			res[s].macs = mode == CIGT_EXEC_DENSE ? a->dense_macs : a->path_macs;
+			if (logits)
+				memcpy(logits + (int64_t)s * K, lg, (size_t)K * sizeof(float));
+			if (probs)
+				cigt_softmax(lg, K, probs + (int64_t)s * K);
+		}
+	}
+	if (ws->prof)
+		ws->prof->batches++;
+}
+
+int cigt_engine_classify(const struct cigt_engine *e, struct cigt_workspace *ws, const float *x,
+			 int n, enum cigt_exec_mode mode, struct cigt_result *res, float *probs,
+			 float *logits)
+{
+	if (!e || !ws || ws->e != e || n < 0 || (n > 0 && (!x || !res)))
+		return CIGT_EINVAL;
+	const struct cigt_arch *a = e->a;
+	const int64_t isz = cigt_shape_size(a->input);
+	for (int s0 = 0; s0 < n; s0 += ws->max_batch) {
+		int m = CIGT_MIN(ws->max_batch, n - s0);
+		classify_slice(e, ws, x + s0 * isz, m, mode, res + s0,
+			       probs ? probs + (int64_t)s0 * a->nclasses : NULL,
+			       logits ? logits + (int64_t)s0 * a->nclasses : NULL);
+	}
+	return 0;
+}
+
+int cigt_engine_run_expert(const struct cigt_engine *e, struct cigt_workspace *ws, int layer,
+			   int expert, int n, const float *in, float *out, int *next)
+{
+	const struct cigt_arch *a = e->a;
+	if (!ws || ws->e != e || layer < 0 || layer >= a->nlayers || expert < 0 ||
+	    expert >= a->layers[layer].experts || n < 0 || n > ws->max_batch)
+		return CIGT_EINVAL;
+	if (n == 0)
+		return 0;
+	const struct cigt_layer_desc *L = &a->layers[layer];
+	const float *src = in;
+	if (layer == 0 && a->input.c > 1) {
+		cigt_chw_to_hwc(n, a->input.h, a->input.w, a->input.c, in, ws->in);
+		src = ws->in;
+	}
+	run_chain(ws, &e->chains[layer][expert], n, src, out);
+	if (L->has_router && next)
+		route_rows(ws, layer, n, out, next);
+	return 0;
+}

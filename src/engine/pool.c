@@ -1,0 +1,200 @@
+/* A fixed set of worker threads that classify contiguous slices of one batch in parallel.
+ * The caller's thread runs slice 0 itself; workers wait on a condition variable between
+ * batches, so a call costs one broadcast and one join-by-counter. */
+#include <cblas.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cigt/error.h"
+#include "cigt/parallel.h"
+#include "../common/util.h"
+
+struct job {
+	const float *x;
+	int n;
+	enum cigt_exec_mode mode;
+	struct cigt_result *res;
+	float *probs, *logits;
+};
+
+struct cigt_pool {
+	const struct cigt_engine *e;
+	int nthreads;
+	struct cigt_workspace **ws;
+	struct cigt_profile *prof_parts; /* one per thread, summed into prof */
+	struct cigt_profile *prof;
+	pthread_t *tids;
+	pthread_mutex_t mu;
+	pthread_cond_t go, done;
+	uint64_t generation;
+	int pending;
+	bool stop;
+	struct job jobs[64];
+};
+
+struct worker_arg {
+	struct cigt_pool *p;
+	int id;
+};
+
+static void run_job(struct cigt_pool *p, int id)
+{
+	struct job *j = &p->jobs[id];
+	if (j->n > 0)
+		cigt_engine_classify(p->e, p->ws[id], j->x, j->n, j->mode, j->res, j->probs,
+				     j->logits);
+}
+
+static void *worker(void *arg)
+{
+	struct worker_arg *wa = arg;
+	struct cigt_pool *p = wa->p;
+	int id = wa->id;
+	free(wa);
+	uint64_t seen = 0;
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (!p->stop && p->generation == seen)
+			pthread_cond_wait(&p->go, &p->mu);
+		if (p->stop)
+			break;
+		seen = p->generation;
+		pthread_mutex_unlock(&p->mu);
+		run_job(p, id);
+		pthread_mutex_lock(&p->mu);
+		if (--p->pending == 0)
+			pthread_cond_signal(&p->done);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+int cigt_pool_new(const struct cigt_engine *e, int nthreads, int max_batch,
+		  struct cigt_pool **out)
+{
+	*out = NULL;
+	if (nthreads < 1 || nthreads > 64)
+		return CIGT_EINVAL;
+	struct cigt_pool *p = calloc(1, sizeof *p);
+	if (!p)
+		return CIGT_ENOMEM;
+	p->e = e;
+	p->nthreads = nthreads;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->go, NULL);
+	pthread_cond_init(&p->done, NULL);
+	p->ws = calloc((size_t)nthreads, sizeof *p->ws);
+	p->tids = calloc((size_t)nthreads, sizeof *p->tids);
+	p->prof_parts = calloc((size_t)nthreads, sizeof *p->prof_parts);
+	if (!p->ws || !p->tids || !p->prof_parts)
+		goto fail;
+	int per = (max_batch + nthreads - 1) / nthreads;
+	for (int i = 0; i < nthreads; i++)
+		if (!(p->ws[i] = cigt_workspace_new(e, per)))
+			goto fail;
+	for (int i = 1; i < nthreads; i++) {
+		struct worker_arg *wa = malloc(sizeof *wa);
+		if (!wa)
+			goto fail;
+		*wa = (struct worker_arg){p, i};
+		if (pthread_create(&p->tids[i], NULL, worker, wa) != 0) {
+			free(wa);
+			goto fail;
+		}
+	}
+	*out = p;
+	return 0;
+fail:
+	cigt_pool_free(p);
+	return CIGT_ENOMEM;
+}
+
+void cigt_pool_free(struct cigt_pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stop = true;
+	pthread_cond_broadcast(&p->go);
+	pthread_mutex_unlock(&p->mu);
+	for (int i = 1; i < p->nthreads; i++)
+		if (p->tids && p->tids[i])
+			pthread_join(p->tids[i], NULL);
+	for (int i = 0; p->ws && i < p->nthreads; i++)
+		cigt_workspace_free(p->ws[i]);
+	free(p->ws);
+	free(p->tids);
+	free(p->prof_parts);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->go);
+	pthread_cond_destroy(&p->done);
+	free(p);
+}
+
+void cigt_pool_profile(struct cigt_pool *p, struct cigt_profile *prof)
+{
+	p->prof = prof;
+	for (int i = 0; i < p->nthreads; i++) {
+		memset(&p->prof_parts[i], 0, sizeof p->prof_parts[i]);
+		cigt_workspace_profile(p->ws[i], prof ? &p->prof_parts[i] : NULL);
+	}
+}
+
+int cigt_pool_threads(const struct cigt_pool *p)
+{
+	return p->nthreads;
+}
+
+int cigt_pool_classify(struct cigt_pool *p, const float *x, int n, enum cigt_exec_mode mode,
+		       struct cigt_result *res, float *probs, float *logits)
+{
+	if (n < 0 || (n > 0 && (!x || !res)))
+		return CIGT_EINVAL;
+	const struct cigt_arch *a = cigt_engine_model(p->e)->arch;
+	const int64_t isz = cigt_arch_input_size(a);
+	int per = (n + p->nthreads - 1) / p->nthreads;
+	for (int i = 0; i < p->nthreads; i++) {
+		int s0 = CIGT_MIN(i * per, n), m = CIGT_MIN(per, n - s0);
+		p->jobs[i] = (struct job){
+			.x = x + s0 * isz, .n = m, .mode = mode, .res = res + s0,
+			.probs = probs ? probs + (int64_t)s0 * a->nclasses : NULL,
+			.logits = logits ? logits + (int64_t)s0 * a->nclasses : NULL,
+		};
+	}
+	if (p->nthreads > 1) {
+		pthread_mutex_lock(&p->mu);
+		p->pending = p->nthreads - 1;
+		p->generation++;
+		pthread_cond_broadcast(&p->go);
+		pthread_mutex_unlock(&p->mu);
+	}
+	run_job(p, 0);
+	if (p->nthreads > 1) {
+		pthread_mutex_lock(&p->mu);
+		while (p->pending > 0)
+			pthread_cond_wait(&p->done, &p->mu);
+		pthread_mutex_unlock(&p->mu);
+	}
+	if (p->prof) {
+		/* Fold the per-thread profiles into the caller's and restart them. */
+		for (int i = 0; i < p->nthreads; i++) {
+			struct cigt_profile *q = &p->prof_parts[i];
+			for (int k = 0; k < CIGT_PROF_COUNT; k++)
+				p->prof->ns[k] += q->ns[k];
+			p->prof->batches += q->batches;
+			for (int l = 0; l < CIGT_MAX_LAYERS; l++)
+				for (int ex = 0; ex < CIGT_MAX_EXPERTS; ex++) {
+					p->prof->groups[l][ex] += q->groups[l][ex];
+					p->prof->rows[l][ex] += q->rows[l][ex];
+				}
+			memset(q, 0, sizeof *q);
+		}
+	}
+	return 0;
+}
+
+void cigt_blas_threads(int n)
+{
+	openblas_set_num_threads(n);
+}

@@ -1,0 +1,577 @@
+/* Architecture JSON: strict parsing (unknown keys, wrong types and impossible shapes are errors
+ * naming the key), shape resolution, MAC and parameter counting, and canonical serialisation.
+ * The format is specified in proto/model-format.md section 2. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cigt/arch.h"
+#include "cigt/error.h"
+
+#define ERR(...) cigt_fail(err, errlen, CIGT_EFORMAT, __VA_ARGS__)
+
+static const char *const op_names[] = {
+	[CIGT_OP_CONV] = "conv",       [CIGT_OP_BATCHNORM] = "batchnorm",
+	[CIGT_OP_RELU] = "relu",       [CIGT_OP_MAXPOOL] = "maxpool",
+	[CIGT_OP_AVGPOOL] = "avgpool", [CIGT_OP_FLATTEN] = "flatten",
+	[CIGT_OP_LINEAR] = "linear",   [CIGT_OP_DROPOUT] = "dropout",
+};
+
+const char *cigt_op_name(enum cigt_op_kind k)
+{
+	return (unsigned)k < sizeof op_names / sizeof op_names[0] ? op_names[k] : "?";
+}
+
+/* Fails on any key of obj not in the NULL-terminated allowed list. */
+static int check_keys(const json_t *obj, const char *const *allowed, const char *path, char *err,
+		      size_t errlen)
+{
+	const char *key;
+	json_t *val;
+	json_object_foreach((json_t *)obj, key, val) {
+		int ok = 0;
+		for (const char *const *a = allowed; *a; a++)
+			ok |= strcmp(*a, key) == 0;
+		if (!ok)
+			return ERR("%s: unknown key '%s'", path, key);
+	}
+	return 0;
+}
+
+/* Reads an integer member in [lo, hi]; absent -> def (or an error when required). */
+static int get_int(const json_t *obj, const char *key, int def, int required, int lo, int hi,
+		   const char *path, int *out, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v) {
+		if (required)
+			return ERR("%s: missing key '%s'", path, key);
+		*out = def;
+		return 0;
+	}
+	if (!json_is_integer(v))
+		return ERR("%s.%s: expected an integer", path, key);
+	json_int_t x = json_integer_value(v);
+	if (x < lo || x > hi)
+		return ERR("%s.%s: %lld is out of range [%d, %d]", path, key, (long long)x, lo, hi);
+	*out = (int)x;
+	return 0;
+}
+
+static int get_num(const json_t *obj, const char *key, double def, double lo, double hi,
+		   const char *path, double *out, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	if (!json_is_number(v))
+		return ERR("%s.%s: expected a number", path, key);
+	double x = json_number_value(v);
+	if (!isfinite(x) || x < lo || x > hi)
+		return ERR("%s.%s: %g is out of range [%g, %g]", path, key, x, lo, hi);
+	*out = x;
+	return 0;
+}
+
+/* An integer or an [h, w] pair. */
+static int get_pair(const json_t *obj, const char *key, int def, int required, int lo, int hi,
+		    const char *path, int *h, int *w, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(obj, key);
+	if (v && json_is_array(v)) {
+		if (json_array_size(v) != 2 || !json_is_integer(json_array_get(v, 0)) ||
+		    !json_is_integer(json_array_get(v, 1)))
+			return ERR("%s.%s: expected an integer or [h, w]", path, key);
+		json_int_t a = json_integer_value(json_array_get(v, 0));
+		json_int_t b = json_integer_value(json_array_get(v, 1));
+		if (a < lo || a > hi || b < lo || b > hi)
+			return ERR("%s.%s: [%lld, %lld] is out of range [%d, %d]", path, key,
+				   (long long)a, (long long)b, lo, hi);
+		*h = (int)a;
+		*w = (int)b;
+		return 0;
+	}
+	int x = 0, rc = get_int(obj, key, def, required, lo, hi, path, &x, err, errlen);
+	if (rc)
+		return rc;
+	*h = *w = x;
+	return 0;
+}
+
+static int get_bool(const json_t *obj, const char *key, bool def, const char *path, bool *out,
+		    char *err, size_t errlen)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	if (!json_is_boolean(v))
+		return ERR("%s.%s: expected true or false", path, key);
+	*out = json_is_true(v);
+	return 0;
+}
+
+static int window_out(int in, int k, int s, int p, int *out)
+{
+	int span = in + 2 * p - k;
+	if (span < 0)
+		return -1;
+	*out = span / s + 1;
+	return 0;
+}
+
+/* Parses one op and resolves its output shape from *shape (updated). */
+static int parse_op(const json_t *j, const char *path, struct cigt_shape *shape,
+		    struct cigt_op_desc *op, char *err, size_t errlen)
+{
+	int rc;
+	if (!json_is_object(j))
+		return ERR("%s: expected an object", path);
+	json_t *t = json_object_get(j, "type");
+	if (!t || !json_is_string(t))
+		return ERR("%s: missing string key 'type'", path);
+	const char *type = json_string_value(t);
+	int kind = -1;
+	for (unsigned i = 0; i < sizeof op_names / sizeof op_names[0]; i++)
+		if (strcmp(type, op_names[i]) == 0)
+			kind = (int)i;
+	if (kind < 0)
+		return ERR("%s.type: unknown op '%s' (expected conv, batchnorm, relu, maxpool, "
+			   "avgpool, flatten, linear or dropout)",
+			   path, type);
+	memset(op, 0, sizeof *op);
+	op->kind = (enum cigt_op_kind)kind;
+	op->in = *shape;
+	struct cigt_shape o = *shape;
+	switch (op->kind) {
+	case CIGT_OP_CONV: {
+		static const char *const keys[] = {"type", "out", "kernel", "stride", "padding",
+						   "bias", NULL};
+		if ((rc = check_keys(j, keys, path, err, errlen)) ||
+		    (rc = get_int(j, "out", 0, 1, 1, 65536, path, &op->out, err, errlen)) ||
+		    (rc = get_pair(j, "kernel", 0, 1, 1, 1024, path, &op->kh, &op->kw, err,
+				   errlen)) ||
+		    (rc = get_pair(j, "stride", 1, 0, 1, 1024, path, &op->sh, &op->sw, err,
+				   errlen)) ||
+		    (rc = get_pair(j, "padding", 0, 0, 0, 1024, path, &op->ph, &op->pw, err,
+				   errlen)) ||
+		    (rc = get_bool(j, "bias", true, path, &op->bias, err, errlen)))
+			return rc;
+		if (window_out(shape->h, op->kh, op->sh, op->ph, &o.h) ||
+		    window_out(shape->w, op->kw, op->sw, op->pw, &o.w))
+			return ERR("%s: kernel %dx%d does not fit the %dx%d input", path, op->kh,
+				   op->kw, shape->h, shape->w);
+		o.c = op->out;
+		op->macs = (int64_t)o.h * o.w * o.c * shape->c * op->kh * op->kw;
+		op->params = (int64_t)o.c * shape->c * op->kh * op->kw + (op->bias ? o.c : 0);
+		break;
+	}
+	case CIGT_OP_BATCHNORM: {
+		static const char *const keys[] = {"type", "eps", "momentum", NULL};
+		double eps = 0, mom = 0;
+		if ((rc = check_keys(j, keys, path, err, errlen)) ||
+		    (rc = get_num(j, "eps", 1e-5, 1e-12, 1.0, path, &eps, err, errlen)) ||
+		    (rc = get_num(j, "momentum", 0.1, 0.0, 1.0, path, &mom, err, errlen)))
+			return rc;
+		op->eps = (float)eps;
+		op->momentum = (float)mom;
+		op->params = 2 * (int64_t)shape->c;
+		break;
+	}
+	case CIGT_OP_RELU:
+	case CIGT_OP_FLATTEN: {
+		static const char *const keys[] = {"type", NULL};
+		if ((rc = check_keys(j, keys, path, err, errlen)))
+			return rc;
+		if (op->kind == CIGT_OP_FLATTEN) {
+			o.c = (int)cigt_shape_size(*shape);
+			o.h = o.w = 1;
+		}
+		break;
+	}
+	case CIGT_OP_MAXPOOL:
+	case CIGT_OP_AVGPOOL: {
+		static const char *const keys[] = {"type", "kernel", "stride", "padding", NULL};
+		if ((rc = check_keys(j, keys, path, err, errlen)) ||
+		    (rc = get_pair(j, "kernel", 0, 1, 1, 1024, path, &op->kh, &op->kw, err,
+				   errlen)) ||
+		    (rc = get_pair(j, "stride", 0, 0, 0, 1024, path, &op->sh, &op->sw, err,
+				   errlen)) ||
+		    (rc = get_pair(j, "padding", 0, 0, 0, 1024, path, &op->ph, &op->pw, err,
+				   errlen)))
+			return rc;
+		if (op->sh == 0)
+			op->sh = op->kh;
+		if (op->sw == 0)
+			op->sw = op->kw;
+		if (2 * op->ph > op->kh || 2 * op->pw > op->kw)
+			return ERR("%s: padding must be at most half the kernel", path);
+		if (window_out(shape->h, op->kh, op->sh, op->ph, &o.h) ||
+		    window_out(shape->w, op->kw, op->sw, op->pw, &o.w))
+			return ERR("%s: kernel %dx%d does not fit the %dx%d input", path, op->kh,
+				   op->kw, shape->h, shape->w);
+		break;
+	}
+	case CIGT_OP_LINEAR: {
+		static const char *const keys[] = {"type", "out", "bias", NULL};
+		if ((rc = check_keys(j, keys, path, err, errlen)) ||
+		    (rc = get_int(j, "out", 0, 1, 1, 1 << 20, path, &op->out, err, errlen)) ||
+		    (rc = get_bool(j, "bias", true, path, &op->bias, err, errlen)))
+			return rc;
+		int64_t in = cigt_shape_size(*shape);
+		o.c = op->out;
+		o.h = o.w = 1;
+		op->macs = in * op->out;
+		op->params = in * op->out + (op->bias ? op->out : 0);
+		break;
+	}
+	case CIGT_OP_DROPOUT: {
+		static const char *const keys[] = {"type", "p", NULL};
+		double p = 0;
+		if ((rc = check_keys(j, keys, path, err, errlen)) ||
+		    (rc = get_num(j, "p", 0.5, 0.0, 0.999, path, &p, err, errlen)))
+			return rc;
+		op->p = (float)p;
+		break;
+	}
+	}
+	if (cigt_shape_size(o) > (1 << 26))
+		return ERR("%s: output %dx%dx%d is too large", path, o.c, o.h, o.w);
+	op->outshape = o;
+	*shape = o;
+	return 0;
+}
+
+static int parse_router(const json_t *j, const char *path, struct cigt_shape in, int next_k,
+			struct cigt_router_desc *r, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"pool", "hidden", "bn_eps", "bn_momentum", NULL};
+	int rc;
+	double eps = 0, mom = 0;
+	if (!json_is_object(j))
+		return ERR("%s: expected an object", path);
+	if ((rc = check_keys(j, keys, path, err, errlen)) ||
+	    (rc = get_pair(j, "pool", 0, 1, 1, 4096, path, &r->pool_h, &r->pool_w, err, errlen)) ||
+	    (rc = get_int(j, "hidden", 0, 1, 1, 65536, path, &r->hidden, err, errlen)) ||
+	    (rc = get_num(j, "bn_eps", 1e-5, 1e-12, 1.0, path, &eps, err, errlen)) ||
+	    (rc = get_num(j, "bn_momentum", 0.1, 0.0, 1.0, path, &mom, err, errlen)))
+		return rc;
+	if (r->pool_h > in.h || r->pool_w > in.w)
+		return ERR("%s.pool: %dx%d is larger than the layer output %dx%d", path, r->pool_h,
+			   r->pool_w, in.h, in.w);
+	r->bn_eps = (float)eps;
+	r->bn_momentum = (float)mom;
+	r->in = in;
+	r->pooled = (struct cigt_shape){in.c, in.h / r->pool_h, in.w / r->pool_w};
+	r->out = next_k;
+	int64_t p = cigt_shape_size(r->pooled);
+	r->macs = p * r->hidden + (int64_t)r->hidden * next_k;
+	r->params = p * r->hidden + r->hidden + 2 * (int64_t)r->hidden +
+		    (int64_t)r->hidden * next_k + next_k;
+	return 0;
+}
+
+static bool valid_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n < 1 || n >= CIGT_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '.' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+int cigt_arch_from_json(const json_t *root, struct cigt_arch **out, char *err, size_t errlen)
+{
+	static const char *const top_keys[] = {"name", "input", "classes", "layers", "train",
+					       NULL};
+	static const char *const input_keys[] = {"channels", "height", "width", "range", NULL};
+	static const char *const layer_keys[] = {"experts", "ops", "router", NULL};
+	int rc;
+	char path[96];
+	*out = NULL;
+	if (!json_is_object(root))
+		return ERR("architecture: expected a JSON object");
+	if ((rc = check_keys(root, top_keys, "architecture", err, errlen)))
+		return rc;
+	struct cigt_arch *a = calloc(1, sizeof *a);
+	if (!a)
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+
+	json_t *name = json_object_get(root, "name");
+	if (!name || !json_is_string(name)) {
+		rc = ERR("name: missing string key 'name'");
+		goto fail;
+	}
+	if (!valid_name(json_string_value(name))) {
+		rc = ERR("name: '%s' must be 1-63 characters of [A-Za-z0-9_.-]",
+			 json_string_value(name));
+		goto fail;
+	}
+	snprintf(a->name, sizeof a->name, "%s", json_string_value(name));
+
+	json_t *in = json_object_get(root, "input");
+	if (!in || !json_is_object(in)) {
+		rc = ERR("input: missing object key 'input'");
+		goto fail;
+	}
+	if ((rc = check_keys(in, input_keys, "input", err, errlen)) ||
+	    (rc = get_int(in, "channels", 0, 1, 1, 4096, "input", &a->input.c, err, errlen)) ||
+	    (rc = get_int(in, "height", 0, 1, 1, 4096, "input", &a->input.h, err, errlen)) ||
+	    (rc = get_int(in, "width", 0, 1, 1, 4096, "input", &a->input.w, err, errlen)))
+		goto fail;
+	a->range_lo = 0.0f;
+	a->range_hi = 1.0f;
+	json_t *range = json_object_get(in, "range");
+	if (range) {
+		if (!json_is_array(range) || json_array_size(range) != 2 ||
+		    !json_is_number(json_array_get(range, 0)) ||
+		    !json_is_number(json_array_get(range, 1))) {
+			rc = ERR("input.range: expected [lo, hi]");
+			goto fail;
+		}
+		double lo = json_number_value(json_array_get(range, 0));
+		double hi = json_number_value(json_array_get(range, 1));
+		if (!isfinite(lo) || !isfinite(hi) || fabs(lo) > 1e6 || fabs(hi) > 1e6 || lo == hi) {
+			rc = ERR("input.range: [%g, %g] must be finite, distinct and within 1e6", lo,
+				 hi);
+			goto fail;
+		}
+		a->range_lo = (float)lo;
+		a->range_hi = (float)hi;
+	}
+	if (cigt_shape_size(a->input) > (1 << 24)) {
+		rc = ERR("input: %dx%dx%d is too large", a->input.c, a->input.h, a->input.w);
+		goto fail;
+	}
+
+	json_t *classes = json_object_get(root, "classes");
+	if (!classes || !json_is_array(classes) || json_array_size(classes) < 1 ||
+	    json_array_size(classes) > CIGT_MAX_CLASSES) {
+		rc = ERR("classes: expected an array of 1 to %d labels", CIGT_MAX_CLASSES);
+		goto fail;
+	}
+	a->nclasses = (int)json_array_size(classes);
+	a->classes = calloc((size_t)a->nclasses, sizeof *a->classes);
+	if (!a->classes) {
+		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+		goto fail;
+	}
+	for (int i = 0; i < a->nclasses; i++) {
+		json_t *c = json_array_get(classes, (size_t)i);
+		if (!json_is_string(c) || json_string_length(c) < 1 ||
+		    json_string_length(c) > 255) {
+			rc = ERR("classes[%d]: expected a label of 1 to 255 characters", i);
+			goto fail;
+		}
+		if (!(a->classes[i] = strdup(json_string_value(c)))) {
+			rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+			goto fail;
+		}
+	}
+
+	json_t *layers = json_object_get(root, "layers");
+	if (!layers || !json_is_array(layers) || json_array_size(layers) < 1 ||
+	    json_array_size(layers) > CIGT_MAX_LAYERS) {
+		rc = ERR("layers: expected an array of 1 to %d layers", CIGT_MAX_LAYERS);
+		goto fail;
+	}
+	a->nlayers = (int)json_array_size(layers);
+	/* Experts per layer first: a router's output size is the next layer's count. */
+	for (int l = 0; l < a->nlayers; l++) {
+		json_t *jl = json_array_get(layers, (size_t)l);
+		snprintf(path, sizeof path, "layers[%d]", l);
+		if (!json_is_object(jl)) {
+			rc = ERR("%s: expected an object", path);
+			goto fail;
+		}
+		if ((rc = check_keys(jl, layer_keys, path, err, errlen)) ||
+		    (rc = get_int(jl, "experts", 0, 1, 1, CIGT_MAX_EXPERTS, path,
+				  &a->layers[l].experts, err, errlen)))
+			goto fail;
+	}
+	if (a->layers[0].experts != 1) {
+		rc = ERR("layers[0].experts: the first layer must have exactly 1 expert");
+		goto fail;
+	}
+	struct cigt_shape shape = a->input;
+	a->npaths = 1;
+	for (int l = 0; l < a->nlayers; l++) {
+		struct cigt_layer_desc *L = &a->layers[l];
+		json_t *jl = json_array_get(layers, (size_t)l);
+		json_t *ops = json_object_get(jl, "ops");
+		snprintf(path, sizeof path, "layers[%d].ops", l);
+		if (!ops || !json_is_array(ops) || json_array_size(ops) < 1 ||
+		    json_array_size(ops) > CIGT_MAX_OPS) {
+			rc = ERR("%s: expected an array of 1 to %d ops", path, CIGT_MAX_OPS);
+			goto fail;
+		}
+		L->in = shape;
+		L->nops = (int)json_array_size(ops);
+		for (int i = 0; i < L->nops; i++) {
+			struct cigt_op_desc *op = &L->ops[i];
+			snprintf(path, sizeof path, "layers[%d].ops[%d]", l, i);
+			if ((rc = parse_op(json_array_get(ops, (size_t)i), path, &shape, op, err,
+					   errlen)))
+				goto fail;
+			if (op->kind == CIGT_OP_BATCHNORM && i > 0 &&
+			    L->ops[i - 1].kind == CIGT_OP_BATCHNORM) {
+				rc = ERR("%s: two batchnorms in a row", path);
+				goto fail;
+			}
+			L->expert_macs += op->macs;
+			L->expert_params += op->params;
+		}
+		L->out = shape;
+		json_t *jr = json_object_get(jl, "router");
+		snprintf(path, sizeof path, "layers[%d].router", l);
+		if (l + 1 < a->nlayers) {
+			if (!jr) {
+				rc = ERR("%s: missing (every layer but the last needs a router)",
+					 path);
+				goto fail;
+			}
+			if ((rc = parse_router(jr, path, shape, a->layers[l + 1].experts, &L->router,
+					       err, errlen)))
+				goto fail;
+			L->has_router = true;
+		} else if (jr) {
+			rc = ERR("%s: the last layer cannot have a router", path);
+			goto fail;
+		}
+		a->path_macs += L->expert_macs + (L->has_router ? L->router.macs : 0);
+		a->dense_macs += L->experts * L->expert_macs + (L->has_router ? L->router.macs : 0);
+		a->params += L->experts * L->expert_params + (L->has_router ? L->router.params : 0);
+		a->npaths *= L->experts;
+	}
+	if (shape.h != 1 || shape.w != 1 || shape.c != a->nclasses) {
+		rc = ERR("layers[%d]: the last layer outputs %dx%dx%d but there are %d classes (end "
+			 "with a linear of %d outputs)",
+			 a->nlayers - 1, shape.c, shape.h, shape.w, a->nclasses, a->nclasses);
+		goto fail;
+	}
+	*out = a;
+	return 0;
+fail:
+	cigt_arch_free(a);
+	return rc;
+}
+
+int cigt_arch_parse(const char *text, size_t len, struct cigt_arch **out, char *err,
+		    size_t errlen)
+{
+	json_error_t je;
+	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	*out = NULL;
+	if (!root)
+		return ERR("architecture JSON: %s at line %d column %d", je.text, je.line,
+			   je.column);
+	int rc = cigt_arch_from_json(root, out, err, errlen);
+	json_decref(root);
+	return rc;
+}
+
+int cigt_arch_load(const char *path, struct cigt_arch **out, char *err, size_t errlen)
+{
+	json_error_t je;
+	*out = NULL;
+	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	if (!root)
+		return ERR("%s: %s (line %d column %d)", path, je.text, je.line, je.column);
+	int rc = cigt_arch_from_json(root, out, err, errlen);
+	json_decref(root);
+	return rc;
+}
+
+void cigt_arch_free(struct cigt_arch *a)
+{
+	if (!a)
+		return;
+	if (a->classes)
+		for (int i = 0; i < a->nclasses; i++)
+			free(a->classes[i]);
+	free(a->classes);
+	free(a);
+}
+
+static json_t *pair_json(int h, int w)
+{
+	return h == w ? json_integer(h) : json_pack("[ii]", h, w);
+}
+
+json_t *cigt_arch_json(const struct cigt_arch *a)
+{
+	json_t *classes = json_array();
+	for (int i = 0; i < a->nclasses; i++)
+		json_array_append_new(classes, json_string(a->classes[i]));
+	json_t *layers = json_array();
+	for (int l = 0; l < a->nlayers; l++) {
+		const struct cigt_layer_desc *L = &a->layers[l];
+		json_t *ops = json_array();
+		for (int i = 0; i < L->nops; i++) {
+			const struct cigt_op_desc *op = &L->ops[i];
+			json_t *o = json_pack("{ss}", "type", cigt_op_name(op->kind));
+			switch (op->kind) {
+			case CIGT_OP_CONV:
+				json_object_set_new(o, "out", json_integer(op->out));
+				json_object_set_new(o, "kernel", pair_json(op->kh, op->kw));
+				json_object_set_new(o, "stride", pair_json(op->sh, op->sw));
+				json_object_set_new(o, "padding", pair_json(op->ph, op->pw));
+				json_object_set_new(o, "bias", json_boolean(op->bias));
+				break;
+			case CIGT_OP_LINEAR:
+				json_object_set_new(o, "out", json_integer(op->out));
+				json_object_set_new(o, "bias", json_boolean(op->bias));
+				break;
+			case CIGT_OP_BATCHNORM:
+				json_object_set_new(o, "eps", json_real(op->eps));
+				json_object_set_new(o, "momentum", json_real(op->momentum));
+				break;
+			case CIGT_OP_MAXPOOL:
+			case CIGT_OP_AVGPOOL:
+				json_object_set_new(o, "kernel", pair_json(op->kh, op->kw));
+				json_object_set_new(o, "stride", pair_json(op->sh, op->sw));
+				json_object_set_new(o, "padding", pair_json(op->ph, op->pw));
+				break;
+			case CIGT_OP_DROPOUT:
+				json_object_set_new(o, "p", json_real(op->p));
+				break;
+			default:
+				break;
+			}
+			json_array_append_new(ops, o);
+		}
+		json_t *jl = json_pack("{si so}", "experts", L->experts, "ops", ops);
+		if (L->has_router)
+			json_object_set_new(
+				jl, "router",
+				json_pack("{so si sf sf}", "pool",
+					  pair_json(L->router.pool_h, L->router.pool_w), "hidden",
+					  L->router.hidden, "bn_eps", (double)L->router.bn_eps,
+					  "bn_momentum", (double)L->router.bn_momentum));
+		json_array_append_new(layers, jl);
+	}
+	return json_pack("{ss s{si si si s[ff]} so so}", "name", a->name, "input", "channels",
+			 a->input.c, "height", a->input.h, "width", a->input.w, "range",
+			 (double)a->range_lo, (double)a->range_hi, "classes", classes, "layers",
+			 layers);
+}
+
+char *cigt_arch_to_json(const struct cigt_arch *a)
+{
+	json_t *j = cigt_arch_json(a);
+	if (!j)
+		return NULL;
+	char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+	json_decref(j);
+	return s;
+}

@@ -1,0 +1,428 @@
+/* Reading and writing model files: safetensors (8-byte little-endian header length, JSON header,
+ * raw little-endian float32 data) with the cigt architecture in __metadata__. The reader trusts
+ * nothing: every length, offset, shape and value is checked before it is used, and each defect
+ * gets a one-line message naming it. See proto/model-format.md. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cigt/error.h"
+#include "cigt/image.h"
+#include "cigt/model.h"
+#include "model_internal.h"
+#include "../common/util.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "cigt reads safetensors data in place and needs a little-endian host"
+#endif
+
+#define MAX_HEADER (16u << 20)
+#define MAX_TENSORS 4096
+#define MAX_FILE ((size_t)2 << 30)
+#define ERR(...) cigt_fail(err, errlen, CIGT_EFORMAT, __VA_ARGS__)
+
+struct entry {
+	const char *name;
+	int ndim;
+	int64_t shape[4];
+	uint64_t begin, end;
+	int used;
+};
+
+static int cmp_begin(const void *a, const void *b)
+{
+	const struct entry *x = a, *y = b;
+	return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : 0;
+}
+
+static void shape_str(char *buf, size_t len, int ndim, const int64_t *shape)
+{
+	size_t off = 0;
+	off += (size_t)snprintf(buf + off, len - off, "[");
+	for (int i = 0; i < ndim && off < len; i++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%lld", i ? ", " : "",
+					(long long)shape[i]);
+	if (off < len)
+		snprintf(buf + off, len - off, "]");
+}
+
+static int parse_entry(const char *name, json_t *v, uint64_t datalen, struct entry *e, char *err,
+		       size_t errlen)
+{
+	if (strlen(name) >= CIGT_TENSOR_NAME_MAX)
+		return ERR("tensor name '%.40s...' is longer than %d bytes", name,
+			   CIGT_TENSOR_NAME_MAX - 1);
+	if (!json_is_object(v))
+		return ERR("tensor '%s': expected an object", name);
+	const char *key;
+	json_t *val;
+	json_object_foreach(v, key, val) {
+		if (strcmp(key, "dtype") && strcmp(key, "shape") && strcmp(key, "data_offsets"))
+			return ERR("tensor '%s': unknown key '%s'", name, key);
+	}
+	json_t *dt = json_object_get(v, "dtype");
+	json_t *sh = json_object_get(v, "shape");
+	json_t *off = json_object_get(v, "data_offsets");
+	if (!dt || !json_is_string(dt))
+		return ERR("tensor '%s': missing string 'dtype'", name);
+	if (strcmp(json_string_value(dt), "F32") != 0)
+		return ERR("tensor '%s': dtype %s is not supported (F32 only)", name,
+			   json_string_value(dt));
+	if (!sh || !json_is_array(sh) || json_array_size(sh) > 4)
+		return ERR("tensor '%s': 'shape' must be an array of at most 4 dimensions", name);
+	e->name = name;
+	e->ndim = (int)json_array_size(sh);
+	uint64_t numel = 1;
+	for (int i = 0; i < e->ndim; i++) {
+		json_t *d = json_array_get(sh, (size_t)i);
+		if (!json_is_integer(d) || json_integer_value(d) < 0 ||
+		    json_integer_value(d) > (1ll << 32))
+			return ERR("tensor '%s': shape[%d] is not a valid dimension", name, i);
+		e->shape[i] = json_integer_value(d);
+		numel *= (uint64_t)e->shape[i];
+		if (numel > ((uint64_t)1 << 40))
+			return ERR("tensor '%s': shape product overflows", name);
+	}
+	if (!off || !json_is_array(off) || json_array_size(off) != 2 ||
+	    !json_is_integer(json_array_get(off, 0)) || !json_is_integer(json_array_get(off, 1)))
+		return ERR("tensor '%s': 'data_offsets' must be [begin, end]", name);
+	json_int_t b = json_integer_value(json_array_get(off, 0));
+	json_int_t en = json_integer_value(json_array_get(off, 1));
+	if (b < 0 || en < b)
+		return ERR("tensor '%s': data_offsets [%lld, %lld] are not ordered", name,
+			   (long long)b, (long long)en);
+	if ((uint64_t)en > datalen)
+		return ERR("tensor '%s': data_offsets end %lld is past the %llu data bytes "
+			   "(file truncated?)",
+			   name, (long long)en, (unsigned long long)datalen);
+	if ((uint64_t)(en - b) != numel * 4)
+		return ERR("tensor '%s': %lld data bytes for %llu float32 values", name,
+			   (long long)(en - b), (unsigned long long)numel);
+	e->begin = (uint64_t)b;
+	e->end = (uint64_t)en;
+	return 0;
+}
+
+int cigt_model_load_buffer(const void *buf, size_t len, struct cigt_model **out, char *err,
+			   size_t errlen)
+{
+	const uint8_t *p = buf;
+	struct cigt_model *m = NULL;
+	struct cigt_arch *arch = NULL;
+	struct entry *ents = NULL;
+	json_t *root = NULL;
+	char *prov = NULL;
+	int rc;
+	*out = NULL;
+	if (len < 8)
+		return ERR("file is %zu bytes, too short for the 8-byte header length", len);
+	uint64_t hlen = 0;
+	for (int i = 7; i >= 0; i--)
+		hlen = (hlen << 8) | p[i];
+	if (hlen < 2 || hlen > MAX_HEADER)
+		return ERR("header length %llu is not in [2, %u]", (unsigned long long)hlen,
+			   MAX_HEADER);
+	if (hlen > len - 8)
+		return ERR("truncated: header length is %llu bytes but only %zu follow",
+			   (unsigned long long)hlen, len - 8);
+	uint64_t datalen = len - 8 - hlen;
+	const uint8_t *data = p + 8 + hlen;
+
+	json_error_t je;
+	root = json_loadb((const char *)p + 8, hlen, JSON_REJECT_DUPLICATES, &je);
+	if (!root) {
+		rc = ERR("header is not valid JSON: %s at byte %d", je.text, je.position);
+		goto out;
+	}
+	if (!json_is_object(root)) {
+		rc = ERR("header is not a JSON object");
+		goto out;
+	}
+	json_t *meta = json_object_get(root, "__metadata__");
+	if (!meta || !json_is_object(meta)) {
+		rc = ERR("header has no __metadata__ object (not a cigt model)");
+		goto out;
+	}
+	const char *key;
+	json_t *val;
+	json_object_foreach(meta, key, val) {
+		if (!json_is_string(val)) {
+			rc = ERR("__metadata__.%s: values must be strings", key);
+			goto out;
+		}
+	}
+	json_t *fmt = json_object_get(meta, "format");
+	if (!fmt || strcmp(json_string_value(fmt), CIGT_MODEL_FORMAT) != 0) {
+		rc = ERR("__metadata__.format is %s%s%s, expected \"%s\"", fmt ? "\"" : "",
+			 fmt ? json_string_value(fmt) : "missing", fmt ? "\"" : "",
+			 CIGT_MODEL_FORMAT);
+		goto out;
+	}
+	json_t *aj = json_object_get(meta, "architecture");
+	if (!aj) {
+		rc = ERR("__metadata__.architecture is missing");
+		goto out;
+	}
+	char aerr[200];
+	if ((rc = cigt_arch_parse(json_string_value(aj), json_string_length(aj), &arch, aerr,
+				  sizeof aerr))) {
+		rc = cigt_fail(err, errlen, rc, "__metadata__.architecture: %s", aerr);
+		goto out;
+	}
+	json_t *pj = json_object_get(meta, "provenance");
+	if (pj && !(prov = strdup(json_string_value(pj)))) {
+		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+		goto out;
+	}
+
+	size_t n = json_object_size(root) - 1;
+	if (n > MAX_TENSORS) {
+		rc = ERR("header lists %zu tensors, more than %d", n, MAX_TENSORS);
+		goto out;
+	}
+	ents = calloc(n ? n : 1, sizeof *ents);
+	if (!ents) {
+		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+		goto out;
+	}
+	size_t k = 0;
+	json_object_foreach(root, key, val) {
+		if (strcmp(key, "__metadata__") == 0)
+			continue;
+		if ((rc = parse_entry(key, val, datalen, &ents[k++], err, errlen)))
+			goto out;
+	}
+	qsort(ents, n, sizeof *ents, cmp_begin);
+	uint64_t pos = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (ents[i].begin < pos) {
+			rc = ERR("tensors '%s' and '%s' overlap", ents[i - 1].name, ents[i].name);
+			goto out;
+		}
+		if (ents[i].begin > pos) {
+			rc = ERR("data bytes %llu..%llu belong to no tensor",
+				 (unsigned long long)pos, (unsigned long long)ents[i].begin);
+			goto out;
+		}
+		pos = ents[i].end;
+	}
+	if (pos != datalen) {
+		rc = ERR("%llu bytes after the last tensor", (unsigned long long)(datalen - pos));
+		goto out;
+	}
+
+	rc = cigt_model_new(arch, &m);
+	arch = NULL; /* owned by m now, or freed */
+	if (rc) {
+		rc = cigt_fail(err, errlen, rc, "out of memory");
+		goto out;
+	}
+	m->provenance = prov;
+	prov = NULL;
+	for (int t = 0; t < m->ntensors; t++) {
+		const struct cigt_tensor_info *ti = &m->tensors[t];
+		struct entry *e = NULL;
+		for (size_t i = 0; i < n && !e; i++)
+			if (strcmp(ents[i].name, ti->name) == 0)
+				e = &ents[i];
+		if (!e) {
+			rc = ERR("missing tensor '%s'", ti->name);
+			goto out;
+		}
+		e->used = 1;
+		int same = e->ndim == ti->ndim;
+		for (int d = 0; same && d < e->ndim; d++)
+			same = e->shape[d] == ti->shape[d];
+		if (!same) {
+			char have[64], want[64];
+			shape_str(have, sizeof have, e->ndim, e->shape);
+			shape_str(want, sizeof want, ti->ndim, ti->shape);
+			rc = ERR("tensor '%s' has shape %s but the architecture needs %s", ti->name,
+				 have, want);
+			goto out;
+		}
+		float *dst = m->blob + ti->offset;
+		memcpy(dst, data + e->begin, (size_t)ti->numel * sizeof(float));
+		for (int64_t i = 0; i < ti->numel; i++) {
+			if (!isfinite(dst[i])) {
+				rc = ERR("tensor '%s': value %lld is not finite", ti->name,
+					 (long long)i);
+				goto out;
+			}
+			if (ti->role == CIGT_T_BN_VAR && dst[i] < 0) {
+				rc = ERR("tensor '%s': variance %lld is negative", ti->name,
+					 (long long)i);
+				goto out;
+			}
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!ents[i].used) {
+			rc = ERR("unexpected tensor '%s' (not in the architecture)", ents[i].name);
+			goto out;
+		}
+	*out = m;
+	m = NULL;
+	rc = 0;
+out:
+	cigt_model_free(m);
+	cigt_arch_free(arch);
+	free(ents);
+	free(prov);
+	json_decref(root);
+	return rc;
+}
+
+int cigt_read_file(const char *path, size_t max, void **buf, size_t *len, char *err,
+		   size_t errlen)
+{
+	*buf = NULL;
+	*len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cigt_fail(err, errlen, CIGT_EIO, "%s: %s", path, strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return cigt_fail(err, errlen, CIGT_EIO, "%s: not a regular file", path);
+	}
+	if ((uint64_t)st.st_size > max) {
+		close(fd);
+		return cigt_fail(err, errlen, CIGT_ERANGE, "%s: %lld bytes is over the %zu limit",
+				 path, (long long)st.st_size, max);
+	}
+	size_t n = (size_t)st.st_size;
+	uint8_t *p = malloc(n ? n : 1);
+	if (!p) {
+		close(fd);
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "%s: out of memory", path);
+	}
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = read(fd, p + got, n - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			int e = errno;
+			free(p);
+			close(fd);
+			return cigt_fail(err, errlen, CIGT_EIO, "%s: %s", path,
+					 r < 0 ? strerror(e) : "file shrank while reading");
+		}
+		got += (size_t)r;
+	}
+	close(fd);
+	*buf = p;
+	*len = n;
+	return 0;
+}
+
+int cigt_model_load(const char *path, struct cigt_model **out, char *err, size_t errlen)
+{
+	void *buf;
+	size_t len;
+	char e2[256];
+	*out = NULL;
+	int rc = cigt_read_file(path, MAX_FILE, &buf, &len, err, errlen);
+	if (rc)
+		return rc;
+	rc = cigt_model_load_buffer(buf, len, out, e2, sizeof e2);
+	free(buf);
+	if (rc)
+		return cigt_fail(err, errlen, rc, "%s: %s", path, e2);
+	return 0;
+}
+
+int cigt_model_serialize(const struct cigt_model *m, void **buf, size_t *len)
+{
+	*buf = NULL;
+	*len = 0;
+	char *arch = cigt_arch_to_json(m->arch);
+	if (!arch)
+		return CIGT_ENOMEM;
+	json_t *meta = json_pack("{ss ss}", "format", CIGT_MODEL_FORMAT, "architecture", arch);
+	free(arch);
+	if (!meta)
+		return CIGT_ENOMEM;
+	if (m->provenance)
+		json_object_set_new(meta, "provenance", json_string(m->provenance));
+	json_t *root = json_object();
+	json_object_set_new(root, "__metadata__", meta);
+	for (int i = 0; i < m->ntensors; i++) {
+		const struct cigt_tensor_info *t = &m->tensors[i];
+		json_t *shape = json_array();
+		for (int d = 0; d < t->ndim; d++)
+			json_array_append_new(shape, json_integer(t->shape[d]));
+		json_object_set_new(root, t->name,
+				    json_pack("{ss so s[II]}", "dtype", "F32", "shape", shape,
+					      "data_offsets", (json_int_t)(t->offset * 4),
+					      (json_int_t)((t->offset + t->numel) * 4)));
+	}
+	char *hdr = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(root);
+	if (!hdr)
+		return CIGT_ENOMEM;
+	size_t hl = strlen(hdr);
+	size_t padded = (hl + 7) & ~(size_t)7; /* keep the data 8-byte aligned */
+	size_t total = 8 + padded + (size_t)m->blob_floats * sizeof(float);
+	uint8_t *p = malloc(total);
+	if (!p) {
+		free(hdr);
+		return CIGT_ENOMEM;
+	}
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+	memcpy(p + 8, hdr, hl);
+	memset(p + 8 + hl, ' ', padded - hl);
+	memcpy(p + 8 + padded, m->blob, (size_t)m->blob_floats * sizeof(float));
+	free(hdr);
+	*buf = p;
+	*len = total;
+	return 0;
+}
+
+int cigt_model_save(const struct cigt_model *m, const char *path, char *err, size_t errlen)
+{
+	void *buf;
+	size_t len;
+	if (cigt_model_serialize(m, &buf, &len))
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	char tmp[4096];
+	if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp) {
+		free(buf);
+		return cigt_fail(err, errlen, CIGT_EINVAL, "%s: path too long", path);
+	}
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		int e = errno;
+		free(buf);
+		return cigt_fail(err, errlen, CIGT_EIO, "%s: %s", tmp, strerror(e));
+	}
+	size_t done = 0;
+	while (done < len) {
+		ssize_t w = write(fd, (uint8_t *)buf + done, len - done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			int e = errno;
+			close(fd);
+			unlink(tmp);
+			free(buf);
+			return cigt_fail(err, errlen, CIGT_EIO, "%s: %s", tmp, strerror(e));
+		}
+		done += (size_t)w;
+	}
+	free(buf);
+	if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+		int e = errno;
+		unlink(tmp);
+		return cigt_fail(err, errlen, CIGT_EIO, "%s: %s", path, strerror(e));
+	}
+	return 0;
+}
