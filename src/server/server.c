@@ -1,0 +1,975 @@
+/* The loop thread: libuv owns the listening socket's daemon (libmicrohttpd in external epoll
+ * mode: its epoll fd is watched by a uv_poll_t, its timeouts by a uv_timer_t), the signals, the
+ * timers and the wake-up from the workers (uv_async_t). Handlers are guard clauses that end in
+ * one respond() call; inference requests are suspended while the scheduler has them and resumed
+ * when a worker hands them back. Work that must not run inside a libmicrohttpd callback (stopping
+ * the daemon) is deferred to a zero-delay timer. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "cigt/error.h"
+#include "cigt/image.h"
+#include "cigt/parallel.h"
+#include "../common/util.h"
+#include "srv.h"
+
+struct srv_conn {
+	struct srv_conn *prev, *next;
+	struct MHD_Connection *mc;
+	int fd;
+	uint64_t deadline; /* a complete request must have arrived by then, unless busy */
+	bool busy;         /* a request was received and is not answered yet */
+	char ip[INET6_ADDRSTRLEN];
+};
+
+struct srv {
+	const struct srv_config *cfg;
+	uv_loop_t loop;
+	uv_poll_t mhd_poll;
+	uv_timer_t mhd_timer, sweep_timer, watchdog_timer, drain_timer, stop_timer;
+	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_async_t done_async;
+	uv_work_t reload_work;
+	struct MHD_Daemon *d;
+	int listen_fd;
+	struct srv_sched *sched;
+	struct srv_model *model;
+	pthread_mutex_t done_mu;
+	struct srv_req *done_head;
+	char *token;
+	size_t token_len;
+	char *tls_cert, *tls_key;
+	struct srv_conn conns; /* list sentinel */
+	bool ready, draining, stopping, reloading, reload_again;
+	struct srv_model *reload_result;
+	char reload_err[512];
+	int exit_code;
+};
+
+/* ------------------------------------------------------------------------------ helpers */
+
+static char *read_text(const char *path, size_t max, char *err, size_t errlen)
+{
+	void *buf;
+	size_t len;
+	if (cigt_read_file(path, max, &buf, &len, err, errlen))
+		return NULL;
+	char *s = realloc(buf, len + 1);
+	if (!s) {
+		free(buf);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s[len] = 0;
+	return s;
+}
+
+/* Compares in time independent of where the strings differ. */
+static bool token_equal(const char *a, size_t alen, const char *b, size_t blen)
+{
+	unsigned char diff = alen != blen;
+	for (size_t i = 0; i < blen; i++)
+		diff |= (unsigned char)(a[i % (alen ? alen : 1)] ^ b[i]);
+	return alen > 0 && diff == 0;
+}
+
+static long long parse_ll(const char *s, long long lo, long long hi)
+{
+	if (!s || !*s)
+		return -2;
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *end || v < lo || v > hi)
+		return -2;
+	return v;
+}
+
+/* "host:port", "[v6]:port" or ":port". */
+static int open_listener(const char *spec, int *port_out, char *err, size_t errlen)
+{
+	char host[256] = "", port[16];
+	const char *colon;
+	if (spec[0] == '[') {
+		const char *end = strchr(spec, ']');
+		if (!end || end[1] != ':' || (size_t)(end - spec - 1) >= sizeof host)
+			return cigt_fail(err, errlen, -1, "listen: '%s' is not [ADDR]:PORT", spec);
+		memcpy(host, spec + 1, (size_t)(end - spec - 1));
+		colon = end + 1;
+	} else {
+		colon = strrchr(spec, ':');
+		if (!colon || (size_t)(colon - spec) >= sizeof host)
+			return cigt_fail(err, errlen, -1, "listen: '%s' is not ADDR:PORT", spec);
+		memcpy(host, spec, (size_t)(colon - spec));
+	}
+	if (parse_ll(colon + 1, 0, 65535) < 0)
+		return cigt_fail(err, errlen, -1, "listen: bad port in '%s'", spec);
+	snprintf(port, sizeof port, "%s", colon + 1);
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE}, *ai;
+	int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
+	if (rc)
+		return cigt_fail(err, errlen, -1, "listen: %s: %s", spec, gai_strerror(rc));
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 1024)) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return cigt_fail(err, errlen, -1, "listen: %s: %s", spec, strerror(e));
+	}
+	freeaddrinfo(ai);
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	*port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						   : ((struct sockaddr_in *)&ss)->sin_port);
+	return fd;
+}
+
+/* ---------------------------------------------------------------------------- answering */
+
+enum srv_body_kind { BODY_COPY, BODY_TAKE, BODY_STATIC };
+
+static enum MHD_Result respond(struct srv *S, struct MHD_Connection *mc, struct srv_req *r,
+			       int status, const char *ctype, const void *body, size_t len,
+			       enum srv_body_kind kind)
+{
+	static const enum MHD_ResponseMemoryMode modes[] = {MHD_RESPMEM_MUST_COPY,
+							    MHD_RESPMEM_MUST_FREE,
+							    MHD_RESPMEM_PERSISTENT};
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(len, (void *)body, modes[kind]);
+	if (!resp) {
+		if (kind == BODY_TAKE)
+			free((void *)body);
+		return MHD_NO;
+	}
+	if (ctype)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	if (status == 503)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+	if (status == 401)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+					"Bearer realm=\"cigtd\"");
+	if (status == 405) {
+		bool post = r->ep == SRV_EP_CLASSIFY || r->ep == SRV_EP_V2_INFER;
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, post ? "POST" : "GET, HEAD");
+	}
+	if (r->resp_json_len >= 0 && status == 200) {
+		char n[32];
+		snprintf(n, sizeof n, "%lld", r->resp_json_len);
+		MHD_add_response_header(resp, "Inference-Header-Content-Length", n);
+	}
+	if (S->draining)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	r->status = status;
+	r->resp_bytes = len;
+	enum MHD_Result ok = MHD_queue_response(mc, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	return ok;
+}
+
+static enum MHD_Result respond_error(struct srv *S, struct MHD_Connection *mc, struct srv_req *r,
+				     int status, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static enum MHD_Result respond_error(struct srv *S, struct MHD_Connection *mc, struct srv_req *r,
+				     int status, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	struct srv_buf b = {0};
+	srv_encode_error(&b, msg);
+	if (b.oom) {
+		srv_buf_free(&b);
+		return MHD_NO;
+	}
+	return respond(S, mc, r, status, "application/json", b.p, b.len, BODY_TAKE);
+}
+
+static enum MHD_Result respond_buf(struct srv *S, struct MHD_Connection *mc, struct srv_req *r,
+				   int status, const char *ctype, struct srv_buf *b)
+{
+	if (b->oom) {
+		srv_buf_free(b);
+		return respond_error(S, mc, r, 500, "out of memory");
+	}
+	char *p = b->p ? b->p : strdup("");
+	size_t n = b->len;
+	*b = (struct srv_buf){0};
+	return respond(S, mc, r, status, ctype, p, n, BODY_TAKE);
+}
+
+/* ------------------------------------------------------------------------------ routing */
+
+struct route {
+	enum srv_endpoint ep;
+	bool post;
+	char model[CIGT_NAME_MAX + 1];
+	bool model_path; /* the endpoint names a model */
+	bool bad_version;
+};
+
+static void route_path(const char *url, struct route *rt)
+{
+	*rt = (struct route){.ep = SRV_EP_OTHER};
+	static const struct {
+		const char *path;
+		enum srv_endpoint ep;
+		bool post;
+	} fixed[] = {
+		{"/", SRV_EP_PAGE, false},
+		{"/index.html", SRV_EP_PAGE, false},
+		{"/metrics", SRV_EP_METRICS, false},
+		{"/v1/classify", SRV_EP_CLASSIFY, true},
+		{"/v1/model", SRV_EP_MODEL_INFO, false},
+		{"/v2", SRV_EP_V2_SERVER, false},
+		{"/v2/health/live", SRV_EP_V2_LIVE, false},
+		{"/v2/health/ready", SRV_EP_V2_READY, false},
+	};
+	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+		if (!strcmp(url, fixed[i].path)) {
+			rt->ep = fixed[i].ep;
+			rt->post = fixed[i].post;
+			return;
+		}
+	static const char pre[] = "/v2/models/";
+	if (strncmp(url, pre, sizeof pre - 1))
+		return;
+	const char *name = url + sizeof pre - 1, *slash = strchr(name, '/');
+	size_t nlen = slash ? (size_t)(slash - name) : strlen(name);
+	if (nlen == 0 || nlen > CIGT_NAME_MAX)
+		return;
+	memcpy(rt->model, name, nlen);
+	rt->model[nlen] = 0;
+	const char *rest = name + nlen;
+	if (!strncmp(rest, "/versions/", 10)) {
+		const char *v = rest + 10, *vs = strchr(v, '/');
+		size_t vlen = vs ? (size_t)(vs - v) : strlen(v);
+		rt->bad_version = !(vlen == 1 && v[0] == '1');
+		rest = v + vlen;
+	}
+	rt->model_path = true;
+	if (!*rest)
+		rt->ep = SRV_EP_V2_MODEL;
+	else if (!strcmp(rest, "/ready"))
+		rt->ep = SRV_EP_V2_MODEL_READY;
+	else if (!strcmp(rest, "/infer")) {
+		rt->ep = SRV_EP_V2_INFER;
+		rt->post = true;
+	} else
+		rt->model_path = false;
+}
+
+static bool needs_auth(enum srv_endpoint ep)
+{
+	return ep != SRV_EP_PAGE && ep != SRV_EP_V2_LIVE && ep != SRV_EP_V2_READY &&
+	       ep != SRV_EP_METRICS;
+}
+
+/* --------------------------------------------------------------------- GET endpoints */
+
+static void model_info(const struct cigt_arch *a, struct srv_buf *b)
+{
+	srv_buf_puts(b, "{\"name\": ");
+	srv_buf_json_str(b, a->name);
+	srv_buf_printf(b, ", \"input\": [%d, %d, %d], \"range\": [%g, %g], \"classes\": [",
+		       a->input.c, a->input.h, a->input.w, (double)a->range_lo,
+		       (double)a->range_hi);
+	for (int k = 0; k < a->nclasses; k++) {
+		if (k)
+			srv_buf_puts(b, ", ");
+		srv_buf_json_str(b, a->classes[k]);
+	}
+	srv_buf_puts(b, "], \"experts\": [");
+	for (int l = 0; l < a->nlayers; l++)
+		srv_buf_printf(b, "%s%d", l ? ", " : "", a->layers[l].experts);
+	srv_buf_printf(b, "], \"path_macs\": %lld, \"dense_macs\": %lld, \"params\": %lld}\n",
+		       (long long)a->path_macs, (long long)a->dense_macs, (long long)a->params);
+}
+
+static void v2_model_meta(const struct cigt_arch *a, struct srv_buf *b)
+{
+	srv_buf_puts(b, "{\"name\": ");
+	srv_buf_json_str(b, a->name);
+	srv_buf_puts(b, ", \"versions\": [\"1\"], \"platform\": \"cigt\", \"inputs\": [{\"name\": "
+			"\"image\", \"datatype\": \"UINT8\", \"shape\": ");
+	srv_buf_printf(b, "[-1, %d, %d, %d]}], \"outputs\": [", a->input.c, a->input.h,
+		       a->input.w);
+	srv_buf_printf(b, "{\"name\": \"probabilities\", \"datatype\": \"FP32\", \"shape\": [-1, "
+			  "%d]}, ", a->nclasses);
+	srv_buf_puts(b, "{\"name\": \"class\", \"datatype\": \"INT64\", \"shape\": [-1]}, ");
+	srv_buf_printf(b, "{\"name\": \"route\", \"datatype\": \"INT32\", \"shape\": [-1, %d]}, ",
+		       a->nlayers);
+	srv_buf_puts(b, "{\"name\": \"macs\", \"datatype\": \"INT64\", \"shape\": [-1]}]}\n");
+}
+
+/* ------------------------------------------------------------------------ the handler */
+
+static struct srv_conn *conn_of(struct MHD_Connection *mc)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
+}
+
+/* Decides a fully received request: guard clauses, one answer or one hand-off. */
+static enum MHD_Result dispatch(struct srv *S, struct MHD_Connection *mc, struct srv_req *r,
+				const char *url, const char *method)
+{
+	struct route rt;
+	route_path(url, &rt);
+	r->ep = rt.ep;
+	const struct cigt_arch *a = S->model->m->arch;
+	bool is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+	if (rt.ep == SRV_EP_OTHER)
+		return respond_error(S, mc, r, 404, "no such path '%.100s'", url);
+	if (rt.post ? strcmp(method, "POST") : !is_get)
+		return respond_error(S, mc, r, 405, "method %s not allowed on %.100s (use %s)",
+				     method, url, rt.post ? "POST" : "GET");
+	if (S->token && needs_auth(rt.ep)) {
+		const char *h = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
+							    MHD_HTTP_HEADER_AUTHORIZATION);
+		if (!h || strncasecmp(h, "Bearer ", 7) ||
+		    !token_equal(S->token, S->token_len, h + 7, strlen(h + 7)))
+			return respond_error(S, mc, r, 401, "missing or wrong bearer token");
+	}
+	if (rt.model_path && (strcmp(rt.model, a->name) || rt.bad_version))
+		return respond_error(S, mc, r, 404, "model '%s'%s not found (this server has '%s' "
+						    "version 1)", rt.model,
+				     rt.bad_version ? " at that version" : "", a->name);
+	struct srv_buf b = {0};
+	switch (rt.ep) {
+	case SRV_EP_PAGE:
+		return respond(S, mc, r, 200, "text/html; charset=utf-8", srv_page_html,
+			       srv_page_html_len, BODY_STATIC);
+	case SRV_EP_METRICS:
+		srv_metrics_render(&b, a, a->name, S->ready && !S->draining);
+		return respond_buf(S, mc, r, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
+	case SRV_EP_MODEL_INFO:
+		model_info(a, &b);
+		return respond_buf(S, mc, r, 200, "application/json", &b);
+	case SRV_EP_V2_SERVER:
+		srv_buf_puts(&b, "{\"name\": \"cigtd\", \"version\": \"" CIGT_VERSION
+				 "\", \"extensions\": [\"binary_tensor_data\"]}\n");
+		return respond_buf(S, mc, r, 200, "application/json", &b);
+	case SRV_EP_V2_LIVE:
+		return respond(S, mc, r, 200, NULL, "", 0, BODY_STATIC);
+	case SRV_EP_V2_READY:
+	case SRV_EP_V2_MODEL_READY:
+		/* The protocol: 200 means ready, a 4xx means not ready; the body is empty. */
+		return respond(S, mc, r, S->ready && !S->draining ? 200 : 400, NULL, "", 0,
+			       BODY_STATIC);
+	case SRV_EP_V2_MODEL:
+		v2_model_meta(a, &b);
+		return respond_buf(S, mc, r, 200, "application/json", &b);
+	default:
+		break;
+	}
+	/* Inference: POST /v1/classify or /v2/models/{name}/infer. */
+	if (S->draining)
+		return respond_error(S, mc, r, 503, "shutting down; not accepting new work");
+	if (r->body_too_large)
+		return respond_error(S, mc, r, 413, "body is larger than %lld bytes",
+				     S->cfg->max_body_bytes);
+	const char *ct = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
+						     MHD_HTTP_HEADER_CONTENT_TYPE);
+	const char *hl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
+						     "Inference-Header-Content-Length");
+	const char *tk = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "top_k");
+	const char *to = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "timeout_ms");
+	if (hl && (r->header_len = parse_ll(hl, 0, 1LL << 40)) < 0)
+		return respond_error(S, mc, r, 400, "Inference-Header-Content-Length '%.32s' is "
+						    "not a byte count", hl);
+	if (hl && rt.ep != SRV_EP_V2_INFER)
+		return respond_error(S, mc, r, 400, "Inference-Header-Content-Length is only for "
+						    "/v2/models/{name}/infer");
+	if (tk && (r->query_top_k = parse_ll(tk, 1, a->nclasses)) < 0)
+		return respond_error(S, mc, r, 400, "top_k must be an integer in 1..%d",
+				     a->nclasses);
+	if (to && (r->query_timeout_ms = parse_ll(to, 0, 3600000)) < 0)
+		return respond_error(S, mc, r, 400, "timeout_ms must be an integer in 0..3600000");
+	if (r->body.len == 0)
+		return respond_error(S, mc, r, 400, "empty body");
+	if (ct && !(r->ctype = strdup(ct)))
+		return respond_error(S, mc, r, 500, "out of memory");
+	r->model = srv_model_ref(S->model);
+	r->state = SRV_REQ_QUEUED;
+	MHD_suspend_connection(mc);
+	srv_sched_submit(S->sched, r);
+	return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
+				  const char *method, const char *version,
+				  const char *upload, size_t *upload_size, void **con_cls)
+{
+	struct srv *S = cls;
+	struct srv_req *r = *con_cls;
+	if (!r) {
+		if (!(r = calloc(1, sizeof *r)))
+			return MHD_NO;
+		*con_cls = r;
+		r->t_arrive = cigt_now_ns();
+		r->conn = conn_of(mc);
+		r->mc = mc;
+		r->header_len = r->query_top_k = r->query_timeout_ms = -1;
+		r->resp_json_len = -1;
+		snprintf(r->method, sizeof r->method, "%s", method);
+		snprintf(r->path, sizeof r->path, "%s", url);
+		atomic_fetch_add_explicit(&srv_stats.stat_inflight, 1, memory_order_relaxed);
+		/* Refuse a declared oversized body before reading it. */
+		const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_LENGTH);
+		long long n = cl ? parse_ll(cl, 0, LLONG_MAX) : -1;
+		if (n > S->cfg->max_body_bytes) {
+			struct route rt;
+			route_path(url, &rt);
+			r->ep = rt.ep;
+			r->body_too_large = true;
+			if (r->conn)
+				r->conn->busy = true;
+			return respond_error(S, mc, r, 413, "body of %lld bytes is larger than "
+							    "%lld bytes", n,
+					     S->cfg->max_body_bytes);
+		}
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (!r->body_too_large) {
+			if (r->body.len + *upload_size > (size_t)S->cfg->max_body_bytes) {
+				r->body_too_large = true;
+				srv_buf_free(&r->body);
+			} else {
+				srv_buf_put(&r->body, upload, *upload_size);
+				if (r->body.oom)
+					return MHD_NO;
+			}
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (r->state == SRV_REQ_DONE) {
+		struct srv_buf b = r->resp;
+		r->resp = (struct srv_buf){0};
+		return respond_buf(S, mc, r, r->status, r->resp_ctype, &b);
+	}
+	if (r->status) /* answered early (413 on Content-Length) */
+		return MHD_YES;
+	if (r->conn)
+		r->conn->busy = true;
+	return dispatch(S, mc, r, url, method);
+}
+
+static void req_free(struct srv_req *r)
+{
+	srv_job_destroy(&r->job);
+	free(r->res);
+	free(r->probs);
+	free(r->ctype);
+	srv_buf_free(&r->body);
+	srv_buf_free(&r->resp);
+	srv_model_unref(r->model);
+	free(r);
+}
+
+static void check_drained(struct srv *S);
+
+static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct srv *S = cls;
+	struct srv_req *r = *con_cls;
+	*con_cls = NULL;
+	if (!r)
+		return;
+	/* A request without an answer, or whose answer could not be delivered: 499. */
+	int code = r->status && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 499;
+	uint64_t dt = cigt_now_ns() - r->t_arrive;
+	atomic_fetch_add_explicit(&srv_stats.stat_requests[r->ep][srv_status_index(code)], 1,
+				  memory_order_relaxed);
+	srv_hist_observe(&srv_stats.stat_request_duration, dt);
+	if (S->cfg->access_log)
+		srv_log(SRV_LOG_INFO, "access %s \"%s %s\" %d %zu %.3fms",
+			r->conn ? r->conn->ip : "-", r->method, r->path, code, r->resp_bytes,
+			(double)dt * 1e-6);
+	if (r->conn) {
+		r->conn->busy = false;
+		r->conn->deadline = cigt_now_ns() + (uint64_t)S->cfg->read_timeout_ms * 1000000u;
+	}
+	CIGT_ASSERT(r->state != SRV_REQ_QUEUED);
+	req_free(r);
+	atomic_fetch_sub_explicit(&srv_stats.stat_inflight, 1, memory_order_relaxed);
+	if (S->draining)
+		check_drained(S);
+}
+
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct srv *S = cls;
+	if (atomic_load_explicit(&srv_stats.stat_connections, memory_order_relaxed) >=
+	    S->cfg->max_connections) {
+		atomic_fetch_add_explicit(&srv_stats.stat_connections_rejected, 1,
+					  memory_order_relaxed);
+		srv_log(SRV_LOG_DEBUG, "connection refused: %d connections open",
+			S->cfg->max_connections);
+		return MHD_NO;
+	}
+	return MHD_YES;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	struct srv *S = cls;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		struct srv_conn *c = calloc(1, sizeof *c);
+		*socket_context = c;
+		atomic_fetch_add_explicit(&srv_stats.stat_connections, 1, memory_order_relaxed);
+		if (!c)
+			return;
+		c->mc = mc;
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+		c->fd = ci ? ci->connect_fd : -1;
+		ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		if (ci && ci->client_addr) {
+			const struct sockaddr *sa = ci->client_addr;
+			const void *src = sa->sa_family == AF_INET6
+						  ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+						  : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+			inet_ntop(sa->sa_family, src, c->ip, sizeof c->ip);
+		}
+		c->deadline = cigt_now_ns() + (uint64_t)S->cfg->read_timeout_ms * 1000000u;
+		c->next = S->conns.next;
+		c->prev = &S->conns;
+		S->conns.next->prev = c;
+		S->conns.next = c;
+		return;
+	}
+	struct srv_conn *c = *socket_context;
+	atomic_fetch_sub_explicit(&srv_stats.stat_connections, 1, memory_order_relaxed);
+	if (!c)
+		return;
+	c->prev->next = c->next;
+	c->next->prev = c->prev;
+	free(c);
+	*socket_context = NULL;
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+	if (srv_log_level > SRV_LOG_DEBUG)
+		return;
+	char msg[512];
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	srv_log(SRV_LOG_DEBUG, "http: %s", msg);
+}
+
+/* -------------------------------------------------------------------- loop callbacks */
+
+static void mhd_drive(struct srv *S);
+
+static void on_mhd_timer(uv_timer_t *t)
+{
+	mhd_drive(t->data);
+}
+
+static void on_mhd_poll(uv_poll_t *p, int status, int events)
+{
+	mhd_drive(p->data);
+}
+
+static void mhd_drive(struct srv *S)
+{
+	if (!S->d)
+		return;
+	MHD_run(S->d);
+	MHD_UNSIGNED_LONG_LONG to;
+	if (MHD_get_timeout(S->d, &to) == MHD_YES)
+		uv_timer_start(&S->mhd_timer, on_mhd_timer, to, 0);
+	else
+		uv_timer_stop(&S->mhd_timer);
+}
+
+/* Worker thread: hand a finished request to the loop. */
+static void on_worker_done(void *ctx, struct srv_req *r)
+{
+	struct srv *S = ctx;
+	pthread_mutex_lock(&S->done_mu);
+	r->next = S->done_head;
+	S->done_head = r;
+	pthread_mutex_unlock(&S->done_mu);
+	uv_async_send(&S->done_async);
+}
+
+/* Loop thread: sends coalesce, so drain the whole list. */
+static void on_done_async(uv_async_t *h)
+{
+	struct srv *S = h->data;
+	pthread_mutex_lock(&S->done_mu);
+	struct srv_req *r = S->done_head;
+	S->done_head = NULL;
+	pthread_mutex_unlock(&S->done_mu);
+	for (struct srv_req *next; r; r = next) {
+		next = r->next;
+		r->state = SRV_REQ_DONE;
+		MHD_resume_connection(r->mc);
+	}
+	mhd_drive(S);
+}
+
+/* Closes connections that did not deliver a complete request in time (slowloris). */
+static void on_sweep(uv_timer_t *t)
+{
+	struct srv *S = t->data;
+	uint64_t now = cigt_now_ns();
+	for (struct srv_conn *c = S->conns.next; c != &S->conns; c = c->next) {
+		if (c->busy || now < c->deadline || c->fd < 0)
+			continue;
+		srv_log(SRV_LOG_DEBUG, "closing connection from %s: no complete request within "
+				       "%d ms", c->ip, S->cfg->read_timeout_ms);
+		shutdown(c->fd, SHUT_RDWR);
+		c->deadline = UINT64_MAX;
+		atomic_fetch_add_explicit(&srv_stats.stat_connections_slow, 1,
+					  memory_order_relaxed);
+	}
+	mhd_drive(S);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+	sd_notify(0, "WATCHDOG=1");
+}
+
+static void on_close_noop(uv_handle_t *h)
+{
+}
+
+/* Stops everything; runs outside libmicrohttpd callbacks. */
+static void shutdown_now(struct srv *S)
+{
+	if (S->stopping)
+		return;
+	S->stopping = true;
+	/* Workers finish what is queued and hand it back; resume those connections so the
+	 * daemon can close them (nothing is left queued after a clean drain). */
+	srv_sched_free(S->sched);
+	S->sched = NULL;
+	on_done_async(&S->done_async);
+	MHD_stop_daemon(S->d);
+	S->d = NULL;
+	uv_handle_t *hs[] = {
+		(uv_handle_t *)&S->mhd_poll,    (uv_handle_t *)&S->mhd_timer,
+		(uv_handle_t *)&S->sweep_timer, (uv_handle_t *)&S->watchdog_timer,
+		(uv_handle_t *)&S->drain_timer, (uv_handle_t *)&S->stop_timer,
+		(uv_handle_t *)&S->sig_term,    (uv_handle_t *)&S->sig_int,
+		(uv_handle_t *)&S->sig_hup,     (uv_handle_t *)&S->done_async,
+	};
+	for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
+		if (!uv_is_closing(hs[i]))
+			uv_close(hs[i], on_close_noop);
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+	shutdown_now(t->data);
+}
+
+static void check_drained(struct srv *S)
+{
+	if (atomic_load(&srv_stats.stat_inflight) == 0 && !S->stopping) {
+		srv_log(SRV_LOG_INFO, "drained: every accepted request answered; exiting");
+		uv_timer_start(&S->stop_timer, on_stop_timer, 0, 0);
+	}
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+	struct srv *S = t->data;
+	srv_log(SRV_LOG_WARN, "drain timeout after %d ms with %lld requests unanswered; exiting",
+		S->cfg->drain_timeout_ms, (long long)atomic_load(&srv_stats.stat_inflight));
+	S->exit_code = 1;
+	shutdown_now(S);
+}
+
+static void begin_drain(struct srv *S, const char *why)
+{
+	if (S->draining) {
+		srv_log(SRV_LOG_WARN, "%s again: exiting without waiting", why);
+		S->exit_code = 1;
+		shutdown_now(S);
+		return;
+	}
+	S->draining = true;
+	S->ready = false;
+	sd_notify(0, "STOPPING=1");
+	srv_log(SRV_LOG_INFO, "%s: draining %lld requests in flight (up to %d ms)", why,
+		(long long)atomic_load(&srv_stats.stat_inflight), S->cfg->drain_timeout_ms);
+	int fd = MHD_quiesce_daemon(S->d);
+	if (fd >= 0)
+		close(fd); /* returned to us: stop accepting */
+	uv_timer_start(&S->drain_timer, on_drain_timeout, (uint64_t)S->cfg->drain_timeout_ms, 0);
+	check_drained(S);
+}
+
+static void reload_start(struct srv *S);
+
+static void reload_work(uv_work_t *w)
+{
+	struct srv *S = w->data;
+	S->reload_result = NULL;
+	srv_model_load(S->cfg->model, &S->reload_result, S->reload_err, sizeof S->reload_err);
+}
+
+static void reload_after(uv_work_t *w, int status)
+{
+	struct srv *S = w->data;
+	struct srv_model *nm = S->reload_result;
+	S->reload_result = NULL;
+	S->reloading = false;
+	if (S->stopping) {
+		srv_model_unref(nm);
+		return;
+	}
+	char err[512];
+	if (nm && srv_model_compatible(S->model->m->arch, nm->m->arch, err, sizeof err)) {
+		snprintf(S->reload_err, sizeof S->reload_err, "%s", err);
+		srv_model_unref(nm);
+		nm = NULL;
+	}
+	if (nm) {
+		struct srv_model *old = S->model;
+		S->model = nm;
+		srv_model_unref(old);
+		atomic_fetch_add(&srv_stats.stat_reloads_ok, 1);
+		srv_log(SRV_LOG_INFO, "reloaded %s (generation %llu)", S->cfg->model,
+			(unsigned long long)nm->generation);
+	} else {
+		atomic_fetch_add(&srv_stats.stat_reloads_failed, 1);
+		srv_log(SRV_LOG_ERROR, "reload of %s failed, still serving the previous model: %s",
+			S->cfg->model, S->reload_err);
+	}
+	if (!S->draining)
+		sd_notify(0, "READY=1");
+	if (S->reload_again && !S->draining) {
+		S->reload_again = false;
+		reload_start(S);
+	}
+}
+
+static void reload_start(struct srv *S)
+{
+	if (S->reloading) {
+		S->reload_again = true;
+		return;
+	}
+	S->reloading = true;
+	char msg[64];
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu",
+		 (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+	sd_notify(0, msg);
+	srv_log(SRV_LOG_INFO, "SIGHUP: reloading %s", S->cfg->model);
+	S->reload_work.data = S;
+	uv_queue_work(&S->loop, &S->reload_work, reload_work, reload_after);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct srv *S = h->data;
+	if (signum == SIGHUP) {
+		if (!S->draining)
+			reload_start(S);
+		return;
+	}
+	begin_drain(S, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* --------------------------------------------------------------------------- startup */
+
+static int load_secrets(struct srv *S, const struct srv_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->auth_token_file) {
+		if (!(S->token = read_text(cfg->auth_token_file, 4096, err, errlen)))
+			return -1;
+		S->token_len = strcspn(S->token, "\r\n");
+		S->token[S->token_len] = 0;
+		if (S->token_len == 0)
+			return cigt_fail(err, errlen, -1, "auth token file %s is empty",
+					 cfg->auth_token_file);
+	}
+	if (cfg->tls_cert) {
+		if (!MHD_is_feature_supported(MHD_FEATURE_TLS))
+			return cigt_fail(err, errlen, -1, "libmicrohttpd was built without TLS");
+		if (!(S->tls_cert = read_text(cfg->tls_cert, 1 << 20, err, errlen)) ||
+		    !(S->tls_key = read_text(cfg->tls_key, 1 << 20, err, errlen)))
+			return -1;
+	}
+	return 0;
+}
+
+int srv_check_config(const struct srv_config *cfg)
+{
+	struct srv S = {0};
+	char err[512];
+	struct srv_model *m = NULL;
+	int rc = 1;
+	if (load_secrets(&S, cfg, err, sizeof err)) {
+		fprintf(stderr, "cigtd: %s\n", err);
+		goto out;
+	}
+	if (srv_model_load(cfg->model, &m, err, sizeof err)) {
+		fprintf(stderr, "cigtd: %s: %s\n", cfg->model, err);
+		goto out;
+	}
+	printf("model %s: %s, input %dx%dx%d, %d classes, %d paths\n", cfg->model,
+	       m->m->arch->name, m->m->arch->input.c, m->m->arch->input.h, m->m->arch->input.w,
+	       m->m->arch->nclasses, m->m->arch->npaths);
+	printf("listen %s, %d workers, max batch %d, max delay %d us, queue %d, timeout %d ms\n",
+	       cfg->listen, cfg->workers, cfg->max_batch, cfg->max_delay_us, cfg->queue_limit,
+	       cfg->timeout_ms);
+	printf("configuration OK\n");
+	rc = 0;
+out:
+	srv_model_unref(m);
+	free(S.token);
+	free(S.tls_cert);
+	free(S.tls_key);
+	return rc;
+}
+
+int srv_run(const struct srv_config *cfg)
+{
+	struct srv *S = calloc(1, sizeof *S);
+	char err[512];
+	int port = 0, rc = 1;
+	bool loop_ok = false;
+	if (!S) {
+		srv_log(SRV_LOG_ERROR, "out of memory");
+		return 1;
+	}
+	S->cfg = cfg;
+	S->listen_fd = -1;
+	S->conns.next = S->conns.prev = &S->conns;
+	pthread_mutex_init(&S->done_mu, NULL);
+	srv_stats_init();
+	signal(SIGPIPE, SIG_IGN);
+	if (load_secrets(S, cfg, err, sizeof err))
+		goto fail;
+	if (srv_model_load(cfg->model, &S->model, err, sizeof err)) {
+		srv_log(SRV_LOG_ERROR, "cannot load model %s: %s", cfg->model, err);
+		goto out;
+	}
+	cigt_blas_threads(1);
+	if (srv_sched_new(cfg, on_worker_done, S, &S->sched)) {
+		snprintf(err, sizeof err, "cannot start %d workers", cfg->workers);
+		goto fail;
+	}
+	if ((S->listen_fd = open_listener(cfg->listen, &port, err, sizeof err)) < 0)
+		goto fail;
+	if (uv_loop_init(&S->loop)) {
+		snprintf(err, sizeof err, "cannot create the event loop");
+		goto fail;
+	}
+	loop_ok = true;
+	struct MHD_OptionItem tls[] = {
+		{MHD_OPTION_HTTPS_MEM_CERT, 0, S->tls_cert},
+		{MHD_OPTION_HTTPS_MEM_KEY, 0, S->tls_key},
+		{MHD_OPTION_END, 0, NULL},
+	};
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+			 (S->tls_cert ? MHD_USE_TLS : 0);
+	S->d = MHD_start_daemon(
+		flags, 0, on_accept, S, on_request, S, MHD_OPTION_LISTEN_SOCKET, S->listen_fd,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections + 64,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, S, MHD_OPTION_NOTIFY_CONNECTION,
+		on_connection, S, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, S, MHD_OPTION_ARRAY,
+		S->tls_cert ? tls : tls + 2, MHD_OPTION_END);
+	if (!S->d) {
+		snprintf(err, sizeof err, "cannot start the HTTP daemon");
+		goto fail;
+	}
+	S->listen_fd = -1; /* the daemon owns it now */
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(S->d, MHD_DAEMON_INFO_EPOLL_FD);
+	uv_timer_init(&S->loop, &S->mhd_timer);
+	uv_timer_init(&S->loop, &S->sweep_timer);
+	uv_timer_init(&S->loop, &S->watchdog_timer);
+	uv_timer_init(&S->loop, &S->drain_timer);
+	uv_timer_init(&S->loop, &S->stop_timer);
+	uv_signal_init(&S->loop, &S->sig_term);
+	uv_signal_init(&S->loop, &S->sig_int);
+	uv_signal_init(&S->loop, &S->sig_hup);
+	uv_async_init(&S->loop, &S->done_async, on_done_async);
+	uv_poll_init(&S->loop, &S->mhd_poll, di->epoll_fd);
+	S->mhd_poll.data = S->mhd_timer.data = S->sweep_timer.data = S->watchdog_timer.data =
+		S->drain_timer.data = S->stop_timer.data = S->sig_term.data = S->sig_int.data =
+			S->sig_hup.data = S->done_async.data = S;
+	uv_poll_start(&S->mhd_poll, UV_READABLE, on_mhd_poll);
+	uv_timer_start(&S->sweep_timer, on_sweep, 250, 250);
+	uv_signal_start(&S->sig_term, on_signal, SIGTERM);
+	uv_signal_start(&S->sig_int, on_signal, SIGINT);
+	uv_signal_start(&S->sig_hup, on_signal, SIGHUP);
+	uint64_t wd_usec = 0;
+	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0)
+		uv_timer_start(&S->watchdog_timer, on_watchdog, wd_usec / 2000 ? wd_usec / 2000 : 1,
+			       wd_usec / 2000 ? wd_usec / 2000 : 1);
+	const struct cigt_arch *a = S->model->m->arch;
+	int hostlen = (int)(strrchr(cfg->listen, ':') - cfg->listen);
+	srv_log(SRV_LOG_INFO, "serving model %s (%s) on %s://%.*s:%d/ with %d workers, max batch "
+			      "%d, max delay %d us",
+		a->name, cfg->model, S->tls_cert ? "https" : "http", hostlen, cfg->listen, port,
+		cfg->workers, cfg->max_batch, cfg->max_delay_us);
+	S->ready = true;
+	sd_notify(0, "READY=1");
+	mhd_drive(S);
+	uv_run(&S->loop, UV_RUN_DEFAULT);
+	rc = S->exit_code;
+	goto out;
+fail:
+	srv_log(SRV_LOG_ERROR, "%s", err);
+out:
+	/* After a normal run shutdown_now has stopped both; these are startup failures. */
+	srv_sched_free(S->sched);
+	if (S->d)
+		MHD_stop_daemon(S->d);
+	if (S->listen_fd >= 0)
+		close(S->listen_fd);
+	if (loop_ok) {
+		uv_run(&S->loop, UV_RUN_DEFAULT); /* close callbacks, a pending reload */
+		int lc = uv_loop_close(&S->loop);
+		if (lc)
+			srv_log(SRV_LOG_WARN, "event loop did not close cleanly: %s",
+				uv_strerror(lc));
+	}
+	srv_model_unref(S->model);
+	free(S->token);
+	free(S->tls_cert);
+	free(S->tls_key);
+	pthread_mutex_destroy(&S->done_mu);
+	if (rc == 0)
+		srv_log(SRV_LOG_INFO, "stopped");
+	free(S);
+	return rc;
+}

@@ -1,0 +1,302 @@
+/* Internals of cigtd, the HTTP daemon. One loop thread (libuv) owns every socket, timer, signal
+ * and every libmicrohttpd call; worker threads parse request bodies, run the engine on batches
+ * and encode answers. A request crosses threads exactly twice: the loop hands it to the scheduler
+ * (srv_sched_submit) and a worker hands it back through the done list and a uv_async_t. In
+ * between, only the thread holding it touches it. */
+#ifndef CIGT_SRV_H
+#define CIGT_SRV_H
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cigt/engine.h"
+#include "cigt/model.h"
+
+/* ------------------------------------------------------------------ status codes and endpoints */
+
+/* Every status the daemon answers with; 499 marks a client that went away before its answer. */
+#define SRV_STATUSES(X)                                  \
+	X(200, "OK")                                     \
+	X(400, "Bad Request")                            \
+	X(401, "Unauthorized")                           \
+	X(404, "Not Found")                              \
+	X(405, "Method Not Allowed")                     \
+	X(413, "Content Too Large")                      \
+	X(415, "Unsupported Media Type")                 \
+	X(499, "Client Closed Request")                  \
+	X(500, "Internal Server Error")                  \
+	X(503, "Service Unavailable")                    \
+	X(504, "Gateway Timeout")
+
+enum srv_status_idx {
+#define SRV_X_IDX(code, text) SRV_S_##code,
+	SRV_STATUSES(SRV_X_IDX)
+#undef SRV_X_IDX
+	SRV_S_COUNT
+};
+
+int srv_status_index(int code);       /* index into the table; 500's index when unknown */
+int srv_status_code(int idx);
+const char *srv_status_text(int code);
+
+/* Endpoints as they appear in cigt_requests_total{endpoint=...}. */
+#define SRV_ENDPOINTS(X)                        \
+	X(PAGE, "page")                         \
+	X(CLASSIFY, "classify")                 \
+	X(MODEL_INFO, "model_info")             \
+	X(V2_SERVER, "v2_server")               \
+	X(V2_LIVE, "v2_live")                   \
+	X(V2_READY, "v2_ready")                 \
+	X(V2_MODEL, "v2_model")                 \
+	X(V2_MODEL_READY, "v2_model_ready")     \
+	X(V2_INFER, "v2_infer")                 \
+	X(METRICS, "metrics")                   \
+	X(OTHER, "other")
+
+enum srv_endpoint {
+#define SRV_X_EP(name, text) SRV_EP_##name,
+	SRV_ENDPOINTS(SRV_X_EP)
+#undef SRV_X_EP
+	SRV_EP_COUNT
+};
+
+const char *srv_endpoint_name(enum srv_endpoint ep);
+
+/* ------------------------------------------------------------------------------------ logging */
+
+enum srv_log_level { SRV_LOG_DEBUG, SRV_LOG_INFO, SRV_LOG_WARN, SRV_LOG_ERROR, SRV_LOG_OFF };
+
+extern int srv_log_level;
+void srv_log(enum srv_log_level lv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int srv_log_level_parse(const char *s); /* -1 when unknown */
+
+/* ------------------------------------------------------------------------------------- config */
+
+struct srv_config {
+	char *model;
+	char *listen;
+	int workers;
+	int max_batch;
+	int max_delay_us;
+	int queue_limit;
+	int timeout_ms;
+	int max_images;
+	long long max_body_bytes;
+	int max_image_pixels;
+	int max_connections;
+	int max_connections_per_ip;
+	int read_timeout_ms;
+	int idle_timeout_s;
+	int drain_timeout_ms;
+	char *auth_token_file;
+	char *tls_cert;
+	char *tls_key;
+	int log_level;
+	bool access_log;
+};
+
+enum srv_action { SRV_RUN, SRV_CHECK_CONFIG, SRV_HEALTHCHECK, SRV_HELP, SRV_VERSION };
+
+/* Parses the command line (and the --config file it names; flags win over the file) into cfg,
+ * which starts from the defaults. Returns 0, or -1 with a message in err. *action says what
+ * main should do; *hc_url is set for --healthcheck. */
+int srv_config_parse(int argc, char **argv, struct srv_config *cfg, enum srv_action *action,
+		     const char **hc_url, char *err, size_t errlen);
+/* Loads config keys from a JSON object text into cfg (the file format). Pure function of the
+ * bytes apart from cfg; used by the fuzz target. */
+int srv_config_load_json(const char *text, size_t len, struct srv_config *cfg, char *err,
+			 size_t errlen);
+void srv_config_defaults(struct srv_config *cfg);
+void srv_config_destroy(struct srv_config *cfg);
+void srv_config_help(FILE *f);
+/* Where the default model is looked for. */
+const char *srv_default_model(void);
+
+/* ------------------------------------------------------------------------------ string buffer */
+
+struct srv_buf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+void srv_buf_put(struct srv_buf *b, const void *s, size_t n);
+void srv_buf_puts(struct srv_buf *b, const char *s);
+void srv_buf_printf(struct srv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void srv_buf_json_str(struct srv_buf *b, const char *s); /* quoted, escaped */
+void srv_buf_free(struct srv_buf *b);
+
+/* ------------------------------------------------------------------------------------- codecs */
+
+/* Outputs of the Open Inference Protocol (bit i = output i). */
+enum srv_output { SRV_OUT_PROBS, SRV_OUT_CLASS, SRV_OUT_ROUTE, SRV_OUT_MACS, SRV_OUT_COUNT };
+const char *srv_output_name(int o);
+
+struct srv_limits {
+	int max_images;       /* samples per request */
+	int max_image_pixels; /* width * height of an encoded image */
+};
+
+/* A parsed request: the samples as model input plus the options that shape the answer. */
+struct srv_job {
+	int n;
+	float *x;             /* n * input size floats, owned */
+	bool batch;           /* v1: "images" form; the answer is {"results": [...]} */
+	int top_k;            /* v1: 0 = none */
+	long long timeout_ms; /* -1 = the server default */
+	char *id;             /* v2: echoed id or NULL, owned */
+	unsigned outputs;     /* v2: requested outputs */
+	unsigned binary;      /* v2: outputs sent in binary */
+};
+
+void srv_job_destroy(struct srv_job *j);
+
+/* Parse bodies into jobs. Return 200 on success or the HTTP status of the failure (400, 413,
+ * 415) with a message in err. Pure functions of their arguments (fuzz targets). ctype may be
+ * NULL; header_len is Inference-Header-Content-Length or -1 when absent. */
+int srv_parse_v1(const struct cigt_arch *a, const struct srv_limits *lim, const char *ctype,
+		 const void *body, size_t len, struct srv_job *job, char *err, size_t errlen);
+int srv_parse_v2(const struct cigt_arch *a, const struct srv_limits *lim, const char *ctype,
+		 long long header_len, const void *body, size_t len, struct srv_job *job, char *err,
+		 size_t errlen);
+
+/* Encodes an answer. res/probs hold job->n samples. For v2, *json_len receives the length of
+ * the JSON part (the Inference-Header-Content-Length) when binary outputs follow it, else -1. */
+void srv_encode_v1(const struct cigt_arch *a, const struct srv_job *job,
+		   const struct cigt_result *res, const float *probs, struct srv_buf *out);
+void srv_encode_v2(const struct cigt_arch *a, const struct srv_job *job,
+		   const struct cigt_result *res, const float *probs, struct srv_buf *out,
+		   long long *json_len);
+void srv_encode_error(struct srv_buf *out, const char *msg);
+
+/* Reads width and height of a PNG or PGM from its header without decoding (0 on success). */
+int srv_image_peek(const void *buf, size_t len, int *w, int *h);
+/* Decodes standard base64 (padding optional, whitespace skipped) into a malloc'd buffer. */
+int srv_base64_decode(const char *s, size_t n, uint8_t **out, size_t *outlen);
+
+/* ------------------------------------------------------------------------------------ metrics */
+
+#define SRV_HIST_MAX 24
+
+struct srv_hist {
+	int n;                        /* finite buckets */
+	double bounds[SRV_HIST_MAX];  /* upper bounds, in output units */
+	double scale;                 /* observed raw value * scale = output units */
+	_Atomic uint64_t counts[SRV_HIST_MAX + 1];
+	_Atomic uint64_t sum;         /* raw units */
+};
+
+void srv_hist_init(struct srv_hist *h, const double *bounds, int n, double scale);
+void srv_hist_observe(struct srv_hist *h, uint64_t raw);
+
+/* The one stats struct behind /metrics. Written by the loop and the workers with relaxed
+ * atomics; read only to render /metrics. */
+struct srv_stats {
+	_Atomic uint64_t stat_requests[SRV_EP_COUNT][SRV_S_COUNT];
+	struct srv_hist stat_request_duration;         /* ns */
+	struct srv_hist stat_queue_duration;           /* ns */
+	struct srv_hist stat_batch_size;               /* samples */
+	struct srv_hist stat_group_size[CIGT_MAX_LAYERS]; /* rows per expert run, per layer */
+	_Atomic uint64_t stat_route_samples[CIGT_MAX_LAYERS][CIGT_MAX_EXPERTS];
+	_Atomic uint64_t stat_samples;
+	_Atomic uint64_t stat_samples_expired;
+	_Atomic uint64_t stat_macs;
+	_Atomic uint64_t stat_dense_macs;
+	_Atomic int64_t stat_queue_depth;
+	_Atomic int64_t stat_inflight;
+	_Atomic uint64_t stat_reloads_ok;
+	_Atomic uint64_t stat_reloads_failed;
+	_Atomic int64_t stat_connections;
+	_Atomic uint64_t stat_connections_rejected;
+	_Atomic uint64_t stat_connections_slow;
+	_Atomic uint64_t stat_queue_full;
+};
+
+extern struct srv_stats srv_stats;
+void srv_stats_init(void);
+/* Renders the Prometheus text format 0.0.4 (layers/experts from the serving model). */
+void srv_metrics_render(struct srv_buf *b, const struct cigt_arch *a, const char *model_name,
+			bool ready);
+
+/* ------------------------------------------------------------------------------ model holder */
+
+/* A loaded model and its engine, shared by reference between the loop and the workers. */
+struct srv_model {
+	_Atomic int refs;
+	struct cigt_model *m;
+	struct cigt_engine *e;
+	uint64_t generation;
+};
+
+int srv_model_load(const char *path, struct srv_model **out, char *err, size_t errlen);
+struct srv_model *srv_model_ref(struct srv_model *sm);
+void srv_model_unref(struct srv_model *sm);
+/* A reload must keep the name, input geometry, classes and trellis shape: 0 if it does. */
+int srv_model_compatible(const struct cigt_arch *old, const struct cigt_arch *neu, char *err,
+			 size_t errlen);
+
+/* ---------------------------------------------------------------------------------- requests */
+
+enum srv_req_state { SRV_REQ_RECEIVING, SRV_REQ_QUEUED, SRV_REQ_DONE };
+
+struct srv_req {
+	struct srv_conn *conn;
+	void *mc;              /* struct MHD_Connection */
+	enum srv_endpoint ep;
+	enum srv_req_state state;
+	bool head;             /* HEAD request */
+	char method[8];
+	char path[128];        /* for the access log, truncated */
+	char *ctype;           /* Content-Type, owned */
+	long long header_len;  /* Inference-Header-Content-Length, -1 if absent */
+	long long query_top_k, query_timeout_ms; /* -1 if absent */
+	struct srv_buf body;
+	bool body_too_large;
+	uint64_t t_arrive, t_enqueue, deadline;
+	/* Set by the worker that prepares it. */
+	struct srv_model *model;
+	struct srv_job job;
+	struct cigt_result *res;
+	float *probs;
+	atomic_int pending;
+	atomic_bool expired;
+	/* The answer. */
+	int status;
+	struct srv_buf resp;
+	const char *resp_ctype;
+	long long resp_json_len; /* binary v2 answers: JSON part length, else -1 */
+	size_t resp_bytes;
+	struct srv_req *next; /* scheduler lists */
+};
+
+void srv_req_fail(struct srv_req *r, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* --------------------------------------------------------------------------------- scheduler */
+
+struct srv_sched;
+
+/* done_cb runs on a worker thread whenever a request is finished (answer or error set); it must
+ * only hand the request to the loop (the server pushes it on a list and calls uv_async_send). */
+typedef void (*srv_done_fn)(void *ctx, struct srv_req *r);
+
+int srv_sched_new(const struct srv_config *cfg, srv_done_fn done, void *ctx,
+		  struct srv_sched **out);
+/* Hands a received request to the workers (parse, queue, batch, encode). */
+void srv_sched_submit(struct srv_sched *s, struct srv_req *r);
+/* Stops the workers after the queues are empty and joins them. */
+void srv_sched_free(struct srv_sched *s);
+
+/* ----------------------------------------------------------------------------------- server */
+
+int srv_run(const struct srv_config *cfg);
+int srv_check_config(const struct srv_config *cfg);
+int srv_healthcheck(const char *url);
+
+extern const char srv_page_html[];
+extern const size_t srv_page_html_len;
+
+#endif
