@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "cigt/error.h"
@@ -134,9 +135,20 @@ struct srv_sched {
 	struct sched_worker *workers;
 };
 
+bool srv_peer_gone(int fd)
+{
+	char c;
+	if (fd < 0)
+		return false;
+	ssize_t k = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static void finish(struct srv_sched *s, struct srv_req *r)
 {
-	if (atomic_load(&r->expired)) {
+	if (r->gone) {
+		srv_req_fail(r, 499, "client closed the connection");
+	} else if (atomic_load(&r->expired)) {
 		srv_req_fail(r, 504, "deadline of %lld ms passed before the sample was computed",
 			     r->job.timeout_ms);
 	} else if (r->status == 0) {
@@ -327,13 +339,20 @@ static void *worker_main(void *arg)
 		/* Take up to max_batch samples of the head's model generation; drop expired. */
 		struct srv_model *m = oldest->model;
 		int n = 0, nexp = 0;
-		struct sched_item expired[64];
+		struct sched_item expired[64]; /* expired or abandoned */
 		while (s->depth > 0 && n < s->max_batch && nexp < 64) {
 			struct sched_item it = s->ring[s->head];
 			if (it.r->model != m)
 				break;
 			s->head = (s->head + 1) % s->cap;
 			s->depth--;
+			/* A request's first sample checks that its client is still there. */
+			if (it.idx == 0 && srv_peer_gone(it.r->fd))
+				it.r->gone = true;
+			if (it.r->gone) {
+				expired[nexp++] = it;
+				continue;
+			}
 			if (now >= it.r->deadline) {
 				expired[nexp++] = it;
 				continue;
@@ -344,9 +363,11 @@ static void *worker_main(void *arg)
 		atomic_store_explicit(&srv_stats.stat_queue_depth, s->depth, memory_order_relaxed);
 		pthread_mutex_unlock(&s->mu);
 		for (int i = 0; i < nexp; i++) {
-			atomic_store(&expired[i].r->expired, true);
-			atomic_fetch_add_explicit(&srv_stats.stat_samples_expired, 1,
-						  memory_order_relaxed);
+			if (!expired[i].r->gone) {
+				atomic_store(&expired[i].r->expired, true);
+				atomic_fetch_add_explicit(&srv_stats.stat_samples_expired, 1,
+							  memory_order_relaxed);
+			}
 			sample_done(s, expired[i].r);
 		}
 		if (n)

@@ -412,6 +412,7 @@ static enum MHD_Result dispatch(struct srv *S, struct MHD_Connection *mc, struct
 	if (ct && !(r->ctype = strdup(ct)))
 		return respond_error(S, mc, r, 500, "out of memory");
 	r->model = srv_model_ref(S->model);
+	r->fd = r->conn ? r->conn->fd : -1;
 	r->state = SRV_REQ_QUEUED;
 	MHD_suspend_connection(mc);
 	srv_sched_submit(S->sched, r);
@@ -432,6 +433,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 		r->conn = conn_of(mc);
 		r->mc = mc;
 		r->header_len = r->query_top_k = r->query_timeout_ms = -1;
+		r->fd = -1;
 		r->resp_json_len = -1;
 		snprintf(r->method, sizeof r->method, "%s", method);
 		snprintf(r->path, sizeof r->path, "%s", url);
@@ -502,7 +504,8 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 	if (!r)
 		return;
 	/* A request without an answer, or whose answer could not be delivered: 499. */
-	int code = r->status && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 499;
+	int code = r->status && !r->gone && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status
+										    : 499;
 	uint64_t dt = cigt_now_ns() - r->t_arrive;
 	atomic_fetch_add_explicit(&srv_stats.stat_requests[r->ep][srv_status_index(code)], 1,
 				  memory_order_relaxed);
@@ -632,6 +635,8 @@ static void on_done_async(uv_async_t *h)
 	for (struct srv_req *next; r; r = next) {
 		next = r->next;
 		r->state = SRV_REQ_DONE;
+		if (srv_peer_gone(r->fd))
+			r->gone = true;
 		MHD_resume_connection(r->mc);
 	}
 	mhd_drive(S);

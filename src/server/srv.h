@@ -173,6 +173,10 @@ void srv_encode_v2(const struct cigt_arch *a, const struct srv_job *job,
 void srv_encode_error(struct srv_buf *out, const char *msg);
 
 /* Reads width and height of a PNG or PGM from its header without decoding (0 on success). */
+/* True when the peer of a connected socket has closed it (EOF or reset), without consuming
+ * anything. */
+bool srv_peer_gone(int fd);
+
 int srv_image_peek(const void *buf, size_t len, int *w, int *h);
 /* Decodes standard base64 (padding optional, whitespace skipped) into a malloc'd buffer. */
 int srv_base64_decode(const char *s, size_t n, uint8_t **out, size_t *outlen);
@@ -263,6 +267,8 @@ struct srv_req {
 	float *probs;
 	atomic_int pending;
 	atomic_bool expired;
+	bool gone;             /* the client closed its connection before the answer */
+	int fd;                /* the connection's socket, stable while the request is queued */
 	/* The answer. */
 	int status;
 	struct srv_buf resp;
