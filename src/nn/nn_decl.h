@@ -61,6 +61,29 @@ void CIGT_NN(batchnorm_train_forward)(int64_t rows, int c, const CIGT_NN_REAL *x
 				      double eps, double momentum, CIGT_NN_REAL *run_mean,
 				      CIGT_NN_REAL *run_var, CIGT_NN_REAL *y,
 				      CIGT_NN_REAL *save_mean, CIGT_NN_REAL *save_invstd);
+/* The pieces of the two functions here, for callers that split the rows across threads:
+ * sums (x, or (x - mean)^2 when mean != NULL) accumulated per channel into acc; the statistics
+ * from the sums of all rows; and the parameter-gradient sums (accumulated into sdy and sdyx,
+ * sdyx = sum dy * (x - mean)) and the input gradient from them. */
+void CIGT_NN(batchnorm_sums)(int64_t rows, int c, const CIGT_NN_REAL *x, const double *mean,
+			     double *acc);
+void CIGT_NN(batchnorm_stats)(int64_t rows, int c, const double *sum, const double *sqdev,
+			      double eps, double momentum, CIGT_NN_REAL *run_mean,
+			      CIGT_NN_REAL *run_var, CIGT_NN_REAL *save_mean,
+			      CIGT_NN_REAL *save_invstd);
+void CIGT_NN(batchnorm_apply)(int64_t rows, int c, const CIGT_NN_REAL *x,
+			      const CIGT_NN_REAL *gamma, const CIGT_NN_REAL *beta,
+			      const CIGT_NN_REAL *save_mean, const CIGT_NN_REAL *save_invstd,
+			      CIGT_NN_REAL *y);
+void CIGT_NN(batchnorm_grad_sums)(int64_t rows, int c, const CIGT_NN_REAL *x,
+				  const CIGT_NN_REAL *dy, const CIGT_NN_REAL *save_mean,
+				  double *sdy, double *sdyx);
+/* dgamma += sdyx * invstd, dbeta += sdy; dx for `rows` rows of a batch of `total` rows. */
+void CIGT_NN(batchnorm_grad_apply)(int64_t rows, int64_t total, int c, const CIGT_NN_REAL *x,
+				   const CIGT_NN_REAL *dy, const CIGT_NN_REAL *gamma,
+				   const CIGT_NN_REAL *save_mean, const CIGT_NN_REAL *save_invstd,
+				   const double *sdy, const double *sdyx, CIGT_NN_REAL *dgamma,
+				   CIGT_NN_REAL *dbeta, CIGT_NN_REAL *dx);
 /* Gradients of the training-mode forward (x is its input). dgamma, dbeta +=; dx = (if dx).
  * When the forward used the running statistics (rows < 2) it is the gradient of the affine. */
 void CIGT_NN(batchnorm_backward)(int64_t rows, int c, const CIGT_NN_REAL *x,

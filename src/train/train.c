@@ -419,7 +419,7 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 	bx = malloc((size_t)B * (size_t)isz * sizeof(float));
 	by = malloc((size_t)B);
 	order = malloc((size_t)ntrain * sizeof(int));
-	tr = cigt_trellis_new(m);
+	tr = cigt_trellis_new(m, o->threads > 0 ? o->threads : 1);
 	if (!grads || !x || !y || !bx || !by || !order || !tr) {
 		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
 		goto out;
@@ -430,7 +430,7 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 	}
 	const float *vx = x + (int64_t)(d.n - nval) * isz;
 	const uint8_t *vy = y + (d.n - nval);
-	cigt_blas_threads(o->threads > 0 ? o->threads : 1);
+	cigt_blas_threads(1); /* parallelism comes from the trellis's own threads */
 
 	struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
 	sigemptyset(&sa.sa_mask);
@@ -439,7 +439,7 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 	stop_requested = 0;
 
 	fprintf(out, "training %s: %d train / %d validation images, %d epochs (%d warm-up), batch %d, "
-		     "%d steps per epoch, seed %llu, %d BLAS threads%s\n",
+		     "%d steps per epoch, seed %llu, %d threads%s\n",
 		a->name, ntrain, nval, c.epochs, c.warmup_epochs, B, steps,
 		(unsigned long long)c.seed, o->threads > 0 ? o->threads : 1,
 		o->resume ? " (resumed)" : "");

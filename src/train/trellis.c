@@ -4,8 +4,12 @@
  * afterwards), and the layer's output is the experts' outputs concatenated in expert order:
  * those are the rows the router reads and the next layer receives. The backward pass walks the
  * same bookkeeping in reverse, scatter-adding each expert's input gradient into its rows.
- * Everything a step allocates comes from an arena that is reset at the next step. */
+ * Everything a step allocates comes from arenas (one per thread) reset at the next step.
+ * The experts of a layer are independent until their input gradients are summed, so they run
+ * on a small pool of threads, each expert with its own random stream drawn in expert order:
+ * the result does not depend on which thread ran which expert. */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,14 +136,59 @@ struct lstate {
 	int *choice;
 };
 
+#define MAX_THREADS 8
+
+/* A row-split op: when a layer has fewer busy experts than threads (layer 0 has one), the ops
+ * of an expert split their samples into one contiguous chunk per thread. */
+enum cj_kind {
+	CJ_CONV_F, CJ_RELU_F, CJ_MAXPOOL_F, CJ_AVGPOOL_F, CJ_BN_SUM, CJ_BN_SQ, CJ_BN_APPLY,
+	CJ_CONV_B, CJ_RELU_B, CJ_MAXPOOL_B, CJ_AVGPOOL_B, CJ_BN_GSUM, CJ_BN_GAPPLY,
+};
+
+struct chunk_job {
+	enum cj_kind kind;
+	const struct top *op;
+	int m;
+	const real_t *in, *wp, *b, *dy, *gamma, *beta, *mean, *invstd, *yact;
+	real_t *y, *dx;
+	int32_t *idx;
+	const double *dmean, *sdy, *sdyx;
+	double *acc[MAX_THREADS], *acc2[MAX_THREADS];
+	real_t *dw[MAX_THREADS], *db[MAX_THREADS];
+};
+
+/* One thread's scratch: its arena and im2col buffers. Worker 0 is the calling thread. */
+struct worker {
+	struct TR_T *t;
+	int id;
+	pthread_t th;
+	struct arena arena;
+	real_t *col, *dcol;
+};
+
 struct TR_T {
 	const struct cigt_model *m;
 	const struct cigt_arch *a;
 	struct tlayer L[CIGT_MAX_LAYERS];
 	struct lstate S[CIGT_MAX_LAYERS];
-	struct arena arena;
-	real_t *col, *dcol; /* im2col scratch */
 	int64_t col_max;
+	int nthreads;
+	struct worker w[MAX_THREADS];
+	/* the parallel region: items 0..nitems-1 handed out in order */
+	pthread_mutex_t mu;
+	pthread_cond_t go, done;
+	uint64_t gen;
+	int running, next_item, nitems, job_rc;
+	bool stop;
+	int (*job)(struct TR_T *t, struct worker *w, int item);
+	/* arguments of the current job */
+	int job_layer;
+	real_t *job_params, *job_grads, *job_dout;
+	const struct cigt_trellis_opts *job_opts;
+	struct cigt_rng xrng[CIGT_MAX_EXPERTS];
+	int order[CIGT_MAX_EXPERTS];
+	real_t *dg[CIGT_MAX_EXPERTS];
+	struct chunk_job *cj;
 };
 
 static int64_t tensor_off(const struct cigt_model *m, const float *p)
@@ -147,11 +196,17 @@ static int64_t tensor_off(const struct cigt_model *m, const float *p)
 	return p ? (int64_t)(p - m->blob) : -1;
 }
 
-struct TR_T *TR(new)(const struct cigt_model *m)
+static void *worker_main(void *arg);
+
+struct TR_T *TR(new)(const struct cigt_model *m, int nthreads)
 {
 	struct TR_T *t = calloc(1, sizeof *t);
 	if (!t)
 		return NULL;
+	t->nthreads = nthreads < 1 ? 1 : nthreads > MAX_THREADS ? MAX_THREADS : nthreads;
+	pthread_mutex_init(&t->mu, NULL);
+	pthread_cond_init(&t->go, NULL);
+	pthread_cond_init(&t->done, NULL);
 	t->m = m;
 	t->a = m->arch;
 	const struct cigt_arch *a = m->arch;
@@ -220,11 +275,22 @@ struct TR_T *TR(new)(const struct cigt_model *m)
 		}
 	}
 	t->col_max = CIGT_MAX(t->col_max, 1);
-	t->col = malloc((size_t)t->col_max * sizeof(real_t));
-	t->dcol = malloc((size_t)t->col_max * sizeof(real_t));
-	if (!t->col || !t->dcol) {
-		TR(free)(t);
-		return NULL;
+	for (int i = 0; i < t->nthreads; i++) {
+		struct worker *w = &t->w[i];
+		w->t = t;
+		w->id = i;
+		w->col = malloc((size_t)t->col_max * sizeof(real_t));
+		w->dcol = malloc((size_t)t->col_max * sizeof(real_t));
+		if (!w->col || !w->dcol || (i > 0 && pthread_create(&w->th, NULL, worker_main, w))) {
+			t->nthreads = i; /* threads below i were started */
+			if (w->col || w->dcol) {
+				free(w->col);
+				free(w->dcol);
+				w->col = w->dcol = NULL;
+			}
+			TR(free)(t);
+			return NULL;
+		}
 	}
 	return t;
 }
@@ -233,23 +299,295 @@ void TR(free)(struct TR_T *t)
 {
 	if (!t)
 		return;
-	arena_free(&t->arena);
-	free(t->col);
-	free(t->dcol);
+	pthread_mutex_lock(&t->mu);
+	t->stop = true;
+	pthread_cond_broadcast(&t->go);
+	pthread_mutex_unlock(&t->mu);
+	for (int i = 0; i < MAX_THREADS; i++) {
+		if (i > 0 && i < t->nthreads)
+			pthread_join(t->w[i].th, NULL);
+		arena_free(&t->w[i].arena);
+		free(t->w[i].col);
+		free(t->w[i].dcol);
+	}
+	pthread_mutex_destroy(&t->mu);
+	pthread_cond_destroy(&t->go);
+	pthread_cond_destroy(&t->done);
 	free(t);
 }
 
-#define ALLOC(ptr, count)                                                                 \
-	do {                                                                              \
-		if (!((ptr) = arena_alloc(&t->arena, (size_t)(count) * sizeof *(ptr)))) \
-			return CIGT_ENOMEM;                                               \
+/* Takes items until none are left; records the first failure. */
+static void drain_items(struct TR_T *t, struct worker *w)
+{
+	for (;;) {
+		pthread_mutex_lock(&t->mu);
+		int item = t->next_item < t->nitems ? t->next_item++ : -1;
+		pthread_mutex_unlock(&t->mu);
+		if (item < 0)
+			return;
+		int rc = t->job(t, w, item);
+		if (rc) {
+			pthread_mutex_lock(&t->mu);
+			if (!t->job_rc)
+				t->job_rc = rc;
+			pthread_mutex_unlock(&t->mu);
+		}
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct TR_T *t = w->t;
+	uint64_t seen = 0;
+	pthread_mutex_lock(&t->mu);
+	for (;;) {
+		while (!t->stop && t->gen == seen)
+			pthread_cond_wait(&t->go, &t->mu);
+		if (t->stop)
+			break;
+		seen = t->gen;
+		pthread_mutex_unlock(&t->mu);
+		drain_items(t, w);
+		pthread_mutex_lock(&t->mu);
+		if (--t->running == 0)
+			pthread_cond_signal(&t->done);
+	}
+	pthread_mutex_unlock(&t->mu);
+	return NULL;
+}
+
+/* Runs job(0..nitems-1) on every thread (the caller included) and waits for all of them.
+ * OpenBLAS must run single-threaded (its idle threads spin and would steal the cores). */
+static int parallel_run(struct TR_T *t, int (*job)(struct TR_T *, struct worker *, int),
+			int nitems)
+{
+	t->job = job;
+	t->nitems = nitems;
+	t->next_item = 0;
+	t->job_rc = 0;
+	int helpers = CIGT_MIN(t->nthreads, nitems) - 1;
+	if (helpers <= 0) {
+		drain_items(t, &t->w[0]);
+		return t->job_rc;
+	}
+	pthread_mutex_lock(&t->mu);
+	t->running = t->nthreads - 1;
+	t->gen++;
+	pthread_cond_broadcast(&t->go);
+	pthread_mutex_unlock(&t->mu);
+	drain_items(t, &t->w[0]);
+	pthread_mutex_lock(&t->mu);
+	while (t->running > 0)
+		pthread_cond_wait(&t->done, &t->mu);
+	pthread_mutex_unlock(&t->mu);
+	return t->job_rc;
+}
+
+/* Allocates from the arena `ar` in scope; a failure returns CIGT_ENOMEM. */
+#define ALLOC(ptr, count)                                                               \
+	do {                                                                            \
+		if (!((ptr) = arena_alloc(ar, (size_t)(count) * sizeof *(ptr))))      \
+			return CIGT_ENOMEM;                                             \
 	} while (0)
+
+/* ------------------------------------------------------------- row splits */
+
+static int chunk_run(struct TR_T *t, struct worker *w, int item)
+{
+	const struct chunk_job *cj = t->cj;
+	const struct top *op = cj->op;
+	const int s0 = (int)((int64_t)cj->m * item / t->nthreads);
+	const int n = (int)((int64_t)cj->m * (item + 1) / t->nthreads) - s0;
+	const int64_t ri = op->in_sz, ro = op->out_sz, rps = op->rows_per_sample;
+	switch (cj->kind) {
+	case CJ_CONV_F:
+		NN(conv_forward)(&op->g, n, cj->in + s0 * ri, cj->wp, cj->b, false, cj->y + s0 * ro,
+				 w->col, NULL, NULL);
+		break;
+	case CJ_RELU_F:
+		NN(relu_forward)((int64_t)n * ri, cj->in + s0 * ri, cj->y + s0 * ro);
+		break;
+	case CJ_MAXPOOL_F:
+		NN(maxpool_forward_idx)(&op->g, n, cj->in + s0 * ri, cj->y + s0 * ro,
+					cj->idx + s0 * ro);
+		break;
+	case CJ_AVGPOOL_F:
+		NN(avgpool_forward)(&op->g, n, cj->in + s0 * ri, cj->y + s0 * ro);
+		break;
+	case CJ_BN_SUM:
+		NN(batchnorm_sums)(n * rps, op->c, cj->in + s0 * ri, NULL, cj->acc[item]);
+		break;
+	case CJ_BN_SQ:
+		NN(batchnorm_sums)(n * rps, op->c, cj->in + s0 * ri, cj->dmean, cj->acc[item]);
+		break;
+	case CJ_BN_APPLY:
+		NN(batchnorm_apply)(n * rps, op->c, cj->in + s0 * ri, cj->gamma, cj->beta, cj->mean,
+				    cj->invstd, cj->y + s0 * ro);
+		break;
+	case CJ_CONV_B:
+		NN(conv_backward)(&op->g, n, cj->in + s0 * ri, cj->wp, cj->dy + s0 * ro,
+				  cj->dw[item], cj->db[item], cj->dx ? cj->dx + s0 * ri : NULL, w->col,
+				  w->dcol);
+		break;
+	case CJ_RELU_B:
+		NN(relu_backward)((int64_t)n * ri, cj->yact + s0 * ro, cj->dy + s0 * ro,
+				  cj->dx + s0 * ri);
+		break;
+	case CJ_MAXPOOL_B:
+		NN(maxpool_backward)(&op->g, n, cj->dy + s0 * ro, cj->idx + s0 * ro,
+				     cj->dx + s0 * ri);
+		break;
+	case CJ_AVGPOOL_B:
+		NN(avgpool_backward)(&op->g, n, cj->dy + s0 * ro, cj->dx + s0 * ri);
+		break;
+	case CJ_BN_GSUM:
+		NN(batchnorm_grad_sums)(n * rps, op->c, cj->in + s0 * ri, cj->dy + s0 * ro, cj->mean,
+					cj->acc[item], cj->acc2[item]);
+		break;
+	case CJ_BN_GAPPLY:
+		NN(batchnorm_grad_apply)(n * rps, (int64_t)cj->m * rps, op->c, cj->in + s0 * ri,
+					 cj->dy + s0 * ro, cj->gamma, cj->mean, cj->invstd, cj->sdy,
+					 cj->sdyx, NULL, NULL, cj->dx + s0 * ri);
+		break;
+	}
+	return 0;
+}
+
+/* Runs a row-split op on every thread. Called from inside a one-item parallel region (which
+ * ran on the calling thread), so the region's bookkeeping is saved and restored around it. */
+static int par(struct TR_T *t, struct chunk_job *cj)
+{
+	int (*job)(struct TR_T *, struct worker *, int) = t->job;
+	int nitems = t->nitems, next = t->next_item, rc0 = t->job_rc;
+	t->cj = cj;
+	int rc = parallel_run(t, chunk_run, t->nthreads);
+	t->job = job;
+	t->nitems = nitems;
+	t->next_item = next;
+	t->job_rc = rc0;
+	return rc;
+}
+
+/* Allocates per-thread accumulators of c doubles, zeroed. */
+static int alloc_parts(struct TR_T *t, struct arena *ar, double **parts, int c)
+{
+	for (int i = 0; i < t->nthreads; i++) {
+		ALLOC(parts[i], c);
+		memset(parts[i], 0, (size_t)c * sizeof(double));
+	}
+	return 0;
+}
+
+/* Adds the per-thread accumulators in thread order into out (c values). */
+static void sum_parts(const struct TR_T *t, double *const *parts, int c, double *out)
+{
+	for (int j = 0; j < c; j++) {
+		out[j] = 0;
+		for (int i = 0; i < t->nthreads; i++)
+			out[j] += parts[i][j];
+	}
+}
+
+/* Training-mode batch norm with its rows split across the threads. */
+static int bn_forward_split(struct TR_T *t, struct arena *ar, const struct top *op, int m,
+			    const real_t *in, real_t *params, const int64_t *off, real_t *y,
+			    real_t *save)
+{
+	const int c = op->c;
+	const int64_t rows = (int64_t)m * op->rows_per_sample;
+	struct chunk_job cj = {.op = op, .m = m, .in = in, .y = y};
+	double *sum, *sq;
+	int rc;
+	ALLOC(sum, c);
+	ALLOC(sq, c);
+	memset(sum, 0, (size_t)c * sizeof(double));
+	memset(sq, 0, (size_t)c * sizeof(double));
+	if (rows >= 2) {
+		if ((rc = alloc_parts(t, ar, cj.acc, c)))
+			return rc;
+		cj.kind = CJ_BN_SUM;
+		par(t, &cj);
+		sum_parts(t, cj.acc, c, sum);
+		for (int j = 0; j < c; j++)
+			sum[j] /= (double)rows;
+		for (int i = 0; i < t->nthreads; i++)
+			memset(cj.acc[i], 0, (size_t)c * sizeof(double));
+		cj.kind = CJ_BN_SQ;
+		cj.dmean = sum;
+		par(t, &cj);
+		sum_parts(t, cj.acc, c, sq);
+		for (int j = 0; j < c; j++)
+			sum[j] *= (double)rows;
+	}
+	NN(batchnorm_stats)(rows, c, sum, sq, op->eps, op->momentum, params + off[4],
+			    params + off[5], save, save + c);
+	cj.kind = CJ_BN_APPLY;
+	cj.gamma = params + off[2];
+	cj.beta = params + off[3];
+	cj.mean = save;
+	cj.invstd = save + c;
+	return par(t, &cj);
+}
+
+static int bn_backward_split(struct TR_T *t, struct arena *ar, const struct top *op, int m,
+			     const real_t *in, const real_t *dy, real_t *params, real_t *grads,
+			     const int64_t *off, const real_t *save, real_t *dx)
+{
+	const int c = op->c;
+	struct chunk_job cj = {.op = op, .m = m, .in = in, .dy = dy, .dx = dx,
+			       .gamma = params + off[2], .mean = save, .invstd = save + c};
+	double *sdy, *sdyx;
+	int rc;
+	ALLOC(sdy, c);
+	ALLOC(sdyx, c);
+	if ((rc = alloc_parts(t, ar, cj.acc, c)) || (rc = alloc_parts(t, ar, cj.acc2, c)))
+		return rc;
+	cj.kind = CJ_BN_GSUM;
+	par(t, &cj);
+	sum_parts(t, cj.acc, c, sdy);
+	sum_parts(t, cj.acc2, c, sdyx);
+	NN(batchnorm_grad_apply)(0, (int64_t)m * op->rows_per_sample, c, in, dy, params + off[2],
+				 save, save + c, sdy, sdyx, grads + off[2], grads + off[3], NULL);
+	if (!dx)
+		return 0;
+	cj.kind = CJ_BN_GAPPLY;
+	cj.sdy = sdy;
+	cj.sdyx = sdyx;
+	return par(t, &cj);
+}
+
+static int conv_backward_split(struct TR_T *t, struct arena *ar, const struct top *op, int m,
+			       const real_t *in, const real_t *wp, const real_t *dy, real_t *dwp,
+			       real_t *db, real_t *dx)
+{
+	const int64_t wn = (int64_t)op->g.oc * cigt_geom_cols(&op->g);
+	struct chunk_job cj = {.kind = CJ_CONV_B, .op = op, .m = m, .in = in, .wp = wp, .dy = dy,
+			       .dx = dx};
+	for (int i = 0; i < t->nthreads; i++) {
+		ALLOC(cj.dw[i], wn);
+		ALLOC(cj.db[i], op->g.oc);
+		memset(cj.dw[i], 0, (size_t)wn * sizeof(real_t));
+		memset(cj.db[i], 0, (size_t)op->g.oc * sizeof(real_t));
+	}
+	int rc = par(t, &cj);
+	for (int i = 0; i < t->nthreads; i++) {
+		for (int64_t k = 0; k < wn; k++)
+			dwp[k] += cj.dw[i][k];
+		if (db)
+			for (int k = 0; k < op->g.oc; k++)
+				db[k] += cj.db[i][k];
+	}
+	return rc;
+}
 
 /* ---------------------------------------------------------------- forward */
 
-static int expert_forward(struct TR_T *t, int l, int e, real_t *params, real_t *outrows,
-			  const struct cigt_trellis_opts *o, struct cigt_rng *rng)
+static int expert_forward(struct TR_T *t, struct worker *w, int l, int e, real_t *params,
+			  real_t *outrows, const struct cigt_trellis_opts *o, struct cigt_rng *rng,
+			  bool split)
 {
+	struct arena *ar = &w->arena;
 	const struct tlayer *L = &t->L[l];
 	struct xstate *X = &t->S[l].x[e];
 	const int m = X->m;
@@ -268,8 +606,15 @@ static int expert_forward(struct TR_T *t, int l, int e, real_t *params, real_t *
 			int64_t wn = (int64_t)op->g.oc * cigt_geom_cols(&op->g);
 			ALLOC(X->wp[i], wn);
 			NN(conv_pack_weight)(&op->g, params + off[0], X->wp[i]);
-			NN(conv_forward)(&op->g, m, cur, X->wp[i], off[1] >= 0 ? params + off[1] : NULL,
-					 false, y, t->col, NULL, NULL);
+			const real_t *b = off[1] >= 0 ? params + off[1] : NULL;
+			if (split) {
+				struct chunk_job cj = {.kind = CJ_CONV_F, .op = op, .m = m, .in = cur,
+						       .wp = X->wp[i], .b = b, .y = y};
+				par(t, &cj);
+			} else {
+				NN(conv_forward)(&op->g, m, cur, X->wp[i], b, false, y, w->col, NULL,
+						 NULL);
+			}
 			break;
 		}
 		case CIGT_OP_LINEAR: {
@@ -285,20 +630,36 @@ static int expert_forward(struct TR_T *t, int l, int e, real_t *params, real_t *
 		}
 		case CIGT_OP_BATCHNORM:
 			ALLOC(X->aux[i], 2 * op->c);
+			if (split) {
+				int rc = bn_forward_split(t, ar, op, m, cur, params, off, y, X->aux[i]);
+				if (rc)
+					return rc;
+				break;
+			}
 			NN(batchnorm_train_forward)((int64_t)m * op->rows_per_sample, op->c, cur,
 						    params + off[2], params + off[3], op->eps,
 						    op->momentum, params + off[4], params + off[5], y,
 						    X->aux[i], X->aux[i] + op->c);
 			break;
 		case CIGT_OP_RELU:
-			NN(relu_forward)((int64_t)m * op->in_sz, cur, y);
-			break;
-		case CIGT_OP_MAXPOOL:
-			ALLOC(X->idx[i], (int64_t)m * op->out_sz);
-			NN(maxpool_forward_idx)(&op->g, m, cur, y, X->idx[i]);
-			break;
 		case CIGT_OP_AVGPOOL:
-			NN(avgpool_forward)(&op->g, m, cur, y);
+		case CIGT_OP_MAXPOOL:
+			if (op->kind == CIGT_OP_MAXPOOL)
+				ALLOC(X->idx[i], (int64_t)m * op->out_sz);
+			if (split) {
+				struct chunk_job cj = {.op = op, .m = m, .in = cur, .y = y,
+						       .idx = X->idx[i]};
+				cj.kind = op->kind == CIGT_OP_RELU	  ? CJ_RELU_F
+					  : op->kind == CIGT_OP_MAXPOOL ? CJ_MAXPOOL_F
+									: CJ_AVGPOOL_F;
+				par(t, &cj);
+			} else if (op->kind == CIGT_OP_RELU) {
+				NN(relu_forward)((int64_t)m * op->in_sz, cur, y);
+			} else if (op->kind == CIGT_OP_MAXPOOL) {
+				NN(maxpool_forward_idx)(&op->g, m, cur, y, X->idx[i]);
+			} else {
+				NN(avgpool_forward)(&op->g, m, cur, y);
+			}
 			break;
 		case CIGT_OP_FLATTEN:
 			if (op->transpose)
@@ -331,6 +692,7 @@ static int router_forward(struct TR_T *t, int l, real_t *params,
 			  const struct cigt_trellis_opts *o, struct cigt_rng *rng,
 			  struct cigt_trellis_stats *st)
 {
+	struct arena *ar = &t->w[0].arena;
 	const struct trouter *r = &t->L[l].r;
 	struct lstate *S = &t->S[l];
 	const int M = S->mout;
@@ -376,6 +738,7 @@ static int router_forward(struct TR_T *t, int l, real_t *params,
 /* Builds layer l+1's expert row sets from layer l's router choices (or all rows). */
 static int assign_rows(struct TR_T *t, int l, const struct cigt_trellis_opts *o)
 {
+	struct arena *ar = &t->w[0].arena;
 	struct lstate *S = &t->S[l], *N = &t->S[l + 1];
 	const int K = t->L[l + 1].experts, M = S->mout;
 	int64_t total = 0;
@@ -405,9 +768,10 @@ static int assign_rows(struct TR_T *t, int l, const struct cigt_trellis_opts *o)
 
 /* ---------------------------------------------------------------- backward */
 
-static int expert_backward(struct TR_T *t, int l, int e, real_t *params, real_t *grads,
-			   const real_t *dout, real_t *dgin)
+static int expert_backward(struct TR_T *t, struct worker *w, int l, int e, real_t *params,
+			   real_t *grads, const real_t *dout, real_t *dgin, bool split)
 {
+	struct arena *ar = &w->arena;
 	const struct tlayer *L = &t->L[l];
 	struct xstate *X = &t->S[l].x[e];
 	const int m = X->m;
@@ -430,8 +794,15 @@ static int expert_backward(struct TR_T *t, int l, int e, real_t *params, real_t 
 			ALLOC(dwp, wn);
 			ALLOC(dw, wn);
 			memset(dwp, 0, (size_t)wn * sizeof(real_t));
-			NN(conv_backward)(&op->g, m, in, X->wp[i], dy, dwp,
-					  off[1] >= 0 ? grads + off[1] : NULL, dx, t->col, t->dcol);
+			real_t *db = off[1] >= 0 ? grads + off[1] : NULL;
+			if (split) {
+				int rc = conv_backward_split(t, ar, op, m, in, X->wp[i], dy, dwp, db, dx);
+				if (rc)
+					return rc;
+			} else {
+				NN(conv_backward)(&op->g, m, in, X->wp[i], dy, dwp, db, dx, w->col,
+						  w->dcol);
+			}
 			NN(conv_unpack_weight)(&op->g, dwp, dw);
 			for (int64_t k = 0; k < wn; k++)
 				grads[off[0] + k] += dw[k];
@@ -449,21 +820,36 @@ static int expert_backward(struct TR_T *t, int l, int e, real_t *params, real_t 
 			break;
 		}
 		case CIGT_OP_BATCHNORM:
+			if (split) {
+				int rc = bn_backward_split(t, ar, op, m, in, dy, params, grads, off,
+							   X->aux[i], dx);
+				if (rc)
+					return rc;
+				break;
+			}
 			NN(batchnorm_backward)((int64_t)m * op->rows_per_sample, op->c, in, dy,
 					       params + off[2], X->aux[i], X->aux[i] + op->c,
 					       grads + off[2], grads + off[3], dx);
 			break;
 		case CIGT_OP_RELU:
-			if (dx)
-				NN(relu_backward)((int64_t)m * op->in_sz, X->act[i], dy, dx);
-			break;
 		case CIGT_OP_MAXPOOL:
-			if (dx)
-				NN(maxpool_backward)(&op->g, m, dy, X->idx[i], dx);
-			break;
 		case CIGT_OP_AVGPOOL:
-			if (dx)
+			if (!dx)
+				break;
+			if (split) {
+				struct chunk_job cj = {.op = op, .m = m, .dy = dy, .dx = dx,
+						       .yact = X->act[i], .idx = X->idx[i]};
+				cj.kind = op->kind == CIGT_OP_RELU	  ? CJ_RELU_B
+					  : op->kind == CIGT_OP_MAXPOOL ? CJ_MAXPOOL_B
+									: CJ_AVGPOOL_B;
+				par(t, &cj);
+			} else if (op->kind == CIGT_OP_RELU) {
+				NN(relu_backward)((int64_t)m * op->in_sz, X->act[i], dy, dx);
+			} else if (op->kind == CIGT_OP_MAXPOOL) {
+				NN(maxpool_backward)(&op->g, m, dy, X->idx[i], dx);
+			} else {
 				NN(avgpool_backward)(&op->g, m, dy, dx);
+			}
 			break;
 		case CIGT_OP_FLATTEN:
 			if (dx && op->transpose)
@@ -488,6 +874,7 @@ static int expert_backward(struct TR_T *t, int l, int e, real_t *params, real_t 
 static int router_backward(struct TR_T *t, int l, real_t *params, real_t *grads, real_t *dout,
 			   const struct cigt_trellis_opts *o, struct cigt_trellis_stats *st)
 {
+	struct arena *ar = &t->w[0].arena;
 	const struct trouter *r = &t->L[l].r;
 	struct lstate *S = &t->S[l];
 	const int M = S->mout, K = r->k;
@@ -532,18 +919,73 @@ static int router_backward(struct TR_T *t, int l, real_t *params, real_t *grads,
 
 /* ------------------------------------------------------------------- step */
 
+/* Parallel job: gather expert order[item]'s rows and run its forward pass. */
+static int forward_job(struct TR_T *t, struct worker *w, int item)
+{
+	struct arena *ar = &w->arena;
+	const int l = t->job_layer, e = t->order[item];
+	const struct tlayer *L = &t->L[l];
+	struct lstate *S = &t->S[l];
+	struct xstate *X = &S->x[e];
+	ALLOC(X->gin, (int64_t)X->m * L->isz);
+	for (int k = 0; k < X->m; k++) {
+		memcpy(X->gin + (int64_t)k * L->isz, S->in + (int64_t)X->rows[k] * L->isz,
+		       (size_t)L->isz * sizeof(real_t));
+		S->lab_out[X->out_off + k] = S->lab_in[X->rows[k]];
+	}
+	return expert_forward(t, w, l, e, t->job_params, S->out + X->out_off * L->osz,
+			      t->job_opts, &t->xrng[e], t->nitems == 1 && t->nthreads > 1);
+}
+
+/* Parallel job: expert order[item]'s backward pass into its own input-gradient buffer. */
+static int backward_job(struct TR_T *t, struct worker *w, int item)
+{
+	struct arena *ar = &w->arena;
+	const int l = t->job_layer, e = t->order[item];
+	const struct tlayer *L = &t->L[l];
+	const struct xstate *X = &t->S[l].x[e];
+	t->dg[e] = NULL;
+	if (l > 0)
+		ALLOC(t->dg[e], (int64_t)X->m * L->isz);
+	return expert_backward(t, w, l, e, t->job_params, t->job_grads,
+			       t->job_dout + X->out_off * L->osz, t->dg[e],
+			       t->nitems == 1 && t->nthreads > 1);
+}
+
+/* Orders the non-empty experts of layer l, largest first (for load balance). */
+static int active_experts(struct TR_T *t, int l)
+{
+	int n = 0;
+	for (int e = 0; e < t->L[l].experts; e++)
+		if (t->S[l].x[e].m > 0)
+			t->order[n++] = e;
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && t->S[l].x[t->order[j]].m > t->S[l].x[t->order[j - 1]].m;
+		     j--) {
+			int tmp = t->order[j];
+			t->order[j] = t->order[j - 1];
+			t->order[j - 1] = tmp;
+		}
+	return n;
+}
+
 int TR(step)(struct TR_T *t, real_t *params, real_t *grads, const real_t *x,
 	     const uint8_t *labels, int n, const struct cigt_trellis_opts *o,
 	     struct cigt_rng *rng, struct cigt_trellis_stats *st)
 {
 	const struct cigt_arch *a = t->a;
 	const int NL = a->nlayers, C = a->nclasses;
+	struct arena *ar = &t->w[0].arena;
 	int rc;
 	memset(st, 0, sizeof *st);
-	arena_reset(&t->arena);
+	for (int i = 0; i < t->nthreads; i++)
+		arena_reset(&t->w[i].arena);
 	memset(t->S, 0, sizeof t->S);
 	if (n <= 0)
 		return 0;
+	t->job_params = params;
+	t->job_grads = grads;
+	t->job_opts = o;
 
 	/* Layer 0 input: the samples, channels-last. */
 	struct lstate *S0 = &t->S[0];
@@ -569,20 +1011,12 @@ int TR(step)(struct TR_T *t, real_t *params, real_t *grads, const real_t *x,
 		ALLOC(S->out, (int64_t)S->mout * L->osz);
 		ALLOC(S->lab_out, CIGT_MAX(S->mout, 1));
 		for (int e = 0; e < L->experts; e++) {
-			struct xstate *X = &S->x[e];
-			st->rows[l][e] = X->m;
-			if (X->m == 0)
-				continue;
-			ALLOC(X->gin, (int64_t)X->m * L->isz);
-			for (int k = 0; k < X->m; k++) {
-				memcpy(X->gin + (int64_t)k * L->isz, S->in + (int64_t)X->rows[k] * L->isz,
-				       (size_t)L->isz * sizeof(real_t));
-				S->lab_out[X->out_off + k] = S->lab_in[X->rows[k]];
-			}
-			if ((rc = expert_forward(t, l, e, params, S->out + X->out_off * L->osz, o,
-						 rng)))
-				return rc;
+			st->rows[l][e] = S->x[e].m;
+			cigt_rng_seed(&t->xrng[e], cigt_rng_next(rng));
 		}
+		t->job_layer = l;
+		if ((rc = parallel_run(t, forward_job, active_experts(t, l))))
+			return rc;
 		if (L->has_router) {
 			if ((rc = router_forward(t, l, params, o, rng, st)) ||
 			    (rc = assign_rows(t, l, o)))
@@ -626,30 +1060,24 @@ int TR(step)(struct TR_T *t, real_t *params, real_t *grads, const real_t *x,
 		struct lstate *S = &t->S[l];
 		if (L->has_router && (rc = router_backward(t, l, params, grads, dout, o, st)))
 			return rc;
-		real_t *din = NULL, *dg = NULL;
-		if (l > 0) {
-			ALLOC(din, (int64_t)S->min * L->isz);
-			memset(din, 0, (size_t)((int64_t)S->min * L->isz) * sizeof(real_t));
-		}
-		int64_t gmax = 0;
-		for (int e = 0; e < L->experts; e++)
-			gmax = CIGT_MAX(gmax, S->x[e].m);
-		if (l > 0)
-			ALLOC(dg, CIGT_MAX(gmax, 1) * L->isz);
+		t->job_layer = l;
+		t->job_dout = dout;
+		int nact = active_experts(t, l);
+		if ((rc = parallel_run(t, backward_job, nact)))
+			return rc;
+		if (l == 0)
+			break;
+		/* Sum the experts' input gradients into their rows, in expert order. */
+		real_t *din;
+		ALLOC(din, (int64_t)S->min * L->isz);
+		memset(din, 0, (size_t)((int64_t)S->min * L->isz) * sizeof(real_t));
 		for (int e = 0; e < L->experts; e++) {
 			const struct xstate *X = &S->x[e];
-			if (X->m == 0)
-				continue;
-			if ((rc = expert_backward(t, l, e, params, grads, dout + X->out_off * L->osz,
-						  dg)))
-				return rc;
-			if (!dg)
-				continue;
 			for (int k = 0; k < X->m; k++) {
 				real_t *d = din + (int64_t)X->rows[k] * L->isz;
-				const real_t *s = dg + (int64_t)k * L->isz;
+				const real_t *g = t->dg[e] + (int64_t)k * L->isz;
 				for (int64_t j = 0; j < L->isz; j++)
-					d[j] += s[j];
+					d[j] += g[j];
 			}
 		}
 		dout = din;

@@ -351,7 +351,7 @@ static void check_step(const struct cigt_trellis_opts *o)
 		     err);
 	cr_assert_eq(cigt_model_new(a, &f.m), 0);
 	cigt_model_init_random(f.m, 4, true);
-	f.t = cigt_trellis_new_d(f.m);
+	f.t = cigt_trellis_new_d(f.m, 2);
 	int64_t np = f.m->blob_floats, nx = f.n * cigt_arch_input_size(f.m->arch);
 	f.params = malloc((size_t)np * 8);
 	f.work = malloc((size_t)np * 8);
