@@ -20,6 +20,7 @@ static const struct {
 	{"eval", cmd_eval, "accuracy, speed, compute saved and routes on a test set"},
 	{"classify", cmd_classify, "classify PNG or PGM images"},
 	{"bench", cmd_bench, "measure engine throughput"},
+	{"grad", cmd_grad, "one deterministic training step's gradients (for cross-checks)"},
 };
 
 static void usage(FILE *f)

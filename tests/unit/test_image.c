@@ -346,12 +346,8 @@ Test(png, malformed_rejected_with_messages)
 	free(png), free(bad), free(b.p), free(z.p), free(big.p), free(d.p);
 }
 
-/* TODO(bug, src/io/image.c cigt_image_decode_png): a PNG truncated after its pixel data (the
- * last IDAT's CRC cut off, or the IEND chunk missing) decodes successfully, although image.h
- * promises that truncated input fails. spng_decode_image stops reading once the image is
- * complete, so the final IDAT CRC is never checked and IEND never required. Fix: after
- * spng_decode_image succeeds, call spng_decode_chunks(ctx) and fail with "PNG: %s" on a
- * non-zero result. This test fails until then, on purpose. */
+/* A PNG truncated after its pixel data (the last IDAT's CRC cut off, or IEND missing) must fail
+ * like any truncated input: the decoder reads on to IEND after the pixels. */
 Test(png, truncated_after_pixel_data_rejected)
 {
 	uint8_t px[64];
