@@ -14,11 +14,13 @@ static const struct {
 	int (*fn)(int, char **);
 	const char *summary;
 } commands[] = {
+	{"train", cmd_train, "train a trellis (information-gain routing) on a dataset"},
 	{"init", cmd_init, "write a randomly initialised model from an architecture config"},
 	{"info", cmd_info, "show a model's architecture, parameters and MACs"},
 	{"eval", cmd_eval, "accuracy, speed, compute saved and routes on a test set"},
 	{"classify", cmd_classify, "classify PNG or PGM images"},
 	{"bench", cmd_bench, "measure engine throughput"},
+	{"grad", cmd_grad, "one deterministic training step's gradients (for cross-checks)"},
 };
 
 static void usage(FILE *f)

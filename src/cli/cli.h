@@ -14,6 +14,8 @@ int cmd_info(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_grad(int argc, char **argv);
 
 /* Parses a decimal integer in [lo, hi] for option `name`; prints an error and returns -1 on
  * anything else. */

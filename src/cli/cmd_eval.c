@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cigt/parallel.h"
 #include "cli.h"
@@ -24,7 +25,11 @@ static void usage(FILE *f)
 		"  --limit N      only the first N test images\n"
 		"  --threads N    worker threads (default: online CPUs)\n"
 		"  --dump FILE    write one JSON line per sample: index, label, class, route,\n"
-		"                 logits\n");
+		"                 logits\n"
+		"  --routes       for every leaf (last-layer expert), how many test samples of\n"
+		"                 each class reached it\n"
+		"  --routes-png FILE\n"
+		"                 draw that table as a heatmap (needs gnuplot)\n");
 }
 
 /* Route index in mixed radix: route[0] * K1 * K2 ... + route[last]. */
@@ -48,16 +53,90 @@ static void route_name(const struct cigt_arch *a, int idx, char *buf, size_t n)
 		off += (size_t)snprintf(buf + off, n - off, "%s%d", l ? "-" : "", r[l]);
 }
 
+/* leaf[j * K + c]: test samples of class c that reached last-layer expert j. */
+static void print_leaves(const struct cigt_arch *a, const int64_t *leaf)
+{
+	const int K = a->nclasses, J = a->layers[a->nlayers - 1].experts;
+	printf("\nsamples of each class per leaf (last-layer expert)\n%-12s", "class");
+	for (int j = 0; j < J; j++)
+		printf("  leaf %-3d", j);
+	printf("\n");
+	for (int c = 0; c < K; c++) {
+		printf("%-12.12s", a->classes[c]);
+		for (int j = 0; j < J; j++)
+			printf(" %8lld", (long long)leaf[j * K + c]);
+		printf("\n");
+	}
+}
+
+/* Draws the leaf table as a heatmap with gnuplot (share of each class per leaf). */
+static int draw_leaves(const struct cigt_arch *a, const int64_t *leaf, const char *png)
+{
+	const int K = a->nclasses, J = a->layers[a->nlayers - 1].experts;
+	char data[] = "/tmp/cigt-routes-XXXXXX";
+	int fd = mkstemp(data);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f) {
+		perror("cigt: temporary file");
+		return -1;
+	}
+	for (int c = 0; c < K; c++) {
+		int64_t total = 0;
+		for (int j = 0; j < J; j++)
+			total += leaf[j * K + c];
+		for (int j = 0; j < J; j++)
+			fprintf(f, "%d %d %.4f %lld\n", j, c,
+				total ? (double)leaf[j * K + c] / total : 0.0,
+				(long long)leaf[j * K + c]);
+		fprintf(f, "\n");
+	}
+	fclose(f);
+	FILE *g = popen("gnuplot", "w");
+	if (!g) {
+		perror("cigt: gnuplot");
+		unlink(data);
+		return -1;
+	}
+	fprintf(g, "set terminal pngcairo size %d,%d font 'sans,10'\n", 260 + 110 * J, 120 + 34 * K);
+	fprintf(g, "set output '%s'\nset termoption noenhanced\n", png);
+	fprintf(g, "set title 'Test samples of each class reaching each leaf (%s)'\n", a->name);
+	fprintf(g, "set xlabel 'leaf (last-layer expert)'\nset xrange [-0.5:%d.5]\n", J - 1);
+	fprintf(g, "set yrange [%d.5:-0.5]\nset cbrange [0:1]\n", K - 1);
+	fprintf(g, "set cblabel 'share of the class'\nset palette defined (0 'white', 1 '#08306b')\n");
+	fprintf(g, "set xtics (");
+	for (int j = 0; j < J; j++)
+		fprintf(g, "%s'%d' %d", j ? ", " : "", j, j);
+	fprintf(g, ")\nset ytics (");
+	for (int c = 0; c < K; c++) {
+		fprintf(g, "%s'", c ? ", " : "");
+		for (const char *p = a->classes[c]; *p; p++)
+			if (*p != '\'' && *p != '\\')
+				fputc(*p, g);
+		fprintf(g, "' %d", c);
+	}
+	fprintf(g, ")\nunset key\n");
+	fprintf(g, "plot '%s' using 1:2:3 with image, '' using 1:2:(sprintf('%%d', $4)) "
+		   "with labels tc rgb '#d95f02'\n", data);
+	int st = pclose(g);
+	unlink(data);
+	if (st != 0) {
+		fprintf(stderr, "cigt: gnuplot failed drawing %s\n", png);
+		return -1;
+	}
+	return 0;
+}
+
 int cmd_eval(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"data", required_argument, NULL, 'd'},  {"dense", no_argument, NULL, 'D'},
 		{"json", no_argument, NULL, 'j'},        {"limit", required_argument, NULL, 'n'},
 		{"threads", required_argument, NULL, 't'}, {"dump", required_argument, NULL, 'u'},
+		{"routes", no_argument, NULL, 'r'},      {"routes-png", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},        {0},
 	};
-	const char *dir = CIGT_DEFAULT_DATA_DIR, *dump = NULL;
-	bool dense = false, as_json = false;
+	const char *dir = CIGT_DEFAULT_DATA_DIR, *dump = NULL, *routes_png = NULL;
+	bool dense = false, as_json = false, show_routes = false;
 	long long limit = 0, threads = cli_default_threads();
 	int c;
 	optind = 1;
@@ -83,6 +162,12 @@ int cmd_eval(int argc, char **argv)
 		case 'u':
 			dump = optarg;
 			break;
+		case 'r':
+			show_routes = true;
+			break;
+		case 'P':
+			routes_png = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -105,7 +190,7 @@ int cmd_eval(int argc, char **argv)
 	uint8_t *labels = NULL;
 	struct cigt_result *res = NULL;
 	struct cigt_pool *pool = NULL;
-	int64_t *conf = NULL, *routes = NULL;
+	int64_t *conf = NULL, *routes = NULL, *leaf = NULL;
 	if (cli_load_inputs(dir, "t10k", a, &n, &x, &labels))
 		goto out;
 	const int K = a->nclasses;
@@ -114,7 +199,9 @@ int cmd_eval(int argc, char **argv)
 	logits = malloc((size_t)n * K * sizeof(float));
 	conf = calloc((size_t)K * K, sizeof *conf);
 	routes = calloc((size_t)a->npaths, sizeof *routes);
-	if (!res || !probs || !logits || !conf || !routes) {
+	const int nleaves = a->layers[a->nlayers - 1].experts;
+	leaf = calloc((size_t)nleaves * K, sizeof *leaf);
+	if (!res || !probs || !logits || !conf || !routes || !leaf) {
 		fprintf(stderr, "cigt: out of memory\n");
 		goto out;
 	}
@@ -142,6 +229,7 @@ int cmd_eval(int argc, char **argv)
 		correct += res[i].cls == labels[i];
 		conf[labels[i] * K + res[i].cls]++;
 		routes[route_index(a, res[i].route)]++;
+		leaf[res[i].route[a->nlayers - 1] * K + labels[i]]++;
 		macs += (double)res[i].macs;
 	}
 	if (bad_label)
@@ -218,8 +306,13 @@ int cmd_eval(int argc, char **argv)
 			printf("\n");
 		}
 	}
+	if (show_routes && !as_json)
+		print_leaves(a, leaf);
+	if (routes_png && draw_leaves(a, leaf, routes_png))
+		goto out;
 	rc = 0;
 out:
+	free(leaf);
 	cigt_pool_free(pool);
 	free(x);
 	free(labels);

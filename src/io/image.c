@@ -51,7 +51,10 @@ int cigt_image_decode_png(const void *buf, size_t len, struct cigt_image *out, c
 		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "PNG: out of memory");
 		goto out;
 	}
-	if ((e = spng_decode_image(ctx, rgba, size, SPNG_FMT_RGBA8, SPNG_DECODE_TRNS))) {
+	/* decode_chunks reads on past the pixels to IEND, so a file cut after its image data
+	 * (missing CRC or IEND) is rejected too. */
+	if ((e = spng_decode_image(ctx, rgba, size, SPNG_FMT_RGBA8, SPNG_DECODE_TRNS)) ||
+	    (e = spng_decode_chunks(ctx))) {
 		rc = ERR("PNG: %s", spng_strerror(e));
 		goto out;
 	}

@@ -112,6 +112,12 @@ static int parse_entry(const char *name, json_t *v, uint64_t datalen, struct ent
 int cigt_model_load_buffer(const void *buf, size_t len, struct cigt_model **out, char *err,
 			   size_t errlen)
 {
+	return cigt__model_load_ex(buf, len, NULL, out, err, errlen);
+}
+
+int cigt__model_load_ex(const void *buf, size_t len, struct cigt__extras *ex,
+			struct cigt_model **out, char *err, size_t errlen)
+{
 	const uint8_t *p = buf;
 	struct cigt_model *m = NULL;
 	struct cigt_arch *arch = NULL;
@@ -174,6 +180,17 @@ int cigt_model_load_buffer(const void *buf, size_t len, struct cigt_model **out,
 				  sizeof aerr))) {
 		rc = cigt_fail(err, errlen, rc, "__metadata__.architecture: %s", aerr);
 		goto out;
+	}
+	if (ex && ex->meta_key) {
+		json_t *xj = json_object_get(meta, ex->meta_key);
+		if (!xj) {
+			rc = ERR("__metadata__.%s is missing", ex->meta_key);
+			goto out;
+		}
+		if (!(ex->meta_value = strdup(json_string_value(xj)))) {
+			rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+			goto out;
+		}
 	}
 	json_t *pj = json_object_get(meta, "provenance");
 	if (pj && !(prov = strdup(json_string_value(pj)))) {
@@ -262,11 +279,30 @@ int cigt_model_load_buffer(const void *buf, size_t len, struct cigt_model **out,
 			}
 		}
 	}
-	for (size_t i = 0; i < n; i++)
-		if (!ents[i].used) {
-			rc = ERR("unexpected tensor '%s' (not in the architecture)", ents[i].name);
-			goto out;
+	for (size_t i = 0; i < n; i++) {
+		if (ents[i].used)
+			continue;
+		size_t pl = ex && ex->prefix ? strlen(ex->prefix) : 0;
+		if (pl && strncmp(ents[i].name, ex->prefix, pl) == 0) {
+			const float *d = (const float *)(data + ents[i].begin);
+			int64_t numel = (int64_t)((ents[i].end - ents[i].begin) / 4);
+			for (int64_t j = 0; j < numel; j++) {
+				float v;
+				memcpy(&v, d + j, sizeof v);
+				if (!isfinite(v)) {
+					rc = ERR("tensor '%s': value %lld is not finite", ents[i].name,
+						 (long long)j);
+					goto out;
+				}
+			}
+			if ((rc = ex->fn(ex->ctx, m, ents[i].name + pl, data + ents[i].begin, numel,
+					 err, errlen)))
+				goto out;
+			continue;
 		}
+		rc = ERR("unexpected tensor '%s' (not in the architecture)", ents[i].name);
+		goto out;
+	}
 	*out = m;
 	m = NULL;
 	rc = 0;
@@ -325,6 +361,12 @@ int cigt_read_file(const char *path, size_t max, void **buf, size_t *len, char *
 
 int cigt_model_load(const char *path, struct cigt_model **out, char *err, size_t errlen)
 {
+	return cigt__model_load_file_ex(path, NULL, out, err, errlen);
+}
+
+int cigt__model_load_file_ex(const char *path, struct cigt__extras *ex, struct cigt_model **out,
+			     char *err, size_t errlen)
+{
 	void *buf;
 	size_t len;
 	char e2[256];
@@ -332,7 +374,7 @@ int cigt_model_load(const char *path, struct cigt_model **out, char *err, size_t
 	int rc = cigt_read_file(path, MAX_FILE, &buf, &len, err, errlen);
 	if (rc)
 		return rc;
-	rc = cigt_model_load_buffer(buf, len, out, e2, sizeof e2);
+	rc = cigt__model_load_ex(buf, len, ex, out, e2, sizeof e2);
 	free(buf);
 	if (rc)
 		return cigt_fail(err, errlen, rc, "%s: %s", path, e2);
@@ -340,6 +382,12 @@ int cigt_model_load(const char *path, struct cigt_model **out, char *err, size_t
 }
 
 int cigt_model_serialize(const struct cigt_model *m, void **buf, size_t *len)
+{
+	return cigt__model_serialize_ex(m, NULL, buf, len);
+}
+
+int cigt__model_serialize_ex(const struct cigt_model *m, const struct cigt__extras *ex,
+			     void **buf, size_t *len)
 {
 	*buf = NULL;
 	*len = 0;
@@ -352,6 +400,9 @@ int cigt_model_serialize(const struct cigt_model *m, void **buf, size_t *len)
 		return CIGT_ENOMEM;
 	if (m->provenance)
 		json_object_set_new(meta, "provenance", json_string(m->provenance));
+	if (ex && ex->meta_key)
+		json_object_set_new(meta, ex->meta_key, json_string(ex->meta_value));
+	int64_t extra_floats = 0;
 	json_t *root = json_object();
 	json_object_set_new(root, "__metadata__", meta);
 	for (int i = 0; i < m->ntensors; i++) {
@@ -364,13 +415,24 @@ int cigt_model_serialize(const struct cigt_model *m, void **buf, size_t *len)
 					      "data_offsets", (json_int_t)(t->offset * 4),
 					      (json_int_t)((t->offset + t->numel) * 4)));
 	}
+	for (int i = 0; ex && i < ex->count; i++) {
+		char name[2 * CIGT_TENSOR_NAME_MAX];
+		snprintf(name, sizeof name, "%s%s", ex->prefix, ex->names[i]);
+		int64_t b = m->blob_floats + extra_floats;
+		json_object_set_new(root, name,
+				    json_pack("{ss s[I] s[II]}", "dtype", "F32", "shape",
+					      (json_int_t)ex->numel[i], "data_offsets",
+					      (json_int_t)(b * 4),
+					      (json_int_t)((b + ex->numel[i]) * 4)));
+		extra_floats += ex->numel[i];
+	}
 	char *hdr = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(root);
 	if (!hdr)
 		return CIGT_ENOMEM;
 	size_t hl = strlen(hdr);
 	size_t padded = (hl + 7) & ~(size_t)7; /* keep the data 8-byte aligned */
-	size_t total = 8 + padded + (size_t)m->blob_floats * sizeof(float);
+	size_t total = 8 + padded + (size_t)(m->blob_floats + extra_floats) * sizeof(float);
 	uint8_t *p = malloc(total);
 	if (!p) {
 		free(hdr);
@@ -381,6 +443,11 @@ int cigt_model_serialize(const struct cigt_model *m, void **buf, size_t *len)
 	memcpy(p + 8, hdr, hl);
 	memset(p + 8 + hl, ' ', padded - hl);
 	memcpy(p + 8 + padded, m->blob, (size_t)m->blob_floats * sizeof(float));
+	uint8_t *q = p + 8 + padded + (size_t)m->blob_floats * sizeof(float);
+	for (int i = 0; ex && i < ex->count; i++) {
+		memcpy(q, ex->data[i], (size_t)ex->numel[i] * sizeof(float));
+		q += (size_t)ex->numel[i] * sizeof(float);
+	}
 	free(hdr);
 	*buf = p;
 	*len = total;
@@ -389,9 +456,15 @@ int cigt_model_serialize(const struct cigt_model *m, void **buf, size_t *len)
 
 int cigt_model_save(const struct cigt_model *m, const char *path, char *err, size_t errlen)
 {
+	return cigt__model_save_ex(m, NULL, path, err, errlen);
+}
+
+int cigt__model_save_ex(const struct cigt_model *m, const struct cigt__extras *ex,
+			const char *path, char *err, size_t errlen)
+{
 	void *buf;
 	size_t len;
-	if (cigt_model_serialize(m, &buf, &len))
+	if (cigt__model_serialize_ex(m, ex, &buf, &len))
 		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
 	char tmp[4096];
 	if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp) {
@@ -419,7 +492,9 @@ int cigt_model_save(const struct cigt_model *m, const char *path, char *err, siz
 		done += (size_t)w;
 	}
 	free(buf);
-	if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+	int bad = fsync(fd) != 0;
+	bad |= close(fd) != 0;
+	if (bad || rename(tmp, path) != 0) {
 		int e = errno;
 		unlink(tmp);
 		return cigt_fail(err, errlen, CIGT_EIO, "%s: %s", path, strerror(e));

@@ -1,22 +1,23 @@
-/* Convolution as im2col + one sgemm per chunk of output pixels, channels-last.
+/* Convolution as im2col + gemm per chunk of output pixels, channels-last, forward and backward.
  *   in  [n, h, w, c]     weight packed [oc, kh, kw, c]     out [n, oh, ow, oc]
- * A chunk of im2col rows is sized to stay in cache and multiplied as soon as it is built. */
-#include <cblas.h>
+ * A chunk of im2col rows is sized to stay in cache and multiplied as soon as it is built; the
+ * backward pass rebuilds the chunks rather than keeping the whole im2col matrix. */
 #include <string.h>
 
 #include "nn.h"
+#include "nn_real.h"
 #include "../common/util.h"
 
-void cigt_im2col(const struct cigt_geom *g, const float *in, int64_t row0, int64_t nrows,
-		 float *col)
+void NN(im2col)(const struct cigt_geom *g, const real_t *in, int64_t row0, int64_t nrows,
+		real_t *col)
 {
 	const int64_t opix = (int64_t)g->oh * g->ow, cols = cigt_geom_cols(g);
-	const size_t cbytes = (size_t)g->c * sizeof(float);
+	const size_t cbytes = (size_t)g->c * sizeof(real_t);
 	for (int64_t r = 0; r < nrows; r++) {
 		int64_t row = row0 + r, s = row / opix, p = row % opix;
 		int oy = (int)(p / g->ow), ox = (int)(p % g->ow);
-		const float *img = in + s * cigt_geom_in_size(g);
-		float *dst = col + r * cols;
+		const real_t *img = in + s * cigt_geom_in_size(g);
+		real_t *dst = col + r * cols;
 		for (int ky = 0; ky < g->kh; ky++) {
 			int iy = oy * g->sh - g->ph + ky;
 			if (iy < 0 || iy >= g->h) {
@@ -43,22 +44,26 @@ void cigt_im2col(const struct cigt_geom *g, const float *in, int64_t row0, int64
 	}
 }
 
-void cigt_col2im(const struct cigt_geom *g, const float *col, int64_t row0, int64_t nrows,
-		 float *dx)
+void NN(col2im)(const struct cigt_geom *g, const real_t *col, int64_t row0, int64_t nrows,
+		real_t *dx)
 {
 	const int64_t opix = (int64_t)g->oh * g->ow, cols = cigt_geom_cols(g);
 	for (int64_t r = 0; r < nrows; r++) {
 		int64_t row = row0 + r, s = row / opix, p = row % opix;
 		int oy = (int)(p / g->ow), ox = (int)(p % g->ow);
-		float *img = dx + s * cigt_geom_in_size(g);
-		const float *src = col + r * cols;
+		real_t *img = dx + s * cigt_geom_in_size(g);
+		const real_t *src = col + r * cols;
 		for (int ky = 0; ky < g->kh; ky++) {
 			int iy = oy * g->sh - g->ph + ky;
+			if (iy < 0 || iy >= g->h) {
+				src += (int64_t)g->kw * g->c;
+				continue;
+			}
 			for (int kx = 0; kx < g->kw; kx++, src += g->c) {
 				int ix = ox * g->sw - g->pw + kx;
-				if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
+				if (ix < 0 || ix >= g->w)
 					continue;
-				float *d = img + ((int64_t)iy * g->w + ix) * g->c;
+				real_t *d = img + ((int64_t)iy * g->w + ix) * g->c;
 				for (int c = 0; c < g->c; c++)
 					d[c] += src[c];
 			}
@@ -66,7 +71,7 @@ void cigt_col2im(const struct cigt_geom *g, const float *col, int64_t row0, int6
 	}
 }
 
-void cigt_conv_pack_weight(const struct cigt_geom *g, const float *w, float *packed)
+void NN(conv_pack_weight)(const struct cigt_geom *g, const real_t *w, real_t *packed)
 {
 	for (int o = 0; o < g->oc; o++)
 		for (int c = 0; c < g->c; c++)
@@ -76,7 +81,7 @@ void cigt_conv_pack_weight(const struct cigt_geom *g, const float *w, float *pac
 						w[(((int64_t)o * g->c + c) * g->kh + ky) * g->kw + kx];
 }
 
-void cigt_conv_unpack_weight(const struct cigt_geom *g, const float *packed, float *w)
+void NN(conv_unpack_weight)(const struct cigt_geom *g, const real_t *packed, real_t *w)
 {
 	for (int o = 0; o < g->oc; o++)
 		for (int c = 0; c < g->c; c++)
@@ -88,51 +93,90 @@ void cigt_conv_unpack_weight(const struct cigt_geom *g, const float *packed, flo
 						       c];
 }
 
+#ifndef CIGT_NN_DOUBLE
 int64_t cigt_conv_chunk_rows(const struct cigt_geom *g)
 {
-	/* About 512 KiB of im2col per chunk: big enough for sgemm to run near its peak, small
-	 * enough to be multiplied while still in L2. */
+	/* About 512 KiB of float im2col per chunk: big enough for gemm to run near its peak,
+	 * small enough to be multiplied while still in L2. */
 	int64_t rows = (int64_t)(128 * 1024) / cigt_geom_cols(g);
 	return CIGT_MAX(rows, 64);
 }
+#endif
 
-static void bias_relu_rows(int64_t rows, int oc, const float *b, bool relu, float *out)
+static void bias_relu_rows(int64_t rows, int oc, const real_t *b, bool relu, real_t *out)
 {
 	if (!b && !relu)
 		return;
 	for (int64_t r = 0; r < rows; r++) {
-		float *o = out + r * oc;
+		real_t *o = out + r * oc;
 		if (b)
 			for (int c = 0; c < oc; c++)
 				o[c] += b[c];
 		if (relu)
 			for (int c = 0; c < oc; c++)
-				o[c] = o[c] > 0.0f ? o[c] : 0.0f;
+				o[c] = o[c] > 0 ? o[c] : 0;
 	}
 }
 
-void cigt_conv_forward(const struct cigt_geom *g, int n, const float *in, const float *w,
-		       const float *b, bool relu, float *out, float *col, uint64_t *ns_im2col,
-		       uint64_t *ns_gemm)
+void NN(conv_forward)(const struct cigt_geom *g, int n, const real_t *in, const real_t *w,
+		      const real_t *b, bool relu, real_t *out, real_t *col, uint64_t *ns_im2col,
+		      uint64_t *ns_gemm)
 {
 	const int64_t rows = (int64_t)n * g->oh * g->ow, cols = cigt_geom_cols(g);
 	const bool pw = cigt_geom_is_pointwise(g);
 	const int64_t chunk = pw ? rows : cigt_conv_chunk_rows(g);
 	for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
 		int64_t m = CIGT_MIN(chunk, rows - r0);
-		const float *a = in + r0 * cols;
+		const real_t *a = in + r0 * cols;
 		uint64_t t0 = ns_im2col ? cigt_now_ns() : 0;
 		if (!pw) {
-			cigt_im2col(g, in, r0, m, col);
+			NN(im2col)(g, in, r0, m, col);
 			a = col;
 		}
 		uint64_t t1 = ns_im2col ? cigt_now_ns() : 0;
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, g->oc, (int)cols, 1.0f,
-			    a, (int)cols, w, (int)cols, 0.0f, out + r0 * g->oc, g->oc);
+		NN_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, g->oc, (int)cols, 1, a,
+			(int)cols, w, (int)cols, 0, out + r0 * g->oc, g->oc);
 		bias_relu_rows(m, g->oc, b, relu, out + r0 * g->oc);
 		if (ns_im2col) {
 			*ns_im2col += t1 - t0;
 			*ns_gemm += cigt_now_ns() - t1;
 		}
+	}
+}
+
+void NN(conv_backward)(const struct cigt_geom *g, int n, const real_t *in, const real_t *w,
+		       const real_t *dout, real_t *dw, real_t *db, real_t *dx, real_t *col,
+		       real_t *dcol)
+{
+	const int64_t rows = (int64_t)n * g->oh * g->ow, cols = cigt_geom_cols(g);
+	const bool pw = cigt_geom_is_pointwise(g);
+	const int64_t chunk = pw ? rows : cigt_conv_chunk_rows(g);
+	if (rows == 0)
+		return;
+	if (dx && !pw)
+		memset(dx, 0, (size_t)(n * cigt_geom_in_size(g)) * sizeof(real_t));
+	for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+		int64_t m = CIGT_MIN(chunk, rows - r0);
+		const real_t *dy = dout + r0 * g->oc;
+		const real_t *a = in + r0 * cols;
+		if (!pw) {
+			NN(im2col)(g, in, r0, m, col);
+			a = col;
+		}
+		/* dw[oc, cols] += dy^T [oc, m] . a [m, cols] */
+		NN_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, g->oc, (int)cols, (int)m, 1, dy,
+			g->oc, a, (int)cols, 1, dw, (int)cols);
+		if (db)
+			for (int64_t r = 0; r < m; r++)
+				for (int c = 0; c < g->oc; c++)
+					db[c] += dy[r * g->oc + c];
+		if (!dx)
+			continue;
+		/* dcol [m, cols] = dy [m, oc] . w [oc, cols] */
+		real_t *dc = pw ? dx + r0 * cols : dcol;
+		NN_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)cols, g->oc, 1, dy,
+			g->oc, w, (int)cols, 0, dc, (int)cols);
+		if (!pw)
+			NN(col2im)(g, dcol, r0, m, dx);
 	}
 }

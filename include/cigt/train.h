@@ -1,0 +1,60 @@
+/* Training a trellis: the "train" section of a config file, and the training run (SGD with
+ * momentum, learning-rate steps by epoch, temperature annealed per iteration, full-routing
+ * warm-up then argmax routing with random re-routing, model selection on a validation split
+ * carved from the training set, per-epoch checkpoints, resumable).
+ * Gradients throughout mean dL/d(theta), the derivative of the loss with respect to a
+ * parameter; backward passes accumulate them. */
+#ifndef CIGT_TRAIN_H
+#define CIGT_TRAIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CIGT_MAX_LR_STEPS 16
+
+struct cigt_train_config {
+	int epochs, warmup_epochs, batch_size;
+	double lr;
+	int nsteps;
+	int step_epoch[CIGT_MAX_LR_STEPS];     /* from this epoch on ... */
+	double step_factor[CIGT_MAX_LR_STEPS]; /* ... lr = lr0 * factor */
+	double momentum, weight_decay;
+	double ig_lambda, ig_beta;
+	double t0, t_decay, t_min; /* T = max(t0 * t_decay^(t+1), t_min), t the iteration */
+	double rho;                /* routing randomisation after warm-up */
+	int validation_samples;
+	uint64_t seed;
+};
+
+struct json_t;
+/* Reads the "train" member of a config (every key required except those with defaults, see
+ * models/README.md); unknown keys fail with a message naming them. */
+int cigt_train_config_parse(const struct json_t *train, struct cigt_train_config *c, char *err,
+			    size_t errlen);
+/* The learning rate and temperature of an epoch / iteration. */
+double cigt_train_lr(const struct cigt_train_config *c, int epoch);
+double cigt_train_temperature(const struct cigt_train_config *c, int64_t iteration);
+
+struct cigt_train_options {
+	const char *config;      /* config file: architecture + "train" */
+	const char *out;         /* best model (by validation accuracy) goes here */
+	const char *data_dir;    /* IDX directory with train-*.gz */
+	const char *resume;      /* checkpoint to continue from, or NULL */
+	const char *checkpoint;  /* where checkpoints go (default: OUT.ckpt) */
+	const char *log;         /* JSON-lines log, one object per epoch, or NULL */
+	int epochs;              /* 0: the config's */
+	int threads;             /* OpenBLAS threads */
+	int train_samples;       /* 0: all training images not held out */
+	int validation;          /* -1: the config's validation_samples */
+	bool seed_set;
+	uint64_t seed;
+	FILE *progress;          /* progress output (a live line when it is a terminal) */
+};
+
+/* Runs training to the end (or until SIGINT/SIGTERM, which saves a checkpoint first: returns
+ * CIGT_EINTR). Every input problem is reported before training starts. */
+int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,621 @@
+/* The training run: config, data split, the epoch loop (SGD with momentum on the trellis step),
+ * validation with the inference engine, model selection, checkpoints and progress output.
+ * Determinism: the shuffle of an epoch is a function of (seed, epoch) and every other random
+ * draw comes from one generator saved in the checkpoint, so the same seed and thread count give
+ * a bit-identical model, whether or not the run was interrupted and resumed. */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cigt/dataset.h"
+#include "cigt/engine.h"
+#include "cigt/error.h"
+#include "cigt/parallel.h"
+#include "cigt/train.h"
+#include "trellis.h"
+#include "../model/model_internal.h"
+
+#define ERR(...) cigt_fail(err, errlen, CIGT_EINVAL, __VA_ARGS__)
+
+/* ------------------------------------------------------------------ config */
+
+static int num_at(const json_t *o, const char *path, const char *k, double lo, double hi,
+		  double *out, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(o, k);
+	if (!v)
+		return ERR("%s.%s: missing", path, k);
+	if (!json_is_number(v) || !(json_number_value(v) >= lo && json_number_value(v) <= hi))
+		return ERR("%s.%s: expected a number in [%g, %g]", path, k, lo, hi);
+	*out = json_number_value(v);
+	return 0;
+}
+
+static int num(const json_t *o, const char *k, double lo, double hi, double *out, char *err,
+	       size_t errlen)
+{
+	return num_at(o, "train", k, lo, hi, out, err, errlen);
+}
+
+static int integer(const json_t *o, const char *k, long long lo, long long hi, long long *out,
+		   char *err, size_t errlen)
+{
+	json_t *v = json_object_get(o, k);
+	if (!v)
+		return ERR("train.%s: missing", k);
+	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+		return ERR("train.%s: expected an integer in [%lld, %lld]", k, lo, hi);
+	*out = json_integer_value(v);
+	return 0;
+}
+
+int cigt_train_config_parse(const json_t *t, struct cigt_train_config *c, char *err,
+			    size_t errlen)
+{
+	static const char *const keys[] = {
+		"epochs", "warmup_epochs", "batch_size", "lr", "lr_schedule", "momentum",
+		"weight_decay", "information_gain_weight", "information_gain_beta", "temperature",
+		"routing_randomization", "validation_samples", "seed", NULL};
+	memset(c, 0, sizeof *c);
+	if (!t || !json_is_object(t))
+		return ERR("train: missing object (the config needs a \"train\" section)");
+	const char *key;
+	json_t *val;
+	json_object_foreach((json_t *)t, key, val) {
+		int ok = 0;
+		for (const char *const *k = keys; *k; k++)
+			ok |= !strcmp(*k, key);
+		if (!ok)
+			return ERR("train: unknown key '%s'", key);
+	}
+	long long ep, wu, bs, vs, seed;
+	int rc;
+	if ((rc = integer(t, "epochs", 1, 100000, &ep, err, errlen)) ||
+	    (rc = integer(t, "warmup_epochs", 0, 100000, &wu, err, errlen)) ||
+	    (rc = integer(t, "batch_size", 1, 65536, &bs, err, errlen)) ||
+	    (rc = num(t, "lr", 0, 100, &c->lr, err, errlen)) ||
+	    (rc = num(t, "momentum", 0, 0.9999, &c->momentum, err, errlen)) ||
+	    (rc = num(t, "weight_decay", 0, 1, &c->weight_decay, err, errlen)) ||
+	    (rc = num(t, "information_gain_weight", 0, 1000, &c->ig_lambda, err, errlen)) ||
+	    (rc = num(t, "information_gain_beta", 0, 1000, &c->ig_beta, err, errlen)) ||
+	    (rc = num(t, "routing_randomization", 0, 1, &c->rho, err, errlen)) ||
+	    (rc = integer(t, "validation_samples", 0, 1000000, &vs, err, errlen)) ||
+	    (rc = integer(t, "seed", 0, INT64_MAX, &seed, err, errlen)))
+		return rc;
+	c->epochs = (int)ep;
+	c->warmup_epochs = (int)wu;
+	c->batch_size = (int)bs;
+	c->validation_samples = (int)vs;
+	c->seed = (uint64_t)seed;
+	json_t *tj = json_object_get(t, "temperature");
+	if (!tj || !json_is_object(tj))
+		return ERR("train.temperature: expected {\"initial\", \"decay\", \"min\"}");
+	json_object_foreach(tj, key, val) {
+		if (strcmp(key, "initial") && strcmp(key, "decay") && strcmp(key, "min"))
+			return ERR("train.temperature: unknown key '%s'", key);
+	}
+	if ((rc = num_at(tj, "train.temperature", "initial", 1e-6, 1e6, &c->t0, err, errlen)) ||
+	    (rc = num_at(tj, "train.temperature", "decay", 1e-6, 1, &c->t_decay, err, errlen)) ||
+	    (rc = num_at(tj, "train.temperature", "min", 1e-6, 1e6, &c->t_min, err, errlen)))
+		return rc;
+	json_t *s = json_object_get(t, "lr_schedule");
+	if (!s || !json_is_array(s) || json_array_size(s) < 1 ||
+	    json_array_size(s) > CIGT_MAX_LR_STEPS)
+		return ERR("train.lr_schedule: expected 1 to %d [epoch, factor] pairs",
+			   CIGT_MAX_LR_STEPS);
+	c->nsteps = (int)json_array_size(s);
+	for (int i = 0; i < c->nsteps; i++) {
+		json_t *p = json_array_get(s, (size_t)i);
+		if (!json_is_array(p) || json_array_size(p) != 2 ||
+		    !json_is_integer(json_array_get(p, 0)) || !json_is_number(json_array_get(p, 1)))
+			return ERR("train.lr_schedule[%d]: expected [epoch, factor]", i);
+		c->step_epoch[i] = (int)json_integer_value(json_array_get(p, 0));
+		c->step_factor[i] = json_number_value(json_array_get(p, 1));
+		if (c->step_epoch[i] < 0 || (i && c->step_epoch[i] <= c->step_epoch[i - 1]) ||
+		    !(c->step_factor[i] >= 0 && c->step_factor[i] <= 1000))
+			return ERR("train.lr_schedule[%d]: epochs must increase from 0 and factors "
+				   "lie in [0, 1000]",
+				   i);
+	}
+	if (c->step_epoch[0] != 0)
+		return ERR("train.lr_schedule[0]: must start at epoch 0");
+	return 0;
+}
+
+double cigt_train_lr(const struct cigt_train_config *c, int epoch)
+{
+	double f = c->step_factor[0];
+	for (int i = 0; i < c->nsteps; i++)
+		if (epoch >= c->step_epoch[i])
+			f = c->step_factor[i];
+	return c->lr * f;
+}
+
+double cigt_train_temperature(const struct cigt_train_config *c, int64_t iteration)
+{
+	double t = c->t0 * pow(c->t_decay, (double)(iteration + 1));
+	return t > c->t_min ? t : c->t_min;
+}
+
+/* -------------------------------------------------------------- the run */
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+struct state {
+	int epoch, step;   /* next step to run */
+	int64_t iteration; /* global step counter (drives the temperature) */
+	double best_acc;
+	int best_epoch;
+	struct cigt_rng rng;
+};
+
+struct ckpt_ctx {
+	float *mom;
+	int loaded;
+};
+
+static int ckpt_tensor(void *ctx, const struct cigt_model *m, const char *name,
+		       const void *data, int64_t numel, char *err, size_t errlen)
+{
+	struct ckpt_ctx *c = ctx;
+	const struct cigt_tensor_info *t = cigt_model_tensor(m, name);
+	if (!t || !t->trainable || t->numel != numel)
+		return cigt_fail(err, errlen, CIGT_EFORMAT,
+				 "momentum for '%s' does not match the model", name);
+	if (!c->mom && !(c->mom = calloc((size_t)m->blob_floats, sizeof(float))))
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	memcpy(c->mom + t->offset, data, (size_t)numel * sizeof(float));
+	c->loaded++;
+	return 0;
+}
+
+static int save_checkpoint(const char *path, const struct cigt_model *m, const float *mom,
+			   const struct state *s, const char *config_text, char *err,
+			   size_t errlen)
+{
+	const char **names = calloc((size_t)m->ntensors, sizeof *names);
+	int64_t *numel = calloc((size_t)m->ntensors, sizeof *numel);
+	const float **data = calloc((size_t)m->ntensors, sizeof *data);
+	if (!names || !numel || !data) {
+		free(names), free(numel), free(data);
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	}
+	int k = 0;
+	for (int i = 0; i < m->ntensors; i++) {
+		if (!m->tensors[i].trainable)
+			continue;
+		names[k] = m->tensors[i].name;
+		numel[k] = m->tensors[i].numel;
+		data[k] = mom + m->tensors[i].offset;
+		k++;
+	}
+	char rng[4][24];
+	for (int i = 0; i < 4; i++)
+		snprintf(rng[i], sizeof rng[i], "%llu", (unsigned long long)s->rng.s[i]);
+	json_t *j = json_pack("{si si sI sf si s[ssss] ss}", "epoch", s->epoch, "step", s->step,
+			      "iteration", (json_int_t)s->iteration, "best_accuracy", s->best_acc,
+			      "best_epoch", s->best_epoch, "rng", rng[0], rng[1], rng[2], rng[3],
+			      "config", config_text);
+	char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(j);
+	struct cigt__extras ex = {.prefix = "momentum/", .count = k, .names = names,
+				  .numel = numel, .data = data, .meta_key = "checkpoint",
+				  .meta_value = text};
+	int rc = text ? cigt__model_save_ex(m, &ex, path, err, errlen)
+		      : cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	free(text);
+	free(names), free(numel), free(data);
+	return rc;
+}
+
+static int load_checkpoint(const char *path, const char *config_text, struct cigt_model **m,
+			   float **mom, struct state *s, char *err, size_t errlen)
+{
+	struct ckpt_ctx ctx = {0};
+	struct cigt_model *mm = NULL;
+	struct cigt__extras ex = {.prefix = "momentum/", .fn = ckpt_tensor, .ctx = &ctx,
+				  .meta_key = "checkpoint"};
+	json_t *j = NULL;
+	int rc = cigt__model_load_file_ex(path, &ex, &mm, err, errlen);
+	if (rc)
+		goto fail;
+	int trainable = 0;
+	for (int i = 0; i < mm->ntensors; i++)
+		trainable += mm->tensors[i].trainable;
+	json_error_t je;
+	j = json_loads(ex.meta_value, 0, &je);
+	json_t *rng = j ? json_object_get(j, "rng") : NULL;
+	json_t *cfg = j ? json_object_get(j, "config") : NULL;
+	if (ctx.loaded != trainable || !j || !json_is_integer(json_object_get(j, "epoch")) ||
+	    !json_is_integer(json_object_get(j, "step")) ||
+	    !json_is_integer(json_object_get(j, "iteration")) ||
+	    !json_is_number(json_object_get(j, "best_accuracy")) ||
+	    !json_is_integer(json_object_get(j, "best_epoch")) || !json_is_array(rng) ||
+	    json_array_size(rng) != 4 || !json_is_string(cfg)) {
+		rc = cigt_fail(err, errlen, CIGT_EFORMAT, "%s: malformed checkpoint state", path);
+		goto fail;
+	}
+	if (strcmp(json_string_value(cfg), config_text) != 0) {
+		rc = cigt_fail(err, errlen, CIGT_EINVAL,
+			       "%s: the checkpoint was made with a different config", path);
+		goto fail;
+	}
+	s->epoch = (int)json_integer_value(json_object_get(j, "epoch"));
+	s->step = (int)json_integer_value(json_object_get(j, "step"));
+	s->iteration = json_integer_value(json_object_get(j, "iteration"));
+	s->best_acc = json_number_value(json_object_get(j, "best_accuracy"));
+	s->best_epoch = (int)json_integer_value(json_object_get(j, "best_epoch"));
+	for (int i = 0; i < 4; i++) {
+		json_t *v = json_array_get(rng, (size_t)i);
+		s->rng.s[i] = json_is_string(v) ? strtoull(json_string_value(v), NULL, 10) : 0;
+	}
+	json_decref(j);
+	free(ex.meta_value);
+	*m = mm;
+	*mom = ctx.mom;
+	return 0;
+fail:
+	json_decref(j);
+	free(ex.meta_value);
+	free(ctx.mom);
+	cigt_model_free(mm);
+	return rc;
+}
+
+/* Fisher-Yates shuffle of 0..n-1 from a generator seeded by (seed, epoch). */
+static void epoch_order(uint64_t seed, int epoch, int n, int *order)
+{
+	struct cigt_rng r;
+	cigt_rng_seed(&r, seed * 0x9e3779b97f4a7c15ull + (uint64_t)epoch + 1);
+	for (int i = 0; i < n; i++)
+		order[i] = i;
+	for (int i = n - 1; i > 0; i--) {
+		int j = (int)cigt_rng_below(&r, (uint32_t)(i + 1));
+		int t = order[i];
+		order[i] = order[j];
+		order[j] = t;
+	}
+}
+
+static double validate(const struct cigt_model *m, const float *x, const uint8_t *y, int n)
+{
+	if (n <= 0)
+		return 0;
+	struct cigt_engine *e;
+	if (cigt_engine_new(m, &e, NULL, 0))
+		return -1;
+	struct cigt_workspace *ws = cigt_workspace_new(e, 500);
+	struct cigt_result *res = malloc((size_t)n * sizeof *res);
+	double acc = -1;
+	if (ws && res) {
+		cigt_engine_classify(e, ws, x, n, CIGT_EXEC_ROUTED, res, NULL, NULL);
+		int ok = 0;
+		for (int i = 0; i < n; i++)
+			ok += res[i].cls == y[i];
+		acc = (double)ok / n;
+	}
+	free(res);
+	cigt_workspace_free(ws);
+	cigt_engine_free(e);
+	return acc;
+}
+
+static void fmt_duration(char *buf, size_t n, double s)
+{
+	long t = s > 0 && s < 1e8 ? (long)s : 0;
+	snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+}
+
+int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
+{
+	int rc = 0;
+	json_t *root = NULL;
+	char *config_text = NULL, *ckpt_path = NULL;
+	struct cigt_arch *arch = NULL;
+	struct cigt_model *m = NULL;
+	struct cigt_trellis *tr = NULL;
+	float *mom = NULL, *grads = NULL, *x = NULL, *bx = NULL;
+	uint8_t *y = NULL, *by = NULL;
+	int *order = NULL;
+	FILE *log = NULL;
+	struct cigt_dataset d = {0};
+	struct cigt_train_config c;
+	struct state s = {0};
+	FILE *out = o->progress ? o->progress : stdout;
+	const bool tty = isatty(fileno(out));
+
+	/* 1. Everything the user gave is checked before any work. */
+	json_error_t je;
+	if (!o->config || !o->out)
+		return ERR("--config and --out are required");
+	if (!(root = json_load_file(o->config, JSON_REJECT_DUPLICATES, &je))) {
+		rc = ERR("%s: %s (line %d column %d)", o->config, je.text, je.line, je.column);
+		goto out;
+	}
+	char e2[400];
+	if ((rc = cigt_arch_from_json(root, &arch, e2, sizeof e2)) ||
+	    (rc = cigt_train_config_parse(json_object_get(root, "train"), &c, e2, sizeof e2))) {
+		rc = cigt_fail(err, errlen, rc, "%s: %s", o->config, e2);
+		goto out;
+	}
+	if (o->epochs > 0)
+		c.epochs = o->epochs;
+	if (o->seed_set)
+		c.seed = o->seed;
+	if (o->validation >= 0)
+		c.validation_samples = o->validation;
+	json_t *tj = json_object_get(root, "train");
+	json_object_set_new(tj, "epochs", json_integer(c.epochs));
+	json_object_set_new(tj, "seed", json_integer((json_int_t)c.seed));
+	json_object_set_new(tj, "validation_samples", json_integer(c.validation_samples));
+	config_text = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+	if ((o->checkpoint ? asprintf(&ckpt_path, "%s", o->checkpoint)
+			   : asprintf(&ckpt_path, "%s.ckpt", o->out)) < 0) {
+		ckpt_path = NULL;
+		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = cigt_dataset_load_dir(o->data_dir ? o->data_dir : CIGT_DEFAULT_DATA_DIR, "train",
+					&d, err, errlen)))
+		goto out;
+	if (d.h != arch->input.h || d.w != arch->input.w || d.c != arch->input.c) {
+		rc = ERR("training images are %dx%dx%d but the architecture's input is %dx%dx%d",
+			 d.c, d.h, d.w, arch->input.c, arch->input.h, arch->input.w);
+		goto out;
+	}
+	for (int i = 0; i < d.n; i++)
+		if (d.labels[i] >= arch->nclasses) {
+			rc = ERR("training label %d of image %d is not below the %d classes",
+				 d.labels[i], i, arch->nclasses);
+			goto out;
+		}
+	const int nval = c.validation_samples;
+	if (nval >= d.n) {
+		rc = ERR("validation_samples %d leaves no training images (of %d)", nval, d.n);
+		goto out;
+	}
+	int ntrain = d.n - nval;
+	if (o->train_samples > 0 && o->train_samples < ntrain)
+		ntrain = o->train_samples;
+	if (o->log && !(log = fopen(o->log, o->resume ? "a" : "w"))) {
+		rc = cigt_fail(err, errlen, CIGT_EIO, "%s: %s", o->log, strerror(errno));
+		goto out;
+	}
+
+	/* 2. Model and optimiser state: fresh, or from the checkpoint. */
+	if (o->resume) {
+		cigt_arch_free(arch);
+		arch = NULL;
+		if ((rc = load_checkpoint(o->resume, config_text, &m, &mom, &s, err, errlen)))
+			goto out;
+	} else {
+		rc = cigt_model_new(arch, &m);
+		arch = NULL;
+		if (rc || !(mom = calloc((size_t)m->blob_floats, sizeof(float)))) {
+			rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+			goto out;
+		}
+		cigt_model_init_random(m, c.seed, false);
+		cigt_rng_seed(&s.rng, c.seed ^ 0x5eed5eed5eedull);
+		s.best_acc = -1;
+	}
+	const struct cigt_arch *a = m->arch;
+	const int64_t isz = cigt_arch_input_size(a);
+	const int B = c.batch_size, steps = (ntrain + B - 1) / B;
+	grads = malloc((size_t)m->blob_floats * sizeof(float));
+	x = malloc((size_t)d.n * (size_t)isz * sizeof(float));
+	y = malloc((size_t)d.n);
+	bx = malloc((size_t)B * (size_t)isz * sizeof(float));
+	by = malloc((size_t)B);
+	order = malloc((size_t)ntrain * sizeof(int));
+	tr = cigt_trellis_new(m, o->threads > 0 ? o->threads : 1);
+	if (!grads || !x || !y || !bx || !by || !order || !tr) {
+		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < d.n; i++) {
+		cigt_model_preprocess_u8(a, d.px + (size_t)i * isz, x + (int64_t)i * isz);
+		y[i] = d.labels[i];
+	}
+	const float *vx = x + (int64_t)(d.n - nval) * isz;
+	const uint8_t *vy = y + (d.n - nval);
+	cigt_blas_threads(1); /* parallelism comes from the trellis's own threads */
+
+	struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+	stop_requested = 0;
+
+	fprintf(out, "training %s: %d train / %d validation images, %d epochs (%d warm-up), batch %d, "
+		     "%d steps per epoch, seed %llu, %d threads%s\n",
+		a->name, ntrain, nval, c.epochs, c.warmup_epochs, B, steps,
+		(unsigned long long)c.seed, o->threads > 0 ? o->threads : 1,
+		o->resume ? " (resumed)" : "");
+	fflush(out);
+
+	/* 3. The epochs. */
+	double run_start = (double)cigt_now_ns() * 1e-9, sps_avg = 0;
+	int64_t steps_done_run = 0;
+	for (; s.epoch < c.epochs; s.epoch++, s.step = 0) {
+		const bool warmup = s.epoch < c.warmup_epochs;
+		const double lr = cigt_train_lr(&c, s.epoch);
+		epoch_order(c.seed, s.epoch, ntrain, order);
+		double sum_loss = 0, sum_ce = 0, sum_ig[CIGT_MAX_LAYERS] = {0};
+		int64_t rows = 0, correct = 0;
+		int nsteps = 0;
+		double ep_start = (double)cigt_now_ns() * 1e-9, last_print = 0;
+		struct cigt_trellis_stats st;
+		for (; s.step < steps; s.step++) {
+			int b0 = s.step * B, n = CIGT_MIN(B, ntrain - b0);
+			for (int i = 0; i < n; i++) {
+				int k = order[b0 + i];
+				memcpy(bx + (int64_t)i * isz, x + (int64_t)k * isz,
+				       (size_t)isz * sizeof(float));
+				by[i] = y[k];
+			}
+			double T = cigt_train_temperature(&c, s.iteration);
+			struct cigt_trellis_opts to = {.warmup = warmup, .temperature = T,
+						       .ig_lambda = c.ig_lambda, .ig_beta = c.ig_beta,
+						       .rho = c.rho, .dropout = true};
+			memset(grads, 0, (size_t)m->blob_floats * sizeof(float));
+			if ((rc = cigt_trellis_step(tr, m->blob, grads, bx, by, n, &to, &s.rng, &st))) {
+				rc = cigt_fail(err, errlen, rc, "out of memory in a training step");
+				goto restore;
+			}
+			/* SGD with momentum (PyTorch form): v = mu v + g + wd w; w -= lr v. */
+			for (int ti = 0; ti < m->ntensors; ti++) {
+				const struct cigt_tensor_info *t = &m->tensors[ti];
+				if (!t->trainable)
+					continue;
+				float *w = m->blob + t->offset, *v = mom + t->offset;
+				const float *g = grads + t->offset;
+				for (int64_t k = 0; k < t->numel; k++) {
+					v[k] = (float)c.momentum * v[k] + g[k] +
+					       (float)c.weight_decay * w[k];
+					w[k] -= (float)lr * v[k];
+				}
+			}
+			s.iteration++;
+			nsteps++;
+			steps_done_run++;
+			sum_loss += st.loss;
+			sum_ce += st.ce;
+			for (int l = 0; l < a->nlayers; l++)
+				sum_ig[l] += st.ig[l];
+			rows += st.leaf_rows;
+			correct += st.leaf_correct;
+			if (!isfinite(st.loss)) {
+				rc = cigt_fail(err, errlen, CIGT_ERANGE,
+					       "loss became %g at epoch %d step %d (lr too high?)",
+					       st.loss, s.epoch, s.step);
+				goto restore;
+			}
+			double now = (double)cigt_now_ns() * 1e-9;
+			double sps = (double)(s.step + 1 - 0) * B / (now - ep_start + 1e-9);
+			if (tty && now - last_print > 0.5) {
+				double igs = 0;
+				for (int l = 0; l < a->nlayers; l++)
+					igs += sum_ig[l];
+				char eta[32];
+				double left = (double)(c.epochs - s.epoch) * steps - s.step;
+				fmt_duration(eta, sizeof eta, left * B / (sps_avg > 0 ? sps_avg : sps));
+				fprintf(out,
+					"\r\033[Kepoch %d/%d step %d/%d  loss %.4f (ce %.4f ig %.4f)  "
+					"train %.2f%%  T %.3g  %.0f samples/s  ETA %s",
+					s.epoch + 1, c.epochs, s.step + 1, steps, sum_loss / nsteps,
+					sum_ce / nsteps, igs / nsteps, 100.0 * correct / rows, T, sps,
+					eta);
+				fflush(out);
+				last_print = now;
+			}
+			if (stop_requested) {
+				s.step++;
+				if (tty)
+					fprintf(out, "\n");
+				rc = save_checkpoint(ckpt_path, m, mom, &s, config_text, err, errlen);
+				if (!rc)
+					rc = cigt_fail(err, errlen, CIGT_EINTR,
+						       "interrupted at epoch %d step %d; checkpoint "
+						       "saved to %s (continue with --resume %s)",
+						       s.epoch + 1, s.step, ckpt_path, ckpt_path);
+				goto restore;
+			}
+		}
+		double secs = (double)cigt_now_ns() * 1e-9 - ep_start;
+		double sps = nsteps ? (double)nsteps * B / secs : 0;
+		sps_avg = sps_avg > 0 ? 0.7 * sps_avg + 0.3 * sps : sps;
+		double vacc = validate(m, vx, vy, nval);
+		bool best = nval > 0 && vacc > s.best_acc;
+		if (best || nval == 0) {
+			s.best_acc = vacc;
+			s.best_epoch = s.epoch + 1;
+			json_t *prov = json_pack(
+				"{ss ss sI si si sf s{si si} so}", "tool", "cigt train", "version",
+				CIGT_VERSION, "seed", (json_int_t)c.seed, "epoch", s.epoch + 1,
+				"epochs", c.epochs, "validation_accuracy", vacc, "data", "train",
+				ntrain, "validation", nval, "config",
+				json_loads(config_text, 0, NULL));
+			free(m->provenance);
+			m->provenance = json_dumps(prov, JSON_COMPACT | JSON_PRESERVE_ORDER);
+			json_decref(prov);
+			if ((rc = cigt_model_save(m, o->out, err, errlen)))
+				goto restore;
+		}
+		struct state next = s;
+		next.epoch++;
+		next.step = 0;
+		if ((rc = save_checkpoint(ckpt_path, m, mom, &next, config_text, err, errlen)))
+			goto restore;
+		double igs = 0;
+		json_t *igj = json_array();
+		for (int l = 0; l < a->nlayers; l++)
+			if (a->layers[l].has_router) {
+				igs += sum_ig[l] / CIGT_MAX(nsteps, 1);
+				json_array_append_new(igj, json_real(sum_ig[l] / CIGT_MAX(nsteps, 1)));
+			}
+		double tacc = rows ? (double)correct / rows : 0;
+		double T = cigt_train_temperature(&c, s.iteration - 1);
+		char el[32];
+		fmt_duration(el, sizeof el, (double)cigt_now_ns() * 1e-9 - run_start);
+		if (tty)
+			fprintf(out, "\r\033[K");
+		fprintf(out,
+			"epoch %3d/%d  loss %.4f  ce %.4f  ig %.4f  train %.2f%%  val %.2f%%%s  "
+			"lr %.4g  T %.3g  %.0f samples/s  %s\n",
+			s.epoch + 1, c.epochs, nsteps ? sum_loss / nsteps : 0,
+			nsteps ? sum_ce / nsteps : 0, igs, 100 * tacc, 100 * vacc, best ? " *" : "",
+			lr, T, sps, el);
+		fflush(out);
+		if (log) {
+			json_t *j = json_pack("{si ss si sf sf so sf sf sb sf sf sf sf}", "epoch",
+					      s.epoch + 1, "phase", warmup ? "warmup" : "routed",
+					      "steps", nsteps, "loss", nsteps ? sum_loss / nsteps : 0,
+					      "ce", nsteps ? sum_ce / nsteps : 0, "ig", igj,
+					      "train_accuracy", tacc, "validation_accuracy", vacc,
+					      "best", best, "lr", lr, "temperature", T,
+					      "samples_per_second", sps, "seconds", secs);
+			json_dumpf(j, log, JSON_COMPACT | JSON_PRESERVE_ORDER);
+			fputc('\n', log);
+			fflush(log);
+			json_decref(j);
+		} else {
+			json_decref(igj);
+		}
+	}
+	fprintf(out, "done: best validation accuracy %.2f%% at epoch %d, saved to %s\n",
+		100 * s.best_acc, s.best_epoch, o->out);
+	(void)steps_done_run;
+restore:
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+out:
+	if (log)
+		fclose(log);
+	json_decref(root);
+	free(config_text);
+	free(ckpt_path);
+	cigt_arch_free(arch);
+	cigt_trellis_free(tr);
+	cigt_model_free(m);
+	free(mom);
+	free(grads);
+	free(x);
+	free(y);
+	free(bx);
+	free(by);
+	free(order);
+	cigt_dataset_destroy(&d);
+	return rc;
+}

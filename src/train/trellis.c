@@ -1,0 +1,1086 @@
+/* The trellis training step (see trellis.h). Rows, not samples, flow through the trellis: a row
+ * is one sample on one partial path. Layer l receives M_l rows; each expert e of the layer gets
+ * the subset rows_e of them (all of them during warm-up, so rows multiply; the rows routed to it
+ * afterwards), and the layer's output is the experts' outputs concatenated in expert order:
+ * those are the rows the router reads and the next layer receives. The backward pass walks the
+ * same bookkeeping in reverse, scatter-adding each expert's input gradient into its rows.
+ * Everything a step allocates comes from arenas (one per thread) reset at the next step.
+ * The experts of a layer are independent until their input gradients are summed, so they run
+ * on a small pool of threads, each expert with its own random stream drawn in expert order:
+ * the result does not depend on which thread ran which expert. */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cigt/error.h"
+#include "trellis.h"
+#include "../nn/nn.h"
+#include "../nn/nn_real.h"
+
+#ifdef CIGT_NN_DOUBLE
+#define TR(name) cigt_trellis_##name##_d
+#define TR_T cigt_trellis_d
+#else
+#define TR(name) cigt_trellis_##name
+#define TR_T cigt_trellis
+#endif
+
+/* ------------------------------------------------------------------ arena */
+
+struct chunk {
+	struct chunk *next;
+	size_t cap, used;
+	_Alignas(64) unsigned char data[];
+};
+
+struct arena {
+	struct chunk *head, *cur;
+};
+
+static void *arena_alloc(struct arena *a, size_t bytes)
+{
+	bytes = (bytes + 63) & ~(size_t)63;
+	for (struct chunk *c = a->cur; c; c = c->next) {
+		a->cur = c;
+		if (c->cap - c->used >= bytes) {
+			void *p = c->data + c->used;
+			c->used += bytes;
+			return p;
+		}
+	}
+	size_t cap = bytes > ((size_t)64 << 20) ? bytes : ((size_t)64 << 20);
+	struct chunk *c = aligned_alloc(64, (sizeof *c + cap + 63) & ~(size_t)63);
+	if (!c)
+		return NULL;
+	c->next = NULL;
+	c->cap = cap;
+	c->used = bytes;
+	if (a->cur)
+		a->cur->next = c;
+	else
+		a->head = c;
+	a->cur = c;
+	return c->data;
+}
+
+static void arena_reset(struct arena *a)
+{
+	for (struct chunk *c = a->head; c; c = c->next)
+		c->used = 0;
+	a->cur = a->head;
+}
+
+static void arena_free(struct arena *a)
+{
+	struct chunk *c = a->head;
+	while (c) {
+		struct chunk *n = c->next;
+		free(c);
+		c = n;
+	}
+	a->head = a->cur = NULL;
+}
+
+/* ------------------------------------------------------------------ plan */
+
+struct top {
+	enum cigt_op_kind kind;
+	struct cigt_geom g;
+	int64_t in_sz, out_sz;
+	int64_t rows_per_sample; /* batch-norm rows: h*w */
+	int c;                   /* batch-norm channels */
+	int64_t w, b, gamma, beta, mean, var; /* offsets into params, -1 if none */
+	double eps, momentum, p;
+	bool transpose; /* flatten / linear on a feature map: HWC -> CHW */
+	int fin, fout;
+};
+
+struct trouter {
+	struct cigt_geom pool;
+	bool transpose;
+	int pin, hidden, k;
+	double eps, momentum;
+	int64_t w1, b1, gamma, beta, mean, var, w2, b2;
+};
+
+struct tlayer {
+	int experts, nops;
+	int64_t isz, osz;
+	struct top ops[CIGT_MAX_OPS];
+	int64_t off[CIGT_MAX_EXPERTS][CIGT_MAX_OPS][6]; /* per expert: w, b, gamma, beta, mean, var */
+	bool has_router;
+	struct trouter r;
+};
+
+/* Per-step state of one expert. */
+struct xstate {
+	int m;            /* rows received */
+	int *rows;        /* which input rows of the layer */
+	real_t *gin;      /* gathered input, m x isz */
+	real_t *act[CIGT_MAX_OPS];  /* output of each op */
+	real_t *aux[CIGT_MAX_OPS];  /* bn mean|invstd, dropout mask, transposed linear input */
+	int32_t *idx[CIGT_MAX_OPS]; /* maxpool winners */
+	real_t *wp[CIGT_MAX_OPS];   /* packed conv weight */
+	int64_t out_off;  /* first output row in the layer output */
+};
+
+struct lstate {
+	int min, mout;
+	real_t *in, *out;
+	int *lab_in, *lab_out;
+	struct xstate x[CIGT_MAX_EXPERTS];
+	/* router */
+	real_t *pooled, *flat, *h1, *h2, *bmean, *binv, *logits;
+	double *probs;
+	int *choice;
+};
+
+#define MAX_THREADS 8
+
+/* A row-split op: when a layer has fewer busy experts than threads (layer 0 has one), the ops
+ * of an expert split their samples into one contiguous chunk per thread. */
+enum cj_kind {
+	CJ_CONV_F, CJ_RELU_F, CJ_MAXPOOL_F, CJ_AVGPOOL_F, CJ_BN_SUM, CJ_BN_SQ, CJ_BN_APPLY,
+	CJ_CONV_B, CJ_RELU_B, CJ_MAXPOOL_B, CJ_AVGPOOL_B, CJ_BN_GSUM, CJ_BN_GAPPLY,
+};
+
+struct chunk_job {
+	enum cj_kind kind;
+	const struct top *op;
+	int m;
+	const real_t *in, *wp, *b, *dy, *gamma, *beta, *mean, *invstd, *yact;
+	real_t *y, *dx;
+	int32_t *idx;
+	const double *dmean, *sdy, *sdyx;
+	double *acc[MAX_THREADS], *acc2[MAX_THREADS];
+	real_t *dw[MAX_THREADS], *db[MAX_THREADS];
+};
+
+/* One thread's scratch: its arena and im2col buffers. Worker 0 is the calling thread. */
+struct worker {
+	struct TR_T *t;
+	int id;
+	pthread_t th;
+	struct arena arena;
+	real_t *col, *dcol;
+};
+
+struct TR_T {
+	const struct cigt_model *m;
+	const struct cigt_arch *a;
+	struct tlayer L[CIGT_MAX_LAYERS];
+	struct lstate S[CIGT_MAX_LAYERS];
+	int64_t col_max;
+	int nthreads;
+	struct worker w[MAX_THREADS];
+	/* the parallel region: items 0..nitems-1 handed out in order */
+	pthread_mutex_t mu;
+	pthread_cond_t go, done;
+	uint64_t gen;
+	int running, next_item, nitems, job_rc;
+	bool stop;
+	int (*job)(struct TR_T *t, struct worker *w, int item);
+	/* arguments of the current job */
+	int job_layer;
+	real_t *job_params, *job_grads, *job_dout;
+	const struct cigt_trellis_opts *job_opts;
+	struct cigt_rng xrng[CIGT_MAX_EXPERTS];
+	int order[CIGT_MAX_EXPERTS];
+	real_t *dg[CIGT_MAX_EXPERTS];
+	struct chunk_job *cj;
+};
+
+static int64_t tensor_off(const struct cigt_model *m, const float *p)
+{
+	return p ? (int64_t)(p - m->blob) : -1;
+}
+
+static void *worker_main(void *arg);
+
+struct TR_T *TR(new)(const struct cigt_model *m, int nthreads)
+{
+	struct TR_T *t = calloc(1, sizeof *t);
+	if (!t)
+		return NULL;
+	t->nthreads = nthreads < 1 ? 1 : nthreads > MAX_THREADS ? MAX_THREADS : nthreads;
+	pthread_mutex_init(&t->mu, NULL);
+	pthread_cond_init(&t->go, NULL);
+	pthread_cond_init(&t->done, NULL);
+	t->m = m;
+	t->a = m->arch;
+	const struct cigt_arch *a = m->arch;
+	for (int l = 0; l < a->nlayers; l++) {
+		const struct cigt_layer_desc *D = &a->layers[l];
+		struct tlayer *L = &t->L[l];
+		L->experts = D->experts;
+		L->nops = D->nops;
+		L->isz = cigt_shape_size(D->in);
+		L->osz = cigt_shape_size(D->out);
+		for (int i = 0; i < D->nops; i++) {
+			const struct cigt_op_desc *d = &D->ops[i];
+			struct top *o = &L->ops[i];
+			o->kind = d->kind;
+			o->in_sz = cigt_shape_size(d->in);
+			o->out_sz = cigt_shape_size(d->outshape);
+			o->g = (struct cigt_geom){d->in.c, d->in.h, d->in.w,
+						  d->outshape.c, d->outshape.h, d->outshape.w,
+						  d->kh, d->kw, d->sh, d->sw, d->ph, d->pw};
+			o->rows_per_sample = (int64_t)d->in.h * d->in.w;
+			o->c = d->in.c;
+			o->eps = d->eps;
+			o->momentum = d->momentum;
+			o->p = d->p;
+			o->transpose = (d->kind == CIGT_OP_FLATTEN || d->kind == CIGT_OP_LINEAR) &&
+				       (int64_t)d->in.h * d->in.w > 1 && d->in.c > 1;
+			o->fin = (int)o->in_sz;
+			o->fout = d->out;
+			if (d->kind == CIGT_OP_CONV && !cigt_geom_is_pointwise(&o->g))
+				t->col_max = CIGT_MAX(t->col_max, cigt_conv_chunk_rows(&o->g) *
+									  cigt_geom_cols(&o->g));
+			for (int e = 0; e < D->experts; e++) {
+				const struct cigt_op_params *p = &m->ops[l][e * D->nops + i];
+				int64_t *off = L->off[e][i];
+				off[0] = tensor_off(m, p->w);
+				off[1] = tensor_off(m, p->b);
+				off[2] = tensor_off(m, p->gamma);
+				off[3] = tensor_off(m, p->beta);
+				off[4] = tensor_off(m, p->mean);
+				off[5] = tensor_off(m, p->var);
+			}
+		}
+		L->has_router = D->has_router;
+		if (D->has_router) {
+			const struct cigt_router_desc *rd = &D->router;
+			const struct cigt_router_params *rp = &m->routers[l];
+			struct trouter *r = &L->r;
+			r->pool = (struct cigt_geom){rd->in.c, rd->in.h, rd->in.w,
+						     rd->in.c, rd->pooled.h, rd->pooled.w,
+						     rd->pool_h, rd->pool_w, rd->pool_h, rd->pool_w,
+						     0, 0};
+			r->transpose = rd->pooled.h * rd->pooled.w > 1 && rd->in.c > 1;
+			r->pin = (int)cigt_shape_size(rd->pooled);
+			r->hidden = rd->hidden;
+			r->k = rd->out;
+			r->eps = rd->bn_eps;
+			r->momentum = rd->bn_momentum;
+			r->w1 = tensor_off(m, rp->fc1_w);
+			r->b1 = tensor_off(m, rp->fc1_b);
+			r->gamma = tensor_off(m, rp->gamma);
+			r->beta = tensor_off(m, rp->beta);
+			r->mean = tensor_off(m, rp->mean);
+			r->var = tensor_off(m, rp->var);
+			r->w2 = tensor_off(m, rp->fc2_w);
+			r->b2 = tensor_off(m, rp->fc2_b);
+		}
+	}
+	t->col_max = CIGT_MAX(t->col_max, 1);
+	for (int i = 0; i < t->nthreads; i++) {
+		struct worker *w = &t->w[i];
+		w->t = t;
+		w->id = i;
+		w->col = malloc((size_t)t->col_max * sizeof(real_t));
+		w->dcol = malloc((size_t)t->col_max * sizeof(real_t));
+		if (!w->col || !w->dcol || (i > 0 && pthread_create(&w->th, NULL, worker_main, w))) {
+			t->nthreads = i; /* threads below i were started */
+			if (w->col || w->dcol) {
+				free(w->col);
+				free(w->dcol);
+				w->col = w->dcol = NULL;
+			}
+			TR(free)(t);
+			return NULL;
+		}
+	}
+	return t;
+}
+
+void TR(free)(struct TR_T *t)
+{
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->mu);
+	t->stop = true;
+	pthread_cond_broadcast(&t->go);
+	pthread_mutex_unlock(&t->mu);
+	for (int i = 0; i < MAX_THREADS; i++) {
+		if (i > 0 && i < t->nthreads)
+			pthread_join(t->w[i].th, NULL);
+		arena_free(&t->w[i].arena);
+		free(t->w[i].col);
+		free(t->w[i].dcol);
+	}
+	pthread_mutex_destroy(&t->mu);
+	pthread_cond_destroy(&t->go);
+	pthread_cond_destroy(&t->done);
+	free(t);
+}
+
+/* Takes items until none are left; records the first failure. */
+static void drain_items(struct TR_T *t, struct worker *w)
+{
+	for (;;) {
+		pthread_mutex_lock(&t->mu);
+		int item = t->next_item < t->nitems ? t->next_item++ : -1;
+		pthread_mutex_unlock(&t->mu);
+		if (item < 0)
+			return;
+		int rc = t->job(t, w, item);
+		if (rc) {
+			pthread_mutex_lock(&t->mu);
+			if (!t->job_rc)
+				t->job_rc = rc;
+			pthread_mutex_unlock(&t->mu);
+		}
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct TR_T *t = w->t;
+	uint64_t seen = 0;
+	pthread_mutex_lock(&t->mu);
+	for (;;) {
+		while (!t->stop && t->gen == seen)
+			pthread_cond_wait(&t->go, &t->mu);
+		if (t->stop)
+			break;
+		seen = t->gen;
+		pthread_mutex_unlock(&t->mu);
+		drain_items(t, w);
+		pthread_mutex_lock(&t->mu);
+		if (--t->running == 0)
+			pthread_cond_signal(&t->done);
+	}
+	pthread_mutex_unlock(&t->mu);
+	return NULL;
+}
+
+/* Runs job(0..nitems-1) on every thread (the caller included) and waits for all of them.
+ * OpenBLAS must run single-threaded (its idle threads spin and would steal the cores). */
+static int parallel_run(struct TR_T *t, int (*job)(struct TR_T *, struct worker *, int),
+			int nitems)
+{
+	t->job = job;
+	t->nitems = nitems;
+	t->next_item = 0;
+	t->job_rc = 0;
+	int helpers = CIGT_MIN(t->nthreads, nitems) - 1;
+	if (helpers <= 0) {
+		drain_items(t, &t->w[0]);
+		return t->job_rc;
+	}
+	pthread_mutex_lock(&t->mu);
+	t->running = t->nthreads - 1;
+	t->gen++;
+	pthread_cond_broadcast(&t->go);
+	pthread_mutex_unlock(&t->mu);
+	drain_items(t, &t->w[0]);
+	pthread_mutex_lock(&t->mu);
+	while (t->running > 0)
+		pthread_cond_wait(&t->done, &t->mu);
+	pthread_mutex_unlock(&t->mu);
+	return t->job_rc;
+}
+
+/* Allocates from the arena `ar` in scope; a failure returns CIGT_ENOMEM. */
+#define ALLOC(ptr, count)                                                               \
+	do {                                                                            \
+		if (!((ptr) = arena_alloc(ar, (size_t)(count) * sizeof *(ptr))))      \
+			return CIGT_ENOMEM;                                             \
+	} while (0)
+
+/* ------------------------------------------------------------- row splits */
+
+static int chunk_run(struct TR_T *t, struct worker *w, int item)
+{
+	const struct chunk_job *cj = t->cj;
+	const struct top *op = cj->op;
+	const int s0 = (int)((int64_t)cj->m * item / t->nthreads);
+	const int n = (int)((int64_t)cj->m * (item + 1) / t->nthreads) - s0;
+	const int64_t ri = op->in_sz, ro = op->out_sz, rps = op->rows_per_sample;
+	switch (cj->kind) {
+	case CJ_CONV_F:
+		NN(conv_forward)(&op->g, n, cj->in + s0 * ri, cj->wp, cj->b, false, cj->y + s0 * ro,
+				 w->col, NULL, NULL);
+		break;
+	case CJ_RELU_F:
+		NN(relu_forward)((int64_t)n * ri, cj->in + s0 * ri, cj->y + s0 * ro);
+		break;
+	case CJ_MAXPOOL_F:
+		NN(maxpool_forward_idx)(&op->g, n, cj->in + s0 * ri, cj->y + s0 * ro,
+					cj->idx + s0 * ro);
+		break;
+	case CJ_AVGPOOL_F:
+		NN(avgpool_forward)(&op->g, n, cj->in + s0 * ri, cj->y + s0 * ro);
+		break;
+	case CJ_BN_SUM:
+		NN(batchnorm_sums)(n * rps, op->c, cj->in + s0 * ri, NULL, cj->acc[item]);
+		break;
+	case CJ_BN_SQ:
+		NN(batchnorm_sums)(n * rps, op->c, cj->in + s0 * ri, cj->dmean, cj->acc[item]);
+		break;
+	case CJ_BN_APPLY:
+		NN(batchnorm_apply)(n * rps, op->c, cj->in + s0 * ri, cj->gamma, cj->beta, cj->mean,
+				    cj->invstd, cj->y + s0 * ro);
+		break;
+	case CJ_CONV_B:
+		NN(conv_backward)(&op->g, n, cj->in + s0 * ri, cj->wp, cj->dy + s0 * ro,
+				  cj->dw[item], cj->db[item], cj->dx ? cj->dx + s0 * ri : NULL, w->col,
+				  w->dcol);
+		break;
+	case CJ_RELU_B:
+		NN(relu_backward)((int64_t)n * ri, cj->yact + s0 * ro, cj->dy + s0 * ro,
+				  cj->dx + s0 * ri);
+		break;
+	case CJ_MAXPOOL_B:
+		NN(maxpool_backward)(&op->g, n, cj->dy + s0 * ro, cj->idx + s0 * ro,
+				     cj->dx + s0 * ri);
+		break;
+	case CJ_AVGPOOL_B:
+		NN(avgpool_backward)(&op->g, n, cj->dy + s0 * ro, cj->dx + s0 * ri);
+		break;
+	case CJ_BN_GSUM:
+		NN(batchnorm_grad_sums)(n * rps, op->c, cj->in + s0 * ri, cj->dy + s0 * ro, cj->mean,
+					cj->acc[item], cj->acc2[item]);
+		break;
+	case CJ_BN_GAPPLY:
+		NN(batchnorm_grad_apply)(n * rps, (int64_t)cj->m * rps, op->c, cj->in + s0 * ri,
+					 cj->dy + s0 * ro, cj->gamma, cj->mean, cj->invstd, cj->sdy,
+					 cj->sdyx, NULL, NULL, cj->dx + s0 * ri);
+		break;
+	}
+	return 0;
+}
+
+/* Runs a row-split op on every thread. Called from inside a one-item parallel region (which
+ * ran on the calling thread), so the region's bookkeeping is saved and restored around it. */
+static int par(struct TR_T *t, struct chunk_job *cj)
+{
+	int (*job)(struct TR_T *, struct worker *, int) = t->job;
+	int nitems = t->nitems, next = t->next_item, rc0 = t->job_rc;
+	t->cj = cj;
+	int rc = parallel_run(t, chunk_run, t->nthreads);
+	t->job = job;
+	t->nitems = nitems;
+	t->next_item = next;
+	t->job_rc = rc0;
+	return rc;
+}
+
+/* Allocates per-thread accumulators of c doubles, zeroed. */
+static int alloc_parts(struct TR_T *t, struct arena *ar, double **parts, int c)
+{
+	for (int i = 0; i < t->nthreads; i++) {
+		ALLOC(parts[i], c);
+		memset(parts[i], 0, (size_t)c * sizeof(double));
+	}
+	return 0;
+}
+
+/* Adds the per-thread accumulators in thread order into out (c values). */
+static void sum_parts(const struct TR_T *t, double *const *parts, int c, double *out)
+{
+	for (int j = 0; j < c; j++) {
+		out[j] = 0;
+		for (int i = 0; i < t->nthreads; i++)
+			out[j] += parts[i][j];
+	}
+}
+
+/* Training-mode batch norm with its rows split across the threads. */
+static int bn_forward_split(struct TR_T *t, struct arena *ar, const struct top *op, int m,
+			    const real_t *in, real_t *params, const int64_t *off, real_t *y,
+			    real_t *save)
+{
+	const int c = op->c;
+	const int64_t rows = (int64_t)m * op->rows_per_sample;
+	struct chunk_job cj = {.op = op, .m = m, .in = in, .y = y};
+	double *sum, *sq;
+	int rc;
+	ALLOC(sum, c);
+	ALLOC(sq, c);
+	memset(sum, 0, (size_t)c * sizeof(double));
+	memset(sq, 0, (size_t)c * sizeof(double));
+	if (rows >= 2) {
+		if ((rc = alloc_parts(t, ar, cj.acc, c)))
+			return rc;
+		cj.kind = CJ_BN_SUM;
+		par(t, &cj);
+		sum_parts(t, cj.acc, c, sum);
+		for (int j = 0; j < c; j++)
+			sum[j] /= (double)rows;
+		for (int i = 0; i < t->nthreads; i++)
+			memset(cj.acc[i], 0, (size_t)c * sizeof(double));
+		cj.kind = CJ_BN_SQ;
+		cj.dmean = sum;
+		par(t, &cj);
+		sum_parts(t, cj.acc, c, sq);
+		for (int j = 0; j < c; j++)
+			sum[j] *= (double)rows;
+	}
+	NN(batchnorm_stats)(rows, c, sum, sq, op->eps, op->momentum, params + off[4],
+			    params + off[5], save, save + c);
+	cj.kind = CJ_BN_APPLY;
+	cj.gamma = params + off[2];
+	cj.beta = params + off[3];
+	cj.mean = save;
+	cj.invstd = save + c;
+	return par(t, &cj);
+}
+
+static int bn_backward_split(struct TR_T *t, struct arena *ar, const struct top *op, int m,
+			     const real_t *in, const real_t *dy, real_t *params, real_t *grads,
+			     const int64_t *off, const real_t *save, real_t *dx)
+{
+	const int c = op->c;
+	struct chunk_job cj = {.op = op, .m = m, .in = in, .dy = dy, .dx = dx,
+			       .gamma = params + off[2], .mean = save, .invstd = save + c};
+	double *sdy, *sdyx;
+	int rc;
+	ALLOC(sdy, c);
+	ALLOC(sdyx, c);
+	if ((rc = alloc_parts(t, ar, cj.acc, c)) || (rc = alloc_parts(t, ar, cj.acc2, c)))
+		return rc;
+	cj.kind = CJ_BN_GSUM;
+	par(t, &cj);
+	sum_parts(t, cj.acc, c, sdy);
+	sum_parts(t, cj.acc2, c, sdyx);
+	NN(batchnorm_grad_apply)(0, (int64_t)m * op->rows_per_sample, c, in, dy, params + off[2],
+				 save, save + c, sdy, sdyx, grads + off[2], grads + off[3], NULL);
+	if (!dx)
+		return 0;
+	cj.kind = CJ_BN_GAPPLY;
+	cj.sdy = sdy;
+	cj.sdyx = sdyx;
+	return par(t, &cj);
+}
+
+static int conv_backward_split(struct TR_T *t, struct arena *ar, const struct top *op, int m,
+			       const real_t *in, const real_t *wp, const real_t *dy, real_t *dwp,
+			       real_t *db, real_t *dx)
+{
+	const int64_t wn = (int64_t)op->g.oc * cigt_geom_cols(&op->g);
+	struct chunk_job cj = {.kind = CJ_CONV_B, .op = op, .m = m, .in = in, .wp = wp, .dy = dy,
+			       .dx = dx};
+	for (int i = 0; i < t->nthreads; i++) {
+		ALLOC(cj.dw[i], wn);
+		ALLOC(cj.db[i], op->g.oc);
+		memset(cj.dw[i], 0, (size_t)wn * sizeof(real_t));
+		memset(cj.db[i], 0, (size_t)op->g.oc * sizeof(real_t));
+	}
+	int rc = par(t, &cj);
+	for (int i = 0; i < t->nthreads; i++) {
+		for (int64_t k = 0; k < wn; k++)
+			dwp[k] += cj.dw[i][k];
+		if (db)
+			for (int k = 0; k < op->g.oc; k++)
+				db[k] += cj.db[i][k];
+	}
+	return rc;
+}
+
+/* ---------------------------------------------------------------- forward */
+
+static int expert_forward(struct TR_T *t, struct worker *w, int l, int e, real_t *params,
+			  real_t *outrows, const struct cigt_trellis_opts *o, struct cigt_rng *rng,
+			  bool split)
+{
+	struct arena *ar = &w->arena;
+	const struct tlayer *L = &t->L[l];
+	struct xstate *X = &t->S[l].x[e];
+	const int m = X->m;
+	const real_t *cur = X->gin;
+	for (int i = 0; i < L->nops; i++) {
+		const struct top *op = &L->ops[i];
+		const int64_t *off = L->off[e][i];
+		real_t *y;
+		if (i == L->nops - 1)
+			y = outrows;
+		else
+			ALLOC(y, (int64_t)m * op->out_sz);
+		X->act[i] = y;
+		switch (op->kind) {
+		case CIGT_OP_CONV: {
+			int64_t wn = (int64_t)op->g.oc * cigt_geom_cols(&op->g);
+			ALLOC(X->wp[i], wn);
+			NN(conv_pack_weight)(&op->g, params + off[0], X->wp[i]);
+			const real_t *b = off[1] >= 0 ? params + off[1] : NULL;
+			if (split) {
+				struct chunk_job cj = {.kind = CJ_CONV_F, .op = op, .m = m, .in = cur,
+						       .wp = X->wp[i], .b = b, .y = y};
+				par(t, &cj);
+			} else {
+				NN(conv_forward)(&op->g, m, cur, X->wp[i], b, false, y, w->col, NULL,
+						 NULL);
+			}
+			break;
+		}
+		case CIGT_OP_LINEAR: {
+			const real_t *in = cur;
+			if (op->transpose) {
+				ALLOC(X->aux[i], (int64_t)m * op->in_sz);
+				NN(hwc_to_chw)(m, op->g.h, op->g.w, op->g.c, cur, X->aux[i]);
+				in = X->aux[i];
+			}
+			NN(linear_forward)(m, op->fin, op->fout, in, params + off[0],
+					   off[1] >= 0 ? params + off[1] : NULL, false, y);
+			break;
+		}
+		case CIGT_OP_BATCHNORM:
+			ALLOC(X->aux[i], 2 * op->c);
+			if (split) {
+				int rc = bn_forward_split(t, ar, op, m, cur, params, off, y, X->aux[i]);
+				if (rc)
+					return rc;
+				break;
+			}
+			NN(batchnorm_train_forward)((int64_t)m * op->rows_per_sample, op->c, cur,
+						    params + off[2], params + off[3], op->eps,
+						    op->momentum, params + off[4], params + off[5], y,
+						    X->aux[i], X->aux[i] + op->c);
+			break;
+		case CIGT_OP_RELU:
+		case CIGT_OP_AVGPOOL:
+		case CIGT_OP_MAXPOOL:
+			if (op->kind == CIGT_OP_MAXPOOL)
+				ALLOC(X->idx[i], (int64_t)m * op->out_sz);
+			if (split) {
+				struct chunk_job cj = {.op = op, .m = m, .in = cur, .y = y,
+						       .idx = X->idx[i]};
+				cj.kind = op->kind == CIGT_OP_RELU	  ? CJ_RELU_F
+					  : op->kind == CIGT_OP_MAXPOOL ? CJ_MAXPOOL_F
+									: CJ_AVGPOOL_F;
+				par(t, &cj);
+			} else if (op->kind == CIGT_OP_RELU) {
+				NN(relu_forward)((int64_t)m * op->in_sz, cur, y);
+			} else if (op->kind == CIGT_OP_MAXPOOL) {
+				NN(maxpool_forward_idx)(&op->g, m, cur, y, X->idx[i]);
+			} else {
+				NN(avgpool_forward)(&op->g, m, cur, y);
+			}
+			break;
+		case CIGT_OP_FLATTEN:
+			if (op->transpose)
+				NN(hwc_to_chw)(m, op->g.h, op->g.w, op->g.c, cur, y);
+			else
+				memcpy(y, cur, (size_t)(m * op->in_sz) * sizeof(real_t));
+			break;
+		case CIGT_OP_DROPOUT: {
+			int64_t n = (int64_t)m * op->in_sz;
+			if (!o->dropout || op->p <= 0) {
+				X->aux[i] = NULL;
+				memcpy(y, cur, (size_t)n * sizeof(real_t));
+				break;
+			}
+			ALLOC(X->aux[i], n);
+			const real_t keep = (real_t)(1.0 / (1.0 - op->p));
+			for (int64_t k = 0; k < n; k++)
+				X->aux[i][k] = cigt_rng_uniform(rng) < op->p ? 0 : keep;
+			NN(dropout_apply)(n, cur, X->aux[i], y);
+			break;
+		}
+		}
+		cur = y;
+	}
+	return 0;
+}
+
+/* Router forward on the layer's output rows: soft routes and choices for the next layer. */
+static int router_forward(struct TR_T *t, int l, real_t *params,
+			  const struct cigt_trellis_opts *o, struct cigt_rng *rng,
+			  struct cigt_trellis_stats *st)
+{
+	struct arena *ar = &t->w[0].arena;
+	const struct trouter *r = &t->L[l].r;
+	struct lstate *S = &t->S[l];
+	const int M = S->mout;
+	ALLOC(S->pooled, (int64_t)M * r->pin);
+	ALLOC(S->flat, (int64_t)M * r->pin);
+	ALLOC(S->h1, (int64_t)M * r->hidden);
+	ALLOC(S->h2, (int64_t)M * r->hidden);
+	ALLOC(S->bmean, 2 * r->hidden);
+	ALLOC(S->logits, (int64_t)M * r->k);
+	ALLOC(S->probs, (int64_t)M * r->k);
+	ALLOC(S->choice, M);
+	S->binv = S->bmean + r->hidden;
+	NN(avgpool_forward)(&r->pool, M, S->out, S->pooled);
+	if (r->transpose)
+		NN(hwc_to_chw)(M, r->pool.oh, r->pool.ow, r->pool.c, S->pooled, S->flat);
+	else
+		memcpy(S->flat, S->pooled, (size_t)((int64_t)M * r->pin) * sizeof(real_t));
+	NN(linear_forward)(M, r->pin, r->hidden, S->flat, params + r->w1, params + r->b1, false,
+			   S->h1);
+	NN(batchnorm_train_forward)(M, r->hidden, S->h1, params + r->gamma, params + r->beta,
+				    r->eps, r->momentum, params + r->mean, params + r->var, S->h2,
+				    S->bmean, S->binv);
+	NN(linear_forward)(M, r->hidden, r->k, S->h2, params + r->w2, params + r->b2, false,
+			   S->logits);
+	for (int i = 0; i < M; i++) {
+		const real_t *a = S->logits + (int64_t)i * r->k;
+		double *p = S->probs + (int64_t)i * r->k, mx = a[0], sum = 0;
+		for (int k = 1; k < r->k; k++)
+			mx = a[k] > mx ? a[k] : mx;
+		for (int k = 0; k < r->k; k++)
+			sum += p[k] = exp(((double)a[k] - mx) / o->temperature);
+		for (int k = 0; k < r->k; k++)
+			p[k] /= sum;
+		int c = NN(argmax)(a, r->k);
+		if (!o->warmup && o->rho > 0 && cigt_rng_uniform(rng) < o->rho)
+			c = (int)cigt_rng_below(rng, (uint32_t)r->k);
+		S->choice[i] = c;
+	}
+	(void)st;
+	return 0;
+}
+
+/* Builds layer l+1's expert row sets from layer l's router choices (or all rows). */
+static int assign_rows(struct TR_T *t, int l, const struct cigt_trellis_opts *o)
+{
+	struct arena *ar = &t->w[0].arena;
+	struct lstate *S = &t->S[l], *N = &t->S[l + 1];
+	const int K = t->L[l + 1].experts, M = S->mout;
+	int64_t total = 0;
+	for (int e = 0; e < K; e++) {
+		struct xstate *X = &N->x[e];
+		int m = 0;
+		if (o->warmup)
+			m = M;
+		else
+			for (int i = 0; i < M; i++)
+				m += S->choice[i] == e;
+		X->m = m;
+		ALLOC(X->rows, CIGT_MAX(m, 1));
+		m = 0;
+		for (int i = 0; i < M; i++)
+			if (o->warmup || S->choice[i] == e)
+				X->rows[m++] = i;
+		X->out_off = total;
+		total += m;
+	}
+	N->min = M;
+	N->in = S->out;
+	N->lab_in = S->lab_out;
+	N->mout = (int)total;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- backward */
+
+static int expert_backward(struct TR_T *t, struct worker *w, int l, int e, real_t *params,
+			   real_t *grads, const real_t *dout, real_t *dgin, bool split)
+{
+	struct arena *ar = &w->arena;
+	const struct tlayer *L = &t->L[l];
+	struct xstate *X = &t->S[l].x[e];
+	const int m = X->m;
+	real_t *dy = (real_t *)dout;
+	for (int i = L->nops - 1; i >= 0; i--) {
+		const struct top *op = &L->ops[i];
+		const int64_t *off = L->off[e][i];
+		const real_t *in = i ? X->act[i - 1] : X->gin;
+		real_t *dx = NULL;
+		if (i > 0 || dgin) {
+			if (i == 0)
+				dx = dgin;
+			else
+				ALLOC(dx, (int64_t)m * op->in_sz);
+		}
+		switch (op->kind) {
+		case CIGT_OP_CONV: {
+			int64_t wn = (int64_t)op->g.oc * cigt_geom_cols(&op->g);
+			real_t *dwp, *dw;
+			ALLOC(dwp, wn);
+			ALLOC(dw, wn);
+			memset(dwp, 0, (size_t)wn * sizeof(real_t));
+			real_t *db = off[1] >= 0 ? grads + off[1] : NULL;
+			if (split) {
+				int rc = conv_backward_split(t, ar, op, m, in, X->wp[i], dy, dwp, db, dx);
+				if (rc)
+					return rc;
+			} else {
+				NN(conv_backward)(&op->g, m, in, X->wp[i], dy, dwp, db, dx, w->col,
+						  w->dcol);
+			}
+			NN(conv_unpack_weight)(&op->g, dwp, dw);
+			for (int64_t k = 0; k < wn; k++)
+				grads[off[0] + k] += dw[k];
+			break;
+		}
+		case CIGT_OP_LINEAR: {
+			const real_t *lin = op->transpose ? X->aux[i] : in;
+			real_t *dlin = dx;
+			if (dx && op->transpose)
+				ALLOC(dlin, (int64_t)m * op->in_sz);
+			NN(linear_backward)(m, op->fin, op->fout, lin, params + off[0], dy,
+					    grads + off[0], off[1] >= 0 ? grads + off[1] : NULL, dlin);
+			if (dx && op->transpose)
+				NN(chw_to_hwc)(m, op->g.h, op->g.w, op->g.c, dlin, dx);
+			break;
+		}
+		case CIGT_OP_BATCHNORM:
+			if (split) {
+				int rc = bn_backward_split(t, ar, op, m, in, dy, params, grads, off,
+							   X->aux[i], dx);
+				if (rc)
+					return rc;
+				break;
+			}
+			NN(batchnorm_backward)((int64_t)m * op->rows_per_sample, op->c, in, dy,
+					       params + off[2], X->aux[i], X->aux[i] + op->c,
+					       grads + off[2], grads + off[3], dx);
+			break;
+		case CIGT_OP_RELU:
+		case CIGT_OP_MAXPOOL:
+		case CIGT_OP_AVGPOOL:
+			if (!dx)
+				break;
+			if (split) {
+				struct chunk_job cj = {.op = op, .m = m, .dy = dy, .dx = dx,
+						       .yact = X->act[i], .idx = X->idx[i]};
+				cj.kind = op->kind == CIGT_OP_RELU	  ? CJ_RELU_B
+					  : op->kind == CIGT_OP_MAXPOOL ? CJ_MAXPOOL_B
+									: CJ_AVGPOOL_B;
+				par(t, &cj);
+			} else if (op->kind == CIGT_OP_RELU) {
+				NN(relu_backward)((int64_t)m * op->in_sz, X->act[i], dy, dx);
+			} else if (op->kind == CIGT_OP_MAXPOOL) {
+				NN(maxpool_backward)(&op->g, m, dy, X->idx[i], dx);
+			} else {
+				NN(avgpool_backward)(&op->g, m, dy, dx);
+			}
+			break;
+		case CIGT_OP_FLATTEN:
+			if (dx && op->transpose)
+				NN(chw_to_hwc)(m, op->g.h, op->g.w, op->g.c, dy, dx);
+			else if (dx)
+				memcpy(dx, dy, (size_t)(m * op->in_sz) * sizeof(real_t));
+			break;
+		case CIGT_OP_DROPOUT:
+			if (dx && X->aux[i])
+				NN(dropout_apply)((int64_t)m * op->in_sz, dy, X->aux[i], dx);
+			else if (dx)
+				memcpy(dx, dy, (size_t)(m * op->in_sz) * sizeof(real_t));
+			break;
+		}
+		dy = dx;
+	}
+	return 0;
+}
+
+/* Router: information-gain loss on its soft routes and its backward pass, adding the
+ * gradient with respect to its input into dout (the layer's output gradient). */
+static int router_backward(struct TR_T *t, int l, real_t *params, real_t *grads, real_t *dout,
+			   const struct cigt_trellis_opts *o, struct cigt_trellis_stats *st)
+{
+	struct arena *ar = &t->w[0].arena;
+	const struct trouter *r = &t->L[l].r;
+	struct lstate *S = &t->S[l];
+	const int M = S->mout, K = r->k;
+	double *dp;
+	real_t *da, *dh2, *dh1, *dflat, *dpool, *din;
+	ALLOC(dp, (int64_t)M * K);
+	ALLOC(da, (int64_t)M * K);
+	ALLOC(dh2, (int64_t)M * r->hidden);
+	ALLOC(dh1, (int64_t)M * r->hidden);
+	ALLOC(dflat, (int64_t)M * r->pin);
+	ALLOC(dpool, (int64_t)M * r->pin);
+	ALLOC(din, (int64_t)M * t->L[l].osz);
+	double ig = cigt_ig_loss(M, K, t->a->nclasses, S->probs, S->lab_out, o->ig_beta, dp);
+	st->ig[l] = ig;
+	st->loss -= o->ig_lambda * ig;
+	for (int i = 0; i < M; i++) {
+		/* dL/dp = -lambda dIG/dp; through softmax(a / T). */
+		const double *p = S->probs + (int64_t)i * K;
+		double *g = dp + (int64_t)i * K, dot = 0;
+		for (int k = 0; k < K; k++) {
+			g[k] *= -o->ig_lambda;
+			dot += p[k] * g[k];
+		}
+		for (int k = 0; k < K; k++)
+			da[(int64_t)i * K + k] = (real_t)(p[k] * (g[k] - dot) / o->temperature);
+	}
+	NN(linear_backward)(M, r->hidden, K, S->h2, params + r->w2, da, grads + r->w2,
+			    grads + r->b2, dh2);
+	NN(batchnorm_backward)(M, r->hidden, S->h1, dh2, params + r->gamma, S->bmean, S->binv,
+			       grads + r->gamma, grads + r->beta, dh1);
+	NN(linear_backward)(M, r->pin, r->hidden, S->flat, params + r->w1, dh1, grads + r->w1,
+			    grads + r->b1, dflat);
+	if (r->transpose)
+		NN(chw_to_hwc)(M, r->pool.oh, r->pool.ow, r->pool.c, dflat, dpool);
+	else
+		memcpy(dpool, dflat, (size_t)((int64_t)M * r->pin) * sizeof(real_t));
+	NN(avgpool_backward)(&r->pool, M, dpool, din);
+	for (int64_t k = 0; k < (int64_t)M * t->L[l].osz; k++)
+		dout[k] += din[k];
+	return 0;
+}
+
+/* ------------------------------------------------------------------- step */
+
+/* Parallel job: gather expert order[item]'s rows and run its forward pass. */
+static int forward_job(struct TR_T *t, struct worker *w, int item)
+{
+	struct arena *ar = &w->arena;
+	const int l = t->job_layer, e = t->order[item];
+	const struct tlayer *L = &t->L[l];
+	struct lstate *S = &t->S[l];
+	struct xstate *X = &S->x[e];
+	ALLOC(X->gin, (int64_t)X->m * L->isz);
+	for (int k = 0; k < X->m; k++) {
+		memcpy(X->gin + (int64_t)k * L->isz, S->in + (int64_t)X->rows[k] * L->isz,
+		       (size_t)L->isz * sizeof(real_t));
+		S->lab_out[X->out_off + k] = S->lab_in[X->rows[k]];
+	}
+	return expert_forward(t, w, l, e, t->job_params, S->out + X->out_off * L->osz,
+			      t->job_opts, &t->xrng[e], t->nitems == 1 && t->nthreads > 1);
+}
+
+/* Parallel job: expert order[item]'s backward pass into its own input-gradient buffer. */
+static int backward_job(struct TR_T *t, struct worker *w, int item)
+{
+	struct arena *ar = &w->arena;
+	const int l = t->job_layer, e = t->order[item];
+	const struct tlayer *L = &t->L[l];
+	const struct xstate *X = &t->S[l].x[e];
+	t->dg[e] = NULL;
+	if (l > 0)
+		ALLOC(t->dg[e], (int64_t)X->m * L->isz);
+	return expert_backward(t, w, l, e, t->job_params, t->job_grads,
+			       t->job_dout + X->out_off * L->osz, t->dg[e],
+			       t->nitems == 1 && t->nthreads > 1);
+}
+
+/* Orders the non-empty experts of layer l, largest first (for load balance). */
+static int active_experts(struct TR_T *t, int l)
+{
+	int n = 0;
+	for (int e = 0; e < t->L[l].experts; e++)
+		if (t->S[l].x[e].m > 0)
+			t->order[n++] = e;
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && t->S[l].x[t->order[j]].m > t->S[l].x[t->order[j - 1]].m;
+		     j--) {
+			int tmp = t->order[j];
+			t->order[j] = t->order[j - 1];
+			t->order[j - 1] = tmp;
+		}
+	return n;
+}
+
+int TR(step)(struct TR_T *t, real_t *params, real_t *grads, const real_t *x,
+	     const uint8_t *labels, int n, const struct cigt_trellis_opts *o,
+	     struct cigt_rng *rng, struct cigt_trellis_stats *st)
+{
+	const struct cigt_arch *a = t->a;
+	const int NL = a->nlayers, C = a->nclasses;
+	struct arena *ar = &t->w[0].arena;
+	int rc;
+	memset(st, 0, sizeof *st);
+	for (int i = 0; i < t->nthreads; i++)
+		arena_reset(&t->w[i].arena);
+	memset(t->S, 0, sizeof t->S);
+	if (n <= 0)
+		return 0;
+	t->job_params = params;
+	t->job_grads = grads;
+	t->job_opts = o;
+
+	/* Layer 0 input: the samples, channels-last. */
+	struct lstate *S0 = &t->S[0];
+	S0->min = n;
+	ALLOC(S0->in, (int64_t)n * t->L[0].isz);
+	if (a->input.c > 1)
+		NN(chw_to_hwc)(n, a->input.h, a->input.w, a->input.c, x, S0->in);
+	else
+		memcpy(S0->in, x, (size_t)((int64_t)n * t->L[0].isz) * sizeof(real_t));
+	ALLOC(S0->lab_in, n);
+	for (int i = 0; i < n; i++)
+		S0->lab_in[i] = labels[i];
+	S0->x[0].m = n;
+	ALLOC(S0->x[0].rows, n);
+	for (int i = 0; i < n; i++)
+		S0->x[0].rows[i] = i;
+	S0->x[0].out_off = 0;
+	S0->mout = n;
+
+	for (int l = 0; l < NL; l++) {
+		const struct tlayer *L = &t->L[l];
+		struct lstate *S = &t->S[l];
+		ALLOC(S->out, (int64_t)S->mout * L->osz);
+		ALLOC(S->lab_out, CIGT_MAX(S->mout, 1));
+		for (int e = 0; e < L->experts; e++) {
+			st->rows[l][e] = S->x[e].m;
+			cigt_rng_seed(&t->xrng[e], cigt_rng_next(rng));
+		}
+		t->job_layer = l;
+		if ((rc = parallel_run(t, forward_job, active_experts(t, l))))
+			return rc;
+		if (L->has_router) {
+			if ((rc = router_forward(t, l, params, o, rng, st)) ||
+			    (rc = assign_rows(t, l, o)))
+				return rc;
+		}
+	}
+
+	/* Leaves: mean cross-entropy per last-layer expert, summed. */
+	const struct tlayer *LL = &t->L[NL - 1];
+	struct lstate *SL = &t->S[NL - 1];
+	real_t *dout;
+	ALLOC(dout, (int64_t)SL->mout * C);
+	for (int e = 0; e < LL->experts; e++) {
+		const struct xstate *X = &SL->x[e];
+		if (X->m == 0)
+			continue;
+		double ce = 0;
+		for (int k = 0; k < X->m; k++) {
+			int64_t row = X->out_off + k;
+			const real_t *z = SL->out + row * C;
+			real_t *dz = dout + row * C;
+			int c = SL->lab_out[row];
+			double mx = z[0], sum = 0;
+			for (int j = 1; j < C; j++)
+				mx = z[j] > mx ? z[j] : mx;
+			for (int j = 0; j < C; j++)
+				sum += exp((double)z[j] - mx);
+			ce += log(sum) + mx - z[c];
+			for (int j = 0; j < C; j++)
+				dz[j] = (real_t)((exp((double)z[j] - mx) / sum - (j == c)) / X->m);
+			st->leaf_correct += NN(argmax)(z, C) == c;
+		}
+		st->ce += ce / X->m;
+		st->leaf_rows += X->m;
+	}
+	st->loss += st->ce;
+
+	/* Backward, last layer first. dout holds the gradient of layer l's output rows. */
+	for (int l = NL - 1; l >= 0; l--) {
+		const struct tlayer *L = &t->L[l];
+		struct lstate *S = &t->S[l];
+		if (L->has_router && (rc = router_backward(t, l, params, grads, dout, o, st)))
+			return rc;
+		t->job_layer = l;
+		t->job_dout = dout;
+		int nact = active_experts(t, l);
+		if ((rc = parallel_run(t, backward_job, nact)))
+			return rc;
+		if (l == 0)
+			break;
+		/* Sum the experts' input gradients into their rows, in expert order. */
+		real_t *din;
+		ALLOC(din, (int64_t)S->min * L->isz);
+		memset(din, 0, (size_t)((int64_t)S->min * L->isz) * sizeof(real_t));
+		for (int e = 0; e < L->experts; e++) {
+			const struct xstate *X = &S->x[e];
+			for (int k = 0; k < X->m; k++) {
+				real_t *d = din + (int64_t)X->rows[k] * L->isz;
+				const real_t *g = t->dg[e] + (int64_t)k * L->isz;
+				for (int64_t j = 0; j < L->isz; j++)
+					d[j] += g[j];
+			}
+		}
+		dout = din;
+	}
+	return 0;
+}

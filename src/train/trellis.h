@@ -1,0 +1,52 @@
+/* One training step of a whole trellis: forward in training mode (batch-norm batch statistics,
+ * dropout, full routing during warm-up or argmax routing with random re-routing after it),
+ * the loss (per-leaf mean cross-entropy minus lambda times the routers' information gain), and
+ * the backward pass into a gradient array laid out like the model blob.
+ * Compiled twice, like the kernels: cigt_trellis_* on float, cigt_trellis_*_d on double (the
+ * gradient checks). Gradients mean dL/d(theta) and are accumulated (+=). */
+#ifndef CIGT_TRELLIS_H
+#define CIGT_TRELLIS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cigt/model.h"
+#include "../common/util.h"
+
+struct cigt_trellis_opts {
+	bool warmup;          /* every row goes to every expert of the next layer */
+	double temperature;   /* soft routes are softmax(a / T) */
+	double ig_lambda;     /* L = CE - lambda * sum IG */
+	double ig_beta;       /* IG = beta * H(p(n)) + H(p(c)) - H(p(c,n)) */
+	double rho;           /* after warm-up: share of rows re-routed uniformly at random */
+	bool dropout;         /* apply dropout (tests may turn it off) */
+};
+
+struct cigt_trellis_stats {
+	double loss, ce;
+	double ig[CIGT_MAX_LAYERS];     /* information gain at each router */
+	int64_t leaf_rows, leaf_correct;
+	int64_t rows[CIGT_MAX_LAYERS][CIGT_MAX_EXPERTS]; /* rows each expert received */
+};
+
+#define CIGT_NN_REAL float
+#define CIGT_TR(name) cigt_trellis_##name
+#define CIGT_TR_T cigt_trellis
+#include "trellis_decl.h"
+#undef CIGT_NN_REAL
+#undef CIGT_TR
+#undef CIGT_TR_T
+#define CIGT_NN_REAL double
+#define CIGT_TR(name) cigt_trellis_##name##_d
+#define CIGT_TR_T cigt_trellis_d
+#include "trellis_decl.h"
+#undef CIGT_NN_REAL
+#undef CIGT_TR
+#undef CIGT_TR_T
+
+/* The information-gain loss at one router, on M rows: soft routes p (M x K, rows sum to 1),
+ * labels (M) of C classes. Returns IG; when dp != NULL writes dIG/dp (M x K). */
+double cigt_ig_loss(int M, int K, int C, const double *p, const int *labels, double beta,
+		    double *dp);
+
+#endif

@@ -1,0 +1,411 @@
+/* Architecture JSON (src/model/arch.c): MAC and parameter counts of the reference
+ * architecture against the figures worked out by hand in DESIGN.md, single-path baselines, other
+ * input geometries and class counts, and every kind of parse error, each message checked for the
+ * words that name the problem. Test JSON is written with single quotes (turned into double). */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cigt/arch.h"
+#include "cigt/error.h"
+#include "cigt/model.h"
+#include "helpers.h"
+
+/* Returns a static copy of s with ' replaced by ". */
+static const char *q(const char *s)
+{
+	static char buf[8192];
+	size_t n = strlen(s);
+	cr_assert_lt(n, sizeof buf);
+	for (size_t i = 0; i <= n; i++)
+		buf[i] = s[i] == '\'' ? '"' : s[i];
+	return buf;
+}
+
+/* A small valid trellis: 1x8x8 input, K = [1, 2], 3 classes. Tests substitute one part. */
+#define HEAD "{'name':'t','input':{'channels':1,'height':8,'width':8},'classes':['a','b','c'],"
+#define L0OPS "[{'type':'conv','out':4,'kernel':3,'padding':1},{'type':'relu'}]"
+#define L0 "{'experts':1,'ops':" L0OPS ",'router':{'pool':4,'hidden':5}}"
+#define L1OPS "[{'type':'flatten'},{'type':'linear','out':3}]"
+#define L1 "{'experts':2,'ops':" L1OPS "}"
+
+static void expect_error(const char *json_sq, const char *w1, const char *w2)
+{
+	char err[512];
+	int rc = th_arch_error(q(json_sq), err, sizeof err);
+	cr_assert_neq(rc, 0, "accepted an invalid architecture (expected a message with '%s')", w1);
+	cr_assert_eq(rc, CIGT_EFORMAT, "rc %d (%s)", rc, err);
+	cr_assert(strstr(err, w1), "message '%s' does not mention '%s'", err, w1);
+	if (w2)
+		cr_assert(strstr(err, w2), "message '%s' does not mention '%s'", err, w2);
+	cr_assert_null(strchr(err, '\n'), "message '%s' is not one line", err);
+}
+
+static struct cigt_arch *load_reference(void)
+{
+	char err[512] = "";
+	struct cigt_arch *a = NULL;
+	int rc = cigt_arch_load(CIGT_REFERENCE_ARCH, &a, err, sizeof err);
+	cr_assert_eq(rc, 0, "%s: %s", CIGT_REFERENCE_ARCH, err);
+	return a;
+}
+
+/* ------------------------------------------------------------------ MAC counts */
+
+Test(macs, reference_route_and_dense_totals)
+{
+	struct cigt_arch *a = load_reference();
+	cr_assert_eq(a->path_macs, 5749632, "path %lld", (long long)a->path_macs);
+	cr_assert_eq(a->dense_macs, 11054848, "dense %lld", (long long)a->dense_macs);
+	cr_assert_eq(a->npaths, 8);
+	cigt_arch_free(a);
+}
+
+Test(macs, reference_per_layer_and_router)
+{
+	struct cigt_arch *a = load_reference();
+	cr_assert_eq(a->nlayers, 3);
+	cr_assert_eq(a->layers[0].experts, 1);
+	cr_assert_eq(a->layers[1].experts, 2);
+	cr_assert_eq(a->layers[2].experts, 4);
+	cr_assert_eq(a->layers[0].expert_macs, 627200);
+	cr_assert_eq(a->layers[1].expert_macs, 5017600);
+	cr_assert_eq(a->layers[2].expert_macs, 95872);
+	cr_assert(a->layers[0].has_router && a->layers[1].has_router && !a->layers[2].has_router);
+	cr_assert_eq(a->layers[0].router.macs, 4352);
+	cr_assert_eq(a->layers[1].router.macs, 4608);
+	/* The L2 expert op by op: conv1x1 7x7x32x32, maxpool (floor) to 3x3 -> 288, FC 128, 64, 10. */
+	const struct cigt_layer_desc *L2 = &a->layers[2];
+	cr_assert_eq(L2->ops[0].macs, 50176);
+	cr_assert_eq(L2->ops[3].outshape.h, 3);
+	cr_assert_eq(L2->ops[5].macs, 288 * 128);
+	cr_assert_eq(L2->ops[8].macs, 128 * 64);
+	cr_assert_eq(L2->ops[11].macs, 64 * 10);
+	cigt_arch_free(a);
+}
+
+Test(macs, reference_parameter_count)
+{
+	/* Trainable: 896 + 2 * 25,696 + 4 * 47,018 + 4,738 + 4,996 = 250,094. Stored floats add
+	 * the 960 batch-norm running statistics (the reference's make_model.py reports 251,054). */
+	struct cigt_arch *a = load_reference();
+	cr_assert_eq(a->params, 250094, "params %lld", (long long)a->params);
+	struct cigt_model *m = NULL;
+	cr_assert_eq(cigt_model_new(a, &m), 0);
+	cr_assert_eq(m->blob_floats, 251054);
+	cr_assert_eq(m->ntensors, 82);
+	cigt_model_free(m);
+}
+
+static char *reference_with_experts(int k1, int k2)
+{
+	json_error_t je;
+	json_t *j = json_load_file(CIGT_REFERENCE_ARCH, 0, &je);
+	cr_assert_not_null(j, "%s", je.text);
+	json_t *layers = json_object_get(j, "layers");
+	json_object_set_new(json_array_get(layers, 1), "experts", json_integer(k1));
+	json_object_set_new(json_array_get(layers, 2), "experts", json_integer(k2));
+	char *s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	return s;
+}
+
+Test(macs, single_path_baseline_path_equals_dense)
+{
+	char *s = reference_with_experts(1, 1);
+	struct cigt_arch *a = th_arch(s);
+	/* Routers with one output: 32*128 + 128*1 = 4,224 each. */
+	cr_assert_eq(a->npaths, 1);
+	cr_assert_eq(a->path_macs, a->dense_macs);
+	cr_assert_eq(a->path_macs, 627200 + 5017600 + 95872 + 4224 + 4224, "path %lld",
+		     (long long)a->path_macs);
+	cigt_arch_free(a);
+	free(s);
+}
+
+Test(macs, other_experts_per_layer)
+{
+	/* K = [1, 3, 5]: dense = L0 + 3 L1 + 5 L2 + routers (32*128 + 128*3, 32*128 + 128*5). */
+	char *s = reference_with_experts(3, 5);
+	struct cigt_arch *a = th_arch(s);
+	int64_t r0 = 4096 + 384, r1 = 4096 + 640;
+	cr_assert_eq(a->npaths, 15);
+	cr_assert_eq(a->path_macs, 627200 + 5017600 + 95872 + r0 + r1);
+	cr_assert_eq(a->dense_macs, 627200 + 3 * 5017600 + 5 * 95872 + r0 + r1);
+	cigt_arch_free(a);
+	free(s);
+}
+
+Test(macs, non_square_strided_padded_by_hand)
+{
+	/* 3x11x9 input; conv 6 out, kernel [3,2], stride [2,1], padding [1,0] -> 6x6x8;
+	 * avgpool 2 pad 1 -> 6x4x5; router pool [2,3] -> 6x2x1 = 12 -> 7 -> 2;
+	 * L1: linear 120 -> 5 (x2 experts). */
+	const char *s = "{'name':'ns','input':{'channels':3,'height':11,'width':9},"
+			"'classes':['a','b','c','d','e'],'layers':["
+			"{'experts':1,'ops':[{'type':'conv','out':6,'kernel':[3,2],'stride':[2,1],"
+			"'padding':[1,0]},{'type':'avgpool','kernel':2,'padding':1}],"
+			"'router':{'pool':[2,3],'hidden':7}},"
+			"{'experts':2,'ops':[{'type':'linear','out':5}]}]}";
+	struct cigt_arch *a = th_arch(q(s));
+	const struct cigt_op_desc *c = &a->layers[0].ops[0];
+	cr_assert_eq(c->outshape.c, 6);
+	cr_assert_eq(c->outshape.h, 6);
+	cr_assert_eq(c->outshape.w, 8);
+	cr_assert_eq(c->macs, 6 * 8 * 6 * 3 * 3 * 2);
+	cr_assert_eq(a->layers[0].out.h, 4);
+	cr_assert_eq(a->layers[0].out.w, 5);
+	cr_assert_eq(a->layers[0].router.pooled.h, 2);
+	cr_assert_eq(a->layers[0].router.pooled.w, 1);
+	cr_assert_eq(a->layers[0].router.macs, 12 * 7 + 7 * 2);
+	cr_assert_eq(a->layers[1].expert_macs, 120 * 5);
+	cr_assert_eq(a->path_macs, 5184 + 98 + 600);
+	cr_assert_eq(a->dense_macs, 5184 + 98 + 2 * 600);
+	cigt_arch_free(a);
+}
+
+/* ------------------------------------------------------------------ accepted variants */
+
+Test(arch, reference_file_parses_with_train_member)
+{
+	struct cigt_arch *a = load_reference();
+	cr_assert_str_eq(a->name, "fashion_mnist");
+	cr_assert_eq(a->nclasses, 10);
+	cr_assert_str_eq(a->classes[9], "Ankle boot");
+	cr_assert_eq(a->input.c, 1);
+	cr_assert_eq(a->input.h, 28);
+	cr_assert_eq(a->range_lo, 0.0f);
+	cr_assert_eq(a->range_hi, 1.0f);
+	cr_assert_eq(a->layers[2].ops[7].kind, CIGT_OP_DROPOUT);
+	cr_assert_float_eq(a->layers[2].ops[7].p, 0.185f, 1e-7);
+	cigt_arch_free(a);
+}
+
+Test(arch, accepts_rgb_non_square_five_classes)
+{
+	const char *s = "{'name':'rgb-5.x','input':{'channels':3,'height':20,'width':33,"
+			"'range':[-1,1]},'classes':['a','b','c','d','e'],'layers':["
+			"{'experts':1,'ops':[{'type':'conv','out':8,'kernel':5,'stride':2},"
+			"{'type':'batchnorm','eps':0.001},{'type':'relu'},"
+			"{'type':'maxpool','kernel':[2,3]}],'router':{'pool':[4,5],'hidden':16}},"
+			"{'experts':3,'ops':[{'type':'conv','out':4,'kernel':1,'bias':false},"
+			"{'type':'batchnorm'},{'type':'relu'}],'router':{'pool':4,'hidden':8}},"
+			"{'experts':2,'ops':[{'type':'flatten'},{'type':'dropout','p':0.3},"
+			"{'type':'linear','out':5}]}]}";
+	struct cigt_arch *a = th_arch(q(s));
+	cr_assert_eq(a->input.c, 3);
+	cr_assert_eq(a->input.h, 20);
+	cr_assert_eq(a->input.w, 33);
+	cr_assert_eq(a->range_lo, -1.0f);
+	cr_assert_eq(a->nclasses, 5);
+	/* conv: (20-5)/2+1 = 8, (33-5)/2+1 = 15; maxpool [2,3]: 4x5 */
+	cr_assert_eq(a->layers[0].out.c, 8);
+	cr_assert_eq(a->layers[0].out.h, 4);
+	cr_assert_eq(a->layers[0].out.w, 5);
+	cr_assert_float_eq(a->layers[0].ops[1].eps, 1e-3f, 1e-9);
+	cr_assert_eq(a->layers[0].router.out, 3);
+	cr_assert_eq(a->layers[1].router.out, 2);
+	cr_assert(!a->layers[1].ops[0].bias);
+	cr_assert_eq(a->layers[2].out.c, 5);
+	cr_assert_eq(a->npaths, 6);
+	cigt_arch_free(a);
+}
+
+Test(arch, accepts_single_layer_model)
+{
+	const char *s = "{'name':'lin','input':{'channels':1,'height':1,'width':1},"
+			"'classes':['only'],'layers':[{'experts':1,'ops':[{'type':'linear','out':1}]}]}";
+	struct cigt_arch *a = th_arch(q(s));
+	cr_assert_eq(a->nlayers, 1);
+	cr_assert_eq(a->path_macs, 1);
+	cr_assert_eq(a->dense_macs, 1);
+	cigt_arch_free(a);
+}
+
+Test(arch, canonical_json_round_trip)
+{
+	struct cigt_arch *a = load_reference();
+	char *s = cigt_arch_to_json(a);
+	cr_assert_not_null(s);
+	struct cigt_arch *b = th_arch(s);
+	char *s2 = cigt_arch_to_json(b);
+	cr_assert_str_eq(s, s2);
+	cr_assert_eq(b->path_macs, a->path_macs);
+	cr_assert_eq(b->dense_macs, a->dense_macs);
+	cr_assert_eq(b->params, a->params);
+	cr_assert_float_eq(b->layers[2].ops[7].p, 0.185f, 1e-7);
+	free(s), free(s2);
+	cigt_arch_free(a), cigt_arch_free(b);
+}
+
+Test(arch, base_of_error_tests_is_valid)
+{
+	struct cigt_arch *a = th_arch(q(HEAD "'layers':[" L0 "," L1 "]}"));
+	cr_assert_eq(a->layers[1].experts, 2);
+	cigt_arch_free(a);
+}
+
+/* ------------------------------------------------------------------ parse errors */
+
+Test(arch_error, unknown_op_key_named_with_path)
+{
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':[{'type':'conv','out':3,'kernal':3},"
+			  "{'type':'flatten'},{'type':'linear','out':3}]}]}",
+		     "'kernal'", "layers[1].ops[0]");
+}
+
+Test(arch_error, unknown_top_level_and_input_keys)
+{
+	expect_error(HEAD "'layers':[" L0 "," L1 "],'lr':0.1}", "unknown key", "'lr'");
+	expect_error("{'name':'t','input':{'channels':1,'height':8,'width':8,'colour':true},"
+		     "'classes':['a','b','c'],'layers':[" L0 "," L1 "]}",
+		     "input", "'colour'");
+	expect_error(HEAD "'layers':[{'experts':1,'ops':" L0OPS ",'router':{'pool':4,'hiden':5}},"
+			  L1 "]}",
+		     "'hiden'", NULL);
+}
+
+Test(arch_error, missing_required_keys)
+{
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':[{'type':'linear'}]}]}",
+		     "missing key 'out'", "layers[1].ops[0]");
+	expect_error(HEAD "'layers':[" L0 ",{'ops':" L1OPS "}]}", "missing key 'experts'",
+		     "layers[1]");
+	expect_error(HEAD "'layers':[{'experts':1,'ops':" L0OPS ",'router':{'hidden':5}}," L1 "]}",
+		     "missing key 'pool'", NULL);
+	expect_error("{'name':'t','input':{'channels':1,'width':8},'classes':['a','b','c'],"
+		     "'layers':[" L0 "," L1 "]}",
+		     "missing key 'height'", NULL);
+	expect_error("{'name':'t','classes':['a','b','c'],'layers':[" L0 "," L1 "]}", "input",
+		     NULL);
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':[{'out':3}]}]}", "'type'", NULL);
+}
+
+Test(arch_error, kernel_larger_than_input)
+{
+	expect_error(HEAD "'layers':[{'experts':1,'ops':[{'type':'conv','out':4,'kernel':9}],"
+			  "'router':{'pool':1,'hidden':5}}," L1 "]}",
+		     "does not fit", "layers[0].ops[0]");
+	expect_error(HEAD "'layers':[{'experts':1,'ops':[{'type':'maxpool','kernel':[2,9]}],"
+			  "'router':{'pool':1,'hidden':5}}," L1 "]}",
+		     "does not fit", NULL);
+}
+
+Test(arch_error, router_pool_larger_than_layer_output)
+{
+	expect_error(HEAD "'layers':[{'experts':1,'ops':" L0OPS ",'router':{'pool':9,'hidden':5}},"
+			  L1 "]}",
+		     "pool", "larger than");
+}
+
+Test(arch_error, last_layer_must_end_in_class_count)
+{
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':[{'type':'flatten'},"
+			  "{'type':'linear','out':4}]}]}",
+		     "3 classes", NULL);
+	/* A feature map (not flat) with the right channel count is not logits either. */
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':[{'type':'conv','out':3,"
+			  "'kernel':1}]}]}",
+		     "classes", NULL);
+}
+
+Test(arch_error, router_forbidden_on_last_layer)
+{
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':" L1OPS ",'router':{'pool':1,"
+			  "'hidden':2}}]}",
+		     "last layer", "router");
+}
+
+Test(arch_error, router_required_on_inner_layers)
+{
+	expect_error(HEAD "'layers':[{'experts':1,'ops':" L0OPS "}," L1 "]}", "layers[0].router",
+		     "missing");
+}
+
+Test(arch_error, first_layer_with_two_experts)
+{
+	expect_error(HEAD "'layers':[{'experts':2,'ops':" L0OPS ",'router':{'pool':4,'hidden':5}},"
+			  L1 "]}",
+		     "layers[0].experts", "1 expert");
+}
+
+Test(arch_error, wrong_types_named)
+{
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':[{'type':'linear','out':'3'}]}]}",
+		     "layers[1].ops[0].out", "integer");
+	expect_error(HEAD "'layers':[" L0 ",{'experts':1.5,'ops':" L1OPS "}]}", "experts",
+		     "integer");
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':[{'type':'flatten'},"
+			  "{'type':'linear','out':3,'bias':1}]}]}",
+		     "bias", "true or false");
+	expect_error(HEAD "'layers':[{'experts':1,'ops':[{'type':'conv','out':4,'kernel':[3]}],"
+			  "'router':{'pool':4,'hidden':5}}," L1 "]}",
+		     "kernel", "[h, w]");
+	expect_error(HEAD "'layers':[{'experts':1,'ops':[{'type':'batchnorm','eps':'small'}],"
+			  "'router':{'pool':4,'hidden':5}}," L1 "]}",
+		     "eps", "number");
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':{'type':'linear','out':3}}]}",
+		     "layers[1].ops", "array");
+	expect_error("{'name':'t','input':{'channels':1,'height':8,'width':8},'classes':'abc',"
+		     "'layers':[" L0 "," L1 "]}",
+		     "classes", NULL);
+	expect_error("{'name':7,'input':{'channels':1,'height':8,'width':8},"
+		     "'classes':['a','b','c'],'layers':[" L0 "," L1 "]}",
+		     "name", NULL);
+	expect_error("[1, 2]", "object", NULL);
+}
+
+Test(arch_error, values_out_of_range)
+{
+	expect_error(HEAD "'layers':[" L0 ",{'experts':65,'ops':" L1OPS "}]}", "experts",
+		     "out of range");
+	expect_error(HEAD "'layers':[{'experts':1,'ops':[{'type':'conv','out':4,'kernel':3,"
+			  "'stride':0}],'router':{'pool':4,'hidden':5}}," L1 "]}",
+		     "stride", "out of range");
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':[{'type':'dropout','p':1.5},"
+			  "{'type':'flatten'},{'type':'linear','out':3}]}]}",
+		     "p", "out of range");
+	expect_error("{'name':'t','input':{'channels':0,'height':8,'width':8},"
+		     "'classes':['a','b','c'],'layers':[" L0 "," L1 "]}",
+		     "channels", "out of range");
+	expect_error(HEAD "'layers':[]}", "layers", NULL);
+}
+
+Test(arch_error, unknown_op_type)
+{
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':[{'type':'conv3d','out':3}]}]}",
+		     "unknown op", "'conv3d'");
+}
+
+Test(arch_error, invalid_name)
+{
+	expect_error("{'name':'has space','input':{'channels':1,'height':8,'width':8},"
+		     "'classes':['a','b','c'],'layers':[" L0 "," L1 "]}",
+		     "name", "'has space'");
+}
+
+Test(arch_error, malformed_json_and_duplicate_keys)
+{
+	expect_error("{'name':'t',", "JSON", NULL);
+	expect_error(HEAD "'name':'u','layers':[" L0 "," L1 "]}", "JSON", "duplicate");
+}
+
+Test(arch_error, two_batchnorms_in_a_row)
+{
+	expect_error(HEAD "'layers':[{'experts':1,'ops':[{'type':'conv','out':4,'kernel':3},"
+			  "{'type':'batchnorm'},{'type':'batchnorm'}],'router':{'pool':2,'hidden':5}},"
+			  L1 "]}",
+		     "batchnorm", NULL);
+}
+
+Test(arch_error, load_missing_file_names_path)
+{
+	char err[512] = "";
+	struct cigt_arch *a = (struct cigt_arch *)1;
+	int rc = cigt_arch_load("/nonexistent/cigt/arch.json", &a, err, sizeof err);
+	cr_assert_neq(rc, 0);
+	cr_assert_null(a);
+	cr_assert(strstr(err, "/nonexistent/cigt/arch.json"), "message '%s'", err);
+}
