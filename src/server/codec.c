@@ -399,6 +399,164 @@ static int parse_json(const void *body, size_t len, json_t **root, char *err, si
 	return 200;
 }
 
+/* ------------------------------------------------------------- v1 JSON fast path
+ * The common bodies, {"image": [flat pixels]} and {"images": [[flat pixels], ...]} with
+ * optional top_k / timeout_ms, are scanned directly: building a jansson value per pixel costs
+ * more than the model's own compute. The scanner accepts only plain well-formed input (flat
+ * arrays of integers 0..255 of exactly the right length, known keys once each, no escapes);
+ * for anything else it declines and the general jansson parser decides, with its messages. */
+
+struct scan {
+	const char *p, *end;
+};
+
+static void scan_ws(struct scan *s)
+{
+	while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+		s->p++;
+}
+
+static bool scan_ch(struct scan *s, char c)
+{
+	scan_ws(s);
+	if (s->p < s->end && *s->p == c) {
+		s->p++;
+		return true;
+	}
+	return false;
+}
+
+/* A JSON integer without sign, fraction or exponent, at most max. */
+static bool scan_uint(struct scan *s, long max, long *out)
+{
+	scan_ws(s);
+	const char *q = s->p;
+	long v = 0;
+	while (s->p < s->end && *s->p >= '0' && *s->p <= '9' && s->p - q < 8)
+		v = v * 10 + (*s->p++ - '0');
+	if (s->p == q || (*q == '0' && s->p - q > 1) || v > max)
+		return false;
+	if (s->p < s->end && (*s->p == '.' || *s->p == 'e' || *s->p == 'E' ||
+			      (*s->p >= '0' && *s->p <= '9')))
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool scan_pixels(struct scan *s, uint8_t *px, size_t total)
+{
+	if (!scan_ch(s, '['))
+		return false;
+	for (size_t i = 0; i < total; i++) {
+		long v;
+		if ((i && !scan_ch(s, ',')) || !scan_uint(s, 255, &v))
+			return false;
+		px[i] = (uint8_t)v;
+	}
+	return scan_ch(s, ']');
+}
+
+/* 1: parsed into job; 0: declined (use the general parser); -1: out of memory. */
+static int v1_fast(const struct cigt_arch *a, const struct srv_limits *lim, const char *body,
+		   size_t len, struct srv_job *job)
+{
+	struct scan s = {body, body + len};
+	const size_t total = (size_t)a->input.h * a->input.w * a->input.c;
+	const int64_t isz = cigt_arch_input_size(a);
+	bool seen_img = false, seen_k = false, seen_t = false;
+	long top_k = 0, timeout = -1;
+	uint8_t *px = malloc(total);
+	if (!px)
+		return -1;
+	int rc = 0;
+	if (!scan_ch(&s, '{'))
+		goto out;
+	do {
+		scan_ws(&s);
+		static const char *const keys[] = {"\"image\"", "\"images\"", "\"top_k\"",
+						   "\"timeout_ms\""};
+		int key = -1;
+		for (int k = 0; k < 4; k++) {
+			size_t kl = strlen(keys[k]);
+			if ((size_t)(s.end - s.p) >= kl && !memcmp(s.p, keys[k], kl)) {
+				key = k;
+				s.p += kl;
+				break;
+			}
+		}
+		if (key < 0 || !scan_ch(&s, ':'))
+			goto out;
+		if (key == 2 || key == 3) {
+			bool *seen = key == 2 ? &seen_k : &seen_t;
+			long *v = key == 2 ? &top_k : &timeout;
+			if (*seen || !scan_uint(&s, key == 2 ? a->nclasses : 3600000, v) ||
+			    (key == 2 && *v < 1))
+				goto out;
+			*seen = true;
+			continue;
+		}
+		if (seen_img)
+			goto out;
+		seen_img = true;
+		if (key == 0) {
+			if (!scan_pixels(&s, px, total))
+				goto out;
+			if (!(job->x = malloc((size_t)isz * sizeof(float)))) {
+				rc = -1;
+				goto out;
+			}
+			job->n = 1;
+			cigt_model_preprocess_u8(a, px, job->x);
+			continue;
+		}
+		/* "images": count the arrays first, then convert. */
+		if (!scan_ch(&s, '['))
+			goto out;
+		struct scan start = s;
+		int n = 0;
+		do {
+			if (n >= lim->max_images || !scan_pixels(&s, px, total))
+				goto out;
+			n++;
+		} while (scan_ch(&s, ','));
+		if (!scan_ch(&s, ']'))
+			goto out;
+		if (!(job->x = malloc((size_t)n * (size_t)isz * sizeof(float)))) {
+			rc = -1;
+			goto out;
+		}
+		job->n = n;
+		job->batch = true;
+		s = start;
+		for (int i = 0; i < n; i++) {
+			if (i)
+				scan_ch(&s, ',');
+			scan_pixels(&s, px, total);
+			cigt_model_preprocess_u8(a, px, job->x + (int64_t)i * isz);
+		}
+		scan_ch(&s, ']');
+	} while (scan_ch(&s, ','));
+	if (!scan_ch(&s, '}') || !seen_img)
+		goto out;
+	scan_ws(&s);
+	if (s.p != s.end)
+		goto out;
+	if (seen_k)
+		job->top_k = (int)top_k;
+	if (seen_t)
+		job->timeout_ms = timeout;
+	rc = 1;
+out:
+	free(px);
+	if (rc != 1) {
+		free(job->x);
+		job->x = NULL;
+		job->n = 0;
+		job->batch = false;
+	}
+	return rc;
+}
+
 int srv_parse_v1(const struct cigt_arch *a, const struct srv_limits *lim, const char *ctype,
 		 const void *body, size_t len, struct srv_job *job, char *err, size_t errlen)
 {
@@ -408,6 +566,9 @@ int srv_parse_v1(const struct cigt_arch *a, const struct srv_limits *lim, const 
 		if (status == 200)
 			status = image_sample(a, lim, body, len, job->x, "body", err, errlen);
 	} else if (media_is(ctype, "application/json")) {
+		int fast = v1_fast(a, lim, body, len, job);
+		if (fast != 0)
+			return fast > 0 ? 200 : FAIL(500, "out of memory");
 		json_t *root;
 		status = parse_json(body, len, &root, err, errlen);
 		if (status == 200) {
