@@ -988,8 +988,10 @@ void srv_encode_v2(const struct cigt_arch *a, const struct srv_job *job,
 	}
 	srv_buf_puts(out, "]}");
 	*json_len = -1;
-	if (!job->binary)
+	if (!job->binary) {
+		srv_buf_puts(out, "\n");
 		return;
+	}
 	*json_len = (long long)out->len;
 	/* Binary outputs follow the JSON in output order, little-endian. */
 	for (int o = 0; o < SRV_OUT_COUNT; o++) {

@@ -100,11 +100,12 @@ def png_gray(px, w, h):
 class Daemon:
     """cigtd on 127.0.0.1 with a port the kernel picked; stderr is collected by a thread."""
 
-    def __init__(self, model, *args):
+    def __init__(self, model, *args, env=None):
         self.lines = []
         self.proc = subprocess.Popen([CIGTD, "--model", model, "--listen", "127.0.0.1:0",
                                       "--access-log"] + list(args),
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True,
+                                     env=dict(os.environ, **(env or {})))
         self.port = None
         got = threading.Event()
 
@@ -683,7 +684,24 @@ def group_lifecycle(env):
     work = env["work"]
     live = os.path.join(work, "live.safetensors")
     shutil.copy(env["model"], live)
-    d = Daemon(live, "--workers", "1")
+    # sd_notify: a datagram socket of ours stands in for systemd.
+    sock_path = os.path.join(work, "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(sock_path)
+    notify.settimeout(0.2)
+    messages = []
+    notify_stop = threading.Event()
+
+    def read_notify():
+        while not notify_stop.is_set():
+            try:
+                messages.append(notify.recv(4096).decode())
+            except socket.timeout:
+                pass
+    reader = threading.Thread(target=read_notify, daemon=True)
+    reader.start()
+    d = Daemon(live, "--workers", "1", env={"NOTIFY_SOCKET": sock_path,
+                                            "WATCHDOG_USEC": "200000"})
     imgs, ref, ref2 = env["images"], env["ref"], env["ref2"]
     differs = [i for i in range(NREF) if ref[i]["class"] != ref2[i]["class"]
                or ref[i]["route"] != ref2[i]["route"]]
@@ -727,8 +745,20 @@ def group_lifecycle(env):
             check(a is not None, "still serving after %s reload" % what) and \
                 same_answer(a, ref2[differs[0] if differs else 0], "after %s reload" % what)
         check(any("still serving the previous model" in l for l in d.lines), "reload failure logged")
+        check(wait_for(lambda: "WATCHDOG=1" in messages, 10), "watchdog pings sent")
     finally:
         d.stop()
+    time.sleep(0.5)  # let the reader take the last datagrams
+    notify_stop.set()
+    reader.join(5)
+    notify.close()
+    states = [m.split("\n")[0] for m in messages if not m.startswith("WATCHDOG")]
+    check(states[:1] == ["READY=1"] and states[-1:] == ["STOPPING=1"]
+          and states[1:3] == ["RELOADING=1", "READY=1"]
+          and states.count("RELOADING=1") == 4 and states.count("READY=1") == 5,
+          "sd_notify sequence: %s" % states)
+    check(any(m.startswith("RELOADING=1\nMONOTONIC_USEC=") for m in messages),
+          "RELOADING carries MONOTONIC_USEC")
 
     # Drain: SIGTERM while clients keep sending; every answer received is 200 (correct) or 503;
     # every 200 the server logged reached its client; exit status 0.
