@@ -240,7 +240,17 @@ static int worker_ensure_ws(struct sched_worker *w, struct srv_model *m)
 	w->ws = cigt_workspace_new(m->e, B);
 	w->x = malloc((size_t)B * (size_t)cigt_arch_input_size(m->m->arch) * sizeof(float));
 	w->probs = malloc((size_t)B * (size_t)m->m->arch->nclasses * sizeof(float));
-	return w->ws && w->x && w->probs ? 0 : CIGT_ENOMEM;
+	if (w->ws && w->x && w->probs)
+		return 0;
+	/* Leave nothing half-built: the next batch tries again. */
+	cigt_workspace_free(w->ws);
+	free(w->x);
+	free(w->probs);
+	w->ws = NULL;
+	w->x = w->probs = NULL;
+	srv_model_unref(w->model);
+	w->model = NULL;
+	return CIGT_ENOMEM;
 }
 
 /* Runs one batch (lock not held). */
