@@ -448,10 +448,8 @@ static void run_chain(struct cigt_workspace *ws, const struct xchain *ch, int n,
 		for (int i = 0; i < ch->nops; i++) {
 			const struct xop *x = &ch->ops[i];
 			float *dst;
-			if (i > ch->last_move)
-				dst = fin;
-			else if (i == ch->last_move)
-				dst = fin;
+			if (i >= ch->last_move)
+				dst = fin; /* the last move, then in place on the output */
 			else if (x->inplace && cur != src)
 				dst = (float *)cur;
 			else
