@@ -437,15 +437,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 		r->resp_json_len = -1;
 		snprintf(r->method, sizeof r->method, "%s", method);
 		snprintf(r->path, sizeof r->path, "%s", url);
+		struct route rt;
+		route_path(url, &rt);
+		r->ep = rt.ep; /* for the metrics, even if the request never completes */
 		atomic_fetch_add_explicit(&srv_stats.stat_inflight, 1, memory_order_relaxed);
 		/* Refuse a declared oversized body before reading it. */
 		const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
 		long long n = cl ? parse_ll(cl, 0, LLONG_MAX) : -1;
 		if (n > S->cfg->max_body_bytes) {
-			struct route rt;
-			route_path(url, &rt);
-			r->ep = rt.ep;
 			r->body_too_large = true;
 			if (r->conn)
 				r->conn->busy = true;
