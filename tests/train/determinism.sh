@@ -1,0 +1,129 @@
+#!/bin/sh
+# Training determinism and interruption (issue 3): same seed and threads give a bit-identical
+# model file; Ctrl-C saves a checkpoint, prints how to resume and exits 130; resuming from that
+# checkpoint gives the same model file, bit for bit, as the run that was never interrupted.
+#   A: train (2 epochs, 1,500 images, 300 validation, seed 1, 2 threads)
+#   B: the same again                                   -> cmp A B
+#   C: the same, SIGINT shortly after epoch 1 is logged -> exit 130, resume hint, C.ckpt
+#      then --resume C.ckpt                             -> it continues (epoch 2 only), cmp A C
+#   usage: determinism.sh CIGT_BINARY SOURCE_ROOT
+set -u
+if [ $# -ne 2 ]; then
+	echo "usage: $0 CIGT_BINARY SOURCE_ROOT" >&2
+	exit 2
+fi
+cigt=$1
+root=$2
+config=$root/models/fashion_mnist.json
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+data=/usr/share/datasets/fashion-mnist
+if [ ! -f "$data/train-images-idx3-ubyte.gz" ]; then
+	echo "determinism: $data is missing (apt-get install dataset-fashion-mnist)" >&2
+	exit 1
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/cigt-determinism.XXXXXX") || exit 1
+pid=
+cleanup() {
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+fail=0
+bad() {
+	echo "FAIL: $*"
+	fail=1
+}
+train() { # name [extra args]
+	name=$1
+	shift
+	"$cigt" train --config "$config" --out "$tmp/$name.safetensors" --epochs 2 \
+		--train-samples 1500 --validation 300 --seed 1 --threads 2 "$@"
+}
+epochs_logged() { # log -> the epoch numbers, space separated
+	"$py" -c 'import json, sys
+print(" ".join(str(json.loads(l)["epoch"]) for l in open(sys.argv[1]) if l.strip()))' "$1"
+}
+
+echo "== A and B: two identical runs"
+for r in A B; do
+	if ! train $r --log "$tmp/$r.jsonl" >"$tmp/$r.out" 2>&1; then
+		cat "$tmp/$r.out"
+		echo "FAIL: run $r failed"
+		exit 1
+	fi
+done
+cat "$tmp/A.out"
+[ "$(epochs_logged "$tmp/A.jsonl")" = "1 2" ] || bad "run A logged epochs '$(epochs_logged "$tmp/A.jsonl")', expected '1 2'"
+if cmp "$tmp/A.safetensors" "$tmp/B.safetensors"; then
+	echo "ok   same seed, same threads: bit-identical model files"
+else
+	bad "two runs with the same seed and threads differ"
+fi
+
+echo "== C: interrupted with SIGINT in epoch 2, then resumed"
+# (exec: $! must be cigt itself, not a subshell that ignores SIGINT as a background job)
+(exec "$cigt" train --config "$config" --out "$tmp/C.safetensors" --epochs 2 \
+	--train-samples 1500 --validation 300 --seed 1 --threads 2 \
+	--log "$tmp/C1.jsonl" >"$tmp/C1.out" 2>"$tmp/C1.err") &
+pid=$!
+# wait for epoch 1 to be logged (at most 120 s), then interrupt during epoch 2
+i=0
+while [ ! -s "$tmp/C1.jsonl" ] && [ $i -lt 1200 ] && kill -0 "$pid" 2>/dev/null; do
+	sleep 0.1
+	i=$((i + 1))
+done
+sleep 0.3
+kill -INT "$pid" 2>/dev/null
+wait "$pid"
+rc=$?
+pid=
+cat "$tmp/C1.out" "$tmp/C1.err"
+if [ $rc -ne 130 ]; then
+	bad "the interrupted run exited $rc, expected 130 (finished before the SIGINT?)"
+	exit 1
+fi
+echo "ok   SIGINT: exit 130"
+ckpt=$tmp/C.safetensors.ckpt
+if [ -s "$ckpt" ]; then
+	echo "ok   checkpoint written: $ckpt"
+else
+	bad "no checkpoint at $ckpt after SIGINT"
+	exit 1
+fi
+if grep -q -- "--resume $ckpt" "$tmp/C1.out" "$tmp/C1.err"; then
+	echo "ok   the resume hint names --resume $ckpt"
+else
+	bad "no resume hint naming '--resume $ckpt' in the output"
+fi
+[ "$(epochs_logged "$tmp/C1.jsonl")" = "1" ] ||
+	bad "the interrupted run logged epochs '$(epochs_logged "$tmp/C1.jsonl")', expected '1'"
+# the model saved so far (epoch 1's) must not already be the final one, or cmp proves nothing
+if [ -f "$tmp/C.safetensors" ] && cmp -s "$tmp/C.safetensors" "$tmp/A.safetensors"; then
+	bad "the interrupted run's model already equals the finished run's"
+fi
+
+if ! train C --resume "$ckpt" --log "$tmp/C2.jsonl" >"$tmp/C2.out" 2>&1; then
+	cat "$tmp/C2.out"
+	bad "the resumed run failed"
+	exit 1
+fi
+cat "$tmp/C2.out"
+# it must continue where it stopped, not train again from the start
+[ "$(epochs_logged "$tmp/C2.jsonl")" = "2" ] ||
+	bad "the resumed run logged epochs '$(epochs_logged "$tmp/C2.jsonl")', expected '2' only"
+# validation accuracy depends on the model alone: the resumed epoch 2 must report A's
+va() { # log epoch
+	"$py" -c 'import json, sys
+print([json.loads(l)["validation_accuracy"] for l in open(sys.argv[1]) if l.strip()
+       and json.loads(l)["epoch"] == int(sys.argv[2])])' "$1" "$2"
+}
+[ "$(va "$tmp/C2.jsonl" 2)" = "$(va "$tmp/A.jsonl" 2)" ] ||
+	bad "epoch 2 validation accuracy: resumed $(va "$tmp/C2.jsonl" 2), uninterrupted $(va "$tmp/A.jsonl" 2)"
+if cmp "$tmp/A.safetensors" "$tmp/C.safetensors"; then
+	echo "ok   interrupted + resumed: bit-identical to the uninterrupted run"
+else
+	bad "the resumed model differs from the uninterrupted run's"
+fi
+exit $fail
