@@ -4,6 +4,8 @@
  * defaults, then the --config file, then flags. */
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +16,21 @@
 #include "../common/util.h"
 #include "srv.h"
 
+/* Set by meson from its prefix, datadir, bindir and directories. */
 #ifndef CIGT_DATADIR
 #define CIGT_DATADIR "/usr/local/share/cigt"
+#endif
+#ifndef CIGT_DATADIR_REL
+#define CIGT_DATADIR_REL "share"
+#endif
+#ifndef CIGT_BINDIR_REL
+#define CIGT_BINDIR_REL "bin"
+#endif
+#ifndef CIGT_SOURCE_ROOT
+#define CIGT_SOURCE_ROOT "."
+#endif
+#ifndef CIGT_BUILD_ROOT
+#define CIGT_BUILD_ROOT "/nonexistent"
 #endif
 
 enum cfg_type { CFG_INT, CFG_LONG, CFG_STR, CFG_BOOL, CFG_LEVEL };
@@ -34,8 +49,9 @@ struct cfg_row {
 
 static const struct cfg_row rows[] = {
 	{"model", CFG_STR, OFF(model), 0, 0, NULL, "PATH",
-	 "model file (default: models/fashion_mnist.safetensors,\n"
-	 "                          then " CIGT_DATADIR "/models/)"},
+	 "model file (default: " CIGT_DATADIR "/models/fashion_mnist.safetensors,\n"
+	 "                          looked up next to the binary; from the build directory,\n"
+	 "                          the source tree's models/)"},
 	{"listen", CFG_STR, OFF(listen), 0, 0, "127.0.0.1:8080", "ADDR:PORT",
 	 "address to listen on; port 0 picks a free one; [::1]:8080 for IPv6"},
 	{"workers", CFG_INT, OFF(workers), 0, 64, "0", "N",
@@ -77,13 +93,45 @@ static const struct cfg_row rows[] = {
 
 #define NROWS (sizeof rows / sizeof rows[0])
 
+/* The default model, first readable of: the source tree's models/ when this binary runs from
+ * its own meson build directory (make serve, tests); <prefix>/<datadir>/cigt/models/ found
+ * relative to the binary (an installed tree, also under a DESTDIR or moved elsewhere); the
+ * compiled-in CIGT_DATADIR; models/ under the working directory. None readable: the path the
+ * binary would be expected to use, so the load error names it. */
 const char *srv_default_model(void)
 {
-	static const char *const candidates[] = {
-		"models/fashion_mnist.safetensors",
-		CIGT_DATADIR "/models/fashion_mnist.safetensors",
-	};
-	for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)
+	static const char name[] = "/models/fashion_mnist.safetensors";
+	static char exe_rel[PATH_MAX];
+	char exe[PATH_MAX], dir[PATH_MAX];
+	const char *candidates[4];
+	int n = 0;
+	ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	bool in_build = false;
+	if (len > 0) {
+		exe[len] = 0;
+		char *slash = strrchr(exe, '/');
+		if (slash) {
+			*slash = 0;
+			in_build = realpath(exe, dir) && !strcmp(dir, CIGT_BUILD_ROOT);
+			/* <prefix>/<bindir>/cigtd -> <prefix>/<datadir>/cigt/models/... */
+			size_t nb = strlen(CIGT_BINDIR_REL), ne = strlen(exe);
+			if (!in_build && ne > nb && exe[ne - nb - 1] == '/' &&
+			    !strcmp(exe + ne - nb, CIGT_BINDIR_REL)) {
+				exe[ne - nb - 1] = 0;
+				int w = snprintf(exe_rel, sizeof exe_rel, "%s/%s/cigt%s", exe,
+						 CIGT_DATADIR_REL, name);
+				if (w <= 0 || (size_t)w >= sizeof exe_rel)
+					exe_rel[0] = 0;
+			}
+		}
+	}
+	if (in_build)
+		candidates[n++] = CIGT_SOURCE_ROOT "/models/fashion_mnist.safetensors";
+	if (exe_rel[0])
+		candidates[n++] = exe_rel;
+	candidates[n++] = CIGT_DATADIR "/models/fashion_mnist.safetensors";
+	candidates[n++] = "models/fashion_mnist.safetensors";
+	for (int i = 0; i < n; i++)
 		if (!access(candidates[i], R_OK))
 			return candidates[i];
 	return candidates[0];

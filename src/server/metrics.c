@@ -177,6 +177,9 @@ void srv_metrics_render(struct srv_buf *b, const struct cigt_arch *a, const char
 		       (unsigned long long)LOAD(s->stat_dense_macs));
 	head(b, "cigt_queue_depth", "gauge", "Samples waiting for a batch.");
 	srv_buf_printf(b, "cigt_queue_depth %lld\n", (long long)LOAD(s->stat_queue_depth));
+	head(b, "cigt_queue_limit", "gauge",
+	     "Samples the queue holds at most (queue_limit); beyond it requests get 503.");
+	srv_buf_printf(b, "cigt_queue_limit %lld\n", (long long)LOAD(s->stat_queue_limit));
 	head(b, "cigt_queue_full_total", "counter", "Requests refused with 503 on a full queue.");
 	srv_buf_printf(b, "cigt_queue_full_total %llu\n",
 		       (unsigned long long)LOAD(s->stat_queue_full));

@@ -402,6 +402,7 @@ int srv_sched_new(const struct srv_config *cfg, srv_done_fn done, void *ctx,
 	pthread_cond_init(&s->cv, &ca);
 	pthread_condattr_destroy(&ca);
 	s->cap = cfg->queue_limit;
+	atomic_store_explicit(&srv_stats.stat_queue_limit, cfg->queue_limit, memory_order_relaxed);
 	s->max_batch = cfg->max_batch;
 	s->max_delay_ns = (uint64_t)cfg->max_delay_us * 1000u;
 	s->default_timeout_ns = (uint64_t)cfg->timeout_ms * 1000000u;

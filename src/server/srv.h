@@ -210,6 +210,7 @@ struct srv_stats {
 	_Atomic uint64_t stat_macs;
 	_Atomic uint64_t stat_dense_macs;
 	_Atomic int64_t stat_queue_depth;
+	_Atomic int64_t stat_queue_limit; /* the configured queue_limit, for saturation alerts */
 	_Atomic int64_t stat_inflight;
 	_Atomic uint64_t stat_reloads_ok;
 	_Atomic uint64_t stat_reloads_failed;
