@@ -12,11 +12,14 @@
 #include "../common/util.h"
 #include "../nn/nn.h"
 
-enum xkind { X_CONV, X_LINEAR, X_AFFINE, X_RELU, X_MAXPOOL, X_AVGPOOL, X_FLATTEN, X_COPY };
+enum xkind {
+	X_CONV, X_CONV_POOL, X_LINEAR, X_AFFINE, X_RELU, X_MAXPOOL, X_AVGPOOL, X_FLATTEN, X_COPY,
+};
 
 struct xop {
 	enum xkind kind;
 	struct cigt_geom g;  /* conv, pooling; flatten uses c, h, w */
+	struct cigt_geom pg; /* X_CONV_POOL: the max pooling on the conv's output */
 	int fin, fout;       /* linear */
 	int64_t in_sz, out_sz;
 	float *w, *b;        /* owned: packed folded weights and bias, or affine scale and shift */
@@ -46,6 +49,7 @@ struct cigt_engine {
 	int64_t layer_max; /* floats per sample at any layer boundary */
 	int64_t op_max;    /* floats per sample of any op's output */
 	int64_t col_max;   /* floats of the largest im2col chunk */
+	int64_t tmp_max;   /* floats of the largest fused conv-pool band */
 	int64_t router_max;
 	int sub;           /* samples per pass through an expert's op chain */
 };
@@ -53,7 +57,7 @@ struct cigt_engine {
 struct cigt_workspace {
 	const struct cigt_engine *e;
 	int max_batch;
-	float *in, *out, *dense, *t1, *t2, *col;
+	float *in, *out, *dense, *t1, *t2, *col, *ctmp;
 	float *rpool, *rflat, *rhid, *rlog;
 	int *perm, *perm2, *next;
 	struct cigt_profile *prof;
@@ -185,6 +189,15 @@ static int plan_chain(const struct cigt_engine *e, int l, int ex, struct xchain 
 		case CIGT_OP_AVGPOOL:
 			x.kind = d->kind == CIGT_OP_MAXPOOL ? X_MAXPOOL : X_AVGPOOL;
 			x.g = geom_of(d);
+			if (x.kind == X_MAXPOOL && prev && prev->kind == X_CONV && x.g.ph == 0 &&
+			    x.g.pw == 0 && x.g.kh == x.g.sh && x.g.kw == x.g.sw &&
+			    prev->g.oh % x.g.kh == 0 && prev->g.ow % x.g.kw == 0) {
+				/* Pool each band of conv rows while it is still in cache. */
+				prev->kind = X_CONV_POOL;
+				prev->pg = x.g;
+				prev->out_sz = x.out_sz;
+				continue;
+			}
 			break;
 		case CIGT_OP_FLATTEN:
 			if ((int64_t)d->in.h * d->in.w == 1 || d->in.c == 1)
@@ -263,10 +276,14 @@ int cigt_engine_new(const struct cigt_model *m, struct cigt_engine **out, char *
 			for (int i = 0; i < ch->nops; i++) {
 				const struct xop *x = &ch->ops[i];
 				e->op_max = CIGT_MAX(e->op_max, x->out_sz);
-				if (x->kind == X_CONV && !cigt_geom_is_pointwise(&x->g))
+				if ((x->kind == X_CONV || x->kind == X_CONV_POOL) &&
+				    !cigt_geom_is_pointwise(&x->g))
 					e->col_max = CIGT_MAX(e->col_max,
 							      cigt_conv_chunk_rows(&x->g) *
 								      cigt_geom_cols(&x->g));
+				if (x->kind == X_CONV_POOL)
+					e->tmp_max = CIGT_MAX(e->tmp_max,
+							      cigt_conv_pool_tmp(&x->g, &x->pg));
 			}
 		}
 		if (L->has_router) {
@@ -336,6 +353,7 @@ struct cigt_workspace *cigt_workspace_new(const struct cigt_engine *e, int max_b
 	ws->t1 = cigt_alloc_floats(sub * e->op_max);
 	ws->t2 = cigt_alloc_floats(sub * e->op_max);
 	ws->col = cigt_alloc_floats(CIGT_MAX(e->col_max, 1));
+	ws->ctmp = cigt_alloc_floats(CIGT_MAX(e->tmp_max, 1));
 	ws->rpool = cigt_alloc_floats(nb * CIGT_MAX(e->router_max, 1));
 	ws->rflat = cigt_alloc_floats(nb * CIGT_MAX(e->router_max, 1));
 	ws->rhid = cigt_alloc_floats(nb * CIGT_MAX(e->router_max, 1));
@@ -343,7 +361,8 @@ struct cigt_workspace *cigt_workspace_new(const struct cigt_engine *e, int max_b
 	ws->perm = malloc((size_t)nb * sizeof(int));
 	ws->perm2 = malloc((size_t)nb * sizeof(int));
 	ws->next = malloc((size_t)nb * sizeof(int));
-	if (!ws->in || !ws->out || !ws->dense || !ws->t1 || !ws->t2 || !ws->col || !ws->rpool ||
+	if (!ws->in || !ws->out || !ws->dense || !ws->t1 || !ws->t2 || !ws->col || !ws->ctmp ||
+	    !ws->rpool ||
 	    !ws->rflat || !ws->rhid || !ws->rlog || !ws->perm || !ws->perm2 || !ws->next) {
 		cigt_workspace_free(ws);
 		return NULL;
@@ -361,6 +380,7 @@ void cigt_workspace_free(struct cigt_workspace *ws)
 	free(ws->t1);
 	free(ws->t2);
 	free(ws->col);
+	free(ws->ctmp);
 	free(ws->rpool);
 	free(ws->rflat);
 	free(ws->rhid);
@@ -392,6 +412,12 @@ static void run_op(struct cigt_workspace *ws, const struct xop *x, int n, const 
 		cigt_conv_forward(&x->g, n, in, x->w, x->b, x->relu, out, ws->col,
 				  pr ? &pr->ns[CIGT_PROF_IM2COL] : NULL,
 				  pr ? &pr->ns[CIGT_PROF_SGEMM] : NULL);
+		return;
+	case X_CONV_POOL:
+		cigt_conv_pool_forward(&x->g, &x->pg, n, in, x->w, x->b, x->relu, out, ws->col,
+				       ws->ctmp, pr ? &pr->ns[CIGT_PROF_IM2COL] : NULL,
+				       pr ? &pr->ns[CIGT_PROF_SGEMM] : NULL,
+				       pr ? &pr->ns[CIGT_PROF_POOL] : NULL);
 		return;
 	case X_LINEAR: {
 		PROF_START(ws);

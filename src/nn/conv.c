@@ -101,6 +101,19 @@ int64_t cigt_conv_chunk_rows(const struct cigt_geom *g)
 	int64_t rows = (int64_t)(128 * 1024) / cigt_geom_cols(g);
 	return CIGT_MAX(rows, 64);
 }
+
+int64_t cigt_conv_pool_band_rows(const struct cigt_geom *g, const struct cigt_geom *pg)
+{
+	/* Whole bands of pooled rows: kh conv output rows each, several bands per gemm. */
+	int64_t unit = (int64_t)pg->kh * g->ow;
+	int64_t units = cigt_conv_chunk_rows(g) / unit;
+	return unit * CIGT_MAX(units, 1);
+}
+
+int64_t cigt_conv_pool_tmp(const struct cigt_geom *g, const struct cigt_geom *pg)
+{
+	return cigt_conv_pool_band_rows(g, pg) * g->oc;
+}
 #endif
 
 static void bias_relu_rows(int64_t rows, int oc, const real_t *b, bool relu, real_t *out)
@@ -178,5 +191,53 @@ void NN(conv_backward)(const struct cigt_geom *g, int n, const real_t *in, const
 			g->oc, w, (int)cols, 0, dc, (int)cols);
 		if (!pw)
 			NN(col2im)(g, dcol, r0, m, dx);
+	}
+}
+
+void NN(conv_pool_forward)(const struct cigt_geom *g, const struct cigt_geom *pg, int n,
+			   const real_t *in, const real_t *w, const real_t *b, bool relu,
+			   real_t *out, real_t *col, real_t *tmp, uint64_t *ns_im2col,
+			   uint64_t *ns_gemm, uint64_t *ns_pool)
+{
+	const int64_t rows = (int64_t)n * g->oh * g->ow, cols = cigt_geom_cols(g);
+	const bool pw = cigt_geom_is_pointwise(g);
+	const int64_t chunk = cigt_conv_pool_band_rows(g, pg);
+	const int64_t unit = (int64_t)pg->kh * g->ow; /* conv rows per pooled row */
+	const int oc = g->oc;
+	for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+		int64_t m = CIGT_MIN(chunk, rows - r0);
+		const real_t *a = in + r0 * cols;
+		uint64_t t0 = ns_im2col ? cigt_now_ns() : 0;
+		if (!pw) {
+			NN(im2col)(g, in, r0, m, col);
+			a = col;
+		}
+		uint64_t t1 = ns_im2col ? cigt_now_ns() : 0;
+		NN_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, oc, (int)cols, 1, a,
+			(int)cols, w, (int)cols, 0, tmp, oc);
+		bias_relu_rows(m, oc, b, relu, tmp);
+		uint64_t t2 = ns_im2col ? cigt_now_ns() : 0;
+		/* Each band of kh conv rows becomes one pooled row; bands never straddle samples
+		 * because the conv's output height is a multiple of kh. */
+		real_t *o = out + (r0 / unit) * (int64_t)pg->ow * oc;
+		for (int64_t band = 0; band < m / unit; band++) {
+			const real_t *src = tmp + band * unit * oc;
+			for (int px = 0; px < pg->ow; px++, o += oc) {
+				const real_t *p = src + (int64_t)px * pg->kw * oc;
+				for (int c = 0; c < oc; c++)
+					o[c] = p[c];
+				for (int ky = 0; ky < pg->kh; ky++)
+					for (int kx = 0; kx < pg->kw; kx++) {
+						const real_t *q = p + ((int64_t)ky * g->ow + kx) * oc;
+						for (int c = 0; c < oc; c++)
+							o[c] = q[c] > o[c] ? q[c] : o[c];
+					}
+			}
+		}
+		if (ns_im2col) {
+			*ns_im2col += t1 - t0;
+			*ns_gemm += t2 - t1;
+			*ns_pool += cigt_now_ns() - t2;
+		}
 	}
 }

@@ -36,6 +36,9 @@ static inline bool cigt_geom_is_pointwise(const struct cigt_geom *g)
 
 /* Rows of im2col processed per gemm call (the col scratch holds this many rows). */
 int64_t cigt_conv_chunk_rows(const struct cigt_geom *g);
+/* Conv output rows per band of cigt_conv_pool_forward, and the values its tmp scratch holds. */
+int64_t cigt_conv_pool_band_rows(const struct cigt_geom *g, const struct cigt_geom *pg);
+int64_t cigt_conv_pool_tmp(const struct cigt_geom *g, const struct cigt_geom *pg);
 
 /* Every kernel exists in float (cigt_NAME, used by the engine and the trainer) and in double
  * (cigt_NAME_d, used by the gradient checks): the same source is compiled twice. */

@@ -22,6 +22,16 @@ void CIGT_NN(conv_forward)(const struct cigt_geom *g, int n, const CIGT_NN_REAL 
 			   const CIGT_NN_REAL *w, const CIGT_NN_REAL *b, bool relu,
 			   CIGT_NN_REAL *out, CIGT_NN_REAL *col, uint64_t *ns_im2col,
 			   uint64_t *ns_gemm);
+/* Convolution (+ bias, + relu) followed by max pooling with kernel == stride and no padding
+ * (pg: the pooling geometry on the conv output; the conv's output height and width must be
+ * multiples of the pooling kernel), computed a band of pooled rows at a time so the conv output
+ * never leaves the cache. col as above; tmp holds cigt_conv_chunk_rows(g) rounded up to a band,
+ * times oc values (see cigt_conv_pool_tmp). out [n, pg.oh, pg.ow, oc]. */
+void CIGT_NN(conv_pool_forward)(const struct cigt_geom *g, const struct cigt_geom *pg, int n,
+				const CIGT_NN_REAL *in, const CIGT_NN_REAL *w,
+				const CIGT_NN_REAL *b, bool relu, CIGT_NN_REAL *out,
+				CIGT_NN_REAL *col, CIGT_NN_REAL *tmp, uint64_t *ns_im2col,
+				uint64_t *ns_gemm, uint64_t *ns_pool);
 /* dw (packed) += dout^T . im2col(in); db += column sums of dout (db may be NULL);
  * dx = col2im(dout . w) when dx != NULL. col and dcol are scratch like col above. */
 void CIGT_NN(conv_backward)(const struct cigt_geom *g, int n, const CIGT_NN_REAL *in,
