@@ -1,0 +1,286 @@
+#!/usr/bin/python3
+"""deploy/k8s/ without a cluster: every manifest parses (python3-yaml) and carries what the issue
+asks for, checked against each other, deploy/Dockerfile and proto/http-api.yaml:
+
+- Deployment: liveness on /v2/health/live and readiness on /v2/health/ready (paths the API
+  defines, ports that resolve to the container's 8080), a preStop wait, and
+  terminationGracePeriodSeconds above preStop + the image's --drain-timeout-ms; CPU and memory
+  requests and limits; --workers no more than the CPU limit; non-root with the image's uid.
+- Service selects the Deployment's pods and targets its port; the HPA (autoscaling/v2) scales
+  that Deployment on CPU (which needs the CPU request); the PodDisruptionBudget selects the pods.
+- KServe: a ServingRuntime speaking v2 for a model format that the InferenceService names,
+  which uses that runtime with protocolVersion v2 and a storageUri; the runtime's --model lies
+  under /mnt/models and is the shipped model's file name.
+A mutated copy of each manifest must be caught (the checks can fail), and a real cigtd started
+with the image's entrypoint arguments plus the Deployment's answers every probe path with 200
+and drains to exit 0 on SIGTERM.
+"""
+
+import copy
+import glob
+import os
+import re
+import shlex
+import signal
+
+import yaml
+
+import deploylib as dl
+
+K8S = os.path.join(dl.SRCDIR, "deploy", "k8s")
+
+
+def dockerfile_facts():
+    """The runtime stage's USER uid, ENTRYPOINT list and its --drain-timeout-ms (ms)."""
+    text = open(os.path.join(dl.SRCDIR, "deploy", "Dockerfile")).read().replace("\\\n", " ")
+    uid = int(re.findall(r"^USER (\d+)", text, re.M)[-1])
+    entry = yaml.safe_load(re.findall(r"^ENTRYPOINT (\[.*\])", text, re.M)[-1])
+    drain = int(entry[entry.index("--drain-timeout-ms") + 1])
+    return uid, entry, drain
+
+
+def api_paths():
+    return set(yaml.safe_load(open(os.path.join(dl.SRCDIR, "proto", "http-api.yaml")))["paths"])
+
+
+def cpu(q):
+    q = str(q)
+    return float(q[:-1]) / 1000 if q.endswith("m") else float(q)
+
+
+def probe_port(probe, container):
+    port = probe["httpGet"]["port"]
+    if isinstance(port, int):
+        return port
+    named = [p["containerPort"] for p in container.get("ports", []) if p.get("name") == port]
+    return named[0] if named else None
+
+
+def check_container(c, uid, drain_ms, paths, pod_sc, problems, where, grace=None):
+    def need(cond, what):
+        if not cond:
+            problems.append("%s: %s" % (where, what))
+    ports = [p["containerPort"] for p in c.get("ports", [])]
+    need(8080 in ports, "container port 8080 (the image listens there)")
+    for kind, path in [("livenessProbe", "/v2/health/live"), ("readinessProbe", "/v2/health/ready")]:
+        p = c.get(kind)
+        need(p and p.get("httpGet", {}).get("path") == path, "%s on %s" % (kind, path))
+        if p:
+            need(p["httpGet"]["path"] in paths, "%s path is in proto/http-api.yaml" % kind)
+            need(probe_port(p, c) == 8080, "%s port resolves to 8080" % kind)
+    res = c.get("resources", {})
+    for k in ("cpu", "memory"):
+        need(k in res.get("requests", {}), "resources.requests.%s" % k)
+        need(k in res.get("limits", {}), "resources.limits.%s" % k)
+    args = c.get("args", [])
+    if "--workers" in args and "cpu" in res.get("limits", {}):
+        w = int(args[args.index("--workers") + 1])
+        need(1 <= w <= cpu(res["limits"]["cpu"]), "--workers %d within the CPU limit" % w)
+    sc = dict(pod_sc or {}, **c.get("securityContext", {}))
+    need(sc.get("runAsNonRoot") is True, "runAsNonRoot")
+    need(sc.get("runAsUser") == uid, "runAsUser is the image's uid %d" % uid)
+    need(c.get("securityContext", {}).get("allowPrivilegeEscalation") is False,
+         "allowPrivilegeEscalation: false")
+    need("ALL" in c.get("securityContext", {}).get("capabilities", {}).get("drop", []),
+         "capabilities drop ALL")
+    if grace is not None:
+        pre = c.get("lifecycle", {}).get("preStop", {})
+        cmd = pre.get("exec", {}).get("command", [])
+        wait = None
+        if len(cmd) == 2 and cmd[0].endswith("sleep"):
+            wait = float(cmd[1])
+        elif "sleep" in pre:
+            wait = float(pre["sleep"]["seconds"])
+        need(wait is not None and wait > 0, "a preStop wait")
+        if wait is not None:
+            d = drain_ms
+            if "--drain-timeout-ms" in args:
+                d = int(args[args.index("--drain-timeout-ms") + 1])
+            need(grace >= wait + d / 1000 + 2,
+                 "terminationGracePeriodSeconds %s covers preStop %g s + drain %g s + 2"
+                 % (grace, wait, d / 1000))
+
+
+def check_all(docs, uid, drain_ms, paths):
+    """All problems found in a set of manifests, as strings (empty: all good)."""
+    problems = []
+    by = {}
+    for d in docs:
+        by.setdefault(d.get("kind"), []).append(d)
+
+    def one(kind):
+        got = by.get(kind, [])
+        if len(got) != 1:
+            problems.append("expected one %s, found %d" % (kind, len(got)))
+            return None
+        return got[0]
+    dep, svc, hpa = one("Deployment"), one("Service"), one("HorizontalPodAutoscaler")
+    pdb, rt, isvc = one("PodDisruptionBudget"), one("ServingRuntime"), one("InferenceService")
+    if dep:
+        if dep.get("apiVersion") != "apps/v1":
+            problems.append("Deployment apiVersion apps/v1")
+        spec = dep["spec"]
+        labels = spec["template"]["metadata"]["labels"]
+        sel = spec["selector"]["matchLabels"]
+        if any(labels.get(k) != v for k, v in sel.items()):
+            problems.append("Deployment selector matches its pod labels")
+        pod = spec["template"]["spec"]
+        cs = pod.get("containers", [])
+        if len(cs) != 1:
+            problems.append("Deployment has one container")
+        for c in cs:
+            check_container(c, uid, drain_ms, paths, pod.get("securityContext"), problems,
+                            "Deployment", grace=pod.get("terminationGracePeriodSeconds", 30))
+        if spec.get("replicas", 1) < 2:
+            problems.append("Deployment runs at least 2 replicas")
+    if dep and svc:
+        pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+        if not svc["spec"].get("selector") or any(
+                pod_labels.get(k) != v for k, v in svc["spec"]["selector"].items()):
+            problems.append("Service selects the Deployment's pods")
+        c = dep["spec"]["template"]["spec"]["containers"][0]
+        for p in svc["spec"]["ports"]:
+            t = p.get("targetPort", p["port"])
+            ok = t == 8080 or any(cp.get("name") == t and cp["containerPort"] == 8080
+                                  for cp in c.get("ports", []))
+            if not ok:
+                problems.append("Service targetPort %s resolves to 8080" % t)
+    if dep and hpa:
+        if hpa.get("apiVersion") != "autoscaling/v2":
+            problems.append("HPA apiVersion autoscaling/v2")
+        ref = hpa["spec"]["scaleTargetRef"]
+        if (ref.get("kind"), ref.get("name")) != ("Deployment", dep["metadata"]["name"]):
+            problems.append("HPA scales the Deployment")
+        if not 1 <= hpa["spec"].get("minReplicas", 1) <= hpa["spec"]["maxReplicas"]:
+            problems.append("HPA minReplicas <= maxReplicas")
+        names = [m.get("resource", {}).get("name") for m in hpa["spec"].get("metrics", [])]
+        if "cpu" not in names:
+            problems.append("HPA scales on cpu")
+        c = dep["spec"]["template"]["spec"]["containers"][0]
+        if "cpu" not in c.get("resources", {}).get("requests", {}):
+            problems.append("HPA on CPU utilization needs a CPU request")
+    if dep and pdb:
+        pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+        if any(pod_labels.get(k) != v for k, v in pdb["spec"]["selector"]["matchLabels"].items()):
+            problems.append("PodDisruptionBudget selects the Deployment's pods")
+    if rt:
+        if rt.get("apiVersion") != "serving.kserve.io/v1alpha1":
+            problems.append("ServingRuntime apiVersion serving.kserve.io/v1alpha1")
+        if "v2" not in rt["spec"].get("protocolVersions", []):
+            problems.append("ServingRuntime speaks protocol v2")
+        cs = rt["spec"].get("containers", [])
+        for c in cs:
+            check_container(c, uid, drain_ms, paths, None, problems, "ServingRuntime")
+            args = c.get("args", [])
+            m = args[args.index("--model") + 1] if "--model" in args else ""
+            if not m.startswith("/mnt/models/") or os.path.basename(m) != os.path.basename(
+                    dl.MODEL):
+                problems.append("ServingRuntime --model is /mnt/models/%s"
+                                % os.path.basename(dl.MODEL))
+        if not cs:
+            problems.append("ServingRuntime has a container")
+    if rt and isvc:
+        if isvc.get("apiVersion") != "serving.kserve.io/v1beta1":
+            problems.append("InferenceService apiVersion serving.kserve.io/v1beta1")
+        model = isvc["spec"]["predictor"].get("model", {})
+        if model.get("protocolVersion") != "v2":
+            problems.append("InferenceService protocolVersion v2")
+        if model.get("runtime") != rt["metadata"]["name"]:
+            problems.append("InferenceService uses the ServingRuntime")
+        fmts = [f["name"] for f in rt["spec"].get("supportedModelFormats", [])]
+        if model.get("modelFormat", {}).get("name") not in fmts:
+            problems.append("InferenceService modelFormat is one the runtime supports")
+        if not model.get("storageUri"):
+            problems.append("InferenceService storageUri")
+    return problems
+
+
+def mutations(docs):
+    """(description, mutated docs, a word the problem must contain) for the negative checks."""
+    def mut(kind, f):
+        m = copy.deepcopy(docs)
+        for d in m:
+            if d["kind"] == kind:
+                f(d)
+        return m
+
+    def cont(d):
+        return d["spec"]["template"]["spec"]["containers"][0]
+    return [
+        ("no readiness probe", mut("Deployment", lambda d: cont(d).pop("readinessProbe")),
+         "readinessProbe"),
+        ("liveness on /healthz", mut("Deployment", lambda d: cont(d)["livenessProbe"]["httpGet"]
+                                     .update(path="/healthz")), "livenessProbe"),
+        ("grace 10 s", mut("Deployment", lambda d: d["spec"]["template"]["spec"].update(
+            terminationGracePeriodSeconds=10)), "terminationGracePeriodSeconds"),
+        ("no preStop", mut("Deployment", lambda d: cont(d).pop("lifecycle")), "preStop"),
+        ("no memory request", mut("Deployment", lambda d: cont(d)["resources"]["requests"]
+                                  .pop("memory")), "requests.memory"),
+        ("Service selects nothing", mut("Service", lambda d: d["spec"].update(
+            selector={"app": "other"})), "Service selects"),
+        ("HPA on a StatefulSet", mut("HorizontalPodAutoscaler", lambda d: d["spec"]
+                                     ["scaleTargetRef"].update(kind="StatefulSet")), "HPA"),
+        ("runtime v1", mut("ServingRuntime", lambda d: d["spec"].update(
+            protocolVersions=["v1"])), "v2"),
+        ("isvc protocol v1", mut("InferenceService", lambda d: d["spec"]["predictor"]["model"]
+                                 .update(protocolVersion="v1")), "protocolVersion"),
+    ]
+
+
+def live_probe(docs):
+    """A real cigtd with the Deployment's container arguments (after the image's entrypoint)
+    answers the probe paths and exits 0 on SIGTERM."""
+    uid, entry, _ = dockerfile_facts()
+    dep = [d for d in docs if d["kind"] == "Deployment"][0]
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    args = entry[1:] + c.get("args", [])
+    # The image's paths are not this tree's: its config file, and listen where the test says.
+    i = args.index("--config")
+    args[i + 1] = os.path.join(dl.SRCDIR, "deploy", "cigtd.json")
+    while "--listen" in args:
+        i = args.index("--listen")
+        del args[i:i + 2]
+    print("cigtd " + " ".join(shlex.quote(a) for a in args))
+    d = dl.Cigtd("--model", dl.need_model(), *args)
+    try:
+        for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+            if kind in c:
+                st, _, _ = dl.http_request(d.port, "GET", c[kind]["httpGet"]["path"])
+                dl.check(st == 200, "live cigtd answers the %s %s with 200 (%d)"
+                         % (kind, c[kind]["httpGet"]["path"], st))
+        d.proc.send_signal(signal.SIGTERM)
+        rc = d.proc.wait(30)
+        dl.check(rc == 0, "cigtd with the Deployment's arguments drains and exits 0")
+    finally:
+        d.stop()
+
+
+def main():
+    files = sorted(glob.glob(os.path.join(K8S, "*.yaml")))
+    docs = []
+    for f in files:
+        try:
+            got = [d for d in yaml.safe_load_all(open(f)) if d]
+        except yaml.YAMLError as e:
+            dl.check(False, "%s parses: %s" % (f, e))
+            continue
+        dl.check(got and all(isinstance(d, dict) and d.get("apiVersion") and d.get("kind") and
+                             d.get("metadata", {}).get("name") for d in got),
+                 "%s: %d manifest(s) with apiVersion, kind, metadata.name"
+                 % (os.path.relpath(f, dl.SRCDIR), len(got)))
+        docs += got
+    uid, entry, drain = dockerfile_facts()
+    dl.check(entry[0].endswith("cigtd") and drain > 0,
+             "Dockerfile: uid %d, entrypoint %s, drain %d ms" % (uid, entry[0], drain))
+    paths = api_paths()
+    problems = check_all(docs, uid, drain, paths)
+    dl.check(not problems, "deploy/k8s carries every required field (problems: %s)" % problems)
+    for what, m, word in mutations(docs):
+        got = check_all(m, uid, drain, paths)
+        dl.check(any(word in p for p in got), "a manifest with %s is caught (%s)" % (what, got))
+    live_probe(docs)
+    dl.finish("k8s-manifests")
+
+
+if __name__ == "__main__":
+    main()
