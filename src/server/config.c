@@ -102,7 +102,7 @@ const char *srv_default_model(void)
 {
 	static const char name[] = "/models/fashion_mnist.safetensors";
 	static char exe_rel[PATH_MAX];
-	char exe[PATH_MAX], dir[PATH_MAX];
+	char exe[PATH_MAX], dir[PATH_MAX], build[PATH_MAX];
 	const char *candidates[4];
 	int n = 0;
 	ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -112,7 +112,8 @@ const char *srv_default_model(void)
 		char *slash = strrchr(exe, '/');
 		if (slash) {
 			*slash = 0;
-			in_build = realpath(exe, dir) && !strcmp(dir, CIGT_BUILD_ROOT);
+			in_build = realpath(exe, dir) && realpath(CIGT_BUILD_ROOT, build) &&
+				   !strcmp(dir, build);
 			/* <prefix>/<bindir>/cigtd -> <prefix>/<datadir>/cigt/models/... */
 			size_t nb = strlen(CIGT_BINDIR_REL), ne = strlen(exe);
 			if (!in_build && ne > nb && exe[ne - nb - 1] == '/' &&

@@ -83,7 +83,8 @@ def main():
         w = lst.watchdogs()
         gaps = [b - a for a, b in zip(w, w[1:])]
         half = WATCHDOG_USEC / 2e6
-        dl.check(gaps and max(gaps) < 2 * half and min(gaps) > half / 4,
+        mean = sum(gaps) / len(gaps) if gaps else 0
+        dl.check(gaps and 0.75 * half < mean < 1.25 * half and max(gaps) < 3 * half,
                  "watchdog interval about WATCHDOG_USEC/2 = %.2f s (gaps %s)"
                  % (half, ["%.3f" % g for g in gaps]))
 
