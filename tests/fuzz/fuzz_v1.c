@@ -1,0 +1,57 @@
+/* Fuzz target: the /v1/classify body decoder (srv_parse_v1): JSON pixels (the fast scanner and
+ * the jansson path), {"png": "<base64>"}, and raw PNG/PGM bodies.
+ * Input: byte 0 picks the Content-Type, the rest is the body.
+ * Properties: an accepted body yields 1..max_images samples of finite values inside the model's
+ * input range, and its answer encodes to valid JSON; a rejected one has a 400/413/415 status, a
+ * message, and leaves no samples behind. */
+#include <string.h>
+
+#include "fuzz.h"
+#include "srv.h"
+
+static const char *const ctypes[] = {
+	"application/json", "image/png", "image/x-portable-graymap",
+	"application/json; charset=utf-8", NULL, "text/plain",
+};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 1)
+		return 0;
+	const struct cigt_arch *a = fuzz_reference_arch();
+	const char *ct = ctypes[data[0] % (sizeof ctypes / sizeof ctypes[0])];
+	const struct srv_limits lim = {.max_images = 8, .max_image_pixels = 1 << 16};
+	struct srv_job job = {.timeout_ms = -1};
+	char err[256] = "";
+	int st = srv_parse_v1(a, &lim, ct, data + 1, size - 1, &job, err, sizeof err);
+	FUZZ_NOTE("%d %s", st, st == 200 ? "" : err);
+	if (st != 200) {
+		FUZZ_CHECK(st == 400 || st == 413 || st == 415);
+		FUZZ_CHECK(err[0] != 0);
+		FUZZ_CHECK(job.x == NULL && job.n == 0);
+		return 0;
+	}
+	const size_t isz = (size_t)cigt_arch_input_size(a);
+	FUZZ_CHECK(job.n >= 1 && job.n <= lim.max_images && job.x);
+	FUZZ_CHECK(job.batch || job.n == 1);
+	FUZZ_CHECK(job.top_k >= 0 && job.top_k <= a->nclasses);
+	FUZZ_CHECK(job.timeout_ms >= -1 && job.timeout_ms <= 3600000);
+	FUZZ_CHECK(fuzz_all_in_range(job.x, (size_t)job.n * isz, a->range_lo, a->range_hi));
+	/* Encode a made-up answer for the parsed job: the encoder must produce valid JSON. */
+	struct cigt_result res[8];
+	float probs[8 * 10];
+	FUZZ_CHECK(a->nclasses == 10);
+	for (int i = 0; i < job.n; i++) {
+		memset(&res[i], 0, sizeof res[i]);
+		res[i].cls = i % a->nclasses;
+		res[i].macs = a->path_macs;
+		for (int k = 0; k < 10; k++)
+			probs[i * 10 + k] = (float)(k + i) / 100.0f;
+	}
+	struct srv_buf out = {0};
+	srv_encode_v1(a, &job, res, probs, &out);
+	FUZZ_CHECK(!out.oom && fuzz_is_json(out.p, out.len));
+	srv_buf_free(&out);
+	srv_job_destroy(&job);
+	return 0;
+}

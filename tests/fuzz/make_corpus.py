@@ -1,0 +1,379 @@
+#!/usr/bin/python3
+"""make_corpus.py CIGT -- regenerates the seed corpora of the fuzz targets in tests/fuzz/corpus/.
+
+Small valid inputs of every form each parser accepts, and near-valid ones that stop at each of
+its checks, so the fuzzer starts deep inside the parsers instead of at their first byte. CIGT is
+the built `cigt` tool (tiny model files come from `cigt init`). Deterministic: rerunning it gives
+the same files. Also writes json.dict, the libFuzzer dictionary of the JSON keys and tokens.
+
+Input layouts (see each fuzz_<target>.c):
+  v1:     1 byte Content-Type selector (0 json, 1 png, 2 pgm, 3 json;charset, 4 none, 5 text)
+          + body
+  v2:     1 byte (bits 0-1 Content-Type: 0 json, 1 octet-stream, 2 none, 3 json variant;
+          bit 2: Inference-Header-Content-Length present) + 2 bytes LE length + body
+  image, model, config, arch: the bytes themselves
+"""
+import base64
+import gzip
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.join(HERE, "..", "..")
+DATA = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+
+
+def images(n):
+    if os.path.exists(DATA):
+        with gzip.open(DATA) as f:
+            raw = f.read(16 + 784 * n)
+        return [raw[16 + 784 * i:16 + 784 * (i + 1)] for i in range(n)]
+    return [bytes((x * 7 + y * 3 + i * 11) % 256 for y in range(28) for x in range(28))
+            for i in range(n)]
+
+
+# ------------------------------------------------------------------------------------ PNG
+
+def chunk(t, data):
+    c = struct.pack(">I", len(data)) + t + data
+    return c + struct.pack(">I", zlib.crc32(t + data) & 0xffffffff)
+
+
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+         (0, 1, 1, 2)]
+
+
+def png(w, h, ctype=0, depth=8, interlace=0, extra=b"", pix=None, plte=None, trns=None):
+    """Samples pix[y][x] -> list of channel values; packed at any bit depth."""
+    ch = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[ctype]
+    if pix is None:
+        pix = [[[(x * 37 + y * 11 + c * 50) % (1 << depth) for c in range(ch)]
+                for x in range(w)] for y in range(h)]
+
+    def rows(xs, ys):
+        out = b""
+        for y in ys:
+            bits, acc, line = 0, 0, bytearray()
+            for x in xs:
+                for v in pix[y][x]:
+                    if depth == 16:
+                        line += struct.pack(">H", v)
+                    elif depth == 8:
+                        line.append(v)
+                    else:
+                        acc = acc << depth | v
+                        bits += depth
+                        if bits == 8:
+                            line.append(acc)
+                            acc = bits = 0
+            if bits:
+                line.append(acc << (8 - bits))
+            out += b"\x00" + bytes(line)
+        return out
+    if interlace:
+        raw = b""
+        for x0, y0, dx, dy in ADAM7:
+            xs, ys = list(range(x0, w, dx)), list(range(y0, h, dy))
+            if xs and ys:
+                raw += rows(xs, ys)
+    else:
+        raw = rows(range(w), range(h))
+    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, ctype, 0,
+                                                               0, interlace))
+    out += extra
+    if plte is not None:
+        out += chunk(b"PLTE", plte)
+    if trns is not None:
+        out += chunk(b"tRNS", trns)
+    return out + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def png_gray(px, w, h):
+    return png(w, h, 0, 8, pix=[[[px[y * w + x]] for x in range(w)] for y in range(h)])
+
+
+# ------------------------------------------------------------------------------- writers
+
+def write(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def j(obj):
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def v1_corpus(imgs):
+    img = list(imgs[0])
+    rows = [img[r * 28:(r + 1) * 28] for r in range(28)]
+    small_png = png_gray(imgs[1], 28, 28)
+    seeds = {
+        "flat": (0, j({"image": img})),
+        "flat_spaces": (0, json.dumps({"image": img, "top_k": 3}).encode()),
+        "rows": (0, j({"image": rows})),
+        "batch": (0, j({"images": [img, list(imgs[1])], "top_k": 2, "timeout_ms": 500})),
+        "batch_mixed": (0, j({"images": [img, {"png": base64.b64encode(small_png).decode()}]})),
+        "png_b64": (0, j({"png": base64.b64encode(small_png).decode()})),
+        "png_b64_tiny": (3, j({"png": base64.b64encode(png(2, 3)).decode()})),
+        "png_b64_urlsafe_nopad": (0, j({"png": base64.urlsafe_b64encode(png(5, 1)).decode()
+                                        .rstrip("=")})),
+        "real_pixels": (0, j({"image": [float(v) for v in img]})),
+        "raw_png": (1, small_png),
+        "raw_png_rgb": (1, png(3, 2, 2)),
+        "raw_pgm": (2, b"P5\n# c\n28 28\n255\n" + imgs[2]),
+        "raw_pgm_small": (2, b"P2 2 2 15 0 5 10 15"),
+        "bad_count": (0, j({"image": img[:-1]})),
+        "bad_pixel": (0, j({"image": [256] + img[1:]})),
+        "bad_key": (0, j({"image": img, "x": 1})),
+        "bad_topk": (0, j({"image": img, "top_k": 0})),
+        "bad_rows": (0, j({"image": rows[:-1] + [rows[0][:27]]})),
+        "bad_b64": (0, j({"png": "@@@@"})),
+        "dup": (0, b'{"image":[1],"image":[2]}'),
+        "empty_images": (0, b'{"images":[]}'),
+        "nested": (0, b'{"image":' + b"[" * 40 + b"]" * 40 + b"}"),
+        "ctype_none": (4, j({"image": img})),
+        "ctype_text": (5, b"{}"),
+    }
+    for name, (sel, body) in seeds.items():
+        write("v1", name, bytes([sel]) + body)
+
+
+def v2_corpus(imgs):
+    img = list(imgs[0])
+
+    def inp(**kw):
+        d = {"name": "image", "shape": [1, 1, 28, 28], "datatype": "UINT8", "data": img}
+        d.update(kw)
+        return {k: v for k, v in d.items() if v is not None}
+    nested = [[[v / 255 for v in imgs[1][r * 28:(r + 1) * 28]] for r in range(28)]]
+
+    def jbody(obj, sel=0):
+        return bytes([sel, 0, 0]) + j(obj)
+
+    def binbody(hdr, payload, sel=5):
+        h = j(hdr)
+        return bytes([sel]) + struct.pack("<H", len(h)) + h + payload
+    seeds = {
+        "uint8": jbody({"inputs": [inp()]}),
+        "uint8_id_outputs": jbody({"id": "x1", "inputs": [inp()],
+                                   "outputs": [{"name": "class"}, {"name": "route",
+                                               "parameters": {"binary_data": True}}]}),
+        "fp32_nested": jbody({"inputs": [inp(shape=[1, 28, 28], datatype="FP32", data=nested)],
+                              "parameters": {"binary_data_output": True, "timeout_ms": 100}}),
+        "batch2": jbody({"inputs": [inp(shape=[2, 1, 28, 28], data=img + list(imgs[1]))]}),
+        "ctype_none": jbody({"inputs": [inp()]}, 2),
+        "ctype_variant": jbody({"inputs": [inp()]}, 3),
+        "bin_uint8": binbody({"inputs": [inp(data=None, parameters={"binary_data_size": 784})]},
+                             imgs[2]),
+        "bin_fp32": binbody({"inputs": [inp(data=None, datatype="FP32",
+                                            parameters={"binary_data_size": 3136})],
+                             "outputs": [{"name": "probabilities"}]},
+                            struct.pack("<784f", *[v / 255 for v in imgs[3]]), sel=4),
+        "bin_nan": binbody({"inputs": [inp(data=None, datatype="FP32",
+                                           parameters={"binary_data_size": 3136})]},
+                           struct.pack("<f", float("nan")) + bytes(3132)),
+        "bin_short": binbody({"inputs": [inp(data=None, parameters={"binary_data_size": 784})]},
+                             bytes(700)),
+        "shape_overflow": jbody({"inputs": [inp(shape=[2 ** 62, 1, 2 ** 62, 28])]}),
+        "shape_negative": jbody({"inputs": [inp(shape=[-1, 1, 28, 28])]}),
+        "shape_huge_n": jbody({"inputs": [inp(shape=[10 ** 9, 1, 28, 28])]}),
+        "bad_dtype": jbody({"inputs": [inp(datatype="INT8")]}),
+        "bad_output": jbody({"inputs": [inp()], "outputs": [{"name": "x"}]}),
+        "deep": jbody({"inputs": [inp(data=[[[[[[[[[[1]]]]]]]]]])]}),
+    }
+    for name, body in seeds.items():
+        write("v2", name, body)
+
+
+def image_corpus(imgs):
+    seeds = {
+        "gray8_28": png_gray(imgs[0], 28, 28),
+        "gray1": png(9, 3, 0, 1),
+        "gray2": png(5, 5, 0, 2),
+        "gray4": png(3, 7, 0, 4),
+        "gray16": png(4, 4, 0, 16),
+        "rgb8": png(6, 5, 2, 8),
+        "rgb16": png(3, 3, 2, 16),
+        "palette": png(4, 4, 3, 2, plte=bytes(range(12)), trns=b"\x00\x80"),
+        "gray_alpha": png(4, 3, 4, 8),
+        "rgba8": png(5, 4, 6, 8),
+        "rgba16": png(2, 2, 6, 16),
+        "interlaced": png(11, 9, 2, 8, interlace=1),
+        "trns_gray": png(3, 3, 0, 8, trns=b"\x00\x05"),
+        "chunks": png(2, 2, 0, 8, extra=chunk(b"gAMA", struct.pack(">I", 45455)) +
+                      chunk(b"tEXt", b"k\x00v") +
+                      chunk(b"zTXt", b"k\x00\x00" + zlib.compress(b"text" * 20))),
+        "one_px": png(1, 1),
+        "pgm_p5": b"P5\n# comment\n28 28\n255\n" + imgs[1],
+        "pgm_p5_16": b"P5 3 2 65535\n" + bytes(range(12)),
+        "pgm_p2": b"P2\n3 2\n# c\n7\n0 1 2\n3 4 7\n",
+        "pgm_big_hdr": b"P5 4096 4096 255\n" + bytes(10),
+        "png_big_hdr": png(1, 1)[:16] + struct.pack(">II", 5000, 5000) + png(1, 1)[24:],
+        "png_truncated": png_gray(imgs[2], 28, 28)[:60],
+        "png_bad_crc": png(2, 2)[:-16] + b"\x00\x00\x00\x00" + png(2, 2)[-12:],
+    }
+    for name, data in seeds.items():
+        write("image", name, data)
+
+
+TINY = {
+    "name": "tiny",
+    "input": {"channels": 1, "height": 4, "width": 4},
+    "classes": ["a", "b", "c"],
+    "layers": [
+        {"experts": 1, "ops": [{"type": "conv", "out": 2, "kernel": 3, "padding": 1},
+                               {"type": "batchnorm"}, {"type": "relu"},
+                               {"type": "maxpool", "kernel": 2}],
+         "router": {"pool": 2, "hidden": 3}},
+        {"experts": 2, "ops": [{"type": "flatten"}, {"type": "linear", "out": 3}]},
+    ],
+}
+TINY2 = {
+    "name": "tiny2",
+    "input": {"channels": 2, "height": 3, "width": 5, "range": [-1, 1]},
+    "classes": ["x", "y"],
+    "layers": [
+        {"experts": 1, "ops": [{"type": "avgpool", "kernel": [1, 2], "stride": 1,
+                                "padding": [0, 1]},
+                               {"type": "dropout", "p": 0.1}],
+         "router": {"pool": [3, 2], "hidden": 2, "bn_eps": 0.001}},
+        {"experts": 3, "ops": [{"type": "conv", "out": 1, "kernel": [3, 1], "stride": [1, 2],
+                                "bias": False}, {"type": "relu"}],
+         "router": {"pool": 1, "hidden": 2}},
+        {"experts": 2, "ops": [{"type": "linear", "out": 2, "bias": False}]},
+    ],
+}
+
+
+def arch_corpus():
+    for f in ("fashion_mnist.json", "thin.json", "thick.json"):
+        p = os.path.join(SRC, "models", f)
+        if os.path.exists(p):
+            write("arch", f[:-5], open(p, "rb").read())
+    write("arch", "tiny", j(TINY))
+    write("arch", "tiny2", j(TINY2))
+    bad = json.loads(json.dumps(TINY))
+    bad["layers"][0]["ops"][0]["kernal"] = 3
+    write("arch", "bad_key", j(bad))
+    bad = json.loads(json.dumps(TINY))
+    bad["layers"][1]["ops"][1]["out"] = 4
+    write("arch", "bad_classes", j(bad))
+    bad = json.loads(json.dumps(TINY))
+    bad["layers"][0]["ops"][0]["kernel"] = 9
+    write("arch", "bad_fit", j(bad))
+
+
+def config_corpus():
+    good = {"model": "m.safetensors", "listen": "127.0.0.1:0", "workers": 2, "max_batch": 32,
+            "max-delay-us": 100, "queue_limit": 64, "timeout_ms": 1000, "max_images": 8,
+            "max_body_bytes": 100000, "max_image_pixels": 4096, "max_connections": 10,
+            "max_connections_per_ip": 5, "read_timeout_ms": 500, "idle_timeout_s": 5,
+            "drain_timeout_ms": 100, "auth_token_file": "/t", "log_level": "debug",
+            "access_log": True}
+    write("config", "all_keys", j(good))
+    write("config", "small", b'{"max_batch": 32, "access_log": false}')
+    write("config", "empty", b"{}")
+    write("config", "bad_bound", b'{"max_batch": 0}')
+    write("config", "bad_type", b'{"workers": "2"}')
+    write("config", "bad_key", b'{"max_bach": 3}')
+    write("config", "bad_level", b'{"log_level": "off"}')
+    write("config", "huge_int", b'{"max_body_bytes": 99999999999999999}')
+    write("config", "not_object", b"[1]")
+
+
+def model_corpus(cigt):
+    tmp = tempfile.mkdtemp()
+    try:
+        blobs = {}
+        for name, arch in (("tiny", TINY), ("tiny2", TINY2)):
+            cfg = os.path.join(tmp, name + ".json")
+            out = os.path.join(tmp, name + ".safetensors")
+            json.dump(arch, open(cfg, "w"))
+            subprocess.run([cigt, "init", cfg, "-o", out, "--seed", "1", "--random-bn"],
+                           check=True, stdout=subprocess.DEVNULL)
+            blobs[name] = open(out, "rb").read()
+    finally:
+        shutil.rmtree(tmp)
+    for name, b in blobs.items():
+        write("model", name, b)
+    b = blobs["tiny"]
+    hlen = struct.unpack("<Q", b[:8])[0]
+    header = json.loads(b[8:8 + hlen])
+    data = b[8 + hlen:]
+
+    def rebuild(h, d=data):
+        hb = json.dumps(h).encode()
+        return struct.pack("<Q", len(hb)) + hb + d
+    write("model", "truncated", b[:len(b) - 7])
+    write("model", "huge_hlen", struct.pack("<Q", 1 << 40) + b[8:])
+    write("model", "bad_json", b[:8] + b"x" + b[9:])
+    nan = bytearray(data)
+    nan[0:4] = struct.pack("<f", float("nan"))
+    write("model", "nan", rebuild(header, bytes(nan)))
+    h = json.loads(json.dumps(header))
+    first = sorted(k for k in h if k != "__metadata__")[0]
+    h[first]["shape"] = [2 ** 31, 2 ** 31]
+    write("model", "bad_shape", rebuild(h))
+    h = json.loads(json.dumps(header))
+    h["extra"] = {"dtype": "F32", "shape": [1], "data_offsets": [len(data), len(data) + 4]}
+    write("model", "extra_tensor", rebuild(h, data + bytes(4)))
+    h = json.loads(json.dumps(header))
+    h["__metadata__"]["format"] = "cigt-0"
+    write("model", "bad_format", rebuild(h))
+    h = json.loads(json.dumps(header))
+    h["__metadata__"]["architecture"] = json.dumps(TINY2)
+    write("model", "wrong_arch", rebuild(h))
+
+
+def dictionary():
+    toks = ["image", "images", "png", "top_k", "timeout_ms", "id", "inputs", "outputs", "name",
+            "shape", "datatype", "data", "parameters", "binary_data_size", "binary_data",
+            "binary_data_output", "UINT8", "FP32", "probabilities", "class", "route", "macs",
+            "__metadata__", "format", "cigt-1", "architecture", "provenance", "dtype", "F32",
+            "data_offsets", "input", "channels", "height", "width", "range", "classes",
+            "layers", "experts", "ops", "router", "pool", "hidden", "bn_eps", "bn_momentum",
+            "type", "conv", "batchnorm", "relu", "maxpool", "avgpool", "flatten", "linear",
+            "dropout", "out", "kernel", "stride", "padding", "bias", "eps", "momentum", "p",
+            "model", "listen", "workers", "max_batch", "max_delay_us", "queue_limit",
+            "max_images", "max_body_bytes", "max_image_pixels", "max_connections",
+            "max_connections_per_ip", "read_timeout_ms", "idle_timeout_s", "drain_timeout_ms",
+            "auth_token_file", "tls_cert", "tls_key", "log_level", "access_log"]
+    lines = ['kw_%d="\\"%s\\""' % (i, t) for i, t in enumerate(toks)]
+    lines += ['png_sig="\\x89PNG\\x0d\\x0a\\x1a\\x0a"', 'ihdr="IHDR"', 'idat="IDAT"',
+              'iend="IEND"', 'plte="PLTE"', 'trns="tRNS"', 'p5="P5"', 'p2="P2"',
+              'true="true"', 'false="false"', 'null="null"', 'big="4294967296"',
+              'neg="-1"', 'exp="1e999"']
+    with open(os.path.join(HERE, "json.dict"), "w") as f:
+        f.write("# libFuzzer dictionary for every target (written by make_corpus.py)\n")
+        f.write("\n".join(lines) + "\n")
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    cigt = sys.argv[1]
+    corpus = os.path.join(HERE, "corpus")
+    if os.path.isdir(corpus):
+        shutil.rmtree(corpus)
+    imgs = images(4)
+    v1_corpus(imgs)
+    v2_corpus(imgs)
+    image_corpus(imgs)
+    arch_corpus()
+    config_corpus()
+    model_corpus(cigt)
+    dictionary()
+    for t in sorted(os.listdir(corpus)):
+        print("%-7s %d seeds" % (t, len(os.listdir(os.path.join(corpus, t)))))
+
+
+if __name__ == "__main__":
+    main()
