@@ -12,6 +12,11 @@
 
 #define ERR(...) cigt_fail(err, errlen, CIGT_EFORMAT, __VA_ARGS__)
 
+/* Multiply-accumulates and parameters of one conv or linear op, per sample, at most. Far above
+ * any real network (the reference is 5.7e6 MACs in all), it keeps every MAC and parameter total
+ * exact in int64: 16 layers x 64 experts x 64 ops x 2^40 < 2^63. */
+#define OP_COST_MAX ((int64_t)1 << 40)
+
 static const char *const op_names[] = {
 	[CIGT_OP_CONV] = "conv",       [CIGT_OP_BATCHNORM] = "batchnorm",
 	[CIGT_OP_RELU] = "relu",       [CIGT_OP_MAXPOOL] = "maxpool",
@@ -167,6 +172,10 @@ static int parse_op(const json_t *j, const char *path, struct cigt_shape *shape,
 			return ERR("%s: kernel %dx%d does not fit the %dx%d input", path, op->kh,
 				   op->kw, shape->h, shape->w);
 		o.c = op->out;
+		/* Checked before multiplying: the product of the largest allowed sizes overflows. */
+		const int64_t per_out = (int64_t)shape->c * op->kh * op->kw; /* < 2^47 */
+		if (per_out > OP_COST_MAX / cigt_shape_size(o) || per_out > OP_COST_MAX / o.c)
+			return ERR("%s: more than 2^40 multiply-accumulates or parameters", path);
 		op->macs = (int64_t)o.h * o.w * o.c * shape->c * op->kh * op->kw;
 		op->params = (int64_t)o.c * shape->c * op->kh * op->kw + (op->bias ? o.c : 0);
 		break;
@@ -224,6 +233,8 @@ static int parse_op(const json_t *j, const char *path, struct cigt_shape *shape,
 		    (rc = get_bool(j, "bias", true, path, &op->bias, err, errlen)))
 			return rc;
 		int64_t in = cigt_shape_size(*shape);
+		if (in * op->out > OP_COST_MAX) /* < 2^47, no overflow */
+			return ERR("%s: more than 2^40 multiply-accumulates or parameters", path);
 		o.c = op->out;
 		o.h = o.w = 1;
 		op->macs = in * op->out;
