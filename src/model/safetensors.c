@@ -234,6 +234,15 @@ int cigt__model_load_ex(const void *buf, size_t len, struct cigt__extras *ex,
 		goto out;
 	}
 
+	/* Every parameter is a float somewhere in the data section: a file with less data cannot
+	 * hold them, so say so before allocating what the architecture asks for (a 300-byte file
+	 * naming a 4 GB architecture made the reader allocate 4 GB first). */
+	if ((uint64_t)arch->params > datalen / 4) {
+		rc = ERR("the architecture has %lld parameters but the file holds %llu bytes of "
+			 "tensor data (missing tensors)",
+			 (long long)arch->params, (unsigned long long)datalen);
+		goto out;
+	}
 	rc = cigt_model_new(arch, &m);
 	arch = NULL; /* owned by m now, or freed */
 	if (rc) {

@@ -1,0 +1,66 @@
+/* The inputs in regress/ that once crashed a fuzz target or broke one of its properties, each
+ * with the answer it must get now. The replay tests run them through the targets (which catch
+ * crashes, sanitizer reports and property violations); these tests also hold in a build
+ * without sanitizers, where an integer overflow or a needless huge allocation goes unseen. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cigt/arch.h"
+#include "cigt/image.h"
+#include "cigt/model.h"
+#include "srv.h"
+
+static void *slurp(const char *rel, size_t *len)
+{
+	char path[1024], err[256];
+	snprintf(path, sizeof path, "%s/tests/fuzz/regress/%s", CIGT_SOURCE_ROOT, rel);
+	void *buf = NULL;
+	cr_assert(cigt_read_file(path, 1 << 24, &buf, len, err, sizeof err) == 0, "%s", err);
+	return buf;
+}
+
+/* Image target: the header peek refused a PGM whose header uses form feeds, which the decoder
+ * reads; the peek now sees the decoder's size. */
+Test(regress, pgm_formfeed_whitespace)
+{
+	size_t len;
+	void *buf = slurp("image/pgm-formfeed-whitespace", &len);
+	struct cigt_image img;
+	char err[256];
+	int w = 0, h = 0;
+	cr_assert(cigt_image_decode(buf, len, &img, err, sizeof err) == 0, "%s", err);
+	cr_assert(srv_image_peek(buf, len, &w, &h) == 0);
+	cr_assert(w == img.w && h == img.h, "peek %dx%d, decoder %dx%d", w, h, img.w, img.h);
+	cigt_image_destroy(&img);
+	free(buf);
+}
+
+/* Architecture: a conv whose MAC count overflows int64 (signed overflow, undefined behaviour)
+ * is refused before the multiplication. */
+Test(regress, conv_mac_overflow)
+{
+	size_t len;
+	char *buf = slurp("arch/conv-mac-overflow.json", &len);
+	struct cigt_arch *a = NULL;
+	char err[256];
+	cr_assert(cigt_arch_parse(buf, len, &a, err, sizeof err) != 0);
+	cr_assert(a == NULL);
+	cr_assert(strstr(err, "layers[0].ops[1]") && strstr(err, "2^40"), "%s", err);
+	free(buf);
+}
+
+/* Model file: a 300-byte file whose architecture has a billion parameters is refused before
+ * the reader allocates 4 GB for them. */
+Test(regress, tiny_file_huge_architecture)
+{
+	size_t len;
+	void *buf = slurp("model/tiny-file-4gb-architecture", &len);
+	cr_assert(len < 1000);
+	struct cigt_model *m = NULL;
+	char err[256];
+	cr_assert(cigt_model_load_buffer(buf, len, &m, err, sizeof err) != 0);
+	cr_assert(m == NULL);
+	cr_assert(strstr(err, "1075841025 parameters") && strstr(err, "missing tensors"), "%s", err);
+	free(buf);
+}
