@@ -49,9 +49,10 @@ struct cfg_row {
 
 static const struct cfg_row rows[] = {
 	{"model", CFG_STR, OFF(model), 0, 0, NULL, "PATH",
-	 "model file (default: " CIGT_DATADIR "/models/fashion_mnist.safetensors,\n"
-	 "                          looked up next to the binary; from the build directory,\n"
-	 "                          the source tree's models/)"},
+	 "model file (default: fashion_mnist.safetensors in\n"
+	 "                          " CIGT_DATADIR "/models/, looked up\n"
+	 "                          relative to the binary; from the build directory, the\n"
+	 "                          source tree's models/)"},
 	{"listen", CFG_STR, OFF(listen), 0, 0, "127.0.0.1:8080", "ADDR:PORT",
 	 "address to listen on; port 0 picks a free one; [::1]:8080 for IPv6"},
 	{"workers", CFG_INT, OFF(workers), 0, 64, "0", "N",
