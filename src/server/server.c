@@ -7,6 +7,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -879,6 +882,13 @@ int srv_run(const struct srv_config *cfg)
 	pthread_mutex_init(&S->done_mu, NULL);
 	srv_stats_init();
 	signal(SIGPIPE, SIG_IGN);
+#ifdef __GLIBC__
+	/* A fixed mmap threshold: blocks of 512 KiB and more (model files, weights, workspaces)
+	 * go back to the system when freed. glibc's default raises the threshold after the first
+	 * such free, so every reload's model then landed in the heaps of whichever threads
+	 * allocated it, and resident memory doubled over a few dozen reloads (tests/soak). */
+	mallopt(M_MMAP_THRESHOLD, 512 * 1024);
+#endif
 	if (load_secrets(S, cfg, err, sizeof err))
 		goto fail;
 	if (srv_model_load(cfg->model, &S->model, err, sizeof err)) {
