@@ -168,6 +168,10 @@ class Daemon:
         check(rc == expect, "cigtd exit status %s, expected %s" % (rc, expect))
         check(not any("internal error" in l or "did not close cleanly" in l for l in self.lines),
               "cigtd logged an internal error")
+        # In a sanitizer build (make test-sanitize) any ASan, UBSan or LeakSanitizer report,
+        # leaks at exit included, fails the test.
+        san = [l for l in self.lines if "Sanitizer" in l or "runtime error:" in l]
+        check(not san, "cigtd sanitizer report: %s" % "\n".join(self.lines[-60:] if san else []))
         return rc
 
 
