@@ -10,13 +10,15 @@
 #     200 reached its client, cigtd logs a complete drain and the container exits 0;
 #   - the image size is reported.
 # Engine: $DOCKER if set; else ../shared/tools/podman-docker (this workplace: podman with a
-# locally made debian base); else docker; else podman. Run from anywhere:
+# locally made debian base); else docker; else podman (with runc and explicit rlimits, as that
+# tool does). Run from anywhere:
 #   deploy/test-container.sh            # IMAGE=cigtd:test, KEEP_IMAGE=1 keeps it (default)
 # Exit 0 when every check passed, 1 otherwise. The last line reads "N passed, M failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 IMAGE=${IMAGE:-cigtd:test}
+RUN_LIMITS=""
 NAME=cigtd-test-$$
 pass=0; fail=0
 ok()   { echo "ok:   $*"; pass=$((pass + 1)); }
@@ -32,7 +34,10 @@ finish() {
 if [ -n "${DOCKER:-}" ]; then :
 elif [ -f ../shared/tools/podman-docker ]; then DOCKER="bash ../shared/tools/podman-docker"
 elif command -v docker >/dev/null && docker info >/dev/null 2>&1; then DOCKER=docker
-elif command -v podman >/dev/null; then DOCKER=podman
+elif command -v podman >/dev/null; then
+  # Plain podman, as the workplace tool runs it: runc, and rlimits within this shell's own.
+  DOCKER="podman --runtime runc"
+  RUN_LIMITS="--ulimit nofile=$(ulimit -Sn):$(ulimit -Hn) --ulimit nproc=4096:4096"
 else echo "FAIL: no container engine (docker or podman)"; exit 1
 fi
 echo "engine: $DOCKER"
@@ -55,7 +60,7 @@ echo "IMAGE_SIZE $IMAGE $size bytes ($(( size / 1000000 )) MB)"
 # ---- run: read-only root, no capabilities, loopback port
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 URL=http://127.0.0.1:$PORT
-if ! $DOCKER run -d --name "$NAME" --read-only --cap-drop ALL --security-opt no-new-privileges \
+if ! $DOCKER run $RUN_LIMITS -d --name "$NAME" --read-only --cap-drop ALL --security-opt no-new-privileges \
      -p "127.0.0.1:$PORT:8080" "$IMAGE" --access-log --workers 2 >"$WORK/run.log" 2>&1; then
   cat "$WORK/run.log"; bad "container starts"; finish
 fi
