@@ -10,9 +10,9 @@ PKGS := meson ninja-build pkg-config gcc libc6-dev \
 	libopenblas-dev libjansson-dev zlib1g-dev libspng-dev libcriterion-dev \
 	libuv1-dev libmicrohttpd-dev libsystemd-dev \
 	dataset-fashion-mnist python3 python3-torch python3-numpy curl chromium gnuplot-nox wrk \
-	systemd strace prometheus nginx python3-yaml
+	systemd strace prometheus nginx python3-yaml clang libclang-rt-14-dev
 
-.PHONY: all deps build test serve bench clean
+.PHONY: all deps build test serve bench clean test-sanitize fuzz-build fuzz soak
 
 all: build
 
@@ -43,6 +43,40 @@ serve: build
 
 bench: build
 	bench/run
+
+# Reliability (issue 7, tests/RELIABILITY.md). test-sanitize: the unit, fuzz-replay and
+# integration suites with everything built with ASan + UBSan (gcc) in build-asan, cigtd under
+# LeakSanitizer (any report fails), then a short soak under ASan (leaks after mixed traffic,
+# reloads and shutdown). fuzz: each libFuzzer target for FUZZ_SECONDS (clang, build-fuzz).
+# soak: the soak test for SOAK_SECONDS on the release build.
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+SOAK_SECONDS ?= 600
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) -Dsanitize=true --buildtype=debugoptimized
+
+test-sanitize: deps $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+	$(SAN_ENV) meson test -C $(ASAN_BUILD) --suite unit --suite integration \
+	  --print-errorlogs --num-processes 2
+	$(SAN_ENV) CIGTD=$(ASAN_BUILD)/cigtd CIGT=$(ASAN_BUILD)/cigt SRCDIR=. \
+	  tests/soak/soak.py 30
+
+$(FUZZ_BUILD)/build.ninja:
+	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true --buildtype=debugoptimized
+
+fuzz-build: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD)
+
+fuzz: fuzz-build
+	BUILD=$(FUZZ_BUILD) tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+soak: build
+	CIGTD=$(BUILD)/cigtd CIGT=$(BUILD)/cigt SRCDIR=. tests/soak/soak.py $(SOAK_SECONDS)
 
 clean:
 	rm -rf $(BUILD)
