@@ -120,7 +120,7 @@ def group_protocol(env):
         st, out, _ = raw(d, b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
         case("URL of 70 kB", st == 414, "-> %s" % st)
         st, out, secs = raw(d, b"\x00\x01\x02garbage\r\n\r\n", 10)
-        case("binary garbage instead of a request line", out.endswith(b"") and secs < 4
+        case("binary garbage instead of a request line", secs < 4
              and b"<timeout>" not in out, "closed after %.1f s, status %s" % (secs, st))
         st, out, _ = raw(d, b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n"
                          b"Content-Type: application/json\r\n\r\n")
