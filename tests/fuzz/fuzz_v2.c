@@ -5,9 +5,12 @@
  * present (bit 2); bytes 1-2 are that length (little-endian); the rest is the body.
  * Properties: an accepted request yields 1..max_images samples of finite values inside the
  * model's input range and a non-empty output selection, and its answer encodes to valid JSON
- * (followed, for binary outputs, by exactly the bytes its header announces); a rejected one has
- * a 400/413/415 status, a message, and leaves nothing allocated. */
+ * (followed, for binary outputs, by exactly the bytes its header announces), and the same tensor
+ * sent the other way (JSON data <-> binary extension) parses to the very same job; a rejected
+ * one has a 400/413/415 status, a message, and leaves nothing allocated. */
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fuzz.h"
@@ -15,6 +18,98 @@
 
 static const char *const ctypes[] = {"application/json", "application/octet-stream", NULL,
 				     "Application/JSON ; charset=utf-8"};
+
+/* Appends the values of nested arrays to buf as UINT8 bytes or FP32 floats. */
+static void flatten(const json_t *v, bool u8, uint8_t *buf, size_t cap, size_t *k)
+{
+	if (json_is_array(v)) {
+		size_t i;
+		json_t *e;
+		json_array_foreach(v, i, e)
+			flatten(e, u8, buf, cap, k);
+		return;
+	}
+	FUZZ_CHECK(json_is_number(v));
+	if (u8) {
+		FUZZ_CHECK(*k + 1 <= cap);
+		buf[(*k)++] = (uint8_t)json_number_value(v);
+	} else {
+		float f = (float)json_number_value(v);
+		FUZZ_CHECK(*k + 4 <= cap);
+		memcpy(buf + *k, &f, 4);
+		*k += 4;
+	}
+}
+
+/* The same tensor sent the other way (JSON data <-> binary tensor extension) must parse to the
+ * very same job. */
+static void same_other_way(const struct cigt_arch *a, const struct srv_limits *lim,
+			   const uint8_t *body, size_t len, long long hlen, const struct srv_job *job)
+{
+	size_t jlen = hlen >= 0 ? (size_t)hlen : len;
+	json_t *root = json_loadb((const char *)body, jlen, 0, NULL);
+	FUZZ_CHECK(root);
+	json_t *alt = json_deep_copy(root);
+	json_t *in = json_array_get(json_object_get(alt, "inputs"), 0);
+	bool u8 = !strcmp(json_string_value(json_object_get(in, "datatype")), "UINT8");
+	json_t *params = json_object_get(in, "parameters");
+	const size_t isz = (size_t)cigt_arch_input_size(a), cap = (size_t)job->n * isz * 4;
+	uint8_t *bin = malloc(cap);
+	size_t k = 0;
+	long long hlen2 = -1;
+	char *text, *req;
+	size_t reqlen;
+	if (json_object_get(in, "data")) { /* JSON -> binary */
+		flatten(json_object_get(in, "data"), u8, bin, cap, &k);
+		json_object_del(in, "data");
+		if (!params)
+			json_object_set_new(in, "parameters", params = json_object());
+		json_object_set_new(params, "binary_data_size", json_integer((json_int_t)k));
+		text = json_dumps(alt, JSON_COMPACT);
+		FUZZ_CHECK(text);
+		hlen2 = (long long)strlen(text);
+		reqlen = (size_t)hlen2 + k;
+		req = malloc(reqlen);
+		memcpy(req, text, (size_t)hlen2);
+		memcpy(req + hlen2, bin, k);
+	} else { /* binary -> JSON */
+		const uint8_t *raw = body + jlen;
+		json_t *arr = json_array();
+		for (size_t i = 0; i < len - jlen; i += u8 ? 1 : 4) {
+			if (u8) {
+				json_array_append_new(arr, json_integer(raw[i]));
+				continue;
+			}
+			float f;
+			memcpy(&f, raw + i, 4);
+			json_array_append_new(arr, json_real((double)f));
+		}
+		json_object_del(params, "binary_data_size");
+		json_object_set_new(in, "data", arr);
+		text = json_dumps(alt, JSON_COMPACT);
+		FUZZ_CHECK(text);
+		reqlen = strlen(text);
+		req = malloc(reqlen);
+		memcpy(req, text, reqlen);
+	}
+	struct srv_job j2 = {.timeout_ms = -1};
+	char err[256] = "";
+	int st = srv_parse_v2(a, lim, hlen2 >= 0 ? "application/octet-stream" : "application/json",
+			      hlen2, req, reqlen, &j2, err, sizeof err);
+	if (st != 200)
+		fprintf(stderr, "the same tensor sent the other way was refused: %s\n%s\n", err, text);
+	FUZZ_CHECK(st == 200);
+	FUZZ_CHECK(j2.n == job->n && j2.outputs == job->outputs && j2.binary == job->binary &&
+		   j2.timeout_ms == job->timeout_ms);
+	FUZZ_CHECK((j2.id == NULL) == (job->id == NULL) && (!j2.id || !strcmp(j2.id, job->id)));
+	FUZZ_CHECK(memcmp(j2.x, job->x, (size_t)job->n * isz * sizeof(float)) == 0);
+	srv_job_destroy(&j2);
+	free(req);
+	free(text);
+	free(bin);
+	json_decref(alt);
+	json_decref(root);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -41,6 +136,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK((job.binary & ~all) == 0);
 	FUZZ_CHECK(job.timeout_ms >= -1 && job.timeout_ms <= 3600000);
 	FUZZ_CHECK(fuzz_all_in_range(job.x, (size_t)job.n * isz, a->range_lo, a->range_hi));
+	same_other_way(a, &lim, data + 3, size - 3, hlen, &job);
 
 	struct cigt_result res[8];
 	float probs[8 * 10];
