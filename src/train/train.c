@@ -447,7 +447,6 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 
 	/* 3. The epochs. */
 	double run_start = (double)cigt_now_ns() * 1e-9, sps_avg = 0;
-	int64_t steps_done_run = 0;
 	for (; s.epoch < c.epochs; s.epoch++, s.step = 0) {
 		const bool warmup = s.epoch < c.warmup_epochs;
 		const double lr = cigt_train_lr(&c, s.epoch);
@@ -489,7 +488,6 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 			}
 			s.iteration++;
 			nsteps++;
-			steps_done_run++;
 			sum_loss += st.loss;
 			sum_ce += st.ce;
 			for (int l = 0; l < a->nlayers; l++)
@@ -596,7 +594,6 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 	}
 	fprintf(out, "done: best validation accuracy %.2f%% at epoch %d, saved to %s\n",
 		100 * s.best_acc, s.best_epoch, o->out);
-	(void)steps_done_run;
 restore:
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
