@@ -26,6 +26,12 @@ struct cigt_train_config {
 	double rho;                /* routing randomisation after warm-up */
 	int validation_samples;
 	uint64_t seed;
+	/* Optional "augment": {"flip": bool, "shift": 0..8}: each training image (never a
+	 * validation one) is mirrored left-right with probability 1/2 and shifted by a whole number
+	 * of pixels in [-shift, shift] on each axis, the uncovered border filled with the value of a
+	 * black pixel. Absent: no augmentation. */
+	bool aug_flip;
+	int aug_shift;
 };
 
 struct json_t;
@@ -33,6 +39,11 @@ struct json_t;
  * models/README.md); unknown keys fail with a message naming them. */
 int cigt_train_config_parse(const struct json_t *train, struct cigt_train_config *c, char *err,
 			    size_t errlen);
+/* Mirrors (flip) and then shifts one channels-first image in place: out(y, x) = m(y - dy, x - dx)
+ * where m(y, x) = in(y, W-1-x) when flipping, else in(y, x); pixels from outside are `fill`. |dx|, |dy|
+ * below W, H. `tmp` holds C*H*W floats. */
+void cigt_train_augment(float *chw, float *tmp, int C, int H, int W, bool flip, int dx, int dy,
+			float fill);
 /* The learning rate and temperature of an epoch / iteration. */
 double cigt_train_lr(const struct cigt_train_config *c, int epoch);
 double cigt_train_temperature(const struct cigt_train_config *c, int64_t iteration);

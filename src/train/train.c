@@ -60,7 +60,7 @@ int cigt_train_config_parse(const json_t *t, struct cigt_train_config *c, char *
 	static const char *const keys[] = {
 		"epochs", "warmup_epochs", "batch_size", "lr", "lr_schedule", "momentum",
 		"weight_decay", "information_gain_weight", "information_gain_beta", "temperature",
-		"routing_randomization", "validation_samples", "seed", NULL};
+		"routing_randomization", "validation_samples", "seed", "augment", NULL};
 	memset(c, 0, sizeof *c);
 	if (!t || !json_is_object(t))
 		return ERR("train: missing object (the config needs a \"train\" section)");
@@ -124,7 +124,44 @@ int cigt_train_config_parse(const json_t *t, struct cigt_train_config *c, char *
 	}
 	if (c->step_epoch[0] != 0)
 		return ERR("train.lr_schedule[0]: must start at epoch 0");
+	json_t *aj = json_object_get(t, "augment");
+	if (aj) {
+		if (!json_is_object(aj))
+			return ERR("train.augment: expected {\"flip\": true|false, \"shift\": 0..8}");
+		json_object_foreach(aj, key, val) {
+			if (!strcmp(key, "flip")) {
+				if (!json_is_boolean(val))
+					return ERR("train.augment.flip: expected true or false");
+				c->aug_flip = json_is_true(val);
+			} else if (!strcmp(key, "shift")) {
+				if (!json_is_integer(val) || json_integer_value(val) < 0 ||
+				    json_integer_value(val) > 8)
+					return ERR("train.augment.shift: expected an integer in [0, 8]");
+				c->aug_shift = (int)json_integer_value(val);
+			} else {
+				return ERR("train.augment: unknown key '%s'", key);
+			}
+		}
+	}
 	return 0;
+}
+
+void cigt_train_augment(float *chw, float *tmp, int C, int H, int W, bool flip, int dx, int dy,
+			float fill)
+{
+	const size_t n = (size_t)C * (size_t)H * (size_t)W;
+	memcpy(tmp, chw, n * sizeof(float));
+	for (int c = 0; c < C; c++)
+		for (int y = 0; y < H; y++)
+			for (int x = 0; x < W; x++) {
+				int sy = y - dy, sx = x - dx; /* shift ... */
+				if (flip)
+					sx = W - 1 - sx; /* ... the mirrored image */
+				float v = fill;
+				if (sy >= 0 && sy < H && sx >= 0 && sx < W)
+					v = tmp[((size_t)c * H + sy) * W + sx];
+				chw[((size_t)c * H + y) * W + x] = v;
+			}
 }
 
 double cigt_train_lr(const struct cigt_train_config *c, int epoch)
@@ -325,7 +362,7 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 	struct cigt_arch *arch = NULL;
 	struct cigt_model *m = NULL;
 	struct cigt_trellis *tr = NULL;
-	float *mom = NULL, *grads = NULL, *x = NULL, *bx = NULL;
+	float *mom = NULL, *grads = NULL, *x = NULL, *bx = NULL, *aug_tmp = NULL;
 	uint8_t *y = NULL, *by = NULL;
 	int *order = NULL;
 	FILE *log = NULL;
@@ -417,10 +454,11 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 	x = malloc((size_t)d.n * (size_t)isz * sizeof(float));
 	y = malloc((size_t)d.n);
 	bx = malloc((size_t)B * (size_t)isz * sizeof(float));
+	aug_tmp = malloc((size_t)isz * sizeof(float));
 	by = malloc((size_t)B);
 	order = malloc((size_t)ntrain * sizeof(int));
 	tr = cigt_trellis_new(m, o->threads > 0 ? o->threads : 1);
-	if (!grads || !x || !y || !bx || !by || !order || !tr) {
+	if (!grads || !x || !y || !bx || !aug_tmp || !by || !order || !tr) {
 		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -439,9 +477,10 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 	stop_requested = 0;
 
 	fprintf(out, "training %s: %d train / %d validation images, %d epochs (%d warm-up), batch %d, "
-		     "%d steps per epoch, seed %llu, %d threads%s\n",
+		     "%d steps per epoch, seed %llu, %d threads%s%s%s\n",
 		a->name, ntrain, nval, c.epochs, c.warmup_epochs, B, steps,
 		(unsigned long long)c.seed, o->threads > 0 ? o->threads : 1,
+		c.aug_flip ? ", random flips" : "", c.aug_shift ? ", random shifts" : "",
 		o->resume ? " (resumed)" : "");
 	fflush(out);
 
@@ -458,11 +497,25 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 		struct cigt_trellis_stats st;
 		for (; s.step < steps; s.step++) {
 			int b0 = s.step * B, n = CIGT_MIN(B, ntrain - b0);
+			/* Augmentation draws come from their own generator, a function of (seed,
+			 * epoch, step), so they neither disturb the trellis's random stream nor
+			 * depend on where a run was resumed. */
+			struct cigt_rng ar;
+			cigt_rng_seed(&ar, (c.seed ^ 0xa06e0a06e0ull) * 0x9e3779b97f4a7c15ull +
+						   (uint64_t)s.epoch * 1000003u + (uint64_t)s.step);
 			for (int i = 0; i < n; i++) {
 				int k = order[b0 + i];
-				memcpy(bx + (int64_t)i * isz, x + (int64_t)k * isz,
-				       (size_t)isz * sizeof(float));
+				float *xi = bx + (int64_t)i * isz;
+				memcpy(xi, x + (int64_t)k * isz, (size_t)isz * sizeof(float));
 				by[i] = y[k];
+				if (c.aug_flip || c.aug_shift) {
+					bool f = c.aug_flip && (cigt_rng_next(&ar) >> 63);
+					int span = 2 * c.aug_shift + 1;
+					int dx = (int)cigt_rng_below(&ar, (uint32_t)span) - c.aug_shift;
+					int dy = (int)cigt_rng_below(&ar, (uint32_t)span) - c.aug_shift;
+					cigt_train_augment(xi, aug_tmp, a->input.c, a->input.h,
+							   a->input.w, f, dx, dy, a->range_lo);
+				}
 			}
 			double T = cigt_train_temperature(&c, s.iteration);
 			struct cigt_trellis_opts to = {.warmup = warmup, .temperature = T,
@@ -611,6 +664,7 @@ out:
 	free(x);
 	free(y);
 	free(bx);
+	free(aug_tmp);
 	free(by);
 	free(order);
 	cigt_dataset_destroy(&d);
