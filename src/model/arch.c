@@ -497,7 +497,9 @@ int cigt_arch_load(const char *path, struct cigt_arch **out, char *err, size_t e
 	*out = NULL;
 	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
 	if (!root)
-		return ERR("%s: %s (line %d column %d)", path, je.text, je.line, je.column);
+		return je.line < 1 ? ERR("%s", je.text) /* "unable to open PATH: ..." */
+				   : ERR("%s: %s (line %d column %d)", path, je.text, je.line,
+					 je.column);
 	int rc = cigt_arch_from_json(root, out, err, errlen);
 	json_decref(root);
 	return rc;

@@ -189,12 +189,21 @@ static void on_signal(int sig)
 	stop_requested = 1;
 }
 
+/* The running sums of an epoch's training statistics, kept in a checkpoint taken mid-epoch
+ * so the epoch's log line after a resume covers the whole epoch. */
+struct epoch_sums {
+	double loss, ce, ig[CIGT_MAX_LAYERS];
+	int64_t rows, correct;
+	int steps;
+};
+
 struct state {
 	int epoch, step;   /* next step to run */
 	int64_t iteration; /* global step counter (drives the temperature) */
 	double best_acc;
 	int best_epoch;
 	struct cigt_rng rng;
+	struct epoch_sums part; /* of steps 0..step-1 of this epoch */
 };
 
 struct ckpt_ctx {
@@ -240,10 +249,16 @@ static int save_checkpoint(const char *path, const struct cigt_model *m, const f
 	char rng[4][24];
 	for (int i = 0; i < 4; i++)
 		snprintf(rng[i], sizeof rng[i], "%llu", (unsigned long long)s->rng.s[i]);
-	json_t *j = json_pack("{si si sI sf si s[ssss] ss}", "epoch", s->epoch, "step", s->step,
-			      "iteration", (json_int_t)s->iteration, "best_accuracy", s->best_acc,
-			      "best_epoch", s->best_epoch, "rng", rng[0], rng[1], rng[2], rng[3],
-			      "config", config_text);
+	json_t *igj = json_array();
+	for (int l = 0; l < CIGT_MAX_LAYERS; l++)
+		json_array_append_new(igj, json_real(s->part.ig[l]));
+	json_t *j = json_pack("{si si sI sf si s[ssss] ss s{sf sf so sI sI si}}", "epoch",
+			      s->epoch, "step", s->step, "iteration", (json_int_t)s->iteration,
+			      "best_accuracy", s->best_acc, "best_epoch", s->best_epoch, "rng",
+			      rng[0], rng[1], rng[2], rng[3], "config", config_text, "epoch_sums",
+			      "loss", s->part.loss, "ce", s->part.ce, "ig", igj, "rows",
+			      (json_int_t)s->part.rows, "correct", (json_int_t)s->part.correct,
+			      "steps", s->part.steps);
 	char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(j);
 	struct cigt__extras ex = {.prefix = "momentum/", .count = k, .names = names,
@@ -296,6 +311,18 @@ static int load_checkpoint(const char *path, const char *config_text, struct cig
 	for (int i = 0; i < 4; i++) {
 		json_t *v = json_array_get(rng, (size_t)i);
 		s->rng.s[i] = json_is_string(v) ? strtoull(json_string_value(v), NULL, 10) : 0;
+	}
+	/* Checkpoints from before epoch_sums was kept have none: the resumed epoch's log line
+	 * then covers the steps after the resume only. */
+	json_t *es = json_object_get(j, "epoch_sums"), *ig = json_object_get(es, "ig");
+	if (es && json_is_array(ig) && json_array_size(ig) == CIGT_MAX_LAYERS) {
+		s->part.loss = json_number_value(json_object_get(es, "loss"));
+		s->part.ce = json_number_value(json_object_get(es, "ce"));
+		for (int l = 0; l < CIGT_MAX_LAYERS; l++)
+			s->part.ig[l] = json_number_value(json_array_get(ig, (size_t)l));
+		s->part.rows = json_integer_value(json_object_get(es, "rows"));
+		s->part.correct = json_integer_value(json_object_get(es, "correct"));
+		s->part.steps = (int)json_integer_value(json_object_get(es, "steps"));
 	}
 	json_decref(j);
 	free(ex.meta_value);
@@ -377,7 +404,9 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 	if (!o->config || !o->out)
 		return ERR("--config and --out are required");
 	if (!(root = json_load_file(o->config, JSON_REJECT_DUPLICATES, &je))) {
-		rc = ERR("%s: %s (line %d column %d)", o->config, je.text, je.line, je.column);
+		rc = je.line < 1 ? ERR("%s", je.text) /* "unable to open PATH: ..." */
+				 : ERR("%s: %s (line %d column %d)", o->config, je.text, je.line,
+				       je.column);
 		goto out;
 	}
 	char e2[400];
@@ -486,13 +515,15 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 
 	/* 3. The epochs. */
 	double run_start = (double)cigt_now_ns() * 1e-9, sps_avg = 0;
-	for (; s.epoch < c.epochs; s.epoch++, s.step = 0) {
+	for (; s.epoch < c.epochs; s.epoch++, s.step = 0, s.part = (struct epoch_sums){0}) {
 		const bool warmup = s.epoch < c.warmup_epochs;
 		const double lr = cigt_train_lr(&c, s.epoch);
 		epoch_order(c.seed, s.epoch, ntrain, order);
-		double sum_loss = 0, sum_ce = 0, sum_ig[CIGT_MAX_LAYERS] = {0};
-		int64_t rows = 0, correct = 0;
-		int nsteps = 0;
+		/* Sums over the epoch's steps, including those before a resume. */
+		double sum_loss = s.part.loss, sum_ce = s.part.ce, sum_ig[CIGT_MAX_LAYERS];
+		memcpy(sum_ig, s.part.ig, sizeof sum_ig);
+		int64_t rows = s.part.rows, correct = s.part.correct;
+		int nsteps = s.part.steps, steps_run = 0; /* steps_run: in this process */
 		double ep_start = (double)cigt_now_ns() * 1e-9, last_print = 0;
 		struct cigt_trellis_stats st;
 		for (; s.step < steps; s.step++) {
@@ -541,6 +572,7 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 			}
 			s.iteration++;
 			nsteps++;
+			steps_run++;
 			sum_loss += st.loss;
 			sum_ce += st.ce;
 			for (int l = 0; l < a->nlayers; l++)
@@ -554,7 +586,7 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 				goto restore;
 			}
 			double now = (double)cigt_now_ns() * 1e-9;
-			double sps = (double)(s.step + 1 - 0) * B / (now - ep_start + 1e-9);
+			double sps = (double)steps_run * B / (now - ep_start + 1e-9);
 			if (tty && now - last_print > 0.5) {
 				double igs = 0;
 				for (int l = 0; l < a->nlayers; l++)
@@ -573,6 +605,10 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 			}
 			if (stop_requested) {
 				s.step++;
+				s.part = (struct epoch_sums){.loss = sum_loss, .ce = sum_ce,
+							     .rows = rows, .correct = correct,
+							     .steps = nsteps};
+				memcpy(s.part.ig, sum_ig, sizeof sum_ig);
 				if (tty)
 					fprintf(out, "\n");
 				rc = save_checkpoint(ckpt_path, m, mom, &s, config_text, err, errlen);
@@ -585,7 +621,7 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 			}
 		}
 		double secs = (double)cigt_now_ns() * 1e-9 - ep_start;
-		double sps = nsteps ? (double)nsteps * B / secs : 0;
+		double sps = steps_run ? (double)steps_run * B / secs : 0;
 		sps_avg = sps_avg > 0 ? 0.7 * sps_avg + 0.3 * sps : sps;
 		double vacc = validate(m, vx, vy, nval);
 		bool best = nval > 0 && vacc > s.best_acc;
@@ -607,6 +643,7 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 		struct state next = s;
 		next.epoch++;
 		next.step = 0;
+		next.part = (struct epoch_sums){0};
 		if ((rc = save_checkpoint(ckpt_path, m, mom, &next, config_text, err, errlen)))
 			goto restore;
 		double igs = 0;

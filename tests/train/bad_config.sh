@@ -67,6 +67,7 @@ expect() {
 $words
 EOF
 	fi
+	case $err in *"line -1"* | *"column -1"*) [ -z "$why" ] && why="message has a meaningless position: $err" ;; esac
 	[ -z "$why" ] && [ -s "$tmp/$name.stdout" ] && why="stdout not empty: training started?"
 	[ -z "$why" ] && { [ -e "$out" ] || [ -e "$out.ckpt" ]; } && why="a model or checkpoint was written"
 	if [ -z "$why" ]; then
@@ -101,7 +102,12 @@ expect wrong-logits "layers[2]" -- --config "$tmp/wrong-logits.json"
 variant zero-batch 'c["train"]["batch_size"] = 0'
 expect zero-batch batch_size -- --config "$tmp/zero-batch.json"
 
-expect missing-config "$tmp/nope.json" -- --config "$tmp/nope.json"
+expect missing-config "$tmp/nope.json" "No such file" -- --config "$tmp/nope.json"
+variant_text() { printf '%s' "$2" >"$tmp/$1.json"; }
+variant_text truncated-config '{"name": "x", "layers": ['
+expect truncated-config "$tmp/truncated-config.json" "line 1" -- --config "$tmp/truncated-config.json"
+variant augment-bad-key 'c["train"]["augment"] = {"flip": True, "rotate": 15}'
+expect augment-bad-key "train.augment: unknown key 'rotate'" -- --config "$tmp/augment-bad-key.json"
 
 expect missing-data-dir /nonexistent/cigt-data/train-images-idx3-ubyte.gz -- \
 	--config "$config" --data /nonexistent/cigt-data
