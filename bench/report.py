@@ -18,6 +18,8 @@ import subprocess
 import sys
 
 PARTS = ["im2col", "sgemm", "pool", "elementwise", "router", "regroup"]
+# "Flat from batch 8 upward": batch 8 within this fraction of the best larger batch.
+FLAT_WITHIN = 0.10
 FORMAT_NAMES = {"native_json": "native JSON", "oip_json": "OIP JSON",
                 "oip_binary": "OIP binary", "png": "raw PNG"}
 
@@ -707,6 +709,124 @@ class Report:
                        "run dense', $cd using 1:2:3 with labels offset 0,-1.2 notitle")
         md.append(self.plot("compute", script + "\n") + "\n")
 
+    def section_queues(self):
+        """Whether per-expert queues that fill expert groups across batches could win anything,
+        from the routed engine's throughput vs batch size and cigtd's own batches under load."""
+        md = self.md
+        md.append("## 6. Per-expert queues across batches\n")
+        md.append("The scheduler (`src/server/sched.c`) groups samples by expert only within "
+                  "one batch; per-expert queues that keep filling an expert's group across "
+                  "consecutive batches would pay off only if the engine got faster with groups "
+                  "larger than a batch already gives. Judged from this run's own figures: the "
+                  "routed engine (section 1) and cigtd's batches during the HTTP run (section "
+                  "4).\n")
+        # cigtd's mean batch in the native-JSON single-image run at 64 connections (a smoke
+        # run has only fewer connections: its most loaded run then, so the path is exercised).
+        H = self.sec("http")
+        hr = self.http_row("native_json", 1, 64) or max(
+            (r for r in H.get("rows", []) if r["format"] == "native_json" and
+             r["images_per_request"] == 1), key=lambda r: r["connections"], default=None)
+        db = (hr or {}).get("daemon_batches") or {}
+        mean = db.get("mean_batch_size")
+        if mean is not None:
+            daemon = ("During the single-image native-JSON run at %d connections cigtd's "
+                      "batches averaged **%s samples** (`cigt_batch_size_sum` / "
+                      "`cigt_batch_size_count` from /metrics, after minus before: %s / %s)."
+                      % (hr["connections"], n1(mean), n0(db.get("samples")),
+                         n0(db.get("batches"))))
+        else:
+            if hr:
+                why = ("not recorded in this run (its results JSON has no daemon_batches: "
+                       "the run predates bench/run's scraping of cigtd's /metrics around each "
+                       "wrk run)")
+            elif "http" not in (self.R.get("sections_run") or []):
+                why = "not measured (the HTTP section did not run)"
+            else:
+                why = "not measured (%s)" % (H.get("skipped") or H.get("error") or
+                                             "no single-image native-JSON run")
+            daemon = ("cigtd's mean batch size during the single-image native-JSON run at %d "
+                      "connections: %s." % (hr["connections"] if hr else 64, why))
+
+        rows = [r for r in self.sec("engine").get("rows", [])
+                if r["impl"] == "cigt" and r["mode"] == "routed" and r.get("blas_threads", 1) == 1]
+        threads = sorted({r["threads"] for r in rows})
+        if not threads:
+            md.append("Not judged: the engine section has no routed rows (%s).\n"
+                      % (self.sec("engine").get("error") or "section not run"))
+            md.append(daemon + "\n")
+            return
+        T = 2 if 2 in threads else threads[-1]
+        rate = {r["batch"]: r["samples_per_second"] for r in rows if r["threads"] == T}
+        batches = sorted(rate)
+        top = max(rate.values())
+        md.append(table(["routed engine, %d worker%s" % (T, "" if T == 1 else "s")]
+                        + ["batch %d" % b for b in batches],
+                        [["samples/s"] + [n0(rate[b]) for b in batches],
+                         ["of the best batch"] + [pct(rate[b] / top) for b in batches]]) + "\n")
+        # A daemon batch runs on one worker; `cigt bench --threads T` gives each worker
+        # batch / T samples, so a daemon batch of n compares with engine batch T * n.
+        eq = mean * T if mean is not None else None
+        if eq is not None:
+            daemon += (" A daemon batch runs on one worker, as one worker's share (batch / "
+                       "threads) of a `cigt bench` batch does, so it compares with engine batch "
+                       "%s at %d workers." % (n0(eq), T))
+
+        if 8 not in rate or not [b for b in batches if b > 8]:
+            md.append("Not judged: this run has no routed batch 8 or nothing larger at %d "
+                      "workers.\n" % T)
+            md.append(daemon + "\n")
+            return
+        bb = max((b for b in batches if b > 8), key=lambda b: rate[b])
+        ratio = rate[8] / rate[bb]
+        flat = ratio >= 1 - FLAT_WITHIN
+        gain = max(0.0, rate[bb] / rate[8] - 1)
+        if self.smoke:
+            md.append(daemon + "\n")
+            md.append("Not judged (smoke run): the figures above are not measurements.\n")
+            return
+        verdict = ("**Throughput is %sflat from batch 8 upward:** batch 8 (%s samples per "
+                   "worker) runs at %s samples/s, %s of the best larger batch (%s at batch %d; "
+                   "flat means within %s)."
+                   % ("" if flat else "not ", "{:g}".format(8 / T), n0(rate[8]), pct(ratio),
+                      n0(rate[bb]), bb, pct(FLAT_WITHIN)))
+        # The engine alone: what groups larger than a batch of 8 forms are worth.
+        if flat:
+            concl = ("Expert groups larger than a batch of 8 forms buy at most %s in the engine."
+                     % pct(gain))
+        else:
+            concl = ("Larger expert groups are still worth up to %s in the engine, so the "
+                     "engine alone does not rule per-expert queues across batches out."
+                     % pct(gain))
+        # At the daemon's own batch size under load: the gain from there to the best larger
+        # measured batch, taken from the largest measured batch not above it (an upper bound).
+        if eq is None:
+            concl += (" Whether cigtd's batches under load are large enough to leave nothing "
+                      "on the table is not known from this run, so for the daemon the question "
+                      "stays open until a run records them.")
+        else:
+            lo = max([b for b in batches if b <= eq] or [batches[0]])
+            above = [b for b in batches if b > eq]
+            hb = max(above, key=lambda b: rate[b]) if above else lo
+            up = max(0.0, rate[hb] / rate[lo] - 1)
+            if not above:
+                concl += (" cigtd's batches under load (engine batch %s) are past the largest "
+                          "measured batch (%d), so this run shows nothing for per-expert queues "
+                          "across batches to win there." % (n0(eq), batches[-1]))
+            elif up <= FLAT_WITHIN:
+                concl += (" At cigtd's batch size under load (engine batch %s) larger groups "
+                          "buy at most %s, so per-expert queues across batches could win "
+                          "little there." % (n0(eq), pct(up)))
+            else:
+                concl += (" At cigtd's batch size under load (engine batch %s) larger groups "
+                          "are worth up to %s (engine batch %d, the largest measured not above "
+                          "it, %s samples/s; batch %d, %s samples/s), so per-expert queues "
+                          "across batches, or fuller batches (the `--max-delay-us` sweep in "
+                          "section 4), could win something there."
+                          % (n0(eq), pct(up), lo, n0(rate[lo]), hb, n0(rate[hb])))
+        md.append(verdict + "\n")
+        md.append(daemon + "\n")
+        md.append(concl + "\n")
+
     def write(self, json_rel):
         self.json_rel = json_rel
         self.header()
@@ -716,6 +836,7 @@ class Report:
         self.section_train()
         self.section_http()
         self.section_compute()
+        self.section_queues()
         if self.plot_errors:
             self.md.append("Plot errors: " + "; ".join(self.plot_errors) + "\n")
         path = os.path.join(self.out, "RESULTS.md")

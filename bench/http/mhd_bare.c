@@ -1,6 +1,6 @@
-/* mhd_bare PORT: the ceiling of libmicrohttpd on this machine, for bench/HTTP.md. One epoll
- * thread (like cigtd's loop thread), every POST body read in full and answered with a fixed
- * JSON body the size of a /v1/classify answer; no parsing, no inference. */
+/* mhd_bare PORT: the ceiling of libmicrohttpd on this machine, for bench/run's http section.
+ * One epoll thread (like cigtd's loop thread), every POST body read in full and answered with a
+ * fixed JSON body the size of a /v1/classify answer; no parsing, no inference. */
 #include <microhttpd.h>
 #include <signal.h>
 #include <stdio.h>

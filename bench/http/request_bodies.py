@@ -14,8 +14,7 @@ FILE [INFERENCE_HEADER_LENGTH]) and the body files, consecutive test images in o
   request_bodies.py OUTDIR [--images-per-request 1,64] [--bodies 200] [--formats ...]
 
 Standard library only (the PNG encoder is the few lines below); the IDX reader is the
-independent one in tests/reference/cigt_format.py. (make_bodies.py here serves bench/http/run and
-post.lua, the daemon's own quick HTTP benchmark, with another layout.)
+independent one in tests/reference/cigt_format.py.
 """
 
 import argparse

@@ -6,9 +6,10 @@
  * once per batch on a contiguous group. Samples past their request's deadline are dropped
  * before computing and the request is answered 504.
  *
- * Per-node queues that fill expert groups across batches were measured instead of built: the
- * engine's throughput is flat from 8 samples per batch on (bench/HTTP.md), so there is nothing
- * left for cross-batch grouping to win. */
+ * Per-node queues that would fill expert groups across batches are not built. Whether they could
+ * win anything is judged afresh by every benchmark run (bench/run): bench/RESULTS.md, section
+ * "Per-expert queues across batches", sets the engine's throughput against batch size next to
+ * the mean batch this scheduler forms under load. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
