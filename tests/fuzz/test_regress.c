@@ -3,6 +3,7 @@
  * crashes, sanitizer reports and property violations); these tests also hold in a build
  * without sanitizers, where an integer overflow or a needless huge allocation goes unseen. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
