@@ -57,7 +57,7 @@ static const struct cfg_row rows[] = {
 	 "address to listen on; port 0 picks a free one; [::1]:8080 for IPv6"},
 	{"workers", CFG_INT, OFF(workers), 0, 64, "0", "N",
 	 "inference threads, each with one OpenBLAS thread (0 = online CPUs)"},
-	{"max-batch", CFG_INT, OFF(max_batch), 1, 4096, "64", "N", "samples per engine batch"},
+	{"max-batch", CFG_INT, OFF(max_batch), 1, 4096, "16", "N", "samples per engine batch"},
 	{"max-delay-us", CFG_INT, OFF(max_delay_us), 0, 1000000, "200", "N",
 	 "longest wait for a batch to fill after its first sample\n"
 	 "                          (0 = never wait)"},

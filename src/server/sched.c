@@ -1,7 +1,11 @@
 /* The scheduler: worker threads that parse request bodies, batch samples from many requests and
  * run the engine on them, then encode each request's answer. Samples wait in one bounded FIFO;
  * a worker forms a batch of up to max_batch samples (all of one model generation) as soon as it
- * is free, waiting at most max_delay_us after the oldest sample's arrival for the batch to fill.
+ * is free, waiting at most max_delay_us after the oldest sample's arrival for the batch to fill,
+ * and taking no more than an equal share of the queue among the idle workers, so a backlog runs
+ * on all the cores at once. The default max_batch of 16 was chosen under wrk (1-image requests,
+ * 64 connections, 2 cores): 7,500-8,100 requests/s at p99 13-15 ms, against 6,100-7,000 at
+ * p99 19-23 ms with 64, and no loss for 64-image requests (commit message of this change).
  * Inside the batch the engine regroups samples by expert at every layer, so each expert runs
  * once per batch on a contiguous group. Samples past their request's deadline are dropped
  * before computing and the request is answered 504.
@@ -101,6 +105,11 @@ void srv_req_fail(struct srv_req *r, int status, const char *fmt, ...)
 
 /* ---------------------------------------------------------------------------- scheduler */
 
+/* The smallest share of a backlog a worker takes when splitting it with the others. One worker
+ * (one core) runs a batch of 8 at about the speed of a batch of 64 (bench/RESULTS.md, engine at
+ * 1 thread: 4,691 vs 4,739 samples/s), so shares below 8 would cost throughput for nothing. */
+#define SCHED_MIN_SHARE 8
+
 struct sched_item {
 	struct srv_req *r;
 	int idx;
@@ -133,6 +142,7 @@ struct srv_sched {
 	srv_done_fn done;
 	void *ctx;
 	int nworkers;
+	int busy; /* workers running a batch */
 	struct sched_worker *workers;
 };
 
@@ -347,11 +357,23 @@ static void *worker_main(void *arg)
 			pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 			continue;
 		}
-		/* Take up to max_batch samples of the head's model generation; drop expired. */
+		/* Take up to max_batch samples of the head's model generation, but no more than
+		 * an equal share of the queue among the workers not running a batch (this one
+		 * included; at least SCHED_MIN_SHARE), so that a backlog is split over the idle
+		 * cores rather than run on one while the others wait; drop expired samples. */
+		int take = s->max_batch;
+		const int idle = s->nworkers - s->busy;
+		if (idle > 1) {
+			int share = (s->depth + idle - 1) / idle;
+			if (share < SCHED_MIN_SHARE)
+				share = SCHED_MIN_SHARE;
+			if (share < take)
+				take = share;
+		}
 		struct srv_model *m = oldest->model;
 		int n = 0, nexp = 0;
 		struct sched_item expired[64]; /* expired or abandoned */
-		while (s->depth > 0 && n < s->max_batch && nexp < 64) {
+		while (s->depth > 0 && n < take && nexp < 64) {
 			struct sched_item it = s->ring[s->head];
 			if (it.r->model != m)
 				break;
@@ -372,6 +394,7 @@ static void *worker_main(void *arg)
 			w->batch[n++] = it;
 		}
 		atomic_store_explicit(&srv_stats.stat_queue_depth, s->depth, memory_order_relaxed);
+		s->busy++;
 		pthread_mutex_unlock(&s->mu);
 		for (int i = 0; i < nexp; i++) {
 			if (!expired[i].r->gone) {
@@ -384,6 +407,7 @@ static void *worker_main(void *arg)
 		if (n)
 			run_batch(w, n);
 		pthread_mutex_lock(&s->mu);
+		s->busy--;
 	}
 	pthread_mutex_unlock(&s->mu);
 	return NULL;

@@ -682,6 +682,23 @@ def group_concurrency(env):
     finally:
         d.stop()
 
+    # A backlog is split across the idle workers: one 64-image request with two workers and
+    # --max-batch 64 must not run as a single batch of 64 on one core. The first worker to
+    # take from the queue sees 64 samples and two idle workers, so no batch exceeds 32.
+    d = Daemon(env["model"], "--workers", "2", "--max-batch", "64")
+    try:
+        st, _, body = d.post_json("/v1/classify", {"images": [list(imgs[i]) for i in range(64)]})
+        check(st == 200 and len(json.loads(body)["results"]) == 64, "64-image request: %d" % st)
+        m = d.metrics()
+        n = metric(m, "cigt_batch_size_count")
+        check(metric(m, "cigt_batch_size_sum") == 64, "64 samples batched, got %s"
+              % metric(m, "cigt_batch_size_sum"))
+        check(n >= 2 and metric(m, 'cigt_batch_size_bucket{le="32"}') == n,
+              "the 64-sample backlog was split over both workers (no batch above 32): %d "
+              "batches, %d of at most 32" % (n, metric(m, 'cigt_batch_size_bucket{le="32"}')))
+    finally:
+        d.stop()
+
 
 def group_lifecycle(env):
     """SIGHUP reload (good, corrupt, wrong architecture) and SIGTERM drain under load."""
