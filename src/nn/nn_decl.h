@@ -57,6 +57,10 @@ void CIGT_NN(maxpool_forward_idx)(const struct cigt_geom *g, int n, const CIGT_N
 /* dx = scatter of dout to the recorded winners (dx is n * in_size). */
 void CIGT_NN(maxpool_backward)(const struct cigt_geom *g, int n, const CIGT_NN_REAL *dout,
 			       const int32_t *idx, CIGT_NN_REAL *dx);
+/* The same through the ReLU before the pool in one pass: winners whose ReLU output y is not
+ * positive get nothing. Equal, bit for bit, to maxpool_backward then relu_backward(y). */
+void CIGT_NN(maxpool_relu_backward)(const struct cigt_geom *g, int n, const CIGT_NN_REAL *dout,
+				    const int32_t *idx, const CIGT_NN_REAL *y, CIGT_NN_REAL *dx);
 void CIGT_NN(avgpool_forward)(const struct cigt_geom *g, int n, const CIGT_NN_REAL *in,
 			      CIGT_NN_REAL *out);
 void CIGT_NN(avgpool_backward)(const struct cigt_geom *g, int n, const CIGT_NN_REAL *dout,

@@ -95,6 +95,16 @@ void NN(maxpool_backward)(const struct cigt_geom *g, int n, const real_t *dout,
 		dx[idx[i]] += dout[i];
 }
 
+void NN(maxpool_relu_backward)(const struct cigt_geom *g, int n, const real_t *dout,
+			       const int32_t *idx, const real_t *y, real_t *dx)
+{
+	memset(dx, 0, (size_t)(n * cigt_geom_in_size(g)) * sizeof(real_t));
+	const int64_t total = (int64_t)n * cigt_geom_out_size(g);
+	for (int64_t i = 0; i < total; i++)
+		if (y[idx[i]] > 0)
+			dx[idx[i]] += dout[i];
+}
+
 void NN(avgpool_forward)(const struct cigt_geom *g, int n, const real_t *in, real_t *out)
 {
 	const int C = g->c;

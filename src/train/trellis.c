@@ -142,7 +142,7 @@ struct lstate {
  * of an expert split their samples into one contiguous chunk per thread. */
 enum cj_kind {
 	CJ_CONV_F, CJ_RELU_F, CJ_MAXPOOL_F, CJ_AVGPOOL_F, CJ_BN_SUM, CJ_BN_SQ, CJ_BN_APPLY,
-	CJ_CONV_B, CJ_RELU_B, CJ_MAXPOOL_B, CJ_AVGPOOL_B, CJ_BN_GSUM, CJ_BN_GAPPLY,
+	CJ_CONV_B, CJ_RELU_B, CJ_MAXPOOL_B, CJ_MAXPOOL_RELU_B, CJ_AVGPOOL_B, CJ_BN_GSUM, CJ_BN_GAPPLY,
 };
 
 struct chunk_job {
@@ -437,6 +437,10 @@ static int chunk_run(struct TR_T *t, struct worker *w, int item)
 	case CJ_MAXPOOL_B:
 		NN(maxpool_backward)(&op->g, n, cj->dy + s0 * ro, cj->idx + s0 * ro,
 				     cj->dx + s0 * ri);
+		break;
+	case CJ_MAXPOOL_RELU_B:
+		NN(maxpool_relu_backward)(&op->g, n, cj->dy + s0 * ro, cj->idx + s0 * ro,
+					  cj->yact + s0 * ri, cj->dx + s0 * ri);
 		break;
 	case CJ_AVGPOOL_B:
 		NN(avgpool_backward)(&op->g, n, cj->dy + s0 * ro, cj->dx + s0 * ri);
@@ -780,6 +784,16 @@ static int expert_backward(struct TR_T *t, struct worker *w, int l, int e, real_
 		const struct top *op = &L->ops[i];
 		const int64_t *off = L->off[e][i];
 		const real_t *in = i ? X->act[i - 1] : X->gin;
+		/* A ReLU followed by a max pool: the pool's backward already applied its mask
+		 * (maxpool_relu_backward), so its gradient passes through unchanged. */
+		if (op->kind == CIGT_OP_RELU && i + 1 < L->nops &&
+		    L->ops[i + 1].kind == CIGT_OP_MAXPOOL) {
+			if (i == 0 && dgin)
+				memcpy(dgin, dy, (size_t)(m * op->in_sz) * sizeof(real_t));
+			continue; /* dy stays */
+		}
+		const bool pool_relu =
+			op->kind == CIGT_OP_MAXPOOL && i > 0 && L->ops[i - 1].kind == CIGT_OP_RELU;
 		real_t *dx = NULL;
 		if (i > 0 || dgin) {
 			if (i == 0)
@@ -838,13 +852,17 @@ static int expert_backward(struct TR_T *t, struct worker *w, int l, int e, real_
 				break;
 			if (split) {
 				struct chunk_job cj = {.op = op, .m = m, .dy = dy, .dx = dx,
-						       .yact = X->act[i], .idx = X->idx[i]};
+						       .yact = pool_relu ? in : X->act[i],
+						       .idx = X->idx[i]};
 				cj.kind = op->kind == CIGT_OP_RELU	  ? CJ_RELU_B
+					  : pool_relu			  ? CJ_MAXPOOL_RELU_B
 					  : op->kind == CIGT_OP_MAXPOOL ? CJ_MAXPOOL_B
 									: CJ_AVGPOOL_B;
 				par(t, &cj);
 			} else if (op->kind == CIGT_OP_RELU) {
 				NN(relu_backward)((int64_t)m * op->in_sz, X->act[i], dy, dx);
+			} else if (pool_relu) {
+				NN(maxpool_relu_backward)(&op->g, m, dy, X->idx[i], in, dx);
 			} else if (op->kind == CIGT_OP_MAXPOOL) {
 				NN(maxpool_backward)(&op->g, m, dy, X->idx[i], dx);
 			} else {

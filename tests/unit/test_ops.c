@@ -358,6 +358,38 @@ Test(maxpool, single_pixel_c1)
 	check_pool((struct pool_case){3, 1, 1, 1, 1, 1, 1, 1, 0, 0}, true, -1, 1, 33);
 }
 
+Test(maxpool, relu_backward_fused_equals_the_two_passes)
+{
+	/* The trainer's fused backward of ReLU -> max pool must equal, bit for bit, the pool's
+	 * backward followed by the ReLU's; overlapping windows (stride 1) make one input win
+	 * several outputs, and half the inputs are negative so many winners are masked. */
+	enum { N = 3, C = 4, H = 7, W = 6 };
+	struct cigt_geom g = {.c = C, .h = H, .w = W, .oc = C, .oh = 6, .ow = 5, .kh = 2,
+			      .kw = 2, .sh = 1, .sw = 1, .ph = 0, .pw = 0};
+	const size_t nin = (size_t)N * C * H * W, nout = (size_t)N * C * 6 * 5;
+	float *x = th_calloc(nin, 4), *y = th_calloc(nin, 4), *p = th_calloc(nout, 4);
+	float *dout = th_calloc(nout, 4), *d1 = th_calloc(nin, 4), *d2 = th_calloc(nin, 4);
+	float *fused = th_calloc(nin, 4);
+	int32_t *idx = th_calloc(nout, sizeof *idx);
+	th_fill(x, (int64_t)nin, -1, 1, 61);
+	th_fill(dout, (int64_t)nout, -1, 1, 62);
+	cigt_relu_forward((int64_t)nin, x, y);
+	cigt_maxpool_forward_idx(&g, N, y, p, idx);
+	cigt_maxpool_backward(&g, N, dout, idx, d1);
+	cigt_relu_backward((int64_t)nin, y, d1, d2);
+	cigt_maxpool_relu_backward(&g, N, dout, idx, y, fused);
+	int masked = 0, passed = 0;
+	for (size_t i = 0; i < nin; i++) {
+		cr_assert(!memcmp(&fused[i], &d2[i], sizeof(float)), "dx[%zu] = %a, two passes %a",
+			  i, fused[i], d2[i]);
+		masked += d1[i] != 0 && d2[i] == 0;
+		passed += d2[i] != 0;
+	}
+	cr_assert(masked > 0 && passed > 0, "the case exercises both (%d masked, %d passed)",
+		  masked, passed);
+	free(x), free(y), free(p), free(dout), free(d1), free(d2), free(fused), free(idx);
+}
+
 Test(avgpool, global_pool_non_square)
 {
 	check_pool((struct pool_case){2, 3, 5, 3, 5, 3, 5, 3, 0, 0}, false, -1, 1, 41);
