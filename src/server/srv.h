@@ -162,6 +162,24 @@ int srv_parse_v1(const struct cigt_arch *a, const struct srv_limits *lim, const 
 int srv_parse_v2(const struct cigt_arch *a, const struct srv_limits *lim, const char *ctype,
 		 long long header_len, const void *body, size_t len, struct srv_job *job, char *err,
 		 size_t errlen);
+/* srv_parse_v2 without its fast path for JSON data: the reference the tests and the v2 fuzz
+ * target compare srv_parse_v2 with (same status, message and job on every input). */
+int srv_parse_v2_general(const struct cigt_arch *a, const struct srv_limits *lim,
+			 const char *ctype, long long header_len, const void *body, size_t len,
+			 struct srv_job *job, char *err, size_t errlen);
+
+/* The fast path's scan of an OIP JSON body (codec.c): the array of inputs[0].data, when it holds
+ * only plain integers 0..255 (no sign, fraction, exponent or leading zero) in arrays nested at
+ * most 9 deep. */
+struct srv_v2_data {
+	size_t at, end; /* the array is body[at..end) */
+	uint8_t *v;     /* its values in document order (malloc'd, the caller frees it) */
+	size_t n, cap;
+};
+/* True when found and read; false when the body has no such array or anything on the way is
+ * unusual (the general parser then decides), with nothing left allocated. Does not check the
+ * rest of the body: jansson does. */
+bool srv_v2_data_scan(const char *body, size_t len, struct srv_v2_data *d);
 
 /* Encodes an answer. res/probs hold job->n samples. For v2, *json_len receives the length of
  * the JSON part (the Inference-Header-Content-Length) when binary outputs follow it, else -1. */

@@ -7,7 +7,9 @@
  * model's input range and a non-empty output selection, and its answer encodes to valid JSON
  * (followed, for binary outputs, by exactly the bytes its header announces), and the same tensor
  * sent the other way (JSON data <-> binary extension) parses to the very same job; a rejected
- * one has a 400/413/415 status, a message, and leaves nothing allocated. */
+ * one has a 400/413/415 status, a message, and leaves nothing allocated. On every input,
+ * accepted or not, the fast path for JSON data (srv_v2_data_scan) and the general parser
+ * (srv_parse_v2_general) give the same status, the same message and the same job. */
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -111,6 +113,28 @@ static void same_other_way(const struct cigt_arch *a, const struct srv_limits *l
 	json_decref(root);
 }
 
+/* The general parser, without the fast path, must give exactly the first parse's answer. */
+static void same_as_general_path(const struct cigt_arch *a, const struct srv_limits *lim,
+				 const char *ct, long long hlen, const uint8_t *body, size_t len,
+				 int st, const char *err, const struct srv_job *job)
+{
+	struct srv_job j2 = {.timeout_ms = -1};
+	char err2[256] = "";
+	int st2 = srv_parse_v2_general(a, lim, ct, hlen, body, len, &j2, err2, sizeof err2);
+	if (st2 != st || strcmp(err2, err))
+		fprintf(stderr, "fast path: %d %s\ngeneral path: %d %s\n", st, err, st2, err2);
+	FUZZ_CHECK(st2 == st && !strcmp(err2, err));
+	FUZZ_CHECK(j2.n == job->n && j2.batch == job->batch && j2.top_k == job->top_k &&
+		   j2.timeout_ms == job->timeout_ms && j2.outputs == job->outputs &&
+		   j2.binary == job->binary);
+	FUZZ_CHECK((j2.id == NULL) == (job->id == NULL) && (!j2.id || !strcmp(j2.id, job->id)));
+	FUZZ_CHECK((j2.x == NULL) == (job->x == NULL));
+	if (job->x)
+		FUZZ_CHECK(memcmp(j2.x, job->x, (size_t)job->n * (size_t)cigt_arch_input_size(a) *
+						      sizeof(float)) == 0);
+	srv_job_destroy(&j2);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 3)
@@ -122,7 +146,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct srv_job job = {.timeout_ms = -1};
 	char err[256] = "";
 	int st = srv_parse_v2(a, &lim, ct, hlen, data + 3, size - 3, &job, err, sizeof err);
+	if (fuzz_verbose) {
+		struct srv_v2_data d;
+		size_t jlen = hlen >= 0 && (size_t)hlen <= size - 3 ? (size_t)hlen : size - 3;
+		bool fast = srv_v2_data_scan((const char *)data + 3, jlen, &d);
+		FUZZ_NOTE("%s %zu values; ", fast ? "scanned" : "not scanned", d.n);
+		free(d.v);
+	}
 	FUZZ_NOTE("%d %s", st, st == 200 ? "" : err);
+	same_as_general_path(a, &lim, ct, hlen, data + 3, size - 3, st, err, &job);
 	if (st != 200) {
 		FUZZ_CHECK(st == 400 || st == 413 || st == 415);
 		FUZZ_CHECK(err[0] != 0);

@@ -188,6 +188,40 @@ def v2_corpus(imgs):
         "bad_dtype": jbody({"inputs": [inp(datatype="INT8")]}),
         "bad_output": jbody({"inputs": [inp()], "outputs": [{"name": "x"}]}),
         "deep": jbody({"inputs": [inp(data=[[[[[[[[[[1]]]]]]]]]])]}),
+        # Forms for the fast path of JSON data (srv_v2_data_scan) and its fall-backs.
+        "uint8_nested": jbody({"inputs": [inp(data=[[[img[r * 28:(r + 1) * 28]
+                                                      for r in range(28)]]])]}),
+        "uint8_nhw_rows": jbody({"inputs": [inp(shape=[1, 28, 28],
+                                                data=[img[r * 28:(r + 1) * 28]
+                                                      for r in range(28)])]}),
+        "uint8_spaces": bytes([0, 0, 0]) + json.dumps(
+            {"inputs": [inp(data=[img[:392], img[392:]])]}, indent="\t").encode(),
+        "uint8_data_first": bytes([0, 0, 0]) + j(
+            {"inputs": [{"data": img, "datatype": "UINT8", "shape": [1, 1, 28, 28],
+                         "name": "image"}]}),
+        "data_in_strings": jbody({"id": "\"data\": [300]}", "parameters": {
+            "data": [[1, "]"]], "timeout_ms": 7}, "inputs": [inp(parameters={
+                "data": "[\\\"x", "n": {"data": [999]}})]}),
+        "two_inputs": jbody({"inputs": [inp(), inp(data=img[:10])]}),
+        "dup_data": bytes([0, 0, 0]) + j({"inputs": [inp()]})[:-3] + b',"data":[1]}]}',
+        "escaped_data_key": bytes([0, 0, 0]) + j({"inputs": [inp()]}).replace(
+            b'"data"', b'"d\\u0061ta"'),
+        "fp32_ints": jbody({"inputs": [inp(datatype="FP32", data=[0, 1] * 391 + [1, 2])]}),
+        "uint8_reals": jbody({"inputs": [inp(data=[float(v) for v in img])]}),
+        "uint8_exp": bytes([0, 0, 0]) + j({"inputs": [inp(data=[7] * 784)]}).replace(
+            b"[7,", b"[7e0,", 1),
+        "uint8_leading_zero": bytes([0, 0, 0]) + j({"inputs": [inp(data=[7] * 784)]}).replace(
+            b"[7,", b"[07,", 1),
+        "uint8_minus_zero": bytes([0, 0, 0]) + j({"inputs": [inp(data=[7] * 784)]}).replace(
+            b"[7,", b"[-0,", 1),
+        "nine_levels": jbody({"inputs": [inp(data=[[[[[[[[img]]]]]]]])]}),
+        "ten_levels": jbody({"inputs": [inp(data=[[[[[[[[[img]]]]]]]]])]}),
+        "empty_arrays": jbody({"inputs": [inp(data=[[], [img[:700], []], img[700:]])]}),
+        "too_many": jbody({"inputs": [inp(data=img + [1])]}),
+        "too_few_fp32": jbody({"inputs": [inp(datatype="FP32", data=[0] * 783)]}),
+        "trailing_garbage": jbody({"inputs": [inp()]}) + b"x",
+        "data_and_binary": binbody({"inputs": [inp(parameters={"binary_data_size": 784})]},
+                                   imgs[2]),
     }
     for name, body in seeds.items():
         write("v2", name, body)

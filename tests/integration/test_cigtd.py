@@ -312,6 +312,45 @@ def group_api(env):
         check(st == 200 and [o["name"] for o in j["outputs"]] == ["class"]
               and "id" not in j, "v2 FP32 [N,H,W] with outputs selection")
         check(j["outputs"][0]["data"] == [ref[40]["class"], ref[41]["class"]], "v2 FP32 classes")
+        # JSON data in other forms (the fast scan of "data" and what it leaves to jansson):
+        # nested [N][C][H][W]; pretty-printed, whitespace inside data; "data" inside the id, in
+        # parameters and as a key of nested objects; data first, written as reals.
+        def rows(im):
+            return [list(im[r * 28:(r + 1) * 28]) for r in range(28)]
+
+        def inp(k, n, data, **kw):
+            d = {"name": "image", "shape": [n, 1, 28, 28], "datatype": "UINT8", "data": data}
+            d.update(kw)
+            return {k2: d[k2] for k2 in k}
+        order = ("name", "shape", "datatype", "data")
+        forms = [
+            ("nested [N][C][H][W]", [70, 71], json.dumps({"inputs": [inp(
+                order, 2, [[rows(imgs[70])], [rows(imgs[71])]])]}).encode(), None),
+            ("pretty-printed", [72], json.dumps({"inputs": [inp(order, 1, list(imgs[72]))]},
+                                                indent="\t", separators=(" ,\r\n", " :\t"))
+             .encode(), None),
+            ("data in strings", [73], json.dumps({
+                "id": '"data": [300], \\', "parameters": {"data": [[1, "]"]], "x": {"data": []}},
+                "inputs": [inp(("parameters",) + order, 1, list(imgs[73]),
+                               parameters={"data": '{["', "inputs": [{"data": [1]}]})]})
+             .encode(), '"data": [300], \\'),
+            ("data first as reals", [74], json.dumps({"inputs": [inp(
+                ("data", "datatype", "shape", "name"), 1, [float(v) for v in imgs[74]])]})
+             .encode(), None),
+        ]
+        for what, idx, req, rid in forms:
+            st, _, body = d.request("POST", "/v2/models/fashion_mnist/infer", req,
+                                    {"Content-Type": "application/json"})
+            j = json.loads(body)
+            if not check(st == 200 and j.get("id") == rid, "v2 %s -> 200 (%r)" % (what,
+                                                                                 body[:200])):
+                continue
+            outs = {o["name"]: o for o in j["outputs"]}
+            for i, r in enumerate(idx):
+                same_answer({"class": outs["class"]["data"][i],
+                             "route": outs["route"]["data"][3 * i:3 * i + 3],
+                             "probabilities": outs["probabilities"]["data"][10 * i:10 * i + 10]},
+                            ref[r], "v2 %s [%d]" % (what, i))
         # Binary tensor extension, both ways.
         n = 4
         pix = b"".join(imgs[50:50 + n])
@@ -365,7 +404,7 @@ def group_api(env):
                      "process_start_time_seconds"):
             check(re.search(r"^%s[ {]" % name, text, re.M) is not None, "metric %s" % name)
         m = d.metrics()
-        samples = 1 + 1 + 1 + 1 + 1 + 1 + 20 + 5 + 2 + 4 + 1
+        samples = 1 + 1 + 1 + 1 + 1 + 1 + 20 + 5 + 2 + 5 + 4 + 1
         check(metric(m, "cigt_samples_total") == samples, "cigt_samples_total %s == %d" %
               (metric(m, "cigt_samples_total"), samples))
         check(metric(m, "cigt_dense_macs_total") == samples * DENSE_MACS, "dense macs total")
@@ -375,7 +414,7 @@ def group_api(env):
         check(metric(m, "cigt_requests_total", endpoint="classify", code="200") == 7,
               "requests_total classify 200: %s" % metric(m, "cigt_requests_total",
                                                          endpoint="classify", code="200"))
-        check(metric(m, "cigt_requests_total", endpoint="v2_infer", code="200") == 4,
+        check(metric(m, "cigt_requests_total", endpoint="v2_infer", code="200") == 8,
               "requests_total v2_infer 200")
         check(metric(m, "cigt_build_info", version="0.1.0", model="fashion_mnist") == 1,
               "build_info")
@@ -488,6 +527,15 @@ def bad_inputs(imgs):
         ("v2 FP32 out of range", "POST", v2,
          v2in(datatype="FP32", data=[2.0] + [0.0] * 783), J, 400, "outside"),
         ("v2 UINT8 out of range", "POST", v2, v2in(data=[300] + img[1:]), J, 400, "UINT8"),
+        ("v2 too many values", "POST", v2, v2in(data=img + [0]), J, 400,
+         "more values than the shape's 784"),
+        ("v2 UINT8 0.5", "POST", v2, v2in(data=[0.5] + img[1:]), J, 400,
+         "data[0] is 0.5, not a UINT8"),
+        ("v2 data nested 10 deep", "POST", v2, v2in(data=[[[[[[[[[img]]]]]]]]]), J, 400,
+         "nested more than 8 levels"),
+        ("v2 duplicate data key", "POST", v2, v2in()[:-3] + b', "data": [1]}]}', J, 400,
+         "duplicate object key"),
+        ("v2 trailing garbage", "POST", v2, v2in() + b" x", J, 400, "end of file expected"),
         ("v2 unknown output", "POST", v2,
          json.dumps({"inputs": json.loads(v2in())["inputs"], "outputs": [{"name": "x"}]}).encode(),
          J, 400, "unknown output"),
