@@ -332,7 +332,16 @@ static void *worker_main(void *arg)
 	struct srv_sched *s = w->s;
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
-		if (s->prep_head) {
+		/* A batch that is ready runs before more requests are parsed: parsing first would
+		 * let a flood of requests (each refused 503 once the queue is full) keep every
+		 * worker parsing while the queued samples never run. */
+		uint64_t now = cigt_now_ns(), fill_by = 0;
+		bool ready = false;
+		if (s->depth > 0) {
+			fill_by = s->ring[s->head].r->t_enqueue + s->max_delay_ns;
+			ready = s->depth >= s->max_batch || now >= fill_by || s->stop;
+		}
+		if (!ready && s->prep_head) {
 			struct srv_req *r = s->prep_head;
 			s->prep_head = r->next;
 			if (!s->prep_head)
@@ -348,10 +357,8 @@ static void *worker_main(void *arg)
 			pthread_cond_wait(&s->cv, &s->mu);
 			continue;
 		}
-		uint64_t now = cigt_now_ns();
 		struct srv_req *oldest = s->ring[s->head].r;
-		uint64_t fill_by = oldest->t_enqueue + s->max_delay_ns;
-		if (s->depth < s->max_batch && now < fill_by && !s->stop) {
+		if (!ready) {
 			struct timespec ts;
 			abs_deadline(&ts, fill_by);
 			pthread_cond_timedwait(&s->cv, &s->mu, &ts);
