@@ -4,8 +4,8 @@
  * is free, waiting at most max_delay_us after the oldest sample's arrival for the batch to fill,
  * and taking no more than an equal share of the queue among the idle workers, so a backlog runs
  * on all the cores at once. The default max_batch of 16 was chosen under wrk (1-image requests,
- * 64 connections, 2 cores): 7,500-8,100 requests/s at p99 13-15 ms, against 6,100-7,000 at
- * p99 19-23 ms with 64, and no loss for 64-image requests (commit message of this change).
+ * 64 connections, 2 cores): p99 13-15 ms against 19-23 ms with 64, at no throughput cost; see
+ * bench/RESULTS.md, "Effect of route grouping", and commit 1fdbe4f for the side-by-side runs.
  * Inside the batch the engine regroups samples by expert at every layer, so each expert runs
  * once per batch on a contiguous group. Samples past their request's deadline are dropped
  * before computing and the request is answered 504.
