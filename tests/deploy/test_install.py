@@ -32,6 +32,11 @@ def main():
     dl.check(os.path.exists(inst_cfg) and filecmp.cmp(
         inst_cfg, os.path.join(dl.SRCDIR, "models", "fashion_mnist.json"), shallow=False),
         "share/cigt/models/fashion_mnist.json installed")
+    inst_reg = os.path.join(datadir, "cigt", "models", "fashion_mnist_regularized.json")
+    dl.check(os.path.exists(inst_reg) and filecmp.cmp(
+        inst_reg, os.path.join(dl.SRCDIR, "models", "fashion_mnist_regularized.json"),
+        shallow=False), "share/cigt/models/fashion_mnist_regularized.json (the shipped "
+        "model's config) installed")
     dl.check(os.path.exists(unit), "lib/systemd/system/cigtd.service installed")
     conf = os.path.join(etc, "cigt", "cigtd.json")
     dl.check(os.path.exists(conf) and isinstance(json.load(open(conf)), dict),
@@ -39,7 +44,7 @@ def main():
     nothing_else = sorted(os.path.relpath(os.path.join(r, f), dest)
                           for r, _, fs in os.walk(dest) for f in fs)
     print("installed:", nothing_else)
-    dl.check(len(nothing_else) == 6, "six files installed, no test or bench binaries (a new "
+    dl.check(len(nothing_else) == 7, "seven files installed, no test or bench binaries (a new "
              "installed file belongs in this test's list)")
 
     # The installed tools work on the installed model.
