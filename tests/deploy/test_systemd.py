@@ -18,6 +18,7 @@ import re
 import signal
 import socket
 import subprocess
+import time
 
 import deploylib as dl
 
@@ -171,7 +172,23 @@ def check_syscalls(analyze, work):
                  env={"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "200000"})
     pid = d.proc.pid
     child = int(open("/proc/%d/task/%d/children" % (pid, pid)).read().split()[0])
+    got = []
+
+    def read_notify(until, secs):
+        """Collects notify messages until one starts with `until` (bounded wait)."""
+        end = time.monotonic() + secs
+        notify.settimeout(0.2)
+        while time.monotonic() < end:
+            try:
+                got.append(notify.recv(4096).decode().split("\n")[0])
+            except socket.timeout:
+                continue
+            if until and got[-1].startswith(until):
+                return
     try:
+        # A watchdog ping (every 100 ms here) must be traced before the run ends; wait for
+        # one rather than hope the requests below take long enough on a loaded machine.
+        read_notify("WATCHDOG=1", 20)
         imgs, _ = dl.load_images(16)
         ok = all(dl.classify(d.port, im)[0] == 200 for im in imgs)
         dl.http_request(d.port, "GET", "/metrics")
@@ -182,13 +199,7 @@ def check_syscalls(analyze, work):
         os.kill(child, signal.SIGTERM)
     finally:
         rc = d.stop()
-    notify.settimeout(0.5)
-    got = []
-    try:
-        while True:
-            got.append(notify.recv(4096).decode().split("\n")[0])
-    except socket.timeout:
-        pass
+    read_notify("STOPPING=1", 5)
     notify.close()
     dl.check(ok and rc == 0, "cigtd under strace served, reloaded and drained (rc %s)" % rc)
     dl.check("READY=1" in got and "WATCHDOG=1" in got and "STOPPING=1" in got,
