@@ -686,16 +686,19 @@ class Report:
                   "a trellis the same accuracy at its dense MACs is what a framework without "
                   "routing pays.\n")
         t, data, labels = [], [], []
+
+        def label(r):  # the file's stem: two models may share the name inside the file
+            return os.path.splitext(os.path.basename(r["model"]))[0]
         for r in rows:
             kind = "trellis, %d paths" % r["paths"] if (r.get("paths") or 1) > 1 \
                 else "single path"
             t.append([code(r["model"]), kind, "%.2f%%" % (100 * r["accuracy"]), r["samples"],
                       n0(r["mean_macs"]), n0(r.get("dense_macs")), n0(r.get("parameters")),
                       code(r["command"])])
-            data.append("%g %g \"%s\"" % (r["mean_macs"] / 1e6, 100 * r["accuracy"], r["name"]))
+            data.append("%g %g \"%s\"" % (r["mean_macs"] / 1e6, 100 * r["accuracy"], label(r)))
             if (r.get("paths") or 1) > 1 and r.get("dense_macs"):
                 labels.append("%g %g \"%s, dense execution\"" % (
-                    r["dense_macs"] / 1e6, 100 * r["accuracy"], r["name"]))
+                    r["dense_macs"] / 1e6, 100 * r["accuracy"], label(r)))
         md.append(table(["model", "kind", "accuracy", "test images", "MACs/sample",
                          "dense MACs", "parameters", "command"], t) + "\n")
         script = self.block("c", data) + self.block("cd", labels)
