@@ -125,6 +125,47 @@ Test(macs, single_path_baseline_path_equals_dense)
 	free(s);
 }
 
+static struct cigt_arch *load_models_file(const char *name)
+{
+	char path[1024], err[512] = "";
+	snprintf(path, sizeof path, "%s/models/%s", CIGT_SOURCE_ROOT, name);
+	struct cigt_arch *a = NULL;
+	int rc = cigt_arch_load(path, &a, err, sizeof err);
+	cr_assert_eq(rc, 0, "%s: %s", path, err);
+	return a;
+}
+
+/* The baselines of models/README.md's table. Worked out by hand: conv 5x5 pad 2 on 28x28 ->
+ * max pool -> 14x14 -> conv 5x5 pad 2 -> pool -> 7x7 -> conv 1x1 -> pool -> 3x3 -> flatten ->
+ * linear 128 -> 64 -> 10. Batch norm carries 2 parameters per channel and no MACs. */
+Test(macs, thin_baseline_config)
+{
+	struct cigt_arch *a = load_models_file("thin.json");
+	cr_assert_eq(a->npaths, 1);
+	/* 784*32*25 + 196*32*(25*32) + 49*32*32 + 288*128 + 128*64 + 64*10 */
+	cr_assert_eq(a->path_macs, 627200 + 5017600 + 50176 + 36864 + 8192 + 640, "path %lld",
+		     (long long)a->path_macs);
+	cr_assert_eq(a->dense_macs, a->path_macs);
+	/* conv (32*25+32) + bn 64, conv (32*800+32) + bn 64, conv (32*32+32) + bn 64,
+	 * linear (288*128+128), (128*64+64), (64*10+10) */
+	cr_assert_eq(a->params, 832 + 64 + 25632 + 64 + 1056 + 64 + 36992 + 8256 + 650,
+		     "params %lld", (long long)a->params);
+	cigt_arch_free(a);
+}
+
+Test(macs, thick_baseline_config)
+{
+	struct cigt_arch *a = load_models_file("thick.json");
+	cr_assert_eq(a->npaths, 1);
+	/* 784*32*25 + 196*64*(25*32) + 49*64*64 + 576*128 + 128*64 + 64*10: "about 11M" */
+	cr_assert_eq(a->path_macs, 627200 + 10035200 + 200704 + 73728 + 8192 + 640, "path %lld",
+		     (long long)a->path_macs);
+	cr_assert_eq(a->dense_macs, a->path_macs);
+	cr_assert_eq(a->params, 832 + 64 + 51264 + 128 + 4160 + 128 + 73856 + 8256 + 650,
+		     "params %lld", (long long)a->params);
+	cigt_arch_free(a);
+}
+
 Test(macs, other_experts_per_layer)
 {
 	/* K = [1, 3, 5]: dense = L0 + 3 L1 + 5 L2 + routers (32*128 + 128*3, 32*128 + 128*5). */
