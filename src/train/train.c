@@ -505,12 +505,15 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 	sigaction(SIGTERM, &sa, &old_term);
 	stop_requested = 0;
 
-	fprintf(out, "training %s: %d train / %d validation images, %d epochs (%d warm-up), batch %d, "
-		     "%d steps per epoch, seed %llu, %d threads%s%s%s\n",
-		a->name, ntrain, nval, c.epochs, c.warmup_epochs, B, steps,
-		(unsigned long long)c.seed, o->threads > 0 ? o->threads : 1,
-		c.aug_flip ? ", random flips" : "", c.aug_shift ? ", random shifts" : "",
-		o->resume ? " (resumed)" : "");
+	fprintf(out, "training %s: %d train / %d validation images, %d epoch%s (%d warm-up), batch %d, "
+		     "%d steps per epoch, seed %llu, %d thread%s%s%s",
+		a->name, ntrain, nval, c.epochs, c.epochs == 1 ? "" : "s",
+		CIGT_MIN(c.warmup_epochs, c.epochs), B, steps,
+		(unsigned long long)c.seed, o->threads > 1 ? o->threads : 1, o->threads > 1 ? "s" : "",
+		c.aug_flip ? ", random flips" : "", c.aug_shift ? ", random shifts" : "");
+	if (o->resume)
+		fprintf(out, " (resumed at epoch %d, step %d of %d)", s.epoch + 1, s.step, steps);
+	fputc('\n', out);
 	fflush(out);
 
 	/* 3. The epochs. */
