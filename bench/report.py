@@ -702,6 +702,27 @@ class Report:
                       code(r["command"])])
         md.append(table(["model", "kind", "accuracy", "test images", "MACs/sample",
                          "dense MACs", "parameters", "command"], t) + "\n")
+        paired = C.get("paired") or []
+        if paired:
+            by = {r["model"]: r for r in rows}
+            t = []
+            for q in paired:
+                ra, rb = by.get(q["a"]), by.get(q["b"])
+                if not ra or not rb:
+                    continue
+                t.append([code(q["a"]), code(q["b"]),
+                          "%+.2f" % (100 * (ra["accuracy"] - rb["accuracy"])),
+                          "%.2f" % (ra["mean_macs"] / max(rb["mean_macs"], 1)),
+                          q["a_only"], q["b_only"], "%.3g" % q["p_value"]])
+            md.append("Every pair on the same %s test images (per-image answers from the same "
+                      "runs with `--dump FILE`). *A only* / *B only*: images one "
+                      "model classifies right and the other wrong; *p*: McNemar's exact "
+                      "two-sided test on those, the chance that two equally accurate models "
+                      "differ at least this much (below 0.05: a real difference; above: this "
+                      "test set cannot tell them apart). One training run (one seed) per "
+                      "model.\n" % n0(paired[0]["images"]))
+            md.append(table(["A", "B", "accuracy A - B (points)", "MACs A / B", "A only",
+                             "B only", "p"], t) + "\n")
         # One colour and one key entry per model, no labels beside the points: the thin
         # network and a trellis's routed path cost almost the same MACs (and the thick one
         # almost the trellis's dense MACs), so labels placed next to points collide.

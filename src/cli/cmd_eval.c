@@ -281,8 +281,8 @@ int cmd_eval(int argc, char **argv)
 		putchar('\n');
 		json_decref(j);
 	} else {
-		printf("model          %s (%s, %lld threads)\n", a->name, dense ? "dense" : "routed",
-		       threads);
+		printf("model          %s (%s, %lld thread%s)\n", a->name,
+		       dense ? "dense" : "routed", threads, threads == 1 ? "" : "s");
 		printf("test set       %s, %d images\n", dir, n);
 		printf("accuracy       %.2f%% (%d/%d)\n", 100 * acc, correct, n);
 		printf("samples/s      %.0f\n", n / secs);
