@@ -18,6 +18,9 @@ import subprocess
 import sys
 
 PARTS = ["im2col", "sgemm", "pool", "elementwise", "router", "regroup"]
+# Other work on more than this many CPUs before a run makes its figures suspect (bench/run's
+# BUSY_WARN; old results without cpus_busy_start are judged by load average above 0.5).
+BUSY_WARN = 0.25
 # "Flat from batch 8 upward": batch 8 within this fraction of the best larger batch.
 FLAT_WITHIN = 0.10
 FORMAT_NAMES = {"native_json": "native JSON", "oip_json": "OIP JSON",
@@ -282,15 +285,19 @@ class Report:
             md.append("**Partial run:** only %s.\n" % ", ".join(ran))
         model = R.get("model", {})
         la0 = R.get("loadavg_start") or [0]
+        busy0 = R.get("cpus_busy_start")
         rows = [
             ("CPU", "%s, %s CPUs (%s usable), AVX2 %s, AVX-512 %s" % (
                 m.get("cpu_model"), m.get("nproc"), m.get("usable_cpus"),
                 "yes" if m.get("avx2") else "no", "yes" if m.get("avx512f") else "no")),
             ("OS", "%s, kernel %s" % (m.get("os"), m.get("kernel"))),
-            ("load average before / after", "%s / %s%s" % (
+            ("load before the run", "%s CPUs busy over the 2 s before it (/proc/stat); load "
+             "average %s before, %s after (1-minute, lags: counts work that just ended)%s" % (
+                n2(busy0) if busy0 is not None else "not measured",
                 n2(la0[0]), n2((R.get("loadavg_end") or [None])[0]),
                 " — **the machine was busy: figures are depressed**"
-                if la0[0] > 0.5 and not self.smoke else "")),
+                if (busy0 > BUSY_WARN if busy0 is not None else la0[0] > 0.5) and not self.smoke
+                else "")),
             ("model", "`%s` (%s; %s parameters, %s MACs per path, %s dense)%s" % (
                 model.get("path"), "trained" if model.get("trained") else
                 "**untrained** — random weights, router batch norm calibrated so routes spread",
