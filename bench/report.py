@@ -672,7 +672,7 @@ class Report:
             script += ('set title "max_queue_delay_us: throughput and p99 (%d connections)"\n'
                        'set xlabel "--max-delay-us"\nset ylabel "images/s"\n'
                        'set y2label "p99 latency (ms)"\nset ytics nomirror\nset y2tics\n'
-                       'set key inside top center\n'
+                       'set key inside bottom center box opaque\n'
                        'set yrange [0:*]\nset y2range [0:*]\n'
                        "plot $d using 1:2 with linespoints lw 2 pt 7 lc rgb '#1f77b4' title "
                        "'images/s', $d using 1:3 axes x1y2 with linespoints lw 2 pt 5 dt 2 "
