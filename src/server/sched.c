@@ -107,7 +107,7 @@ void srv_req_fail(struct srv_req *r, int status, const char *fmt, ...)
 
 /* The smallest share of a backlog a worker takes when splitting it with the others. One worker
  * (one core) runs a batch of 8 at the speed of a batch of 64 (bench/RESULTS.md, engine at
- * 1 thread: 5,322 vs 5,320 samples/s in the run at ff66393), so smaller shares would cost
+ * 1 thread: 5,307 vs 5,250 samples/s in the run at 645999b), so smaller shares would cost
  * throughput for nothing. */
 #define SCHED_MIN_SHARE 8
 

@@ -135,35 +135,34 @@ static struct cigt_arch *load_models_file(const char *name)
 	return a;
 }
 
-/* The baselines of models/README.md's table. Worked out by hand: conv 5x5 pad 2 on 28x28 ->
- * max pool -> 14x14 -> conv 5x5 pad 2 -> pool -> 7x7 -> conv 1x1 -> pool -> 3x3 -> flatten ->
- * linear 128 -> 64 -> 10. Batch norm carries 2 parameters per channel and no MACs. */
+/* The baselines of models/README.md's table: one layer, one expert, so path = dense. */
+static void check_baseline(const char *file, int64_t macs, int64_t params)
+{
+	struct cigt_arch *a = load_models_file(file);
+	cr_assert_eq(a->npaths, 1, "%s", file);
+	cr_assert_eq(a->path_macs, macs, "%s: path %lld", file, (long long)a->path_macs);
+	cr_assert_eq(a->dense_macs, macs, "%s: dense %lld", file, (long long)a->dense_macs);
+	cr_assert_eq(a->params, params, "%s: params %lld", file, (long long)a->params);
+	cigt_arch_free(a);
+}
+
+/* Worked out by hand: conv 5x5 pad 2 on 28x28 -> max pool -> 14x14 -> conv 5x5 pad 2 -> pool ->
+ * 7x7 -> conv 1x1 -> pool -> 3x3 -> flatten -> linear 128 -> 64 -> 10. Batch norm carries 2
+ * parameters per channel and no MACs. */
 Test(macs, thin_baseline_config)
 {
-	struct cigt_arch *a = load_models_file("thin.json");
-	cr_assert_eq(a->npaths, 1);
-	/* 784*32*25 + 196*32*(25*32) + 49*32*32 + 288*128 + 128*64 + 64*10 */
-	cr_assert_eq(a->path_macs, 627200 + 5017600 + 50176 + 36864 + 8192 + 640, "path %lld",
-		     (long long)a->path_macs);
-	cr_assert_eq(a->dense_macs, a->path_macs);
-	/* conv (32*25+32) + bn 64, conv (32*800+32) + bn 64, conv (32*32+32) + bn 64,
-	 * linear (288*128+128), (128*64+64), (64*10+10) */
-	cr_assert_eq(a->params, 832 + 64 + 25632 + 64 + 1056 + 64 + 36992 + 8256 + 650,
-		     "params %lld", (long long)a->params);
-	cigt_arch_free(a);
+	/* MACs 784*32*25 + 196*32*(25*32) + 49*32*32 + 288*128 + 128*64 + 64*10; parameters
+	 * conv (32*25+32) + bn 64, conv (32*800+32) + bn 64, conv (32*32+32) + bn 64,
+	 * linear (288*128+128), (128*64+64), (64*10+10). */
+	check_baseline("thin.json", 627200 + 5017600 + 50176 + 36864 + 8192 + 640,
+		       832 + 64 + 25632 + 64 + 1056 + 64 + 36992 + 8256 + 650);
 }
 
 Test(macs, thick_baseline_config)
 {
-	struct cigt_arch *a = load_models_file("thick.json");
-	cr_assert_eq(a->npaths, 1);
-	/* 784*32*25 + 196*64*(25*32) + 49*64*64 + 576*128 + 128*64 + 64*10: "about 11M" */
-	cr_assert_eq(a->path_macs, 627200 + 10035200 + 200704 + 73728 + 8192 + 640, "path %lld",
-		     (long long)a->path_macs);
-	cr_assert_eq(a->dense_macs, a->path_macs);
-	cr_assert_eq(a->params, 832 + 64 + 51264 + 128 + 4160 + 128 + 73856 + 8256 + 650,
-		     "params %lld", (long long)a->params);
-	cigt_arch_free(a);
+	/* MACs 784*32*25 + 196*64*(25*32) + 49*64*64 + 576*128 + 128*64 + 64*10 ("about 11M"). */
+	check_baseline("thick.json", 627200 + 10035200 + 200704 + 73728 + 8192 + 640,
+		       832 + 64 + 51264 + 128 + 4160 + 128 + 73856 + 8256 + 650);
 }
 
 Test(macs, other_experts_per_layer)
