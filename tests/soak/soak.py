@@ -16,7 +16,8 @@ Clients, all at once, until DURATION is over:
 Pass: no crash and exit 0 on SIGTERM at the end; no wrong answer (every answer is model A's or
 model B's for all its samples, and the model known to be serving between reloads); every request
 a client waited for was answered; each failed reload counted and the old model kept serving;
-resident memory at the end within 5% of the level after warm-up (skipped under ASan, whose
+resident memory at the end (median of the last fifth of the samples) within 5% of the level
+reached after warm-up (highest sample of the first fifth after it; skipped under ASan, whose
 quarantine holds freed memory on purpose); cigt_requests_total equals the requests sent
 (a request = complete headers; connections that never finish their headers are not requests);
 no 500, no 504; no sanitizer report. Environment as tests/integration/test_cigtd.py (CIGTD,
@@ -380,7 +381,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("duration", type=float, help="seconds of traffic (600 locally, 60 in CI)")
     ap.add_argument("--warmup", type=float, default=None,
-                    help="seconds before the RSS baseline (default: 25%% of the run, 10..90 s)")
+                    help="seconds before the RSS baseline (default: 25%% of the run, 30..90 s)")
     ap.add_argument("--reload-every", type=float, default=2.0)
     ap.add_argument("--clients", type=int, default=4, help="threads sending valid requests")
     ap.add_argument("--keep", action="store_true")
@@ -388,7 +389,11 @@ def main():
     if not os.path.exists(os.path.join(T.DATA, "t10k-images-idx3-ubyte.gz")):
         print("SKIP: Fashion-MNIST not installed (dataset-fashion-mnist)")
         return 77
-    warmup = args.warmup if args.warmup is not None else min(90, max(10, args.duration / 4))
+    # RSS climbs for the first ~30 s while the arenas reach the high-water mark of the
+    # requests in flight (a 240 s run at 773444b: 17.0 MB at 0 s, 23.3 at 10 s, 24.2 at
+    # 20 s, then 24.0-26.4 MB to the end with no trend); a baseline taken before that reads the
+    # ramp as growth.
+    warmup = args.warmup if args.warmup is not None else min(90, max(30, args.duration / 4))
     asan = is_asan(T.CIGTD)
     work = os.environ.get("WORKDIR") or tempfile.mkdtemp(prefix="cigt-soak-")
     os.makedirs(work, exist_ok=True)
@@ -483,9 +488,12 @@ def main():
                 if a <= t0 and t1 <= b and name not in models:
                     bad += 1
         check(bad == 0, "%d answers came from a model other than the one serving" % bad)
-        # Resident memory after warm-up: the median of the first fifth of the samples taken
-        # after warm-up against the median of the last fifth (medians, because one sample
-        # swings by a few percent with the requests in flight at that instant).
+        # Resident memory after warm-up: the median of the last fifth of the samples against
+        # the highest sample of the first fifth after warm-up. One sample swings by a few
+        # percent with the requests in flight at that instant, and the arenas' high-water mark
+        # still creeps up by a few percent while rarer bursts of large requests arrive
+        # (24.0-26.4 MB over 240 s at 773444b, no trend), so the end is held to the level
+        # already reached, not to a typical sample; a leak lifts the whole end window above it.
         after = [kb for t, kb in rss if t - t_start >= warmup]
         if asan:
             print("RSS check skipped: ASan build (its quarantine keeps freed memory)")
@@ -493,12 +501,13 @@ def main():
             check(False, "too few RSS samples after warm-up (run longer than %.0f s)" % warmup)
         else:
             k = max(1, len(after) // 5)
-            base = sorted(after[:k])[k // 2]
+            base = max(after[:k])
             end = sorted(after[-k:])[k // 2]
             growth = end / base - 1
             print("RSS every 10 s (kB):", [kb for t, kb in rss][::10])
-            print("RSS after warm-up %d kB, at the end %d kB (%+.2f%%; medians of %d samples), "
-                  "peak %d kB" % (base, end, 100 * growth, k, max(kb for _, kb in rss)))
+            print("RSS after warm-up %d kB (highest of %d samples), at the end %d kB (median "
+                  "of %d; %+.2f%%), peak %d kB"
+                  % (base, k, end, k, 100 * growth, max(kb for _, kb in rss)))
             check(growth < 0.05, "RSS grew %.1f%% after warm-up (limit 5%%)" % (100 * growth))
     finally:
         stop.set()
