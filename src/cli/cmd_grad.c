@@ -1,8 +1,10 @@
 /* cigt grad MODEL --config CONFIG --out GRADS [--batch N] [--mode warmup|argmax]
- *                 [--temperature T] [--data DIR]
+ *                 [--temperature T] [--precision float|double] [--data DIR]
  * One deterministic training step (no dropout, no random re-routing) on the first N training
  * images, written as a safetensors file of gradients: the cross-check against PyTorch
- * autograd (tests/reference/) reads it. */
+ * autograd (tests/reference/) reads it. --precision double runs the same step code
+ * instantiated for double (trellis.h), so the check can tell the algorithm's agreement
+ * (to ~1e-9) from float32 rounding, which flips max-pooling choices at near-ties. */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 
 #include "cigt/dataset.h"
+#include "cigt/error.h"
 #include "cigt/parallel.h"
 #include "cigt/train.h"
 #include "cli.h"
@@ -20,14 +23,64 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: cigt grad MODEL --config CONFIG --out GRADS [--batch N]\n"
-		"                 [--mode warmup|argmax] [--temperature T] [--data DIR]\n"
+		"                 [--mode warmup|argmax] [--temperature T]\n"
+		"                 [--precision float|double] [--data DIR]\n"
 		"Runs one training step of MODEL on the first N training images (default 125)\n"
 		"without dropout or random re-routing, and writes the gradient of every trainable\n"
 		"tensor (same names and shapes as the model) plus the batch-norm running statistics\n"
 		"after the step to GRADS (safetensors). __metadata__.provenance holds the loss, its\n"
 		"cross-entropy and information-gain parts, and the step's settings. CONFIG supplies\n"
-		"the information-gain weight and beta. For cross-checks against other\n"
-		"implementations.\n");
+		"the information-gain weight and beta. --precision double (default float, what\n"
+		"cigt train runs) computes the step in double; the file stores float32 either way.\n"
+		"For cross-checks against other implementations.\n");
+}
+
+/* One step in float, as cigt train runs it: the running statistics are updated in m->blob,
+ * the gradients accumulated in grads. 0, or CIGT_ENOMEM. */
+static int step_float(struct cigt_model *m, float *grads, const float *x, const uint8_t *y,
+		      int n, const struct cigt_trellis_opts *o, struct cigt_trellis_stats *st)
+{
+	struct cigt_trellis *t = cigt_trellis_new(m, 1);
+	struct cigt_rng rng;
+	if (!t)
+		return CIGT_ENOMEM;
+	cigt_rng_seed(&rng, 1);
+	int rc = cigt_trellis_step(t, m->blob, grads, x, y, n, o, &rng, st);
+	cigt_trellis_free(t);
+	return rc;
+}
+
+/* The same step computed in double from the float model and inputs; the updated running
+ * statistics and the gradients are rounded back to float. */
+static int step_double(struct cigt_model *m, float *grads, const float *x, const uint8_t *y,
+		       int n, const struct cigt_trellis_opts *o, struct cigt_trellis_stats *st)
+{
+	const size_t nb = (size_t)m->blob_floats;
+	const size_t nx = (size_t)n * (size_t)cigt_arch_input_size(m->arch);
+	double *pd = malloc(nb * sizeof(double)), *gd = calloc(nb, sizeof(double));
+	double *xd = malloc(nx * sizeof(double));
+	struct cigt_trellis_d *t = cigt_trellis_new_d(m, 1);
+	struct cigt_rng rng;
+	int rc = CIGT_ENOMEM;
+	if (!pd || !gd || !xd || !t)
+		goto out;
+	for (size_t i = 0; i < nb; i++)
+		pd[i] = m->blob[i];
+	for (size_t i = 0; i < nx; i++)
+		xd[i] = x[i];
+	cigt_rng_seed(&rng, 1);
+	rc = cigt_trellis_step_d(t, pd, gd, xd, y, n, o, &rng, st);
+	if (!rc)
+		for (size_t i = 0; i < nb; i++) {
+			m->blob[i] = (float)pd[i];
+			grads[i] = (float)gd[i];
+		}
+out:
+	cigt_trellis_free_d(t);
+	free(pd);
+	free(gd);
+	free(xd);
+	return rc;
 }
 
 int cmd_grad(int argc, char **argv)
@@ -36,13 +89,14 @@ int cmd_grad(int argc, char **argv)
 		{"config", required_argument, NULL, 'c'}, {"out", required_argument, NULL, 'o'},
 		{"batch", required_argument, NULL, 'b'},  {"mode", required_argument, NULL, 'm'},
 		{"temperature", required_argument, NULL, 'T'},
+		{"precision", required_argument, NULL, 'p'},
 		{"data", required_argument, NULL, 'd'},   {"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	const char *config = NULL, *out = NULL, *dir = CIGT_DEFAULT_DATA_DIR;
 	long long batch = 125;
 	double temp = 25.0;
-	bool warmup = true;
+	bool warmup = true, dbl = false;
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:o:h", opts, NULL)) != -1) {
@@ -67,6 +121,13 @@ int cmd_grad(int argc, char **argv)
 		case 'T':
 			if (cli_double("--temperature", optarg, 1e-6, 1e6, &temp))
 				return 2;
+			break;
+		case 'p':
+			if (strcmp(optarg, "float") && strcmp(optarg, "double")) {
+				fprintf(stderr, "cigt: --precision: expected float or double\n");
+				return 2;
+			}
+			dbl = !strcmp(optarg, "double");
 			break;
 		case 'd':
 			dir = optarg;
@@ -106,13 +167,11 @@ int cmd_grad(int argc, char **argv)
 	int n = (int)batch;
 	float *x = NULL, *grads = NULL;
 	uint8_t *y = NULL;
-	struct cigt_trellis *t = NULL;
 	rc = 1;
 	if (cli_load_inputs(dir, "train", a, &n, &x, &y))
 		goto done;
 	grads = calloc((size_t)m->blob_floats, sizeof(float));
-	t = cigt_trellis_new(m, 1);
-	if (!grads || !t) {
+	if (!grads) {
 		fprintf(stderr, "cigt: out of memory\n");
 		goto done;
 	}
@@ -121,9 +180,7 @@ int cmd_grad(int argc, char **argv)
 				      .ig_lambda = tc.ig_lambda, .ig_beta = tc.ig_beta, .rho = 0,
 				      .dropout = false};
 	struct cigt_trellis_stats st;
-	struct cigt_rng rng;
-	cigt_rng_seed(&rng, 1);
-	if (cigt_trellis_step(t, m->blob, grads, x, y, n, &o, &rng, &st)) {
+	if (dbl ? step_double(m, grads, x, y, n, &o, &st) : step_float(m, grads, x, y, n, &o, &st)) {
 		fprintf(stderr, "cigt: out of memory in the step\n");
 		goto done;
 	}
@@ -154,7 +211,6 @@ int cmd_grad(int argc, char **argv)
 	       (long long)st.leaf_rows, out);
 	rc = 0;
 done:
-	cigt_trellis_free(t);
 	free(x);
 	free(y);
 	free(grads);
