@@ -4,7 +4,8 @@
  * images, written as a safetensors file of gradients: the cross-check against PyTorch
  * autograd (tests/reference/) reads it. --precision double runs the same step code
  * instantiated for double (trellis.h), so the check can tell the algorithm's agreement
- * (to ~1e-9) from float32 rounding, which flips max-pooling choices at near-ties. */
+ * (to the rounding of the float32 file written) from float32 rounding inside the step, which
+ * flips max-pooling choices at near-ties. */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
