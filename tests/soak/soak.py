@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Soak test for cigtd (issue 7): DURATION seconds of mixed traffic against one daemon.
 
-    soak.py DURATION            # 600 locally, 60 in CI (.ci/run)
+    soak.py DURATION            # 600 locally, 90 in CI (.ci/run)
 
 Clients, all at once, until DURATION is over:
   - valid requests of every form (v1 pixels, batches, base64 PNG, raw PNG, v2 JSON, v2 binary),
@@ -379,7 +379,7 @@ def monitor(d, st, stop, rss, every=1.0):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("duration", type=float, help="seconds of traffic (600 locally, 60 in CI)")
+    ap.add_argument("duration", type=float, help="seconds of traffic (600 locally, 90 in CI)")
     ap.add_argument("--warmup", type=float, default=None,
                     help="seconds before the RSS baseline (default: 25%% of the run, 30..90 s)")
     ap.add_argument("--reload-every", type=float, default=2.0)
