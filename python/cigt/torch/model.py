@@ -5,8 +5,7 @@ random re-routing, multipath routing with per-layer thresholds, batch norm over 
 expert received. Parameter and buffer names are the file's tensor names."""
 
 import json
-from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -118,8 +117,7 @@ class Router(nn.Module):
         return self.fc2(self.bn(self.fc1(z), batch_stats))
 
 
-@dataclass
-class RouterRows:
+class RouterRows(NamedTuple):
     """What router l saw: its logits a [M, K], soft routes p = softmax(a / T) [M, K], the
     choice made for each row (argmax, or re-routed) [M], and each row's sample index [M]."""
     logits: torch.Tensor
@@ -128,16 +126,16 @@ class RouterRows:
     sample: torch.Tensor
 
 
-@dataclass
-class TrellisOutput:
+class TrellisOutput(NamedTuple):
     """The rows that reached the last layer: logits [R, classes], the sample each row belongs
     to [R], its path [R, layers] (expert per layer, layer 0 included), plus every router's
-    rows. With argmax routing R = batch; warm-up multiplies rows, multipath adds some."""
+    rows. With argmax routing R = batch; warm-up multiplies rows, multipath adds some.
+    A NamedTuple, so DistributedDataParallel finds its tensors."""
     logits: torch.Tensor
     sample: torch.Tensor
     path: torch.Tensor
-    routers: List[RouterRows] = field(default_factory=list)
-    batch: int = 0
+    routers: List[RouterRows]
+    batch: int
 
     def probs(self):
         """[batch, classes]: the mean softmax over each sample's rows (one row: its softmax)."""
