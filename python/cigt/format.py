@@ -22,6 +22,7 @@ MAX_LAYERS = 16
 MAX_EXPERTS = 64
 MAX_OPS = 64
 MAX_CLASSES = 4096
+MAX_NORM_CHANNELS = 16
 OP_COST_MAX = 1 << 40
 OP_NAMES = ("conv", "batchnorm", "relu", "maxpool", "avgpool", "flatten", "linear", "dropout")
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -286,22 +287,35 @@ def _parse_input(j, a):
             raise FormatError("input.range: [%g, %g] must be finite, distinct and within 1e6"
                               % (lo, hi))
         a["range"] = (_f32(lo), _f32(hi))
+    # input.mean / input.std (the colour-input work's rules and wording, issue 15): arrays of one
+    # number per channel (or one for all), both or neither, never with range.
     if "mean" in j or "std" in j:
+        if "mean" not in j or "std" not in j:
+            raise FormatError("input: 'mean' and 'std' go together")
         if "range" in j:
-            raise FormatError("input: give either range or mean and std, not both")
+            raise FormatError("input: give either 'range' or 'mean' and 'std', not both")
+        if c > MAX_NORM_CHANNELS:
+            raise FormatError("input: mean/std describe at most %d channels, not %d"
+                              % (MAX_NORM_CHANNELS, c))
         for k in ("mean", "std"):
-            v = j.get(k)
-            if v is None:
-                raise FormatError("input: missing key '%s' (mean and std go together)" % k)
-            if not isinstance(v, list) or len(v) != c or not all(_is_num(x) for x in v):
-                raise FormatError("input.%s: expected an array of %d numbers (one per channel)"
-                                  % (k, c))
-            for i, x in enumerate(v):
+            v = j[k]
+            n = len(v) if isinstance(v, list) else 0
+            if n != 1 and n != c:
+                raise FormatError("input.%s: expected an array of %d number%s (one per channel)%s"
+                                  % (k, c, "" if c == 1 else "s", "" if c == 1 else " or of 1"))
+            vals = []
+            for ch in range(c):
+                x = v[0 if n == 1 else ch]
+                if not _is_num(x):
+                    raise FormatError("input.%s[%d]: expected a number" % (k, ch))
                 x = float(x)
-                if not math.isfinite(x) or abs(x) > 1e6 or (k == "std" and x <= 0):
-                    raise FormatError("input.%s[%d]: %g must be finite%s and within 1e6"
-                                      % (k, i, x, ", positive" if k == "std" else ""))
-            a[k] = tuple(_f32(float(x)) for x in v)
+                ok = (math.isfinite(x) and abs(x) <= 1e3) if k == "mean" else 1e-6 <= x <= 1e3
+                if not ok:
+                    raise FormatError("input.%s[%d]: %g is outside %s"
+                                      % (k, ch, x, "[-1000, 1000]" if k == "mean"
+                                         else "[1e-6, 1000]"))
+                vals.append(_f32(x))
+            a[k] = tuple(vals)
     if c * h * w > (1 << 24):
         raise FormatError("input: %dx%dx%d is too large" % (c, h, w))
 
@@ -601,11 +615,12 @@ def dumps_json(obj):
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def serialize(architecture, tensors, provenance=None):
+def serialize(architecture, tensors, provenance=None, metadata=None):
     """A model file's bytes: architecture (JSON text or dict, validated here), tensors (name ->
     array-like; exactly the architecture's tensors, any float dtype, stored as float32
-    little-endian in canonical order), provenance (JSON text, dict or None). Raises FormatError
-    for anything the C reader would refuse."""
+    little-endian in canonical order), provenance (JSON text, dict or None), metadata (more
+    __metadata__ strings, written as given). Raises FormatError for anything the C reader would
+    refuse."""
     text = architecture if isinstance(architecture, str) else dumps_json(architecture)
     arch = parse_arch_text(text)
     if isinstance(provenance, (dict, list)):
@@ -613,6 +628,11 @@ def serialize(architecture, tensors, provenance=None):
     meta = {"format": FORMAT, "architecture": text}
     if provenance is not None:
         meta["provenance"] = str(provenance)
+    for k, v in (metadata or {}).items():
+        if k in meta or not isinstance(v, str):
+            raise FormatError("__metadata__.%s: extra metadata must be new keys with string "
+                              "values" % k)
+        meta[k] = v
     want = tensor_list(arch)
     extra = set(tensors) - {n for n, _, _ in want}
     if extra:
@@ -641,9 +661,9 @@ def serialize(architecture, tensors, provenance=None):
     return struct.pack("<Q", len(hdr)) + hdr + b"".join(blobs)
 
 
-def save(path, architecture, tensors, provenance=None):
+def save(path, architecture, tensors, provenance=None, metadata=None):
     """Writes serialize(...) to path atomically (a temporary file renamed over it)."""
-    buf = serialize(architecture, tensors, provenance)
+    buf = serialize(architecture, tensors, provenance, metadata)
     path = os.fspath(path)
     tmp = "%s.tmp.%d" % (path, os.getpid())
     try:

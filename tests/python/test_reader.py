@@ -293,6 +293,33 @@ class Readers(unittest.TestCase):
         r = subprocess.run([CIGT, "info", p], capture_output=True, text=True)
         self.assertEqual(r.stderr.strip(), "cigt: " + py_reason(p))
 
+    def test_mean_std_rules(self):
+        """input.mean/std, read by the Python side now; the rules and wording are those of the
+        colour-input work on the C reader (issue 15), which this branch's C reader predates."""
+        def reason(inp):
+            a = json.loads(json.dumps(ARCH))
+            a["input"] = dict(a["input"], **inp)
+            a["input"] = {k: v for k, v in a["input"].items() if v is not None}
+            try:
+                return cf.parse_arch(a)
+            except cf.FormatError as e:
+                return str(e)
+        self.assertEqual(reason({"range": None, "mean": [0.5]}),
+                         "input: 'mean' and 'std' go together")
+        self.assertEqual(reason({"mean": [0.5], "std": [0.2]}),
+                         "input: give either 'range' or 'mean' and 'std', not both")
+        self.assertEqual(reason({"range": None, "channels": 3, "mean": [0.5, 0.5], "std": [1]}),
+                         "input.mean: expected an array of 3 numbers (one per channel) or of 1")
+        self.assertEqual(reason({"range": None, "mean": [0.5], "std": [0]}),
+                         "input.std[0]: 0 is outside [1e-6, 1000]")
+        self.assertEqual(reason({"range": None, "mean": ["x"], "std": [1]}),
+                         "input.mean[0]: expected a number")
+        self.assertEqual(reason({"range": None, "channels": 17, "mean": [0], "std": [1]}),
+                         "input: mean/std describe at most 16 channels, not 17")
+        a = reason({"range": None, "channels": 3, "mean": [0.25], "std": [0.5, 0.25, 2]})
+        self.assertEqual(a["mean"], (0.25, 0.25, 0.25))
+        self.assertEqual(a["std"], (0.5, 0.25, 2.0))
+
     def test_writer_refuses_invalid(self):
         a = cf.parse_arch(ARCH)
         t = {n: np.ones(s, np.float32) for n, s, _ in cf.tensor_list(a)}

@@ -7,8 +7,9 @@
   * PyTorch-trained -> file -> cigt: a trellis trained for 40 steps in PyTorch (warm-up, then
     argmax with re-routing, the schedule of cigt train) and saved; `cigt eval --limit 1000
     --dump` gives the same class and route as the module on each of the 1,000 test images.
-  * Multipath: thresholds above 1 give the argmax answer; thresholds of 0 run every path, and
-    the answer is the mean of the softmax over all of them, computed here path by path.
+  * Multipath (the C engine's rule): thresholds of 1 give the argmax answer; thresholds of 0 run
+    every path, and the answer is the mean of the softmax over all of them, computed here path
+    by path; at 0.3 at most 3 experts open per router and the main route is the argmax route.
 Run: CIGT=build/cigt /usr/bin/python3 tests/python/test_roundtrip.py"""
 
 import itertools
@@ -61,8 +62,7 @@ class RoundTrip(unittest.TestCase):
                 for k in a.tensors:
                     self.assertEqual(a.tensors[k].tobytes(), b.tensors[k].tobytes(), k)
                 self.assertEqual(b.metadata["format"], "cigt-1")
-                self.assertEqual(json.loads(a.architecture), json.loads(b.architecture))
-                self.assertEqual(a.provenance, b.provenance)
+                self.assertEqual(a.metadata, b.metadata)  # architecture text, provenance
                 common.cigt("info", out)  # the C reader takes it
 
     def test_save_classes_and_provenance(self):
@@ -77,6 +77,18 @@ class RoundTrip(unittest.TestCase):
         self.assertEqual(info["architecture"]["classes"], names)
         with self.assertRaises(ValueError):
             ct.save(m, out, classes=["a"])
+
+    def test_extra_metadata_kept(self):
+        a = cf.load(common.MODEL)
+        src = self.path("points.safetensors")
+        points = '[{"name": "single", "thresholds": [1, 1]}]'
+        cf.save(src, a.architecture, a.tensors, a.provenance, {"operating_points": points})
+        m = ct.load(src)
+        kept, dropped = self.path("kept.safetensors"), self.path("dropped.safetensors")
+        ct.save(m, kept)
+        ct.save(m, dropped, metadata={})
+        self.assertEqual(cf.load(kept).metadata["operating_points"], points)
+        self.assertNotIn("operating_points", cf.load(dropped).metadata)
 
     def test_c_trained_forward_matches_cigt_eval(self):
         c = dump(common.MODEL, self.path("shipped.jsonl"))
@@ -128,7 +140,7 @@ class RoundTrip(unittest.TestCase):
         x = m.preprocess(self.x[:200])
         with torch.no_grad():
             arg = m(x)
-            hi = m(x, thresholds=[1.01, 1.01])
+            hi = m(x, thresholds=[1.0, 1.0])
             full = m(x, thresholds=[0.0, 0.0])
             # every path of the trellis, expert by expert, with the eval-mode modules
             K = [len(L.experts) for L in m.layers]
@@ -147,8 +159,13 @@ class RoundTrip(unittest.TestCase):
         # a middle threshold: each sample's argmax path is among its paths
         mid = m(x, thresholds=[0.3, 0.3])
         _, routes = arg.single()
+        self.assertTrue(torch.equal(mid.routes(), routes))
+        self.assertTrue(torch.equal(full.routes(), routes))
         for ps, r in zip(mid.paths(), routes.tolist()):
             self.assertIn(tuple(r), ps)
+            self.assertLessEqual(len(ps), 2 * 3)  # router 0 has 2 experts, router 1 opens <= 3
+        with self.assertRaises(ValueError):
+            m(x, thresholds=[1.5, 0.5])
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ def load(path, map_location=None):
     mf = cfmt.load(path)
     m = Trellis(mf.arch, provenance=mf.provenance)
     m.architecture = mf.architecture
+    m.extra_metadata = {k: v for k, v in mf.metadata.items()
+                        if k not in ("format", "architecture", "provenance")}
     sd = {k: torch.from_numpy(v) for k, v in mf.tensors.items()}
     missing, unexpected = m.load_state_dict(sd, strict=False)
     if unexpected or any(k in {n for n, _, _ in cfmt.tensor_list(mf.arch)} for k in missing):
@@ -58,12 +60,14 @@ def from_config(config, seed=None, classes=None):
     return Trellis(cfmt.parse_arch(arch), provenance=None)
 
 
-def save(module, path, classes=None, provenance=None):
+def save(module, path, classes=None, provenance=None, metadata=None):
     """Writes module (a Trellis, or a DistributedDataParallel / DataParallel wrapping one) as a
     cigt model file: its architecture (classes, if given, replace the class names: same count),
     its tensors as float32 little-endian, and provenance: a dict or JSON text, or None for
     module.provenance when it has one, else {"tool": "cigt.torch", "version": ...}. Validated
-    as the C reader validates (cigt.format.FormatError)."""
+    as the C reader validates (cigt.format.FormatError). metadata: other __metadata__ strings
+    (name -> text); None writes back those the loaded file had (module.extra_metadata, e.g. the
+    operating points of `cigt tune`, which fine-tuning makes stale: pass {} to drop them)."""
     module = getattr(module, "module", module)
     arch = json.loads(module.architecture)
     if classes is not None:
@@ -78,4 +82,6 @@ def save(module, path, classes=None, provenance=None):
     if provenance is None:
         provenance = module.provenance or {"tool": "cigt.torch", "version": __version__,
                                            "torch": torch.__version__}
-    cfmt.save(path, text, module.tensors(), provenance)
+    if metadata is None:
+        metadata = getattr(module, "extra_metadata", {})
+    cfmt.save(path, text, module.tensors(), provenance, metadata)

@@ -128,12 +128,13 @@ class RouterRows(NamedTuple):
 
 class TrellisOutput(NamedTuple):
     """The rows that reached the last layer: logits [R, classes], the sample each row belongs
-    to [R], its path [R, layers] (expert per layer, layer 0 included), plus every router's
-    rows. With argmax routing R = batch; warm-up multiplies rows, multipath adds some.
+    to [R], its path [R, layers] (expert per layer, layer 0 included), whether the row is on
+    its sample's main path (the router's choice at every layer) [R], plus every router's rows. With argmax routing R = batch; warm-up multiplies rows, multipath adds some.
     A NamedTuple, so DistributedDataParallel finds its tensors."""
     logits: torch.Tensor
     sample: torch.Tensor
     path: torch.Tensor
+    main: torch.Tensor
     routers: List[RouterRows]
     batch: int
 
@@ -154,12 +155,25 @@ class TrellisOutput(NamedTuple):
         order = torch.argsort(self.sample)
         return self.logits[order], self.path[order]
 
+    def routes(self):
+        """[batch, layers]: each sample's main path (argmax at every router; the route cigt
+        reports under multipath too)."""
+        rows = torch.nonzero(self.main).flatten()
+        out = torch.zeros(self.batch, self.path.shape[1], dtype=torch.long,
+                          device=self.path.device)
+        out[self.sample[rows]] = self.path[rows]
+        return out
+
     def classes(self):
-        """[batch]: argmax of the logits for single-path rows (cigt's rule), else argmax of
-        the mean softmax (the multipath rule). Ties go to the lowest index."""
+        """[batch]: a sample with one path: argmax of its logits (cigt's rule); with several:
+        argmax of the mean softmax (the multipath rule). Ties go to the lowest index."""
         if self.sample.numel() == self.batch:
             return self.single()[0].argmax(1)
-        return self.probs().argmax(1)
+        cls = self.probs().argmax(1)
+        count = torch.bincount(self.sample, minlength=self.batch)
+        one = count[self.sample] == 1
+        cls[self.sample[one]] = self.logits[one].argmax(1)
+        return cls
 
     def paths(self):
         """A list per sample of the paths (tuples) it took."""
@@ -257,6 +271,9 @@ class Trellis(nn.Module):
             if thresholds is None or len(thresholds) != len(self.routers):
                 raise ValueError("multipath routing needs one threshold per router (%d)"
                                  % len(self.routers))
+            for l, tau in enumerate(thresholds):
+                if not 0.0 <= float(tau) <= 1.0:
+                    raise ValueError("threshold of router %d is %g, not in [0, 1]" % (l, tau))
         T = float(temperature if temperature is not None else (self.temperature if train
                                                                else 1.0))
         rho = float(rho if rho is not None else (self.rho if train else 0.0))
@@ -265,19 +282,23 @@ class Trellis(nn.Module):
         dev = x.device
         sample = torch.arange(n, device=dev)
         path = torch.zeros(n, 0, dtype=torch.long, device=dev)
+        main = torch.ones(n, dtype=torch.bool, device=dev)
+        top = None
         rows = x
         assign = [sample]
         routers = []
         for l, layer in enumerate(self.layers):
-            outs, samp, paths = [], [], []
+            outs, samp, paths, mains = [], [], [], []
             for e, idx in enumerate(assign):
                 if idx.numel() == 0:
                     continue
                 outs.append(layer.experts[e](rows[idx], train, dropout))
                 samp.append(sample[idx])
+                mains.append(main[idx] & (top[idx] == e) if top is not None else main[idx])
                 paths.append(torch.cat([path[idx], torch.full((idx.numel(), 1), e,
                                                               dtype=torch.long, device=dev)], 1))
             rows, sample, path = torch.cat(outs), torch.cat(samp), torch.cat(paths)
+            main = torch.cat(mains)
             if l == len(self.layers) - 1:
                 break
             a = self.routers[l](rows, train)
@@ -288,17 +309,24 @@ class Trellis(nn.Module):
                 flip = torch.rand(M, device=dev) < rho
                 choice = torch.where(flip, torch.randint(0, K, (M,), device=dev), choice)
             routers.append(RouterRows(a, p, choice, sample))
+            top = choice
             allrows = torch.arange(M, device=dev)
             if routing == "warmup":
                 assign = [allrows] * K
             elif routing == "argmax":
                 assign = [allrows[choice == k] for k in range(K)]
             else:
-                active = p.detach() >= float(thresholds[l])
-                active[allrows, choice] = True
+                # cigt's rule (src/engine/multipath.c): the argmax, then the other experts in
+                # index order whose p reaches tau, at most floor(1.0001 / tau) in all.
+                tau = float(thresholds[l])
+                fan = K if tau <= 0 else max(1, min(K, int(1.0001 // tau)))
+                first = F.one_hot(choice, K).bool()
+                cand = (p.detach() >= tau) & ~first
+                cand &= torch.cumsum(cand.long(), 1) <= fan - 1
+                active = cand | first
                 assign = [allrows[active[:, k]] for k in range(K)]
         logits = rows.reshape(rows.shape[0], -1)
-        return TrellisOutput(logits, sample, path, routers, n)
+        return TrellisOutput(logits, sample, path, main, routers, n)
 
     # ------------------------------------------------------------------------- export
     def tensors(self):
