@@ -1,6 +1,7 @@
 """cigt.torch.loss and one training step agree with `cigt grad` on the same batch: the shipped
 model, the first 125 training images, in warm-up mode at T = 25, argmax mode at T = 1 and
-warm-up at T = 1 (no dropout, no re-routing: what cigt grad runs). The C step runs in double
+warm-up at T = 1 (no dropout, no re-routing: what cigt grad runs); and argmax on batches of 5
+and 1 (experts with 0 or 1 rows, routers' batch norm on a single row). The C step runs in double
 (--precision double) and the module in float64, so the comparison is of the algorithm (the
 file stores float32: ~1e-7 relative). Checked: loss, cross-entropy and each router's IG within
 1e-6 relative; every gradient within 1e-4 of its op's largest gradient; the batch-norm running
@@ -37,23 +38,25 @@ class Grad(unittest.TestCase):
     def tearDownClass(cls):
         cls.tmp.cleanup()
 
-    def step(self, mode, T, beta=None):
-        g = os.path.join(self.tmp.name, "g-%s-%g.safetensors" % (mode, T))
+    def step(self, mode, T, beta=None, batch=125):
+        g = os.path.join(self.tmp.name, "g-%s-%g-%d.safetensors" % (mode, T, batch))
         if not os.path.exists(g):
             common.cigt("grad", common.MODEL, "--config", common.CONFIG, "--out", g, "--batch",
-                        125, "--mode", mode, "--temperature", T, "--precision", "double",
+                        batch, "--mode", mode, "--temperature", T, "--precision", "double",
                         "--data", common.DATA)
         ref = cf.load(g)
         m = ct.load(common.MODEL).double().train()
-        out = m(m.preprocess(self.x), routing=mode, temperature=T, rho=0.0, dropout=False)
+        out = m(m.preprocess(self.x[:batch]), routing=mode, temperature=T, rho=0.0,
+                dropout=False)
+        self.out = out
         lam = self.train["information_gain_weight"]
         beta = self.train["information_gain_beta"] if beta is None else beta
-        loss, ce, igs = ct.loss(out, self.y, lam, beta, parts=True)
+        loss, ce, igs = ct.loss(out, self.y[:batch], lam, beta, parts=True)
         loss.backward()
         return m, ref, json.loads(ref.provenance), loss, ce, igs
 
-    def check(self, mode, T):
-        m, ref, prov, loss, ce, igs = self.step(mode, T)
+    def check(self, mode, T, batch=125):
+        m, ref, prov, loss, ce, igs = self.step(mode, T, batch=batch)
         rel = lambda a, b: abs(a - b) / max(abs(b), 1e-12)
         self.assertLess(rel(loss.item(), prov["loss"]), 1e-6, (loss.item(), prov["loss"]))
         self.assertLess(rel(ce.item(), prov["ce"]), 1e-6)
@@ -61,6 +64,9 @@ class Grad(unittest.TestCase):
         for a, b in zip(igs, prov["ig"]):
             self.assertLess(rel(a.item(), b), 1e-6)
         params = dict(m.named_parameters())
+        for p in params.values():  # an expert no row reached: no gradient, cigt writes zeros
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
         scale = {}
         for name, p in params.items():
             scale[op_of(name)] = max(scale.get(op_of(name), 0), p.grad.abs().max().item())
@@ -91,6 +97,17 @@ class Grad(unittest.TestCase):
 
     def test_warmup_T1(self):
         self.check("warmup", 1.0)
+
+    def test_argmax_batch5(self):
+        # experts receive 0, 1 or a few rows
+        self.check("argmax", 1.0, batch=5)
+        leaves = torch.bincount(self.out.path[:, -1], minlength=4).tolist()
+        self.assertIn(1, leaves + torch.bincount(self.out.path[:, 1], minlength=2).tolist())
+
+    def test_argmax_batch1(self):
+        # one row: the routers' batch norm has one value per channel and uses (and keeps) its
+        # running statistics; the experts' feature maps still give batch statistics
+        self.check("argmax", 1.0, batch=1)
 
     def test_wrong_beta_is_detected(self):
         _, _, prov, loss, _, _ = self.step("argmax", 1.0, beta=1.0)
