@@ -1,7 +1,8 @@
 """Datasets for the PyTorch side, as uint8 arrays (N, H, W, C) plus labels: IDX files (what
 `cigt train --data DIR` reads, e.g. Debian's dataset-fashion-mnist) and image folders
-(ROOT/<class>/*.png|jpg, torchvision's ImageFolder layout; class names sorted). numpy, gzip
-and, for image folders, PIL (Debian's python3-pil)."""
+(ROOT/<class>/*.png|jpg, torchvision's ImageFolder layout; class names sorted), images converted
+to the model's input as cigt converts them. numpy, gzip and, for image files, PIL (Debian's
+python3-pil)."""
 
 import gzip
 import os
@@ -60,18 +61,83 @@ def image_folder_classes(root):
     return classes
 
 
-def load_image(path, channels, height, width):
-    """An image file -> uint8 (height, width, channels): colour converted to gray with PIL's
-    ITU-R BT.601 weights or gray replicated to three channels, resized bilinearly when its size
-    differs."""
-    from PIL import Image  # python3-pil; only image folders need it
+def decode_image(path):
+    """An image file -> uint8 (H, W, 1) for gray or (H, W, 3) for colour, as cigt decodes it:
+    alpha composited over black, palettes expanded. PIL (python3-pil) reads the file."""
+    from PIL import Image  # only image files need it
 
     with Image.open(path) as im:
-        im = im.convert("L" if channels == 1 else "RGB")
-        if im.size != (width, height):
-            im = im.resize((width, height), Image.BILINEAR)
-        a = np.asarray(im, dtype=np.uint8)
-    return a.reshape(height, width, channels)
+        im.load()
+        mode = im.mode
+        if mode == "P":
+            im = im.convert("RGBA")
+            mode = "RGBA"
+        if mode in ("L", "1", "I", "I;16", "F"):
+            return np.asarray(im.convert("L"), dtype=np.uint8)[..., None]
+        if mode in ("LA", "RGBA"):
+            a = np.asarray(im, dtype=np.float64)
+            c = a[..., :-1] * a[..., -1:] / 255.0
+            return np.clip(np.floor(c + 0.5), 0, 255).astype(np.uint8)
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def _area_weights(n_in, n_out):
+    """[n_out, n_in]: how much of source pixel i output pixel o covers (scale >= 1)."""
+    s = n_in / n_out
+    w = np.zeros((n_out, n_in))
+    for o in range(n_out):
+        a0, a1 = o * s, o * s + s
+        for i in range(int(a0), min(int(np.ceil(a1)), n_in)):
+            w[o, i] = min(i + 1, a1) - max(i, a0)
+    return w
+
+
+def _bilinear_weights(n_in, n_out):
+    """[n_out, n_in]: bilinear with pixel centres aligned (align_corners = False), clamped."""
+    s = n_in / n_out
+    w = np.zeros((n_out, n_in))
+    for o in range(n_out):
+        f = min(max((o + 0.5) * s - 0.5, 0.0), n_in - 1)
+        i0 = int(f)
+        i1 = i0 + 1 if i0 + 1 < n_in else i0
+        w[o, i0] += 1 - (f - i0)
+        w[o, i1] += f - i0
+    return w
+
+
+def to_input(img, channels, height, width):
+    """uint8 (H, W, C) -> uint8 (height, width, channels) by cigt's rule (proto/model-format.md
+    section 3): gray replicated to three channels, colour to ITU-R BT.601 luma
+    (0.299 R + 0.587 G + 0.114 B); resized by area averaging when neither side grows, else
+    bilinearly with pixel centres aligned; rounded to the nearest integer."""
+    img = np.asarray(img)
+    if img.ndim == 2:
+        img = img[..., None]
+    h0, w0, c0 = img.shape
+    if c0 == channels:
+        src = img.astype(np.float64)
+    elif channels == 1:
+        src = (np.float32(0.299) * img[..., 0:1].astype(np.float32)
+               + np.float32(0.587) * img[..., 1:2].astype(np.float32)
+               + np.float32(0.114) * img[..., 2:3].astype(np.float32)).astype(np.float64)
+    else:
+        src = np.repeat(img[..., :1], channels, axis=2).astype(np.float64)
+    if (h0, w0) == (height, width):
+        v = src
+    elif w0 >= width and h0 >= height:
+        wy, wx = _area_weights(h0, height), _area_weights(w0, width)
+        v = np.einsum("oi,ijc,pj->opc", wy, src, wx)
+        v /= np.outer(wy.sum(1), wx.sum(1))[..., None]
+    else:
+        wy, wx = _bilinear_weights(h0, height), _bilinear_weights(w0, width)
+        v = np.einsum("oi,ijc,pj->opc", wy, src, wx)
+    return np.clip(np.floor(v + 0.5), 0, 255).astype(np.uint8)
+
+
+def load_image(path, channels, height, width):
+    """An image file -> uint8 (height, width, channels), decoded and converted as cigt
+    converts the images it classifies (decode_image, then to_input)."""
+    return to_input(decode_image(path), channels, height, width)
 
 
 def load_image_folder(root, channels, height, width, classes=None, log=None):

@@ -135,6 +135,34 @@ class RoundTrip(unittest.TestCase):
         self.assertGreater(len(set(map(tuple, routes.tolist()))), 1)
         self.assertGreater(np.mean(logits.argmax(1).numpy() == self.y), 0.3)
 
+    def test_image_conversion_matches_cigt_classify(self):
+        """Colour PNGs of other sizes (upscaled 40x36, downscaled 20x20, 3 channels) fed to the
+        gray 28x28 model: cigt.data converts them as cigt classify does (BT.601 luma, bilinear
+        up, area average down), so class, route and probability agree."""
+        from PIL import Image
+        m = ct.load(common.MODEL)
+        paths, rng = [], np.random.default_rng(4)
+        for i in range(24):
+            g = self.x[i, :, :, 0].astype(np.float64)
+            tint = rng.uniform(0.4, 1.0, 3)
+            rgb = (g[..., None] * tint).astype(np.uint8)
+            size = (40, 36) if i % 2 else (20, 20)
+            p = self.path("conv%02d.png" % i)
+            Image.fromarray(rgb).resize(size, Image.NEAREST).save(p)
+            paths.append(p)
+        x = np.stack([data.load_image(p, 1, 28, 28) for p in paths])
+        with torch.no_grad():
+            out = m(m.preprocess(x))
+        logits, routes = out.single()
+        probs = torch.softmax(logits, 1)
+        lines = common.cigt("classify", common.MODEL, *paths).strip().splitlines()
+        self.assertEqual(len(lines), len(paths))
+        for line, k, r, p in zip(lines, logits.argmax(1).tolist(), routes.tolist(), probs):
+            f = line.split("\t")
+            self.assertEqual(f[1], m.classes[k], line)
+            self.assertEqual(f[3], "-".join(map(str, r)), line)
+            self.assertLessEqual(abs(float(f[2]) - p[k].item()), 6e-5, line)
+
     def test_multipath(self):
         m = ct.load(common.MODEL)
         x = m.preprocess(self.x[:200])
