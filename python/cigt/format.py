@@ -88,6 +88,8 @@ def _loads(text):
         raise _JSONError(str(e)) from e
     if "\x00" in text:
         raise _JSONError("\\u0000 is not allowed")
+    if not isinstance(v, (dict, list)):  # jansson without JSON_DECODE_ANY
+        raise _JSONError("'[' or '{' expected")
     return v
 
 
