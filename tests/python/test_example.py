@@ -1,7 +1,8 @@
 """python/examples/train_folder.py on a tiny image folder: 3 classes of Fashion-MNIST images
 tinted per class (red, green, blue), saved as PNG and JPEG in class folders, 40 each.
   * one process, 3-channel input, 6 steps: the file is valid for the C reader (`cigt info`),
-    and `cigt classify` on every PNG gives the class and route the saved module gives;
+    `cigt classify` on every PNG gives the class and route the saved module gives, and cigtd
+    serving the file answers /v1/classify with them too;
   * two processes (DistributedDataParallel on gloo over 127.0.0.1, started with the variables
     torchrun sets: Debian 12's torchrun fails under Python 3.11 before starting any worker),
     3 steps: rank 0 writes a valid file and both ranks end with the same weights;
@@ -12,11 +13,13 @@ Run: CIGT=build/cigt /usr/bin/python3 tests/python/test_example.py"""
 import gzip
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import tempfile
 import unittest
+import urllib.request
 
 import numpy as np
 
@@ -82,6 +85,33 @@ class Example(unittest.TestCase):
             f = line.split("\t")
             self.assertEqual(f[1], m.classes[k], line)
             self.assertEqual(f[3], "-".join(map(str, r)), line)
+        self.serve_and_compare(out, pngs[:6], logits.argmax(1).tolist(), routes.tolist(),
+                               m.classes)
+
+    def serve_and_compare(self, model, pngs, classes, routes, names):
+        """cigtd serves the file (as the example prints): POST each PNG to /v1/classify."""
+        cigtd = os.path.join(os.path.dirname(common.CIGT), "cigtd")
+        d = subprocess.Popen([cigtd, "--model", model, "--listen", "127.0.0.1:0", "--workers",
+                              "1"], stderr=subprocess.PIPE, text=True)
+        try:
+            url = None
+            for line in d.stderr:  # the 'serving model ... on http://...' line
+                mt = re.search(r"on (http://127\.0\.0\.1:\d+)/", line)
+                if mt:
+                    url = mt.group(1)
+                    break
+            self.assertIsNotNone(url, "cigtd did not start")
+            for p, k, r in zip(pngs, classes, routes):
+                with open(p, "rb") as f:
+                    req = urllib.request.Request(url + "/v1/classify", data=f.read(),
+                                                 headers={"Content-Type": "image/png"})
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    ans = json.loads(resp.read())
+                self.assertEqual((ans["class"], ans["label"], ans["route"]), (k, names[k], r))
+        finally:
+            d.terminate()
+            d.wait(timeout=30)
+            d.stderr.close()
 
     def test_ddp_two_processes(self):
         out = os.path.join(self.tmp.name, "ddp.safetensors")
