@@ -256,9 +256,10 @@ class Trellis(nn.Module):
 
         routing: "warmup", "argmax" or "multipath" (default: self.routing in train mode;
         "multipath" in eval mode when thresholds are set, else "argmax"). multipath: at router
-        l a row goes to its argmax expert and to every other expert whose probability
-        softmax(a / T) reaches thresholds[l]; rows are copied (a tree), and probs() is the
-        mean softmax over each sample's leaves. dropout defaults to train mode."""
+        l a row goes to its argmax expert and to the other experts, in index order, whose
+        probability softmax(a / T) reaches thresholds[l] (in [0, 1]), at most
+        floor(1.0001 / tau) in all; rows are copied (a tree), and probs() is the mean softmax
+        over each sample's leaves. dropout defaults to train mode."""
         train = self.training
         if thresholds is None:
             thresholds = self.thresholds
@@ -279,6 +280,9 @@ class Trellis(nn.Module):
         rho = float(rho if rho is not None else (self.rho if train else 0.0))
         dropout = train if dropout is None else bool(dropout)
         n = x.shape[0]
+        if x.dim() != 4 or tuple(x.shape[1:]) != tuple(self.arch["input"]) or n == 0:
+            raise ValueError("expected a non-empty batch of shape (N, %d, %d, %d), got %s"
+                             % (*self.arch["input"], tuple(x.shape)))
         dev = x.device
         sample = torch.arange(n, device=dev)
         path = torch.zeros(n, 0, dtype=torch.long, device=dev)
