@@ -9,7 +9,8 @@ MODEL ?= models/fashion_mnist.safetensors
 PKGS := meson ninja-build pkg-config gcc libc6-dev \
 	libopenblas-dev libjansson-dev zlib1g-dev libspng-dev libcriterion-dev \
 	libuv1-dev libmicrohttpd-dev libsystemd-dev \
-	dataset-fashion-mnist python3 python3-torch python3-numpy curl chromium gnuplot-nox wrk \
+	dataset-fashion-mnist python3 python3-torch python3-numpy python3-pil python3-venv \
+	python3-pip python3-setuptools curl chromium gnuplot-nox wrk \
 	systemd strace prometheus nginx python3-yaml clang libclang-rt-14-dev
 
 .PHONY: all deps build test serve bench clean test-sanitize fuzz-build fuzz soak

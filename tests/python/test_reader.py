@@ -1,0 +1,339 @@
+"""Both readers refuse the same bad files for the same reason: a small valid model is edited
+into each kind of invalid state (container, header JSON, metadata, architecture, tensor entries,
+data layout, values), and `cigt info FILE` (the C reader) and cigt.format.load (the Python
+package) must both refuse it with the same one-line message. Also: the valid file loads in
+both, and serialize() refuses what the C reader would refuse.
+Run: CIGT=build/cigt PYTHONPATH=python /usr/bin/python3 tests/python/test_reader.py"""
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+
+from cigt import format as cf
+
+CIGT = os.environ.get("CIGT", "build/cigt")
+
+ARCH = {
+    "name": "tiny",
+    "input": {"channels": 1, "height": 8, "width": 8, "range": [0.0, 1.0]},
+    "classes": ["a", "b", "c"],
+    "layers": [
+        {"experts": 1, "ops": [{"type": "conv", "out": 4, "kernel": 3, "padding": 1},
+                               {"type": "batchnorm"}, {"type": "relu"},
+                               {"type": "maxpool", "kernel": 2}],
+         "router": {"pool": 4, "hidden": 5}},
+        {"experts": 2, "ops": [{"type": "flatten"}, {"type": "linear", "out": 6},
+                               {"type": "dropout", "p": 0.1}, {"type": "linear", "out": 3}]},
+    ],
+}
+
+
+def valid_parts():
+    """(header dict, data bytes) of a valid tiny model with random tensors."""
+    a = cf.parse_arch(ARCH)
+    rng = np.random.default_rng(3)
+    t = {n: rng.uniform(0.5, 1.5, s).astype(np.float32) for n, s, _ in cf.tensor_list(a)}
+    buf = cf.serialize(ARCH, t, {"tool": "test"})
+    hlen = struct.unpack("<Q", buf[:8])[0]
+    return json.loads(buf[8:8 + hlen]), buf[8 + hlen:]
+
+
+def pack(header, data):
+    h = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack("<Q", len(h)) + h + data
+
+
+def with_arch(edit):
+    """A file whose architecture is ARCH after edit(arch_copy) (edit may return a text)."""
+    h, d = valid_parts()
+    a = json.loads(json.dumps(ARCH))
+    r = edit(a)
+    h["__metadata__"]["architecture"] = r if isinstance(r, str) else json.dumps(a)
+    return pack(h, d)
+
+
+def with_header(edit):
+    h, d = valid_parts()
+    r = edit(h, d)
+    return pack(*(r if r is not None else (h, d)))
+
+
+def first_tensor(h):
+    return next(k for k in h if k != "__metadata__")
+
+
+def set_value(name, idx, value):
+    def edit(h, d):
+        b = h[name]["data_offsets"][0] + 4 * idx
+        return h, d[:b] + struct.pack("<f", value) + d[b + 4:]
+    return edit
+
+
+def drop_tensor(name):
+    def edit(h, d):
+        b, e = h.pop(name)["data_offsets"]
+        for k, v in h.items():
+            if k != "__metadata__" and v["data_offsets"][0] >= e:
+                v["data_offsets"] = [v["data_offsets"][0] - (e - b), v["data_offsets"][1] - (e - b)]
+        return h, d[:b] + d[e:]
+    return edit
+
+
+def rename(old, new):
+    def edit(h, d):
+        h[new] = h.pop(old)
+        return h, d
+    return edit
+
+
+def put(path, value):
+    """edit for with_arch: set a nested key (list of keys/indices) to value."""
+    def edit(a):
+        o = a
+        for k in path[:-1]:
+            o = o[k]
+        o[path[-1]] = value
+    return edit
+
+
+def delete(path):
+    def edit(a):
+        o = a
+        for k in path[:-1]:
+            o = o[k]
+        del o[path[-1]]
+    return edit
+
+
+def extra_tensor(h, d):
+    h["zzz.extra"] = {"dtype": "F32", "shape": [2], "data_offsets": [len(d), len(d) + 8]}
+    return h, d + b"\0" * 8
+
+
+CASES = [
+    # container
+    ("too short", lambda: b"\x05\0\0\0"),
+    ("header length 0", lambda: struct.pack("<Q", 0) + b"{}"),
+    ("header length over 16 MiB", lambda: struct.pack("<Q", (16 << 20) + 1) + b"{}"),
+    ("truncated header", lambda: struct.pack("<Q", 100) + b'{"a": 1}'),
+    ("header not an object", lambda: pack(b"[1, 2]", b"")),
+    ("no __metadata__", lambda: pack(b'{"x": {"dtype": "F32", "shape": [], "data_offsets": [0, 4]}}',
+                                      b"\0" * 4)),
+    ("metadata value not a string", lambda: with_header(
+        lambda h, d: h["__metadata__"].update(provenance={"a": 1}))),
+    ("format missing", lambda: with_header(lambda h, d: h["__metadata__"].pop("format") and None)),
+    ("format wrong", lambda: with_header(lambda h, d: h["__metadata__"].update(format="cigt-2"))),
+    ("architecture missing", lambda: with_header(
+        lambda h, d: h["__metadata__"].pop("architecture") and None)),
+    # architecture
+    ("arch not an object", lambda: with_arch(lambda a: "[1]")),
+    ("arch unknown key", lambda: with_arch(put(["version"], 2))),
+    ("arch name missing", lambda: with_arch(delete(["name"]))),
+    ("arch bad name", lambda: with_arch(put(["name"], "a b"))),
+    ("input missing", lambda: with_arch(delete(["input"]))),
+    ("input unknown key", lambda: with_arch(put(["input", "depth"], 3))),
+    ("input channels 0", lambda: with_arch(put(["input", "channels"], 0))),
+    ("input height real", lambda: with_arch(put(["input", "height"], 8.0))),
+    ("input height missing", lambda: with_arch(delete(["input", "height"]))),
+    ("input range equal", lambda: with_arch(put(["input", "range"], [0.5, 0.5]))),
+    ("input range shape", lambda: with_arch(put(["input", "range"], [0.5]))),
+    ("input too large", lambda: with_arch(put(["input", "channels"], 4096))),
+    ("classes empty", lambda: with_arch(put(["classes"], []))),
+    ("class label empty", lambda: with_arch(put(["classes", 1], ""))),
+    ("layers empty", lambda: with_arch(put(["layers"], []))),
+    ("layer 0 two experts", lambda: with_arch(put(["layers", 0, "experts"], 2))),
+    ("experts 65", lambda: with_arch(put(["layers", 1, "experts"], 65))),
+    ("layer unknown key", lambda: with_arch(put(["layers", 1, "gate"], 1))),
+    ("ops empty", lambda: with_arch(put(["layers", 0, "ops"], []))),
+    ("unknown op", lambda: with_arch(put(["layers", 0, "ops", 2, "type"], "gelu"))),
+    ("op type missing", lambda: with_arch(put(["layers", 0, "ops", 2], {"kind": "relu"}))),
+    ("op not an object", lambda: with_arch(put(["layers", 0, "ops", 2], "relu"))),
+    ("conv out missing", lambda: with_arch(delete(["layers", 0, "ops", 0, "out"]))),
+    ("conv unknown key", lambda: with_arch(put(["layers", 0, "ops", 0, "groups"], 2))),
+    ("conv kernel too big", lambda: with_arch(put(["layers", 0, "ops", 0, "kernel"], 11))),
+    ("conv kernel pair bad", lambda: with_arch(put(["layers", 0, "ops", 0, "kernel"], [3]))),
+    ("conv stride pair out of range", lambda: with_arch(put(["layers", 0, "ops", 0, "stride"],
+                                                             [1, 0]))),
+    ("conv bias not bool", lambda: with_arch(put(["layers", 0, "ops", 0, "bias"], 1))),
+    ("batchnorm eps 0", lambda: with_arch(put(["layers", 0, "ops", 1, "eps"], 0))),
+    ("batchnorm momentum text", lambda: with_arch(put(["layers", 0, "ops", 1, "momentum"], "x"))),
+    ("two batchnorms", lambda: with_arch(put(["layers", 0, "ops", 2], {"type": "batchnorm"}))),
+    ("pool padding over half", lambda: with_arch(put(["layers", 0, "ops", 3, "padding"], 2))),
+    ("dropout p 1", lambda: with_arch(put(["layers", 1, "ops", 2, "p"], 1.0))),
+    ("linear out 0", lambda: with_arch(put(["layers", 1, "ops", 3, "out"], 0))),
+    ("router missing", lambda: with_arch(delete(["layers", 0, "router"]))),
+    ("router on last layer", lambda: with_arch(put(["layers", 1, "router"],
+                                                   {"pool": 1, "hidden": 2}))),
+    ("router pool too large", lambda: with_arch(put(["layers", 0, "router", "pool"], 5))),
+    ("router unknown key", lambda: with_arch(put(["layers", 0, "router", "relu"], True))),
+    ("router bn_eps out of range", lambda: with_arch(put(["layers", 0, "router", "bn_eps"], 2))),
+    ("wrong class count", lambda: with_arch(put(["classes"], ["a", "b"]))),
+    # tensor entries
+    ("tensor name too long", lambda: with_header(rename("routers.0.fc2.bias", "x" * 100))),
+    ("tensor unknown key", lambda: with_header(
+        lambda h, d: h[first_tensor(h)].update(offset=0))),
+    ("tensor not an object", lambda: with_header(
+        lambda h, d: h.update({first_tensor(h): [1]}))),
+    ("dtype F16", lambda: with_header(lambda h, d: h[first_tensor(h)].update(dtype="F16"))),
+    ("dtype missing", lambda: with_header(lambda h, d: h[first_tensor(h)].pop("dtype") and None)),
+    ("five dimensions", lambda: with_header(
+        lambda h, d: h[first_tensor(h)].update(shape=[1, 1, 1, 1, 36]))),
+    ("negative dimension", lambda: with_header(
+        lambda h, d: h[first_tensor(h)].update(shape=[-4, 1, 3, 3]))),
+    ("offsets not a pair", lambda: with_header(
+        lambda h, d: h[first_tensor(h)].update(data_offsets=[0]))),
+    ("offsets reversed", lambda: with_header(
+        lambda h, d: h[first_tensor(h)].update(data_offsets=[8, 4]))),
+    ("offsets past the data", lambda: with_header(
+        lambda h, d: (h, d[:-4]))),
+    ("byte count wrong", lambda: with_header(
+        lambda h, d: h[first_tensor(h)].update(shape=[4, 1, 3, 2]))),
+    # data layout
+    ("overlap", lambda: with_header(
+        lambda h, d: h["layers.0.experts.0.ops.0.bias"].update(data_offsets=[0, 16]))),
+    ("hole", lambda: with_header(drop_tensor_keep_bytes)),
+    ("bytes after the last tensor", lambda: with_header(lambda h, d: (h, d + b"\0" * 8))),
+    ("parameters exceed the data", lambda: with_header(drop_tensor("routers.0.fc1.weight"))),
+    # tensors against the architecture
+    ("missing tensor", lambda: with_header(rename("layers.0.experts.0.ops.1.weight",
+                                                  "layers.0.experts.0.ops.1.gamma"))),
+    ("unexpected tensor", lambda: with_header(extra_tensor)),
+    ("shape mismatch", lambda: with_header(
+        lambda h, d: h["routers.0.fc1.weight"].update(shape=[16, 5]))),
+    ("NaN value", lambda: with_header(set_value("layers.1.experts.1.ops.3.weight", 7,
+                                                float("nan")))),
+    ("infinite value", lambda: with_header(set_value("routers.0.fc2.bias", 1, float("inf")))),
+    ("negative variance", lambda: with_header(set_value("routers.0.bn.running_var", 3, -0.5))),
+]
+
+
+def drop_tensor_keep_bytes(h, d):
+    """Removes a tensor's entry but not its bytes: a hole or bytes after the last tensor."""
+    h.pop("layers.0.experts.0.ops.1.running_mean")
+    return h, d
+
+
+# JSON syntax: jansson and Python word the parser's complaint differently; the reason before it
+# must be the same.
+JSON_CASES = [
+    ("header not JSON", lambda: pack(b"{not json}", b""), "header is not valid JSON"),
+    ("header duplicate key", lambda: pack(b'{"__metadata__": {}, "__metadata__": {}}', b""),
+     "header is not valid JSON"),
+    ("header a number", lambda: pack(b"55", b""), "header is not valid JSON"),
+    ("architecture a string", lambda: with_arch(lambda a: '"x"'),
+     "__metadata__.architecture: architecture JSON"),
+    ("header NaN literal", lambda: pack(b'{"__metadata__": {"format": NaN}}', b""),
+     "header is not valid JSON"),
+    ("architecture not JSON", lambda: with_arch(lambda a: "{\"name\": "),
+     "__metadata__.architecture: architecture JSON"),
+    ("architecture duplicate key", lambda: with_arch(
+        lambda a: '{"name": "a", "name": "b"}'), "__metadata__.architecture: architecture JSON"),
+]
+
+
+def c_reason(path):
+    r = subprocess.run([CIGT, "info", path], capture_output=True, text=True, timeout=60)
+    if r.returncode == 0:
+        return None
+    line = r.stderr.strip().splitlines()[-1]
+    prefix = "cigt: %s: " % path
+    return line[len(prefix):] if line.startswith(prefix) else line
+
+
+def py_reason(path):
+    try:
+        cf.load(path)
+    except cf.FormatError as e:
+        return str(e)
+    return None
+
+
+class Readers(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def write(self, name, buf):
+        p = os.path.join(self.tmp.name, name.replace(" ", "_") + ".safetensors")
+        with open(p, "wb") as f:
+            f.write(buf)
+        return p
+
+    def test_valid_file_loads_in_both(self):
+        p = self.write("valid", pack(*valid_parts()))
+        self.assertIsNone(c_reason(p))
+        mf = cf.load(p)
+        self.assertEqual(len(mf.tensors), len(cf.tensor_list(mf.arch)))
+
+    def test_same_reason(self):
+        for name, make in CASES:
+            with self.subTest(name):
+                p = self.write(name, make())
+                c, py = c_reason(p), py_reason(p)
+                self.assertIsNotNone(c, "cigt info accepted it")
+                self.assertEqual(py, c)
+
+    def test_same_reason_json_syntax(self):
+        for name, make, prefix in JSON_CASES:
+            with self.subTest(name):
+                p = self.write(name, make())
+                c, py = c_reason(p), py_reason(p)
+                self.assertIsNotNone(c, "cigt info accepted it")
+                self.assertIsNotNone(py, "cigt.format accepted it")
+                self.assertTrue(c.startswith(prefix + ": "), c)
+                self.assertTrue(py.startswith(prefix + ": "), py)
+
+    def test_missing_file(self):
+        p = os.path.join(self.tmp.name, "absent.safetensors")
+        r = subprocess.run([CIGT, "info", p], capture_output=True, text=True)
+        self.assertEqual(r.stderr.strip(), "cigt: " + py_reason(p))
+
+    def test_mean_std_rules(self):
+        """input.mean/std, read by the Python side now; the rules and wording are those of the
+        colour-input work on the C reader (issue 15), which this branch's C reader predates."""
+        def reason(inp):
+            a = json.loads(json.dumps(ARCH))
+            a["input"] = dict(a["input"], **inp)
+            a["input"] = {k: v for k, v in a["input"].items() if v is not None}
+            try:
+                return cf.parse_arch(a)
+            except cf.FormatError as e:
+                return str(e)
+        self.assertEqual(reason({"range": None, "mean": [0.5]}),
+                         "input: 'mean' and 'std' go together")
+        self.assertEqual(reason({"mean": [0.5], "std": [0.2]}),
+                         "input: give either 'range' or 'mean' and 'std', not both")
+        self.assertEqual(reason({"range": None, "channels": 3, "mean": [0.5, 0.5], "std": [1]}),
+                         "input.mean: expected an array of 3 numbers (one per channel) or of 1")
+        self.assertEqual(reason({"range": None, "mean": [0.5], "std": [0]}),
+                         "input.std[0]: 0 is outside [1e-6, 1000]")
+        self.assertEqual(reason({"range": None, "mean": ["x"], "std": [1]}),
+                         "input.mean[0]: expected a number")
+        self.assertEqual(reason({"range": None, "channels": 17, "mean": [0], "std": [1]}),
+                         "input: mean/std describe at most 16 channels, not 17")
+        a = reason({"range": None, "channels": 3, "mean": [0.25], "std": [0.5, 0.25, 2]})
+        self.assertEqual(a["mean"], (0.25, 0.25, 0.25))
+        self.assertEqual(a["std"], (0.5, 0.25, 2.0))
+
+    def test_writer_refuses_invalid(self):
+        a = cf.parse_arch(ARCH)
+        t = {n: np.ones(s, np.float32) for n, s, _ in cf.tensor_list(a)}
+        t["routers.0.bn.running_var"][0] = -1
+        with self.assertRaisesRegex(cf.FormatError, "variance 0 is negative"):
+            cf.serialize(ARCH, t)
+        t["routers.0.bn.running_var"][0] = 1
+        t.pop("routers.0.fc2.bias")
+        with self.assertRaisesRegex(cf.FormatError, "missing tensor 'routers.0.fc2.bias'"):
+            cf.serialize(ARCH, t)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
