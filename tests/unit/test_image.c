@@ -191,9 +191,9 @@ Test(pgm, p2_ascii_16bit)
 
 Test(pgm, malformed_rejected_with_messages)
 {
-	decode_text_fails("P6\n1 1\n255\nxxx", "not a PNG or PGM", NULL);
-	decode_text_fails("GIF89a", "not a PNG or PGM", NULL);
-	decode_text_fails("", "not a PNG or PGM", NULL);
+	decode_text_fails("P7\n1 1\n255\nxxx", "not a PNG, JPEG, PGM or PPM", NULL);
+	decode_text_fails("GIF89a", "not a PNG, JPEG, PGM or PPM", NULL);
+	decode_text_fails("", "not a PNG, JPEG, PGM or PPM", NULL);
 	decode_text_fails("P5\n3 2\n", "PGM", "header");
 	decode_text_fails("P5 3 x 255\n", "PGM", "header");
 	decode_text_fails("P5\n3 2\n255\nabc", "PGM", "truncated");
