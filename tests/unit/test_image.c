@@ -210,7 +210,7 @@ Test(pgm, malformed_rejected_with_messages)
 	/* Through the PGM decoder directly. */
 	struct cigt_image img;
 	char err[256] = "";
-	cr_assert_neq(cigt_image_decode_pgm("P3 1 1 255 0", 12, &img, err, sizeof err), 0);
+	cr_assert_neq(cigt_image_decode_pgm("P4 1 1 255 0", 12, &img, err, sizeof err), 0);
 	cr_assert(strstr(err, "P5"), "message '%s'", err);
 }
 
