@@ -7,7 +7,10 @@ alternately as JPEG (at 40x40, so the reader shrinks them) and PNG (at 28x28). W
 it draws coloured shapes instead (no dataset package needed; the integration test uses it).
 
 usage: make_folder.py ROOT [--train N] [--test N] [--synthetic] [--classes K] [--seed S]
+                      [--size S] [--jpeg-size S]
   --train N / --test N   images per class in each split (default 300 / 100)
+  --size S               side of the PNGs (default 28)
+  --jpeg-size S          side of the JPEGs (default 40)
 """
 import argparse
 import gzip
@@ -71,14 +74,16 @@ def main():
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--synthetic", action="store_true")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--size", type=int, default=28)
+    ap.add_argument("--jpeg-size", type=int, default=40)
     a = ap.parse_args()
     if not 2 <= a.classes <= 10:
         sys.exit("make_folder.py: --classes must be 2..10")
     rng = random.Random(a.seed)
     for split, per in (("train", a.train), ("test", a.test)):
         counts = [0] * a.classes
-        source = ((k % a.classes, synthetic(rng, k % a.classes)) for k in range(per * a.classes)) \
-            if a.synthetic else fmnist(split)
+        source = ((k % a.classes, synthetic(rng, k % a.classes, a.size))
+                  for k in range(per * a.classes)) if a.synthetic else fmnist(split)
         for label, img in source:
             if label >= a.classes or counts[label] >= per:
                 if all(c >= per for c in counts):
@@ -89,10 +94,13 @@ def main():
             rgb = tint(img, label, rng)
             i = counts[label]
             if i % 2:
+                if rgb.size != (a.size, a.size):
+                    rgb = rgb.resize((a.size, a.size), Image.BILINEAR)
                 rgb.save(os.path.join(d, f"{i:05d}.png"))
             else:
-                rgb.resize((40, 40), Image.BILINEAR).save(os.path.join(d, f"{i:05d}.jpg"),
-                                                          quality=90)
+                if rgb.size != (a.jpeg_size, a.jpeg_size):
+                    rgb = rgb.resize((a.jpeg_size, a.jpeg_size), Image.BILINEAR)
+                rgb.save(os.path.join(d, f"{i:05d}.jpg"), quality=90)
             counts[label] += 1
     print(f"{a.root}: {a.classes} classes, {a.train} train and {a.test} test images each "
           f"({'synthetic shapes' if a.synthetic else 'Fashion-MNIST'}, tinted, JPEG and PNG)")
