@@ -180,7 +180,9 @@ int cigt_dataset_load_folder(const char *dir, const struct cigt_folder_opts *o,
 		goto out;
 	if (classes.n == 0) {
 		rc = cigt_fail(err, errlen, CIGT_EFORMAT,
-			       "%s: no class folders (expected %s/<class name>/<images>)", dir, dir);
+			       "%s: no class folders (expected %s/<class name>/<images>, or an IDX "
+			       "directory)",
+			       dir, dir);
 		goto out;
 	}
 	if (classes.n == 1) {
@@ -320,8 +322,9 @@ int cigt_dataset_open(const char *root, const char *split, const struct cigt_fol
 	if (access(idx, F_OK) == 0)
 		return cigt_dataset_load_dir(root, train ? "train" : "t10k", out, err, errlen);
 	if (!is_dir(root))
-		return cigt_fail(err, errlen, CIGT_EIO, "%s: %s", root,
-				 access(root, F_OK) ? strerror(errno) : "not a directory");
+		return cigt_fail(err, errlen, CIGT_EIO,
+				 "%s: %s (expected an image folder or an IDX directory with %s)",
+				 root, access(root, F_OK) ? strerror(errno) : "not a directory", idx);
 	char sub[4096];
 	snprintf(sub, sizeof sub, "%s/train", root);
 	if (!is_dir(sub)) /* one split: the whole folder */
