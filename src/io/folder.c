@@ -287,19 +287,18 @@ int cigt_dataset_load_folder(const char *dir, const struct cigt_folder_opts *o,
 	out->c = C;
 	out->px = px;
 	out->labels = labels;
-	out->nclasses = (int)classes.n;
-	out->classes = calloc(classes.n, sizeof *out->classes);
-	if (!out->classes) {
+	px = labels = NULL; /* owned by out from here */
+	if (!(out->classes = calloc(classes.n, sizeof *out->classes))) {
 		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
 		goto out;
 	}
+	out->nclasses = (int)classes.n;
 	for (size_t k = 0; k < classes.n; k++) { /* "DIR/name" -> "name" */
 		const char *base = strrchr(classes.v[k], '/') + 1;
 		memmove(classes.v[k], base, strlen(base) + 1);
 		out->classes[k] = classes.v[k];
 		classes.v[k] = NULL;
 	}
-	px = labels = NULL;
 out:
 	if (rc)
 		cigt_dataset_destroy(out);
