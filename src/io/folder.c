@@ -102,9 +102,9 @@ static int list_dir(const char *dir, struct names *dirs, struct names *files, ch
 	closedir(d);
 	if (rc)
 		return cigt_fail(err, errlen, rc, "%s: out of memory", dir);
-	if (dirs)
+	if (dirs && dirs->n > 1) /* qsort's array may not be NULL, even for 0 elements */
 		qsort(dirs->v, dirs->n, sizeof *dirs->v, cmp_str);
-	if (files)
+	if (files && files->n > 1)
 		qsort(files->v, files->n, sizeof *files->v, cmp_str);
 	return 0;
 }
