@@ -11,7 +11,8 @@ epochs; the checks are against answers computed here independently:
   against its folder name gives;
 - cigtd answers JPEG and PNG bodies exactly as `cigt classify` does, and an OIP request of
   shape [N,3,H,W] (UINT8 pixels decoded here with PIL) exactly as the PNG body; [N,1,H,W] is
-  refused naming the expected shape.
+  refused naming the expected shape;
+- and --input-stats on the Fashion-MNIST IDX training file matches numpy's mean and std.
 """
 import http.client
 import json
@@ -106,6 +107,30 @@ class Daemon:
         check(self.proc.wait(60) == 0, "cigtd exit status")
 
 
+def idx_input_stats():
+    """--input-stats on an IDX directory: Fashion-MNIST's 60,000 training images (validation 0)
+    against numpy over the same file (the familiar 0.2860 / 0.3530)."""
+    import gzip
+    path = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+    if not os.path.exists(path):
+        sys.exit("%s is missing: apt-get install dataset-fashion-mnist" % path)
+    with gzip.open(path) as f:
+        px = np.frombuffer(f.read()[16:], dtype=np.uint8).astype(np.float64) / 255.0
+    tmp = tempfile.mkdtemp(prefix="cigt-idx-stats-")
+    try:
+        model = os.path.join(tmp, "m.safetensors")
+        run(CIGT, "train", "--config", os.path.join(SRC, "models", "fashion_mnist.json"),
+            "--out", model, "--input-stats", "--validation", "0", "--train-samples", "10",
+            "--epochs", "1", "--threads", "1")
+        inp = json.loads(run(CIGT, "info", model, "--json"))
+        inp = inp.get("architecture", inp)["input"]
+        check(abs(inp["mean"][0] - px.mean()) < 1e-6 and abs(inp["std"][0] - px.std()) < 1e-6,
+              "IDX input stats %s %s, numpy %s %s" % (inp["mean"], inp["std"], px.mean(),
+                                                      px.std()))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="cigt-folder-")
     try:
@@ -194,6 +219,7 @@ def main():
             d.stop()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    idx_input_stats()
     if failures:
         sys.exit("%d check(s) failed" % failures)
     print("folder end to end: ok")
