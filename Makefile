@@ -7,13 +7,13 @@ MODEL ?= models/fashion_mnist.safetensors
 
 # Build, test and runtime packages (Debian 12 names).
 PKGS := meson ninja-build pkg-config gcc libc6-dev \
-	libopenblas-dev libjansson-dev zlib1g-dev libspng-dev libcriterion-dev \
+	libopenblas-dev libjansson-dev zlib1g-dev libspng-dev libjpeg62-turbo-dev libcriterion-dev \
 	libuv1-dev libmicrohttpd-dev libsystemd-dev \
 	dataset-fashion-mnist python3 python3-torch python3-numpy python3-pil python3-venv \
 	python3-pip python3-setuptools curl chromium gnuplot-nox wrk \
 	systemd strace prometheus nginx python3-yaml clang libclang-rt-14-dev
 
-.PHONY: all deps build test serve bench clean test-sanitize fuzz-build fuzz soak
+.PHONY: all deps build test serve bench clean test-sanitize fuzz-build fuzz soak example-folder
 
 all: build
 
@@ -44,6 +44,11 @@ serve: build
 
 bench: build
 	bench/run
+
+# Train on your own images (README): writes a tinted Fashion-MNIST image folder, trains a small
+# colour trellis on it, evaluates it and serves it with cigtd (examples/folder.sh).
+example-folder: build
+	examples/folder.sh $(BUILD)
 
 # Reliability (issue 7, tests/RELIABILITY.md). test-sanitize: the unit, fuzz-replay and
 # integration suites with everything built with ASan + UBSan (gcc) in build-asan, cigtd under

@@ -73,10 +73,19 @@ struct cigt_layer_desc {
 	int64_t expert_params; /* one expert */
 };
 
+#define CIGT_MAX_NORM_CHANNELS 16 /* input.mean/std: channels they can describe */
+
 struct cigt_arch {
 	char name[CIGT_NAME_MAX];
 	struct cigt_shape input;
-	float range_lo, range_hi; /* pixel 0 maps to range_lo, 255 to range_hi */
+	/* Input scaling, one of two forms. range (normalized false): pixel p becomes
+	 * range_lo + (range_hi - range_lo) * p / 255. mean/std (normalized true, torchvision's
+	 * Normalize): p becomes (p / 255 - mean[c]) / std[c]; range_lo/range_hi then hold the
+	 * smallest and largest value any channel can take (the bounds float inputs are checked
+	 * against). */
+	float range_lo, range_hi;
+	bool normalized;
+	float mean[CIGT_MAX_NORM_CHANNELS], std[CIGT_MAX_NORM_CHANNELS];
 	int nclasses;
 	char **classes;           /* nclasses labels, owned */
 	int nlayers;
@@ -105,6 +114,13 @@ struct json_t *cigt_arch_json(const struct cigt_arch *a);
 void cigt_arch_free(struct cigt_arch *a);
 
 const char *cigt_op_name(enum cigt_op_kind k);
+
+/* Switches the input to the mean/std form with one mean and std per channel (nc = input.c, at
+ * most CIGT_MAX_NORM_CHANNELS; every std > 0), updating range_lo/range_hi. Returns 0 or
+ * CIGT_EINVAL (nothing changed). */
+int cigt_arch_set_normalization(struct cigt_arch *a, const double *mean, const double *std);
+/* The model input value of 8-bit pixel p in channel c, as cigt_model_preprocess_u8 computes it. */
+float cigt_arch_pixel_value(const struct cigt_arch *a, int c, uint8_t p);
 
 /* Per-sample input size in floats (C*H*W). */
 static inline int64_t cigt_arch_input_size(const struct cigt_arch *a)

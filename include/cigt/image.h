@@ -1,4 +1,5 @@
-/* Image decoding for classification inputs: PNG (libspng) and PGM (P2/P5), any bit depth,
+/* Image decoding for classification inputs: PNG (libspng), JPEG (libjpeg-turbo), PGM (P2/P5) and
+ * PPM (P3/P6), any bit depth,
  * grayscale or colour, converted to the model's channel count and resized to its input size.
  * Every limit is checked before allocation; decoders are pure functions of a byte buffer. */
 #ifndef CIGT_IMAGE_H
@@ -16,13 +17,18 @@ struct cigt_image {
 	uint8_t *px;
 };
 
-/* Decodes a PNG or PGM by its magic bytes into gray (c = 1) or RGB (c = 3). Alpha is composited
+/* Decodes a PNG, JPEG, PGM or PPM by its magic bytes into gray (c = 1) or RGB (c = 3). Alpha is composited
  * over black. 16-bit samples are reduced to 8. Fails with a message on anything malformed,
  * truncated, or larger than CIGT_IMAGE_MAX_SIDE per side. */
 int cigt_image_decode(const void *buf, size_t len, struct cigt_image *out, char *err,
 		      size_t errlen);
 int cigt_image_decode_png(const void *buf, size_t len, struct cigt_image *out, char *err,
 			  size_t errlen);
+/* JPEG (baseline or progressive, gray or YCbCr/RGB; CMYK refused). libjpeg's errors and its
+ * corrupt-data warnings fail with "JPEG: <libjpeg's message>"; never exits or crashes. */
+int cigt_image_decode_jpeg(const void *buf, size_t len, struct cigt_image *out, char *err,
+			   size_t errlen);
+/* PGM (P5/P2, c = 1) and PPM (P6/P3, c = 3). */
 int cigt_image_decode_pgm(const void *buf, size_t len, struct cigt_image *out, char *err,
 			  size_t errlen);
 void cigt_image_destroy(struct cigt_image *img);

@@ -86,7 +86,10 @@ int cigt_model_serialize(const struct cigt_model *m, void **buf, size_t *len);
 const struct cigt_tensor_info *cigt_model_tensor(const struct cigt_model *m, const char *name);
 
 /* Converts HWC 8-bit pixels (one image at the model's input geometry) to the model's NCHW float
- * input, applying the architecture's input range. */
+ * input, applying the architecture's input scaling (range, or per-channel mean/std). */
 void cigt_model_preprocess_u8(const struct cigt_arch *a, const uint8_t *hwc, float *chw);
+/* The same scaling in place on n floats holding pixel values 0..255 already channels-first
+ * (whole samples of C x H x W, so the channel of x[i] is i / (H*W) % C). */
+void cigt_model_preprocess_chw(const struct cigt_arch *a, float *x, size_t n);
 
 #endif

@@ -51,7 +51,7 @@ double cigt_train_temperature(const struct cigt_train_config *c, int64_t iterati
 struct cigt_train_options {
 	const char *config;      /* config file: architecture + "train" */
 	const char *out;         /* best model (by validation accuracy) goes here */
-	const char *data_dir;    /* IDX directory with train-*.gz */
+	const char *data_dir;    /* IDX directory with train-*.gz, or an image folder */
 	const char *resume;      /* checkpoint to continue from, or NULL */
 	const char *checkpoint;  /* where checkpoints go (default: OUT.ckpt) */
 	const char *log;         /* JSON-lines log, one object per epoch, or NULL */
@@ -62,6 +62,8 @@ struct cigt_train_options {
 	bool seed_set;
 	uint64_t seed;
 	FILE *progress;          /* progress output (a live line when it is a terminal) */
+	bool input_stats;        /* set the input's mean/std to the training images' own */
+	size_t cache_bytes;      /* image folders: bound on the float32 images (0: default) */
 };
 
 /* Runs training to the end (or until SIGINT/SIGTERM, which saves a checkpoint first: returns

@@ -23,10 +23,14 @@ int cli_int(const char *name, const char *s, long long lo, long long hi, long lo
 int cli_double(const char *name, const char *s, double lo, double hi, double *out);
 /* Loads a model and builds its engine, printing a one-line error on failure. */
 int cli_load(const char *path, struct cigt_model **m, struct cigt_engine **e);
-/* Loads the test split of an IDX directory and converts it to model inputs (NCHW floats,
- * resized to the model's geometry when needed). *limit (0 = all) is clamped to the size. */
+/* Loads split prefix ("train" or "t10k", the test split) of an IDX directory or an image folder
+ * (cigt_dataset_open; folder classes matched to the model's by name) and converts it to model
+ * inputs (NCHW floats, resized to the model's geometry when needed). *limit (0 = all) is
+ * clamped to the size. */
 int cli_load_inputs(const char *dir, const char *prefix, const struct cigt_arch *a, int *limit,
 		    float **x, uint8_t **labels);
+/* Bound on an image-folder dataset as float32 (--cache-mb; 0: the library's default). */
+extern size_t cli_cache_bytes;
 /* Default worker threads: the online CPUs, at most 64. */
 int cli_default_threads(void);
 

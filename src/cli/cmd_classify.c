@@ -13,8 +13,9 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: cigt classify MODEL FILE... [--dense]\n"
-		   "Classifies PNG or PGM images (gray or colour, any size: converted and resized\n"
-		   "to the model's input). One line per file: file, label, probability, route, MACs.\n"
+		   "Classifies PNG, JPEG, PGM or PPM images (gray or colour, any size: converted\n"
+		   "and resized to the model's input). One line per file: file, label,\n"
+		   "probability, route, MACs.\n"
 		   "  --dense   run every expert (same answer, shows the dense MACs)\n");
 }
 

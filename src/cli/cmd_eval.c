@@ -19,7 +19,10 @@ static void usage(FILE *f)
 		"dense MACs, compute saved, the share of samples on each route and a confusion\n"
 		"matrix.\n"
 		"  --data DIR     IDX directory with t10k-{images-idx3,labels-idx1}-ubyte.gz\n"
-		"                 (default " CIGT_DEFAULT_DATA_DIR ")\n"
+		"                 (default " CIGT_DEFAULT_DATA_DIR "), or an image folder:\n"
+		"                 DIR/test/<class>/ (or DIR/val/) when DIR/train/ exists, else\n"
+		"                 DIR/<class>/; .png .jpg .jpeg .pgm .ppm files\n"
+		"  --cache-mb N   bound on a folder's images held as float32 (default 2048)\n"
 		"  --dense        run every expert on every sample (same predictions, more MACs)\n"
 		"  --json         one JSON object instead of text\n"
 		"  --limit N      only the first N test images\n"
@@ -133,11 +136,12 @@ int cmd_eval(int argc, char **argv)
 		{"json", no_argument, NULL, 'j'},        {"limit", required_argument, NULL, 'n'},
 		{"threads", required_argument, NULL, 't'}, {"dump", required_argument, NULL, 'u'},
 		{"routes", no_argument, NULL, 'r'},      {"routes-png", required_argument, NULL, 'P'},
+		{"cache-mb", required_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},        {0},
 	};
 	const char *dir = CIGT_DEFAULT_DATA_DIR, *dump = NULL, *routes_png = NULL;
 	bool dense = false, as_json = false, show_routes = false;
-	long long limit = 0, threads = cli_default_threads();
+	long long limit = 0, threads = cli_default_threads(), limit_mb = 0;
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -167,6 +171,11 @@ int cmd_eval(int argc, char **argv)
 			break;
 		case 'P':
 			routes_png = optarg;
+			break;
+		case 'C':
+			if (cli_int("--cache-mb", optarg, 1, 1 << 24, &limit_mb))
+				return 2;
+			cli_cache_bytes = (size_t)limit_mb << 20;
 			break;
 		case 'h':
 			usage(stdout);

@@ -114,8 +114,19 @@ int cmd_info(int argc, char **argv)
 	}
 	char buf[128];
 	printf("model       %s\n", a->name);
-	printf("input       %dx%dx%d, pixels 0..255 -> [%g, %g]\n", a->input.c, a->input.h,
-	       a->input.w, (double)a->range_lo, (double)a->range_hi);
+	if (a->normalized) {
+		printf("input       %dx%dx%d, (pixel/255 - mean) / std, mean [", a->input.c,
+		       a->input.h, a->input.w);
+		for (int k = 0; k < a->input.c; k++)
+			printf("%s%.4g", k ? ", " : "", (double)a->mean[k]);
+		printf("], std [");
+		for (int k = 0; k < a->input.c; k++)
+			printf("%s%.4g", k ? ", " : "", (double)a->std[k]);
+		printf("]\n");
+	} else {
+		printf("input       %dx%dx%d, pixels 0..255 -> [%g, %g]\n", a->input.c, a->input.h,
+		       a->input.w, (double)a->range_lo, (double)a->range_hi);
+	}
 	printf("classes     %d:", a->nclasses);
 	for (int i = 0; i < a->nclasses; i++)
 		printf("%s %s", i ? "," : "", a->classes[i]);

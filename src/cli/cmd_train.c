@@ -14,12 +14,19 @@ static void usage(FILE *f)
 		"usage: cigt train --config CONFIG.json --out MODEL [--data DIR] [--epochs N]\n"
 		"                  [--seed N] [--resume CKPT] [--threads N] [--log FILE]\n"
 		"                  [--checkpoint FILE] [--train-samples N] [--validation N]\n"
+		"                  [--input-stats] [--cache-mb N]\n"
 		"Trains a Conditional Information Gain Trellis. CONFIG holds the architecture and\n"
 		"every hyper-parameter (models/fashion_mnist.json is the reference). The model with\n"
 		"the best accuracy on the validation split (the last images of the training set)\n"
 		"is written to MODEL; the test set is never used.\n"
 		"  --data DIR          IDX directory with train-{images-idx3,labels-idx1}-ubyte.gz\n"
-		"                      (default " CIGT_DEFAULT_DATA_DIR ")\n"
+		"                      (default " CIGT_DEFAULT_DATA_DIR "), or an image folder:\n"
+		"                      DIR/train/<class>/ if it exists, else DIR/<class>/, with\n"
+		"                      .png .jpg .jpeg .pgm .ppm files; the folder names must be\n"
+		"                      the config's classes\n"
+		"  --input-stats       normalise the input with the training images' own per-channel\n"
+		"                      mean and std (written into the model's input)\n"
+		"  --cache-mb N        bound on a folder's images held as float32 (default 2048)\n"
 		"  --epochs N          override the config's epochs\n"
 		"  --seed N            override the config's seed\n"
 		"  --resume CKPT       continue an interrupted run from its checkpoint\n"
@@ -42,6 +49,8 @@ int cmd_train(int argc, char **argv)
 		{"checkpoint", required_argument, NULL, 'k'},
 		{"train-samples", required_argument, NULL, 'n'},
 		{"validation", required_argument, NULL, 'v'},
+		{"input-stats", no_argument, NULL, 'I'},
+		{"cache-mb", required_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},          {0},
 	};
 	struct cigt_train_options o = {.threads = cli_default_threads(), .validation = -1};
@@ -93,6 +102,14 @@ int cmd_train(int argc, char **argv)
 			if (cli_int("--validation", optarg, 0, 100000000, &v))
 				return 2;
 			o.validation = (int)v;
+			break;
+		case 'I':
+			o.input_stats = true;
+			break;
+		case 'C':
+			if (cli_int("--cache-mb", optarg, 1, 1 << 24, &v))
+				return 2;
+			o.cache_bytes = (size_t)v << 20;
 			break;
 		case 'h':
 			usage(stdout);

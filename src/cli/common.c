@@ -8,6 +8,8 @@
 #include "cigt/image.h"
 #include "cli.h"
 
+size_t cli_cache_bytes;
+
 int cli_int(const char *name, const char *s, long long lo, long long hi, long long *out)
 {
 	char *end;
@@ -56,8 +58,17 @@ int cli_load_inputs(const char *dir, const char *prefix, const struct cigt_arch 
 		    float **x, uint8_t **labels)
 {
 	struct cigt_dataset d;
-	char err[512];
-	if (cigt_dataset_load_dir(dir, prefix, &d, err, sizeof err)) {
+	char err[600];
+	/* Progress and skipped files go to stderr: stdout may be JSON. */
+	struct cigt_folder_opts fo = {
+		.channels = a->input.c, .height = a->input.h, .width = a->input.w,
+		.max_bytes = cli_cache_bytes ? cli_cache_bytes : CIGT_DATASET_CACHE_DEFAULT,
+		.log = stderr};
+	if (cigt_dataset_open(dir, strcmp(prefix, "train") ? "test" : "train", &fo, &d, err,
+			      sizeof err) ||
+	    cigt_dataset_map_classes(&d, (const char *const *)a->classes, a->nclasses, false, dir,
+				     err, sizeof err)) {
+		cigt_dataset_destroy(&d);
 		fprintf(stderr, "cigt: %s\n", err);
 		return -1;
 	}

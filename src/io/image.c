@@ -1,5 +1,5 @@
-/* Decoding PNG (libspng) and PGM into 8-bit gray or RGB, and converting to a model's input:
- * channel conversion (BT.601 luma) and resizing (area averaging down, bilinear up). Sizes are
+/* Decoding PNG (libspng) and PGM/PPM into 8-bit gray or RGB (JPEG is in jpeg.c), and converting
+ * to a model's input: channel conversion (BT.601 luma) and resizing (area averaging down, bilinear up). Sizes are
  * checked before anything is allocated. */
 #include <math.h>
 #include <spng.h>
@@ -116,9 +116,10 @@ int cigt_image_decode_pgm(const void *buf, size_t len, struct cigt_image *out, c
 {
 	const uint8_t *p = buf;
 	memset(out, 0, sizeof *out);
-	if (len < 2 || p[0] != 'P' || (p[1] != '5' && p[1] != '2'))
-		return ERR("PGM: missing P5 or P2 magic");
-	bool ascii = p[1] == '2';
+	if (len < 2 || p[0] != 'P' || (p[1] != '5' && p[1] != '2' && p[1] != '6' && p[1] != '3'))
+		return ERR("PGM: missing P5 or P2 magic (or PPM's P6 or P3)");
+	bool ascii = p[1] == '2' || p[1] == '3';
+	const int c = p[1] == '6' || p[1] == '3' ? 3 : 1; /* PPM: RGB samples, else as PGM */
 	size_t pos = 2;
 	unsigned w, h, maxval;
 	if (pgm_number(p, len, &pos, &w) || pgm_number(p, len, &pos, &h) ||
@@ -129,7 +130,7 @@ int cigt_image_decode_pgm(const void *buf, size_t len, struct cigt_image *out, c
 			   CIGT_IMAGE_MAX_SIDE);
 	if (maxval < 1 || maxval > 65535)
 		return ERR("PGM: maxval %u is outside 1..65535", maxval);
-	size_t npx = (size_t)w * h;
+	size_t npx = (size_t)w * h * (size_t)c; /* samples */
 	if (!ascii) {
 		if (pos >= len)
 			return ERR("PGM: truncated after the header");
@@ -161,7 +162,7 @@ int cigt_image_decode_pgm(const void *buf, size_t len, struct cigt_image *out, c
 	}
 	out->w = (int)w;
 	out->h = (int)h;
-	out->c = 1;
+	out->c = c;
 	out->px = px;
 	return 0;
 }
@@ -173,10 +174,12 @@ int cigt_image_decode(const void *buf, size_t len, struct cigt_image *out, char 
 	const uint8_t *p = buf;
 	if (len >= 8 && memcmp(p, png_sig, 8) == 0)
 		return cigt_image_decode_png(buf, len, out, err, errlen);
-	if (len >= 2 && p[0] == 'P' && (p[1] == '5' || p[1] == '2'))
+	if (len >= 2 && p[0] == 'P' && (p[1] == '5' || p[1] == '2' || p[1] == '6' || p[1] == '3'))
 		return cigt_image_decode_pgm(buf, len, out, err, errlen);
+	if (len >= 3 && p[0] == 0xff && p[1] == 0xd8 && p[2] == 0xff)
+		return cigt_image_decode_jpeg(buf, len, out, err, errlen);
 	memset(out, 0, sizeof *out);
-	return ERR("not a PNG or PGM image");
+	return ERR("not a PNG, JPEG, PGM or PPM image");
 }
 
 /* One channel of the converted source at (x, y). */

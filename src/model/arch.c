@@ -301,11 +301,50 @@ static bool valid_name(const char *s)
 	return true;
 }
 
+/* input.mean / input.std: arrays of one number per channel (or one number for all), both or
+ * neither, and never with input.range. */
+static int parse_normalization(const json_t *in, struct cigt_arch *a, char *err, size_t errlen)
+{
+	const json_t *mj = json_object_get(in, "mean"), *sj = json_object_get(in, "std");
+	if (!mj && !sj)
+		return 0;
+	if (!mj || !sj)
+		return ERR("input: 'mean' and 'std' go together");
+	if (json_object_get(in, "range"))
+		return ERR("input: give either 'range' or 'mean' and 'std', not both");
+	const int C = a->input.c;
+	if (C > CIGT_MAX_NORM_CHANNELS)
+		return ERR("input: mean/std describe at most %d channels, not %d",
+			   CIGT_MAX_NORM_CHANNELS, C);
+	double v[2][CIGT_MAX_NORM_CHANNELS];
+	const json_t *arr[2] = {mj, sj};
+	const char *key[2] = {"mean", "std"};
+	for (int k = 0; k < 2; k++) {
+		size_t n = json_is_array(arr[k]) ? json_array_size(arr[k]) : 0;
+		if (n != 1 && n != (size_t)C)
+			return ERR("input.%s: expected an array of %d number%s (one per channel)%s",
+				   key[k], C, C == 1 ? "" : "s", C == 1 ? "" : " or of 1");
+		for (int c = 0; c < C; c++) {
+			const json_t *x = json_array_get(arr[k], n == 1 ? 0 : (size_t)c);
+			if (!json_is_number(x))
+				return ERR("input.%s[%d]: expected a number", key[k], c);
+			v[k][c] = json_number_value(x);
+			bool ok = k == 0 ? isfinite(v[k][c]) && fabs(v[k][c]) <= 1e3
+					 : v[k][c] >= 1e-6 && v[k][c] <= 1e3;
+			if (!ok)
+				return ERR("input.%s[%d]: %g is outside %s", key[k], c, v[k][c],
+					   k == 0 ? "[-1000, 1000]" : "[1e-6, 1000]");
+		}
+	}
+	return cigt_arch_set_normalization(a, v[0], v[1]) ? ERR("input: bad mean/std") : 0;
+}
+
 int cigt_arch_from_json(const json_t *root, struct cigt_arch **out, char *err, size_t errlen)
 {
 	static const char *const top_keys[] = {"name", "input", "classes", "layers", "train",
 					       NULL};
-	static const char *const input_keys[] = {"channels", "height", "width", "range", NULL};
+	static const char *const input_keys[] = {"channels", "height", "width", "range", "mean",
+						 "std", NULL};
 	static const char *const layer_keys[] = {"experts", "ops", "router", NULL};
 	int rc;
 	char path[96];
@@ -360,6 +399,8 @@ int cigt_arch_from_json(const json_t *root, struct cigt_arch **out, char *err, s
 		a->range_lo = (float)lo;
 		a->range_hi = (float)hi;
 	}
+	if ((rc = parse_normalization(in, a, err, errlen)))
+		goto fail;
 	if (cigt_shape_size(a->input) > (1 << 24)) {
 		rc = ERR("input: %dx%dx%d is too large", a->input.c, a->input.h, a->input.w);
 		goto fail;
@@ -573,10 +614,52 @@ json_t *cigt_arch_json(const struct cigt_arch *a)
 					  "bn_momentum", (double)L->router.bn_momentum));
 		json_array_append_new(layers, jl);
 	}
-	return json_pack("{ss s{si si si s[ff]} so so}", "name", a->name, "input", "channels",
-			 a->input.c, "height", a->input.h, "width", a->input.w, "range",
-			 (double)a->range_lo, (double)a->range_hi, "classes", classes, "layers",
-			 layers);
+	json_t *in = json_pack("{si si si}", "channels", a->input.c, "height", a->input.h, "width",
+			       a->input.w);
+	if (a->normalized) {
+		json_t *mean = json_array(), *std = json_array();
+		for (int c = 0; c < a->input.c; c++) {
+			json_array_append_new(mean, json_real(a->mean[c]));
+			json_array_append_new(std, json_real(a->std[c]));
+		}
+		json_object_set_new(in, "mean", mean);
+		json_object_set_new(in, "std", std);
+	} else {
+		json_object_set_new(in, "range", json_pack("[ff]", (double)a->range_lo,
+							   (double)a->range_hi));
+	}
+	return json_pack("{ss so so so}", "name", a->name, "input", in, "classes", classes,
+			 "layers", layers);
+}
+
+int cigt_arch_set_normalization(struct cigt_arch *a, const double *mean, const double *std)
+{
+	if (a->input.c > CIGT_MAX_NORM_CHANNELS)
+		return CIGT_EINVAL;
+	for (int c = 0; c < a->input.c; c++)
+		if (!isfinite(mean[c]) || fabs(mean[c]) > 1e3 || !isfinite(std[c]) ||
+		    !(std[c] >= 1e-6 && std[c] <= 1e3))
+			return CIGT_EINVAL;
+	a->normalized = true;
+	for (int c = 0; c < a->input.c; c++) {
+		a->mean[c] = (float)mean[c];
+		a->std[c] = (float)std[c];
+	}
+	float lo = cigt_arch_pixel_value(a, 0, 0), hi = cigt_arch_pixel_value(a, 0, 255);
+	for (int c = 1; c < a->input.c; c++) {
+		lo = fminf(lo, cigt_arch_pixel_value(a, c, 0));
+		hi = fmaxf(hi, cigt_arch_pixel_value(a, c, 255));
+	}
+	a->range_lo = lo;
+	a->range_hi = hi;
+	return 0;
+}
+
+float cigt_arch_pixel_value(const struct cigt_arch *a, int c, uint8_t p)
+{
+	if (a->normalized)
+		return ((float)p / 255.0f - a->mean[c]) / a->std[c];
+	return a->range_lo + (a->range_hi - a->range_lo) * (float)p / 255.0f;
 }
 
 char *cigt_arch_to_json(const struct cigt_arch *a)

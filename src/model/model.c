@@ -226,8 +226,32 @@ void cigt_model_init_random(struct cigt_model *m, uint64_t seed, bool random_bn)
 void cigt_model_preprocess_u8(const struct cigt_arch *a, const uint8_t *hwc, float *chw)
 {
 	int C = a->input.c, HW = a->input.h * a->input.w;
+	if (a->normalized) {
+		for (int c = 0; c < C; c++) {
+			const float m = a->mean[c], s = a->std[c];
+			for (int i = 0; i < HW; i++)
+				chw[(size_t)c * HW + i] =
+					((float)hwc[(size_t)i * C + c] / 255.0f - m) / s;
+		}
+		return;
+	}
 	float lo = a->range_lo, span = a->range_hi - a->range_lo;
 	for (int c = 0; c < C; c++)
 		for (int i = 0; i < HW; i++)
 			chw[(size_t)c * HW + i] = lo + span * (float)hwc[(size_t)i * C + c] / 255.0f;
+}
+
+void cigt_model_preprocess_chw(const struct cigt_arch *a, float *x, size_t n)
+{
+	const size_t HW = (size_t)a->input.h * a->input.w, C = (size_t)a->input.c;
+	if (a->normalized) {
+		for (size_t i = 0; i < n; i++) {
+			size_t c = i / HW % C;
+			x[i] = (x[i] / 255.0f - a->mean[c]) / a->std[c];
+		}
+		return;
+	}
+	float lo = a->range_lo, span = a->range_hi - a->range_lo;
+	for (size_t i = 0; i < n; i++)
+		x[i] = lo + span * x[i] / 255.0f;
 }

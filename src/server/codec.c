@@ -130,6 +130,36 @@ static bool pgm_num(const uint8_t *b, size_t len, size_t *i, long *v)
 	return *i > start;
 }
 
+/* A JPEG's size from its first start-of-frame marker (SOF0..SOF15 but DHT, JPG and DAC), walking
+ * the marker segments after SOI. */
+static int jpeg_peek(const uint8_t *b, size_t len, int *w, int *h)
+{
+	size_t i = 2;
+	while (i + 4 <= len) {
+		if (b[i] != 0xff)
+			return CIGT_EFORMAT;
+		uint8_t mk = b[i + 1];
+		if (mk == 0xff) { /* fill byte */
+			i++;
+			continue;
+		}
+		size_t seg = (size_t)b[i + 2] << 8 | b[i + 3];
+		if (seg < 2)
+			return CIGT_EFORMAT;
+		if (mk >= 0xc0 && mk <= 0xcf && mk != 0xc4 && mk != 0xc8 && mk != 0xcc) {
+			if (seg < 7 || i + 9 > len)
+				return CIGT_EFORMAT;
+			*h = (int)((unsigned)b[i + 5] << 8 | b[i + 6]);
+			*w = (int)((unsigned)b[i + 7] << 8 | b[i + 8]);
+			return 0;
+		}
+		if (mk == 0xd9 || mk == 0xda) /* end of image, or scan data before any frame */
+			return CIGT_EFORMAT;
+		i += 2 + seg;
+	}
+	return CIGT_EFORMAT;
+}
+
 int srv_image_peek(const void *buf, size_t len, int *w, int *h)
 {
 	const uint8_t *b = buf;
@@ -142,7 +172,7 @@ int srv_image_peek(const void *buf, size_t len, int *w, int *h)
 		*h = (int)ph;
 		return 0;
 	}
-	if (len >= 2 && b[0] == 'P' && (b[1] == '2' || b[1] == '5')) {
+	if (len >= 2 && b[0] == 'P' && (b[1] == '2' || b[1] == '5' || b[1] == '3' || b[1] == '6')) {
 		size_t i = 2;
 		long pw, ph;
 		if (!pgm_num(b, len, &i, &pw) || !pgm_num(b, len, &i, &ph))
@@ -151,6 +181,8 @@ int srv_image_peek(const void *buf, size_t len, int *w, int *h)
 		*h = (int)ph;
 		return 0;
 	}
+	if (len >= 4 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
+		return jpeg_peek(b, len, w, h);
 	return CIGT_EFORMAT;
 }
 
@@ -160,7 +192,7 @@ static int image_sample(const struct cigt_arch *a, const struct srv_limits *lim,
 {
 	int w = 0, h = 0;
 	if (srv_image_peek(buf, len, &w, &h))
-		return FAIL(400, "%s: not a PNG or PGM image", where);
+		return FAIL(400, "%s: not a PNG, JPEG, PGM or PPM image", where);
 	if ((long long)w * h > lim->max_image_pixels)
 		return FAIL(413, "%s: image is %dx%d, more than the %d pixels allowed", where, w, h,
 			    lim->max_image_pixels);
@@ -564,7 +596,9 @@ int srv_parse_v1(const struct cigt_arch *a, const struct srv_limits *lim, const 
 		 const void *body, size_t len, struct srv_job *job, char *err, size_t errlen)
 {
 	int status;
-	if (media_is(ctype, "image/png") || media_is(ctype, "image/x-portable-graymap")) {
+	if (media_is(ctype, "image/png") || media_is(ctype, "image/jpeg") ||
+	    media_is(ctype, "image/x-portable-graymap") ||
+	    media_is(ctype, "image/x-portable-pixmap")) {
 		status = alloc_samples(a, job, 1, err, errlen);
 		if (status == 200)
 			status = image_sample(a, lim, body, len, job->x, "body", err, errlen);
@@ -581,7 +615,8 @@ int srv_parse_v1(const struct cigt_arch *a, const struct srv_limits *lim, const 
 	} else {
 		status = FAIL(415,
 			      "Content-Type '%.64s' is not supported (use application/json, "
-			      "image/png or image/x-portable-graymap)",
+			      "image/png, image/jpeg, image/x-portable-graymap or "
+			      "image/x-portable-pixmap)",
 			      ctype ? ctype : "(none)");
 	}
 	if (status != 200)
@@ -669,9 +704,7 @@ static int v2_fast_values(const struct cigt_arch *a, enum dtype dt, const struct
  * cigt_model_preprocess_u8 does. */
 static void scale_u8(const struct cigt_arch *a, float *x, size_t n)
 {
-	float lo = a->range_lo, span = a->range_hi - a->range_lo;
-	for (size_t i = 0; i < n; i++)
-		x[i] = lo + span * x[i] / 255.0f;
+	cigt_model_preprocess_chw(a, x, n);
 }
 
 static int v2_outputs(const json_t *outs, bool bin_default, struct srv_job *job, char *err,

@@ -294,9 +294,18 @@ static void model_info(const struct cigt_arch *a, struct srv_buf *b)
 {
 	srv_buf_puts(b, "{\"name\": ");
 	srv_buf_json_str(b, a->name);
-	srv_buf_printf(b, ", \"input\": [%d, %d, %d], \"range\": [%g, %g], \"classes\": [",
-		       a->input.c, a->input.h, a->input.w, (double)a->range_lo,
-		       (double)a->range_hi);
+	srv_buf_printf(b, ", \"input\": [%d, %d, %d], \"range\": [%g, %g]", a->input.c,
+		       a->input.h, a->input.w, (double)a->range_lo, (double)a->range_hi);
+	if (a->normalized) { /* range is then the bounds any channel can take */
+		srv_buf_puts(b, ", \"mean\": [");
+		for (int c = 0; c < a->input.c; c++)
+			srv_buf_printf(b, "%s%.9g", c ? ", " : "", (double)a->mean[c]);
+		srv_buf_puts(b, "], \"std\": [");
+		for (int c = 0; c < a->input.c; c++)
+			srv_buf_printf(b, "%s%.9g", c ? ", " : "", (double)a->std[c]);
+		srv_buf_puts(b, "]");
+	}
+	srv_buf_puts(b, ", \"classes\": [");
 	for (int k = 0; k < a->nclasses; k++) {
 		if (k)
 			srv_buf_puts(b, ", ");

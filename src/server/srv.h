@@ -190,7 +190,8 @@ void srv_encode_v2(const struct cigt_arch *a, const struct srv_job *job,
 		   long long *json_len);
 void srv_encode_error(struct srv_buf *out, const char *msg);
 
-/* Reads width and height of a PNG or PGM from its header without decoding (0 on success). */
+/* Reads width and height of a PNG, JPEG, PGM or PPM from its header without decoding (0 on
+ * success). */
 /* True when the peer of a connected socket has closed it (EOF or reset), without consuming
  * anything. */
 bool srv_peer_gone(int fd);

@@ -432,8 +432,13 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((rc = cigt_dataset_load_dir(o->data_dir ? o->data_dir : CIGT_DEFAULT_DATA_DIR, "train",
-					&d, err, errlen)))
+	const char *data = o->data_dir ? o->data_dir : CIGT_DEFAULT_DATA_DIR;
+	struct cigt_folder_opts fo = {
+		.channels = arch->input.c, .height = arch->input.h, .width = arch->input.w,
+		.max_bytes = o->cache_bytes ? o->cache_bytes : CIGT_DATASET_CACHE_DEFAULT, .log = out};
+	if ((rc = cigt_dataset_open(data, "train", &fo, &d, err, errlen)) ||
+	    (rc = cigt_dataset_map_classes(&d, (const char *const *)arch->classes, arch->nclasses,
+					   true, data, err, errlen)))
 		goto out;
 	if (d.h != arch->input.h || d.w != arch->input.w || d.c != arch->input.c) {
 		rc = ERR("training images are %dx%dx%d but the architecture's input is %dx%dx%d",
@@ -452,6 +457,23 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 		goto out;
 	}
 	int ntrain = d.n - nval;
+	if (o->input_stats && !o->resume) { /* a resumed run keeps its checkpoint's input */
+		double mean[CIGT_MAX_NORM_CHANNELS], std[CIGT_MAX_NORM_CHANNELS];
+		if (arch->input.c > CIGT_MAX_NORM_CHANNELS ||
+		    cigt_dataset_input_stats(&d, ntrain, mean, std) ||
+		    cigt_arch_set_normalization(arch, mean, std)) {
+			rc = ERR("--input-stats: the %d training images give no usable mean/std "
+				 "(a channel without variation?)", ntrain);
+			goto out;
+		}
+		fprintf(out, "input stats of %d training images: mean [", ntrain);
+		for (int k = 0; k < arch->input.c; k++)
+			fprintf(out, "%s%.4f", k ? ", " : "", mean[k]);
+		fprintf(out, "], std [");
+		for (int k = 0; k < arch->input.c; k++)
+			fprintf(out, "%s%.4f", k ? ", " : "", std[k]);
+		fprintf(out, "]\n");
+	}
 	if (o->train_samples > 0 && o->train_samples < ntrain)
 		ntrain = o->train_samples;
 	if (o->log && !(log = fopen(o->log, o->resume ? "a" : "w"))) {
@@ -547,8 +569,12 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 					int span = 2 * c.aug_shift + 1;
 					int dx = (int)cigt_rng_below(&ar, (uint32_t)span) - c.aug_shift;
 					int dy = (int)cigt_rng_below(&ar, (uint32_t)span) - c.aug_shift;
-					cigt_train_augment(xi, aug_tmp, a->input.c, a->input.h,
-							   a->input.w, f, dx, dy, a->range_lo);
+					/* Channel by channel: each fills with its own pixel 0. */
+					const int64_t hw = (int64_t)a->input.h * a->input.w;
+					for (int ch = 0; ch < a->input.c; ch++)
+						cigt_train_augment(xi + ch * hw, aug_tmp, 1,
+								   a->input.h, a->input.w, f, dx,
+								   dy, cigt_arch_pixel_value(a, ch, 0));
 				}
 			}
 			double T = cigt_train_temperature(&c, s.iteration);

@@ -1,5 +1,6 @@
-/* Fuzz target: the PNG and PGM decoders (cigt_image_decode, through libspng for PNG) and the
- * header peek (srv_image_peek) the daemon uses to refuse oversized images before decoding.
+/* Fuzz target: the PNG, JPEG, PGM and PPM decoders (cigt_image_decode, through libspng for PNG
+ * and libjpeg-turbo for JPEG) and the header peek (srv_image_peek) the daemon uses to refuse
+ * oversized images before decoding.
  * Input: the encoded image.
  * Properties: a decoded image has sane geometry (1..CIGT_IMAGE_MAX_SIDE per side, 1 or 3
  * channels) and converts and resizes to a model input without reading out of bounds; and the

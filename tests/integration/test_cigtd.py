@@ -497,7 +497,7 @@ def bad_inputs(imgs):
          json.dumps({"png": base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 40).decode()}).encode(),
          J, 400, "image"),
         ("raw garbage as png", "POST", "/v1/classify", b"GIF89a....", {"Content-Type": "image/png"},
-         400, "not a PNG or PGM"),
+         400, "not a PNG, JPEG, PGM or PPM"),
         ("huge PNG", "POST", "/v1/classify", huge_png, {"Content-Type": "image/png"}, 413,
          "5000x5000"),
         ("truncated PGM", "POST", "/v1/classify", b"P5 28 28 255\n" + b"\0" * 10,

@@ -191,9 +191,9 @@ Test(pgm, p2_ascii_16bit)
 
 Test(pgm, malformed_rejected_with_messages)
 {
-	decode_text_fails("P6\n1 1\n255\nxxx", "not a PNG or PGM", NULL);
-	decode_text_fails("GIF89a", "not a PNG or PGM", NULL);
-	decode_text_fails("", "not a PNG or PGM", NULL);
+	decode_text_fails("P7\n1 1\n255\nxxx", "not a PNG, JPEG, PGM or PPM", NULL);
+	decode_text_fails("GIF89a", "not a PNG, JPEG, PGM or PPM", NULL);
+	decode_text_fails("", "not a PNG, JPEG, PGM or PPM", NULL);
 	decode_text_fails("P5\n3 2\n", "PGM", "header");
 	decode_text_fails("P5 3 x 255\n", "PGM", "header");
 	decode_text_fails("P5\n3 2\n255\nabc", "PGM", "truncated");
@@ -210,7 +210,7 @@ Test(pgm, malformed_rejected_with_messages)
 	/* Through the PGM decoder directly. */
 	struct cigt_image img;
 	char err[256] = "";
-	cr_assert_neq(cigt_image_decode_pgm("P3 1 1 255 0", 12, &img, err, sizeof err), 0);
+	cr_assert_neq(cigt_image_decode_pgm("P4 1 1 255 0", 12, &img, err, sizeof err), 0);
 	cr_assert(strstr(err, "P5"), "message '%s'", err);
 }
 
