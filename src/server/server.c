@@ -881,7 +881,12 @@ static int load_secrets(struct srv *S, const struct srv_config *cfg, char *err, 
 		if (!(S->token = read_text(cfg->auth_token_file, 4096, err, errlen)))
 			return -1;
 		S->token_len = strcspn(S->token, "\r\n");
+		bool blank_first = S->token_len == 0 && S->token[0];
 		S->token[S->token_len] = 0;
+		if (blank_first)
+			return cigt_fail(err, errlen, -1, "auth token file %s starts with a line break: "
+							  "the token must be on its first line",
+					 cfg->auth_token_file);
 		if (S->token_len == 0)
 			return cigt_fail(err, errlen, -1, "auth token file %s is empty",
 					 cfg->auth_token_file);
