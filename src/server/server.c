@@ -423,7 +423,8 @@ static enum MHD_Result dispatch(struct srv *S, struct MHD_Connection *mc, struct
 }
 
 /* A request's record, made as soon as its request line is parsed (libmicrohttpd's URI log
- * callback), so that the requests libmicrohttpd refuses itself are counted too. */
+ * callback), so that the requests libmicrohttpd refuses itself are counted too. It is in flight
+ * (and holds up a drain) only once its head is complete and the handler has it. */
 static struct srv_req *req_new(struct srv *S, struct MHD_Connection *mc, const char *uri)
 {
 	struct srv_req *r = calloc(1, sizeof *r);
@@ -439,7 +440,6 @@ static struct srv_req *req_new(struct srv *S, struct MHD_Connection *mc, const c
 	snprintf(r->method, sizeof r->method, "-");
 	snprintf(r->path, sizeof r->path, "%s", uri);
 	r->bad_target = !srv_framing_target_ok(uri);
-	atomic_fetch_add_explicit(&srv_stats.stat_inflight, 1, memory_order_relaxed);
 	return r;
 }
 
@@ -458,6 +458,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 		return MHD_NO;
 	if (!r->started) {
 		r->started = true;
+		atomic_fetch_add_explicit(&srv_stats.stat_inflight, 1, memory_order_relaxed);
 		snprintf(r->method, sizeof r->method, "%s", method);
 		snprintf(r->path, sizeof r->path, "%s", url);
 		struct route rt;
@@ -544,7 +545,11 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 		const union MHD_ConnectionInfo *ci =
 			MHD_get_connection_info(mc, MHD_CONNECTION_INFO_HTTP_STATUS);
 		r->status = ci ? (int)ci->http_status : 0;
-		toe = r->status ? MHD_REQUEST_TERMINATED_COMPLETED_OK : toe;
+		if (!r->status) { /* a head that never arrived whole: not a request */
+			req_free(r);
+			return;
+		}
+		toe = MHD_REQUEST_TERMINATED_COMPLETED_OK;
 	}
 	/* A request without an answer, or whose answer could not be delivered: 499. */
 	int code = r->status && !r->gone && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status
@@ -562,8 +567,10 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 		r->conn->deadline = cigt_now_ns() + (uint64_t)S->cfg->read_timeout_ms * 1000000u;
 	}
 	CIGT_ASSERT(r->state != SRV_REQ_QUEUED);
+	bool started = r->started;
 	req_free(r);
-	atomic_fetch_sub_explicit(&srv_stats.stat_inflight, 1, memory_order_relaxed);
+	if (started)
+		atomic_fetch_sub_explicit(&srv_stats.stat_inflight, 1, memory_order_relaxed);
 	if (S->draining)
 		check_drained(S);
 }
