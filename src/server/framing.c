@@ -141,8 +141,12 @@ int srv_framing_check(struct MHD_Connection *mc, const char *method, const char 
 
 bool srv_framing_target_ok(const char *target)
 {
-	for (const unsigned char *p = (const unsigned char *)target; *p; p++)
+	const unsigned char *p = (const unsigned char *)target;
+	for (; *p; p++)
 		if (*p <= ' ' || *p == 0x7f)
 			return false;
-	return true;
+	/* The request line is cut in place at the space before the version, which
+	 * libmicrohttpd has checked (a line without one never gets here): anything else after the
+	 * target's end is the rest of a target cut at a NUL byte. */
+	return !strncmp((const char *)p + 1, "HTTP/", 5);
 }

@@ -467,7 +467,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 		/* Where the request ends is decided here, once, before any body byte is read. */
 		char msg[256];
 		int st = r->bad_target ? cigt_fail(msg, sizeof msg, 400, "the request target has a "
-									 "space or a control byte")
+									 "space, NUL or control byte")
 				       : srv_framing_check(mc, method, version, msg, sizeof msg);
 		if (st) {
 			r->close = true;

@@ -335,8 +335,9 @@ extern const int srv_nsignals;
 /* The signal section of --help and the README. */
 void srv_signals_help(FILE *f);
 
-/* Whether a raw request target (as on the request line, before unescaping) is free of spaces
- * and control bytes; libmicrohttpd takes the last space on the line as the end of the target. */
+/* Whether a raw request target, as libmicrohttpd's URI log callback gets it (the request line
+ * cut in place before the version, not yet unescaped), is free of spaces and control bytes, a NUL
+ * included; libmicrohttpd takes the last space on the line as the end of the target. */
 bool srv_framing_target_ok(const char *target);
 
 void srv_req_fail(struct srv_req *r, int status, const char *fmt, ...)
