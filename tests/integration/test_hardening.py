@@ -12,9 +12,9 @@ test_cigtd.py (CIGTD, CIGT, SRCDIR, WORKDIR). Exit 0 pass, 1 fail, 77 skipped.
 """
 
 import argparse
-import base64
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import zlib
 
 import framing_cases as F
@@ -252,6 +251,10 @@ def group_signals(env):
     names = {getattr(signal, n).value for n in DRAIN + SERVE + FATAL}
     check(names == set(range(1, 32)), "signals: the lists cover 1..31 (%s missing)" %
           sorted(set(range(1, 32)) - names))
+    helptext = subprocess.run([T.CIGTD, "--help"], capture_output=True, text=True).stdout
+    helptext = helptext[helptext.index("Signals:"):]
+    missing = [n for n in DRAIN + SERVE + FATAL if not re.search(r"\b%s\b" % n[3:], helptext)]
+    check(not missing, "signals: cigtd --help does not say what %s do" % missing)
     img = list(env["images"][1])
     d = T.Daemon(env["model"])
     try:
