@@ -1,6 +1,7 @@
 /* Decoding PNG (libspng) and PGM/PPM into 8-bit gray or RGB (JPEG is in jpeg.c), and converting
- * to a model's input: channel conversion (BT.601 luma) and resizing (area averaging down, bilinear up). Sizes are
- * checked before anything is allocated. */
+ * to a model's input: channel conversion (BT.601 luma) and resizing (area averaging down,
+ * bilinear up). Sizes are checked before anything is allocated; what the formats'
+ * specifications forbid is refused even where libspng would decode it. */
 #include <math.h>
 #include <spng.h>
 #include <stdbool.h>
@@ -18,6 +19,165 @@ void cigt_image_destroy(struct cigt_image *img)
 		return;
 	free(img->px);
 	memset(img, 0, sizeof *img);
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint32_t be16(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 8 | p[1];
+}
+
+/* What libspng 0.7 lets through and the PNG specification (ISO/IEC 15948, 3rd ed.) forbids:
+ * chunks out of order or repeated, PLTE in a gray image or with more entries than the bit depth
+ * can index, tRNS/bKGD/hIST/sBIT sized or valued against the colour type, and bytes after IEND.
+ * Walks the chunk list only (libspng checks CRCs and the rest); *nplte gets PLTE's entries. */
+static int png_check_chunks(const uint8_t *p, size_t len, unsigned *nplte, char *err,
+			    size_t errlen)
+{
+	size_t pos = 8;
+	unsigned ct = 0, depth = 0, seen_idat = 0, idat_ended = 0, n_plte = 0;
+	unsigned n_trns = 0, n_bkgd = 0, n_hist = 0, n_sbit = 0;
+	*nplte = 0;
+	for (int i = 0;; i++) {
+		if (len - pos < 12)
+			return 0; /* truncated: libspng says so */
+		uint32_t n = be32(p + pos);
+		const uint8_t *type = p + pos + 4, *d = p + pos + 8;
+		char t[5] = {0};
+		memcpy(t, type, 4);
+		if (n > 0x7fffffffu || len - pos - 12 < n)
+			return 0; /* libspng's "invalid chunk length" */
+		pos += 12 + (size_t)n;
+		if (i == 0 && (strcmp(t, "IHDR") || n != 13))
+			return 0; /* libspng's "missing IHDR" */
+		if (i == 0) {
+			depth = d[8];
+			ct = d[9];
+			continue;
+		}
+		if (!strcmp(t, "IHDR"))
+			return ERR("PNG: a second IHDR chunk");
+		if (!strcmp(t, "IDAT")) {
+			if (idat_ended)
+				return ERR("PNG: IDAT chunks are not consecutive");
+			seen_idat = 1;
+			continue;
+		}
+		idat_ended = seen_idat;
+		if (!strcmp(t, "IEND")) {
+			if (pos != len)
+				return ERR("PNG: %zu bytes after the IEND chunk", len - pos);
+			return 0;
+		}
+		unsigned sample = ct == 3 ? 8 : depth, maxv = depth < 16 ? (1u << depth) - 1 : 65535;
+		static const unsigned sbit_len[7] = {1, 0, 3, 3, 2, 0, 4};
+		if (!strcmp(t, "PLTE")) {
+			if (n_plte++)
+				return ERR("PNG: a second PLTE chunk");
+			if (seen_idat)
+				return ERR("PNG: PLTE after the image data");
+			if (ct == 0 || ct == 4)
+				return ERR("PNG: PLTE in a grayscale image (colour type %u)", ct);
+			if (n % 3 || n == 0 || n / 3 > 256)
+				return ERR("PNG: PLTE of %u bytes is not 1..256 RGB entries", n);
+			if (ct == 3 && n / 3 > (1u << depth))
+				return ERR("PNG: PLTE has %u entries, more than %u-bit indices reach",
+					   n / 3, depth);
+			*nplte = n / 3;
+		} else if (!strcmp(t, "tRNS")) {
+			if (n_trns++)
+				return ERR("PNG: a second tRNS chunk");
+			if (seen_idat)
+				return ERR("PNG: tRNS after the image data");
+			if (ct == 4 || ct == 6)
+				return ERR("PNG: tRNS in an image with an alpha channel (colour type "
+					   "%u)", ct);
+			if (ct == 3 && !n_plte)
+				return ERR("PNG: tRNS before PLTE");
+			if (ct == 3 && n > *nplte)
+				return ERR("PNG: tRNS has %u entries, more than the %u of PLTE", n,
+					   *nplte);
+			if (ct != 3 && n != (ct == 0 ? 2u : 6u))
+				return ERR("PNG: tRNS of %u bytes for colour type %u (needs %u)", n,
+					   ct, ct == 0 ? 2u : 6u);
+			for (unsigned k = 0; ct != 3 && k < n; k += 2)
+				if (be16(d + k) > maxv)
+					return ERR("PNG: tRNS value %u is beyond %u-bit samples",
+						   be16(d + k), depth);
+		} else if (!strcmp(t, "bKGD")) {
+			unsigned need = ct == 3 ? 1 : ct == 0 || ct == 4 ? 2 : 6;
+			if (n_bkgd++ || seen_idat || n != need)
+				return ERR("PNG: bKGD repeated, after the image data or not %u bytes",
+					   need);
+			if (ct == 3 && d[0] >= *nplte)
+				return ERR("PNG: bKGD palette index %u is beyond the %u entries of "
+					   "PLTE", d[0], *nplte);
+			for (unsigned k = 0; ct != 3 && k < n; k += 2)
+				if (be16(d + k) > maxv)
+					return ERR("PNG: bKGD value %u is beyond %u-bit samples",
+						   be16(d + k), depth);
+		} else if (!strcmp(t, "hIST")) {
+			if (n_hist++ || seen_idat || !n_plte || n != 2 * *nplte)
+				return ERR("PNG: hIST repeated, after the image data, without PLTE or "
+					   "not 2 bytes per PLTE entry");
+		} else if (!strcmp(t, "sBIT")) {
+			if (n_sbit++ || seen_idat || n_plte || ct > 6 || n != sbit_len[ct])
+				return ERR("PNG: sBIT repeated, after PLTE or the image data, or not "
+					   "%u bytes", ct > 6 ? 0 : sbit_len[ct]);
+			for (unsigned k = 0; k < n; k++)
+				if (d[k] == 0 || d[k] > sample)
+					return ERR("PNG: sBIT value %u is outside 1..%u", d[k], sample);
+		}
+	}
+}
+
+/* Every pixel of an indexed image must name an entry of PLTE (the specification makes an index
+ * beyond it an error; libspng maps it silently). Decodes the raw indices once more. */
+static int png_check_indices(const void *buf, size_t len, unsigned nplte, char *err,
+			     size_t errlen)
+{
+	spng_ctx *ctx = spng_ctx_new(0);
+	if (!ctx)
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	uint8_t *idx = NULL;
+	struct spng_ihdr ihdr;
+	size_t size;
+	int rc = 0, e;
+	spng_set_image_limits(ctx, CIGT_IMAGE_MAX_SIDE, CIGT_IMAGE_MAX_SIDE);
+	spng_set_chunk_limits(ctx, 1 << 20, 8 << 20);
+	if ((e = spng_set_png_buffer(ctx, buf, len)) || (e = spng_get_ihdr(ctx, &ihdr)) ||
+	    (e = spng_decoded_image_size(ctx, SPNG_FMT_PNG, &size))) {
+		rc = ERR("PNG: %s", spng_strerror(e));
+		goto out;
+	}
+	if (!(idx = malloc(size))) {
+		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "PNG: out of memory");
+		goto out;
+	}
+	if ((e = spng_decode_image(ctx, idx, size, SPNG_FMT_PNG, 0))) {
+		rc = ERR("PNG: %s", spng_strerror(e));
+		goto out;
+	}
+	unsigned d = ihdr.bit_depth, mask = (1u << d) - 1;
+	size_t stride = size / ihdr.height;
+	for (uint32_t y = 0; y < ihdr.height; y++)
+		for (uint32_t x = 0; x < ihdr.width; x++) {
+			size_t bit = (size_t)x * d;
+			unsigned v = idx[y * stride + bit / 8] >> (8 - d - bit % 8) & mask;
+			if (v >= nplte) {
+				rc = ERR("PNG: pixel (%u, %u) has palette index %u, beyond the %u "
+					 "entries of PLTE", x, y, v, nplte);
+				goto out;
+			}
+		}
+out:
+	free(idx);
+	spng_ctx_free(ctx);
+	return rc;
 }
 
 int cigt_image_decode_png(const void *buf, size_t len, struct cigt_image *out, char *err,
@@ -39,10 +199,16 @@ int cigt_image_decode_png(const void *buf, size_t len, struct cigt_image *out, c
 		goto out;
 	}
 	if ((uint64_t)ihdr.width * ihdr.height > (uint64_t)CIGT_IMAGE_MAX_PIXELS) {
-		rc = ERR("PNG: %ux%u is larger than %d pixels per side", ihdr.width, ihdr.height,
-			 CIGT_IMAGE_MAX_SIDE);
+		rc = ERR("PNG: %ux%u is more than %lld pixels", ihdr.width, ihdr.height,
+			 (long long)CIGT_IMAGE_MAX_PIXELS);
 		goto out;
 	}
+	unsigned nplte;
+	if ((rc = png_check_chunks(buf, len, &nplte, err, errlen)))
+		goto out;
+	if (ihdr.color_type == SPNG_COLOR_TYPE_INDEXED &&
+	    (rc = png_check_indices(buf, len, nplte, err, errlen)))
+		goto out;
 	if ((e = spng_decoded_image_size(ctx, SPNG_FMT_RGBA8, &size))) {
 		rc = ERR("PNG: %s", spng_strerror(e));
 		goto out;
@@ -134,7 +300,12 @@ int cigt_image_decode_pgm(const void *buf, size_t len, struct cigt_image *out, c
 	if (!ascii) {
 		if (pos >= len)
 			return ERR("PGM: truncated after the header");
-		pos++; /* the single whitespace before the raster */
+		/* Exactly one whitespace byte ends the header; anything else (a comment, a second
+		 * number) would shift the raster by one byte. */
+		if (!strchr(" \t\n\r\v\f", p[pos]) || !p[pos])
+			return ERR("PGM: byte 0x%02x after maxval %u where one whitespace byte must "
+				   "come before the raster", p[pos], maxval);
+		pos++;
 		size_t bps = maxval < 256 ? 1 : 2;
 		if (len - pos < npx * bps)
 			return ERR("PGM: truncated raster (%zu of %zu bytes)", len - pos, npx * bps);

@@ -2,6 +2,8 @@
  * of issue 7) that either fills a job with model input for n samples or returns the HTTP status
  * of the problem (400, 413, 415) with a message naming it. Nothing here touches the network or
  * the model's weights; the architecture only supplies geometry, classes and the input range. */
+#include <ctype.h>
+#include <limits.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -122,10 +124,14 @@ static bool pgm_num(const uint8_t *b, size_t len, size_t *i, long *v)
 		}
 		break;
 	}
+	/* Every digit is read (a number cut short would leave its tail as the next one); the
+	 * value saturates at LONG_MAX. */
 	long x = 0;
 	size_t start = *i;
-	while (*i < len && b[*i] >= '0' && b[*i] <= '9' && x < 100000000)
-		x = x * 10 + (b[(*i)++] - '0');
+	while (*i < len && b[*i] >= '0' && b[*i] <= '9') {
+		int dg = b[(*i)++] - '0';
+		x = x > (LONG_MAX - dg) / 10 ? LONG_MAX : x * 10 + dg;
+	}
 	*v = x;
 	return *i > start;
 }
@@ -160,41 +166,56 @@ static int jpeg_peek(const uint8_t *b, size_t len, int *w, int *h)
 	return CIGT_EFORMAT;
 }
 
-int srv_image_peek(const void *buf, size_t len, int *w, int *h)
+/* The header's width and height as written (PNG: 32 bits; PGM: any number of digits, saturating
+ * at LONG_MAX), so that a message can quote them. */
+static int image_peek_long(const uint8_t *b, size_t len, long *w, long *h)
 {
-	const uint8_t *b = buf;
 	static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 	if (len >= 24 && !memcmp(b, png_sig, 8) && !memcmp(b + 12, "IHDR", 4)) {
-		uint32_t pw = be32(b + 16), ph = be32(b + 20);
-		if (pw > 0x7fffffff || ph > 0x7fffffff)
-			return CIGT_ERANGE;
-		*w = (int)pw;
-		*h = (int)ph;
+		*w = (long)be32(b + 16);
+		*h = (long)be32(b + 20);
 		return 0;
 	}
 	if (len >= 2 && b[0] == 'P' && (b[1] == '2' || b[1] == '5' || b[1] == '3' || b[1] == '6')) {
 		size_t i = 2;
-		long pw, ph;
-		if (!pgm_num(b, len, &i, &pw) || !pgm_num(b, len, &i, &ph))
+		if (!pgm_num(b, len, &i, w) || !pgm_num(b, len, &i, h))
 			return CIGT_EFORMAT;
-		*w = (int)pw;
-		*h = (int)ph;
 		return 0;
 	}
-	if (len >= 4 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
-		return jpeg_peek(b, len, w, h);
+	if (len >= 4 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) {
+		int jw, jh;
+		int rc = jpeg_peek(b, len, &jw, &jh);
+		*w = jw;
+		*h = jh;
+		return rc;
+	}
 	return CIGT_EFORMAT;
+}
+
+int srv_image_peek(const void *buf, size_t len, int *w, int *h)
+{
+	long pw, ph;
+	int rc = image_peek_long(buf, len, &pw, &ph);
+	if (rc)
+		return rc;
+	if (pw > 0x7fffffff || ph > 0x7fffffff)
+		return CIGT_ERANGE;
+	*w = (int)pw;
+	*h = (int)ph;
+	return 0;
 }
 
 /* Encoded image bytes -> one sample of model input. */
 static int image_sample(const struct cigt_arch *a, const struct srv_limits *lim, const void *buf,
 			size_t len, float *dst, const char *where, char *err, size_t errlen)
 {
-	int w = 0, h = 0;
-	if (srv_image_peek(buf, len, &w, &h))
+	long w = 0, h = 0;
+	if (image_peek_long(buf, len, &w, &h))
 		return FAIL(400, "%s: not a PNG, JPEG, PGM or PPM image", where);
-	if ((long long)w * h > lim->max_image_pixels)
-		return FAIL(413, "%s: image is %dx%d, more than the %d pixels allowed", where, w, h,
+	if (w > lim->max_image_pixels || h > lim->max_image_pixels ||
+	    (long long)w * h > lim->max_image_pixels)
+		return FAIL(413, "%s: image is %s%ldx%ld, more than the %d pixels allowed", where,
+			    w == LONG_MAX || h == LONG_MAX ? "at least " : "", w, h,
 			    lim->max_image_pixels);
 	struct cigt_image img;
 	char msg[200];
@@ -319,6 +340,36 @@ out:
 	return status;
 }
 
+/* Says why srv_base64_decode refused s: the first byte outside the alphabet, data after the
+ * padding, or a length that does not make whole bytes. */
+static void base64_problem(const char *s, size_t n, char *why, size_t len)
+{
+	size_t pad = 0, chars = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '=') {
+			pad++;
+			continue;
+		}
+		if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
+			continue;
+		if (!isalnum(c) && !strchr("+/-_", c)) {
+			snprintf(why, len, "byte 0x%02x at offset %zu is not a base64 character", c, i);
+			return;
+		}
+		if (pad) {
+			snprintf(why, len, "data after the '=' padding at offset %zu", i);
+			return;
+		}
+		chars++;
+	}
+	if (pad > 2)
+		snprintf(why, len, "%zu '=' padding characters (two at most)", pad);
+	else
+		snprintf(why, len, "%zu base64 characters leave a lone one that encodes no byte",
+			 chars);
+}
+
 /* One v1 image: a pixel array or {"png": "<base64>"}. */
 static int v1_image(const struct cigt_arch *a, const struct srv_limits *lim, const json_t *v,
 		    float *dst, const char *where, char *err, size_t errlen)
@@ -329,15 +380,21 @@ static int v1_image(const struct cigt_arch *a, const struct srv_limits *lim, con
 	if (!png || json_object_size(v) != 1)
 		return FAIL(400, "%s: expected an array of pixels or {\"png\": \"<base64>\"}",
 			    where);
+	/* The top-level {"png": ...} form is called "png", an element of "images" "images[i].png". */
+	char field[48];
+	snprintf(field, sizeof field, "%s%s", where, strcmp(where, "png") ? ".png" : "");
 	if (!json_is_string(png))
-		return FAIL(400, "%s.png: expected a base64 string", where);
+		return FAIL(400, "%s: expected a base64 string", field);
 	uint8_t *bytes;
 	size_t n;
 	int rc = srv_base64_decode(json_string_value(png), json_string_length(png), &bytes, &n);
 	if (rc == CIGT_ENOMEM)
 		return FAIL(500, "out of memory");
-	if (rc)
-		return FAIL(400, "%s.png: invalid base64", where);
+	if (rc) {
+		char why[96];
+		base64_problem(json_string_value(png), json_string_length(png), why, sizeof why);
+		return FAIL(400, "%s: invalid base64: %s", field, why);
+	}
 	int status = image_sample(a, lim, bytes, n, dst, where, err, errlen);
 	free(bytes);
 	return status;

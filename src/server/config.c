@@ -301,6 +301,8 @@ void srv_config_help(FILE *f)
 			fprintf(f, " [%s]", rows[i].def);
 		fputc('\n', f);
 	}
+	fputc('\n', f);
+	srv_signals_help(f);
 }
 
 int srv_config_parse(int argc, char **argv, struct srv_config *cfg, enum srv_action *action,

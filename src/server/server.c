@@ -43,7 +43,7 @@ struct srv {
 	uv_loop_t loop;
 	uv_poll_t mhd_poll;
 	uv_timer_t mhd_timer, sweep_timer, watchdog_timer, drain_timer, stop_timer;
-	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_signal_t sigs[32]; /* srv_signals[i] */
 	uv_async_t done_async;
 	uv_work_t reload_work;
 	struct MHD_Daemon *d;
@@ -178,7 +178,7 @@ static enum MHD_Result respond(struct srv *S, struct MHD_Connection *mc, struct 
 		snprintf(n, sizeof n, "%lld", r->resp_json_len);
 		MHD_add_response_header(resp, "Inference-Header-Content-Length", n);
 	}
-	if (S->draining)
+	if (S->draining || r->close)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	r->status = status;
 	r->resp_bytes = len;
@@ -431,28 +431,61 @@ static enum MHD_Result dispatch(struct srv *S, struct MHD_Connection *mc, struct
 	return MHD_YES;
 }
 
+/* A request's record, made as soon as its request line is parsed (libmicrohttpd's URI log
+ * callback), so that the requests libmicrohttpd refuses itself are counted too. It is in flight
+ * (and holds up a drain) only once its head is complete and the handler has it. */
+static struct srv_req *req_new(struct srv *S, struct MHD_Connection *mc, const char *uri)
+{
+	struct srv_req *r = calloc(1, sizeof *r);
+	if (!r)
+		return NULL;
+	r->t_arrive = cigt_now_ns();
+	r->conn = conn_of(mc);
+	r->mc = mc;
+	r->header_len = r->query_top_k = r->query_timeout_ms = -1;
+	r->fd = -1;
+	r->resp_json_len = -1;
+	r->ep = SRV_EP_OTHER;
+	snprintf(r->method, sizeof r->method, "-");
+	snprintf(r->path, sizeof r->path, "%s", uri);
+	r->bad_target = !srv_framing_target_ok(uri);
+	return r;
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
+{
+	return req_new(cls, mc, uri);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
 				  const char *method, const char *version,
 				  const char *upload, size_t *upload_size, void **con_cls)
 {
 	struct srv *S = cls;
 	struct srv_req *r = *con_cls;
-	if (!r) {
-		if (!(r = calloc(1, sizeof *r)))
-			return MHD_NO;
-		*con_cls = r;
-		r->t_arrive = cigt_now_ns();
-		r->conn = conn_of(mc);
-		r->mc = mc;
-		r->header_len = r->query_top_k = r->query_timeout_ms = -1;
-		r->fd = -1;
-		r->resp_json_len = -1;
+	if (!r && !(r = *con_cls = req_new(S, mc, url)))
+		return MHD_NO;
+	if (!r->started) {
+		r->started = true;
+		atomic_fetch_add_explicit(&srv_stats.stat_inflight, 1, memory_order_relaxed);
 		snprintf(r->method, sizeof r->method, "%s", method);
 		snprintf(r->path, sizeof r->path, "%s", url);
 		struct route rt;
 		route_path(url, &rt);
 		r->ep = rt.ep; /* for the metrics, even if the request never completes */
-		atomic_fetch_add_explicit(&srv_stats.stat_inflight, 1, memory_order_relaxed);
+		/* Where the request ends is decided here, once, before any body byte is read. */
+		char msg[256];
+		int st = r->bad_target ? cigt_fail(msg, sizeof msg, 400, "the request target has a "
+									 "space, NUL or control byte")
+				       : srv_framing_check(mc, method, version, msg, sizeof msg);
+		if (st) {
+			r->close = true;
+			if (r->conn)
+				r->conn->busy = true;
+			srv_log(SRV_LOG_DEBUG, "refusing a request from %s: %s",
+				r->conn ? r->conn->ip : "-", msg);
+			return respond_error(S, mc, r, st, "%s", msg);
+		}
 		/* Refuse a declared oversized body before reading it. */
 		const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -486,7 +519,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 		r->resp = (struct srv_buf){0};
 		return respond_buf(S, mc, r, r->status, r->resp_ctype, &b);
 	}
-	if (r->status) /* answered early (413 on Content-Length) */
+	if (r->status) /* answered early (framing, or 413 on Content-Length) */
 		return MHD_YES;
 	if (r->conn)
 		r->conn->busy = true;
@@ -515,6 +548,18 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 	*con_cls = NULL;
 	if (!r)
 		return;
+	/* A request libmicrohttpd refused before the handler saw it: its own status (400, 413,
+	 * 431, ...) when it answered. */
+	if (!r->started) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(mc, MHD_CONNECTION_INFO_HTTP_STATUS);
+		r->status = ci ? (int)ci->http_status : 0;
+		if (!r->status) { /* a head that never arrived whole: not a request */
+			req_free(r);
+			return;
+		}
+		toe = MHD_REQUEST_TERMINATED_COMPLETED_OK;
+	}
 	/* A request without an answer, or whose answer could not be delivered: 499. */
 	int code = r->status && !r->gone && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status
 										    : 499;
@@ -531,8 +576,10 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 		r->conn->deadline = cigt_now_ns() + (uint64_t)S->cfg->read_timeout_ms * 1000000u;
 	}
 	CIGT_ASSERT(r->state != SRV_REQ_QUEUED);
+	bool started = r->started;
 	req_free(r);
-	atomic_fetch_sub_explicit(&srv_stats.stat_inflight, 1, memory_order_relaxed);
+	if (started)
+		atomic_fetch_sub_explicit(&srv_stats.stat_inflight, 1, memory_order_relaxed);
 	if (S->draining)
 		check_drained(S);
 }
@@ -698,12 +745,14 @@ static void shutdown_now(struct srv *S)
 		(uv_handle_t *)&S->mhd_poll,    (uv_handle_t *)&S->mhd_timer,
 		(uv_handle_t *)&S->sweep_timer, (uv_handle_t *)&S->watchdog_timer,
 		(uv_handle_t *)&S->drain_timer, (uv_handle_t *)&S->stop_timer,
-		(uv_handle_t *)&S->sig_term,    (uv_handle_t *)&S->sig_int,
-		(uv_handle_t *)&S->sig_hup,     (uv_handle_t *)&S->done_async,
+		(uv_handle_t *)&S->done_async,
 	};
 	for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
 		if (!uv_is_closing(hs[i]))
 			uv_close(hs[i], on_close_noop);
+	for (int i = 0; i < srv_nsignals; i++)
+		if (!uv_is_closing((uv_handle_t *)&S->sigs[i]))
+			uv_close((uv_handle_t *)&S->sigs[i], on_close_noop);
 }
 
 static void on_stop_timer(uv_timer_t *t)
@@ -814,12 +863,30 @@ static void reload_start(struct srv *S)
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct srv *S = h->data;
-	if (signum == SIGHUP) {
+	const struct srv_signal *sg = &srv_signals[h - S->sigs];
+	switch (sg->action) {
+	case SRV_SIG_RELOAD:
 		if (!S->draining)
 			reload_start(S);
+		else
+			srv_log(SRV_LOG_INFO, "%s: draining, not reloading", sg->name);
+		return;
+	case SRV_SIG_DRAIN:
+		begin_drain(S, sg->name);
+		return;
+	case SRV_SIG_STATUS:
+		srv_log(SRV_LOG_INFO, "%s: %s, %lld requests in flight, %lld connections open, model "
+				      "%s generation %llu", sg->name,
+			S->draining ? "draining" : S->ready ? "ready" : "not ready",
+			(long long)atomic_load(&srv_stats.stat_inflight),
+			(long long)atomic_load(&srv_stats.stat_connections), S->cfg->model,
+			(unsigned long long)S->model->generation);
+		return;
+	case SRV_SIG_IGNORE:
+		srv_log(SRV_LOG_WARN, "%s (%d): ignored; cigtd keeps serving (see cigtd --help)",
+			sg->name, signum);
 		return;
 	}
-	begin_drain(S, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
 /* --------------------------------------------------------------------------- startup */
@@ -830,7 +897,12 @@ static int load_secrets(struct srv *S, const struct srv_config *cfg, char *err, 
 		if (!(S->token = read_text(cfg->auth_token_file, 4096, err, errlen)))
 			return -1;
 		S->token_len = strcspn(S->token, "\r\n");
+		bool blank_first = S->token_len == 0 && S->token[0];
 		S->token[S->token_len] = 0;
+		if (blank_first)
+			return cigt_fail(err, errlen, -1, "auth token file %s starts with a line break: "
+							  "the token must be on its first line",
+					 cfg->auth_token_file);
 		if (S->token_len == 0)
 			return cigt_fail(err, errlen, -1, "auth token file %s is empty",
 					 cfg->auth_token_file);
@@ -928,6 +1000,7 @@ int srv_run(const struct srv_config *cfg)
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections + 64,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
+		MHD_OPTION_URI_LOG_CALLBACK, on_uri, S,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, S, MHD_OPTION_NOTIFY_CONNECTION,
 		on_connection, S, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, S, MHD_OPTION_ARRAY,
 		S->tls_cert ? tls : tls + 2, MHD_OPTION_END);
@@ -942,19 +1015,19 @@ int srv_run(const struct srv_config *cfg)
 	uv_timer_init(&S->loop, &S->watchdog_timer);
 	uv_timer_init(&S->loop, &S->drain_timer);
 	uv_timer_init(&S->loop, &S->stop_timer);
-	uv_signal_init(&S->loop, &S->sig_term);
-	uv_signal_init(&S->loop, &S->sig_int);
-	uv_signal_init(&S->loop, &S->sig_hup);
+	CIGT_ASSERT(srv_nsignals <= (int)(sizeof S->sigs / sizeof S->sigs[0]));
+	for (int i = 0; i < srv_nsignals; i++) {
+		uv_signal_init(&S->loop, &S->sigs[i]);
+		S->sigs[i].data = S;
+	}
 	uv_async_init(&S->loop, &S->done_async, on_done_async);
 	uv_poll_init(&S->loop, &S->mhd_poll, di->epoll_fd);
 	S->mhd_poll.data = S->mhd_timer.data = S->sweep_timer.data = S->watchdog_timer.data =
-		S->drain_timer.data = S->stop_timer.data = S->sig_term.data = S->sig_int.data =
-			S->sig_hup.data = S->done_async.data = S;
+		S->drain_timer.data = S->stop_timer.data = S->done_async.data = S;
 	uv_poll_start(&S->mhd_poll, UV_READABLE, on_mhd_poll);
 	uv_timer_start(&S->sweep_timer, on_sweep, 250, 250);
-	uv_signal_start(&S->sig_term, on_signal, SIGTERM);
-	uv_signal_start(&S->sig_int, on_signal, SIGINT);
-	uv_signal_start(&S->sig_hup, on_signal, SIGHUP);
+	for (int i = 0; i < srv_nsignals; i++)
+		uv_signal_start(&S->sigs[i], on_signal, srv_signals[i].signum);
 	uint64_t wd_usec = 0;
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0)
 		uv_timer_start(&S->watchdog_timer, on_watchdog, wd_usec / 2000 ? wd_usec / 2000 : 1,

@@ -28,6 +28,7 @@
 	X(415, "Unsupported Media Type")                 \
 	X(499, "Client Closed Request")                  \
 	X(500, "Internal Server Error")                  \
+	X(501, "Not Implemented")                        \
 	X(503, "Service Unavailable")                    \
 	X(504, "Gateway Timeout")
 
@@ -279,6 +280,9 @@ struct srv_req {
 	long long query_top_k, query_timeout_ms; /* -1 if absent */
 	struct srv_buf body;
 	bool body_too_large;
+	bool started;          /* the handler has seen it (libmicrohttpd parsed the whole head) */
+	bool close;            /* refused for its framing: close the connection after the answer */
+	bool bad_target;       /* the raw request target has a space or a control byte */
 	uint64_t t_arrive, t_enqueue, deadline;
 	/* Set by the worker that prepares it. */
 	struct srv_model *model;
@@ -297,6 +301,45 @@ struct srv_req {
 	size_t resp_bytes;
 	struct srv_req *next; /* scheduler lists */
 };
+
+/* Decides, from the parsed head alone and before any body byte is read, whether the request's
+ * framing is sound (src/server/framing.c): exactly one Host on HTTP/1.1, header names that are
+ * tokens, values without control bytes (NUL included), at most one Content-Length of plain
+ * digits, never with Transfer-Encoding, which may only be a single "chunked" on HTTP/1.1.
+ * Returns 0, or 400 / 501 with a one-line message; the caller answers once and closes. Loop
+ * thread, inside the first call of the access handler (method points at the parsed head). */
+struct MHD_Connection;
+int srv_framing_check(struct MHD_Connection *mc, const char *method, const char *version,
+		      char *msg, size_t msglen);
+
+/* ------------------------------------------------------------------------------------ signals */
+
+/* What cigtd does on each signal an operator can send (src/server/signals.c). */
+enum srv_sig_action {
+	SRV_SIG_DRAIN,  /* stop accepting, answer what is in flight, exit 0 */
+	SRV_SIG_RELOAD, /* reload the model file; the old one serves until the new one is ready */
+	SRV_SIG_STATUS, /* log one line with the server's state */
+	SRV_SIG_IGNORE, /* log one line saying it was ignored */
+};
+
+struct srv_signal {
+	int signum;
+	const char *name;
+	enum srv_sig_action action;
+};
+
+/* Every signal cigtd catches, in number order, and how many. SIGPIPE is ignored outright (a
+ * closed socket raises it); SIGKILL and SIGSTOP cannot be caught; the fault signals (SEGV, BUS,
+ * FPE, ILL, ABRT, TRAP, SYS) keep their default so a bug still leaves a core. */
+extern const struct srv_signal srv_signals[];
+extern const int srv_nsignals;
+/* The signal section of --help and the README. */
+void srv_signals_help(FILE *f);
+
+/* Whether a raw request target, as libmicrohttpd's URI log callback gets it (the request line
+ * cut in place before the version, not yet unescaped), is free of spaces and control bytes, a NUL
+ * included; libmicrohttpd takes the last space on the line as the end of the target. */
+bool srv_framing_target_ok(const char *target);
 
 void srv_req_fail(struct srv_req *r, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

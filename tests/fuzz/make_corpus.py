@@ -140,6 +140,8 @@ def v1_corpus(imgs):
         "empty_images": (0, b'{"images":[]}'),
         "nested": (0, b'{"image":' + b"[" * 40 + b"]" * 40 + b"}"),
         "ctype_none": (4, j({"image": img})),
+        "bad_base64": (0, j({"png": "!!!notbase64"})),
+        "base64_after_padding": (0, j({"images": [{"png": "QQ=x"}]})),
         "ctype_text": (5, b"{}"),
     }
     for name, (sel, body) in seeds.items():
@@ -253,6 +255,15 @@ def image_corpus(imgs):
         "png_big_hdr": png(1, 1)[:16] + struct.pack(">II", 5000, 5000) + png(1, 1)[24:],
         "png_truncated": png_gray(imgs[2], 28, 28)[:60],
         "png_bad_crc": png(2, 2)[:-16] + b"\x00\x00\x00\x00" + png(2, 2)[-12:],
+        # What the PNG and Netpbm specifications forbid and libspng lets through (issue 16).
+        "palette_index_beyond": png(6, 4, 3, 8, plte=bytes(range(30))),
+        "trns_longer_than_plte": png(2, 2, 3, 8, pix=[[[0], [1]]] * 2, plte=bytes(6),
+                                     trns=bytes(5)),
+        "plte_in_gray": png(2, 2, 0, 8, plte=bytes(6)),
+        "sbit_beyond_depth": png(2, 2, 0, 8, extra=chunk(b"sBIT", b"\x09")),
+        "bytes_after_iend": png(2, 2) + b"junk",
+        "pgm_hash_after_maxval": b"P5 28 28 255#c\n" + imgs[1],
+        "pgm_huge_sides": b"P5 4294967296 4294967296 255\n" + bytes(16),
     }
     for name, data in seeds.items():
         write("image", name, data)

@@ -3,6 +3,7 @@
  * crashes, sanitizer reports and property violations); these tests also hold in a build
  * without sanitizers, where an integer overflow or a needless huge allocation goes unseen. */
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,16 +23,24 @@ static void *slurp(const char *rel, size_t *len)
 }
 
 /* Image target: the header peek refused a PGM whose header uses form feeds, which the decoder
- * reads; the peek now sees the decoder's size. */
+ * reads; the peek now sees the decoder's size. The input has byte 0x06 right after maxval, which
+ * the decoder skipped then and refuses now (issue 16: one whitespace byte must follow maxval);
+ * with a newline there it decodes, and the peek agrees on the size either way. */
 Test(regress, pgm_formfeed_whitespace)
 {
 	size_t len;
-	void *buf = slurp("image/pgm-formfeed-whitespace", &len);
+	uint8_t *buf = slurp("image/pgm-formfeed-whitespace", &len);
 	struct cigt_image img;
 	char err[256];
 	int w = 0, h = 0;
-	cr_assert(cigt_image_decode(buf, len, &img, err, sizeof err) == 0, "%s", err);
+	cr_assert(cigt_image_decode(buf, len, &img, err, sizeof err) != 0);
+	cr_assert(strstr(err, "byte 0x06 after maxval 65"), "%s", err);
 	cr_assert(srv_image_peek(buf, len, &w, &h) == 0);
+	cr_assert(w == 3 && h == 1, "peek %dx%d", w, h);
+	uint8_t *nl = memchr(buf, 0x06, len);
+	cr_assert(nl);
+	*nl = '\n';
+	cr_assert(cigt_image_decode(buf, len, &img, err, sizeof err) == 0, "%s", err);
 	cr_assert(w == img.w && h == img.h, "peek %dx%d, decoder %dx%d", w, h, img.w, img.h);
 	cigt_image_destroy(&img);
 	free(buf);
@@ -63,5 +72,42 @@ Test(regress, tiny_file_huge_architecture)
 	cr_assert(cigt_model_load_buffer(buf, len, &m, err, sizeof err) != 0);
 	cr_assert(m == NULL);
 	cr_assert(strstr(err, "1075841025 parameters") && strstr(err, "missing tensors"), "%s", err);
+	free(buf);
+}
+
+/* Image target (issue 16): what libspng decoded and the PNG specification forbids is refused,
+ * naming the problem: an indexed image with pixels beyond its 10-entry PLTE (it was classified),
+ * and a tRNS with more entries than PLTE. */
+Test(regress, png_spec_violations_refused)
+{
+	static const struct {
+		const char *file, *words;
+	} cases[] = {
+		{"image/png-palette-index-beyond-plte", "pixel (1, 0) has palette index 37, beyond the 10 entries"},
+		{"image/png-trns-longer-than-plte", "tRNS has 5 entries, more than the 2 of PLTE"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		size_t len;
+		void *buf = slurp(cases[i].file, &len);
+		struct cigt_image img;
+		char err[256] = "";
+		cr_assert(cigt_image_decode(buf, len, &img, err, sizeof err) != 0, "%s decoded",
+			  cases[i].file);
+		cr_assert(img.px == NULL);
+		cr_assert(strstr(err, cases[i].words), "%s: %s", cases[i].file, err);
+		free(buf);
+	}
+}
+
+/* Image target (issue 16): a PGM with a comment glued to maxval ("255#c\n") was read one byte
+ * late (200 with shifted pixels); exactly one whitespace byte must follow maxval. */
+Test(regress, pgm_comment_glued_to_maxval)
+{
+	size_t len;
+	void *buf = slurp("image/pgm-comment-glued-to-maxval", &len);
+	struct cigt_image img;
+	char err[256] = "";
+	cr_assert(cigt_image_decode(buf, len, &img, err, sizeof err) != 0);
+	cr_assert(strstr(err, "byte 0x23 after maxval 255"), "%s", err);
 	free(buf);
 }

@@ -3,7 +3,8 @@
 (tests/integration/test_cigtd.py) do not already cover: oversized headers and URLs, malformed
 framing, deeply nested JSON, huge and overflowing shapes, negative sizes, NaN/Inf values,
 PNG decompression bombs, huge batches under the default limits, bearer-token variants, the
-default bind address, thousands of idle connections and slow bodies. Each case expects a
+default bind address, thousands of idle connections and slow bodies, and (issue 16) every
+HTTP/1.1 framing case of tests/integration/framing_cases.py sent in pieces. Each case expects a
 bounded, clear answer (a status and message, or a closed connection within the read timeout),
 a server that keeps answering correctly afterwards, resident memory that stays bounded, and a
 clean exit with no sanitizer report.
@@ -27,6 +28,7 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+import framing_cases as F  # noqa: E402
 import test_cigtd as T  # noqa: E402
 
 V2 = "/v2/models/fashion_mnist/infer"
@@ -440,7 +442,63 @@ def group_connections(env):
         d.stop()
 
 
-GROUPS = [group_protocol, group_json, group_png, group_auth, group_bind, group_connections]
+def group_framing(env):
+    """Issue 16: every framing case of framing_cases.py, sent in pieces (the head cut in two
+    with a pause, and the spec-forbidden images after it), so that no decision depends on how
+    the bytes arrive; then the images the PNG and Netpbm specifications forbid."""
+    tok = os.path.join(env["work"], "token")
+    with open(tok, "w") as f:
+        f.write(F.TOKEN + "\n")
+    d = T.Daemon(env["model"], "--auth-token-file", tok, "--read-timeout-ms", "8000")
+    try:
+        for name, data, want, keep, mhd_double in F.CASES:
+            cut = data.index(b"\r\n") + 2 if b"\r\n" in data else len(data) // 2
+            s = socket.create_connection(("127.0.0.1", d.port))
+            s.settimeout(1.5 if keep else 6)
+            s.sendall(data[:cut])
+            time.sleep(0.05)
+            s.sendall(data[cut:])
+            out, closed = b"", False
+            try:
+                while True:
+                    k = s.recv(65536)
+                    if not k:
+                        closed = True
+                        break
+                    out += k
+            except socket.timeout:
+                pass
+            except OSError:
+                closed = True
+            s.close()
+            codes = F.status_lines(out)
+            ok = (codes[:1] == [want] and b"smuggled" not in out and closed != keep
+                  and len(codes) == (2 if mhd_double else 1))
+            case("framing in two pieces: " + name, ok, "-> %s, %s" % (
+                codes, "closed" if closed else "kept open"))
+        auth = {"Authorization": "Bearer " + F.TOKEN}
+        rows = [bytes(env["images"][0][28 * y:28 * y + 28]) for y in range(28)]
+        plte = b"".join(bytes([i, i, i]) for i in range(10))
+        idx = png_raw(28, 28, zlib.compress(b"".join(b"\x00" + r for r in rows)), ctype=3,
+                      extra=png_chunk(b"PLTE", plte))
+        for what, body, ctype, words in (
+                ("PNG, 10-entry palette, indices up to 255", idx, "image/png", "palette index"),
+                ("PGM, '#c' glued to maxval", b"P5 28 28 255#c\n" + bytes(env["images"][0]),
+                 "image/x-portable-graymap", "after maxval 255")):
+            st, _, resp = d.request("POST", "/v1/classify", body, dict(auth, **{
+                "Content-Type": ctype}))
+            msg = json.loads(resp).get("error", "")
+            case(what, st == 400 and words in msg, "-> %d %s" % (st, msg[:90]))
+        st, _, resp = d.request("POST", "/v1/classify", json.dumps(
+            {"image": list(env["images"][3])}).encode(), dict(auth, **J))
+        case("still serving after the framing cases",
+             st == 200 and json.loads(resp)["class"] == env["ref"][3]["class"], "-> %d" % st)
+    finally:
+        d.stop()
+
+
+GROUPS = [group_protocol, group_json, group_png, group_auth, group_bind, group_connections,
+          group_framing]
 
 
 def main():

@@ -1,6 +1,7 @@
 /* Image decoding and conversion (src/io/image.c): PGM P5/P2 at 8 and 16 bits, PNG gray/RGB
  * round trips through the encoder, RGBA and gray+alpha and 16-bit PNGs built here by hand (with
- * zlib), malformed inputs rejected with messages, and resizing: exact area averages when
+ * zlib), malformed inputs rejected with messages, what the PNG and Netpbm specifications forbid
+ * and libspng lets through (issue 16), and resizing: exact area averages when
  * shrinking, bilinear enlarging that keeps constants constant and matches a hand-computed ramp. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -360,6 +361,175 @@ Test(png, truncated_after_pixel_data_rejected)
 	decode_fails(png, len - 12, "PNG", NULL); /* no IEND */
 	decode_fails(png, len - 14, "PNG", NULL); /* last IDAT CRC cut in half */
 	free(png);
+}
+
+/* ------------------------------------------------------------------ what the PNG spec forbids */
+
+/* A PNG of one IDAT (filter 0 rows) with up to two extra chunks before it and `tail` raw bytes
+ * after IEND. */
+static struct buf make_png_with(uint32_t w, uint32_t h, int depth, int ctype, const uint8_t *raw,
+				size_t rowbytes, const char *t1, const uint8_t *d1, uint32_t l1,
+				const char *t2, const uint8_t *d2, uint32_t l2, const char *tail)
+{
+	struct buf plain = make_png(w, h, depth, ctype, raw, rowbytes);
+	size_t extra = (t1 ? 12 + l1 : 0) + (t2 ? 12 + l2 : 0), tl = tail ? strlen(tail) : 0;
+	struct buf o = {th_calloc(plain.len + extra + tl, 1), 0};
+	memcpy(o.p, plain.p, 33); /* signature and IHDR */
+	o.len = 33;
+	if (t1)
+		o.len += put_chunk(o.p + o.len, t1, d1, l1);
+	if (t2)
+		o.len += put_chunk(o.p + o.len, t2, d2, l2);
+	memcpy(o.p + o.len, plain.p + 33, plain.len - 33);
+	o.len += plain.len - 33;
+	memcpy(o.p + o.len, tail ? tail : "", tl);
+	o.len += tl;
+	free(plain.p);
+	return o;
+}
+
+static const uint8_t pal2[6] = {10, 20, 30, 200, 100, 50};
+
+Test(png_spec, indexed_decodes_through_the_palette)
+{
+	const uint8_t raw[2] = {1, 0};
+	struct buf b = make_png_with(2, 1, 8, 3, raw, 2, "PLTE", pal2, 6, NULL, NULL, 0, NULL);
+	struct cigt_image img = decode_ok(b.p, b.len);
+	cr_assert_eq(img.c, 3);
+	const uint8_t want[6] = {200, 100, 50, 10, 20, 30};
+	cr_assert_arr_eq(img.px, want, 6);
+	cigt_image_destroy(&img);
+	free(b.p);
+	/* 1-bit indices, 9 pixels: 1 0 1 0 1 0 1 0 | 1. */
+	const uint8_t raw1[2] = {0xaa, 0x80};
+	b = make_png_with(9, 1, 1, 3, raw1, 2, "PLTE", pal2, 6, NULL, NULL, 0, NULL);
+	img = decode_ok(b.p, b.len);
+	cr_assert_eq(img.px[0], 200);
+	cr_assert_eq(img.px[3], 10);
+	cr_assert_eq(img.px[24], 200);
+	cigt_image_destroy(&img);
+	free(b.p);
+}
+
+Test(png_spec, palette_index_beyond_plte_rejected)
+{
+	const uint8_t raw[2] = {0, 2};
+	struct buf b = make_png_with(2, 1, 8, 3, raw, 2, "PLTE", pal2, 6, NULL, NULL, 0, NULL);
+	decode_fails(b.p, b.len, "pixel (1, 0) has palette index 2", "2 entries of PLTE");
+	free(b.p);
+	/* 2-bit indices 0 1 2 3 against 3 entries: the last pixel is out. */
+	const uint8_t raw2[1] = {0x1b};
+	const uint8_t pal3[9] = {0};
+	b = make_png_with(4, 1, 2, 3, raw2, 1, "PLTE", pal3, 9, NULL, NULL, 0, NULL);
+	decode_fails(b.p, b.len, "pixel (3, 0) has palette index 3", NULL);
+	free(b.p);
+	/* The same pixels against 4 entries decode. */
+	const uint8_t pal4[12] = {0};
+	b = make_png_with(4, 1, 2, 3, raw2, 1, "PLTE", pal4, 12, NULL, NULL, 0, NULL);
+	struct cigt_image img = decode_ok(b.p, b.len);
+	cigt_image_destroy(&img);
+	free(b.p);
+}
+
+Test(png_spec, trns_rules)
+{
+	const uint8_t raw[2] = {0, 1}, t3[3] = {0, 0, 0}, t1[1] = {7}, g2[2] = {0, 16};
+	struct buf b = make_png_with(2, 1, 8, 3, raw, 2, "PLTE", pal2, 6, "tRNS", t3, 3, NULL);
+	decode_fails(b.p, b.len, "tRNS has 3 entries, more than the 2 of PLTE", NULL);
+	free(b.p);
+	b = make_png_with(2, 1, 8, 3, raw, 2, "tRNS", t1, 1, "PLTE", pal2, 6, NULL);
+	decode_fails(b.p, b.len, "tRNS before PLTE", NULL);
+	free(b.p);
+	b = make_png_with(1, 1, 8, 4, raw, 2, "tRNS", g2, 2, NULL, NULL, 0, NULL);
+	decode_fails(b.p, b.len, "tRNS in an image with an alpha channel", NULL);
+	free(b.p);
+	b = make_png_with(2, 1, 8, 0, raw, 2, "tRNS", t1, 1, NULL, NULL, 0, NULL);
+	decode_fails(b.p, b.len, "tRNS of 1 bytes for colour type 0", NULL);
+	free(b.p);
+	const uint8_t raw4[1] = {0x01};
+	b = make_png_with(2, 1, 4, 0, raw4, 1, "tRNS", g2, 2, NULL, NULL, 0, NULL);
+	decode_fails(b.p, b.len, "tRNS value 16 is beyond 4-bit samples", NULL);
+	free(b.p);
+	/* Neighbours: one entry per palette entry; a 4-bit gray key of 15. Index 0 transparent
+	 * composites over black. */
+	const uint8_t t2[2] = {0, 255}, g15[2] = {0, 15};
+	b = make_png_with(2, 1, 8, 3, raw, 2, "PLTE", pal2, 6, "tRNS", t2, 2, NULL);
+	struct cigt_image img = decode_ok(b.p, b.len);
+	const uint8_t want[6] = {0, 0, 0, 200, 100, 50};
+	cr_assert_arr_eq(img.px, want, 6);
+	cigt_image_destroy(&img);
+	free(b.p);
+	b = make_png_with(2, 1, 4, 0, raw4, 1, "tRNS", g15, 2, NULL, NULL, 0, NULL);
+	img = decode_ok(b.p, b.len);
+	cigt_image_destroy(&img);
+	free(b.p);
+}
+
+Test(png_spec, plte_rules)
+{
+	const uint8_t raw[2] = {0, 1}, pal5[15] = {0};
+	struct buf b = make_png_with(2, 1, 8, 0, raw, 2, "PLTE", pal2, 6, NULL, NULL, 0, NULL);
+	decode_fails(b.p, b.len, "PLTE in a grayscale image", NULL);
+	free(b.p);
+	b = make_png_with(4, 1, 2, 3, raw, 1, "PLTE", pal5, 15, NULL, NULL, 0, NULL);
+	decode_fails(b.p, b.len, "PLTE has 5 entries, more than 2-bit indices reach", NULL);
+	free(b.p);
+	b = make_png_with(2, 1, 8, 3, raw, 2, "PLTE", pal2, 6, "PLTE", pal2, 6, NULL);
+	decode_fails(b.p, b.len, "a second PLTE", NULL);
+	free(b.p);
+}
+
+Test(png_spec, bkgd_sbit_hist_rules)
+{
+	const uint8_t raw[2] = {0, 1}, i5[1] = {5}, s9[1] = {9}, h1[2] = {0, 1};
+	struct buf b = make_png_with(2, 1, 8, 3, raw, 2, "PLTE", pal2, 6, "bKGD", i5, 1, NULL);
+	decode_fails(b.p, b.len, "bKGD palette index 5 is beyond the 2 entries", NULL);
+	free(b.p);
+	b = make_png_with(2, 1, 8, 0, raw, 2, "sBIT", s9, 1, NULL, NULL, 0, NULL);
+	decode_fails(b.p, b.len, "sBIT value 9 is outside 1..8", NULL);
+	free(b.p);
+	b = make_png_with(2, 1, 8, 3, raw, 2, "PLTE", pal2, 6, "hIST", h1, 2, NULL);
+	decode_fails(b.p, b.len, "hIST", NULL);
+	free(b.p);
+}
+
+Test(png_spec, bytes_after_iend_rejected)
+{
+	const uint8_t raw[2] = {0, 1};
+	struct buf b = make_png_with(2, 1, 8, 0, raw, 2, NULL, NULL, 0, NULL, NULL, 0, "junk");
+	decode_fails(b.p, b.len, "4 bytes after the IEND chunk", NULL);
+	free(b.p);
+}
+
+Test(png_spec, bit_depth_not_allowed_for_colour_type_rejected)
+{
+	static const int bad[][2] = {{0, 3}, {0, 32}, {2, 1}, {2, 2}, {2, 4}, {3, 16},
+				     {4, 1}, {4, 4}, {6, 2}, {6, 4}, {3, 3}};
+	const uint8_t raw[16] = {0};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct buf b = make_png_with(1, 1, bad[i][1], bad[i][0], raw, 8,
+					     bad[i][0] == 3 ? "PLTE" : NULL, pal2, 6, NULL, NULL,
+					     0, NULL);
+		decode_fails(b.p, b.len, "bit depth", NULL);
+		free(b.p);
+	}
+}
+
+Test(pgm, exactly_one_whitespace_after_maxval)
+{
+	decode_text_fails("P5 2 1 255#\n\x01\x02", "byte 0x23 after maxval 255", NULL);
+	decode_text_fails("P5 2 1 255x\x01\x02", "byte 0x78", NULL);
+	decode_fails("P5 2 1 255\0\x01\x02", 13, "byte 0x00", NULL);
+	static const char ws[] = " \t\n\r\v\f";
+	for (int i = 0; ws[i]; i++) {
+		char buf[16];
+		int n = snprintf(buf, sizeof buf, "P5 2 1 255%c", ws[i]);
+		buf[n] = 0x01, buf[n + 1] = (char)0xff;
+		struct cigt_image img = decode_ok(buf, (size_t)n + 2);
+		cr_assert_eq(img.px[0], 1);
+		cr_assert_eq(img.px[1], 255);
+		cigt_image_destroy(&img);
+	}
 }
 
 /* ------------------------------------------------------------------ conversion and resizing */
