@@ -183,7 +183,7 @@ static int image_peek_long(const uint8_t *b, size_t len, long *w, long *h)
 		return 0;
 	}
 	if (len >= 4 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) {
-		int jw, jh;
+		int jw = 0, jh = 0;
 		int rc = jpeg_peek(b, len, &jw, &jh);
 		*w = jw;
 		*h = jh;
