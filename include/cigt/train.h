@@ -32,6 +32,11 @@ struct cigt_train_config {
 	 * black pixel. Absent: no augmentation. */
 	bool aug_flip;
 	int aug_shift;
+	/* Optional "init": {"from": PATH, "noise": 0..1}: the model starts from a trained one
+	 * (cigt_train_init_from). PATH as written in the config; relative paths are resolved
+	 * against the config file's directory by cigt_train_run. Empty: random initialisation. */
+	char init_from[1024];
+	double init_noise;
 };
 
 struct json_t;
@@ -39,6 +44,18 @@ struct json_t;
  * models/README.md); unknown keys fail with a message naming them. */
 int cigt_train_config_parse(const struct json_t *train, struct cigt_train_config *c, char *err,
 			    size_t errlen);
+/* Copies a trained model's weights into dst before training. src of the same architecture
+ * (same tensors and ops): every tensor, routers included (a warm start). src single-path (one
+ * expert per layer): sparse upcycling, its ops taken in order and cut at dst's layer boundaries,
+ * every expert of a dst layer receiving the matching conv / linear / batch-norm parameters and
+ * running statistics; dst's routers are left as they are. Input geometry, input range, classes
+ * and every op (kind, shapes, kernel geometry, bias) must match, or CIGT_ESHAPE with a message
+ * naming the first mismatching op (dst may then be partly overwritten). noise > 0 scales each
+ * copied weight of a layer with several experts by (1 + noise * u), u uniform in [-1, 1],
+ * drawn from seed. */
+struct cigt_model;
+int cigt_train_init_from(struct cigt_model *dst, const struct cigt_model *src, double noise,
+			 uint64_t seed, char *err, size_t errlen);
 /* Mirrors (flip) and then shifts one channels-first image in place: out(y, x) = m(y - dy, x - dx)
  * where m(y, x) = in(y, W-1-x) when flipping, else in(y, x); pixels from outside are `fill`. |dx|, |dy|
  * below W, H. `tmp` holds C*H*W floats. */

@@ -17,6 +17,7 @@
 #include "cigt/error.h"
 #include "cigt/parallel.h"
 #include "cigt/train.h"
+#include "levers.h"
 #include "trellis.h"
 #include "../model/model_internal.h"
 
@@ -60,7 +61,7 @@ int cigt_train_config_parse(const json_t *t, struct cigt_train_config *c, char *
 	static const char *const keys[] = {
 		"epochs", "warmup_epochs", "batch_size", "lr", "lr_schedule", "momentum",
 		"weight_decay", "information_gain_weight", "information_gain_beta", "temperature",
-		"routing_randomization", "validation_samples", "seed", "augment", NULL};
+		"routing_randomization", "validation_samples", "seed", "augment", "init", NULL};
 	memset(c, 0, sizeof *c);
 	if (!t || !json_is_object(t))
 		return ERR("train: missing object (the config needs a \"train\" section)");
@@ -143,7 +144,7 @@ int cigt_train_config_parse(const json_t *t, struct cigt_train_config *c, char *
 			}
 		}
 	}
-	return 0;
+	return cigt__train_levers_parse(t, c, err, errlen);
 }
 
 void cigt_train_augment(float *chw, float *tmp, int C, int H, int W, bool flip, int dx, int dy,
@@ -375,6 +376,37 @@ static double validate(const struct cigt_model *m, const float *x, const uint8_t
 	return acc;
 }
 
+/* A path from the config: absolute, or relative to the config file's directory. NULL on
+ * ENOMEM; the caller frees. */
+static char *config_relative(const char *config, const char *path)
+{
+	char *out;
+	const char *slash = strrchr(config, '/');
+	if (path[0] == '/' || !slash)
+		return strdup(path);
+	if (asprintf(&out, "%.*s/%s", (int)(slash - config), config, path) < 0)
+		return NULL;
+	return out;
+}
+
+/* train.init: loads the source model and copies its weights into m. */
+static int init_from_file(const char *config, const struct cigt_train_config *c,
+			  struct cigt_model *m, char *err, size_t errlen)
+{
+	char *path = config_relative(config, c->init_from), e2[400];
+	struct cigt_model *src = NULL;
+	if (!path)
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	int rc = cigt_model_load(path, &src, e2, sizeof e2); /* e2 names the path */
+	if (rc)
+		rc = cigt_fail(err, errlen, rc, "train.init.from: %s", e2);
+	else if ((rc = cigt_train_init_from(m, src, c->init_noise, c->seed, e2, sizeof e2)))
+		rc = cigt_fail(err, errlen, rc, "train.init.from: %s: %s", path, e2);
+	cigt_model_free(src);
+	free(path);
+	return rc;
+}
+
 static void fmt_duration(char *buf, size_t n, double s)
 {
 	long t = s > 0 && s < 1e8 ? (long)s : 0;
@@ -473,6 +505,8 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 			goto out;
 		}
 		cigt_model_init_random(m, c.seed, false);
+		if (c.init_from[0] && (rc = init_from_file(o->config, &c, m, err, errlen)))
+			goto out;
 		cigt_rng_seed(&s.rng, c.seed ^ 0x5eed5eed5eedull);
 		s.best_acc = -1;
 	}

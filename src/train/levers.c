@@ -1,0 +1,80 @@
+/* The optional training levers of a config's "train" section (models/README.md): "init" (start
+ * from a trained model). Each is an object whose keys are checked here; an absent lever leaves
+ * training exactly as without it. */
+#include <jansson.h>
+#include <string.h>
+
+#include "cigt/error.h"
+#include "cigt/train.h"
+#include "levers.h"
+
+#define ERR(...) cigt_fail(err, errlen, CIGT_EINVAL, __VA_ARGS__)
+
+/* A number in [lo, hi] at obj.key, or def when absent. */
+static int opt_num(const json_t *obj, const char *path, const char *key, double lo, double hi,
+		   double def, double *out, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	if (!json_is_number(v) || !(json_number_value(v) >= lo && json_number_value(v) <= hi))
+		return ERR("%s.%s: expected a number in [%g, %g]", path, key, lo, hi);
+	*out = json_number_value(v);
+	return 0;
+}
+
+/* A non-empty path string at obj.key (required) into buf. */
+static int path_at(const json_t *obj, const char *path, const char *key, char *buf, size_t n,
+		   char *err, size_t errlen)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v)
+		return ERR("%s.%s: missing", path, key);
+	if (!json_is_string(v) || !json_string_length(v) || json_string_length(v) >= n ||
+	    strlen(json_string_value(v)) != json_string_length(v))
+		return ERR("%s.%s: expected a file path (1 to %zu bytes)", path, key, n - 1);
+	memcpy(buf, json_string_value(v), json_string_length(v) + 1);
+	return 0;
+}
+
+/* Fails naming the first key of obj not in keys. */
+static int only_keys(const json_t *obj, const char *path, const char *const *keys, char *err,
+		     size_t errlen)
+{
+	const char *key;
+	json_t *val;
+	json_object_foreach((json_t *)obj, key, val) {
+		int ok = 0;
+		for (const char *const *k = keys; *k; k++)
+			ok |= !strcmp(*k, key);
+		if (!ok)
+			return ERR("%s: unknown key '%s'", path, key);
+	}
+	return 0;
+}
+
+static int parse_init(const json_t *j, struct cigt_train_config *c, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"from", "noise", NULL};
+	if (!json_is_object(j))
+		return ERR("train.init: expected {\"from\": PATH, \"noise\": 0..1}");
+	int rc;
+	if ((rc = only_keys(j, "train.init", keys, err, errlen)) ||
+	    (rc = path_at(j, "train.init", "from", c->init_from, sizeof c->init_from, err,
+			  errlen)) ||
+	    (rc = opt_num(j, "train.init", "noise", 0, 1, 0, &c->init_noise, err, errlen)))
+		return rc;
+	return 0;
+}
+
+int cigt__train_levers_parse(const json_t *t, struct cigt_train_config *c, char *err,
+			     size_t errlen)
+{
+	json_t *j;
+	int rc;
+	if ((j = json_object_get(t, "init")) && (rc = parse_init(j, c, err, errlen)))
+		return rc;
+	return 0;
+}
