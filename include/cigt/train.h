@@ -37,6 +37,10 @@ struct cigt_train_config {
 	 * against the config file's directory by cigt_train_run. Empty: random initialisation. */
 	char init_from[1024];
 	double init_noise;
+	/* Optional "distill": {"teacher": PATH, "temperature": 6, "weight": 0.5}: knowledge
+	 * distillation from a trained model (path resolved like init_from). Empty: off. */
+	char distill_teacher[1024];
+	double distill_t, distill_weight;
 };
 
 struct json_t;

@@ -1,5 +1,5 @@
 /* The optional training levers of a config's "train" section (models/README.md): "init" (start
- * from a trained model). Each is an object whose keys are checked here; an absent lever leaves
+ * from a trained model), "distill" (a teacher's soft targets). Each is an object whose keys are checked here; an absent lever leaves
  * training exactly as without it. */
 #include <jansson.h>
 #include <string.h>
@@ -69,12 +69,33 @@ static int parse_init(const json_t *j, struct cigt_train_config *c, char *err, s
 	return 0;
 }
 
+static int parse_distill(const json_t *j, struct cigt_train_config *c, char *err,
+			 size_t errlen)
+{
+	static const char *const keys[] = {"teacher", "temperature", "weight", NULL};
+	if (!json_is_object(j))
+		return ERR("train.distill: expected {\"teacher\": PATH, \"temperature\": 6, "
+			   "\"weight\": 0.5}");
+	int rc;
+	if ((rc = only_keys(j, "train.distill", keys, err, errlen)) ||
+	    (rc = path_at(j, "train.distill", "teacher", c->distill_teacher,
+			  sizeof c->distill_teacher, err, errlen)) ||
+	    (rc = opt_num(j, "train.distill", "temperature", 0.01, 100, 6, &c->distill_t, err,
+			  errlen)) ||
+	    (rc = opt_num(j, "train.distill", "weight", 0, 1, 0.5, &c->distill_weight, err,
+			  errlen)))
+		return rc;
+	return 0;
+}
+
 int cigt__train_levers_parse(const json_t *t, struct cigt_train_config *c, char *err,
 			     size_t errlen)
 {
 	json_t *j;
 	int rc;
 	if ((j = json_object_get(t, "init")) && (rc = parse_init(j, c, err, errlen)))
+		return rc;
+	if ((j = json_object_get(t, "distill")) && (rc = parse_distill(j, c, err, errlen)))
 		return rc;
 	return 0;
 }

@@ -61,7 +61,7 @@ int cigt_train_config_parse(const json_t *t, struct cigt_train_config *c, char *
 	static const char *const keys[] = {
 		"epochs", "warmup_epochs", "batch_size", "lr", "lr_schedule", "momentum",
 		"weight_decay", "information_gain_weight", "information_gain_beta", "temperature",
-		"routing_randomization", "validation_samples", "seed", "augment", "init", NULL};
+		"routing_randomization", "validation_samples", "seed", "augment", "init", "distill", NULL};
 	memset(c, 0, sizeof *c);
 	if (!t || !json_is_object(t))
 		return ERR("train: missing object (the config needs a \"train\" section)");
@@ -194,6 +194,7 @@ static void on_signal(int sig)
  * so the epoch's log line after a resume covers the whole epoch. */
 struct epoch_sums {
 	double loss, ce, ig[CIGT_MAX_LAYERS];
+	double distill; /* kept in the checkpoint only when distilling */
 	int64_t rows, correct;
 	int steps;
 };
@@ -260,6 +261,9 @@ static int save_checkpoint(const char *path, const struct cigt_model *m, const f
 			      "loss", s->part.loss, "ce", s->part.ce, "ig", igj, "rows",
 			      (json_int_t)s->part.rows, "correct", (json_int_t)s->part.correct,
 			      "steps", s->part.steps);
+	if (s->part.distill != 0)
+		json_object_set_new(json_object_get(j, "epoch_sums"), "distill",
+				    json_real(s->part.distill));
 	char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(j);
 	struct cigt__extras ex = {.prefix = "momentum/", .count = k, .names = names,
@@ -324,6 +328,7 @@ static int load_checkpoint(const char *path, const char *config_text, struct cig
 		s->part.rows = json_integer_value(json_object_get(es, "rows"));
 		s->part.correct = json_integer_value(json_object_get(es, "correct"));
 		s->part.steps = (int)json_integer_value(json_object_get(es, "steps"));
+		s->part.distill = json_number_value(json_object_get(es, "distill"));
 	}
 	json_decref(j);
 	free(ex.meta_value);
@@ -422,6 +427,8 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 	struct cigt_model *m = NULL;
 	struct cigt_trellis *tr = NULL;
 	float *mom = NULL, *grads = NULL, *x = NULL, *bx = NULL, *aug_tmp = NULL;
+	struct cigt__teacher *teacher = NULL;
+	double *soft = NULL; /* the teacher's posteriors of a batch */
 	uint8_t *y = NULL, *by = NULL;
 	int *order = NULL;
 	FILE *log = NULL;
@@ -525,6 +532,18 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
 		goto out;
 	}
+	if (c.distill_teacher[0]) {
+		char *tp = config_relative(o->config, c.distill_teacher);
+		rc = tp ? cigt__teacher_open(tp, a, B, &teacher, err, errlen)
+			: cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+		free(tp);
+		if (rc)
+			goto out;
+		if (!(soft = malloc((size_t)B * (size_t)a->nclasses * sizeof *soft))) {
+			rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+			goto out;
+		}
+	}
 	for (int i = 0; i < d.n; i++) {
 		cigt_model_preprocess_u8(a, d.px + (size_t)i * isz, x + (int64_t)i * isz);
 		y[i] = d.labels[i];
@@ -558,6 +577,7 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 		epoch_order(c.seed, s.epoch, ntrain, order);
 		/* Sums over the epoch's steps, including those before a resume. */
 		double sum_loss = s.part.loss, sum_ce = s.part.ce, sum_ig[CIGT_MAX_LAYERS];
+		double sum_kd = s.part.distill;
 		memcpy(sum_ig, s.part.ig, sizeof sum_ig);
 		int64_t rows = s.part.rows, correct = s.part.correct;
 		int nsteps = s.part.steps, steps_run = 0; /* steps_run: in this process */
@@ -589,6 +609,16 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 			struct cigt_trellis_opts to = {.warmup = warmup, .temperature = T,
 						       .ig_lambda = c.ig_lambda, .ig_beta = c.ig_beta,
 						       .rho = c.rho, .dropout = true};
+			if (teacher) {
+				/* The teacher sees the batch the student sees, augmentation included. */
+				if ((rc = cigt__teacher_posteriors(teacher, bx, n, c.distill_t, soft))) {
+					rc = cigt_fail(err, errlen, rc, "the teacher failed on a batch");
+					goto restore;
+				}
+				to.teacher = soft;
+				to.kd_t = c.distill_t;
+				to.kd_weight = c.distill_weight;
+			}
 			memset(grads, 0, (size_t)m->blob_floats * sizeof(float));
 			if ((rc = cigt_trellis_step(tr, m->blob, grads, bx, by, n, &to, &s.rng, &st))) {
 				rc = cigt_fail(err, errlen, rc, "out of memory in a training step");
@@ -612,6 +642,7 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 			steps_run++;
 			sum_loss += st.loss;
 			sum_ce += st.ce;
+			sum_kd += st.distill;
 			for (int l = 0; l < a->nlayers; l++)
 				sum_ig[l] += st.ig[l];
 			rows += st.leaf_rows;
@@ -644,7 +675,7 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 				s.step++;
 				s.part = (struct epoch_sums){.loss = sum_loss, .ce = sum_ce,
 							     .rows = rows, .correct = correct,
-							     .steps = nsteps};
+							     .steps = nsteps, .distill = sum_kd};
 				memcpy(s.part.ig, sum_ig, sizeof sum_ig);
 				if (tty)
 					fprintf(out, "\n");
@@ -711,6 +742,9 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 					      "train_accuracy", tacc, "validation_accuracy", vacc,
 					      "best", best, "lr", lr, "temperature", T,
 					      "samples_per_second", sps, "seconds", secs);
+			if (teacher)
+				json_object_set_new(j, "distill",
+						    json_real(nsteps ? sum_kd / nsteps : 0));
 			json_dumpf(j, log, JSON_COMPACT | JSON_PRESERVE_ORDER);
 			fputc('\n', log);
 			fflush(log);
@@ -732,6 +766,8 @@ out:
 	free(ckpt_path);
 	cigt_arch_free(arch);
 	cigt_trellis_free(tr);
+	cigt__teacher_free(teacher);
+	free(soft);
 	cigt_model_free(m);
 	free(mom);
 	free(grads);

@@ -129,6 +129,7 @@ struct lstate {
 	int min, mout;
 	real_t *in, *out;
 	int *lab_in, *lab_out;
+	int *smp_in, *smp_out; /* the sample of each row (NULL unless the leaf loss needs it) */
 	struct xstate x[CIGT_MAX_EXPERTS];
 	/* router */
 	real_t *pooled, *flat, *h1, *h2, *bmean, *binv, *logits;
@@ -766,6 +767,7 @@ static int assign_rows(struct TR_T *t, int l, const struct cigt_trellis_opts *o)
 	N->min = M;
 	N->in = S->out;
 	N->lab_in = S->lab_out;
+	N->smp_in = S->smp_out;
 	N->mout = (int)total;
 	return 0;
 }
@@ -950,6 +952,8 @@ static int forward_job(struct TR_T *t, struct worker *w, int item)
 		memcpy(X->gin + (int64_t)k * L->isz, S->in + (int64_t)X->rows[k] * L->isz,
 		       (size_t)L->isz * sizeof(real_t));
 		S->lab_out[X->out_off + k] = S->lab_in[X->rows[k]];
+		if (S->smp_in)
+			S->smp_out[X->out_off + k] = S->smp_in[X->rows[k]];
 	}
 	return expert_forward(t, w, l, e, t->job_params, S->out + X->out_off * L->osz,
 			      t->job_opts, &t->xrng[e], t->nitems == 1 && t->nthreads > 1);
@@ -1016,6 +1020,11 @@ int TR(step)(struct TR_T *t, real_t *params, real_t *grads, const real_t *x,
 	ALLOC(S0->lab_in, n);
 	for (int i = 0; i < n; i++)
 		S0->lab_in[i] = labels[i];
+	if (o->teacher) {
+		ALLOC(S0->smp_in, n);
+		for (int i = 0; i < n; i++)
+			S0->smp_in[i] = i;
+	}
 	S0->x[0].m = n;
 	ALLOC(S0->x[0].rows, n);
 	for (int i = 0; i < n; i++)
@@ -1028,6 +1037,8 @@ int TR(step)(struct TR_T *t, real_t *params, real_t *grads, const real_t *x,
 		struct lstate *S = &t->S[l];
 		ALLOC(S->out, (int64_t)S->mout * L->osz);
 		ALLOC(S->lab_out, CIGT_MAX(S->mout, 1));
+		if (S->smp_in)
+			ALLOC(S->smp_out, CIGT_MAX(S->mout, 1));
 		for (int e = 0; e < L->experts; e++) {
 			st->rows[l][e] = S->x[e].m;
 			cigt_rng_seed(&t->xrng[e], cigt_rng_next(rng));
@@ -1042,35 +1053,17 @@ int TR(step)(struct TR_T *t, real_t *params, real_t *grads, const real_t *x,
 		}
 	}
 
-	/* Leaves: mean cross-entropy per last-layer expert, summed. */
+	/* Leaves: the loss of leaf.c on the last layer's experts' output rows. */
 	const struct tlayer *LL = &t->L[NL - 1];
 	struct lstate *SL = &t->S[NL - 1];
 	real_t *dout;
+	int leaf_m[CIGT_MAX_EXPERTS];
 	ALLOC(dout, (int64_t)SL->mout * C);
-	for (int e = 0; e < LL->experts; e++) {
-		const struct xstate *X = &SL->x[e];
-		if (X->m == 0)
-			continue;
-		double ce = 0;
-		for (int k = 0; k < X->m; k++) {
-			int64_t row = X->out_off + k;
-			const real_t *z = SL->out + row * C;
-			real_t *dz = dout + row * C;
-			int c = SL->lab_out[row];
-			double mx = z[0], sum = 0;
-			for (int j = 1; j < C; j++)
-				mx = z[j] > mx ? z[j] : mx;
-			for (int j = 0; j < C; j++)
-				sum += exp((double)z[j] - mx);
-			ce += log(sum) + mx - z[c];
-			for (int j = 0; j < C; j++)
-				dz[j] = (real_t)((exp((double)z[j] - mx) / sum - (j == c)) / X->m);
-			st->leaf_correct += NN(argmax)(z, C) == c;
-		}
-		st->ce += ce / X->m;
-		st->leaf_rows += X->m;
-	}
-	st->loss += st->ce;
+	for (int e = 0; e < LL->experts; e++)
+		leaf_m[e] = SL->x[e].m;
+	if ((rc = TR(leaf_loss)(C, LL->experts, leaf_m, SL->out, SL->lab_out, SL->smp_out, o, dout,
+				st)))
+		return rc;
 
 	/* Backward, last layer first. dout holds the gradient of layer l's output rows. */
 	for (int l = NL - 1; l >= 0; l--) {
