@@ -41,6 +41,11 @@ struct cigt_train_config {
 	 * distillation from a trained model (path resolved like init_from). Empty: off. */
 	char distill_teacher[1024];
 	double distill_t, distill_weight;
+	/* Optional "ensemble": {"share": 0.5, "weight": 1, "from_epoch": E0, "to_epoch": E1}:
+	 * paths that ensemble (see models/README.md). share 0: off. from/to -1: the first routed
+	 * epoch / the end. */
+	double ens_share, ens_weight;
+	int ens_from, ens_to;
 };
 
 struct json_t;

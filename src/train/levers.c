@@ -1,5 +1,6 @@
 /* The optional training levers of a config's "train" section (models/README.md): "init" (start
- * from a trained model), "distill" (a teacher's soft targets). Each is an object whose keys are checked here; an absent lever leaves
+ * from a trained model), "distill" (a teacher's soft targets), "ensemble" (paths that
+ * ensemble). Each is an object whose keys are checked here; an absent lever leaves
  * training exactly as without it. */
 #include <jansson.h>
 #include <string.h>
@@ -88,6 +89,31 @@ static int parse_distill(const json_t *j, struct cigt_train_config *c, char *err
 	return 0;
 }
 
+static int parse_ensemble(const json_t *j, struct cigt_train_config *c, char *err,
+			  size_t errlen)
+{
+	static const char *const keys[] = {"share", "weight", "from_epoch", "to_epoch", NULL};
+	if (!json_is_object(j))
+		return ERR("train.ensemble: expected {\"share\": 0.5, \"weight\": 1, "
+			   "\"from_epoch\": E, \"to_epoch\": E}");
+	int rc;
+	double from = -1, to = -1;
+	if ((rc = only_keys(j, "train.ensemble", keys, err, errlen)) ||
+	    (rc = opt_num(j, "train.ensemble", "share", 0.001, 1, 0.5, &c->ens_share, err,
+			  errlen)) ||
+	    (rc = opt_num(j, "train.ensemble", "weight", 0, 1, 1, &c->ens_weight, err, errlen)) ||
+	    (rc = opt_num(j, "train.ensemble", "from_epoch", 0, 100000, -1, &from, err, errlen)) ||
+	    (rc = opt_num(j, "train.ensemble", "to_epoch", 1, 100000, -1, &to, err, errlen)))
+		return rc;
+	if ((from >= 0 && from != (int)from) || (to >= 0 && to != (int)to))
+		return ERR("train.ensemble: from_epoch and to_epoch must be whole epochs");
+	if (from >= 0 && to >= 0 && to <= from)
+		return ERR("train.ensemble: to_epoch must be above from_epoch");
+	c->ens_from = (int)from;
+	c->ens_to = (int)to;
+	return 0;
+}
+
 int cigt__train_levers_parse(const json_t *t, struct cigt_train_config *c, char *err,
 			     size_t errlen)
 {
@@ -96,6 +122,8 @@ int cigt__train_levers_parse(const json_t *t, struct cigt_train_config *c, char 
 	if ((j = json_object_get(t, "init")) && (rc = parse_init(j, c, err, errlen)))
 		return rc;
 	if ((j = json_object_get(t, "distill")) && (rc = parse_distill(j, c, err, errlen)))
+		return rc;
+	if ((j = json_object_get(t, "ensemble")) && (rc = parse_ensemble(j, c, err, errlen)))
 		return rc;
 	return 0;
 }

@@ -61,7 +61,7 @@ int cigt_train_config_parse(const json_t *t, struct cigt_train_config *c, char *
 	static const char *const keys[] = {
 		"epochs", "warmup_epochs", "batch_size", "lr", "lr_schedule", "momentum",
 		"weight_decay", "information_gain_weight", "information_gain_beta", "temperature",
-		"routing_randomization", "validation_samples", "seed", "augment", "init", "distill", NULL};
+		"routing_randomization", "validation_samples", "seed", "augment", "init", "distill", "ensemble", NULL};
 	memset(c, 0, sizeof *c);
 	if (!t || !json_is_object(t))
 		return ERR("train: missing object (the config needs a \"train\" section)");
@@ -518,6 +518,12 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 		s.best_acc = -1;
 	}
 	const struct cigt_arch *a = m->arch;
+	if (c.ens_share > 0 && (a->nlayers < 2 || a->layers[a->nlayers - 1].experts < 2)) {
+		rc = ERR("train.ensemble: the last layer of %s has one expert: there is no second "
+			 "path to ensemble",
+			 a->name);
+		goto out;
+	}
 	const int64_t isz = cigt_arch_input_size(a);
 	const int B = c.batch_size, steps = (ntrain + B - 1) / B;
 	grads = malloc((size_t)m->blob_floats * sizeof(float));
@@ -618,6 +624,11 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 				to.teacher = soft;
 				to.kd_t = c.distill_t;
 				to.kd_weight = c.distill_weight;
+			}
+			if (c.ens_share > 0 && s.epoch >= (c.ens_from >= 0 ? c.ens_from : 0) &&
+			    (c.ens_to < 0 || s.epoch < c.ens_to)) {
+				to.ens_share = c.ens_share; /* no effect in warm-up */
+				to.ens_weight = c.ens_weight;
 			}
 			memset(grads, 0, (size_t)m->blob_floats * sizeof(float));
 			if ((rc = cigt_trellis_step(tr, m->blob, grads, bx, by, n, &to, &s.rng, &st))) {

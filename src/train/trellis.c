@@ -135,6 +135,7 @@ struct lstate {
 	real_t *pooled, *flat, *h1, *h2, *bmean, *binv, *logits;
 	double *probs;
 	int *choice;
+	int *second; /* last router with paths that ensemble: the runner-up expert */
 };
 
 #define MAX_THREADS 8
@@ -692,6 +693,12 @@ static int expert_forward(struct TR_T *t, struct worker *w, int l, int e, real_t
 	return 0;
 }
 
+/* Whether the router after layer l sends some rows to two experts (paths that ensemble). */
+static bool pairing(const struct TR_T *t, int l, const struct cigt_trellis_opts *o)
+{
+	return o->ens_share > 0 && !o->warmup && l == t->a->nlayers - 2 && t->L[l + 1].experts > 1;
+}
+
 /* Router forward on the layer's output rows: soft routes and choices for the next layer. */
 static int router_forward(struct TR_T *t, int l, real_t *params,
 			  const struct cigt_trellis_opts *o, struct cigt_rng *rng,
@@ -736,6 +743,17 @@ static int router_forward(struct TR_T *t, int l, real_t *params,
 			c = (int)cigt_rng_below(rng, (uint32_t)r->k);
 		S->choice[i] = c;
 	}
+	if (pairing(t, l, o)) {
+		ALLOC(S->second, M);
+		for (int i = 0; i < M; i++) {
+			const double *p = S->probs + (int64_t)i * r->k;
+			int b = -1;
+			for (int k = 0; k < r->k; k++)
+				if (k != S->choice[i] && (b < 0 || p[k] > p[b]))
+					b = k;
+			S->second[i] = b;
+		}
+	}
 	(void)st;
 	return 0;
 }
@@ -746,6 +764,8 @@ static int assign_rows(struct TR_T *t, int l, const struct cigt_trellis_opts *o)
 	struct arena *ar = &t->w[0].arena;
 	struct lstate *S = &t->S[l], *N = &t->S[l + 1];
 	const int K = t->L[l + 1].experts, M = S->mout;
+	/* With pairing, samples below npair also go to their runner-up expert. */
+	const int npair = S->second ? (int)lround(o->ens_share * t->S[0].min) : 0;
 	int64_t total = 0;
 	for (int e = 0; e < K; e++) {
 		struct xstate *X = &N->x[e];
@@ -754,12 +774,14 @@ static int assign_rows(struct TR_T *t, int l, const struct cigt_trellis_opts *o)
 			m = M;
 		else
 			for (int i = 0; i < M; i++)
-				m += S->choice[i] == e;
+				m += S->choice[i] == e ||
+				     (npair && S->smp_out[i] < npair && S->second[i] == e);
 		X->m = m;
 		ALLOC(X->rows, CIGT_MAX(m, 1));
 		m = 0;
 		for (int i = 0; i < M; i++)
-			if (o->warmup || S->choice[i] == e)
+			if (o->warmup || S->choice[i] == e ||
+			    (npair && S->smp_out[i] < npair && S->second[i] == e))
 				X->rows[m++] = i;
 		X->out_off = total;
 		total += m;
@@ -1020,7 +1042,7 @@ int TR(step)(struct TR_T *t, real_t *params, real_t *grads, const real_t *x,
 	ALLOC(S0->lab_in, n);
 	for (int i = 0; i < n; i++)
 		S0->lab_in[i] = labels[i];
-	if (o->teacher) {
+	if (o->teacher || (o->ens_share > 0 && !o->warmup)) {
 		ALLOC(S0->smp_in, n);
 		for (int i = 0; i < n; i++)
 			S0->smp_in[i] = i;

@@ -26,6 +26,11 @@ struct cigt_trellis_opts {
 	 * classes, every leaf row taking its sample's target (see leaf.c). */
 	const double *teacher;
 	double kd_t, kd_weight;
+	/* Paths that ensemble (ens_share 0: off; no effect in warm-up): the first
+	 * round(ens_share * n) samples of the step also go to their second-best expert at the
+	 * last router (highest soft route among the others), and their two leaf rows are
+	 * trained on (1 - ens_weight) * own CE + ens_weight * CE of the mean posterior. */
+	double ens_share, ens_weight;
 };
 
 struct cigt_trellis_stats {

@@ -5,7 +5,7 @@
 # "train.temperature", in an op), impossible shapes (a pooling kernel larger than its input, a
 # router pool larger than the feature map, a last layer that does not end in one logit per
 # class), an out-of-range value, the training levers (train.init: missing or mismatching
-# source), missing and truncated data files, a missing config file.
+# source; train.distill: unknown key, missing teacher; train.ensemble on a single-path network), missing and truncated data files, a missing config file.
 #   usage: bad_config.sh CIGT_BINARY SOURCE_ROOT
 set -u
 if [ $# -ne 2 ]; then
@@ -118,6 +118,19 @@ variant init-mismatch 'c["train"]["init"] = {"from": "'"$root"'/models/thick.saf
 expect init-mismatch train.init.from "op 4 does not match" "64x14x14" -- --config "$tmp/init-mismatch.json"
 variant init-bad-key 'c["train"]["init"] = {"from": "x", "scale": 1}'
 expect init-bad-key "train.init: unknown key 'scale'" -- --config "$tmp/init-bad-key.json"
+variant distill-bad-key 'c["train"]["distill"] = {"teacher": "x", "alpha": 0.5}'
+expect distill-bad-key "train.distill: unknown key 'alpha'" -- --config "$tmp/distill-bad-key.json"
+variant distill-missing 'c["train"]["distill"] = {"teacher": "nope.safetensors"}'
+expect distill-missing train.distill.teacher "$tmp/nope.safetensors" -- \
+	--config "$tmp/distill-missing.json"
+# paths that ensemble need a second expert at the last layer
+"$py" - "$root/models/thin.json" "$tmp/thin-ensemble.json" <<'EOF2'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["train"]["ensemble"] = {"share": 0.5}
+json.dump(c, open(sys.argv[2], "w"))
+EOF2
+expect thin-ensemble train.ensemble "one expert" -- --config "$tmp/thin-ensemble.json"
 
 expect missing-data-dir /nonexistent/cigt-data/train-images-idx3-ubyte.gz -- \
 	--config "$config" --data /nonexistent/cigt-data

@@ -378,7 +378,9 @@ static void check_step(const struct cigt_trellis_opts *o)
 		cr_expect_eq(st.rows[1][0], f.n);
 		cr_expect_eq(st.rows[2][1], 2 * f.n);
 	} else {
-		cr_expect_eq(st.leaf_rows, f.n, "after warm-up each row takes one path");
+		int pairs = (int)lround(o->ens_share * f.n);
+		cr_expect_eq(st.leaf_rows, f.n + pairs,
+			     "after warm-up each row takes one path, %d of them two leaves", pairs);
 		cr_expect_eq(st.rows[1][0] + st.rows[1][1], f.n);
 	}
 	cr_expect(st.ig[0] != 0 && st.ig[1] != 0);
@@ -437,6 +439,31 @@ Test(grad, trellis_step_distill_argmax_with_rerouting)
 	check_step(&o);
 }
 
+Test(grad, trellis_step_paths_that_ensemble)
+{
+	struct cigt_trellis_opts o = {.warmup = false, .temperature = 0.9, .ig_lambda = 0.5,
+				      .ig_beta = 2.115, .rho = 0.491, .dropout = true,
+				      .ens_share = 0.5, .ens_weight = 0.7};
+	check_step(&o);
+}
+
+Test(grad, trellis_step_paths_that_ensemble_distilled)
+{
+	struct cigt_trellis_opts o = {.warmup = false, .temperature = 0.9, .ig_lambda = 0.5,
+				      .ig_beta = 2.115, .rho = 0.491, .dropout = true,
+				      .teacher = teacher8, .kd_t = 3, .kd_weight = 0.4,
+				      .ens_share = 1, .ens_weight = 1};
+	check_step(&o);
+}
+
+Test(grad, trellis_step_paths_that_ensemble_ignored_in_warmup)
+{
+	struct cigt_trellis_opts o = {.warmup = true, .temperature = 1.7, .ig_lambda = 0.5,
+				      .ig_beta = 2.115, .rho = 0.491, .dropout = true,
+				      .ens_share = 1, .ens_weight = 1};
+	check_step(&o);
+}
+
 /* ---- the leaf loss against hand-computed values ------------------------------------------- */
 
 Test(loss, distillation_known_values)
@@ -471,6 +498,39 @@ Test(loss, distillation_known_values)
 	cr_expect_float_eq(st2.loss, log(2.0) + log(4.0), 1e-12);
 	cr_expect_float_eq(dz[0], -0.5, 1e-12);
 	cr_expect_float_eq(dz[3], (0.25 - 1) / 2, 1e-12);
+}
+
+Test(loss, paths_that_ensemble_known_values)
+{
+	/* w = 0.5. Leaf a (1 row): sample 0, z = (0, 0), label 0: p = (1/2, 1/2). Leaf b (2 rows):
+	 * sample 0, z = (log 3, 0), label 0: p = (3/4, 1/4); sample 1 alone, z = (0, 0), label 1.
+	 * Sample 0's mean posterior of class 0 is (1/2 + 3/4) / 2 = 5/8, so
+	 *   leaf a: 0.5 log 2 + 0.5 log(8/5)
+	 *   leaf b: (0.5 log(4/3) + 0.5 log(8/5) + log 2) / 2.
+	 * Gradients: the group term sits in both leaves (1/m: 1 + 1/2 = 3/2), d(-log qbar)/dz_r =
+	 * (p_r[0] / (5/4)) (p_r - y):
+	 *   a:  (0.5 + 0.5 * 3/2 * (1/2) / (5/4)) (-1/2, 1/2) = 0.8 (-1/2, 1/2) = (-0.4, 0.4)
+	 *   b0: (0.5 / 2 + 0.5 * 3/2 * (3/4) / (5/4)) (-1/4, 1/4) = 0.7 (-1/4, 1/4)
+	 *   b1: (p - y) / 2 = (1/4, -1/4). */
+	const double z[6] = {0, 0, log(3.0), 0, 0, 0};
+	const int m[2] = {1, 2}, lab[3] = {0, 0, 1}, smp[3] = {0, 0, 1};
+	double dz[6];
+	struct cigt_trellis_opts o = {.ens_share = 0.5, .ens_weight = 0.5};
+	struct cigt_trellis_stats st = {0};
+	cr_assert_eq(cigt_trellis_leaf_loss_d(2, 2, m, z, lab, smp, &o, dz, &st), 0);
+	const double ce = 0.5 * log(2.0) + 0.5 * log(1.6) +
+			  (0.5 * log(4.0 / 3) + 0.5 * log(1.6) + log(2.0)) / 2;
+	cr_expect_float_eq(st.ce, ce, 1e-12);
+	cr_expect_float_eq(st.loss, ce, 1e-12);
+	const double want[6] = {-0.4, 0.4, -0.175, 0.175, 0.25, -0.25};
+	for (int i = 0; i < 6; i++)
+		cr_expect_float_eq(dz[i], want[i], 1e-12, "dz[%d] = %.15g", i, dz[i]);
+	cr_expect_eq(st.leaf_rows, 3);
+	/* In warm-up rows are never grouped: the plain per-leaf mean cross-entropy. */
+	o.warmup = true;
+	st = (struct cigt_trellis_stats){0};
+	cr_assert_eq(cigt_trellis_leaf_loss_d(2, 2, m, z, lab, smp, &o, dz, &st), 0);
+	cr_expect_float_eq(st.ce, log(2.0) + (log(4.0 / 3) + log(2.0)) / 2, 1e-12);
 }
 
 static void init(void)
