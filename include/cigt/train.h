@@ -46,6 +46,10 @@ struct cigt_train_config {
 	 * epoch / the end. */
 	double ens_share, ens_weight;
 	int ens_from, ens_to;
+	/* Optional "label_smoothing": eps in [0, 0.5] (0: off). */
+	double label_smoothing;
+	/* Optional "router_weight_decay": the routers' own L2 decay (absent: weight_decay). */
+	double router_weight_decay;
 };
 
 struct json_t;

@@ -11,7 +11,9 @@
  * experts at the last router has two leaf rows G_s; each of them has the cross-entropy
  *   (1 - w) (-log p_r[c]) + w (-log qbar_s[c]),   qbar_s = (1/|G_s|) sum_{r' in G_s} p_r'
  * in its leaf's mean (w = o->ens_weight), so the mean posterior of the two paths, the
- * quantity multipath inference classifies with, is trained directly. */
+ * quantity multipath inference classifies with, is trained directly.
+ * Label smoothing (o->label_smoothing = eps > 0) replaces every row's own one-hot target by
+ * (1 - eps) onehot(c) + eps / C; the mean-posterior term of paired rows keeps the label. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +48,24 @@ static double kd_row(int C, const real_t *z, const double *q, double T, double *
 	return kl;
 }
 
+/* The smoothed target of class j for label c: (1 - ls) [j = c] + ls / C. */
+static inline double target(int j, int c, double ls, int C)
+{
+	return (1 - ls) * (j == c) + ls / C;
+}
+
+/* Cross-entropy of one row against the smoothed target; lse = log sum_j exp(z_j). */
+static double smoothed_ce(int C, const real_t *z, int c, double ls, double lse)
+{
+	double ce = lse - z[c];
+	if (ls == 0)
+		return ce;
+	double all = 0;
+	for (int j = 0; j < C; j++)
+		all += lse - z[j];
+	return (1 - ls) * ce + ls / C * all;
+}
+
 /* Per sample of a grouped step: sum of p_r[c] over its leaf rows, sum of 1/m_e over their
  * leaves, and the number of rows. */
 struct group {
@@ -60,6 +80,7 @@ static int leaf_loss_grouped(int C, int K, const int *m, const real_t *z, const 
 {
 	const bool kd = o->teacher != NULL;
 	const double alpha = kd ? o->kd_weight : 0, T = o->kd_t, w = o->ens_weight;
+	const double ls = o->label_smoothing;
 	int64_t rows = 0;
 	int ns = 0;
 	for (int e = 0; e < K; e++)
@@ -104,7 +125,8 @@ static int leaf_loss_grouped(int C, int K, const int *m, const real_t *z, const 
 				mx = zr[j] > mx ? zr[j] : mx;
 			for (int j = 0; j < C; j++)
 				sum += exp((double)zr[j] - mx);
-			const double own = log(sum) + mx - zr[c], pc = exp((double)zr[c] - mx) / sum;
+			const double own = smoothed_ce(C, zr, c, ls, log(sum) + mx),
+				     pc = exp((double)zr[c] - mx) / sum;
 			/* dL/dz = a_own (p - y) / m_e + a_grp (p - y): the group term appears in
 			 * each member's leaf, d(-log qbar_c)/dz_r = (p_r[c] / sum_G p[c]) (p_r - y). */
 			double a_own = 1, a_grp = 0;
@@ -118,8 +140,9 @@ static int leaf_loss_grouped(int C, int K, const int *m, const real_t *z, const 
 			if (kd)
 				kl += kd_row(C, zr, o->teacher + (int64_t)smp[row] * C, T, g);
 			for (int j = 0; j < C; j++) {
-				double pmy = exp((double)zr[j] - mx) / sum - (j == c);
-				double dj = (1 - alpha) * (a_own * pmy / me + a_grp * pmy);
+				double p = exp((double)zr[j] - mx) / sum;
+				double dj = (1 - alpha) * (a_own * (p - target(j, c, ls, C)) / me +
+							   a_grp * (p - (j == c)));
 				if (kd)
 					dj += alpha * T / C * g[j] / me;
 				d[j] = (real_t)dj;
@@ -144,7 +167,7 @@ int TR(leaf_loss)(int C, int K, const int *m, const real_t *z, const int *lab, c
 	if (o->ens_share > 0 && !o->warmup && smp)
 		return leaf_loss_grouped(C, K, m, z, lab, smp, o, dz, st);
 	const bool kd = o->teacher != NULL;
-	const double alpha = kd ? o->kd_weight : 0, T = o->kd_t;
+	const double alpha = kd ? o->kd_weight : 0, T = o->kd_t, ls = o->label_smoothing;
 	double g[CIGT_MAX_CLASSES];
 	int64_t row0 = 0;
 	double kd_sum = 0;
@@ -163,16 +186,18 @@ int TR(leaf_loss)(int C, int K, const int *m, const real_t *z, const int *lab, c
 				mx = zr[j] > mx ? zr[j] : mx;
 			for (int j = 0; j < C; j++)
 				sum += exp((double)zr[j] - mx);
-			ce += log(sum) + mx - zr[c];
-			if (!kd) {
+			if (!kd && ls == 0) {
+				ce += log(sum) + mx - zr[c];
 				for (int j = 0; j < C; j++)
 					d[j] = (real_t)((exp((double)zr[j] - mx) / sum - (j == c)) / me);
 			} else {
-				kl += kd_row(C, zr, o->teacher + (int64_t)smp[row] * C, T, g);
+				ce += smoothed_ce(C, zr, c, ls, log(sum) + mx);
+				if (kd)
+					kl += kd_row(C, zr, o->teacher + (int64_t)smp[row] * C, T, g);
 				for (int j = 0; j < C; j++)
-					d[j] = (real_t)(((1 - alpha) *
-								 (exp((double)zr[j] - mx) / sum - (j == c)) +
-							 alpha * T / C * g[j]) /
+					d[j] = (real_t)(((1 - alpha) * (exp((double)zr[j] - mx) / sum -
+									target(j, c, ls, C)) +
+							 (kd ? alpha * T / C * g[j] : 0)) /
 							me);
 			}
 			st->leaf_correct += NN(argmax)(zr, C) == c;

@@ -1,6 +1,6 @@
 /* The optional training levers of a config's "train" section (models/README.md): "init" (start
  * from a trained model), "distill" (a teacher's soft targets), "ensemble" (paths that
- * ensemble). Each is an object whose keys are checked here; an absent lever leaves
+ * ensemble), and two numbers: "label_smoothing", "router_weight_decay". Each is an object whose keys are checked here; an absent lever leaves
  * training exactly as without it. */
 #include <jansson.h>
 #include <string.h>
@@ -124,6 +124,11 @@ int cigt__train_levers_parse(const json_t *t, struct cigt_train_config *c, char 
 	if ((j = json_object_get(t, "distill")) && (rc = parse_distill(j, c, err, errlen)))
 		return rc;
 	if ((j = json_object_get(t, "ensemble")) && (rc = parse_ensemble(j, c, err, errlen)))
+		return rc;
+	if ((rc = opt_num(t, "train", "label_smoothing", 0, 0.5, 0, &c->label_smoothing, err,
+			  errlen)) ||
+	    (rc = opt_num(t, "train", "router_weight_decay", 0, 1, c->weight_decay,
+			  &c->router_weight_decay, err, errlen)))
 		return rc;
 	return 0;
 }

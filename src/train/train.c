@@ -61,7 +61,8 @@ int cigt_train_config_parse(const json_t *t, struct cigt_train_config *c, char *
 	static const char *const keys[] = {
 		"epochs", "warmup_epochs", "batch_size", "lr", "lr_schedule", "momentum",
 		"weight_decay", "information_gain_weight", "information_gain_beta", "temperature",
-		"routing_randomization", "validation_samples", "seed", "augment", "init", "distill", "ensemble", NULL};
+		"routing_randomization", "validation_samples", "seed", "augment", "init", "distill", "ensemble", "label_smoothing",
+		"router_weight_decay", NULL};
 	memset(c, 0, sizeof *c);
 	if (!t || !json_is_object(t))
 		return ERR("train: missing object (the config needs a \"train\" section)");
@@ -614,7 +615,8 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 			double T = cigt_train_temperature(&c, s.iteration);
 			struct cigt_trellis_opts to = {.warmup = warmup, .temperature = T,
 						       .ig_lambda = c.ig_lambda, .ig_beta = c.ig_beta,
-						       .rho = c.rho, .dropout = true};
+						       .rho = c.rho, .dropout = true,
+						       .label_smoothing = c.label_smoothing};
 			if (teacher) {
 				/* The teacher sees the batch the student sees, augmentation included. */
 				if ((rc = cigt__teacher_posteriors(teacher, bx, n, c.distill_t, soft))) {
@@ -642,9 +644,11 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 					continue;
 				float *w = m->blob + t->offset, *v = mom + t->offset;
 				const float *g = grads + t->offset;
+				const float wd = (float)(strncmp(t->name, "routers.", 8)
+								 ? c.weight_decay
+								 : c.router_weight_decay);
 				for (int64_t k = 0; k < t->numel; k++) {
-					v[k] = (float)c.momentum * v[k] + g[k] +
-					       (float)c.weight_decay * w[k];
+					v[k] = (float)c.momentum * v[k] + g[k] + wd * w[k];
 					w[k] -= (float)lr * v[k];
 				}
 			}

@@ -31,6 +31,7 @@ struct cigt_trellis_opts {
 	 * last router (highest soft route among the others), and their two leaf rows are
 	 * trained on (1 - ens_weight) * own CE + ens_weight * CE of the mean posterior. */
 	double ens_share, ens_weight;
+	double label_smoothing; /* eps: each row's own CE target is (1-eps) onehot + eps/C */
 };
 
 struct cigt_trellis_stats {

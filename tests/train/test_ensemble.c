@@ -1,5 +1,6 @@
-/* train.ensemble (paths that ensemble): the config keys, their defaults and refusals. The loss
- * and its gradient are checked in test_trellis_grad.c. */
+/* The config keys of train.ensemble (paths that ensemble), train.label_smoothing and
+ * train.router_weight_decay: defaults and refusals. The losses and their gradients are checked
+ * in test_trellis_grad.c, router_weight_decay end to end in levers.sh. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -60,4 +61,23 @@ Test(ensemble, config_keys)
 		cr_expect(strstr(err, bad[i].words), "'%s' gives '%s', expected '%s'", bad[i].extra,
 			  err, bad[i].words);
 	}
+}
+
+Test(ensemble, label_smoothing_and_router_weight_decay)
+{
+	struct cigt_train_config c;
+	char err[256];
+	cr_assert_eq(parse("", err, sizeof err, &c), 0, "%s", err);
+	cr_expect_eq(c.label_smoothing, 0, "absent: off");
+	cr_expect_eq(c.router_weight_decay, c.weight_decay, "absent: the experts' weight decay");
+	cr_assert_eq(parse(", \"label_smoothing\": 0.1, \"router_weight_decay\": 0.001", err,
+			   sizeof err, &c),
+		     0, "%s", err);
+	cr_expect_eq(c.label_smoothing, 0.1);
+	cr_expect_eq(c.router_weight_decay, 0.001);
+	cr_expect_eq(parse(", \"label_smoothing\": 0.6", err, sizeof err, &c), CIGT_EINVAL);
+	cr_expect(strstr(err, "train.label_smoothing: expected a number in [0, 0.5]"), "%s", err);
+	cr_expect_eq(parse(", \"router_weight_decay\": \"1e-3\"", err, sizeof err, &c),
+		     CIGT_EINVAL);
+	cr_expect(strstr(err, "train.router_weight_decay: expected a number in [0, 1]"), "%s", err);
 }

@@ -464,6 +464,23 @@ Test(grad, trellis_step_paths_that_ensemble_ignored_in_warmup)
 	check_step(&o);
 }
 
+Test(grad, trellis_step_label_smoothing_with_everything)
+{
+	struct cigt_trellis_opts o = {.warmup = false, .temperature = 0.9, .ig_lambda = 0.5,
+				      .ig_beta = 2.115, .rho = 0.491, .dropout = true,
+				      .teacher = teacher8, .kd_t = 3, .kd_weight = 0.4,
+				      .ens_share = 0.5, .ens_weight = 0.6, .label_smoothing = 0.15};
+	check_step(&o);
+}
+
+Test(grad, trellis_step_label_smoothing_warmup)
+{
+	struct cigt_trellis_opts o = {.warmup = true, .temperature = 1.7, .ig_lambda = 0.5,
+				      .ig_beta = 2.115, .rho = 0.491, .dropout = true,
+				      .label_smoothing = 0.1};
+	check_step(&o);
+}
+
 /* ---- the leaf loss against hand-computed values ------------------------------------------- */
 
 Test(loss, distillation_known_values)
@@ -531,6 +548,26 @@ Test(loss, paths_that_ensemble_known_values)
 	st = (struct cigt_trellis_stats){0};
 	cr_assert_eq(cigt_trellis_leaf_loss_d(2, 2, m, z, lab, smp, &o, dz, &st), 0);
 	cr_expect_float_eq(st.ce, log(2.0) + (log(4.0 / 3) + log(2.0)) / 2, 1e-12);
+}
+
+Test(loss, label_smoothing_known_values)
+{
+	/* eps = 0.2, C = 2: targets (0.9, 0.1) for label 0 and (0.1, 0.9) for label 1.
+	 * Leaf 0: z = (0, 0), label 0: CE = -(0.9 + 0.1) log(1/2) = log 2, dz = (-0.4, 0.4).
+	 * Leaf 1: z = (log 3, 0), label 1, p = (3/4, 1/4): CE = -0.1 log(3/4) - 0.9 log(1/4),
+	 * dz = (0.75 - 0.1, 0.25 - 0.9) = (0.65, -0.65). */
+	const double z[4] = {0, 0, log(3.0), 0};
+	const int m[2] = {1, 1}, lab[2] = {0, 1};
+	double dz[4];
+	struct cigt_trellis_opts o = {.label_smoothing = 0.2};
+	struct cigt_trellis_stats st = {0};
+	cr_assert_eq(cigt_trellis_leaf_loss_d(2, 2, m, z, lab, NULL, &o, dz, &st), 0);
+	const double ce = log(2.0) - 0.1 * log(0.75) - 0.9 * log(0.25);
+	cr_expect_float_eq(st.ce, ce, 1e-12);
+	cr_expect_float_eq(st.loss, ce, 1e-12);
+	const double want[4] = {-0.4, 0.4, 0.65, -0.65};
+	for (int i = 0; i < 4; i++)
+		cr_expect_float_eq(dz[i], want[i], 1e-12, "dz[%d] = %.15g", i, dz[i]);
 }
 
 static void init(void)
