@@ -3,6 +3,8 @@
  * ensemble), and two numbers: "label_smoothing", "router_weight_decay". Each is an object whose keys are checked here; an absent lever leaves
  * training exactly as without it. */
 #include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cigt/error.h"
@@ -112,6 +114,17 @@ static int parse_ensemble(const json_t *j, struct cigt_train_config *c, char *er
 	c->ens_from = (int)from;
 	c->ens_to = (int)to;
 	return 0;
+}
+
+char *cigt__config_path(const char *config, const char *path)
+{
+	char *out;
+	const char *slash = strrchr(config, '/');
+	if (path[0] == '/' || !slash)
+		return strdup(path);
+	if (asprintf(&out, "%.*s/%s", (int)(slash - config), config, path) < 0)
+		return NULL;
+	return out;
 }
 
 int cigt__train_levers_parse(const json_t *t, struct cigt_train_config *c, char *err,

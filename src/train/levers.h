@@ -13,6 +13,10 @@ struct cigt_train_config;
 int cigt__train_levers_parse(const struct json_t *t, struct cigt_train_config *c, char *err,
 			     size_t errlen);
 
+/* A path written in the config file `config`: absolute, or relative to the config's directory.
+ * Malloc'd (the caller frees); NULL on ENOMEM. */
+char *cigt__config_path(const char *config, const char *path);
+
 /* The teacher of train.distill (distill.c). */
 struct cigt__teacher;
 struct cigt_arch;

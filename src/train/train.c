@@ -382,24 +382,11 @@ static double validate(const struct cigt_model *m, const float *x, const uint8_t
 	return acc;
 }
 
-/* A path from the config: absolute, or relative to the config file's directory. NULL on
- * ENOMEM; the caller frees. */
-static char *config_relative(const char *config, const char *path)
-{
-	char *out;
-	const char *slash = strrchr(config, '/');
-	if (path[0] == '/' || !slash)
-		return strdup(path);
-	if (asprintf(&out, "%.*s/%s", (int)(slash - config), config, path) < 0)
-		return NULL;
-	return out;
-}
-
 /* train.init: loads the source model and copies its weights into m. */
 static int init_from_file(const char *config, const struct cigt_train_config *c,
 			  struct cigt_model *m, char *err, size_t errlen)
 {
-	char *path = config_relative(config, c->init_from), e2[400];
+	char *path = cigt__config_path(config, c->init_from), e2[400];
 	struct cigt_model *src = NULL;
 	if (!path)
 		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
@@ -540,7 +527,7 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 		goto out;
 	}
 	if (c.distill_teacher[0]) {
-		char *tp = config_relative(o->config, c.distill_teacher);
+		char *tp = cigt__config_path(o->config, c.distill_teacher);
 		rc = tp ? cigt__teacher_open(tp, a, B, &teacher, err, errlen)
 			: cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
 		free(tp);
