@@ -558,6 +558,16 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 		CIGT_MIN(c.warmup_epochs, c.epochs), B, steps,
 		(unsigned long long)c.seed, o->threads > 1 ? o->threads : 1, o->threads > 1 ? "s" : "",
 		c.aug_flip ? ", random flips" : "", c.aug_shift ? ", random shifts" : "");
+	if (c.init_from[0] && !o->resume)
+		fprintf(out, ", initialised from %s", c.init_from);
+	if (teacher)
+		fprintf(out, ", distilled from %s (T %g, weight %g)", c.distill_teacher, c.distill_t,
+			c.distill_weight);
+	if (c.ens_share > 0)
+		fprintf(out, ", %g of each batch on two leaves (weight %g)", c.ens_share,
+			c.ens_weight);
+	if (c.label_smoothing > 0)
+		fprintf(out, ", label smoothing %g", c.label_smoothing);
 	if (o->resume)
 		fprintf(out, " (resumed at epoch %d, step %d of %d)", s.epoch + 1, s.step, steps);
 	fputc('\n', out);
