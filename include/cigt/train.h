@@ -32,6 +32,24 @@ struct cigt_train_config {
 	 * black pixel. Absent: no augmentation. */
 	bool aug_flip;
 	int aug_shift;
+	/* Optional "init": {"from": PATH, "noise": 0..1}: the model starts from a trained one
+	 * (cigt_train_init_from). PATH as written in the config; relative paths are resolved
+	 * against the config file's directory by cigt_train_run. Empty: random initialisation. */
+	char init_from[1024];
+	double init_noise;
+	/* Optional "distill": {"teacher": PATH, "temperature": 6, "weight": 0.5}: knowledge
+	 * distillation from a trained model (path resolved like init_from). Empty: off. */
+	char distill_teacher[1024];
+	double distill_t, distill_weight;
+	/* Optional "ensemble": {"share": 0.5, "weight": 1, "from_epoch": E0, "to_epoch": E1}:
+	 * paths that ensemble (see models/README.md). share 0: off. from/to -1: the first routed
+	 * epoch / the end. */
+	double ens_share, ens_weight;
+	int ens_from, ens_to;
+	/* Optional "label_smoothing": eps in [0, 0.5] (0: off). */
+	double label_smoothing;
+	/* Optional "router_weight_decay": the routers' own L2 decay (absent: weight_decay). */
+	double router_weight_decay;
 };
 
 struct json_t;
@@ -39,6 +57,18 @@ struct json_t;
  * models/README.md); unknown keys fail with a message naming them. */
 int cigt_train_config_parse(const struct json_t *train, struct cigt_train_config *c, char *err,
 			    size_t errlen);
+/* Copies a trained model's weights into dst before training. src of the same architecture
+ * (same tensors and ops): every tensor, routers included (a warm start). src single-path (one
+ * expert per layer): sparse upcycling, its ops taken in order and cut at dst's layer boundaries,
+ * every expert of a dst layer receiving the matching conv / linear / batch-norm parameters and
+ * running statistics; dst's routers are left as they are. Input geometry, input range, classes
+ * and every op (kind, shapes, kernel geometry, bias) must match, or CIGT_ESHAPE with a message
+ * naming the first mismatching op (dst may then be partly overwritten). noise > 0 scales each
+ * copied weight of a layer with several experts by (1 + noise * u), u uniform in [-1, 1],
+ * drawn from seed. */
+struct cigt_model;
+int cigt_train_init_from(struct cigt_model *dst, const struct cigt_model *src, double noise,
+			 uint64_t seed, char *err, size_t errlen);
 /* Mirrors (flip) and then shifts one channels-first image in place: out(y, x) = m(y - dy, x - dx)
  * where m(y, x) = in(y, W-1-x) when flipping, else in(y, x); pixels from outside are `fill`. |dx|, |dy|
  * below W, H. `tmp` holds C*H*W floats. */

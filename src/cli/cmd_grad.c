@@ -5,7 +5,9 @@
  * autograd (tests/reference/) reads it. --precision double runs the same step code
  * instantiated for double (trellis.h), so the check can tell the algorithm's agreement
  * (to the rounding of the float32 file written) from float32 rounding inside the step, which
- * flips max-pooling choices at near-ties. */
+ * flips max-pooling choices at near-ties. The config's train.distill and train.label_smoothing
+ * apply to the step (the teacher's posteriors computed by the engine on the same images), so
+ * the reference can check those loss terms too. */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@
 #include "cigt/train.h"
 #include "cli.h"
 #include "../model/model_internal.h"
+#include "../train/levers.h"
 #include "../train/trellis.h"
 
 static void usage(FILE *f)
@@ -31,7 +34,8 @@ static void usage(FILE *f)
 		"tensor (same names and shapes as the model) plus the batch-norm running statistics\n"
 		"after the step to GRADS (safetensors). __metadata__.provenance holds the loss, its\n"
 		"cross-entropy and information-gain parts, and the step's settings. CONFIG supplies\n"
-		"the information-gain weight and beta. --precision double (default float, what\n"
+		"the information-gain weight and beta, and train.distill (teacher, temperature,\n"
+		"weight) and train.label_smoothing when present. --precision double (default float, what\n"
 		"cigt train runs) computes the step in double; the file stores float32 either way.\n"
 		"For cross-checks against other implementations.\n");
 }
@@ -168,9 +172,27 @@ int cmd_grad(int argc, char **argv)
 	int n = (int)batch;
 	float *x = NULL, *grads = NULL;
 	uint8_t *y = NULL;
+	double *soft = NULL;
+	char *teacher_path = NULL;
+	struct cigt__teacher *teacher = NULL;
 	rc = 1;
 	if (cli_load_inputs(dir, "train", a, &n, &x, &y))
 		goto done;
+	if (tc.distill_teacher[0]) {
+		if (!(teacher_path = cigt__config_path(config, tc.distill_teacher)) ||
+		    !(soft = malloc((size_t)n * (size_t)a->nclasses * sizeof *soft))) {
+			fprintf(stderr, "cigt: out of memory\n");
+			goto done;
+		}
+		if (cigt__teacher_open(teacher_path, a, n, &teacher, err, sizeof err)) {
+			fprintf(stderr, "cigt: %s: %s\n", config, err);
+			goto done;
+		}
+		if (cigt__teacher_posteriors(teacher, x, n, tc.distill_t, soft)) {
+			fprintf(stderr, "cigt: the teacher failed\n");
+			goto done;
+		}
+	}
 	grads = calloc((size_t)m->blob_floats, sizeof(float));
 	if (!grads) {
 		fprintf(stderr, "cigt: out of memory\n");
@@ -179,7 +201,12 @@ int cmd_grad(int argc, char **argv)
 	cigt_blas_threads(1);
 	struct cigt_trellis_opts o = {.warmup = warmup, .temperature = temp,
 				      .ig_lambda = tc.ig_lambda, .ig_beta = tc.ig_beta, .rho = 0,
-				      .dropout = false};
+				      .dropout = false, .label_smoothing = tc.label_smoothing};
+	if (teacher) {
+		o.teacher = soft;
+		o.kd_t = tc.distill_t;
+		o.kd_weight = tc.distill_weight;
+	}
 	struct cigt_trellis_stats st;
 	if (dbl ? step_double(m, grads, x, y, n, &o, &st) : step_float(m, grads, x, y, n, &o, &st)) {
 		fprintf(stderr, "cigt: out of memory in the step\n");
@@ -201,6 +228,13 @@ int cmd_grad(int argc, char **argv)
 				 st.loss, "ce", st.ce, "ig", ig, "mode",
 				 warmup ? "warmup" : "argmax", "temperature", temp, "ig_lambda",
 				 tc.ig_lambda, "ig_beta", tc.ig_beta, "batch", n);
+	if (tc.label_smoothing > 0)
+		json_object_set_new(prov, "label_smoothing", json_real(tc.label_smoothing));
+	if (teacher)
+		json_object_set_new(prov, "distill",
+				    json_pack("{ss sf sf sf}", "teacher", teacher_path, "temperature",
+					      tc.distill_t, "weight", tc.distill_weight, "term",
+					      st.distill));
 	free(m->provenance);
 	m->provenance = json_dumps(prov, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(prov);
@@ -215,6 +249,9 @@ done:
 	free(x);
 	free(y);
 	free(grads);
+	free(soft);
+	free(teacher_path);
+	cigt__teacher_free(teacher);
 	cigt_model_free(m);
 	return rc;
 }

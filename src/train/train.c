@@ -17,6 +17,7 @@
 #include "cigt/error.h"
 #include "cigt/parallel.h"
 #include "cigt/train.h"
+#include "levers.h"
 #include "trellis.h"
 #include "../model/model_internal.h"
 
@@ -60,7 +61,8 @@ int cigt_train_config_parse(const json_t *t, struct cigt_train_config *c, char *
 	static const char *const keys[] = {
 		"epochs", "warmup_epochs", "batch_size", "lr", "lr_schedule", "momentum",
 		"weight_decay", "information_gain_weight", "information_gain_beta", "temperature",
-		"routing_randomization", "validation_samples", "seed", "augment", NULL};
+		"routing_randomization", "validation_samples", "seed", "augment", "init", "distill", "ensemble", "label_smoothing",
+		"router_weight_decay", NULL};
 	memset(c, 0, sizeof *c);
 	if (!t || !json_is_object(t))
 		return ERR("train: missing object (the config needs a \"train\" section)");
@@ -143,7 +145,7 @@ int cigt_train_config_parse(const json_t *t, struct cigt_train_config *c, char *
 			}
 		}
 	}
-	return 0;
+	return cigt__train_levers_parse(t, c, err, errlen);
 }
 
 void cigt_train_augment(float *chw, float *tmp, int C, int H, int W, bool flip, int dx, int dy,
@@ -193,6 +195,7 @@ static void on_signal(int sig)
  * so the epoch's log line after a resume covers the whole epoch. */
 struct epoch_sums {
 	double loss, ce, ig[CIGT_MAX_LAYERS];
+	double distill; /* kept in the checkpoint only when distilling */
 	int64_t rows, correct;
 	int steps;
 };
@@ -259,6 +262,9 @@ static int save_checkpoint(const char *path, const struct cigt_model *m, const f
 			      "loss", s->part.loss, "ce", s->part.ce, "ig", igj, "rows",
 			      (json_int_t)s->part.rows, "correct", (json_int_t)s->part.correct,
 			      "steps", s->part.steps);
+	if (s->part.distill != 0)
+		json_object_set_new(json_object_get(j, "epoch_sums"), "distill",
+				    json_real(s->part.distill));
 	char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(j);
 	struct cigt__extras ex = {.prefix = "momentum/", .count = k, .names = names,
@@ -323,6 +329,7 @@ static int load_checkpoint(const char *path, const char *config_text, struct cig
 		s->part.rows = json_integer_value(json_object_get(es, "rows"));
 		s->part.correct = json_integer_value(json_object_get(es, "correct"));
 		s->part.steps = (int)json_integer_value(json_object_get(es, "steps"));
+		s->part.distill = json_number_value(json_object_get(es, "distill"));
 	}
 	json_decref(j);
 	free(ex.meta_value);
@@ -375,6 +382,24 @@ static double validate(const struct cigt_model *m, const float *x, const uint8_t
 	return acc;
 }
 
+/* train.init: loads the source model and copies its weights into m. */
+static int init_from_file(const char *config, const struct cigt_train_config *c,
+			  struct cigt_model *m, char *err, size_t errlen)
+{
+	char *path = cigt__config_path(config, c->init_from), e2[400];
+	struct cigt_model *src = NULL;
+	if (!path)
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	int rc = cigt_model_load(path, &src, e2, sizeof e2); /* e2 names the path */
+	if (rc)
+		rc = cigt_fail(err, errlen, rc, "train.init.from: %s", e2);
+	else if ((rc = cigt_train_init_from(m, src, c->init_noise, c->seed, e2, sizeof e2)))
+		rc = cigt_fail(err, errlen, rc, "train.init.from: %s: %s", path, e2);
+	cigt_model_free(src);
+	free(path);
+	return rc;
+}
+
 static void fmt_duration(char *buf, size_t n, double s)
 {
 	long t = s > 0 && s < 1e8 ? (long)s : 0;
@@ -390,6 +415,8 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 	struct cigt_model *m = NULL;
 	struct cigt_trellis *tr = NULL;
 	float *mom = NULL, *grads = NULL, *x = NULL, *bx = NULL, *aug_tmp = NULL;
+	struct cigt__teacher *teacher = NULL;
+	double *soft = NULL; /* the teacher's posteriors of a batch */
 	uint8_t *y = NULL, *by = NULL;
 	int *order = NULL;
 	FILE *log = NULL;
@@ -495,10 +522,18 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 			goto out;
 		}
 		cigt_model_init_random(m, c.seed, false);
+		if (c.init_from[0] && (rc = init_from_file(o->config, &c, m, err, errlen)))
+			goto out;
 		cigt_rng_seed(&s.rng, c.seed ^ 0x5eed5eed5eedull);
 		s.best_acc = -1;
 	}
 	const struct cigt_arch *a = m->arch;
+	if (c.ens_share > 0 && (a->nlayers < 2 || a->layers[a->nlayers - 1].experts < 2)) {
+		rc = ERR("train.ensemble: the last layer of %s has one expert: there is no second "
+			 "path to ensemble",
+			 a->name);
+		goto out;
+	}
 	const int64_t isz = cigt_arch_input_size(a);
 	const int B = c.batch_size, steps = (ntrain + B - 1) / B;
 	grads = malloc((size_t)m->blob_floats * sizeof(float));
@@ -512,6 +547,18 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 	if (!grads || !x || !y || !bx || !aug_tmp || !by || !order || !tr) {
 		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
 		goto out;
+	}
+	if (c.distill_teacher[0]) {
+		char *tp = cigt__config_path(o->config, c.distill_teacher);
+		rc = tp ? cigt__teacher_open(tp, a, B, &teacher, err, errlen)
+			: cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+		free(tp);
+		if (rc)
+			goto out;
+		if (!(soft = malloc((size_t)B * (size_t)a->nclasses * sizeof *soft))) {
+			rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+			goto out;
+		}
 	}
 	for (int i = 0; i < d.n; i++) {
 		cigt_model_preprocess_u8(a, d.px + (size_t)i * isz, x + (int64_t)i * isz);
@@ -533,6 +580,16 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 		CIGT_MIN(c.warmup_epochs, c.epochs), B, steps,
 		(unsigned long long)c.seed, o->threads > 1 ? o->threads : 1, o->threads > 1 ? "s" : "",
 		c.aug_flip ? ", random flips" : "", c.aug_shift ? ", random shifts" : "");
+	if (c.init_from[0] && !o->resume)
+		fprintf(out, ", initialised from %s", c.init_from);
+	if (teacher)
+		fprintf(out, ", distilled from %s (T %g, weight %g)", c.distill_teacher, c.distill_t,
+			c.distill_weight);
+	if (c.ens_share > 0)
+		fprintf(out, ", %g of each batch on two leaves (weight %g)", c.ens_share,
+			c.ens_weight);
+	if (c.label_smoothing > 0)
+		fprintf(out, ", label smoothing %g", c.label_smoothing);
 	if (o->resume)
 		fprintf(out, " (resumed at epoch %d, step %d of %d)", s.epoch + 1, s.step, steps);
 	fputc('\n', out);
@@ -546,6 +603,7 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 		epoch_order(c.seed, s.epoch, ntrain, order);
 		/* Sums over the epoch's steps, including those before a resume. */
 		double sum_loss = s.part.loss, sum_ce = s.part.ce, sum_ig[CIGT_MAX_LAYERS];
+		double sum_kd = s.part.distill;
 		memcpy(sum_ig, s.part.ig, sizeof sum_ig);
 		int64_t rows = s.part.rows, correct = s.part.correct;
 		int nsteps = s.part.steps, steps_run = 0; /* steps_run: in this process */
@@ -580,7 +638,23 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 			double T = cigt_train_temperature(&c, s.iteration);
 			struct cigt_trellis_opts to = {.warmup = warmup, .temperature = T,
 						       .ig_lambda = c.ig_lambda, .ig_beta = c.ig_beta,
-						       .rho = c.rho, .dropout = true};
+						       .rho = c.rho, .dropout = true,
+						       .label_smoothing = c.label_smoothing};
+			if (teacher) {
+				/* The teacher sees the batch the student sees, augmentation included. */
+				if ((rc = cigt__teacher_posteriors(teacher, bx, n, c.distill_t, soft))) {
+					rc = cigt_fail(err, errlen, rc, "the teacher failed on a batch");
+					goto restore;
+				}
+				to.teacher = soft;
+				to.kd_t = c.distill_t;
+				to.kd_weight = c.distill_weight;
+			}
+			if (c.ens_share > 0 && s.epoch >= (c.ens_from >= 0 ? c.ens_from : 0) &&
+			    (c.ens_to < 0 || s.epoch < c.ens_to)) {
+				to.ens_share = c.ens_share; /* no effect in warm-up */
+				to.ens_weight = c.ens_weight;
+			}
 			memset(grads, 0, (size_t)m->blob_floats * sizeof(float));
 			if ((rc = cigt_trellis_step(tr, m->blob, grads, bx, by, n, &to, &s.rng, &st))) {
 				rc = cigt_fail(err, errlen, rc, "out of memory in a training step");
@@ -593,9 +667,11 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 					continue;
 				float *w = m->blob + t->offset, *v = mom + t->offset;
 				const float *g = grads + t->offset;
+				const float wd = (float)(strncmp(t->name, "routers.", 8)
+								 ? c.weight_decay
+								 : c.router_weight_decay);
 				for (int64_t k = 0; k < t->numel; k++) {
-					v[k] = (float)c.momentum * v[k] + g[k] +
-					       (float)c.weight_decay * w[k];
+					v[k] = (float)c.momentum * v[k] + g[k] + wd * w[k];
 					w[k] -= (float)lr * v[k];
 				}
 			}
@@ -604,6 +680,7 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 			steps_run++;
 			sum_loss += st.loss;
 			sum_ce += st.ce;
+			sum_kd += st.distill;
 			for (int l = 0; l < a->nlayers; l++)
 				sum_ig[l] += st.ig[l];
 			rows += st.leaf_rows;
@@ -636,7 +713,7 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 				s.step++;
 				s.part = (struct epoch_sums){.loss = sum_loss, .ce = sum_ce,
 							     .rows = rows, .correct = correct,
-							     .steps = nsteps};
+							     .steps = nsteps, .distill = sum_kd};
 				memcpy(s.part.ig, sum_ig, sizeof sum_ig);
 				if (tty)
 					fprintf(out, "\n");
@@ -703,6 +780,9 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 					      "train_accuracy", tacc, "validation_accuracy", vacc,
 					      "best", best, "lr", lr, "temperature", T,
 					      "samples_per_second", sps, "seconds", secs);
+			if (teacher)
+				json_object_set_new(j, "distill",
+						    json_real(nsteps ? sum_kd / nsteps : 0));
 			json_dumpf(j, log, JSON_COMPACT | JSON_PRESERVE_ORDER);
 			fputc('\n', log);
 			fflush(log);
@@ -724,6 +804,8 @@ out:
 	free(ckpt_path);
 	cigt_arch_free(arch);
 	cigt_trellis_free(tr);
+	cigt__teacher_free(teacher);
+	free(soft);
 	cigt_model_free(m);
 	free(mom);
 	free(grads);

@@ -129,11 +129,13 @@ struct lstate {
 	int min, mout;
 	real_t *in, *out;
 	int *lab_in, *lab_out;
+	int *smp_in, *smp_out; /* the sample of each row (NULL unless the leaf loss needs it) */
 	struct xstate x[CIGT_MAX_EXPERTS];
 	/* router */
 	real_t *pooled, *flat, *h1, *h2, *bmean, *binv, *logits;
 	double *probs;
 	int *choice;
+	int *second; /* last router with paths that ensemble: the runner-up expert */
 };
 
 #define MAX_THREADS 8
@@ -691,6 +693,12 @@ static int expert_forward(struct TR_T *t, struct worker *w, int l, int e, real_t
 	return 0;
 }
 
+/* Whether the router after layer l sends some rows to two experts (paths that ensemble). */
+static bool pairing(const struct TR_T *t, int l, const struct cigt_trellis_opts *o)
+{
+	return o->ens_share > 0 && !o->warmup && l == t->a->nlayers - 2 && t->L[l + 1].experts > 1;
+}
+
 /* Router forward on the layer's output rows: soft routes and choices for the next layer. */
 static int router_forward(struct TR_T *t, int l, real_t *params,
 			  const struct cigt_trellis_opts *o, struct cigt_rng *rng,
@@ -735,6 +743,17 @@ static int router_forward(struct TR_T *t, int l, real_t *params,
 			c = (int)cigt_rng_below(rng, (uint32_t)r->k);
 		S->choice[i] = c;
 	}
+	if (pairing(t, l, o)) {
+		ALLOC(S->second, M);
+		for (int i = 0; i < M; i++) {
+			const double *p = S->probs + (int64_t)i * r->k;
+			int b = -1;
+			for (int k = 0; k < r->k; k++)
+				if (k != S->choice[i] && (b < 0 || p[k] > p[b]))
+					b = k;
+			S->second[i] = b;
+		}
+	}
 	(void)st;
 	return 0;
 }
@@ -745,6 +764,8 @@ static int assign_rows(struct TR_T *t, int l, const struct cigt_trellis_opts *o)
 	struct arena *ar = &t->w[0].arena;
 	struct lstate *S = &t->S[l], *N = &t->S[l + 1];
 	const int K = t->L[l + 1].experts, M = S->mout;
+	/* With pairing, samples below npair also go to their runner-up expert. */
+	const int npair = S->second ? (int)lround(o->ens_share * t->S[0].min) : 0;
 	int64_t total = 0;
 	for (int e = 0; e < K; e++) {
 		struct xstate *X = &N->x[e];
@@ -753,12 +774,14 @@ static int assign_rows(struct TR_T *t, int l, const struct cigt_trellis_opts *o)
 			m = M;
 		else
 			for (int i = 0; i < M; i++)
-				m += S->choice[i] == e;
+				m += S->choice[i] == e ||
+				     (npair && S->smp_out[i] < npair && S->second[i] == e);
 		X->m = m;
 		ALLOC(X->rows, CIGT_MAX(m, 1));
 		m = 0;
 		for (int i = 0; i < M; i++)
-			if (o->warmup || S->choice[i] == e)
+			if (o->warmup || S->choice[i] == e ||
+			    (npair && S->smp_out[i] < npair && S->second[i] == e))
 				X->rows[m++] = i;
 		X->out_off = total;
 		total += m;
@@ -766,6 +789,7 @@ static int assign_rows(struct TR_T *t, int l, const struct cigt_trellis_opts *o)
 	N->min = M;
 	N->in = S->out;
 	N->lab_in = S->lab_out;
+	N->smp_in = S->smp_out;
 	N->mout = (int)total;
 	return 0;
 }
@@ -950,6 +974,8 @@ static int forward_job(struct TR_T *t, struct worker *w, int item)
 		memcpy(X->gin + (int64_t)k * L->isz, S->in + (int64_t)X->rows[k] * L->isz,
 		       (size_t)L->isz * sizeof(real_t));
 		S->lab_out[X->out_off + k] = S->lab_in[X->rows[k]];
+		if (S->smp_in)
+			S->smp_out[X->out_off + k] = S->smp_in[X->rows[k]];
 	}
 	return expert_forward(t, w, l, e, t->job_params, S->out + X->out_off * L->osz,
 			      t->job_opts, &t->xrng[e], t->nitems == 1 && t->nthreads > 1);
@@ -1016,6 +1042,11 @@ int TR(step)(struct TR_T *t, real_t *params, real_t *grads, const real_t *x,
 	ALLOC(S0->lab_in, n);
 	for (int i = 0; i < n; i++)
 		S0->lab_in[i] = labels[i];
+	if (o->teacher || (o->ens_share > 0 && !o->warmup)) {
+		ALLOC(S0->smp_in, n);
+		for (int i = 0; i < n; i++)
+			S0->smp_in[i] = i;
+	}
 	S0->x[0].m = n;
 	ALLOC(S0->x[0].rows, n);
 	for (int i = 0; i < n; i++)
@@ -1028,6 +1059,8 @@ int TR(step)(struct TR_T *t, real_t *params, real_t *grads, const real_t *x,
 		struct lstate *S = &t->S[l];
 		ALLOC(S->out, (int64_t)S->mout * L->osz);
 		ALLOC(S->lab_out, CIGT_MAX(S->mout, 1));
+		if (S->smp_in)
+			ALLOC(S->smp_out, CIGT_MAX(S->mout, 1));
 		for (int e = 0; e < L->experts; e++) {
 			st->rows[l][e] = S->x[e].m;
 			cigt_rng_seed(&t->xrng[e], cigt_rng_next(rng));
@@ -1042,35 +1075,17 @@ int TR(step)(struct TR_T *t, real_t *params, real_t *grads, const real_t *x,
 		}
 	}
 
-	/* Leaves: mean cross-entropy per last-layer expert, summed. */
+	/* Leaves: the loss of leaf.c on the last layer's experts' output rows. */
 	const struct tlayer *LL = &t->L[NL - 1];
 	struct lstate *SL = &t->S[NL - 1];
 	real_t *dout;
+	int leaf_m[CIGT_MAX_EXPERTS];
 	ALLOC(dout, (int64_t)SL->mout * C);
-	for (int e = 0; e < LL->experts; e++) {
-		const struct xstate *X = &SL->x[e];
-		if (X->m == 0)
-			continue;
-		double ce = 0;
-		for (int k = 0; k < X->m; k++) {
-			int64_t row = X->out_off + k;
-			const real_t *z = SL->out + row * C;
-			real_t *dz = dout + row * C;
-			int c = SL->lab_out[row];
-			double mx = z[0], sum = 0;
-			for (int j = 1; j < C; j++)
-				mx = z[j] > mx ? z[j] : mx;
-			for (int j = 0; j < C; j++)
-				sum += exp((double)z[j] - mx);
-			ce += log(sum) + mx - z[c];
-			for (int j = 0; j < C; j++)
-				dz[j] = (real_t)((exp((double)z[j] - mx) / sum - (j == c)) / X->m);
-			st->leaf_correct += NN(argmax)(z, C) == c;
-		}
-		st->ce += ce / X->m;
-		st->leaf_rows += X->m;
-	}
-	st->loss += st->ce;
+	for (int e = 0; e < LL->experts; e++)
+		leaf_m[e] = SL->x[e].m;
+	if ((rc = TR(leaf_loss)(C, LL->experts, leaf_m, SL->out, SL->lab_out, SL->smp_out, o, dout,
+				st)))
+		return rc;
 
 	/* Backward, last layer first. dout holds the gradient of layer l's output rows. */
 	for (int l = NL - 1; l >= 0; l--) {

@@ -20,10 +20,23 @@ struct cigt_trellis_opts {
 	double ig_beta;       /* IG = beta * H(p(n)) + H(p(c)) - H(p(c,n)) */
 	double rho;           /* after warm-up: share of rows re-routed uniformly at random */
 	bool dropout;         /* apply dropout (tests may turn it off) */
+	/* Distillation (teacher NULL: off): teacher holds n x classes teacher posteriors at
+	 * temperature kd_t, one row per sample of the step. Each leaf's loss becomes
+	 * (1 - kd_weight) * mean CE + kd_weight * kd_t^2 * mean KL(teacher || softmax(z / kd_t)) /
+	 * classes, every leaf row taking its sample's target (see leaf.c). */
+	const double *teacher;
+	double kd_t, kd_weight;
+	/* Paths that ensemble (ens_share 0: off; no effect in warm-up): the first
+	 * round(ens_share * n) samples of the step also go to their second-best expert at the
+	 * last router (highest soft route among the others), and their two leaf rows are
+	 * trained on (1 - ens_weight) * own CE + ens_weight * CE of the mean posterior. */
+	double ens_share, ens_weight;
+	double label_smoothing; /* eps: each row's own CE target is (1-eps) onehot + eps/C */
 };
 
 struct cigt_trellis_stats {
 	double loss, ce;
+	double distill; /* sum over leaves of kd_t^2 * mean KL / classes (0 when off) */
 	double ig[CIGT_MAX_LAYERS];     /* information gain at each router */
 	int64_t leaf_rows, leaf_correct;
 	int64_t rows[CIGT_MAX_LAYERS][CIGT_MAX_EXPERTS]; /* rows each expert received */

@@ -14,3 +14,10 @@ int CIGT_TR(step)(struct CIGT_TR_T *t, CIGT_NN_REAL *params, CIGT_NN_REAL *grads
 		  const CIGT_NN_REAL *x, const uint8_t *labels, int n,
 		  const struct cigt_trellis_opts *o, struct cigt_rng *rng,
 		  struct cigt_trellis_stats *st);
+/* The leaves' loss (leaf.c): K leaves, leaf e holding m[e] consecutive rows of z (logits,
+ * rows x C) with labels lab and samples smp (smp may be NULL when o uses neither a teacher nor
+ * paired rows). Writes dL/dz into dz, adds the loss to st->loss and fills st->ce,
+ * st->distill, st->leaf_rows and st->leaf_correct. Returns 0 or CIGT_ENOMEM. */
+int CIGT_TR(leaf_loss)(int C, int K, const int *m, const CIGT_NN_REAL *z, const int *lab,
+		       const int *smp, const struct cigt_trellis_opts *o, CIGT_NN_REAL *dz,
+		       struct cigt_trellis_stats *st);

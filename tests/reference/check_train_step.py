@@ -22,6 +22,13 @@ The step, as implemented here:
   * IG per router over its M rows: p(c,n) = 1/M sum_i onehot(c_i)[c] p_i(n), p(n) = sum_c,
     p(c) = sum_n, H(q) = -sum q log(q + 1e-30), IG = beta H(p(n)) + H(p(c)) - H(p(c,n));
   * L = sum CE - lambda * sum IG; router inputs are not detached.
+  * with train.label_smoothing eps (provenance "label_smoothing"): each leaf's CE is torch's
+    F.cross_entropy(..., label_smoothing=eps);
+  * with train.distill (provenance "distill": teacher, temperature T, weight alpha): the teacher
+    model runs in eval mode (check_forward.Trellis) on the same images, q = softmax(logits / T),
+    and each leaf's loss is, as the authors' CigtIgWithKnowledgeDistillation writes it,
+      nn.KLDivLoss()(log_softmax(z / T), q[rows]) * (alpha * T * T) + CE * (1 - alpha)
+    (KLDivLoss's default reduction 'mean': over rows and classes); L = that sum - lambda sum IG.
 
   check_train_step.py MODEL GRADS [--config CONFIG] [--data DIR] [--dtype float64|float32]
                       [--show K] [--tol-loss R] [--tol-grad R] [--tol-stats A]
@@ -45,13 +52,19 @@ import json
 import math
 import os
 import sys
+import warnings
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cigt_format  # noqa: E402
+import check_forward  # noqa: E402
 from cigt_format import FormatError  # noqa: E402
+
+# torch warns that KLDivLoss's 'mean' averages over classes too: that is the authors' loss.
+warnings.filterwarnings("ignore", message="reduction: 'mean' divides the total loss")
 
 # One thread: the step's many small float64 convolutions (im2col) are faster on one (2.7 s
 # against 4.4 s for the argmax check on 2 cores), and with two, libgomp's spinning barriers
@@ -61,7 +74,7 @@ torch.set_num_threads(1)
 LOG_EPS = 1e-30
 # Deliberate deviations from the spec (--mutate), each of which the comparison must detect.
 MUTATIONS = ["detach-router-input", "biased-running-var", "ce-sum", "router-bn-running",
-             "ig-first-expert-rows"]
+             "ig-first-expert-rows", "kd-batchmean"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,32 +241,43 @@ class Step:
         return beta * self.entropy(pn) + self.entropy(pc) - self.entropy(pcn)
 
     # -- the whole step ---------------------------------------------------------------------
-    def run(self, x, y, mode, T, lam, beta):
-        """Returns (loss, ce, [ig per router]) as 0-d tensors; call loss.backward() after."""
+    def run(self, x, y, mode, T, lam, beta, smoothing=0.0, teacher=None, kd_t=1.0, kd_w=0.0):
+        """Returns (loss, ce, [ig per router]) as 0-d tensors; call loss.backward() after.
+        teacher: N x classes teacher posteriors at kd_t (distillation) or None; self.kd then
+        holds the summed distillation term."""
         nclasses = len(self.arch.classes)
         nl = len(self.arch.layers)
-        # groups: rows each expert of the current layer receives, as (input, labels)
-        groups = [(x, y)]
+        # groups: rows each expert of the current layer receives, as (input, labels, samples)
+        groups = [(x, y, torch.arange(x.shape[0]))]
         ce = torch.zeros((), dtype=self.dtype)
+        self.kd = torch.zeros((), dtype=self.dtype)
         igs = []
         for l, L in enumerate(self.arch.layers):
             self.counts.append([g[0].shape[0] for g in groups])
             outs = []
-            for e, (xin, yin) in enumerate(groups):
+            for e, (xin, yin, iin) in enumerate(groups):
                 if xin.shape[0] == 0:
                     outs.append(None)
                     continue
-                outs.append((self.expert(l, e, xin), yin))
+                outs.append((self.expert(l, e, xin), yin, iin))
             if l == nl - 1:
                 for o in outs:
-                    if o is not None:
-                        ce = ce + F.cross_entropy(o[0].reshape(o[0].shape[0], -1), o[1],
-                                                  reduction="sum" if self.mutate == "ce-sum"
-                                                  else "mean")
+                    if o is None:
+                        continue
+                    z = o[0].reshape(o[0].shape[0], -1)
+                    ce = ce + F.cross_entropy(z, o[1], label_smoothing=smoothing,
+                                              reduction="sum" if self.mutate == "ce-sum"
+                                              else "mean")
+                    if teacher is not None:
+                        kl = nn.KLDivLoss(reduction="batchmean" if self.mutate == "kd-batchmean"
+                                          else "mean")
+                        self.kd = self.kd + kl(F.log_softmax(z / kd_t, dim=1),
+                                               teacher.index_select(0, o[2])) * (kd_t * kd_t)
                 break
             # all rows that reach router l (the outputs of the experts they went through)
             s = torch.cat([o[0] for o in outs if o is not None])
             ys = torch.cat([o[1] for o in outs if o is not None])
+            idx_s = torch.cat([o[2] for o in outs if o is not None])
             a = self.router(l, s.detach() if self.mutate == "detach-router-input" else s)
             p = torch.softmax(a / T, dim=1)
             if self.mutate == "ig-first-expert-rows":
@@ -263,7 +287,7 @@ class Step:
                 igs.append(self.information_gain(p, ys, nclasses, beta))
             K = self.arch.layers[l + 1].experts
             if mode == "warmup":
-                groups = [(s, ys) for _ in range(K)]
+                groups = [(s, ys, idx_s) for _ in range(K)]
             else:
                 with torch.no_grad():
                     choice = argmax_lowest(a)
@@ -275,8 +299,10 @@ class Step:
                 groups = []
                 for k in range(K):
                     idx = (choice == k).nonzero().flatten()
-                    groups.append((s.index_select(0, idx), ys.index_select(0, idx)))
-        loss = ce - lam * sum(igs) if igs else ce
+                    groups.append((s.index_select(0, idx), ys.index_select(0, idx),
+                                   idx_s.index_select(0, idx)))
+        cls = (1 - kd_w) * ce + kd_w * self.kd if teacher is not None else ce
+        loss = cls - lam * sum(igs) if igs else cls
         return loss, ce, igs
 
 
@@ -305,6 +331,10 @@ def compare(step, grads, prov, loss, ce, igs, tol_loss, tol_grad, tol_stats, sho
                                                                         tol_loss))
     if not abs(cc - ct) <= tol_loss * abs(ct):
         failures.append("ce: C %.9g, torch %.9g (rel %.2e)" % (cc, ct, rel(cc, ct)))
+    if "distill" in prov:
+        kc, kt = float(prov["distill"]["term"]), float(step.kd)
+        if not abs(kc - kt) <= tol_loss * abs(kt):
+            failures.append("distill: C %.9g, torch %.9g (rel %.2e)" % (kc, kt, rel(kc, kt)))
     igc = prov.get("ig", [])
     if len(igc) != len(igs):
         failures.append("ig: C has %d routers, torch %d" % (len(igc), len(igs)))
@@ -428,8 +458,24 @@ def main():
         print("check_train_step: %s" % e, file=sys.stderr)
         return 2
 
+    teacher, kd_t, kd_w = None, 1.0, 0.0
+    if "distill" in prov:
+        d = prov["distill"]
+        kd_t, kd_w = float(d["temperature"]), float(d["weight"])
+        try:
+            tm = cigt_format.read_model(d["teacher"])
+        except (FormatError, OSError, ValueError) as e:
+            print("check_train_step: teacher: %s" % e, file=sys.stderr)
+            return 2
+        tx, _ = load_train_batch(tm.arch, n, a.data, torch.float32)
+        tlogits = check_forward.Trellis(tm)(tx)[0].to(dtype)
+        teacher = torch.softmax(tlogits / kd_t, dim=1)
+        print("  distillation: teacher %s, T %g, weight %g"
+              % (os.path.basename(d["teacher"]), kd_t, kd_w))
     step = Step(model, dtype, a.mutate, a.bn_guard)
-    loss, ce, igs = step.run(x, y, mode, T, lam, beta)
+    loss, ce, igs = step.run(x, y, mode, T, lam, beta,
+                             smoothing=float(prov.get("label_smoothing", 0.0)),
+                             teacher=teacher, kd_t=kd_t, kd_w=kd_w)
     loss.backward()
     failures = compare(step, grads, prov, loss, ce, igs, a.tol_loss, a.tol_grad, a.tol_stats,
                        a.show)

@@ -19,6 +19,10 @@
 #           gradients then differ by up to 1.2e-2 on real images, 6.5e-3 on dithered ones
 #           (a handful of near-ties remain), ~1e-5 where no tie flips. The double run is the
 #           exact check; this one catches float-only faults larger than that.
+# Distillation and label smoothing (train.distill with models/thick.safetensors as the teacher,
+# T = 6, weight 0.5; train.label_smoothing 0.1): argmax T = 1 and warm-up T = 1, double, against
+# the authors' loss written with torch's own KLDivLoss (default 'mean') and cross_entropy's
+# label_smoothing; with KLDivLoss 'batchmean' instead (the textbook) the checker must FAIL.
 # Then the checker is run with deliberate deviations from the spec (router inputs detached,
 # biased variance in the running statistics) and must FAIL, at both tolerances, so a checker
 # that cannot fail is caught too.
@@ -123,6 +127,46 @@ for p in "double $data 1e-3" "float $dither 2e-2"; do
 			fail=1
 		fi
 	done
+done
+
+kdconf=$tmp/distill.json
+"$py" - "$config" "$kdconf" "$root/models/thick.safetensors" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["train"]["distill"] = {"teacher": sys.argv[3], "temperature": 6, "weight": 0.5}
+c["train"]["label_smoothing"] = 0.1
+json.dump(c, open(sys.argv[2], "w"))
+EOF
+for c in "argmax 1" "warmup 1"; do
+	set -- $c
+	name=distill-$1-T$2
+	echo "== $1 T=$2, batch 125, double, distilled from thick.safetensors, label smoothing 0.1"
+	if ! "$cigt" grad "$model" --config "$kdconf" --out "$tmp/$name.safetensors" --batch 125 \
+		--mode "$1" --temperature "$2" --precision double --data "$data" >"$tmp/$name.log" 2>&1; then
+		cat "$tmp/$name.log"
+		echo "FAIL $name: cigt grad failed"
+		fail=1
+		continue
+	fi
+	cat "$tmp/$name.log"
+	if "$py" "$ref/check_train_step.py" "$model" "$tmp/$name.safetensors" --config "$kdconf" \
+		--data "$data"; then
+		echo "ok   $name"
+	else
+		echo "FAIL $name: the C trainer and the PyTorch reference disagree"
+		fail=1
+	fi
+	"$py" "$ref/check_train_step.py" "$model" "$tmp/$name.safetensors" --config "$kdconf" \
+		--data "$data" --mutate kd-batchmean --show 0 >"$tmp/mutant.out" 2>&1
+	rc=$?
+	head -n 2 "$tmp/mutant.out" | tail -n 1 | cut -c1-160
+	if [ $rc -eq 1 ]; then
+		echo "ok   the checker tells KLDivLoss 'mean' from 'batchmean'"
+	else
+		cat "$tmp/mutant.out"
+		echo "FAIL: the checker did not detect kd-batchmean (exit $rc)"
+		fail=1
+	fi
 done
 
 # The checker must be able to fail: deviations from the spec, each must be detected (the

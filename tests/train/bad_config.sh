@@ -4,7 +4,8 @@
 # no model or checkpoint written). Cases: unknown keys (in "train", nested in
 # "train.temperature", in an op), impossible shapes (a pooling kernel larger than its input, a
 # router pool larger than the feature map, a last layer that does not end in one logit per
-# class), an out-of-range value, missing and truncated data files, a missing config file.
+# class), an out-of-range value, the training levers (train.init: missing or mismatching
+# source; train.distill: unknown key, missing teacher; train.ensemble on a single-path network), missing and truncated data files, a missing config file.
 #   usage: bad_config.sh CIGT_BINARY SOURCE_ROOT
 set -u
 if [ $# -ne 2 ]; then
@@ -108,6 +109,28 @@ variant_text truncated-config '{"name": "x", "layers": ['
 expect truncated-config "$tmp/truncated-config.json" "line 1" -- --config "$tmp/truncated-config.json"
 variant augment-bad-key 'c["train"]["augment"] = {"flip": True, "rotate": 15}'
 expect augment-bad-key "train.augment: unknown key 'rotate'" -- --config "$tmp/augment-bad-key.json"
+
+# train.init: a relative path is resolved against the config's directory; a source whose ops
+# differ is refused naming the first mismatching op
+variant init-missing 'c["train"]["init"] = {"from": "nope.safetensors"}'
+expect init-missing train.init.from "$tmp/nope.safetensors" -- --config "$tmp/init-missing.json"
+variant init-mismatch 'c["train"]["init"] = {"from": "'"$root"'/models/thick.safetensors"}'
+expect init-mismatch train.init.from "op 4 does not match" "64x14x14" -- --config "$tmp/init-mismatch.json"
+variant init-bad-key 'c["train"]["init"] = {"from": "x", "scale": 1}'
+expect init-bad-key "train.init: unknown key 'scale'" -- --config "$tmp/init-bad-key.json"
+variant distill-bad-key 'c["train"]["distill"] = {"teacher": "x", "alpha": 0.5}'
+expect distill-bad-key "train.distill: unknown key 'alpha'" -- --config "$tmp/distill-bad-key.json"
+variant distill-missing 'c["train"]["distill"] = {"teacher": "nope.safetensors"}'
+expect distill-missing train.distill.teacher "$tmp/nope.safetensors" -- \
+	--config "$tmp/distill-missing.json"
+# paths that ensemble need a second expert at the last layer
+"$py" - "$root/models/thin.json" "$tmp/thin-ensemble.json" <<'EOF2'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["train"]["ensemble"] = {"share": 0.5}
+json.dump(c, open(sys.argv[2], "w"))
+EOF2
+expect thin-ensemble train.ensemble "one expert" -- --config "$tmp/thin-ensemble.json"
 
 expect missing-data-dir /nonexistent/cigt-data/train-images-idx3-ubyte.gz -- \
 	--config "$config" --data /nonexistent/cigt-data

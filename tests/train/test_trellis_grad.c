@@ -1,6 +1,7 @@
 /* Gradient checks of the training step: every op's backward pass and the information-gain loss
  * against central finite differences in double precision, and a whole trellis step (warm-up and
- * argmax routing, dropout on) against finite differences of its loss. */
+ * argmax routing, dropout on; with and without a distillation teacher) against finite
+ * differences of its loss; the leaf loss against hand-computed values. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -342,6 +343,12 @@ static double step_loss(struct step_fixture *f, const double *params,
 	return st->loss;
 }
 
+/* Teacher posteriors for the 8 samples of the step checks (rows sum to 1, one exact zero). */
+static const double teacher8[8 * 3] = {
+	0.7, 0.2, 0.1, 0.1, 0.8, 0.1, 0.3, 0.3, 0.4, 1.0, 0.0, 0.0,
+	0.2, 0.5, 0.3, 0.05, 0.05, 0.9, 0.4, 0.4, 0.2, 0.25, 0.25, 0.5,
+};
+
 static void check_step(const struct cigt_trellis_opts *o)
 {
 	struct step_fixture f = {.n = 8};
@@ -371,10 +378,13 @@ static void check_step(const struct cigt_trellis_opts *o)
 		cr_expect_eq(st.rows[1][0], f.n);
 		cr_expect_eq(st.rows[2][1], 2 * f.n);
 	} else {
-		cr_expect_eq(st.leaf_rows, f.n, "after warm-up each row takes one path");
+		int pairs = (int)lround(o->ens_share * f.n);
+		cr_expect_eq(st.leaf_rows, f.n + pairs,
+			     "after warm-up each row takes one path, %d of them two leaves", pairs);
 		cr_expect_eq(st.rows[1][0] + st.rows[1][1], f.n);
 	}
 	cr_expect(st.ig[0] != 0 && st.ig[1] != 0);
+	cr_expect(o->teacher ? st.distill > 0 : st.distill == 0, "distill %g", st.distill);
 	const double h = 1e-6;
 	int checked = 0;
 	for (int i = 0; i < f.m->ntensors; i++) {
@@ -411,6 +421,153 @@ Test(grad, trellis_step_argmax_with_rerouting)
 	struct cigt_trellis_opts o = {.warmup = false, .temperature = 0.9, .ig_lambda = 0.5,
 				      .ig_beta = 2.115, .rho = 0.491, .dropout = true};
 	check_step(&o);
+}
+
+Test(grad, trellis_step_distill_warmup)
+{
+	struct cigt_trellis_opts o = {.warmup = true, .temperature = 1.7, .ig_lambda = 0.5,
+				      .ig_beta = 2.115, .rho = 0.491, .dropout = true,
+				      .teacher = teacher8, .kd_t = 6, .kd_weight = 0.5};
+	check_step(&o);
+}
+
+Test(grad, trellis_step_distill_argmax_with_rerouting)
+{
+	struct cigt_trellis_opts o = {.warmup = false, .temperature = 0.9, .ig_lambda = 0.5,
+				      .ig_beta = 2.115, .rho = 0.491, .dropout = true,
+				      .teacher = teacher8, .kd_t = 2.5, .kd_weight = 0.3};
+	check_step(&o);
+}
+
+Test(grad, trellis_step_paths_that_ensemble)
+{
+	struct cigt_trellis_opts o = {.warmup = false, .temperature = 0.9, .ig_lambda = 0.5,
+				      .ig_beta = 2.115, .rho = 0.491, .dropout = true,
+				      .ens_share = 0.5, .ens_weight = 0.7};
+	check_step(&o);
+}
+
+Test(grad, trellis_step_paths_that_ensemble_distilled)
+{
+	struct cigt_trellis_opts o = {.warmup = false, .temperature = 0.9, .ig_lambda = 0.5,
+				      .ig_beta = 2.115, .rho = 0.491, .dropout = true,
+				      .teacher = teacher8, .kd_t = 3, .kd_weight = 0.4,
+				      .ens_share = 1, .ens_weight = 1};
+	check_step(&o);
+}
+
+Test(grad, trellis_step_paths_that_ensemble_ignored_in_warmup)
+{
+	struct cigt_trellis_opts o = {.warmup = true, .temperature = 1.7, .ig_lambda = 0.5,
+				      .ig_beta = 2.115, .rho = 0.491, .dropout = true,
+				      .ens_share = 1, .ens_weight = 1};
+	check_step(&o);
+}
+
+Test(grad, trellis_step_label_smoothing_with_everything)
+{
+	struct cigt_trellis_opts o = {.warmup = false, .temperature = 0.9, .ig_lambda = 0.5,
+				      .ig_beta = 2.115, .rho = 0.491, .dropout = true,
+				      .teacher = teacher8, .kd_t = 3, .kd_weight = 0.4,
+				      .ens_share = 0.5, .ens_weight = 0.6, .label_smoothing = 0.15};
+	check_step(&o);
+}
+
+Test(grad, trellis_step_label_smoothing_warmup)
+{
+	struct cigt_trellis_opts o = {.warmup = true, .temperature = 1.7, .ig_lambda = 0.5,
+				      .ig_beta = 2.115, .rho = 0.491, .dropout = true,
+				      .label_smoothing = 0.1};
+	check_step(&o);
+}
+
+/* ---- the leaf loss against hand-computed values ------------------------------------------- */
+
+Test(loss, distillation_known_values)
+{
+	/* Two leaves, C = 2, T = 6, alpha = 0.5. Leaf 0: one row, z = (0, 0), label 0, teacher
+	 * (1, 0): CE = log 2, KL = 1 * log(1 / (1/2)) = log 2, so the leaf contributes
+	 * 0.5 log 2 + 0.5 * 36 * log 2 / 2 = 9.5 log 2, and dz = (0.5 (1/2 - 1) + 0.5 * 6/2 *
+	 * (1/2 - 1), ...) = (-1, 1). Leaf 1: two rows of z = (log 3, 0), label 1, teacher
+	 * (1/2, 1/2): CE = -log(1/4) = log 4; t = softmax(z / 6) = (a, 1) / (a + 1) with
+	 * a = 3^(1/6); KL = 0.5 log(0.5 / t0) + 0.5 log(0.5 / t1) = log((a + 1) / 2) - log(a) / 2. */
+	const double z[6] = {0, 0, log(3.0), 0, log(3.0), 0}, q[3 * 2] = {1, 0, 0.5, 0.5, 0.5, 0.5};
+	const int m[2] = {1, 2}, lab[3] = {0, 1, 1}, smp[3] = {0, 1, 2};
+	double dz[6];
+	struct cigt_trellis_opts o = {.teacher = q, .kd_t = 6, .kd_weight = 0.5};
+	struct cigt_trellis_stats st = {0};
+	cr_assert_eq(cigt_trellis_leaf_loss_d(2, 2, m, z, lab, smp, &o, dz, &st), 0);
+	const double a = pow(3.0, 1.0 / 6), kl1 = log((a + 1) / 2) - log(a) / 2;
+	cr_expect_float_eq(st.ce, log(2.0) + log(4.0), 1e-12);
+	cr_expect_float_eq(st.distill, 36 * log(2.0) / 2 + 36 * kl1 / 2, 1e-12);
+	cr_expect_float_eq(st.loss, 9.5 * log(2.0) + 0.5 * log(4.0) + 0.5 * 36 * kl1 / 2, 1e-12);
+	cr_expect_float_eq(dz[0], -1.0, 1e-12);
+	cr_expect_float_eq(dz[1], 1.0, 1e-12);
+	/* row 1 of leaf 1: (0.5 (p - y) + 0.5 * 6/2 (t - q)) / 2, p = (3/4, 1/4), y = (0, 1) */
+	cr_expect_float_eq(dz[2], (0.5 * 0.75 + 1.5 * (a / (a + 1) - 0.5)) / 2, 1e-12);
+	cr_expect_float_eq(dz[3], (0.5 * -0.75 + 1.5 * (1 / (a + 1) - 0.5)) / 2, 1e-12);
+	cr_expect_eq(st.leaf_rows, 3);
+	cr_expect_eq(st.leaf_correct, 1, "only row 0 (argmax ties go to class 0) is right");
+	/* Without a teacher the same rows give the plain sum of per-leaf mean cross-entropies. */
+	struct cigt_trellis_opts plain = {0};
+	struct cigt_trellis_stats st2 = {0};
+	cr_assert_eq(cigt_trellis_leaf_loss_d(2, 2, m, z, lab, NULL, &plain, dz, &st2), 0);
+	cr_expect_float_eq(st2.loss, log(2.0) + log(4.0), 1e-12);
+	cr_expect_float_eq(dz[0], -0.5, 1e-12);
+	cr_expect_float_eq(dz[3], (0.25 - 1) / 2, 1e-12);
+}
+
+Test(loss, paths_that_ensemble_known_values)
+{
+	/* w = 0.5. Leaf a (1 row): sample 0, z = (0, 0), label 0: p = (1/2, 1/2). Leaf b (2 rows):
+	 * sample 0, z = (log 3, 0), label 0: p = (3/4, 1/4); sample 1 alone, z = (0, 0), label 1.
+	 * Sample 0's mean posterior of class 0 is (1/2 + 3/4) / 2 = 5/8, so
+	 *   leaf a: 0.5 log 2 + 0.5 log(8/5)
+	 *   leaf b: (0.5 log(4/3) + 0.5 log(8/5) + log 2) / 2.
+	 * Gradients: the group term sits in both leaves (1/m: 1 + 1/2 = 3/2), d(-log qbar)/dz_r =
+	 * (p_r[0] / (5/4)) (p_r - y):
+	 *   a:  (0.5 + 0.5 * 3/2 * (1/2) / (5/4)) (-1/2, 1/2) = 0.8 (-1/2, 1/2) = (-0.4, 0.4)
+	 *   b0: (0.5 / 2 + 0.5 * 3/2 * (3/4) / (5/4)) (-1/4, 1/4) = 0.7 (-1/4, 1/4)
+	 *   b1: (p - y) / 2 = (1/4, -1/4). */
+	const double z[6] = {0, 0, log(3.0), 0, 0, 0};
+	const int m[2] = {1, 2}, lab[3] = {0, 0, 1}, smp[3] = {0, 0, 1};
+	double dz[6];
+	struct cigt_trellis_opts o = {.ens_share = 0.5, .ens_weight = 0.5};
+	struct cigt_trellis_stats st = {0};
+	cr_assert_eq(cigt_trellis_leaf_loss_d(2, 2, m, z, lab, smp, &o, dz, &st), 0);
+	const double ce = 0.5 * log(2.0) + 0.5 * log(1.6) +
+			  (0.5 * log(4.0 / 3) + 0.5 * log(1.6) + log(2.0)) / 2;
+	cr_expect_float_eq(st.ce, ce, 1e-12);
+	cr_expect_float_eq(st.loss, ce, 1e-12);
+	const double want[6] = {-0.4, 0.4, -0.175, 0.175, 0.25, -0.25};
+	for (int i = 0; i < 6; i++)
+		cr_expect_float_eq(dz[i], want[i], 1e-12, "dz[%d] = %.15g", i, dz[i]);
+	cr_expect_eq(st.leaf_rows, 3);
+	/* In warm-up rows are never grouped: the plain per-leaf mean cross-entropy. */
+	o.warmup = true;
+	st = (struct cigt_trellis_stats){0};
+	cr_assert_eq(cigt_trellis_leaf_loss_d(2, 2, m, z, lab, smp, &o, dz, &st), 0);
+	cr_expect_float_eq(st.ce, log(2.0) + (log(4.0 / 3) + log(2.0)) / 2, 1e-12);
+}
+
+Test(loss, label_smoothing_known_values)
+{
+	/* eps = 0.2, C = 2: targets (0.9, 0.1) for label 0 and (0.1, 0.9) for label 1.
+	 * Leaf 0: z = (0, 0), label 0: CE = -(0.9 + 0.1) log(1/2) = log 2, dz = (-0.4, 0.4).
+	 * Leaf 1: z = (log 3, 0), label 1, p = (3/4, 1/4): CE = -0.1 log(3/4) - 0.9 log(1/4),
+	 * dz = (0.75 - 0.1, 0.25 - 0.9) = (0.65, -0.65). */
+	const double z[4] = {0, 0, log(3.0), 0};
+	const int m[2] = {1, 1}, lab[2] = {0, 1};
+	double dz[4];
+	struct cigt_trellis_opts o = {.label_smoothing = 0.2};
+	struct cigt_trellis_stats st = {0};
+	cr_assert_eq(cigt_trellis_leaf_loss_d(2, 2, m, z, lab, NULL, &o, dz, &st), 0);
+	const double ce = log(2.0) - 0.1 * log(0.75) - 0.9 * log(0.25);
+	cr_expect_float_eq(st.ce, ce, 1e-12);
+	cr_expect_float_eq(st.loss, ce, 1e-12);
+	const double want[4] = {-0.4, 0.4, 0.65, -0.65};
+	for (int i = 0; i < 4; i++)
+		cr_expect_float_eq(dz[i], want[i], 1e-12, "dz[%d] = %.15g", i, dz[i]);
 }
 
 static void init(void)
