@@ -1,4 +1,5 @@
-/* cigt eval MODEL [--data DIR] [--dense] [--json] [--limit N] [--threads N] [--dump FILE] */
+/* cigt eval MODEL [--data DIR] [--dense | --compute NAME | --thresholds T,...] [--json]
+ * [--limit N] [--threads N] [--dump FILE]: test accuracy, MACs (mean and distribution), paths. */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -13,14 +14,18 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: cigt eval MODEL [--data DIR] [--dense] [--json] [--limit N] [--threads N]\n"
-		"                 [--dump FILE]\n"
-		"Classifies the test set and prints accuracy, samples/s, mean MACs per sample,\n"
-		"dense MACs, compute saved, the share of samples on each route and a confusion\n"
-		"matrix.\n"
+		"usage: cigt eval MODEL [--data DIR] [--dense | --compute NAME | --thresholds T,...]\n"
+		"                 [--json] [--limit N] [--threads N] [--dump FILE]\n"
+		"Classifies the test set and prints accuracy, samples/s, mean MACs per sample and\n"
+		"their distribution, dense MACs, compute saved, samples on several paths or\n"
+		"escalated, the share of samples on each (argmax) route and a confusion matrix.\n"
 		"  --data DIR     IDX directory with t10k-{images-idx3,labels-idx1}-ubyte.gz\n"
 		"                 (default " CIGT_DEFAULT_DATA_DIR ")\n"
 		"  --dense        run every expert on every sample (same predictions, more MACs)\n"
+		"  --compute NAME the model's operating point NAME (cigt info lists them); one that\n"
+		"                 escalates loads its second model from beside MODEL\n"
+		"  --thresholds T,...\n"
+		"                 multipath with one threshold in [0, 1] per router (1 = single)\n"
 		"  --json         one JSON object instead of text\n"
 		"  --limit N      only the first N test images\n"
 		"  --threads N    worker threads (default: online CPUs)\n"
@@ -133,9 +138,12 @@ int cmd_eval(int argc, char **argv)
 		{"json", no_argument, NULL, 'j'},        {"limit", required_argument, NULL, 'n'},
 		{"threads", required_argument, NULL, 't'}, {"dump", required_argument, NULL, 'u'},
 		{"routes", no_argument, NULL, 'r'},      {"routes-png", required_argument, NULL, 'P'},
+		{"compute", required_argument, NULL, 'c'},
+		{"thresholds", required_argument, NULL, 'T'},
 		{"help", no_argument, NULL, 'h'},        {0},
 	};
 	const char *dir = CIGT_DEFAULT_DATA_DIR, *dump = NULL, *routes_png = NULL;
+	const char *compute = NULL, *thresholds = NULL;
 	bool dense = false, as_json = false, show_routes = false;
 	long long limit = 0, threads = cli_default_threads();
 	int c;
@@ -168,6 +176,12 @@ int cmd_eval(int argc, char **argv)
 		case 'P':
 			routes_png = optarg;
 			break;
+		case 'c':
+			compute = optarg;
+			break;
+		case 'T':
+			thresholds = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -180,12 +194,24 @@ int cmd_eval(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	struct cigt_model *m;
-	struct cigt_engine *e;
+	if (dense && (compute || thresholds)) {
+		fprintf(stderr, "cigt: --dense runs every expert; it takes no --compute or "
+			"--thresholds\n");
+		return 2;
+	}
+	struct cigt_model *m, *m2 = NULL;
+	struct cigt_engine *e, *e2 = NULL;
+	struct cigt_dial dial;
 	if (cli_load(argv[optind], &m, &e))
 		return 1;
+	if (cli_dial(argv[optind], e, compute, thresholds, &dial, &m2, &e2)) {
+		cigt_engine_free(e);
+		cigt_model_free(m);
+		return 1;
+	}
 	const struct cigt_arch *a = m->arch;
 	int n = (int)limit, rc = 1;
+	int64_t *sorted = NULL;
 	float *x = NULL, *probs = NULL, *logits = NULL;
 	uint8_t *labels = NULL;
 	struct cigt_result *res = NULL;
@@ -206,7 +232,8 @@ int cmd_eval(int argc, char **argv)
 		goto out;
 	}
 	cigt_blas_threads(1);
-	if (cigt_pool_new(e, (int)threads, 256 * (int)threads, &pool)) {
+	if (cigt_pool_new(e, (int)threads, 256 * (int)threads, &pool) ||
+	    cigt_pool_set_second(pool, e2)) {
 		fprintf(stderr, "cigt: cannot start %lld threads\n", threads);
 		goto out;
 	}
@@ -215,27 +242,45 @@ int cmd_eval(int argc, char **argv)
 	uint64_t t0 = cigt_now_ns();
 	for (int s0 = 0; s0 < n; s0 += chunk) {
 		int k = CIGT_MIN(chunk, n - s0);
-		cigt_pool_classify(pool, x + s0 * isz, k, dense ? CIGT_EXEC_DENSE : CIGT_EXEC_ROUTED,
-				   res + s0, probs + (int64_t)s0 * K, logits + (int64_t)s0 * K);
+		if (dense)
+			cigt_pool_classify(pool, x + s0 * isz, k, CIGT_EXEC_DENSE, res + s0,
+					   probs + (int64_t)s0 * K, logits + (int64_t)s0 * K);
+		else
+			cigt_pool_classify_dial(pool, x + s0 * isz, k, &dial, res + s0,
+						probs + (int64_t)s0 * K, logits + (int64_t)s0 * K);
 	}
 	double secs = (double)(cigt_now_ns() - t0) * 1e-9;
-	int correct = 0, bad_label = 0;
+	int correct = 0, bad_label = 0, multi = 0, escalated = 0;
+	int64_t by_paths[65] = {0};
 	double macs = 0;
+	if (!(sorted = malloc((size_t)n * sizeof *sorted))) {
+		fprintf(stderr, "cigt: out of memory\n");
+		goto out;
+	}
 	for (int i = 0; i < n; i++) {
+		routes[route_index(a, res[i].route)]++;
+		macs += (double)res[i].macs;
+		sorted[i] = res[i].macs;
+		multi += res[i].npaths > 1;
+		escalated += res[i].escalated;
+		by_paths[CIGT_MIN(res[i].npaths, 64)]++;
 		if (labels[i] >= K) {
 			bad_label++;
 			continue;
 		}
 		correct += res[i].cls == labels[i];
 		conf[labels[i] * K + res[i].cls]++;
-		routes[route_index(a, res[i].route)]++;
 		leaf[res[i].route[a->nlayers - 1] * K + labels[i]]++;
-		macs += (double)res[i].macs;
 	}
 	if (bad_label)
-		fprintf(stderr, "cigt: warning: %d labels are >= %d classes and were skipped\n",
-			bad_label, K);
+		fprintf(stderr,
+			"cigt: warning: %d labels are >= %d classes: those images count as wrong "
+			"answers in the accuracy (over all %d) and are left out of the confusion "
+			"matrix and the leaf table\n",
+			bad_label, K, n);
+	qsort(sorted, (size_t)n, sizeof *sorted, cli_cmp_i64);
 	double acc = (double)correct / n, mean_macs = macs / n;
+	const char *mode = dense ? "dense" : compute ? compute : thresholds ? "thresholds" : "routed";
 	double saved = 1.0 - mean_macs / (double)a->dense_macs;
 	if (dump) {
 		FILE *f = fopen(dump, "w");
@@ -271,25 +316,62 @@ int cmd_eval(int argc, char **argv)
 				json_array_append_new(row, json_integer(conf[i * K + j]));
 			json_array_append_new(cm, row);
 		}
-		json_t *j = json_pack("{ss ss sf si si sf sf sI sf sf si so so}", "model", a->name,
-				      "mode", dense ? "dense" : "routed", "accuracy", acc, "correct",
+		json_t *dist = json_pack("{sI sI sI sI sI}", "min", (json_int_t)sorted[0], "p50",
+					 (json_int_t)sorted[n / 2], "p90",
+					 (json_int_t)sorted[(int64_t)n * 9 / 10], "p99",
+					 (json_int_t)sorted[(int64_t)n * 99 / 100], "max",
+					 (json_int_t)sorted[n - 1]);
+		json_t *np = json_object(), *tj = json_array();
+		for (int k = 1; k <= 64; k++)
+			if (by_paths[k]) {
+				char key[8];
+				snprintf(key, sizeof key, "%d", k);
+				json_object_set_new(np, key, json_integer(by_paths[k]));
+			}
+		for (int l = 0; l + 1 < a->nlayers; l++)
+			json_array_append_new(tj, json_real(dial.tau[l]));
+		json_t *j = json_pack("{ss ss so sf sf si si sf sf so si si so sI sf sf si so so}",
+				      "model", a->name, "mode", mode, "thresholds", tj,
+				      "confidence", (double)dial.confidence, "accuracy", acc,
+				      "correct",
 				      correct, "samples", n, "samples_per_second", n / secs,
-				      "mean_macs", mean_macs, "dense_macs", (json_int_t)a->dense_macs,
+				      "mean_macs", mean_macs, "macs", dist, "multipath_samples", multi,
+				      "escalated_samples", escalated, "samples_by_paths", np,
+				      "dense_macs", (json_int_t)a->dense_macs,
 				      "compute_saved", saved, "seconds", secs, "threads",
 				      (int)threads, "route_share", share, "confusion", cm);
 		json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		putchar('\n');
 		json_decref(j);
 	} else {
-		printf("model          %s (%s, %lld thread%s)\n", a->name,
-		       dense ? "dense" : "routed", threads, threads == 1 ? "" : "s");
+		printf("model          %s (%s, %lld thread%s)\n", a->name, mode, threads,
+		       threads == 1 ? "" : "s");
+		if (compute || thresholds) {
+			printf("thresholds     ");
+			for (int l = 0; l + 1 < a->nlayers; l++)
+				printf("%s%g", l ? ", " : "", (double)dial.tau[l]);
+			if (dial.confidence > 0.0f)
+				printf("; escalate to %s below confidence %g", e2 ? m2->arch->name : "",
+				       (double)dial.confidence);
+			printf("\n");
+		}
 		printf("test set       %s, %d images\n", dir, n);
 		printf("accuracy       %.2f%% (%d/%d)\n", 100 * acc, correct, n);
 		printf("samples/s      %.0f\n", n / secs);
 		printf("mean MACs      %.0f per sample\n", mean_macs);
+		printf("MACs           min %lld, median %lld, p90 %lld, p99 %lld, max %lld\n",
+		       (long long)sorted[0], (long long)sorted[n / 2],
+		       (long long)sorted[(int64_t)n * 9 / 10], (long long)sorted[(int64_t)n * 99 / 100],
+		       (long long)sorted[n - 1]);
+		printf("several paths  %d samples (%.2f%%)", multi, 100.0 * multi / n);
+		for (int k = 2; k <= 64; k++)
+			if (by_paths[k])
+				printf("%s%d paths: %lld", k == 2 || !by_paths[k - 1] ? "; " : ", ", k,
+				       (long long)by_paths[k]);
+		printf("\nescalated      %d samples (%.2f%%)\n", escalated, 100.0 * escalated / n);
 		printf("dense MACs     %lld per sample\n", (long long)a->dense_macs);
 		printf("compute saved  %.4f\n", saved);
-		printf("\nroute share\n");
+		printf("\nroute share (argmax path)\n");
 		for (int r = 0; r < a->npaths; r++) {
 			route_name(a, r, rn, sizeof rn);
 			printf("  %-12s %6.2f%%  (%lld)\n", rn, 100.0 * routes[r] / n,
@@ -321,7 +403,10 @@ out:
 	free(logits);
 	free(conf);
 	free(routes);
+	free(sorted);
 	cigt_engine_free(e);
 	cigt_model_free(m);
+	cigt_engine_free(e2);
+	cigt_model_free(m2);
 	return rc;
 }

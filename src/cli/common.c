@@ -97,3 +97,69 @@ int cli_default_threads(void)
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n < 1 ? 1 : n > 64 ? 64 : (int)n;
 }
+
+int cli_thresholds(const char *s, int n, float *tau)
+{
+	const char *p = s;
+	for (int l = 0; l < n; l++) {
+		char *end;
+		errno = 0;
+		double v = strtod(p, &end);
+		if (errno || end == p || !(v >= 0.0 && v <= 1.0) ||
+		    (l + 1 < n ? *end != ',' : *end != '\0')) {
+			fprintf(stderr,
+				"cigt: --thresholds: '%s' is not %d comma-separated numbers in [0, 1] "
+				"(one per router)\n",
+				s, n);
+			return -1;
+		}
+		tau[l] = (float)v;
+		p = end + 1;
+	}
+	return 0;
+}
+
+int cli_dial(const char *path, const struct cigt_engine *e, const char *compute,
+	     const char *thresholds, struct cigt_dial *d, struct cigt_model **m2,
+	     struct cigt_engine **e2)
+{
+	const struct cigt_model *m = cigt_engine_model(e);
+	char err[512];
+	*m2 = NULL;
+	*e2 = NULL;
+	cigt_dial_single(d);
+	if (compute && thresholds) {
+		fprintf(stderr, "cigt: give --compute or --thresholds, not both\n");
+		return -1;
+	}
+	if (thresholds)
+		return cli_thresholds(thresholds, m->arch->nlayers - 1, d->tau);
+	if (!compute)
+		return 0;
+	int pt = cigt_model_point(m, compute);
+	if (pt < 0) {
+		fprintf(stderr, "cigt: %s has no operating point '%s' (%d point%s; cigt info lists "
+			"them)\n", path, compute, m->npoints, m->npoints == 1 ? "" : "s");
+		return -1;
+	}
+	if (m->points[pt].second[0]) {
+		if (cigt_model_load_second(path, m, pt, m2, err, sizeof err) ||
+		    cigt_engine_new(*m2, e2, err, sizeof err)) {
+			fprintf(stderr, "cigt: %s\n", err);
+			cigt_model_free(*m2);
+			*m2 = NULL;
+			return -1;
+		}
+	}
+	if (cigt_engine_dial_from_point(e, pt, *e2, d, err, sizeof err)) {
+		fprintf(stderr, "cigt: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+int cli_cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
