@@ -16,6 +16,7 @@ int cmd_classify(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
 
 /* Parses a decimal integer in [lo, hi] for option `name`; prints an error and returns -1 on
  * anything else. */
@@ -38,6 +39,9 @@ int cli_dial(const char *path, const struct cigt_engine *e, const char *compute,
 int cli_thresholds(const char *s, int n, float *tau);
 /* qsort comparator of int64_t. */
 int cli_cmp_i64(const void *a, const void *b);
+/* Same, the last *limit images when tail is true (the validation split of `cigt train`). */
+int cli_load_tail(const char *dir, const char *prefix, const struct cigt_arch *a, int *limit,
+		  bool tail, float **x, uint8_t **labels);
 /* Default worker threads: the online CPUs, at most 64. */
 int cli_default_threads(void);
 

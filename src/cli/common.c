@@ -55,13 +55,19 @@ int cli_load(const char *path, struct cigt_model **m, struct cigt_engine **e)
 int cli_load_inputs(const char *dir, const char *prefix, const struct cigt_arch *a, int *limit,
 		    float **x, uint8_t **labels)
 {
+	return cli_load_tail(dir, prefix, a, limit, false, x, labels);
+}
+
+int cli_load_tail(const char *dir, const char *prefix, const struct cigt_arch *a, int *limit,
+		  bool tail, float **x, uint8_t **labels)
+{
 	struct cigt_dataset d;
 	char err[512];
 	if (cigt_dataset_load_dir(dir, prefix, &d, err, sizeof err)) {
 		fprintf(stderr, "cigt: %s\n", err);
 		return -1;
 	}
-	int n = *limit > 0 && *limit < d.n ? *limit : d.n;
+	int n = *limit > 0 && *limit < d.n ? *limit : d.n, first = tail ? d.n - n : 0;
 	int64_t isz = cigt_arch_input_size(a);
 	size_t in_px = (size_t)a->input.h * a->input.w * a->input.c;
 	*x = malloc((size_t)n * (size_t)isz * sizeof(float));
@@ -77,14 +83,14 @@ int cli_load_inputs(const char *dir, const char *prefix, const struct cigt_arch 
 	}
 	bool same = d.h == a->input.h && d.w == a->input.w && d.c == a->input.c;
 	for (int i = 0; i < n; i++) {
-		const uint8_t *src = d.px + (size_t)i * d.h * d.w * d.c;
+		const uint8_t *src = d.px + (size_t)(first + i) * d.h * d.w * d.c;
 		if (!same) {
 			struct cigt_image img = {.w = d.w, .h = d.h, .c = d.c, .px = (uint8_t *)src};
 			cigt_image_to_input(&img, a->input.c, a->input.w, a->input.h, tmp);
 			src = tmp;
 		}
 		cigt_model_preprocess_u8(a, src, *x + (int64_t)i * isz);
-		(*labels)[i] = d.labels[i];
+		(*labels)[i] = d.labels[first + i];
 	}
 	free(tmp);
 	cigt_dataset_destroy(&d);
