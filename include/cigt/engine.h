@@ -115,7 +115,7 @@ void cigt_dial_single(struct cigt_dial *d);
 int cigt_engine_dial_check(const struct cigt_engine *e, const struct cigt_dial *d, char *err,
 			   size_t errlen);
 
-/* The most MACs a sample can take under the dial: at router l at most min(K, floor(1/tau))
+/* The most MACs a sample can take under the dial: at router l at most min(K, floor(1.0001/tau))
  * experts can reach tau (their probabilities sum to 1), every opened path runs its routers, and
  * the second model's path when confidence > 0. The engine never runs more than this. */
 int64_t cigt_engine_dial_worst_macs(const struct cigt_engine *e, const struct cigt_dial *d);

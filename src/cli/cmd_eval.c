@@ -29,8 +29,9 @@ static void usage(FILE *f)
 		"  --json         one JSON object instead of text\n"
 		"  --limit N      only the first N test images\n"
 		"  --threads N    worker threads (default: online CPUs)\n"
-		"  --dump FILE    write one JSON line per sample: index, label, class, route,\n"
-		"                 logits\n"
+		"  --dump FILE    write one JSON line per sample: index, label, class, route\n"
+		"                 (argmax path), logits (of that path), probs (the answer's\n"
+		"                 posterior), macs, npaths, escalated, paths (\"0-1-3\", ...)\n"
 		"  --routes       for every leaf (last-layer expert), how many test samples of\n"
 		"                 each class reached it\n"
 		"  --routes-png FILE\n"
@@ -282,6 +283,7 @@ int cmd_eval(int argc, char **argv)
 	double acc = (double)correct / n, mean_macs = macs / n;
 	const char *mode = dense ? "dense" : compute ? compute : thresholds ? "thresholds" : "routed";
 	double saved = 1.0 - mean_macs / (double)a->dense_macs;
+	char rn[64];
 	if (dump) {
 		FILE *f = fopen(dump, "w");
 		if (!f) {
@@ -296,6 +298,18 @@ int cmd_eval(int argc, char **argv)
 			fprintf(f, "], \"logits\": [");
 			for (int k = 0; k < K; k++)
 				fprintf(f, "%s%.9g", k ? ", " : "", (double)logits[(int64_t)i * K + k]);
+			fprintf(f, "], \"probs\": [");
+			for (int k = 0; k < K; k++)
+				fprintf(f, "%s%.9g", k ? ", " : "", (double)probs[(int64_t)i * K + k]);
+			fprintf(f, "], \"macs\": %lld, \"npaths\": %d, \"escalated\": %s, "
+				   "\"paths\": [", (long long)res[i].macs, res[i].npaths,
+				res[i].escalated ? "true" : "false");
+			for (int r = 0, first = 1; r < a->npaths && r < 64; r++)
+				if ((res[i].paths >> r) & 1) {
+					route_name(a, r, rn, sizeof rn);
+					fprintf(f, "%s\"%s\"", first ? "" : ", ", rn);
+					first = 0;
+				}
 			fprintf(f, "]}\n");
 		}
 		if (fclose(f)) {
@@ -303,7 +317,6 @@ int cmd_eval(int argc, char **argv)
 			goto out;
 		}
 	}
-	char rn[64];
 	if (as_json) {
 		json_t *share = json_object(), *cm = json_array();
 		for (int r = 0; r < a->npaths; r++) {

@@ -174,6 +174,18 @@ out:
 	return rc;
 }
 
+/* The shortest decimal that reads back as the same float (thresholds and confidences). */
+static json_t *float_json(float v)
+{
+	char buf[32];
+	for (int prec = 1; prec <= 9; prec++) {
+		snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
+		if ((float)strtod(buf, NULL) == v)
+			break;
+	}
+	return json_real(strtod(buf, NULL));
+}
+
 char *cigt_points_to_json(const struct cigt_arch *arch, const struct cigt_point *points,
 			  int npoints)
 {
@@ -184,12 +196,12 @@ char *cigt_points_to_json(const struct cigt_arch *arch, const struct cigt_point 
 		const struct cigt_point *p = &points[i];
 		json_t *t = json_array();
 		for (int l = 0; l + 1 < arch->nlayers; l++)
-			json_array_append_new(t, json_real(p->tau[l]));
+			json_array_append_new(t, float_json(p->tau[l]));
 		json_t *o = json_pack("{ss so}", "name", p->name, "thresholds", t);
 		if (!o)
 			goto fail;
 		if (p->second[0]) {
-			json_object_set_new(o, "confidence", json_real(p->confidence));
+			json_object_set_new(o, "confidence", float_json(p->confidence));
 			json_object_set_new(o, "second", json_string(p->second));
 			json_object_set_new(o, "second_sha256", json_string(p->second_sha256));
 		}
@@ -197,7 +209,7 @@ char *cigt_points_to_json(const struct cigt_arch *arch, const struct cigt_point 
 		json_object_set_new(o, "mean_macs", json_real(p->mean_macs));
 		json_array_append_new(root, o);
 	}
-	char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+	char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
 	json_decref(root);
 	return s;
 fail:
