@@ -28,13 +28,14 @@ int cli_load(const char *path, struct cigt_model **m, struct cigt_engine **e);
  * resized to the model's geometry when needed). *limit (0 = all) is clamped to the size. */
 int cli_load_inputs(const char *dir, const char *prefix, const struct cigt_arch *a, int *limit,
 		    float **x, uint8_t **labels);
-/* The dial `cigt eval`/`cigt tune` run under: the operating point named `compute`, or the
- * comma-separated per-router thresholds `thresholds` (at most one of the two; neither: single
- * path). A point that escalates loads its second model beside `path` (*m2, *e2; NULL when
+/* The dial `cigt eval` runs under: the operating point named `compute`, the comma-separated
+ * per-router thresholds `thresholds`, or the point cigt_engine_dial_for_budget picks for
+ * max_macs (> 0; a budget below one path is an error) -- at most one of the three; none: single
+ * path. A point that escalates loads its second model beside `path` (*m2, *e2; NULL when
  * none). Prints a one-line error and returns -1 on failure. */
 int cli_dial(const char *path, const struct cigt_engine *e, const char *compute,
-	     const char *thresholds, struct cigt_dial *d, struct cigt_model **m2,
-	     struct cigt_engine **e2);
+	     const char *thresholds, long long max_macs, struct cigt_dial *d,
+	     struct cigt_model **m2, struct cigt_engine **e2);
 /* Parses "t1,t2,..." (n numbers in [0, 1]) into tau. */
 int cli_thresholds(const char *s, int n, float *tau);
 /* qsort comparator of int64_t. */

@@ -1,5 +1,5 @@
-/* cigt eval MODEL [--data DIR] [--dense | --compute NAME | --thresholds T,...] [--json]
- * [--limit N] [--threads N] [--dump FILE]: test accuracy, MACs (mean and distribution), paths. */
+/* cigt eval MODEL [--data DIR] [--dense | --compute NAME | --thresholds T,... |
+ * --max-macs N] [--json] [--limit N] [--threads N] [--dump FILE]: test accuracy, MACs (mean and distribution), paths. */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -14,8 +14,8 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: cigt eval MODEL [--data DIR] [--dense | --compute NAME | --thresholds T,...]\n"
-		"                 [--json] [--limit N] [--threads N] [--dump FILE]\n"
+		"usage: cigt eval MODEL [--data DIR] [--dense | --compute NAME | --thresholds T,... |\n"
+		"                 --max-macs N] [--json] [--limit N] [--threads N] [--dump FILE]\n"
 		"Classifies the test set and prints accuracy, samples/s, mean MACs per sample and\n"
 		"their distribution, dense MACs, compute saved, samples on several paths or\n"
 		"escalated, the share of samples on each (argmax) route and a confusion matrix.\n"
@@ -26,6 +26,8 @@ static void usage(FILE *f)
 		"                 escalates loads its second model from beside MODEL\n"
 		"  --thresholds T,...\n"
 		"                 multipath with one threshold in [0, 1] per router (1 = single)\n"
+		"  --max-macs N   the most accurate (on validation) operating point whose worst\n"
+		"                 case fits in N MACs per sample; less than one path is an error\n"
 		"  --json         one JSON object instead of text\n"
 		"  --limit N      only the first N test images\n"
 		"  --threads N    worker threads (default: online CPUs)\n"
@@ -141,12 +143,13 @@ int cmd_eval(int argc, char **argv)
 		{"routes", no_argument, NULL, 'r'},      {"routes-png", required_argument, NULL, 'P'},
 		{"compute", required_argument, NULL, 'c'},
 		{"thresholds", required_argument, NULL, 'T'},
+		{"max-macs", required_argument, NULL, 'M'},
 		{"help", no_argument, NULL, 'h'},        {0},
 	};
 	const char *dir = CIGT_DEFAULT_DATA_DIR, *dump = NULL, *routes_png = NULL;
 	const char *compute = NULL, *thresholds = NULL;
 	bool dense = false, as_json = false, show_routes = false;
-	long long limit = 0, threads = cli_default_threads();
+	long long limit = 0, threads = cli_default_threads(), max_macs = 0;
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -183,6 +186,10 @@ int cmd_eval(int argc, char **argv)
 		case 'T':
 			thresholds = optarg;
 			break;
+		case 'M':
+			if (cli_int("--max-macs", optarg, 1, (long long)1 << 62, &max_macs))
+				return 2;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -195,9 +202,9 @@ int cmd_eval(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (dense && (compute || thresholds)) {
-		fprintf(stderr, "cigt: --dense runs every expert; it takes no --compute or "
-			"--thresholds\n");
+	if (dense && (compute || thresholds || max_macs)) {
+		fprintf(stderr, "cigt: --dense runs every expert; it takes no --compute, "
+			"--thresholds or --max-macs\n");
 		return 2;
 	}
 	struct cigt_model *m, *m2 = NULL;
@@ -205,7 +212,7 @@ int cmd_eval(int argc, char **argv)
 	struct cigt_dial dial;
 	if (cli_load(argv[optind], &m, &e))
 		return 1;
-	if (cli_dial(argv[optind], e, compute, thresholds, &dial, &m2, &e2)) {
+	if (cli_dial(argv[optind], e, compute, thresholds, max_macs, &dial, &m2, &e2)) {
 		cigt_engine_free(e);
 		cigt_model_free(m);
 		return 1;
@@ -281,7 +288,10 @@ int cmd_eval(int argc, char **argv)
 			bad_label, K, n);
 	qsort(sorted, (size_t)n, sizeof *sorted, cli_cmp_i64);
 	double acc = (double)correct / n, mean_macs = macs / n;
-	const char *mode = dense ? "dense" : compute ? compute : thresholds ? "thresholds" : "routed";
+	const char *mode = dense ? "dense"
+			   : dial.point >= 0 ? m->points[dial.point].name
+			   : thresholds ? "thresholds"
+			   : "routed";
 	double saved = 1.0 - mean_macs / (double)a->dense_macs;
 	char rn[64];
 	if (dump) {
@@ -359,7 +369,7 @@ int cmd_eval(int argc, char **argv)
 	} else {
 		printf("model          %s (%s, %lld thread%s)\n", a->name, mode, threads,
 		       threads == 1 ? "" : "s");
-		if (compute || thresholds) {
+		if (compute || thresholds || max_macs) {
 			printf("thresholds     ");
 			for (int l = 0; l + 1 < a->nlayers; l++)
 				printf("%s%g", l ? ", " : "", (double)dial.tau[l]);

@@ -406,11 +406,12 @@ int cmd_tune(int argc, char **argv)
 			    thick);
 	}
 
-	/* The table: single, a spread of each mechanism's front, all paths. */
+	/* The table: single, each mechanism's front (spread over at most 12 points), all paths,
+	 * then the joint front's points that mix both mechanisms (at most 4). */
 	m->npoints = 0;
 	char name[CIGT_POINT_NAME_MAX];
 	add_point(m, "single", &single_c, nr, "", "");
-	int pick[8], np = spread(fm, km, 4, pick);
+	int pick[12], np = spread(fm, km, 12, pick);
 	for (int i = 0; i < np; i++) {
 		if (all_single(&mp[pick[i]], nr))
 			continue;
@@ -419,12 +420,21 @@ int cmd_tune(int argc, char **argv)
 	}
 	add_point(m, "all-paths", &all_c, nr, "", "");
 	if (e2) {
-		np = spread(fe, ke, 6, pick);
+		np = spread(fe, ke, 12, pick);
 		for (int i = 0; i < np; i++) {
 			if (es[pick[i]].c == 0.0f)
 				continue;
 			point_name(&es[pick[i]], nr, name, sizeof name);
 			add_point(m, name, &es[pick[i]], nr, second_name, sha);
+		}
+		int mix[CIGT_MAX_POINTS], nmix = 0;
+		for (int i = 0; i < kj && nmix < CIGT_MAX_POINTS; i++)
+			if (cands[idx[i]].c > 0.0f && !all_single(&cands[idx[i]], nr))
+				mix[nmix++] = idx[i];
+		np = spread(mix, nmix, 4, pick);
+		for (int i = 0; i < np; i++) {
+			point_name(&cands[pick[i]], nr, name, sizeof name);
+			add_point(m, name, &cands[pick[i]], nr, second_name, sha);
 		}
 	}
 	free(mp);

@@ -125,19 +125,69 @@ int cli_thresholds(const char *s, int n, float *tau)
 	return 0;
 }
 
+/* The dial for a MAC budget: loads each point's second model (once per name), lets the engine
+ * pick, keeps the chosen point's second model. */
+static int budget_dial(const char *path, const struct cigt_engine *e, long long max_macs,
+		       struct cigt_dial *d, struct cigt_model **m2, struct cigt_engine **e2)
+{
+	const struct cigt_model *m = cigt_engine_model(e);
+	struct cigt_model *sm[CIGT_MAX_POINTS] = {0};
+	struct cigt_engine *se[CIGT_MAX_POINTS] = {0};
+	const struct cigt_engine *seconds[CIGT_MAX_POINTS] = {0};
+	char err[512];
+	int rc = -1;
+	for (int i = 0; i < m->npoints; i++) {
+		const struct cigt_point *p = &m->points[i];
+		if (!p->second[0])
+			continue;
+		for (int j = 0; j < i && !seconds[i]; j++)
+			if (seconds[j] && !strcmp(m->points[j].second, p->second) &&
+			    !strcmp(m->points[j].second_sha256, p->second_sha256))
+				seconds[i] = seconds[j];
+		if (seconds[i])
+			continue;
+		if (cigt_model_load_second(path, m, i, &sm[i], err, sizeof err) ||
+		    cigt_engine_new(sm[i], &se[i], err, sizeof err)) {
+			fprintf(stderr, "cigt: %s\n", err);
+			goto out;
+		}
+		seconds[i] = se[i];
+	}
+	if (cigt_engine_dial_for_budget(e, seconds, max_macs, d, err, sizeof err)) {
+		fprintf(stderr, "cigt: --max-macs: %s\n", err);
+		goto out;
+	}
+	for (int i = 0; i < m->npoints; i++)
+		if (se[i] && se[i] == d->second) {
+			*m2 = sm[i];
+			*e2 = se[i];
+			sm[i] = NULL;
+			se[i] = NULL;
+		}
+	rc = 0;
+out:
+	for (int i = 0; i < m->npoints; i++) {
+		cigt_engine_free(se[i]);
+		cigt_model_free(sm[i]);
+	}
+	return rc;
+}
+
 int cli_dial(const char *path, const struct cigt_engine *e, const char *compute,
-	     const char *thresholds, struct cigt_dial *d, struct cigt_model **m2,
-	     struct cigt_engine **e2)
+	     const char *thresholds, long long max_macs, struct cigt_dial *d,
+	     struct cigt_model **m2, struct cigt_engine **e2)
 {
 	const struct cigt_model *m = cigt_engine_model(e);
 	char err[512];
 	*m2 = NULL;
 	*e2 = NULL;
 	cigt_dial_single(d);
-	if (compute && thresholds) {
-		fprintf(stderr, "cigt: give --compute or --thresholds, not both\n");
+	if (!!compute + !!thresholds + (max_macs != 0) > 1) {
+		fprintf(stderr, "cigt: give one of --compute, --thresholds and --max-macs\n");
 		return -1;
 	}
+	if (max_macs)
+		return budget_dial(path, e, max_macs, d, m2, e2);
 	if (thresholds)
 		return cli_thresholds(thresholds, m->arch->nlayers - 1, d->tau);
 	if (!compute)
