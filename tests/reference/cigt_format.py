@@ -237,7 +237,7 @@ def parse_architecture(obj, allow_train=False):
     """Validate an architecture object and resolve defaults and shapes.
 
     allow_train: accept (and drop) the `train` member a config file carries (models/README.md);
-    the architecture stored in a model file must not have it.
+    section 2 lets a model file's architecture carry it too (readers ignore it).
     """
     if isinstance(obj, (str, bytes)):
         obj = json.loads(obj)
@@ -393,7 +393,7 @@ def read_model(path):
         if isinstance(e, FormatError):
             raise
         raise FormatError("__metadata__.architecture: not JSON: %s" % e)
-    M.arch = parse_architecture(arch_obj)
+    M.arch = parse_architecture(arch_obj, allow_train=True)
     if "provenance" in meta:
         try:
             M.provenance = json.loads(meta["provenance"])
