@@ -12,7 +12,10 @@
  *    parent's output, so a leaf reached from two parents runs twice. The answer is the mean of
  *    the softmax posteriors at the ends of all opened paths. tau = 1 is the single path; tau = 0
  *    opens everything (on the reference model 8 paths, 11,442,944 MACs). Copies join the group
- *    of the expert they reach, so every expert still runs once per batch on a contiguous group.
+ *    of the expert they reach, so every expert still runs once per batch (of up to the
+ *    workspace's max_batch samples) on a contiguous group. The workspace reserves room for a
+ *    whole batch of fully opened trees when that is at most 4x the single path's (2x on the
+ *    reference model); otherwise multipath batches are cut into slices that fit.
  *  - Escalation: when the answer's top probability is below `confidence`, a second model (same
  *    classes and input) classifies the sample too and the answer is the mean of the two
  *    posteriors. Escalated samples of a batch run as one batch of the second engine.

@@ -213,10 +213,14 @@ int cigt_engine_new(const struct cigt_model *m, struct cigt_engine **out, char *
 	const struct cigt_arch *a = m->arch;
 	e->layer_max = cigt_shape_size(a->input);
 	e->tree_max = 1;
+	e->tree_floats = 0;
 	for (int l = 0; l < a->nlayers; l++) {
 		const struct cigt_layer_desc *L = &a->layers[l];
 		e->layer_max = CIGT_MAX(e->layer_max, cigt_shape_size(L->out));
 		e->tree_max = CIGT_MIN(e->tree_max * L->experts, CIGT__MAX_TREE);
+		e->tree_floats = CIGT_MAX(e->tree_floats,
+					  e->tree_max * CIGT_MAX(cigt_shape_size(L->in),
+								 cigt_shape_size(L->out)));
 		if (!(e->chains[l] = calloc((size_t)L->experts, sizeof *e->chains[l])))
 			goto nomem;
 		for (int ex = 0; ex < L->experts; ex++) {
@@ -296,12 +300,20 @@ struct cigt_workspace *cigt_workspace_new(const struct cigt_engine *e, int max_b
 		return NULL;
 	ws->e = e;
 	ws->max_batch = max_batch;
-	/* Room for a whole multipath tree of one sample even in a tiny workspace. */
-	ws->rows_cap = CIGT_MAX(max_batch, e->tree_max);
+	/* The layer buffers hold a whole batch expanded into its multipath trees when that costs
+	 * at most 4x the single path's room (then every expert runs once per batch under any
+	 * dial), and at least one sample's whole tree; the per-row arrays follow. */
+	const int64_t single = (int64_t)max_batch * e->layer_max;
+	ws->cap_floats = CIGT_MAX(CIGT_MAX(single, CIGT_MIN((int64_t)max_batch * e->tree_floats,
+							     4 * single)),
+				  e->tree_floats);
+	ws->rows_cap = (int)CIGT_MAX(CIGT_MAX(max_batch, CIGT_MIN((int64_t)max_batch * e->tree_max,
+								  1 << 16)),
+				     e->tree_max);
 	int64_t nb = ws->rows_cap, sub = CIGT_MIN(e->sub, nb);
-	ws->in = cigt_alloc_floats(nb * e->layer_max);
-	ws->out = cigt_alloc_floats(nb * e->layer_max);
-	ws->dense = cigt_alloc_floats(nb * e->layer_max);
+	ws->in = cigt_alloc_floats(ws->cap_floats);
+	ws->out = cigt_alloc_floats(ws->cap_floats);
+	ws->dense = cigt_alloc_floats(single);
 	ws->t1 = cigt_alloc_floats(sub * e->op_max);
 	ws->t2 = cigt_alloc_floats(sub * e->op_max);
 	ws->col = cigt_alloc_floats(CIGT_MAX(e->col_max, 1));

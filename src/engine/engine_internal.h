@@ -46,7 +46,8 @@ struct cigt_engine {
 	int64_t tmp_max;   /* floats of the largest fused conv-pool band */
 	int64_t router_max;
 	int sub;           /* samples per pass through an expert's op chain */
-	int tree_max;      /* most rows one sample can become (paths), capped at CIGT__MAX_TREE */
+	int64_t tree_max;  /* most rows one sample can become (paths), capped at CIGT__MAX_TREE */
+	int64_t tree_floats; /* floats of one sample's whole tree at its widest layer boundary */
 };
 
 struct cigt_workspace {
@@ -56,8 +57,10 @@ struct cigt_workspace {
 	float *rpool, *rflat, *rhid, *rlog;
 	int *perm, *perm2, *next;
 	struct cigt_profile *prof;
-	/* multipath and escalation (multipath.c); rows_cap >= max_batch rows fit in the buffers
-	 * above, so a tree of up to rows_cap rows per slice needs nothing else */
+	/* multipath and escalation (multipath.c): in/out hold cap_floats floats and the per-row
+	 * arrays rows_cap rows (both at least one sample's whole tree); multipath slices are
+	 * sized so a slice's worst-case tree fits both */
+	int64_t cap_floats;
 	int rows_cap;
 	int *rroute, *rroute2;     /* path index so far (mixed radix) of each row */
 	unsigned char *rmain, *rmain2; /* row lies on the argmax path */

@@ -250,6 +250,24 @@ static int expand(struct cigt_workspace *ws, const struct cigt_layer_desc *L, in
 	return total;
 }
 
+/* Samples per multipath slice: the whole batch when its worst-case trees fit the workspace
+ * (they do under any dial when the workspace could afford it), else fewer. */
+static int slice_size(const struct cigt_engine *e, const struct cigt_workspace *ws,
+		      const struct cigt_dial *d)
+{
+	const struct cigt_arch *a = e->a;
+	int64_t n = ws->max_batch, rows = 1;
+	for (int l = 0; l < a->nlayers; l++) {
+		const struct cigt_layer_desc *L = &a->layers[l];
+		int64_t need = rows * CIGT_MAX(cigt_shape_size(L->in), cigt_shape_size(L->out));
+		n = CIGT_MIN(n, ws->cap_floats / need);
+		n = CIGT_MIN(n, ws->rows_cap / rows);
+		if (L->has_router)
+			rows *= fan_bound(d->tau[l], L->router.out);
+	}
+	return (int)CIGT_MAX(n, 1);
+}
+
 /* One slice under multipath: n samples whose worst-case trees fit in rows_cap rows. Leaves the
  * mean posterior of each sample in ws->acc. */
 static void mp_slice(const struct cigt_engine *e, struct cigt_workspace *ws, const float *x,
@@ -379,8 +397,7 @@ int cigt_engine_classify_dial(const struct cigt_engine *e, struct cigt_workspace
 		return cigt_engine_classify(e, ws, x, n, CIGT_EXEC_ROUTED, res, probs, logits);
 	const int K = a->nclasses;
 	const int64_t isz = cigt_shape_size(a->input);
-	int64_t per = ws->rows_cap / dial_fan(a, d);
-	const int chunk = (int)CIGT_MAX(1, CIGT_MIN(per, ws->max_batch));
+	const int chunk = slice_size(e, ws, d);
 	for (int s0 = 0; s0 < n; s0 += chunk) {
 		int m = CIGT_MIN(chunk, n - s0);
 		const float *xs = x + s0 * isz;

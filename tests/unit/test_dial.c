@@ -236,6 +236,35 @@ Test(threshold, multipath_in_a_workspace_of_one_sample)
 	rig_free(&r);
 }
 
+Test(threshold, every_expert_runs_once_per_batch_on_all_its_copies)
+{
+	struct rig r = fixed_rig();
+	struct cigt_workspace *ws = cigt_workspace_new(r.e, N);
+	cr_assert_not_null(ws);
+	struct cigt_profile prof;
+	memset(&prof, 0, sizeof prof);
+	cigt_workspace_profile(ws, &prof);
+	float *x = inputs(3);
+	struct cigt_result res[N];
+	struct cigt_dial d = dial2(0, 0);
+	cr_assert_eq(cigt_engine_classify_dial(r.e, ws, x, N, &d, res, NULL, NULL), 0);
+	cr_assert_eq(prof.batches, 1);
+	cr_assert_eq(prof.groups[0][0], 1);
+	cr_assert_eq(prof.rows[0][0], N);
+	for (int e = 0; e < 3; e++) {
+		cr_assert_eq(prof.groups[1][e], 1, "layer 1 expert %d ran in %llu groups", e,
+			     (unsigned long long)prof.groups[1][e]);
+		cr_assert_eq(prof.rows[1][e], N);
+	}
+	for (int e = 0; e < 2; e++) {
+		cr_assert_eq(prof.groups[2][e], 1);
+		cr_assert_eq(prof.rows[2][e], 3 * N, "leaf %d: one copy per parent", e);
+	}
+	free(x);
+	cigt_workspace_free(ws);
+	rig_free(&r);
+}
+
 Test(threshold, worst_case_macs_bound_every_sample)
 {
 	struct rig r = rig(ARCH, 5, 16);
