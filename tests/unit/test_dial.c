@@ -88,7 +88,7 @@ static struct cigt_dial dial2(float t0, float t1)
 /* The posterior of sample x along one path, through the node-level API. */
 static void path_probs(struct rig *r, const float *x, int e1, int e2, float *probs)
 {
-	float a0[64], a1[64], lg[K];
+	float a0[3 * 6 * 5], a1[2 * 4 * 3], lg[K]; /* layer 0 and layer 1 outputs */
 	int next;
 	cr_assert_eq(cigt_engine_run_expert(r->e, r->ws, 0, 0, 1, x, a0, &next), 0);
 	cr_assert_eq(cigt_engine_run_expert(r->e, r->ws, 1, e1, 1, a0, a1, &next), 0);
