@@ -28,7 +28,10 @@
  * (cigt_model_load_second; at start-up, so a missing one fails there); one engine each; per
  * worker one workspace per engine, cigt_workspace_set_second(ws, ws_second); per request a dial
  * from a point name or a budget; cigt_engine_classify_dial. cigt_result.paths and .escalated
- * say what ran.
+ * say what ran. One call runs one dial: a scheduler that batches requests with different dials
+ * groups the batch by dial and calls once per group. A workspace lends escalation one second
+ * workspace at a time; with points escalating to different models, attach the one the dial
+ * names (cigt_workspace_set_second) before the call.
  *
  * Threads: an engine is read-only after cigt_engine_new and may be shared by any number of
  * threads; each thread owns its own workspace. */
