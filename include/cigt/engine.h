@@ -4,6 +4,35 @@
  * group (one im2col + one sgemm per conv). A dense mode runs every expert on every sample, as a
  * framework without routing would, for comparison.
  *
+ * The compute dial (cigt_engine_classify_dial): a struct cigt_dial spends more compute on a
+ * sample than its single path, in two ways that combine.
+ *  - Multipath (the authors' rule): at the router after layer l a sample takes its argmax expert
+ *    and every other expert whose routing probability (softmax of the router's logits, T = 1)
+ *    is >= tau[l]. The trellis expands as a tree: each opened child gets its own copy of its
+ *    parent's output, so a leaf reached from two parents runs twice. The answer is the mean of
+ *    the softmax posteriors at the ends of all opened paths. tau = 1 is the single path; tau = 0
+ *    opens everything (on the reference model 8 paths, 11,442,944 MACs). Copies join the group
+ *    of the expert they reach, so every expert still runs once per batch (of up to the
+ *    workspace's max_batch samples) on a contiguous group. The workspace reserves room for a
+ *    whole batch of fully opened trees when that is at most 4x the single path's (2x on the
+ *    reference model); otherwise multipath batches are cut into slices that fit.
+ *  - Escalation: when the answer's top probability is below `confidence`, a second model (same
+ *    classes and input) classifies the sample too and the answer is the mean of the two
+ *    posteriors. Escalated samples of a batch run as one batch of the second engine.
+ * A sample's MACs count exactly what ran for it: every expert copy, every router evaluation and
+ * the second model's path when escalated. Operating points (named dials chosen on validation by
+ * `cigt tune`) live in the model file (cigt_model.points); cigt_engine_dial_from_point turns one
+ * into a dial, cigt_engine_dial_for_budget picks one for a per-sample MAC budget.
+ *
+ * Typical server use: load the model and, for each point naming a second model, that model
+ * (cigt_model_load_second; at start-up, so a missing one fails there); one engine each; per
+ * worker one workspace per engine, cigt_workspace_set_second(ws, ws_second); per request a dial
+ * from a point name or a budget; cigt_engine_classify_dial. cigt_result.paths and .escalated
+ * say what ran. One call runs one dial: a scheduler that batches requests with different dials
+ * groups the batch by dial and calls once per group. A workspace lends escalation one second
+ * workspace at a time; with points escalating to different models, attach the one the dial
+ * names (cigt_workspace_set_second) before the call.
+ *
  * Threads: an engine is read-only after cigt_engine_new and may be shared by any number of
  * threads; each thread owns its own workspace. */
 #ifndef CIGT_ENGINE_H
@@ -24,9 +53,22 @@ enum cigt_exec_mode {
 };
 
 struct cigt_result {
-	int cls;                       /* argmax class */
-	int route[CIGT_MAX_LAYERS];    /* expert index per layer, layer 0 included */
+	int cls;                       /* argmax class (of the mean posterior when several ran) */
+	int route[CIGT_MAX_LAYERS];    /* the argmax path: expert index per layer, layer 0 included */
 	int64_t macs;                  /* multiply-accumulates executed for this sample */
+	int npaths;                    /* paths whose leaf ran (1 on the single path) */
+	uint64_t paths;                /* bit r set: path r ran (r = mixed-radix route index,
+					* route[0] most significant); 0 if the trellis has > 64 */
+	bool escalated;                /* the second model ran too */
+};
+
+/* A per-request compute setting. The zero value is not meaningful: start from cigt_dial_single
+ * (every tau 1, no escalation). */
+struct cigt_dial {
+	float tau[CIGT_MAX_LAYERS];       /* threshold at the router after layer l, in [0, 1] */
+	float confidence;                 /* escalate when the top probability is below; 0 = never */
+	const struct cigt_engine *second; /* the escalation model's engine; needed if confidence > 0 */
+	int point;                        /* index of the model's operating point it came from, or -1 */
 };
 
 /* Time spent per part of a routed batch, accumulated while profiling is on (nanoseconds). */
@@ -69,6 +111,50 @@ void cigt_workspace_profile(struct cigt_workspace *ws, struct cigt_profile *prof
 int cigt_engine_classify(const struct cigt_engine *e, struct cigt_workspace *ws, const float *x,
 			 int n, enum cigt_exec_mode mode, struct cigt_result *res, float *probs,
 			 float *logits);
+
+/* The single-path dial: every tau 1, no escalation, point -1. */
+void cigt_dial_single(struct cigt_dial *d);
+
+/* Checks a dial against the engine: each tau in [0, 1] for the routers, confidence in [0, 1],
+ * a second engine with the same classes and input geometry when confidence > 0, and no more
+ * paths per sample than the engine allows (CIGT__MAX_TREE, 512). 0 or CIGT_EINVAL + message. */
+int cigt_engine_dial_check(const struct cigt_engine *e, const struct cigt_dial *d, char *err,
+			   size_t errlen);
+
+/* The most MACs a sample can take under the dial: at router l at most min(K, floor(1.0001/tau))
+ * experts can reach tau (their probabilities sum to 1), every opened path runs its routers, and
+ * the second model's path when confidence > 0. The engine never runs more than this. */
+int64_t cigt_engine_dial_worst_macs(const struct cigt_engine *e, const struct cigt_dial *d);
+
+/* Turns operating point `point` of the engine's model into a dial. second: the engine of the
+ * point's second model (NULL when the point has none). CIGT_EINVAL + message when the point
+ * needs a second model and none is given, or it does not match. */
+int cigt_engine_dial_from_point(const struct cigt_engine *e, int point,
+				const struct cigt_engine *second, struct cigt_dial *out, char *err,
+				size_t errlen);
+
+/* Picks the dial for a per-sample budget of max_macs: the operating point with the highest
+ * validation accuracy whose worst-case MACs (cigt_engine_dial_worst_macs) fit in max_macs, so
+ * the budget is a hard cap that never depends on the image; the single path when no point fits
+ * but one path does. seconds[i] is the engine of point i's second model or NULL (points without
+ * one loaded are skipped); seconds may be NULL. A budget below one path (arch->path_macs) is
+ * CIGT_EINVAL with a message saying the least budget: never a silent downgrade. */
+int cigt_engine_dial_for_budget(const struct cigt_engine *e,
+				const struct cigt_engine *const *seconds, int64_t max_macs,
+				struct cigt_dial *out, char *err, size_t errlen);
+
+/* Lends ws the workspace of the second model (for escalation); ws2 must outlive its use and
+ * belong to the same thread. NULL detaches. */
+void cigt_workspace_set_second(struct cigt_workspace *ws, struct cigt_workspace *ws2);
+
+/* Classifies n samples under a dial (NULL = single path, exactly cigt_engine_classify in routed
+ * mode). probs receive the final posterior (the mean over paths, then with the second model's);
+ * logits (may be NULL) the argmax path's logits. Returns 0, or CIGT_EINVAL for bad arguments, a
+ * dial that fails cigt_engine_dial_check, or escalation without a second workspace of the
+ * dial's second engine. Never allocates; a thread-safe read of e and of d->second. */
+int cigt_engine_classify_dial(const struct cigt_engine *e, struct cigt_workspace *ws,
+			      const float *x, int n, const struct cigt_dial *d,
+			      struct cigt_result *res, float *probs, float *logits);
 
 /* Node-level execution for schedulers that group samples across batches.
  * Activations between layers use the engine's internal layout; their per-sample size in floats

@@ -47,6 +47,21 @@ struct cigt_tensor_info {
 	float **slot;    /* where the model keeps its pointer */
 };
 
+#define CIGT_MAX_POINTS 32
+#define CIGT_POINT_NAME_MAX 32
+#define CIGT_METADATA_POINTS "operating_points"
+
+/* A named compute setting chosen on validation (proto/model-format.md, "Operating points"). */
+struct cigt_point {
+	char name[CIGT_POINT_NAME_MAX];     /* [A-Za-z0-9_.-], 1..31 characters, unique */
+	float tau[CIGT_MAX_LAYERS];         /* per router (nlayers - 1 used), in [0, 1] */
+	float confidence;                   /* in [0, 1]; 0 = no escalation */
+	char second[CIGT_NAME_MAX];         /* second model's name ("" = none): <name>.safetensors */
+	char second_sha256[65];             /* lowercase hex sha256 of that file */
+	double val_accuracy;                /* on the validation split, in [0, 1] */
+	double mean_macs;                   /* per sample on the validation split, > 0 */
+};
+
 struct cigt_model {
 	struct cigt_arch *arch;
 	float *blob;
@@ -57,6 +72,8 @@ struct cigt_model {
 	struct cigt_op_params *ops[CIGT_MAX_LAYERS];
 	struct cigt_router_params routers[CIGT_MAX_LAYERS];
 	char *provenance; /* JSON text or NULL */
+	int npoints;      /* operating points (metadata key operating_points), 0..CIGT_MAX_POINTS */
+	struct cigt_point points[CIGT_MAX_POINTS];
 };
 
 /* Allocates a model for arch with every tensor zeroed; takes ownership of arch. */
@@ -81,6 +98,29 @@ int cigt_model_load_buffer(const void *buf, size_t len, struct cigt_model **out,
 int cigt_model_save(const struct cigt_model *m, const char *path, char *err, size_t errlen);
 /* Serialises to a malloc'd buffer. */
 int cigt_model_serialize(const struct cigt_model *m, void **buf, size_t *len);
+
+/* Index of the operating point named `name`, or -1. */
+int cigt_model_point(const struct cigt_model *m, const char *name);
+
+/* Parses and fully validates an operating-point table (the JSON text of
+ * __metadata__.operating_points) against arch: unknown keys, names, thresholds outside [0, 1],
+ * a threshold count other than nlayers - 1, confidence outside [0, 1], a second model without
+ * its sha256 or the reverse, accuracy outside [0, 1], non-positive MACs, duplicates. */
+int cigt_points_parse(const char *json, size_t len, const struct cigt_arch *arch,
+		      struct cigt_point *points, int *npoints, char *err, size_t errlen);
+/* Serialises a table (malloc'd JSON text; NULL on ENOMEM). */
+char *cigt_points_to_json(const struct cigt_arch *arch, const struct cigt_point *points,
+			  int npoints);
+
+/* Loads the second model of operating point p of m (m was read from model_path): the file
+ * <dir of model_path>/<p->second>.safetensors, whose sha256 must be p->second_sha256, with the
+ * same classes (count and names), input geometry and input range. Any mismatch is an error
+ * naming it. */
+int cigt_model_load_second(const char *model_path, const struct cigt_model *m, int point,
+			   struct cigt_model **out, char *err, size_t errlen);
+
+/* sha256 of a file as 64 lowercase hex digits plus NUL. */
+int cigt_file_sha256(const char *path, char hex[65], char *err, size_t errlen);
 
 /* Finds a tensor by name; NULL if absent. */
 const struct cigt_tensor_info *cigt_model_tensor(const struct cigt_model *m, const char *name);

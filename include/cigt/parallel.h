@@ -15,6 +15,14 @@ void cigt_pool_free(struct cigt_pool *p);
 /* Same contract as cigt_engine_classify; blocks until every slice is done. */
 int cigt_pool_classify(struct cigt_pool *p, const float *x, int n, enum cigt_exec_mode mode,
 		       struct cigt_result *res, float *probs, float *logits);
+/* Gives every worker a workspace of `second` (NULL: none) so dials escalating to it can run.
+ * 0 or CIGT_ENOMEM. */
+int cigt_pool_set_second(struct cigt_pool *p, const struct cigt_engine *second);
+/* cigt_engine_classify_dial split over the threads (d NULL: single path). A dial escalating to
+ * an engine other than the one given to cigt_pool_set_second is CIGT_EINVAL. */
+int cigt_pool_classify_dial(struct cigt_pool *p, const float *x, int n,
+			    const struct cigt_dial *d, struct cigt_result *res, float *probs,
+			    float *logits);
 /* Turns profiling on for every worker (accumulated into prof) or off (NULL). */
 void cigt_pool_profile(struct cigt_pool *p, struct cigt_profile *prof);
 int cigt_pool_threads(const struct cigt_pool *p);

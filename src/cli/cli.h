@@ -16,6 +16,7 @@ int cmd_classify(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
 
 /* Parses a decimal integer in [lo, hi] for option `name`; prints an error and returns -1 on
  * anything else. */
@@ -31,6 +32,21 @@ int cli_load_inputs(const char *dir, const char *prefix, const struct cigt_arch 
 		    float **x, uint8_t **labels);
 /* Bound on an image-folder dataset as float32 (--cache-mb; 0: the library's default). */
 extern size_t cli_cache_bytes;
+/* The dial `cigt eval` runs under: the operating point named `compute`, the comma-separated
+ * per-router thresholds `thresholds`, or the point cigt_engine_dial_for_budget picks for
+ * max_macs (> 0; a budget below one path is an error) -- at most one of the three; none: single
+ * path. A point that escalates loads its second model beside `path` (*m2, *e2; NULL when
+ * none). Prints a one-line error and returns -1 on failure. */
+int cli_dial(const char *path, const struct cigt_engine *e, const char *compute,
+	     const char *thresholds, long long max_macs, struct cigt_dial *d,
+	     struct cigt_model **m2, struct cigt_engine **e2);
+/* Parses "t1,t2,..." (n numbers in [0, 1]) into tau. */
+int cli_thresholds(const char *s, int n, float *tau);
+/* qsort comparator of int64_t. */
+int cli_cmp_i64(const void *a, const void *b);
+/* Same, the last *limit images when tail is true (the validation split of `cigt train`). */
+int cli_load_tail(const char *dir, const char *prefix, const struct cigt_arch *a, int *limit,
+		  bool tail, float **x, uint8_t **labels);
 /* Default worker threads: the online CPUs, at most 64. */
 int cli_default_threads(void);
 

@@ -1,4 +1,5 @@
-/* cigt eval MODEL [--data DIR] [--dense] [--json] [--limit N] [--threads N] [--dump FILE] */
+/* cigt eval MODEL [--data DIR] [--dense | --compute NAME | --thresholds T,... |
+ * --max-macs N] [--json] [--limit N] [--threads N] [--dump FILE]: test accuracy, MACs (mean and distribution), paths. */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -13,22 +14,29 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: cigt eval MODEL [--data DIR] [--dense] [--json] [--limit N] [--threads N]\n"
-		"                 [--dump FILE]\n"
-		"Classifies the test set and prints accuracy, samples/s, mean MACs per sample,\n"
-		"dense MACs, compute saved, the share of samples on each route and a confusion\n"
-		"matrix.\n"
+		"usage: cigt eval MODEL [--data DIR] [--dense | --compute NAME | --thresholds T,... |\n"
+		"                 --max-macs N] [--json] [--limit N] [--threads N] [--dump FILE]\n"
+		"Classifies the test set and prints accuracy, samples/s, mean MACs per sample and\n"
+		"their distribution, dense MACs, compute saved, samples on several paths or\n"
+		"escalated, the share of samples on each (argmax) route and a confusion matrix.\n"
 		"  --data DIR     IDX directory with t10k-{images-idx3,labels-idx1}-ubyte.gz\n"
 		"                 (default " CIGT_DEFAULT_DATA_DIR "), or an image folder:\n"
 		"                 DIR/test/<class>/ (or DIR/val/) when DIR/train/ exists, else\n"
 		"                 DIR/<class>/; .png .jpg .jpeg .pgm .ppm files\n"
 		"  --cache-mb N   bound on a folder's images held as float32 (default 2048)\n"
 		"  --dense        run every expert on every sample (same predictions, more MACs)\n"
+		"  --compute NAME the model's operating point NAME (cigt info lists them); one that\n"
+		"                 escalates loads its second model from beside MODEL\n"
+		"  --thresholds T,...\n"
+		"                 multipath with one threshold in [0, 1] per router (1 = single)\n"
+		"  --max-macs N   the most accurate (on validation) operating point whose worst\n"
+		"                 case fits in N MACs per sample; less than one path is an error\n"
 		"  --json         one JSON object instead of text\n"
 		"  --limit N      only the first N test images\n"
 		"  --threads N    worker threads (default: online CPUs)\n"
-		"  --dump FILE    write one JSON line per sample: index, label, class, route,\n"
-		"                 logits\n"
+		"  --dump FILE    write one JSON line per sample: index, label, class, route\n"
+		"                 (argmax path), logits (of that path), probs (the answer's\n"
+		"                 posterior), macs, npaths, escalated, paths (\"0-1-3\", ...)\n"
 		"  --routes       for every leaf (last-layer expert), how many test samples of\n"
 		"                 each class reached it\n"
 		"  --routes-png FILE\n"
@@ -137,11 +145,15 @@ int cmd_eval(int argc, char **argv)
 		{"threads", required_argument, NULL, 't'}, {"dump", required_argument, NULL, 'u'},
 		{"routes", no_argument, NULL, 'r'},      {"routes-png", required_argument, NULL, 'P'},
 		{"cache-mb", required_argument, NULL, 'C'},
+		{"compute", required_argument, NULL, 'c'},
+		{"thresholds", required_argument, NULL, 'T'},
+		{"max-macs", required_argument, NULL, 'M'},
 		{"help", no_argument, NULL, 'h'},        {0},
 	};
 	const char *dir = CIGT_DEFAULT_DATA_DIR, *dump = NULL, *routes_png = NULL;
+	const char *compute = NULL, *thresholds = NULL;
 	bool dense = false, as_json = false, show_routes = false;
-	long long limit = 0, threads = cli_default_threads(), limit_mb = 0;
+	long long limit = 0, threads = cli_default_threads(), limit_mb = 0, max_macs = 0;
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -177,6 +189,16 @@ int cmd_eval(int argc, char **argv)
 				return 2;
 			cli_cache_bytes = (size_t)limit_mb << 20;
 			break;
+		case 'c':
+			compute = optarg;
+			break;
+		case 'T':
+			thresholds = optarg;
+			break;
+		case 'M':
+			if (cli_int("--max-macs", optarg, 1, (long long)1 << 62, &max_macs))
+				return 2;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -189,12 +211,24 @@ int cmd_eval(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	struct cigt_model *m;
-	struct cigt_engine *e;
+	if (dense && (compute || thresholds || max_macs)) {
+		fprintf(stderr, "cigt: --dense runs every expert; it takes no --compute, "
+			"--thresholds or --max-macs\n");
+		return 2;
+	}
+	struct cigt_model *m, *m2 = NULL;
+	struct cigt_engine *e, *e2 = NULL;
+	struct cigt_dial dial;
 	if (cli_load(argv[optind], &m, &e))
 		return 1;
+	if (cli_dial(argv[optind], e, compute, thresholds, max_macs, &dial, &m2, &e2)) {
+		cigt_engine_free(e);
+		cigt_model_free(m);
+		return 1;
+	}
 	const struct cigt_arch *a = m->arch;
 	int n = (int)limit, rc = 1;
+	int64_t *sorted = NULL;
 	float *x = NULL, *probs = NULL, *logits = NULL;
 	uint8_t *labels = NULL;
 	struct cigt_result *res = NULL;
@@ -215,7 +249,8 @@ int cmd_eval(int argc, char **argv)
 		goto out;
 	}
 	cigt_blas_threads(1);
-	if (cigt_pool_new(e, (int)threads, 256 * (int)threads, &pool)) {
+	if (cigt_pool_new(e, (int)threads, 256 * (int)threads, &pool) ||
+	    cigt_pool_set_second(pool, e2)) {
 		fprintf(stderr, "cigt: cannot start %lld threads\n", threads);
 		goto out;
 	}
@@ -224,28 +259,50 @@ int cmd_eval(int argc, char **argv)
 	uint64_t t0 = cigt_now_ns();
 	for (int s0 = 0; s0 < n; s0 += chunk) {
 		int k = CIGT_MIN(chunk, n - s0);
-		cigt_pool_classify(pool, x + s0 * isz, k, dense ? CIGT_EXEC_DENSE : CIGT_EXEC_ROUTED,
-				   res + s0, probs + (int64_t)s0 * K, logits + (int64_t)s0 * K);
+		if (dense)
+			cigt_pool_classify(pool, x + s0 * isz, k, CIGT_EXEC_DENSE, res + s0,
+					   probs + (int64_t)s0 * K, logits + (int64_t)s0 * K);
+		else
+			cigt_pool_classify_dial(pool, x + s0 * isz, k, &dial, res + s0,
+						probs + (int64_t)s0 * K, logits + (int64_t)s0 * K);
 	}
 	double secs = (double)(cigt_now_ns() - t0) * 1e-9;
-	int correct = 0, bad_label = 0;
+	int correct = 0, bad_label = 0, multi = 0, escalated = 0;
+	int64_t by_paths[65] = {0};
 	double macs = 0;
+	if (!(sorted = malloc((size_t)n * sizeof *sorted))) {
+		fprintf(stderr, "cigt: out of memory\n");
+		goto out;
+	}
 	for (int i = 0; i < n; i++) {
+		routes[route_index(a, res[i].route)]++;
+		macs += (double)res[i].macs;
+		sorted[i] = res[i].macs;
+		multi += res[i].npaths > 1;
+		escalated += res[i].escalated;
+		by_paths[CIGT_MIN(res[i].npaths, 64)]++;
 		if (labels[i] >= K) {
 			bad_label++;
 			continue;
 		}
 		correct += res[i].cls == labels[i];
 		conf[labels[i] * K + res[i].cls]++;
-		routes[route_index(a, res[i].route)]++;
 		leaf[res[i].route[a->nlayers - 1] * K + labels[i]]++;
-		macs += (double)res[i].macs;
 	}
 	if (bad_label)
-		fprintf(stderr, "cigt: warning: %d labels are >= %d classes and were skipped\n",
-			bad_label, K);
+		fprintf(stderr,
+			"cigt: warning: %d labels are >= %d classes: those images count as wrong "
+			"answers in the accuracy (over all %d) and are left out of the confusion "
+			"matrix and the leaf table\n",
+			bad_label, K, n);
+	qsort(sorted, (size_t)n, sizeof *sorted, cli_cmp_i64);
 	double acc = (double)correct / n, mean_macs = macs / n;
+	const char *mode = dense ? "dense"
+			   : dial.point >= 0 ? m->points[dial.point].name
+			   : thresholds ? "thresholds"
+			   : "routed";
 	double saved = 1.0 - mean_macs / (double)a->dense_macs;
+	char rn[64];
 	if (dump) {
 		FILE *f = fopen(dump, "w");
 		if (!f) {
@@ -260,6 +317,18 @@ int cmd_eval(int argc, char **argv)
 			fprintf(f, "], \"logits\": [");
 			for (int k = 0; k < K; k++)
 				fprintf(f, "%s%.9g", k ? ", " : "", (double)logits[(int64_t)i * K + k]);
+			fprintf(f, "], \"probs\": [");
+			for (int k = 0; k < K; k++)
+				fprintf(f, "%s%.9g", k ? ", " : "", (double)probs[(int64_t)i * K + k]);
+			fprintf(f, "], \"macs\": %lld, \"npaths\": %d, \"escalated\": %s, "
+				   "\"paths\": [", (long long)res[i].macs, res[i].npaths,
+				res[i].escalated ? "true" : "false");
+			for (int r = 0, first = 1; r < a->npaths && r < 64; r++)
+				if ((res[i].paths >> r) & 1) {
+					route_name(a, r, rn, sizeof rn);
+					fprintf(f, "%s\"%s\"", first ? "" : ", ", rn);
+					first = 0;
+				}
 			fprintf(f, "]}\n");
 		}
 		if (fclose(f)) {
@@ -267,7 +336,6 @@ int cmd_eval(int argc, char **argv)
 			goto out;
 		}
 	}
-	char rn[64];
 	if (as_json) {
 		json_t *share = json_object(), *cm = json_array();
 		for (int r = 0; r < a->npaths; r++) {
@@ -280,25 +348,62 @@ int cmd_eval(int argc, char **argv)
 				json_array_append_new(row, json_integer(conf[i * K + j]));
 			json_array_append_new(cm, row);
 		}
-		json_t *j = json_pack("{ss ss sf si si sf sf sI sf sf si so so}", "model", a->name,
-				      "mode", dense ? "dense" : "routed", "accuracy", acc, "correct",
+		json_t *dist = json_pack("{sI sI sI sI sI}", "min", (json_int_t)sorted[0], "p50",
+					 (json_int_t)sorted[n / 2], "p90",
+					 (json_int_t)sorted[(int64_t)n * 9 / 10], "p99",
+					 (json_int_t)sorted[(int64_t)n * 99 / 100], "max",
+					 (json_int_t)sorted[n - 1]);
+		json_t *np = json_object(), *tj = json_array();
+		for (int k = 1; k <= 64; k++)
+			if (by_paths[k]) {
+				char key[8];
+				snprintf(key, sizeof key, "%d", k);
+				json_object_set_new(np, key, json_integer(by_paths[k]));
+			}
+		for (int l = 0; l + 1 < a->nlayers; l++)
+			json_array_append_new(tj, json_real(dial.tau[l]));
+		json_t *j = json_pack("{ss ss so sf sf si si sf sf so si si so sI sf sf si so so}",
+				      "model", a->name, "mode", mode, "thresholds", tj,
+				      "confidence", (double)dial.confidence, "accuracy", acc,
+				      "correct",
 				      correct, "samples", n, "samples_per_second", n / secs,
-				      "mean_macs", mean_macs, "dense_macs", (json_int_t)a->dense_macs,
+				      "mean_macs", mean_macs, "macs", dist, "multipath_samples", multi,
+				      "escalated_samples", escalated, "samples_by_paths", np,
+				      "dense_macs", (json_int_t)a->dense_macs,
 				      "compute_saved", saved, "seconds", secs, "threads",
 				      (int)threads, "route_share", share, "confusion", cm);
 		json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		putchar('\n');
 		json_decref(j);
 	} else {
-		printf("model          %s (%s, %lld thread%s)\n", a->name,
-		       dense ? "dense" : "routed", threads, threads == 1 ? "" : "s");
+		printf("model          %s (%s, %lld thread%s)\n", a->name, mode, threads,
+		       threads == 1 ? "" : "s");
+		if (compute || thresholds || max_macs) {
+			printf("thresholds     ");
+			for (int l = 0; l + 1 < a->nlayers; l++)
+				printf("%s%g", l ? ", " : "", (double)dial.tau[l]);
+			if (dial.confidence > 0.0f)
+				printf("; escalate to %s below confidence %g", e2 ? m2->arch->name : "",
+				       (double)dial.confidence);
+			printf("\n");
+		}
 		printf("test set       %s, %d images\n", dir, n);
 		printf("accuracy       %.2f%% (%d/%d)\n", 100 * acc, correct, n);
 		printf("samples/s      %.0f\n", n / secs);
 		printf("mean MACs      %.0f per sample\n", mean_macs);
+		printf("MACs           min %lld, median %lld, p90 %lld, p99 %lld, max %lld\n",
+		       (long long)sorted[0], (long long)sorted[n / 2],
+		       (long long)sorted[(int64_t)n * 9 / 10], (long long)sorted[(int64_t)n * 99 / 100],
+		       (long long)sorted[n - 1]);
+		printf("several paths  %d samples (%.2f%%)", multi, 100.0 * multi / n);
+		for (int k = 2; k <= 64; k++)
+			if (by_paths[k])
+				printf("%s%d paths: %lld", k == 2 || !by_paths[k - 1] ? "; " : ", ", k,
+				       (long long)by_paths[k]);
+		printf("\nescalated      %d samples (%.2f%%)\n", escalated, 100.0 * escalated / n);
 		printf("dense MACs     %lld per sample\n", (long long)a->dense_macs);
 		printf("compute saved  %.4f\n", saved);
-		printf("\nroute share\n");
+		printf("\nroute share (argmax path)\n");
 		for (int r = 0; r < a->npaths; r++) {
 			route_name(a, r, rn, sizeof rn);
 			printf("  %-12s %6.2f%%  (%lld)\n", rn, 100.0 * routes[r] / n,
@@ -330,7 +435,10 @@ out:
 	free(logits);
 	free(conf);
 	free(routes);
+	free(sorted);
 	cigt_engine_free(e);
 	cigt_model_free(m);
+	cigt_engine_free(e2);
+	cigt_model_free(m2);
 	return rc;
 }

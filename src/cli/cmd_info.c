@@ -10,7 +10,8 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: cigt info MODEL [--json]\n"
-		   "Shows the architecture, parameters, and MACs per route and dense.\n"
+		   "Shows the architecture, parameters, MACs per route and dense, and the\n"
+		   "operating points (cigt tune) with their validation accuracy and mean MACs.\n"
 		   "  --json   one JSON object instead of text\n");
 }
 
@@ -22,19 +23,33 @@ static void shape_str(char *buf, size_t n, struct cigt_shape s)
 		snprintf(buf, n, "%dx%dx%d", s.c, s.h, s.w);
 }
 
+/* "a" when both values agree, "aXb" (height x width) when they differ. */
+static const char *pair_str(char *buf, size_t n, int h, int w)
+{
+	if (h == w)
+		snprintf(buf, n, "%d", h);
+	else
+		snprintf(buf, n, "%dx%d", h, w);
+	return buf;
+}
+
 static void op_str(char *buf, size_t n, const struct cigt_op_desc *op)
 {
+	char st[24], pd[24];
+	pair_str(st, sizeof st, op->sh, op->sw);
+	pair_str(pd, sizeof pd, op->ph, op->pw);
 	switch (op->kind) {
 	case CIGT_OP_CONV:
-		snprintf(buf, n, "conv %dx%d/%d pad %d, %d->%d%s", op->kh, op->kw, op->sh, op->ph,
-			 op->in.c, op->out, op->bias ? "" : " (no bias)");
+		snprintf(buf, n, "conv %dx%d/%s pad %s, %d->%d%s", op->kh, op->kw, st, pd, op->in.c,
+			 op->out, op->bias ? "" : " (no bias)");
 		break;
 	case CIGT_OP_LINEAR:
 		snprintf(buf, n, "linear %lld->%d", (long long)cigt_shape_size(op->in), op->out);
 		break;
 	case CIGT_OP_MAXPOOL:
 	case CIGT_OP_AVGPOOL:
-		snprintf(buf, n, "%s %dx%d/%d", cigt_op_name(op->kind), op->kh, op->kw, op->sh);
+		snprintf(buf, n, "%s %dx%d/%s pad %s", cigt_op_name(op->kind), op->kh, op->kw, st,
+			 pd);
 		break;
 	case CIGT_OP_DROPOUT:
 		snprintf(buf, n, "dropout %.3g", (double)op->p);
@@ -68,6 +83,22 @@ static json_t *info_json(const struct cigt_model *m)
 			      "compute_saved", 1.0 - (double)a->path_macs / (double)a->dense_macs,
 			      "layers", layers);
 	json_object_set_new(j, "architecture", cigt_arch_json(a));
+	json_t *pts = json_array();
+	for (int i = 0; i < m->npoints; i++) {
+		const struct cigt_point *p = &m->points[i];
+		json_t *t = json_array();
+		for (int l = 0; l + 1 < a->nlayers; l++)
+			json_array_append_new(t, json_real(p->tau[l]));
+		json_t *o = json_pack("{ss so sf sf sf}", "name", p->name, "thresholds", t,
+				      "confidence", (double)p->confidence, "val_accuracy",
+				      p->val_accuracy, "mean_macs", p->mean_macs);
+		if (p->second[0]) {
+			json_object_set_new(o, "second", json_string(p->second));
+			json_object_set_new(o, "second_sha256", json_string(p->second_sha256));
+		}
+		json_array_append_new(pts, o);
+	}
+	json_object_set_new(j, "operating_points", pts);
 	if (m->provenance) {
 		json_t *p = json_loads(m->provenance, 0, NULL);
 		json_object_set_new(j, "provenance", p ? p : json_string(m->provenance));
@@ -144,9 +175,11 @@ int cmd_info(int argc, char **argv)
 		}
 		if (L->has_router) {
 			shape_str(buf, sizeof buf, L->router.pooled);
-			printf("  router %d: avgpool %d -> %s -> linear %lld->%d -> batchnorm -> "
+			char pl[24];
+			printf("  router %d: avgpool %s -> %s -> linear %lld->%d -> batchnorm -> "
 			       "linear %d->%d: %lld MACs\n",
-			       l, L->router.pool_h, buf, (long long)cigt_shape_size(L->router.pooled),
+			       l, pair_str(pl, sizeof pl, L->router.pool_h, L->router.pool_w), buf,
+			       (long long)cigt_shape_size(L->router.pooled),
 			       L->router.hidden, L->router.hidden, L->router.out,
 			       (long long)L->router.macs);
 		}
@@ -156,6 +189,22 @@ int cmd_info(int argc, char **argv)
 	printf("MACs/route  %lld (routers included)\n", (long long)a->path_macs);
 	printf("MACs dense  %lld (every expert)\n", (long long)a->dense_macs);
 	printf("saved       %.2f%%\n", 100.0 * (1.0 - (double)a->path_macs / (double)a->dense_macs));
+	if (m->npoints) {
+		printf("\noperating points (validation accuracy, mean MACs per sample)\n");
+		for (int i = 0; i < m->npoints; i++) {
+			const struct cigt_point *p = &m->points[i];
+			printf("  %-22s thresholds ", p->name);
+			for (int l = 0; l + 1 < a->nlayers; l++)
+				printf("%s%g", l ? "," : "", (double)p->tau[l]);
+			printf("  %.2f%%  %.0f (%.3fx a path)", 100 * p->val_accuracy, p->mean_macs,
+			       p->mean_macs / (double)a->path_macs);
+			if (p->second[0])
+				printf("  escalates below %g to %s (sha256 %.12s...)",
+				       (double)p->confidence, p->second, p->second_sha256);
+			printf("\n");
+		}
+		printf("\n");
+	}
 	if (m->provenance)
 		printf("provenance  %s\n", m->provenance);
 	cigt_model_free(m);

@@ -57,6 +57,12 @@ int cli_load(const char *path, struct cigt_model **m, struct cigt_engine **e)
 int cli_load_inputs(const char *dir, const char *prefix, const struct cigt_arch *a, int *limit,
 		    float **x, uint8_t **labels)
 {
+	return cli_load_tail(dir, prefix, a, limit, false, x, labels);
+}
+
+int cli_load_tail(const char *dir, const char *prefix, const struct cigt_arch *a, int *limit,
+		  bool tail, float **x, uint8_t **labels)
+{
 	struct cigt_dataset d;
 	char err[600];
 	/* Progress and skipped files go to stderr: stdout may be JSON. */
@@ -72,7 +78,7 @@ int cli_load_inputs(const char *dir, const char *prefix, const struct cigt_arch 
 		fprintf(stderr, "cigt: %s\n", err);
 		return -1;
 	}
-	int n = *limit > 0 && *limit < d.n ? *limit : d.n;
+	int n = *limit > 0 && *limit < d.n ? *limit : d.n, first = tail ? d.n - n : 0;
 	int64_t isz = cigt_arch_input_size(a);
 	size_t in_px = (size_t)a->input.h * a->input.w * a->input.c;
 	*x = malloc((size_t)n * (size_t)isz * sizeof(float));
@@ -88,14 +94,14 @@ int cli_load_inputs(const char *dir, const char *prefix, const struct cigt_arch 
 	}
 	bool same = d.h == a->input.h && d.w == a->input.w && d.c == a->input.c;
 	for (int i = 0; i < n; i++) {
-		const uint8_t *src = d.px + (size_t)i * d.h * d.w * d.c;
+		const uint8_t *src = d.px + (size_t)(first + i) * d.h * d.w * d.c;
 		if (!same) {
 			struct cigt_image img = {.w = d.w, .h = d.h, .c = d.c, .px = (uint8_t *)src};
 			cigt_image_to_input(&img, a->input.c, a->input.w, a->input.h, tmp);
 			src = tmp;
 		}
 		cigt_model_preprocess_u8(a, src, *x + (int64_t)i * isz);
-		(*labels)[i] = d.labels[i];
+		(*labels)[i] = d.labels[first + i];
 	}
 	free(tmp);
 	cigt_dataset_destroy(&d);
@@ -107,4 +113,120 @@ int cli_default_threads(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}
+
+int cli_thresholds(const char *s, int n, float *tau)
+{
+	const char *p = s;
+	for (int l = 0; l < n; l++) {
+		char *end;
+		errno = 0;
+		double v = strtod(p, &end);
+		if (errno || end == p || !(v >= 0.0 && v <= 1.0) ||
+		    (l + 1 < n ? *end != ',' : *end != '\0')) {
+			fprintf(stderr,
+				"cigt: --thresholds: '%s' is not %d comma-separated numbers in [0, 1] "
+				"(one per router)\n",
+				s, n);
+			return -1;
+		}
+		tau[l] = (float)v;
+		p = end + 1;
+	}
+	return 0;
+}
+
+/* The dial for a MAC budget: loads each point's second model (once per name), lets the engine
+ * pick, keeps the chosen point's second model. */
+static int budget_dial(const char *path, const struct cigt_engine *e, long long max_macs,
+		       struct cigt_dial *d, struct cigt_model **m2, struct cigt_engine **e2)
+{
+	const struct cigt_model *m = cigt_engine_model(e);
+	struct cigt_model *sm[CIGT_MAX_POINTS] = {0};
+	struct cigt_engine *se[CIGT_MAX_POINTS] = {0};
+	const struct cigt_engine *seconds[CIGT_MAX_POINTS] = {0};
+	char err[512];
+	int rc = -1;
+	for (int i = 0; i < m->npoints; i++) {
+		const struct cigt_point *p = &m->points[i];
+		if (!p->second[0])
+			continue;
+		for (int j = 0; j < i && !seconds[i]; j++)
+			if (seconds[j] && !strcmp(m->points[j].second, p->second) &&
+			    !strcmp(m->points[j].second_sha256, p->second_sha256))
+				seconds[i] = seconds[j];
+		if (seconds[i])
+			continue;
+		if (cigt_model_load_second(path, m, i, &sm[i], err, sizeof err) ||
+		    cigt_engine_new(sm[i], &se[i], err, sizeof err)) {
+			fprintf(stderr, "cigt: %s\n", err);
+			goto out;
+		}
+		seconds[i] = se[i];
+	}
+	if (cigt_engine_dial_for_budget(e, seconds, max_macs, d, err, sizeof err)) {
+		fprintf(stderr, "cigt: --max-macs: %s\n", err);
+		goto out;
+	}
+	for (int i = 0; i < m->npoints; i++)
+		if (se[i] && se[i] == d->second) {
+			*m2 = sm[i];
+			*e2 = se[i];
+			sm[i] = NULL;
+			se[i] = NULL;
+		}
+	rc = 0;
+out:
+	for (int i = 0; i < m->npoints; i++) {
+		cigt_engine_free(se[i]);
+		cigt_model_free(sm[i]);
+	}
+	return rc;
+}
+
+int cli_dial(const char *path, const struct cigt_engine *e, const char *compute,
+	     const char *thresholds, long long max_macs, struct cigt_dial *d,
+	     struct cigt_model **m2, struct cigt_engine **e2)
+{
+	const struct cigt_model *m = cigt_engine_model(e);
+	char err[512];
+	*m2 = NULL;
+	*e2 = NULL;
+	cigt_dial_single(d);
+	if (!!compute + !!thresholds + (max_macs != 0) > 1) {
+		fprintf(stderr, "cigt: give one of --compute, --thresholds and --max-macs\n");
+		return -1;
+	}
+	if (max_macs)
+		return budget_dial(path, e, max_macs, d, m2, e2);
+	if (thresholds)
+		return cli_thresholds(thresholds, m->arch->nlayers - 1, d->tau);
+	if (!compute)
+		return 0;
+	int pt = cigt_model_point(m, compute);
+	if (pt < 0) {
+		fprintf(stderr, "cigt: %s has no operating point '%s' (%d point%s; cigt info lists "
+			"them)\n", path, compute, m->npoints, m->npoints == 1 ? "" : "s");
+		return -1;
+	}
+	if (m->points[pt].second[0]) {
+		if (cigt_model_load_second(path, m, pt, m2, err, sizeof err) ||
+		    cigt_engine_new(*m2, e2, err, sizeof err)) {
+			fprintf(stderr, "cigt: %s\n", err);
+			cigt_model_free(*m2);
+			*m2 = NULL;
+			return -1;
+		}
+	}
+	if (cigt_engine_dial_from_point(e, pt, *e2, d, err, sizeof err)) {
+		fprintf(stderr, "cigt: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+int cli_cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
 }

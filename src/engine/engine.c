@@ -7,61 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cigt/engine.h"
 #include "cigt/error.h"
 #include "../common/util.h"
-#include "../nn/nn.h"
-
-enum xkind {
-	X_CONV, X_CONV_POOL, X_LINEAR, X_AFFINE, X_RELU, X_MAXPOOL, X_AVGPOOL, X_FLATTEN, X_COPY,
-};
-
-struct xop {
-	enum xkind kind;
-	struct cigt_geom g;  /* conv, pooling; flatten uses c, h, w */
-	struct cigt_geom pg; /* X_CONV_POOL: the max pooling on the conv's output */
-	int fin, fout;       /* linear */
-	int64_t in_sz, out_sz;
-	float *w, *b;        /* owned: packed folded weights and bias, or affine scale and shift */
-	bool relu;           /* fused ReLU after the op */
-	bool inplace;
-};
-
-struct xchain {
-	int nops;
-	struct xop ops[CIGT_MAX_OPS + 2];
-	int last_move; /* last op that must write to a new buffer; later ones run in place */
-	int64_t in_sz, out_sz;
-};
-
-struct xrouter {
-	struct cigt_geom pool;
-	bool transpose;
-	int pin, hidden, k;
-	float *w1, *b1, *w2, *b2; /* owned; batch norm folded into w1, b1 */
-};
-
-struct cigt_engine {
-	const struct cigt_model *m;
-	const struct cigt_arch *a;
-	struct xchain *chains[CIGT_MAX_LAYERS];
-	struct xrouter routers[CIGT_MAX_LAYERS];
-	int64_t layer_max; /* floats per sample at any layer boundary */
-	int64_t op_max;    /* floats per sample of any op's output */
-	int64_t col_max;   /* floats of the largest im2col chunk */
-	int64_t tmp_max;   /* floats of the largest fused conv-pool band */
-	int64_t router_max;
-	int sub;           /* samples per pass through an expert's op chain */
-};
-
-struct cigt_workspace {
-	const struct cigt_engine *e;
-	int max_batch;
-	float *in, *out, *dense, *t1, *t2, *col, *ctmp;
-	float *rpool, *rflat, *rhid, *rlog;
-	int *perm, *perm2, *next;
-	struct cigt_profile *prof;
-};
+#include "engine_internal.h"
 
 static const char *const prof_names[CIGT_PROF_COUNT] = {
 	"im2col", "sgemm", "pool", "elementwise", "router", "regroup",
@@ -264,9 +212,15 @@ int cigt_engine_new(const struct cigt_model *m, struct cigt_engine **out, char *
 	e->sub = 64;
 	const struct cigt_arch *a = m->arch;
 	e->layer_max = cigt_shape_size(a->input);
+	e->tree_max = 1;
+	e->tree_floats = 0;
 	for (int l = 0; l < a->nlayers; l++) {
 		const struct cigt_layer_desc *L = &a->layers[l];
 		e->layer_max = CIGT_MAX(e->layer_max, cigt_shape_size(L->out));
+		e->tree_max = CIGT_MIN(e->tree_max * L->experts, CIGT__MAX_TREE);
+		e->tree_floats = CIGT_MAX(e->tree_floats,
+					  e->tree_max * CIGT_MAX(cigt_shape_size(L->in),
+								 cigt_shape_size(L->out)));
 		if (!(e->chains[l] = calloc((size_t)L->experts, sizeof *e->chains[l])))
 			goto nomem;
 		for (int ex = 0; ex < L->experts; ex++) {
@@ -346,10 +300,20 @@ struct cigt_workspace *cigt_workspace_new(const struct cigt_engine *e, int max_b
 		return NULL;
 	ws->e = e;
 	ws->max_batch = max_batch;
-	int64_t nb = max_batch, sub = CIGT_MIN(e->sub, max_batch);
-	ws->in = cigt_alloc_floats(nb * e->layer_max);
-	ws->out = cigt_alloc_floats(nb * e->layer_max);
-	ws->dense = cigt_alloc_floats(nb * e->layer_max);
+	/* The layer buffers hold a whole batch expanded into its multipath trees when that costs
+	 * at most 4x the single path's room (then every expert runs once per batch under any
+	 * dial), and at least one sample's whole tree; the per-row arrays follow. */
+	const int64_t single = (int64_t)max_batch * e->layer_max;
+	ws->cap_floats = CIGT_MAX(CIGT_MAX(single, CIGT_MIN((int64_t)max_batch * e->tree_floats,
+							     4 * single)),
+				  e->tree_floats);
+	ws->rows_cap = (int)CIGT_MAX(CIGT_MAX(max_batch, CIGT_MIN((int64_t)max_batch * e->tree_max,
+								  1 << 16)),
+				     e->tree_max);
+	int64_t nb = ws->rows_cap, sub = CIGT_MIN(e->sub, nb);
+	ws->in = cigt_alloc_floats(ws->cap_floats);
+	ws->out = cigt_alloc_floats(ws->cap_floats);
+	ws->dense = cigt_alloc_floats(single);
 	ws->t1 = cigt_alloc_floats(sub * e->op_max);
 	ws->t2 = cigt_alloc_floats(sub * e->op_max);
 	ws->col = cigt_alloc_floats(CIGT_MAX(e->col_max, 1));
@@ -363,7 +327,8 @@ struct cigt_workspace *cigt_workspace_new(const struct cigt_engine *e, int max_b
 	ws->next = malloc((size_t)nb * sizeof(int));
 	if (!ws->in || !ws->out || !ws->dense || !ws->t1 || !ws->t2 || !ws->col || !ws->ctmp ||
 	    !ws->rpool ||
-	    !ws->rflat || !ws->rhid || !ws->rlog || !ws->perm || !ws->perm2 || !ws->next) {
+	    !ws->rflat || !ws->rhid || !ws->rlog || !ws->perm || !ws->perm2 || !ws->next ||
+	    cigt__workspace_mp_new(ws)) {
 		cigt_workspace_free(ws);
 		return NULL;
 	}
@@ -388,6 +353,7 @@ void cigt_workspace_free(struct cigt_workspace *ws)
 	free(ws->perm);
 	free(ws->perm2);
 	free(ws->next);
+	cigt__workspace_mp_free(ws);
 	free(ws);
 }
 
@@ -462,8 +428,8 @@ static void run_op(struct cigt_workspace *ws, const struct xop *x, int n, const 
 
 /* Runs an expert's op chain on n rows of `in`, leaving the expert's output in `final`. Works
  * through the rows `sub` samples at a time so the intermediate activations stay in cache. */
-static void run_chain(struct cigt_workspace *ws, const struct xchain *ch, int n, const float *in,
-		      float *final)
+void cigt__run_chain(struct cigt_workspace *ws, const struct xchain *ch, int n, const float *in,
+		     float *final)
 {
 	const int sub = ws->e->sub;
 	for (int s0 = 0; s0 < n; s0 += sub) {
@@ -487,7 +453,7 @@ static void run_chain(struct cigt_workspace *ws, const struct xchain *ch, int n,
 }
 
 /* The router of layer l on n rows of layer outputs: next[i] = argmax of its logits. */
-static void route_rows(struct cigt_workspace *ws, int l, int n, const float *x, int *next)
+void cigt__route_rows(struct cigt_workspace *ws, int l, int n, const float *x, int *next)
 {
 	const struct xrouter *r = &ws->e->routers[l];
 	PROF_START(ws);
@@ -527,9 +493,9 @@ static void regroup(struct cigt_workspace *ws, int n, int k, int64_t sz, const f
 	PROF_END(ws, CIGT_PROF_REGROUP);
 }
 
-static void classify_slice(const struct cigt_engine *e, struct cigt_workspace *ws, const float *x,
-			   int n, enum cigt_exec_mode mode, struct cigt_result *res, float *probs,
-			   float *logits)
+void cigt__classify_slice(const struct cigt_engine *e, struct cigt_workspace *ws,
+			  const float *x, int n, enum cigt_exec_mode mode, struct cigt_result *res,
+			  float *probs, float *logits)
 {
 	const struct cigt_arch *a = e->a;
 	const int C = a->input.c, K = a->nclasses;
@@ -549,7 +515,7 @@ static void classify_slice(const struct cigt_engine *e, struct cigt_workspace *w
 				res[ws->perm[p]].route[l] = ex;
 			if (mode == CIGT_EXEC_DENSE) {
 				/* Every expert on every row; keep the rows routed here. */
-				run_chain(ws, &e->chains[l][ex], n, ws->in, ws->dense);
+				cigt__run_chain(ws, &e->chains[l][ex], n, ws->in, ws->dense);
 				memcpy(ws->out + (int64_t)off[ex] * osz,
 				       ws->dense + (int64_t)off[ex] * osz,
 				       (size_t)((int64_t)cnt * osz) * sizeof(float));
@@ -557,7 +523,7 @@ static void classify_slice(const struct cigt_engine *e, struct cigt_workspace *w
 			}
 			if (cnt == 0)
 				continue;
-			run_chain(ws, &e->chains[l][ex], cnt, ws->in + (int64_t)off[ex] * isz,
+			cigt__run_chain(ws, &e->chains[l][ex], cnt, ws->in + (int64_t)off[ex] * isz,
 				  ws->out + (int64_t)off[ex] * osz);
 			if (ws->prof) {
 				ws->prof->groups[l][ex]++;
@@ -565,7 +531,7 @@ static void classify_slice(const struct cigt_engine *e, struct cigt_workspace *w
 			}
 		}
 		if (L->has_router) {
-			route_rows(ws, l, n, ws->out, ws->next);
+			cigt__route_rows(ws, l, n, ws->out, ws->next);
 			regroup(ws, n, L->router.out, osz, ws->out, ws->in, ws->next, off);
 			continue;
 		}
@@ -574,6 +540,9 @@ static void classify_slice(const struct cigt_engine *e, struct cigt_workspace *w
 			const float *lg = ws->out + (int64_t)p * K;
 			res[s].cls = cigt_argmax(lg, K);
 			res[s].macs = mode == CIGT_EXEC_DENSE ? a->dense_macs : a->path_macs;
+			res[s].npaths = 1;
+			res[s].paths = cigt__path_bit(a, res[s].route);
+			res[s].escalated = false;
 			if (logits)
 				memcpy(logits + (int64_t)s * K, lg, (size_t)K * sizeof(float));
 			if (probs)
@@ -594,7 +563,7 @@ int cigt_engine_classify(const struct cigt_engine *e, struct cigt_workspace *ws,
 	const int64_t isz = cigt_shape_size(a->input);
 	for (int s0 = 0; s0 < n; s0 += ws->max_batch) {
 		int m = CIGT_MIN(ws->max_batch, n - s0);
-		classify_slice(e, ws, x + s0 * isz, m, mode, res + s0,
+		cigt__classify_slice(e, ws, x + s0 * isz, m, mode, res + s0,
 			       probs ? probs + (int64_t)s0 * a->nclasses : NULL,
 			       logits ? logits + (int64_t)s0 * a->nclasses : NULL);
 	}
@@ -616,8 +585,8 @@ int cigt_engine_run_expert(const struct cigt_engine *e, struct cigt_workspace *w
 		cigt_chw_to_hwc(n, a->input.h, a->input.w, a->input.c, in, ws->in);
 		src = ws->in;
 	}
-	run_chain(ws, &e->chains[layer][expert], n, src, out);
+	cigt__run_chain(ws, &e->chains[layer][expert], n, src, out);
 	if (L->has_router && next)
-		route_rows(ws, layer, n, out, next);
+		cigt__route_rows(ws, layer, n, out, next);
 	return 0;
 }

@@ -14,6 +14,7 @@ struct job {
 	const float *x;
 	int n;
 	enum cigt_exec_mode mode;
+	const struct cigt_dial *dial; /* non-NULL: cigt_engine_classify_dial */
 	struct cigt_result *res;
 	float *probs, *logits;
 };
@@ -22,6 +23,10 @@ struct cigt_pool {
 	const struct cigt_engine *e;
 	int nthreads;
 	struct cigt_workspace **ws;
+	struct cigt_workspace **ws2; /* the second engine's, per thread (escalation) */
+	const struct cigt_engine *second;
+	const struct cigt_dial *dial; /* set for the duration of cigt_pool_classify_dial */
+	int per;
 	struct cigt_profile *prof_parts; /* one per thread, summed into prof */
 	struct cigt_profile *prof;
 	pthread_t *tids;
@@ -41,7 +46,10 @@ struct worker_arg {
 static void run_job(struct cigt_pool *p, int id)
 {
 	struct job *j = &p->jobs[id];
-	if (j->n > 0)
+	if (j->n > 0 && j->dial)
+		cigt_engine_classify_dial(p->e, p->ws[id], j->x, j->n, j->dial, j->res, j->probs,
+					  j->logits);
+	else if (j->n > 0)
 		cigt_engine_classify(p->e, p->ws[id], j->x, j->n, j->mode, j->res, j->probs,
 				     j->logits);
 }
@@ -90,6 +98,7 @@ int cigt_pool_new(const struct cigt_engine *e, int nthreads, int max_batch,
 	if (!p->ws || !p->tids || !p->prof_parts)
 		goto fail;
 	int per = (max_batch + nthreads - 1) / nthreads;
+	p->per = per;
 	for (int i = 0; i < nthreads; i++)
 		if (!(p->ws[i] = cigt_workspace_new(e, per)))
 			goto fail;
@@ -123,7 +132,10 @@ void cigt_pool_free(struct cigt_pool *p)
 			pthread_join(p->tids[i], NULL);
 	for (int i = 0; p->ws && i < p->nthreads; i++)
 		cigt_workspace_free(p->ws[i]);
+	for (int i = 0; p->ws2 && i < p->nthreads; i++)
+		cigt_workspace_free(p->ws2[i]);
 	free(p->ws);
+	free(p->ws2);
 	free(p->tids);
 	free(p->prof_parts);
 	pthread_mutex_destroy(&p->mu);
@@ -139,6 +151,44 @@ void cigt_pool_profile(struct cigt_pool *p, struct cigt_profile *prof)
 		memset(&p->prof_parts[i], 0, sizeof p->prof_parts[i]);
 		cigt_workspace_profile(p->ws[i], prof ? &p->prof_parts[i] : NULL);
 	}
+}
+
+int cigt_pool_set_second(struct cigt_pool *p, const struct cigt_engine *second)
+{
+	if (p->ws2) {
+		for (int i = 0; i < p->nthreads; i++) {
+			cigt_workspace_set_second(p->ws[i], NULL);
+			cigt_workspace_free(p->ws2[i]);
+		}
+		free(p->ws2);
+		p->ws2 = NULL;
+	}
+	p->second = second;
+	if (!second)
+		return 0;
+	if (!(p->ws2 = calloc((size_t)p->nthreads, sizeof *p->ws2)))
+		return CIGT_ENOMEM;
+	for (int i = 0; i < p->nthreads; i++) {
+		if (!(p->ws2[i] = cigt_workspace_new(second, p->per)))
+			return CIGT_ENOMEM;
+		cigt_workspace_set_second(p->ws[i], p->ws2[i]);
+	}
+	return 0;
+}
+
+int cigt_pool_classify_dial(struct cigt_pool *p, const float *x, int n,
+			    const struct cigt_dial *d, struct cigt_result *res, float *probs,
+			    float *logits)
+{
+	if (!d)
+		return cigt_pool_classify(p, x, n, CIGT_EXEC_ROUTED, res, probs, logits);
+	if (cigt_engine_dial_check(p->e, d, NULL, 0) ||
+	    (d->confidence > 0.0f && d->second != p->second))
+		return CIGT_EINVAL;
+	p->dial = d;
+	int rc = cigt_pool_classify(p, x, n, CIGT_EXEC_ROUTED, res, probs, logits);
+	p->dial = NULL;
+	return rc;
 }
 
 int cigt_pool_threads(const struct cigt_pool *p)
@@ -157,7 +207,7 @@ int cigt_pool_classify(struct cigt_pool *p, const float *x, int n, enum cigt_exe
 	for (int i = 0; i < p->nthreads; i++) {
 		int s0 = CIGT_MIN(i * per, n), m = CIGT_MIN(per, n - s0);
 		p->jobs[i] = (struct job){
-			.x = x + s0 * isz, .n = m, .mode = mode, .res = res + s0,
+			.x = x + s0 * isz, .n = m, .mode = mode, .dial = p->dial, .res = res + s0,
 			.probs = probs ? probs + (int64_t)s0 * a->nclasses : NULL,
 			.logits = logits ? logits + (int64_t)s0 * a->nclasses : NULL,
 		};

@@ -124,7 +124,8 @@ int cigt__model_load_ex(const void *buf, size_t len, struct cigt__extras *ex,
 	struct entry *ents = NULL;
 	json_t *root = NULL;
 	char *prov = NULL;
-	int rc;
+	struct cigt_point points[CIGT_MAX_POINTS];
+	int npoints = 0, rc;
 	*out = NULL;
 	if (len < 8)
 		return ERR("file is %zu bytes, too short for the 8-byte header length", len);
@@ -192,6 +193,12 @@ int cigt__model_load_ex(const void *buf, size_t len, struct cigt__extras *ex,
 			goto out;
 		}
 	}
+	json_t *oj = json_object_get(meta, CIGT_METADATA_POINTS);
+	if (oj && (rc = cigt_points_parse(json_string_value(oj), json_string_length(oj), arch,
+					  points, &npoints, aerr, sizeof aerr))) {
+		rc = cigt_fail(err, errlen, rc, "__metadata__.%s", aerr);
+		goto out;
+	}
 	json_t *pj = json_object_get(meta, "provenance");
 	if (pj && !(prov = strdup(json_string_value(pj)))) {
 		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
@@ -251,6 +258,8 @@ int cigt__model_load_ex(const void *buf, size_t len, struct cigt__extras *ex,
 	}
 	m->provenance = prov;
 	prov = NULL;
+	m->npoints = npoints;
+	memcpy(m->points, points, (size_t)npoints * sizeof *points);
 	for (int t = 0; t < m->ntensors; t++) {
 		const struct cigt_tensor_info *ti = &m->tensors[t];
 		struct entry *e = NULL;
@@ -409,6 +418,15 @@ int cigt__model_serialize_ex(const struct cigt_model *m, const struct cigt__extr
 		return CIGT_ENOMEM;
 	if (m->provenance)
 		json_object_set_new(meta, "provenance", json_string(m->provenance));
+	if (m->npoints > 0) {
+		char *pts = cigt_points_to_json(m->arch, m->points, m->npoints);
+		if (!pts) {
+			json_decref(meta);
+			return CIGT_ENOMEM;
+		}
+		json_object_set_new(meta, CIGT_METADATA_POINTS, json_string(pts));
+		free(pts);
+	}
 	if (ex && ex->meta_key)
 		json_object_set_new(meta, ex->meta_key, json_string(ex->meta_value));
 	int64_t extra_floats = 0;

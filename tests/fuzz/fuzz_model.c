@@ -1,10 +1,11 @@
 /* Fuzz target: the model-file reader (cigt_model_load_buffer): the safetensors container, its
- * JSON header, the __metadata__ strings and the architecture inside them, tensor offsets,
- * shapes and values.
+ * JSON header, the __metadata__ strings and the architecture and operating-point table inside
+ * them, tensor offsets, shapes and values.
  * Input: the file's bytes.
  * Properties: a rejected file has a message and allocates nothing that outlives the call (ASan's
  * leak check); an accepted one holds only finite values, serialises, and reads back to the same
- * architecture and the same weights, bit for bit. */
+ * architecture, the same weights bit for bit and the same operating points (names, thresholds,
+ * confidences, second models). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *j1 = cigt_arch_to_json(m->arch), *j2 = cigt_arch_to_json(m2->arch);
 	FUZZ_CHECK(j1 && j2 && strcmp(j1, j2) == 0);
 	FUZZ_CHECK((m->provenance == NULL) == (m2->provenance == NULL));
+	FUZZ_CHECK(m2->npoints == m->npoints);
+	for (int i = 0; i < m->npoints; i++) {
+		const struct cigt_point *p = &m->points[i], *q = &m2->points[i];
+		FUZZ_CHECK(strcmp(p->name, q->name) == 0 && strcmp(p->second, q->second) == 0);
+		FUZZ_CHECK(memcmp(p->tau, q->tau, sizeof p->tau) == 0 &&
+			   p->confidence == q->confidence);
+	}
 	FUZZ_CHECK(!m->provenance || strcmp(m->provenance, m2->provenance) == 0);
 	free(j1);
 	free(j2);

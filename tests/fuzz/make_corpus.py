@@ -376,6 +376,17 @@ def model_corpus(cigt):
     h = json.loads(json.dumps(header))
     h["__metadata__"]["architecture"] = json.dumps(TINY2)
     write("model", "wrong_arch", rebuild(h))
+    # Operating points (proto/model-format.md section 6): one valid table, and a bad one.
+    nr = len(TINY["layers"]) - 1
+    pts = [{"name": "single", "thresholds": [1] * nr, "val_accuracy": 0.9, "mean_macs": 100},
+           {"name": "mix", "thresholds": [0.25] * nr, "confidence": 0.7, "second": "thick",
+            "second_sha256": "ab" * 32, "val_accuracy": 0.95, "mean_macs": 321.5}]
+    h = json.loads(json.dumps(header))
+    h["__metadata__"]["operating_points"] = json.dumps(pts)
+    write("model", "points", rebuild(h))
+    pts[1]["thresholds"] = [1.5] * nr
+    h["__metadata__"]["operating_points"] = json.dumps(pts)
+    write("model", "points_bad_threshold", rebuild(h))
 
 
 def dictionary():

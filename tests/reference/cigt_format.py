@@ -7,6 +7,7 @@ reference tools in this directory:
     infers every activation shape, every tensor name/shape (section 4) and the MACs (section 3);
   * read_model(): a strict safetensors reader enforcing the container rules and limits of
     section 1 and the exact tensor set of section 4;
+  * parse_operating_points(): the operating-point table of section 6, fully validated;
   * read_idx_images() / read_idx_labels(): gzip'd IDX readers for the Fashion-MNIST test set.
 
 Tensors are returned as flat array('f') in host byte order (row-major, as stored).
@@ -236,7 +237,7 @@ def parse_architecture(obj, allow_train=False):
     """Validate an architecture object and resolve defaults and shapes.
 
     allow_train: accept (and drop) the `train` member a config file carries (models/README.md);
-    the architecture stored in a model file must not have it.
+    section 2 lets a model file's architecture carry it too (readers ignore it).
     """
     if isinstance(obj, (str, bytes)):
         obj = json.loads(obj)
@@ -352,6 +353,7 @@ class Model:
         self.provenance = None   # parsed provenance JSON or None
         self.tensors = {}        # name -> (shape list, array('f') flat, host order)
         self.order = []          # names in data-offset order
+        self.points = []         # operating points (section 6)
 
 
 def read_model(path):
@@ -391,7 +393,7 @@ def read_model(path):
         if isinstance(e, FormatError):
             raise
         raise FormatError("__metadata__.architecture: not JSON: %s" % e)
-    M.arch = parse_architecture(arch_obj)
+    M.arch = parse_architecture(arch_obj, allow_train=True)
     if "provenance" in meta:
         try:
             M.provenance = json.loads(meta["provenance"])
@@ -453,7 +455,68 @@ def read_model(path):
     missing = [k for k in want if k not in M.tensors]
     if missing:
         raise FormatError("missing tensor(s): %s" % ", ".join(missing[:5]))
+    M.points = parse_operating_points(meta.get("operating_points"), M.arch)
     return M
+
+
+# ----------------------------------------------------------------------------------------------
+# Operating points (spec section 6)
+# ----------------------------------------------------------------------------------------------
+
+_POINT_NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,30}\Z")
+_SECOND_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,62}\Z")
+_SHA_RE = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def parse_operating_points(text, arch):
+    """[{name, thresholds, confidence, second, second_sha256, val_accuracy, mean_macs}] from the
+    JSON text of __metadata__.operating_points (None: no table). Raises FormatError."""
+    if text is None:
+        return []
+    try:
+        pts = json.loads(text, object_pairs_hook=_no_dup_pairs)
+    except ValueError as e:
+        if isinstance(e, FormatError):
+            raise
+        raise FormatError("operating_points: not JSON: %s" % e)
+    if not isinstance(pts, list) or len(pts) > 32:
+        raise FormatError("operating_points: expected an array of at most 32 points")
+    routers = len(arch.layers) - 1
+    out, names = [], set()
+    for i, p in enumerate(pts):
+        what = "operating_points[%d]" % i
+        _keys(p, {"name", "thresholds", "confidence", "second", "second_sha256",
+                  "val_accuracy", "mean_macs"}, ["name", "thresholds", "val_accuracy",
+                                                 "mean_macs"], what)
+        if not isinstance(p["name"], str) or not _POINT_NAME_RE.match(p["name"]) \
+                or p["name"] in names:
+            raise FormatError("%s.name: bad or repeated %r" % (what, p["name"]))
+        names.add(p["name"])
+        t = p["thresholds"]
+        if not isinstance(t, list) or len(t) != routers:
+            raise FormatError("%s.thresholds: expected %d numbers" % (what, routers))
+        t = [_num(v, what + ".thresholds") for v in t]
+        if not all(0.0 <= v <= 1.0 for v in t):
+            raise FormatError("%s.thresholds: outside [0, 1]: %r" % (what, t))
+        c = _num(p.get("confidence", 0), what + ".confidence")
+        if not 0.0 <= c <= 1.0:
+            raise FormatError("%s.confidence: %r outside [0, 1]" % (what, c))
+        second = p.get("second")
+        sha = p.get("second_sha256")
+        if c > 0 or second is not None or sha is not None:
+            if not (isinstance(second, str) and _SECOND_RE.match(second)):
+                raise FormatError("%s.second: bad %r" % (what, second))
+            if not (isinstance(sha, str) and _SHA_RE.match(sha)):
+                raise FormatError("%s.second_sha256: bad %r" % (what, sha))
+            if not c > 0:
+                raise FormatError("%s: a second model needs a confidence above 0" % what)
+        acc = _num(p["val_accuracy"], what + ".val_accuracy")
+        macs = _num(p["mean_macs"], what + ".mean_macs")
+        if not 0.0 <= acc <= 1.0 or not macs > 0:
+            raise FormatError("%s: val_accuracy or mean_macs out of range" % what)
+        out.append({"name": p["name"], "thresholds": t, "confidence": c, "second": second,
+                    "second_sha256": sha, "val_accuracy": acc, "mean_macs": macs})
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

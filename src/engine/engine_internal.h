@@ -1,0 +1,101 @@
+/* Engine internals shared by engine.c (planning, single-path execution) and multipath.c
+ * (tree expansion, escalation, operating points). Not a public interface. */
+#ifndef CIGT_ENGINE_INTERNAL_H
+#define CIGT_ENGINE_INTERNAL_H
+
+#include "cigt/engine.h"
+#include "../nn/nn.h"
+
+enum xkind {
+	X_CONV, X_CONV_POOL, X_LINEAR, X_AFFINE, X_RELU, X_MAXPOOL, X_AVGPOOL, X_FLATTEN, X_COPY,
+};
+
+struct xop {
+	enum xkind kind;
+	struct cigt_geom g;  /* conv, pooling; flatten uses c, h, w */
+	struct cigt_geom pg; /* X_CONV_POOL: the max pooling on the conv's output */
+	int fin, fout;       /* linear */
+	int64_t in_sz, out_sz;
+	float *w, *b;        /* owned: packed folded weights and bias, or affine scale and shift */
+	bool relu;           /* fused ReLU after the op */
+	bool inplace;
+};
+
+struct xchain {
+	int nops;
+	struct xop ops[CIGT_MAX_OPS + 2];
+	int last_move; /* last op that must write to a new buffer; later ones run in place */
+	int64_t in_sz, out_sz;
+};
+
+struct xrouter {
+	struct cigt_geom pool;
+	bool transpose;
+	int pin, hidden, k;
+	float *w1, *b1, *w2, *b2; /* owned; batch norm folded into w1, b1 */
+};
+
+struct cigt_engine {
+	const struct cigt_model *m;
+	const struct cigt_arch *a;
+	struct xchain *chains[CIGT_MAX_LAYERS];
+	struct xrouter routers[CIGT_MAX_LAYERS];
+	int64_t layer_max; /* floats per sample at any layer boundary */
+	int64_t op_max;    /* floats per sample of any op's output */
+	int64_t col_max;   /* floats of the largest im2col chunk */
+	int64_t tmp_max;   /* floats of the largest fused conv-pool band */
+	int64_t router_max;
+	int sub;           /* samples per pass through an expert's op chain */
+	int64_t tree_max;  /* most rows one sample can become (paths), capped at CIGT__MAX_TREE */
+	int64_t tree_floats; /* floats of one sample's whole tree at its widest layer boundary */
+};
+
+struct cigt_workspace {
+	const struct cigt_engine *e;
+	int max_batch;
+	float *in, *out, *dense, *t1, *t2, *col, *ctmp;
+	float *rpool, *rflat, *rhid, *rlog;
+	int *perm, *perm2, *next;
+	struct cigt_profile *prof;
+	/* multipath and escalation (multipath.c): in/out hold cap_floats floats and the per-row
+	 * arrays rows_cap rows (both at least one sample's whole tree); multipath slices are
+	 * sized so a slice's worst-case tree fits both */
+	int64_t cap_floats;
+	int rows_cap;
+	int *rroute, *rroute2;     /* path index so far (mixed radix) of each row */
+	unsigned char *rmain, *rmain2; /* row lies on the argmax path */
+	uint64_t *rmask;           /* experts each row opens at the current router */
+	float *acc;                /* max_batch x classes: the posterior of each sample */
+	float *esc_x, *esc_probs;  /* escalated samples' inputs and second posteriors */
+	int *esc_idx;
+	struct cigt_result *esc_res;
+	struct cigt_workspace *second; /* borrowed: the second model's workspace */
+};
+
+/* Most paths a sample may open at once (rows per sample); a trellis whose every path would be
+ * more than this refuses thresholds that could open them all. */
+#define CIGT__MAX_TREE 512
+
+/* Bit of a route's path (mixed-radix index over the layers) in cigt_result.paths; 0 when the
+ * trellis has more than 64 paths. */
+static inline uint64_t cigt__path_bit(const struct cigt_arch *a, const int *route)
+{
+	if (a->npaths > 64)
+		return 0;
+	int idx = 0;
+	for (int l = 0; l < a->nlayers; l++)
+		idx = idx * a->layers[l].experts + route[l];
+	return (uint64_t)1 << idx;
+}
+
+void cigt__run_chain(struct cigt_workspace *ws, const struct xchain *ch, int n, const float *in,
+		     float *final);
+void cigt__route_rows(struct cigt_workspace *ws, int l, int n, const float *x, int *next);
+void cigt__classify_slice(const struct cigt_engine *e, struct cigt_workspace *ws,
+			  const float *x, int n, enum cigt_exec_mode mode, struct cigt_result *res,
+			  float *probs, float *logits);
+/* Allocates / frees the multipath and escalation parts of a workspace. */
+int cigt__workspace_mp_new(struct cigt_workspace *ws);
+void cigt__workspace_mp_free(struct cigt_workspace *ws);
+
+#endif
