@@ -416,6 +416,10 @@ static void job_scan_model(struct reg_job *j, const char *name)
 		srv_log(SRV_LOG_WARN, "repository: %s: %d more entries ignored", name,
 			ignored - REG_IGNORED_LOGGED);
 	qsort(jm->v, (size_t)jm->nv, sizeof *jm->v, cmp_desc);
+	/* latest N selects the N highest versions that load: one that fails (a file still
+	 * being copied, a broken one) does not displace a version that serves. */
+	const bool load = jm->want && jm->cfg_ok;
+	int good = 0;
 	for (int i = 0; i < jm->nv; i++) {
 		struct job_version *jv = &jm->v[i];
 		switch (jm->mc.policy) {
@@ -423,26 +427,23 @@ static void job_scan_model(struct reg_job *j, const char *name)
 			jv->selected = true;
 			break;
 		case SRV_POLICY_LATEST:
-			jv->selected = i < jm->mc.latest;
+			jv->selected = load ? good < jm->mc.latest : i < jm->mc.latest;
 			break;
 		case SRV_POLICY_SPECIFIC:
 			for (int k = 0; k < jm->mc.nspecific; k++)
 				jv->selected |= jm->mc.specific[k] == jv->v;
 			break;
 		}
-	}
-	if (!jm->want || !jm->cfg_ok)
-		return;
-	for (int i = 0; i < jm->nv; i++) {
-		if (!jm->v[i].selected)
+		if (!load || !jv->selected)
 			continue;
-		if (snprintf(path, sizeof path, "%s/%lld/model.safetensors", dir, jm->v[i].v) >=
+		if (snprintf(path, sizeof path, "%s/%lld/model.safetensors", dir, jv->v) >=
 		    (int)sizeof path) {
-			snprintf(jm->v[i].reason, sizeof jm->v[i].reason, "path too long");
-			jm->v[i].act = JV_FAIL;
+			snprintf(jv->reason, sizeof jv->reason, "path too long");
+			jv->act = JV_FAIL;
 			continue;
 		}
-		job_load_version(j, jm, &jm->v[i], path);
+		job_load_version(j, jm, jv, path);
+		good += jv->act == JV_KEEP || jv->act == JV_NEW;
 	}
 }
 
@@ -961,7 +962,7 @@ int srv_registry_load(struct srv_registry *reg, const char *name, struct srv_req
 	w->next = reg->waiting;
 	reg->waiting = w;
 	srv_log(SRV_LOG_INFO, "repository API: loading %s", name);
-	sync_start(reg, true, true);
+	sync_start(reg, false, true); /* versions whose files did not change stay as they are */
 	return 0;
 }
 
