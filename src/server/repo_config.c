@@ -222,7 +222,8 @@ int srv_parse_repo_body(const void *body, size_t len, bool index, bool *ready_on
 			json_t *pv;
 			json_object_foreach(v, pk, pv) {
 				if (strcmp(pk, "unload_dependents") || !json_is_boolean(pv)) {
-					cigt_fail(err, errlen, -1, "parameter '%.40s' is not supported",
+					cigt_fail(err, errlen, -1, "parameter '%.40s' is not supported (only "
+						  "unload_dependents, true or false)",
 						  pk);
 					goto out;
 				}

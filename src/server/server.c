@@ -332,9 +332,12 @@ static enum MHD_Result dispatch(struct srv *S, struct MHD_Connection *mc, struct
 		    !token_equal(S->token, S->token_len, h + 7, strlen(h + 7)))
 			return respond_error(S, mc, r, 401, "missing or wrong bearer token");
 	}
-	if (rt.version < 0)
-		return respond_error(S, mc, r, 404, "'%.60s' in %.100s is not a version (a positive "
-						    "integer)", strstr(url, "/versions/") + 10, url);
+	if (rt.version < 0) {
+		const char *v = strstr(url, "/versions/") + 10;
+		int vlen = (int)strcspn(v, "/");
+		return respond_error(S, mc, r, 404, "'%.*s' in %.100s is not a version (a positive "
+						    "integer)", vlen > 40 ? 40 : vlen, v, url);
+	}
 	if (rt.ep == SRV_EP_REPO_INDEX || rt.ep == SRV_EP_REPO_LOAD || rt.ep == SRV_EP_REPO_UNLOAD)
 		return repository(S, mc, r, &rt);
 	struct srv_buf b = {0};
