@@ -12,7 +12,7 @@ PKGS := meson ninja-build pkg-config gcc libc6-dev \
 	dataset-fashion-mnist python3 python3-torch python3-numpy curl chromium gnuplot-nox wrk \
 	systemd strace prometheus nginx python3-yaml clang libclang-rt-14-dev
 
-.PHONY: all deps build test serve bench clean test-sanitize fuzz-build fuzz soak
+.PHONY: all deps build test serve serve-repository bench clean test-sanitize fuzz-build fuzz soak
 
 all: build
 
@@ -40,6 +40,20 @@ test: build
 
 serve: build
 	./$(BUILD)/cigtd --model $(MODEL)
+
+# The demo repository: the trellis and the thin and thick baselines side by side, each in the
+# Triton layout (<name>/<version>/model.safetensors, the folder named after the model's
+# metadata name), served in explicit mode so the repository API can load and unload them.
+REPO ?= $(BUILD)/model-repository
+serve-repository: build
+	for m in fashion_mnist:fashion_mnist thin:fashion_mnist_thin \
+	         thick:fashion_mnist_thick; do \
+	  mkdir -p $(REPO)/$${m#*:}/1 && \
+	  cp models/$${m%%:*}.safetensors $(REPO)/$${m#*:}/1/model.safetensors || exit 1; \
+	done
+	./$(BUILD)/cigtd --model-repository $(REPO) --model-control-mode explicit \
+	  --load-model fashion_mnist --load-model fashion_mnist_thin \
+	  --load-model fashion_mnist_thick --default-model fashion_mnist
 
 bench: build
 	bench/run

@@ -559,7 +559,39 @@ def group_fairness(env):
     return 0
 
 
-GROUPS = {"layouts": group_layouts, "endpoints": group_endpoints, "rollout": group_rollout,
+def group_page(env):
+    """The page's model picker: #model=NAME chooses the model the page classifies with."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        print("SKIP: chromium is not installed (apt-get install chromium)")
+        return 77
+    repo = standard_repo(env, os.path.join(env["work"], "page"), with_v2=False)
+    d = RDaemon("--model-repository", repo)
+    try:
+        png = T.base64.b64encode(T.png_gray(env["images"][0], 28, 28)).decode()
+        profile = tempfile.mkdtemp(dir=env["work"])
+        for name in ("fashion_mnist_thin", "fashion_mnist_thick"):
+            url = "http://127.0.0.1:%d/#model=%s&png=%s" % (d.port, name, png)
+            out = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                                  "--no-first-run", "--user-data-dir=" + profile,
+                                  "--virtual-time-budget=10000", "--dump-dom", url],
+                                 capture_output=True, text=True, timeout=120)
+            dom = out.stdout
+            label = env["classes"][env["ref"][(name, 1)][0]["class"]]
+            check("(%s version 1)" % name in dom, "page says %s computed the answer" % name)
+            check('id="label">%s<' % label in dom, "page shows %s's label %r" % (name, label))
+            check(re.search(r'<option value="%s"[^>]*>' % name, dom) is not None,
+                  "picker lists %s" % name)
+        m = d.metrics()
+        for name in ("fashion_mnist_thin", "fashion_mnist_thick"):
+            check(metric(m, "cigt_model_requests_total", model=name, version="1",
+                         result="success") == 1, "the page's request reached %s" % name)
+    finally:
+        d.stop()
+    return 0
+
+
+GROUPS = {"page": group_page, "layouts": group_layouts, "endpoints": group_endpoints, "rollout": group_rollout,
           "poll": group_poll, "fairness": group_fairness}
 
 
@@ -578,8 +610,12 @@ def main():
         env["ref"][key] = T.reference(env["files"][key], work, NIMG)
     # The symlinked thick version 2 is the same file as version 1.
     env["ref"][("fashion_mnist_thick", 2)] = env["ref"][("fashion_mnist_thick", 1)]
+    env["classes"] = json.load(open(os.path.join(T.SRCDIR, "models", "fashion_mnist.json")))[
+        "classes"]
     try:
         rc = GROUPS[args.group](env)
+        if rc == 77:
+            return 77
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
