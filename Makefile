@@ -60,9 +60,10 @@ bench: build
 
 # Reliability (issue 7, tests/RELIABILITY.md). test-sanitize: the unit, fuzz-replay and
 # integration suites with everything built with ASan + UBSan (gcc) in build-asan, cigtd under
-# LeakSanitizer (any report fails), then a short soak under ASan (leaks after mixed traffic,
-# reloads and shutdown). fuzz: each libFuzzer target for FUZZ_SECONDS (clang, build-fuzz).
-# soak: the soak test for SOAK_SECONDS on the release build.
+# LeakSanitizer (any report fails), then short soaks under ASan (leaks after mixed traffic,
+# reloads and shutdown; and versions loaded and unloaded in a repository). fuzz: each
+# libFuzzer target for FUZZ_SECONDS (clang, build-fuzz).
+# soak: both soak tests (single model, repository) for SOAK_SECONDS each, release build.
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
@@ -79,6 +80,8 @@ test-sanitize: deps $(ASAN_BUILD)/build.ninja
 	  --print-errorlogs --num-processes 2
 	$(SAN_ENV) CIGTD=$(ASAN_BUILD)/cigtd CIGT=$(ASAN_BUILD)/cigt SRCDIR=. \
 	  tests/soak/soak.py 30
+	$(SAN_ENV) CIGTD=$(ASAN_BUILD)/cigtd CIGT=$(ASAN_BUILD)/cigt SRCDIR=. \
+	  tests/soak/soak.py 30 --repository
 
 $(FUZZ_BUILD)/build.ninja:
 	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true --buildtype=debugoptimized
@@ -91,6 +94,8 @@ fuzz: fuzz-build
 
 soak: build
 	CIGTD=$(BUILD)/cigtd CIGT=$(BUILD)/cigt SRCDIR=. tests/soak/soak.py $(SOAK_SECONDS)
+	CIGTD=$(BUILD)/cigtd CIGT=$(BUILD)/cigt SRCDIR=. tests/soak/soak.py $(SOAK_SECONDS) \
+	  --repository
 
 clean:
 	rm -rf $(BUILD)
