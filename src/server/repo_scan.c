@@ -189,7 +189,7 @@ static void job_load_version(struct reg_job *j, struct job_model *jm, struct job
 				       (long long)st.st_ctim.tv_sec * 1000000000LL +
 					       st.st_ctim.tv_nsec};
 	const struct job_known *k = job_known(j, jm->name, jv->v);
-	if (k && ident_eq(&k->ident, &jv->ident) && (!k->loaded || !j->force)) {
+	if (k && ident_eq(&k->ident, &jv->ident) && !j->force) {
 		jv->act = k->loaded ? JV_KEEP : JV_FAIL_SAME;
 		return;
 	}
