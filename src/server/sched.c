@@ -1,11 +1,13 @@
 /* The scheduler: worker threads that parse request bodies, batch samples from many requests and
  * run the engine on them, then encode each request's answer. Samples of every model wait in one
  * bounded FIFO; a worker forms a batch from the oldest sample's model version (samples of other
- * versions keep their places: versions never share a batch, and the oldest sample of any model
- * always goes next, so a busy model cannot starve another), of up to that version's max_batch
+ * versions keep their places: versions never share a batch), of up to that version's max_batch
  * samples as soon as it is free, waiting at most its max_delay_us after the oldest sample's
- * arrival for the batch to fill,
- * and taking no more than an equal share of the queue among the idle workers, so a backlog runs
+ * arrival for the batch to fill. When the oldest sample's version ran the last batch and another
+ * version has a batch ready, that one goes first: versions with work take turns, so a busy
+ * model's backlog delays another model's samples by about one batch, not by the whole backlog
+ * (tests/integration/test_repository.py, group fairness). A worker takes no more than an equal
+ * share of the queue among the idle workers, so a backlog runs
  * on all the cores at once. The default max_batch of 16 was chosen under wrk (1-image requests,
  * 64 connections, 2 cores): p99 13-15 ms against 19-23 ms with 64, at no throughput cost; see
  * bench/RESULTS.md, "Effect of route grouping", and commit 1fdbe4f for the side-by-side runs.
@@ -89,6 +91,7 @@ struct srv_sched {
 	pthread_cond_t cv;
 	bool stop;
 	uint64_t retire_gen; /* bumped when versions are unloaded: workers drop their workspaces */
+	const struct srv_model *last; /* the version of the batch formed last (turns, see pick) */
 	/* Requests waiting to be parsed, FIFO. */
 	struct srv_req *prep_head, *prep_tail;
 	/* Samples waiting to run: ring buffer of queue_limit items. */
@@ -365,6 +368,70 @@ static int gather(struct srv_sched *s, struct sched_worker *w, struct srv_model 
 	return n;
 }
 
+/* Among the first SCHED_PREP_LOOK requests waiting to be parsed, one for a model version
+ * other than m that has no sample queued (lock held), or NULL. While a batch of m is ready,
+ * parsing waits (see worker_main), but not for such a request: otherwise a busy model's
+ * backlog would hold another model's requests unparsed until it drained. */
+#define SCHED_PREP_LOOK 64
+
+static struct srv_req *prep_other(struct srv_sched *s, const struct srv_model *m)
+{
+	int k = 0;
+	for (struct srv_req *r = s->prep_head; r && k < SCHED_PREP_LOOK; r = r->next, k++)
+		if (r->model != m && r->model->queued == 0)
+			return r;
+	return NULL;
+}
+
+/* Takes r out of the list of requests waiting to be parsed (lock held). */
+static void prep_remove(struct srv_sched *s, struct srv_req *r)
+{
+	struct srv_req **pp = &s->prep_head, *prev = NULL;
+	while (*pp != r) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	*pp = r->next;
+	if (s->prep_tail == r)
+		s->prep_tail = prev;
+}
+
+/* Is m's batch ready: a full batch queued, its oldest sample (at t_enqueue) past its delay, or
+ * the scheduler stopping? *fill_by: when it will be (lock held). */
+static bool model_ready(const struct srv_sched *s, const struct srv_model *m, uint64_t t_enqueue,
+			uint64_t now, uint64_t *fill_by)
+{
+	*fill_by = t_enqueue + (uint64_t)m->bat.max_delay_us * 1000u;
+	return m->queued >= m->bat.max_batch || now >= *fill_by || s->stop;
+}
+
+/* The model version whose batch goes next (lock held, queue not empty): the oldest sample's,
+ * unless that version ran the last batch and another version has a batch ready, which then
+ * goes first. Versions with work thus take turns, and a busy model's backlog delays another's
+ * sample by about one batch, not by the whole backlog. */
+static struct srv_model *pick(struct srv_sched *s, uint64_t now, bool *ready, uint64_t *fill_by)
+{
+	const struct sched_item *head = &s->ring[s->head];
+	struct srv_model *m = head->r->model;
+	*ready = model_ready(s, m, head->r->t_enqueue, now, fill_by);
+	if (m != s->last || m->queued == s->depth)
+		return m;
+	for (int i = 1; i < s->depth; i++) {
+		const struct sched_item *it = &s->ring[(s->head + i) % s->cap];
+		uint64_t other_fill;
+		if (it->r->model == m)
+			continue;
+		/* The first sample of another version is that version's oldest. */
+		if (model_ready(s, it->r->model, it->r->t_enqueue, now, &other_fill)) {
+			*ready = true;
+			*fill_by = other_fill;
+			return it->r->model;
+		}
+		break;
+	}
+	return m;
+}
+
 static void *worker_main(void *arg)
 {
 	struct sched_worker *w = arg;
@@ -383,17 +450,11 @@ static void *worker_main(void *arg)
 		uint64_t now = cigt_now_ns(), fill_by = 0;
 		bool ready = false;
 		struct srv_model *m = NULL;
-		if (s->depth > 0) {
-			m = s->ring[s->head].r->model;
-			fill_by = s->ring[s->head].r->t_enqueue +
-				  (uint64_t)m->bat.max_delay_us * 1000u;
-			ready = m->queued >= m->bat.max_batch || now >= fill_by || s->stop;
-		}
-		if (!ready && s->prep_head) {
-			struct srv_req *r = s->prep_head;
-			s->prep_head = r->next;
-			if (!s->prep_head)
-				s->prep_tail = NULL;
+		if (s->depth > 0)
+			m = pick(s, now, &ready, &fill_by);
+		struct srv_req *r = !ready ? s->prep_head : prep_other(s, m);
+		if (r) {
+			prep_remove(s, r);
 			pthread_mutex_unlock(&s->mu);
 			prep(s, r);
 			pthread_mutex_lock(&s->mu);
@@ -427,6 +488,7 @@ static void *worker_main(void *arg)
 		struct sched_item expired[64]; /* expired or abandoned */
 		int nexp = 0;
 		int n = gather(s, w, m, take, now, expired, &nexp);
+		s->last = m; /* compared by address only: never dereferenced after this batch */
 		atomic_store_explicit(&srv_stats.stat_queue_depth, s->depth, memory_order_relaxed);
 		s->busy++;
 		pthread_mutex_unlock(&s->mu);
