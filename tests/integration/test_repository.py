@@ -337,8 +337,12 @@ def group_endpoints(env):
         st, _, body = d.post_json("/v2/repository/models/fashion_mnist_thick/load",
                                   {"parameters": {"config": "{}"}})
         check(st == 400 and "not supported" in error_of(body), "load parameters refused")
+        st, _, _ = d.request("GET", "/v2/health/ready")
+        check(st == 200, "explicit mode: ready with the --load-model models loaded")
         st, _, body = d.post_json("/v2/repository/models/nosuch/load", {})
         check(st == 404 and "nosuch" in error_of(body), "load unknown -> 404: %s" % body)
+        st, _, _ = d.request("GET", "/v2/health/ready")
+        check(st == 200, "a failed API load is dropped: still ready")
         st, _, body = d.post_json("/v2/repository/models/..%2Fx/load", {})
         check(st in (400, 404), "load '../x' refused (%d)" % st)
         st, _, body = d.request("POST", "/v2/repository/models/fashion_mnist_thick/load")
@@ -349,6 +353,8 @@ def group_endpoints(env):
         check(st == 200, "unload thin -> 200")
         st, j = infer(d, "fashion_mnist_thin", imgs[0])
         check(st == 404, "thin 404 after unload")
+        st, _, _ = d.request("GET", "/v2/health/ready")
+        check(st == 200, "an unloaded model is not waited for: still ready")
         st, _, body = d.post_json("/v2/repository/models/fashion_mnist_thin/unload", {})
         check(st == 404 and "not loaded" in error_of(body), "second unload -> 404")
         # SIGHUP in explicit mode rescans the loaded models only.
@@ -371,6 +377,21 @@ def group_endpoints(env):
             and T.same_answer(j, env["ref"][("fashion_mnist_thick", 1)][3], "default")
         st, _, _ = d.request("GET", "/v2/health/ready")
         check(st == 200, "ready with every model loaded")
+    finally:
+        d.stop()
+    # A --load-model that cannot load keeps the server not ready, and says why.
+    d = RDaemon("--model-repository", repo, "--model-control-mode", "explicit",
+                "--load-model", "nosuch", "--load-model", "fashion_mnist_thin")
+    try:
+        st, _, _ = d.request("GET", "/v2/health/ready")
+        check(st == 400, "not ready while a --load-model model is missing")
+        st, _, body = d.post_json("/v2/repository/index", {})
+        e = [x for x in json.loads(body) if x["name"] == "nosuch"]
+        check(e and e[0]["state"] == "UNAVAILABLE" and "no such model" in e[0]["reason"],
+              "index says why: %s" % e)
+        check(any("--load-model nosuch: no such model" in l for l in d.lines), "logged")
+        st, j = infer(d, "fashion_mnist_thin", imgs[0])
+        check(st == 200, "the other model serves")
     finally:
         d.stop()
     out = subprocess.run([T.CIGTD, "--model-repository", repo, "--model", "x"],
