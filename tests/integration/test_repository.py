@@ -377,6 +377,17 @@ def group_endpoints(env):
             and T.same_answer(j, env["ref"][("fashion_mnist_thick", 1)][3], "default")
         st, _, _ = d.request("GET", "/v2/health/ready")
         check(st == 200, "ready with every model loaded")
+        # none mode ignores changes until SIGHUP, which rescans.
+        put(repo, "fashion_mnist_thick", 2, env["files"][("fashion_mnist_thick", 1)])
+        time.sleep(1.5)
+        st, j = infer(d, "fashion_mnist_thick", imgs[0])
+        check(st == 200 and j["model_version"] == "1", "none mode: a new version waits")
+        d.signal(T.signal.SIGHUP)
+        check(wait_for(lambda: infer(d, "fashion_mnist_thick", imgs[0])[1]["model_version"]
+                       == "2"), "none mode: SIGHUP loads the new version")
+        st, j = infer(d, "fashion_mnist_thick", imgs[0], version=1)
+        check(st == 404, "latest 1: version 1 unloaded after version 2 loaded")
+        shutil.rmtree(os.path.join(repo, "fashion_mnist_thick", "2"))
     finally:
         d.stop()
     # A --load-model that cannot load keeps the server not ready, and says why.
@@ -526,6 +537,22 @@ def group_poll(env):
                        == "1", 15), "removing version 2 falls back to version 1")
         st, j = infer(d, "fashion_mnist", env["images"][0], version=2)
         check(st == 404, "version 2 is 404 after its folder went")
+        # A changed file of a serving version reloads (published by rename over the old one).
+        tmp = os.path.join(repo, "fashion_mnist", "1", ".new")
+        shutil.copy(env["files"][("fashion_mnist", 2)], tmp)
+        os.rename(tmp, os.path.join(repo, "fashion_mnist", "1", "model.safetensors"))
+
+        r1, r2 = env["ref"][("fashion_mnist", 1)], env["ref"][("fashion_mnist", 2)]
+        k = max(range(NIMG), key=lambda i: max(abs(a - b) for a, b in zip(r1[i]["probs"],
+                                                                           r2[i]["probs"])))
+
+        def answers_like_v2_file():
+            st, j = infer(d, "fashion_mnist", env["images"][k])
+            got = v2_answer(j)["probabilities"] if st == 200 else r1[k]["probs"]
+            return max(abs(a - b) for a, b in zip(got, r2[k]["probs"])) < 1e-5
+        check(wait_for(answers_like_v2_file, 15), "a replaced file of version 1 reloads")
+        check(any("fashion_mnist version 1 reloaded" in l for l in d.lines), "reload logged: %s"
+              % [l for l in d.lines if "version 1 " in l])
         # A new model folder appears.
         staging = put(env["work"], "pstage", 1, env["files"][("fashion_mnist_thin", 1)])
         os.rename(os.path.join(env["work"], "pstage"), os.path.join(repo, "fashion_mnist_thin"))
