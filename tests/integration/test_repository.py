@@ -390,6 +390,23 @@ def group_endpoints(env):
         shutil.rmtree(os.path.join(repo, "fashion_mnist_thick", "2"))
     finally:
         d.stop()
+    # The same settings from a --config file (one table drives flags and file).
+    cfgfile = os.path.join(env["work"], "cigtd.json")
+    with open(cfgfile, "w") as f:
+        json.dump({"model_repository": repo, "model_control_mode": "explicit",
+                   "load_model": ["fashion_mnist_thin", "fashion_mnist_thick"],
+                   "default_model": "fashion_mnist_thin"}, f)
+    d = RDaemon("--config", cfgfile)
+    try:
+        st, _, body = d.post_json("/v1/classify", {"image": list(imgs[1])})
+        j = json.loads(body)
+        check(st == 200 and j["model"] == "fashion_mnist_thin", "config file: default model")
+        st, _, body = d.post_json("/v2/repository/index", {"ready": True})
+        check(sorted(e["name"] for e in json.loads(body)) == ["fashion_mnist_thick",
+                                                             "fashion_mnist_thin"],
+              "config file: load_model list loaded: %s" % body)
+    finally:
+        d.stop()
     # A --load-model that cannot load keeps the server not ready, and says why.
     d = RDaemon("--model-repository", repo, "--model-control-mode", "explicit",
                 "--load-model", "nosuch", "--load-model", "fashion_mnist_thin")
