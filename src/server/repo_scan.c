@@ -339,7 +339,9 @@ void srv_repo_job_run(uv_work_t *w)
 		jm->v[0].selected = true;
 		j->force = true;
 		job_load_version(j, jm, &jm->v[0], j->single);
-		if (jm->v[0].m)
+		/* The first load names the model; a reload keeps the name, and one of another
+		 * name is refused on the loop (srv_model_compatible). */
+		if (jm->v[0].m && !j->nknown)
 			snprintf(jm->name, sizeof jm->name, "%s", jm->v[0].m->name);
 		return;
 	}

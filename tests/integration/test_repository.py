@@ -422,6 +422,25 @@ def group_endpoints(env):
         check(st == 200, "the other model serves")
     finally:
         d.stop()
+    # --model PATH: a one-model repository named after the file's model; a reload with a
+    # model of another name is refused and the old one keeps serving.
+    live = os.path.join(env["work"], "live.safetensors")
+    shutil.copy(env["files"][("fashion_mnist", 1)], live)
+    d = RDaemon("--model", live)
+    try:
+        st, _, body = d.request("GET", "/v1/models")
+        check(json.loads(body) == {"default": "fashion_mnist", "models": [
+            {"name": "fashion_mnist", "versions": ["1"]}]}, "--model: one model, version 1")
+        shutil.copy(env["files"][("fashion_mnist_thin", 1)], live)
+        d.signal(T.signal.SIGHUP)
+        check(wait_for(lambda: any("differs from 'fashion_mnist'" in l for l in d.lines)),
+              "--model: a reload with another model's name is refused")
+        st, j = infer(d, "fashion_mnist", imgs[0])
+        check(st == 200, "--model: the old model still serves") and check_v2(env, j, 0, "old")
+        st, _, _ = d.request("GET", "/v2/models/fashion_mnist_thin")
+        check(st == 404, "--model: the refused model is not served")
+    finally:
+        d.stop()
     out = subprocess.run([T.CIGTD, "--model-repository", repo, "--model", "x"],
                          capture_output=True, text=True)
     check(out.returncode != 0 and "exclude each other" in out.stderr, "--model with a repository")
