@@ -13,7 +13,7 @@ PKGS := meson ninja-build pkg-config gcc libc6-dev \
 	python3-pip python3-setuptools curl chromium gnuplot-nox wrk \
 	systemd strace prometheus nginx python3-yaml clang libclang-rt-14-dev
 
-.PHONY: all deps build test serve bench clean test-sanitize fuzz-build fuzz soak example-folder
+.PHONY: all deps build test serve serve-repository bench clean test-sanitize fuzz-build fuzz  soak example-folder
 
 all: build
 
@@ -42,6 +42,20 @@ test: build
 serve: build
 	./$(BUILD)/cigtd --model $(MODEL)
 
+# The demo repository: the trellis and the thin and thick baselines side by side, each in the
+# Triton layout (<name>/<version>/model.safetensors, the folder named after the model's
+# metadata name), served in explicit mode so the repository API can load and unload them.
+REPO ?= $(BUILD)/model-repository
+serve-repository: build
+	for m in fashion_mnist:fashion_mnist thin:fashion_mnist_thin \
+	         thick:fashion_mnist_thick; do \
+	  mkdir -p $(REPO)/$${m#*:}/1 && \
+	  cp models/$${m%%:*}.safetensors $(REPO)/$${m#*:}/1/model.safetensors || exit 1; \
+	done
+	./$(BUILD)/cigtd --model-repository $(REPO) --model-control-mode explicit \
+	  --load-model fashion_mnist --load-model fashion_mnist_thin \
+	  --load-model fashion_mnist_thick --default-model fashion_mnist
+
 bench: build
 	bench/run
 
@@ -52,9 +66,10 @@ example-folder: build
 
 # Reliability (issue 7, tests/RELIABILITY.md). test-sanitize: the unit, fuzz-replay and
 # integration suites with everything built with ASan + UBSan (gcc) in build-asan, cigtd under
-# LeakSanitizer (any report fails), then a short soak under ASan (leaks after mixed traffic,
-# reloads and shutdown). fuzz: each libFuzzer target for FUZZ_SECONDS (clang, build-fuzz).
-# soak: the soak test for SOAK_SECONDS on the release build.
+# LeakSanitizer (any report fails), then short soaks under ASan (leaks after mixed traffic,
+# reloads and shutdown; and versions loaded and unloaded in a repository). fuzz: each
+# libFuzzer target for FUZZ_SECONDS (clang, build-fuzz).
+# soak: both soak tests (single model, repository) for SOAK_SECONDS each, release build.
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
@@ -71,6 +86,8 @@ test-sanitize: deps $(ASAN_BUILD)/build.ninja
 	  --print-errorlogs --num-processes 2
 	$(SAN_ENV) CIGTD=$(ASAN_BUILD)/cigtd CIGT=$(ASAN_BUILD)/cigt SRCDIR=. \
 	  tests/soak/soak.py 30
+	$(SAN_ENV) CIGTD=$(ASAN_BUILD)/cigtd CIGT=$(ASAN_BUILD)/cigt SRCDIR=. \
+	  tests/soak/soak.py 30 --repository
 
 $(FUZZ_BUILD)/build.ninja:
 	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true --buildtype=debugoptimized
@@ -83,6 +100,8 @@ fuzz: fuzz-build
 
 soak: build
 	CIGTD=$(BUILD)/cigtd CIGT=$(BUILD)/cigt SRCDIR=. tests/soak/soak.py $(SOAK_SECONDS)
+	CIGTD=$(BUILD)/cigtd CIGT=$(BUILD)/cigt SRCDIR=. tests/soak/soak.py $(SOAK_SECONDS) \
+	  --repository
 
 clean:
 	rm -rf $(BUILD)

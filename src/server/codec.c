@@ -1244,12 +1244,24 @@ static void v1_sample(const struct cigt_arch *a, const struct srv_job *job,
 	srv_buf_puts(b, "}");
 }
 
-void srv_encode_v1(const struct cigt_arch *a, const struct srv_job *job,
-		   const struct cigt_result *res, const float *probs, struct srv_buf *out)
+/* The model and version that computed an answer, as the last keys of its object. */
+static void v1_model(const char *model, long long version, struct srv_buf *b)
+{
+	srv_buf_puts(b, ", \"model\": ");
+	srv_buf_json_str(b, model);
+	srv_buf_printf(b, ", \"model_version\": \"%lld\"}", version);
+}
+
+void srv_encode_v1(const struct cigt_arch *a, const char *model, long long version,
+		   const struct srv_job *job, const struct cigt_result *res, const float *probs,
+		   struct srv_buf *out)
 {
 	const int K = a->nclasses;
 	if (!job->batch) {
 		v1_sample(a, job, &res[0], probs, out);
+		if (!out->oom && out->len)
+			out->len--; /* the closing brace: the model follows */
+		v1_model(model, version, out);
 		srv_buf_puts(out, "\n");
 		return;
 	}
@@ -1262,8 +1274,10 @@ void srv_encode_v1(const struct cigt_arch *a, const struct srv_job *job,
 		macs += res[i].macs;
 	}
 	srv_buf_printf(out, "], \"count\": %d, \"macs\": %lld, \"dense_macs\": %lld, "
-			    "\"compute_saved\": %.4f}\n",
+			    "\"compute_saved\": %.4f",
 		       job->n, macs, dense, 1.0 - (double)macs / (double)dense);
+	v1_model(model, version, out);
+	srv_buf_puts(out, "\n");
 }
 
 static void v2_shape(struct srv_buf *b, int n, int inner)
@@ -1274,7 +1288,8 @@ static void v2_shape(struct srv_buf *b, int n, int inner)
 		srv_buf_printf(b, "[%d]", n);
 }
 
-void srv_encode_v2(const struct cigt_arch *a, const struct srv_job *job,
+void srv_encode_v2(const struct cigt_arch *a, const char *model, long long version,
+		   const struct srv_job *job,
 		   const struct cigt_result *res, const float *probs, struct srv_buf *out,
 		   long long *json_len)
 {
@@ -1284,8 +1299,8 @@ void srv_encode_v2(const struct cigt_arch *a, const struct srv_job *job,
 	const size_t bytes[SRV_OUT_COUNT] = {(size_t)n * K * 4, (size_t)n * 8, (size_t)n * L * 4,
 					     (size_t)n * 8};
 	srv_buf_puts(out, "{\"model_name\": ");
-	srv_buf_json_str(out, a->name);
-	srv_buf_puts(out, ", \"model_version\": \"1\"");
+	srv_buf_json_str(out, model);
+	srv_buf_printf(out, ", \"model_version\": \"%lld\"", version);
 	if (job->id) {
 		srv_buf_puts(out, ", \"id\": ");
 		srv_buf_json_str(out, job->id);

@@ -33,7 +33,7 @@
 #define CIGT_BUILD_ROOT "/nonexistent"
 #endif
 
-enum cfg_type { CFG_INT, CFG_LONG, CFG_STR, CFG_BOOL, CFG_LEVEL };
+enum cfg_type { CFG_INT, CFG_LONG, CFG_STR, CFG_BOOL, CFG_LEVEL, CFG_CONTROL, CFG_LIST };
 
 struct cfg_row {
 	const char *name; /* flag spelling, dashes */
@@ -53,6 +53,21 @@ static const struct cfg_row rows[] = {
 	 "                          " CIGT_DATADIR "/models/, looked up\n"
 	 "                          relative to the binary; from the build directory, the\n"
 	 "                          source tree's models/)"},
+	{"model-repository", CFG_STR, OFF(model_repository), 0, 0, NULL, "DIR",
+	 "serve every model of a repository laid out as\n"
+	 "                          DIR/<name>/<version>/model.safetensors (Triton's layout;\n"
+	 "                          optional DIR/<name>/config.json); replaces --model"},
+	{"model-control-mode", CFG_CONTROL, OFF(control_mode), 0, 0, "none", "MODE",
+	 "none: load the repository at start; poll: rescan it every\n"
+	 "                          --repository-poll-secs; explicit: load only --load-model\n"
+	 "                          and the repository API. SIGHUP rescans in every mode"},
+	{"repository-poll-secs", CFG_INT, OFF(repository_poll_secs), 1, 86400, "15", "N",
+	 "seconds between rescans in poll mode"},
+	{"load-model", CFG_LIST, OFF(load_models), 0, 0, NULL, "NAME",
+	 "explicit mode: load this model at start (repeatable)"},
+	{"default-model", CFG_STR, OFF(default_model), 0, 0, NULL, "NAME",
+	 "the model /v1/classify and /v1/model serve (default: the only\n"
+	 "                          one loaded)"},
 	{"listen", CFG_STR, OFF(listen), 0, 0, "127.0.0.1:8080", "ADDR:PORT",
 	 "address to listen on; port 0 picks a free one; [::1]:8080 for IPv6"},
 	{"workers", CFG_INT, OFF(workers), 0, 64, "0", "N",
@@ -189,6 +204,30 @@ static int set_value(struct srv_config *cfg, const struct cfg_row *row, const ch
 			return cigt_fail(err, errlen, -1, "%s%s: '%s' is not true or false", from,
 					 row->name, v);
 		return 0;
+	case CFG_CONTROL: {
+		static const char *const modes[] = {"none", "poll", "explicit"};
+		for (int i = 0; i < 3; i++)
+			if (!strcmp(v, modes[i])) {
+				*(int *)field = i;
+				return 0;
+			}
+		return cigt_fail(err, errlen, -1, "%s%s: '%s' is not none, poll or explicit", from,
+				 row->name, v);
+	}
+	case CFG_LIST: {
+		if (!*v || strlen(v) > CIGT_NAME_MAX)
+			return cigt_fail(err, errlen, -1, "%s%s: '%.80s' is not a model name", from,
+					 row->name, v);
+		char **list = realloc(cfg->load_models,
+				      (size_t)(cfg->nload_models + 2) * sizeof *list);
+		if (!list)
+			return cigt_fail(err, errlen, -1, "out of memory");
+		cfg->load_models = list;
+		if (!(list[cfg->nload_models] = strdup(v)))
+			return cigt_fail(err, errlen, -1, "out of memory");
+		list[++cfg->nload_models] = NULL;
+		return 0;
+	}
 	case CFG_LEVEL: {
 		int lv = srv_log_level_parse(v);
 		if (lv < 0 || lv == SRV_LOG_OFF)
@@ -218,6 +257,11 @@ void srv_config_destroy(struct srv_config *cfg)
 			free(*p);
 			*p = NULL;
 		}
+	for (int i = 0; i < cfg->nload_models; i++)
+		free(cfg->load_models[i]);
+	free(cfg->load_models);
+	cfg->load_models = NULL;
+	cfg->nload_models = 0;
 }
 
 int srv_config_load_json(const char *text, size_t len, struct srv_config *cfg, char *err,
@@ -242,7 +286,23 @@ int srv_config_load_json(const char *text, size_t len, struct srv_config *cfg, c
 			rc = cigt_fail(err, errlen, -1, "config: unknown key '%.64s'", key);
 			goto out;
 		}
-		if (json_is_string(v) && (row->type == CFG_STR || row->type == CFG_LEVEL))
+		if (row->type == CFG_LIST && json_is_array(v)) {
+			size_t i;
+			json_t *e;
+			json_array_foreach(v, i, e) {
+				if (!json_is_string(e)) {
+					rc = cigt_fail(err, errlen, -1, "config: %s: expected strings",
+						       key);
+					goto out;
+				}
+				if ((rc = set_value(cfg, row, json_string_value(e), "config: ", err,
+						    errlen)))
+					goto out;
+			}
+			continue;
+		}
+		if (json_is_string(v) && (row->type == CFG_STR || row->type == CFG_LEVEL ||
+					  row->type == CFG_CONTROL || row->type == CFG_LIST))
 			s = json_string_value(v);
 		else if (json_is_integer(v) && (row->type == CFG_INT || row->type == CFG_LONG))
 			snprintf(tmp, sizeof tmp, "%lld", (long long)json_integer_value(v));
@@ -371,7 +431,12 @@ int srv_config_parse(int argc, char **argv, struct srv_config *cfg, enum srv_act
 		if (set_value(cfg, row, v, "--", err, errlen))
 			return -1;
 	}
-	if (!cfg->model && !(cfg->model = strdup(srv_default_model())))
+	if (cfg->model && cfg->model_repository)
+		return cigt_fail(err, errlen, -1, "--model and --model-repository exclude each other");
+	if (cfg->nload_models && cfg->control_mode != SRV_CONTROL_EXPLICIT)
+		return cigt_fail(err, errlen, -1,
+				 "--load-model needs --model-control-mode explicit");
+	if (!cfg->model && !cfg->model_repository && !(cfg->model = strdup(srv_default_model())))
 		return cigt_fail(err, errlen, -1, "out of memory");
 	if (!!cfg->tls_cert != !!cfg->tls_key)
 		return cigt_fail(err, errlen, -1, "--tls-cert and --tls-key go together");

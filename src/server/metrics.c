@@ -185,7 +185,7 @@ void srv_metrics_render(struct srv_buf *b, const struct cigt_arch *a, const char
 		       (unsigned long long)LOAD(s->stat_queue_full));
 	head(b, "cigt_requests_in_flight", "gauge", "Requests received and not yet answered.");
 	srv_buf_printf(b, "cigt_requests_in_flight %lld\n", (long long)LOAD(s->stat_inflight));
-	head(b, "cigt_model_reloads_total", "counter", "Model reloads (SIGHUP), by result.");
+	head(b, "cigt_model_reloads_total", "counter", "Version loads after the start (SIGHUP, polling, the repository API), by result.");
 	srv_buf_printf(b, "cigt_model_reloads_total{result=\"success\"} %llu\n",
 		       (unsigned long long)LOAD(s->stat_reloads_ok));
 	srv_buf_printf(b, "cigt_model_reloads_total{result=\"failure\"} %llu\n",

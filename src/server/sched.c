@@ -1,8 +1,13 @@
 /* The scheduler: worker threads that parse request bodies, batch samples from many requests and
- * run the engine on them, then encode each request's answer. Samples wait in one bounded FIFO;
- * a worker forms a batch of up to max_batch samples (all of one model generation) as soon as it
- * is free, waiting at most max_delay_us after the oldest sample's arrival for the batch to fill,
- * and taking no more than an equal share of the queue among the idle workers, so a backlog runs
+ * run the engine on them, then encode each request's answer. Samples of every model wait in one
+ * bounded FIFO; a worker forms a batch from the oldest sample's model version (samples of other
+ * versions keep their places: versions never share a batch), of up to that version's max_batch
+ * samples as soon as it is free, waiting at most its max_delay_us after the oldest sample's
+ * arrival for the batch to fill. When the oldest sample's version ran the last batch and another
+ * version has a batch ready, that one goes first: versions with work take turns, so a busy
+ * model's backlog delays another model's samples by about one batch, not by the whole backlog
+ * (tests/integration/test_repository.py, group fairness). A worker takes no more than an equal
+ * share of the queue among the idle workers, so a backlog runs
  * on all the cores at once. The default max_batch of 16 was chosen under wrk (1-image requests,
  * 64 connections, 2 cores): p99 13-15 ms against 19-23 ms with 64, at no throughput cost; see
  * bench/RESULTS.md, "Effect of route grouping", and commit 1fdbe4f for the side-by-side runs.
@@ -26,66 +31,6 @@
 #include "cigt/error.h"
 #include "../common/util.h"
 #include "srv.h"
-
-/* ------------------------------------------------------------------------ model holder */
-
-static _Atomic uint64_t model_generation;
-
-int srv_model_load(const char *path, struct srv_model **out, char *err, size_t errlen)
-{
-	*out = NULL;
-	struct srv_model *sm = calloc(1, sizeof *sm);
-	if (!sm)
-		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
-	int rc = cigt_model_load(path, &sm->m, err, errlen);
-	if (!rc)
-		rc = cigt_engine_new(sm->m, &sm->e, err, errlen);
-	if (rc) {
-		cigt_model_free(sm->m);
-		free(sm);
-		return rc;
-	}
-	atomic_init(&sm->refs, 1);
-	sm->generation = ++model_generation;
-	*out = sm;
-	return 0;
-}
-
-struct srv_model *srv_model_ref(struct srv_model *sm)
-{
-	if (sm)
-		atomic_fetch_add_explicit(&sm->refs, 1, memory_order_relaxed);
-	return sm;
-}
-
-void srv_model_unref(struct srv_model *sm)
-{
-	if (!sm || atomic_fetch_sub_explicit(&sm->refs, 1, memory_order_acq_rel) != 1)
-		return;
-	cigt_engine_free(sm->e);
-	cigt_model_free(sm->m);
-	free(sm);
-}
-
-int srv_model_compatible(const struct cigt_arch *o, const struct cigt_arch *n, char *err,
-			 size_t errlen)
-{
-	if (strcmp(o->name, n->name))
-		return cigt_fail(err, errlen, CIGT_EINVAL, "model name '%s' differs from '%s'",
-				 n->name, o->name);
-	if (o->input.c != n->input.c || o->input.h != n->input.h || o->input.w != n->input.w)
-		return cigt_fail(err, errlen, CIGT_EINVAL, "input %dx%dx%d differs from %dx%dx%d",
-				 n->input.c, n->input.h, n->input.w, o->input.c, o->input.h,
-				 o->input.w);
-	if (o->nclasses != n->nclasses || o->nlayers != n->nlayers)
-		return cigt_fail(err, errlen, CIGT_EINVAL, "classes or layers differ");
-	for (int l = 0; l < o->nlayers; l++)
-		if (o->layers[l].experts != n->layers[l].experts)
-			return cigt_fail(err, errlen, CIGT_EINVAL,
-					 "layer %d has %d experts instead of %d", l,
-					 n->layers[l].experts, o->layers[l].experts);
-	return 0;
-}
 
 /* ---------------------------------------------------------------------------- requests */
 
@@ -116,22 +61,37 @@ struct sched_item {
 	int idx;
 };
 
+/* A worker's scratch for one model version, sized for its max_batch. */
+struct sched_ws {
+	struct srv_model *model; /* referenced; NULL = free slot */
+	struct cigt_workspace *ws;
+	float *x;
+	float *probs;
+	struct cigt_result *res;
+	uint64_t used;           /* batch counter when last used (least recently used goes) */
+};
+
+/* Versions whose workspaces a worker keeps at once. */
+#define SCHED_WS_CACHE 4
+/* Largest max_batch a model's config.json may ask for (the batch array's size). */
+#define SCHED_BATCH_MAX 4096
+
 struct sched_worker {
 	struct srv_sched *s;
 	pthread_t tid;
 	bool started;
-	struct srv_model *model; /* the generation ws was built for */
-	struct cigt_workspace *ws;
-	float *x;                /* max_batch inputs */
-	struct cigt_result *res;
-	float *probs;
-	struct sched_item *batch;
+	struct sched_ws cache[SCHED_WS_CACHE];
+	uint64_t batches;
+	uint64_t retire_seen;
+	struct sched_item *batch; /* SCHED_BATCH_MAX items */
 };
 
 struct srv_sched {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stop;
+	uint64_t retire_gen; /* bumped when versions are unloaded: workers drop their workspaces */
+	const struct srv_model *last; /* the version of the batch formed last (turns, see pick) */
 	/* Requests waiting to be parsed, FIFO. */
 	struct srv_req *prep_head, *prep_tail;
 	/* Samples waiting to run: ring buffer of queue_limit items. */
@@ -169,9 +129,11 @@ static void finish(struct srv_sched *s, struct srv_req *r)
 		r->resp_ctype = "application/json";
 		r->resp_json_len = -1;
 		if (r->ep == SRV_EP_CLASSIFY) {
-			srv_encode_v1(a, &r->job, r->res, r->probs, &r->resp);
+			srv_encode_v1(a, r->model->name, r->model->version, &r->job, r->res, r->probs,
+				      &r->resp);
 		} else {
-			srv_encode_v2(a, &r->job, r->res, r->probs, &r->resp, &r->resp_json_len);
+			srv_encode_v2(a, r->model->name, r->model->version, &r->job, r->res,
+				      r->probs, &r->resp, &r->resp_json_len);
 			if (r->resp_json_len >= 0)
 				r->resp_ctype = "application/octet-stream";
 		}
@@ -211,7 +173,7 @@ static void prep(struct srv_sched *s, struct srv_req *r)
 		return;
 	}
 	if (r->job.timeout_ms < 0)
-		r->job.timeout_ms = (long long)(s->default_timeout_ns / 1000000);
+		r->job.timeout_ms = r->model->bat.timeout_ms;
 	r->deadline = r->t_arrive + (uint64_t)r->job.timeout_ms * 1000000u;
 	const int n = r->job.n, K = a->nclasses;
 	r->res = calloc((size_t)n, sizeof *r->res);
@@ -224,14 +186,18 @@ static void prep(struct srv_sched *s, struct srv_req *r)
 	atomic_store(&r->pending, n);
 	r->t_enqueue = cigt_now_ns();
 	pthread_mutex_lock(&s->mu);
-	if (s->depth + n > s->cap) {
+	struct srv_model *m = r->model;
+	if (s->depth + n > s->cap || m->queued + n > m->bat.queue_limit) {
+		bool mine = s->depth + n <= s->cap;
+		int depth = mine ? m->queued : s->depth, cap = mine ? m->bat.queue_limit : s->cap;
 		pthread_mutex_unlock(&s->mu);
 		atomic_fetch_add_explicit(&srv_stats.stat_queue_full, 1, memory_order_relaxed);
-		srv_req_fail(r, 503, "queue full (%d samples waiting, limit %d); retry later",
-			     s->depth, s->cap);
+		srv_req_fail(r, 503, "queue%s full (%d samples waiting, limit %d); retry later",
+			     mine ? " of this model version" : "", depth, cap);
 		s->done(s->ctx, r);
 		return;
 	}
+	m->queued += n;
 	for (int i = 0; i < n; i++)
 		s->ring[(s->head + s->depth++) % s->cap] = (struct sched_item){r, i};
 	atomic_store_explicit(&srv_stats.stat_queue_depth, s->depth, memory_order_relaxed);
@@ -239,30 +205,50 @@ static void prep(struct srv_sched *s, struct srv_req *r)
 	pthread_mutex_unlock(&s->mu);
 }
 
-static int worker_ensure_ws(struct sched_worker *w, struct srv_model *m)
+static void ws_drop(struct sched_ws *c)
 {
-	if (w->model == m)
-		return 0;
-	cigt_workspace_free(w->ws);
-	srv_model_unref(w->model);
-	free(w->x);
-	free(w->probs);
-	w->model = srv_model_ref(m);
-	const int B = w->s->max_batch;
-	w->ws = cigt_workspace_new(m->e, B);
-	w->x = malloc((size_t)B * (size_t)cigt_arch_input_size(m->m->arch) * sizeof(float));
-	w->probs = malloc((size_t)B * (size_t)m->m->arch->nclasses * sizeof(float));
-	if (w->ws && w->x && w->probs)
-		return 0;
+	cigt_workspace_free(c->ws);
+	srv_model_unref(c->model);
+	free(c->x);
+	free(c->probs);
+	free(c->res);
+	*c = (struct sched_ws){0};
+}
+
+/* The worker's scratch for m: cached, else built in the least recently used slot. */
+static struct sched_ws *worker_ws(struct sched_worker *w, struct srv_model *m)
+{
+	struct sched_ws *c = &w->cache[0];
+	for (int i = 0; i < SCHED_WS_CACHE; i++) {
+		if (w->cache[i].model == m) {
+			w->cache[i].used = ++w->batches;
+			return &w->cache[i];
+		}
+		if (w->cache[i].used < c->used)
+			c = &w->cache[i];
+	}
+	ws_drop(c);
+	const int B = m->bat.max_batch;
+	c->model = srv_model_ref(m);
+	c->ws = cigt_workspace_new(m->e, B);
+	c->x = malloc((size_t)B * (size_t)cigt_arch_input_size(m->m->arch) * sizeof(float));
+	c->probs = malloc((size_t)B * (size_t)m->m->arch->nclasses * sizeof(float));
+	c->res = calloc((size_t)B, sizeof *c->res);
+	if (c->ws && c->x && c->probs && c->res) {
+		c->used = ++w->batches;
+		return c;
+	}
 	/* Leave nothing half-built: the next batch tries again. */
-	cigt_workspace_free(w->ws);
-	free(w->x);
-	free(w->probs);
-	w->ws = NULL;
-	w->x = w->probs = NULL;
-	srv_model_unref(w->model);
-	w->model = NULL;
-	return CIGT_ENOMEM;
+	ws_drop(c);
+	return NULL;
+}
+
+/* Drops the workspaces of retired versions, so their memory goes with their last request. */
+static void worker_drop_retired(struct sched_worker *w)
+{
+	for (int i = 0; i < SCHED_WS_CACHE; i++)
+		if (w->cache[i].model && atomic_load(&w->cache[i].model->retired))
+			ws_drop(&w->cache[i]);
 }
 
 /* Runs one batch (lock not held). */
@@ -270,7 +256,8 @@ static void run_batch(struct sched_worker *w, int n)
 {
 	struct srv_sched *s = w->s;
 	struct srv_model *m = w->batch[0].r->model;
-	if (worker_ensure_ws(w, m)) {
+	struct sched_ws *c = worker_ws(w, m);
+	if (!c) {
 		srv_log(SRV_LOG_ERROR, "out of memory for a worker workspace");
 		for (int i = 0; i < n; i++) {
 			struct srv_req *r = w->batch[i].r;
@@ -284,11 +271,21 @@ static void run_batch(struct sched_worker *w, int n)
 	const int64_t isz = cigt_arch_input_size(a);
 	const int K = a->nclasses;
 	for (int i = 0; i < n; i++)
-		memcpy(w->x + i * isz, w->batch[i].r->job.x + w->batch[i].idx * isz,
+		memcpy(c->x + i * isz, w->batch[i].r->job.x + w->batch[i].idx * isz,
 		       (size_t)isz * sizeof(float));
-	int rc = cigt_engine_classify(m->e, w->ws, w->x, n, CIGT_EXEC_ROUTED, w->res, w->probs,
+	uint64_t t0 = cigt_now_ns();
+	int rc = cigt_engine_classify(m->e, c->ws, c->x, n, CIGT_EXEC_ROUTED, c->res, c->probs,
 				      NULL);
 	CIGT_ASSERT(rc == 0);
+	struct srv_vstats *vs = &m->st;
+	struct timespec wall;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	atomic_fetch_add_explicit(&vs->compute_count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&vs->compute_ns, cigt_now_ns() - t0, memory_order_relaxed);
+	atomic_fetch_add_explicit(&vs->inference_count, (uint64_t)n, memory_order_relaxed);
+	atomic_store_explicit(&vs->last_inference_ms,
+			      (uint64_t)wall.tv_sec * 1000u + (uint64_t)wall.tv_nsec / 1000000u,
+			      memory_order_relaxed);
 	srv_hist_observe(&srv_stats.stat_batch_size, (uint64_t)n);
 	/* Expert group sizes of this batch, from the routes the samples took. */
 	int groups[CIGT_MAX_LAYERS][CIGT_MAX_EXPERTS];
@@ -296,8 +293,8 @@ static void run_batch(struct sched_worker *w, int n)
 	uint64_t macs = 0;
 	for (int i = 0; i < n; i++) {
 		for (int l = 0; l < a->nlayers; l++)
-			groups[l][w->res[i].route[l]]++;
-		macs += (uint64_t)w->res[i].macs;
+			groups[l][c->res[i].route[l]]++;
+		macs += (uint64_t)c->res[i].macs;
 	}
 	for (int l = 0; l < a->nlayers; l++)
 		for (int e = 0; e < a->layers[l].experts; e++) {
@@ -306,16 +303,21 @@ static void run_batch(struct sched_worker *w, int n)
 			srv_hist_observe(&srv_stats.stat_group_size[l], (uint64_t)groups[l][e]);
 			atomic_fetch_add_explicit(&srv_stats.stat_route_samples[l][e],
 						  (uint64_t)groups[l][e], memory_order_relaxed);
+			atomic_fetch_add_explicit(&vs->route[l][e], (uint64_t)groups[l][e],
+						  memory_order_relaxed);
 		}
 	atomic_fetch_add_explicit(&srv_stats.stat_samples, (uint64_t)n, memory_order_relaxed);
 	atomic_fetch_add_explicit(&srv_stats.stat_macs, macs, memory_order_relaxed);
 	atomic_fetch_add_explicit(&srv_stats.stat_dense_macs, (uint64_t)a->dense_macs * n,
 				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&vs->macs, macs, memory_order_relaxed);
+	atomic_fetch_add_explicit(&vs->dense_macs, (uint64_t)a->dense_macs * n,
+				  memory_order_relaxed);
 	for (int i = 0; i < n; i++) {
 		struct srv_req *r = w->batch[i].r;
 		int idx = w->batch[i].idx;
-		r->res[idx] = w->res[i];
-		memcpy(r->probs + (int64_t)idx * K, w->probs + (int64_t)i * K,
+		r->res[idx] = c->res[i];
+		memcpy(r->probs + (int64_t)idx * K, c->probs + (int64_t)i * K,
 		       (size_t)K * sizeof(float));
 		sample_done(s, r);
 	}
@@ -327,26 +329,132 @@ static void abs_deadline(struct timespec *ts, uint64_t mono_ns)
 	ts->tv_nsec = (long)(mono_ns % 1000000000u);
 }
 
+/* Takes up to take samples of model m out of the ring (lock held), in queue order; samples of
+ * other models keep their order and places ahead of later ones. Expired or abandoned samples of
+ * m go to expired (at most *nexp < 64). Returns the samples taken into w->batch. */
+static int gather(struct srv_sched *s, struct sched_worker *w, struct srv_model *m, int take,
+		  uint64_t now, struct sched_item *expired, int *nexp)
+{
+	int n = 0, i = 0;
+	for (; i < s->depth && n < take && *nexp < 64; i++) {
+		struct sched_item it = s->ring[(s->head + i) % s->cap];
+		if (it.r->model != m)
+			continue;
+		m->queued--;
+		/* A request's first sample checks that its client is still there. */
+		if (it.idx == 0 && srv_peer_gone(it.r->fd))
+			it.r->gone = true;
+		if (it.r->gone || now >= it.r->deadline) {
+			expired[(*nexp)++] = it;
+			continue;
+		}
+		uint64_t q = now - it.r->t_enqueue;
+		srv_hist_observe(&srv_stats.stat_queue_duration, q);
+		atomic_fetch_add_explicit(&m->st.queue_count, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&m->st.queue_ns, q, memory_order_relaxed);
+		w->batch[n++] = it;
+	}
+	/* Items [0, i) that stay move to the end of that prefix, in order; the head advances past
+	 * the removed ones. */
+	int wpos = i - 1;
+	for (int k = i - 1; k >= 0; k--) {
+		struct sched_item it = s->ring[(s->head + k) % s->cap];
+		if (it.r->model != m)
+			s->ring[(s->head + wpos--) % s->cap] = it;
+	}
+	int removed = wpos + 1;
+	s->head = (s->head + removed) % s->cap;
+	s->depth -= removed;
+	return n;
+}
+
+/* Among the first SCHED_PREP_LOOK requests waiting to be parsed, one for a model version
+ * other than m that has no sample queued (lock held), or NULL. While a batch of m is ready,
+ * parsing waits (see worker_main), but not for such a request: otherwise a busy model's
+ * backlog would hold another model's requests unparsed until it drained. */
+#define SCHED_PREP_LOOK 64
+
+static struct srv_req *prep_other(struct srv_sched *s, const struct srv_model *m)
+{
+	int k = 0;
+	for (struct srv_req *r = s->prep_head; r && k < SCHED_PREP_LOOK; r = r->next, k++)
+		if (r->model != m && r->model->queued == 0)
+			return r;
+	return NULL;
+}
+
+/* Takes r out of the list of requests waiting to be parsed (lock held). */
+static void prep_remove(struct srv_sched *s, struct srv_req *r)
+{
+	struct srv_req **pp = &s->prep_head, *prev = NULL;
+	while (*pp != r) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	*pp = r->next;
+	if (s->prep_tail == r)
+		s->prep_tail = prev;
+}
+
+/* Is m's batch ready: a full batch queued, its oldest sample (at t_enqueue) past its delay, or
+ * the scheduler stopping? *fill_by: when it will be (lock held). */
+static bool model_ready(const struct srv_sched *s, const struct srv_model *m, uint64_t t_enqueue,
+			uint64_t now, uint64_t *fill_by)
+{
+	*fill_by = t_enqueue + (uint64_t)m->bat.max_delay_us * 1000u;
+	return m->queued >= m->bat.max_batch || now >= *fill_by || s->stop;
+}
+
+/* The model version whose batch goes next (lock held, queue not empty): the oldest sample's,
+ * unless that version ran the last batch and another version has a batch ready, which then
+ * goes first. Versions with work thus take turns, and a busy model's backlog delays another's
+ * sample by about one batch, not by the whole backlog. */
+static struct srv_model *pick(struct srv_sched *s, uint64_t now, bool *ready, uint64_t *fill_by)
+{
+	const struct sched_item *head = &s->ring[s->head];
+	struct srv_model *m = head->r->model;
+	*ready = model_ready(s, m, head->r->t_enqueue, now, fill_by);
+	if (m != s->last || m->queued == s->depth)
+		return m;
+	for (int i = 1; i < s->depth; i++) {
+		const struct sched_item *it = &s->ring[(s->head + i) % s->cap];
+		uint64_t other_fill;
+		if (it->r->model == m)
+			continue;
+		/* The first sample of another version is that version's oldest. */
+		if (model_ready(s, it->r->model, it->r->t_enqueue, now, &other_fill)) {
+			*ready = true;
+			*fill_by = other_fill;
+			return it->r->model;
+		}
+		break;
+	}
+	return m;
+}
+
 static void *worker_main(void *arg)
 {
 	struct sched_worker *w = arg;
 	struct srv_sched *s = w->s;
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
+		if (w->retire_seen != s->retire_gen) {
+			w->retire_seen = s->retire_gen;
+			pthread_mutex_unlock(&s->mu);
+			worker_drop_retired(w);
+			pthread_mutex_lock(&s->mu);
+		}
 		/* A batch that is ready runs before more requests are parsed: parsing first would
 		 * let a flood of requests (each refused 503 once the queue is full) keep every
 		 * worker parsing while the queued samples never run. */
 		uint64_t now = cigt_now_ns(), fill_by = 0;
 		bool ready = false;
-		if (s->depth > 0) {
-			fill_by = s->ring[s->head].r->t_enqueue + s->max_delay_ns;
-			ready = s->depth >= s->max_batch || now >= fill_by || s->stop;
-		}
-		if (!ready && s->prep_head) {
-			struct srv_req *r = s->prep_head;
-			s->prep_head = r->next;
-			if (!s->prep_head)
-				s->prep_tail = NULL;
+		struct srv_model *m = NULL;
+		if (s->depth > 0)
+			m = pick(s, now, &ready, &fill_by);
+		struct srv_req *r = !ready ? s->prep_head : prep_other(s, m);
+		if (r) {
+			prep_remove(s, r);
 			pthread_mutex_unlock(&s->mu);
 			prep(s, r);
 			pthread_mutex_lock(&s->mu);
@@ -358,49 +466,29 @@ static void *worker_main(void *arg)
 			pthread_cond_wait(&s->cv, &s->mu);
 			continue;
 		}
-		struct srv_req *oldest = s->ring[s->head].r;
 		if (!ready) {
 			struct timespec ts;
 			abs_deadline(&ts, fill_by);
 			pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 			continue;
 		}
-		/* Take up to max_batch samples of the head's model generation, but no more than
-		 * an equal share of the queue among the workers not running a batch (this one
-		 * included; at least SCHED_MIN_SHARE), so that a backlog is split over the idle
+		/* Take up to max_batch samples of the head's model version, but no more than an
+		 * equal share of its queued samples among the workers not running a batch (this
+		 * one included; at least SCHED_MIN_SHARE), so that a backlog is split over the idle
 		 * cores rather than run on one while the others wait; drop expired samples. */
-		int take = s->max_batch;
+		int take = m->bat.max_batch;
 		const int idle = s->nworkers - s->busy;
 		if (idle > 1) {
-			int share = (s->depth + idle - 1) / idle;
+			int share = (m->queued + idle - 1) / idle;
 			if (share < SCHED_MIN_SHARE)
 				share = SCHED_MIN_SHARE;
 			if (share < take)
 				take = share;
 		}
-		struct srv_model *m = oldest->model;
-		int n = 0, nexp = 0;
 		struct sched_item expired[64]; /* expired or abandoned */
-		while (s->depth > 0 && n < take && nexp < 64) {
-			struct sched_item it = s->ring[s->head];
-			if (it.r->model != m)
-				break;
-			s->head = (s->head + 1) % s->cap;
-			s->depth--;
-			/* A request's first sample checks that its client is still there. */
-			if (it.idx == 0 && srv_peer_gone(it.r->fd))
-				it.r->gone = true;
-			if (it.r->gone) {
-				expired[nexp++] = it;
-				continue;
-			}
-			if (now >= it.r->deadline) {
-				expired[nexp++] = it;
-				continue;
-			}
-			srv_hist_observe(&srv_stats.stat_queue_duration, now - it.r->t_enqueue);
-			w->batch[n++] = it;
-		}
+		int nexp = 0;
+		int n = gather(s, w, m, take, now, expired, &nexp);
+		s->last = m; /* compared by address only: never dereferenced after this batch */
 		atomic_store_explicit(&srv_stats.stat_queue_depth, s->depth, memory_order_relaxed);
 		s->busy++;
 		pthread_mutex_unlock(&s->mu);
@@ -451,9 +539,8 @@ int srv_sched_new(const struct srv_config *cfg, srv_done_fn done, void *ctx,
 	for (int i = 0; i < s->nworkers; i++) {
 		struct sched_worker *w = &s->workers[i];
 		w->s = s;
-		w->res = calloc((size_t)s->max_batch, sizeof *w->res);
-		w->batch = calloc((size_t)s->max_batch, sizeof *w->batch);
-		if (!w->res || !w->batch)
+		w->batch = calloc(SCHED_BATCH_MAX, sizeof *w->batch);
+		if (!w->batch)
 			goto err;
 		if (pthread_create(&w->tid, NULL, worker_main, w))
 			goto err;
@@ -479,6 +566,16 @@ void srv_sched_submit(struct srv_sched *s, struct srv_req *r)
 	pthread_mutex_unlock(&s->mu);
 }
 
+void srv_sched_wake(struct srv_sched *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->retire_gen++;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
 void srv_sched_free(struct srv_sched *s)
 {
 	if (!s)
@@ -491,11 +588,8 @@ void srv_sched_free(struct srv_sched *s)
 		struct sched_worker *w = &s->workers[i];
 		if (w->started)
 			pthread_join(w->tid, NULL);
-		cigt_workspace_free(w->ws);
-		srv_model_unref(w->model);
-		free(w->x);
-		free(w->probs);
-		free(w->res);
+		for (int k = 0; k < SCHED_WS_CACHE; k++)
+			ws_drop(&w->cache[k]);
 		free(w->batch);
 	}
 	free(s->workers);

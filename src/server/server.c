@@ -1,8 +1,9 @@
 /* The loop thread: libuv owns the listening socket's daemon (libmicrohttpd in external epoll
  * mode: its epoll fd is watched by a uv_poll_t, its timeouts by a uv_timer_t), the signals, the
- * timers and the wake-up from the workers (uv_async_t). Handlers are guard clauses that end in
- * one respond() call; inference requests are suspended while the scheduler has them and resumed
- * when a worker hands them back. Work that must not run inside a libmicrohttpd callback (stopping
+ * timers and the wake-up from the workers (uv_async_t). What a request is answered is decided
+ * in handler.c (guard clauses that end in one srv_respond() call); inference requests are
+ * suspended while the scheduler has them and resumed when a worker hands them back, repository
+ * loads while the registry's rescan runs. Work that must not run inside a libmicrohttpd callback (stopping
  * the daemon) is deferred to a zero-delay timer. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,38 +30,7 @@
 #include "../common/util.h"
 #include "srv.h"
 
-struct srv_conn {
-	struct srv_conn *prev, *next;
-	struct MHD_Connection *mc;
-	int fd;
-	uint64_t deadline; /* a complete request must have arrived by then, unless busy */
-	bool busy;         /* a request was received and is not answered yet */
-	char ip[INET6_ADDRSTRLEN];
-};
-
-struct srv {
-	const struct srv_config *cfg;
-	uv_loop_t loop;
-	uv_poll_t mhd_poll;
-	uv_timer_t mhd_timer, sweep_timer, watchdog_timer, drain_timer, stop_timer;
-	uv_signal_t sigs[32]; /* srv_signals[i] */
-	uv_async_t done_async;
-	uv_work_t reload_work;
-	struct MHD_Daemon *d;
-	int listen_fd;
-	struct srv_sched *sched;
-	struct srv_model *model;
-	pthread_mutex_t done_mu;
-	struct srv_req *done_head;
-	char *token;
-	size_t token_len;
-	char *tls_cert, *tls_key;
-	struct srv_conn conns; /* list sentinel */
-	bool ready, draining, stopping, reloading, reload_again;
-	struct srv_model *reload_result;
-	char reload_err[512];
-	int exit_code;
-};
+#include "loop.h"
 
 /* ------------------------------------------------------------------------------ helpers */
 
@@ -80,27 +50,6 @@ static char *read_text(const char *path, size_t max, char *err, size_t errlen)
 	return s;
 }
 
-/* Compares in time independent of where the strings differ. */
-static bool token_equal(const char *a, size_t alen, const char *b, size_t blen)
-{
-	unsigned char diff = alen != blen;
-	for (size_t i = 0; i < blen; i++)
-		diff |= (unsigned char)(a[i % (alen ? alen : 1)] ^ b[i]);
-	return alen > 0 && diff == 0;
-}
-
-static long long parse_ll(const char *s, long long lo, long long hi)
-{
-	if (!s || !*s)
-		return -2;
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno || *end || v < lo || v > hi)
-		return -2;
-	return v;
-}
-
 /* "host:port", "[v6]:port" or ":port". */
 static int open_listener(const char *spec, int *port_out, char *err, size_t errlen)
 {
@@ -118,7 +67,7 @@ static int open_listener(const char *spec, int *port_out, char *err, size_t errl
 			return cigt_fail(err, errlen, -1, "listen: '%s' is not ADDR:PORT", spec);
 		memcpy(host, spec, (size_t)(colon - spec));
 	}
-	if (parse_ll(colon + 1, 0, 65535) < 0)
+	if (srv_parse_ll(colon + 1, 0, 65535) < 0)
 		return cigt_fail(err, errlen, -1, "listen: bad port in '%s'", spec);
 	snprintf(port, sizeof port, "%s", colon + 1);
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -144,291 +93,11 @@ static int open_listener(const char *spec, int *port_out, char *err, size_t errl
 	return fd;
 }
 
-/* ---------------------------------------------------------------------------- answering */
-
-enum srv_body_kind { BODY_COPY, BODY_TAKE, BODY_STATIC };
-
-static enum MHD_Result respond(struct srv *S, struct MHD_Connection *mc, struct srv_req *r,
-			       int status, const char *ctype, const void *body, size_t len,
-			       enum srv_body_kind kind)
-{
-	static const enum MHD_ResponseMemoryMode modes[] = {MHD_RESPMEM_MUST_COPY,
-							    MHD_RESPMEM_MUST_FREE,
-							    MHD_RESPMEM_PERSISTENT};
-	struct MHD_Response *resp =
-		MHD_create_response_from_buffer(len, (void *)body, modes[kind]);
-	if (!resp) {
-		if (kind == BODY_TAKE)
-			free((void *)body);
-		return MHD_NO;
-	}
-	if (ctype)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-	if (status == 503)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-	if (status == 401)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-					"Bearer realm=\"cigtd\"");
-	if (status == 405) {
-		bool post = r->ep == SRV_EP_CLASSIFY || r->ep == SRV_EP_V2_INFER;
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, post ? "POST" : "GET, HEAD");
-	}
-	if (r->resp_json_len >= 0 && status == 200) {
-		char n[32];
-		snprintf(n, sizeof n, "%lld", r->resp_json_len);
-		MHD_add_response_header(resp, "Inference-Header-Content-Length", n);
-	}
-	if (S->draining || r->close)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-	r->status = status;
-	r->resp_bytes = len;
-	enum MHD_Result ok = MHD_queue_response(mc, (unsigned)status, resp);
-	MHD_destroy_response(resp);
-	return ok;
-}
-
-static enum MHD_Result respond_error(struct srv *S, struct MHD_Connection *mc, struct srv_req *r,
-				     int status, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-
-static enum MHD_Result respond_error(struct srv *S, struct MHD_Connection *mc, struct srv_req *r,
-				     int status, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	struct srv_buf b = {0};
-	srv_encode_error(&b, msg);
-	if (b.oom) {
-		srv_buf_free(&b);
-		return MHD_NO;
-	}
-	return respond(S, mc, r, status, "application/json", b.p, b.len, BODY_TAKE);
-}
-
-static enum MHD_Result respond_buf(struct srv *S, struct MHD_Connection *mc, struct srv_req *r,
-				   int status, const char *ctype, struct srv_buf *b)
-{
-	if (b->oom) {
-		srv_buf_free(b);
-		return respond_error(S, mc, r, 500, "out of memory");
-	}
-	char *p = b->p ? b->p : strdup("");
-	size_t n = b->len;
-	*b = (struct srv_buf){0};
-	return respond(S, mc, r, status, ctype, p, n, BODY_TAKE);
-}
-
-/* ------------------------------------------------------------------------------ routing */
-
-struct route {
-	enum srv_endpoint ep;
-	bool post;
-	char model[CIGT_NAME_MAX + 1];
-	bool model_path; /* the endpoint names a model */
-	bool bad_version;
-};
-
-static void route_path(const char *url, struct route *rt)
-{
-	*rt = (struct route){.ep = SRV_EP_OTHER};
-	static const struct {
-		const char *path;
-		enum srv_endpoint ep;
-		bool post;
-	} fixed[] = {
-		{"/", SRV_EP_PAGE, false},
-		{"/index.html", SRV_EP_PAGE, false},
-		{"/metrics", SRV_EP_METRICS, false},
-		{"/v1/classify", SRV_EP_CLASSIFY, true},
-		{"/v1/model", SRV_EP_MODEL_INFO, false},
-		{"/v2", SRV_EP_V2_SERVER, false},
-		{"/v2/health/live", SRV_EP_V2_LIVE, false},
-		{"/v2/health/ready", SRV_EP_V2_READY, false},
-	};
-	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-		if (!strcmp(url, fixed[i].path)) {
-			rt->ep = fixed[i].ep;
-			rt->post = fixed[i].post;
-			return;
-		}
-	static const char pre[] = "/v2/models/";
-	if (strncmp(url, pre, sizeof pre - 1))
-		return;
-	const char *name = url + sizeof pre - 1, *slash = strchr(name, '/');
-	size_t nlen = slash ? (size_t)(slash - name) : strlen(name);
-	if (nlen == 0 || nlen > CIGT_NAME_MAX)
-		return;
-	memcpy(rt->model, name, nlen);
-	rt->model[nlen] = 0;
-	const char *rest = name + nlen;
-	if (!strncmp(rest, "/versions/", 10)) {
-		const char *v = rest + 10, *vs = strchr(v, '/');
-		size_t vlen = vs ? (size_t)(vs - v) : strlen(v);
-		rt->bad_version = !(vlen == 1 && v[0] == '1');
-		rest = v + vlen;
-	}
-	rt->model_path = true;
-	if (!*rest)
-		rt->ep = SRV_EP_V2_MODEL;
-	else if (!strcmp(rest, "/ready"))
-		rt->ep = SRV_EP_V2_MODEL_READY;
-	else if (!strcmp(rest, "/infer")) {
-		rt->ep = SRV_EP_V2_INFER;
-		rt->post = true;
-	} else
-		rt->model_path = false;
-}
-
-static bool needs_auth(enum srv_endpoint ep)
-{
-	return ep != SRV_EP_PAGE && ep != SRV_EP_V2_LIVE && ep != SRV_EP_V2_READY &&
-	       ep != SRV_EP_METRICS;
-}
-
-/* --------------------------------------------------------------------- GET endpoints */
-
-static void model_info(const struct cigt_arch *a, struct srv_buf *b)
-{
-	srv_buf_puts(b, "{\"name\": ");
-	srv_buf_json_str(b, a->name);
-	srv_buf_printf(b, ", \"input\": [%d, %d, %d], \"range\": [%g, %g]", a->input.c,
-		       a->input.h, a->input.w, (double)a->range_lo, (double)a->range_hi);
-	if (a->normalized) { /* range is then the bounds any channel can take */
-		srv_buf_puts(b, ", \"mean\": [");
-		for (int c = 0; c < a->input.c; c++)
-			srv_buf_printf(b, "%s%.9g", c ? ", " : "", (double)a->mean[c]);
-		srv_buf_puts(b, "], \"std\": [");
-		for (int c = 0; c < a->input.c; c++)
-			srv_buf_printf(b, "%s%.9g", c ? ", " : "", (double)a->std[c]);
-		srv_buf_puts(b, "]");
-	}
-	srv_buf_puts(b, ", \"classes\": [");
-	for (int k = 0; k < a->nclasses; k++) {
-		if (k)
-			srv_buf_puts(b, ", ");
-		srv_buf_json_str(b, a->classes[k]);
-	}
-	srv_buf_puts(b, "], \"experts\": [");
-	for (int l = 0; l < a->nlayers; l++)
-		srv_buf_printf(b, "%s%d", l ? ", " : "", a->layers[l].experts);
-	srv_buf_printf(b, "], \"path_macs\": %lld, \"dense_macs\": %lld, \"params\": %lld}\n",
-		       (long long)a->path_macs, (long long)a->dense_macs, (long long)a->params);
-}
-
-static void v2_model_meta(const struct cigt_arch *a, struct srv_buf *b)
-{
-	srv_buf_puts(b, "{\"name\": ");
-	srv_buf_json_str(b, a->name);
-	srv_buf_puts(b, ", \"versions\": [\"1\"], \"platform\": \"cigt\", \"inputs\": [{\"name\": "
-			"\"image\", \"datatype\": \"UINT8\", \"shape\": ");
-	srv_buf_printf(b, "[-1, %d, %d, %d]}], \"outputs\": [", a->input.c, a->input.h,
-		       a->input.w);
-	srv_buf_printf(b, "{\"name\": \"probabilities\", \"datatype\": \"FP32\", \"shape\": [-1, "
-			  "%d]}, ", a->nclasses);
-	srv_buf_puts(b, "{\"name\": \"class\", \"datatype\": \"INT64\", \"shape\": [-1]}, ");
-	srv_buf_printf(b, "{\"name\": \"route\", \"datatype\": \"INT32\", \"shape\": [-1, %d]}, ",
-		       a->nlayers);
-	srv_buf_puts(b, "{\"name\": \"macs\", \"datatype\": \"INT64\", \"shape\": [-1]}]}\n");
-}
-
-/* ------------------------------------------------------------------------ the handler */
-
 static struct srv_conn *conn_of(struct MHD_Connection *mc)
 {
 	const union MHD_ConnectionInfo *ci =
 		MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	return ci ? ci->socket_context : NULL;
-}
-
-/* Decides a fully received request: guard clauses, one answer or one hand-off. */
-static enum MHD_Result dispatch(struct srv *S, struct MHD_Connection *mc, struct srv_req *r,
-				const char *url, const char *method)
-{
-	struct route rt;
-	route_path(url, &rt);
-	r->ep = rt.ep;
-	const struct cigt_arch *a = S->model->m->arch;
-	bool is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
-	if (rt.ep == SRV_EP_OTHER)
-		return respond_error(S, mc, r, 404, "no such path '%.100s'", url);
-	if (rt.post ? strcmp(method, "POST") : !is_get)
-		return respond_error(S, mc, r, 405, "method %s not allowed on %.100s (use %s)",
-				     method, url, rt.post ? "POST" : "GET");
-	if (S->token && needs_auth(rt.ep)) {
-		const char *h = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
-							    MHD_HTTP_HEADER_AUTHORIZATION);
-		if (!h || strncasecmp(h, "Bearer ", 7) ||
-		    !token_equal(S->token, S->token_len, h + 7, strlen(h + 7)))
-			return respond_error(S, mc, r, 401, "missing or wrong bearer token");
-	}
-	if (rt.model_path && (strcmp(rt.model, a->name) || rt.bad_version))
-		return respond_error(S, mc, r, 404, "model '%s'%s not found (this server has '%s' "
-						    "version 1)", rt.model,
-				     rt.bad_version ? " at that version" : "", a->name);
-	struct srv_buf b = {0};
-	switch (rt.ep) {
-	case SRV_EP_PAGE:
-		return respond(S, mc, r, 200, "text/html; charset=utf-8", srv_page_html,
-			       srv_page_html_len, BODY_STATIC);
-	case SRV_EP_METRICS:
-		srv_metrics_render(&b, a, a->name, S->ready && !S->draining);
-		return respond_buf(S, mc, r, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
-	case SRV_EP_MODEL_INFO:
-		model_info(a, &b);
-		return respond_buf(S, mc, r, 200, "application/json", &b);
-	case SRV_EP_V2_SERVER:
-		srv_buf_puts(&b, "{\"name\": \"cigtd\", \"version\": \"" CIGT_VERSION
-				 "\", \"extensions\": [\"binary_tensor_data\"]}\n");
-		return respond_buf(S, mc, r, 200, "application/json", &b);
-	case SRV_EP_V2_LIVE:
-		return respond(S, mc, r, 200, NULL, "", 0, BODY_STATIC);
-	case SRV_EP_V2_READY:
-	case SRV_EP_V2_MODEL_READY:
-		/* The protocol: 200 means ready, a 4xx means not ready; the body is empty. */
-		return respond(S, mc, r, S->ready && !S->draining ? 200 : 400, NULL, "", 0,
-			       BODY_STATIC);
-	case SRV_EP_V2_MODEL:
-		v2_model_meta(a, &b);
-		return respond_buf(S, mc, r, 200, "application/json", &b);
-	default:
-		break;
-	}
-	/* Inference: POST /v1/classify or /v2/models/{name}/infer. */
-	if (S->draining)
-		return respond_error(S, mc, r, 503, "shutting down; not accepting new work");
-	if (r->body_too_large)
-		return respond_error(S, mc, r, 413, "body is larger than %lld bytes",
-				     S->cfg->max_body_bytes);
-	const char *ct = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
-						     MHD_HTTP_HEADER_CONTENT_TYPE);
-	const char *hl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
-						     "Inference-Header-Content-Length");
-	const char *tk = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "top_k");
-	const char *to = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "timeout_ms");
-	if (hl && (r->header_len = parse_ll(hl, 0, 1LL << 40)) < 0)
-		return respond_error(S, mc, r, 400, "Inference-Header-Content-Length '%.32s' is "
-						    "not a byte count", hl);
-	if (hl && rt.ep != SRV_EP_V2_INFER)
-		return respond_error(S, mc, r, 400, "Inference-Header-Content-Length is only for "
-						    "/v2/models/{name}/infer");
-	if (tk && (r->query_top_k = parse_ll(tk, 1, a->nclasses)) < 0)
-		return respond_error(S, mc, r, 400, "top_k must be an integer in 1..%d",
-				     a->nclasses);
-	if (to && (r->query_timeout_ms = parse_ll(to, 0, 3600000)) < 0)
-		return respond_error(S, mc, r, 400, "timeout_ms must be an integer in 0..3600000");
-	if (r->body.len == 0)
-		return respond_error(S, mc, r, 400, "empty body");
-	if (ct && !(r->ctype = strdup(ct)))
-		return respond_error(S, mc, r, 500, "out of memory");
-	r->model = srv_model_ref(S->model);
-	r->fd = r->conn ? r->conn->fd : -1;
-	r->state = SRV_REQ_QUEUED;
-	MHD_suspend_connection(mc);
-	srv_sched_submit(S->sched, r);
-	return MHD_YES;
 }
 
 /* A request's record, made as soon as its request line is parsed (libmicrohttpd's URI log
@@ -470,8 +139,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 		atomic_fetch_add_explicit(&srv_stats.stat_inflight, 1, memory_order_relaxed);
 		snprintf(r->method, sizeof r->method, "%s", method);
 		snprintf(r->path, sizeof r->path, "%s", url);
-		struct route rt;
-		route_path(url, &rt);
+		struct srv_route rt;
+		srv_route_path(url, &rt);
 		r->ep = rt.ep; /* for the metrics, even if the request never completes */
 		/* Where the request ends is decided here, once, before any body byte is read. */
 		char msg[256];
@@ -484,17 +153,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 				r->conn->busy = true;
 			srv_log(SRV_LOG_DEBUG, "refusing a request from %s: %s",
 				r->conn ? r->conn->ip : "-", msg);
-			return respond_error(S, mc, r, st, "%s", msg);
+			return srv_respond_error(S, mc, r, st, "%s", msg);
 		}
 		/* Refuse a declared oversized body before reading it. */
 		const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
-		long long n = cl ? parse_ll(cl, 0, LLONG_MAX) : -1;
+		long long n = cl ? srv_parse_ll(cl, 0, LLONG_MAX) : -1;
 		if (n > S->cfg->max_body_bytes) {
 			r->body_too_large = true;
 			if (r->conn)
 				r->conn->busy = true;
-			return respond_error(S, mc, r, 413, "body of %lld bytes is larger than "
+			return srv_respond_error(S, mc, r, 413, "body of %lld bytes is larger than "
 							    "%lld bytes", n,
 					     S->cfg->max_body_bytes);
 		}
@@ -517,13 +186,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 	if (r->state == SRV_REQ_DONE) {
 		struct srv_buf b = r->resp;
 		r->resp = (struct srv_buf){0};
-		return respond_buf(S, mc, r, r->status, r->resp_ctype, &b);
+		return srv_respond_buf(S, mc, r, r->status, r->resp_ctype, &b);
 	}
 	if (r->status) /* answered early (framing, or 413 on Content-Length) */
 		return MHD_YES;
 	if (r->conn)
 		r->conn->busy = true;
-	return dispatch(S, mc, r, url, method);
+	return srv_dispatch(S, mc, r, url, method);
 }
 
 static void req_free(struct srv_req *r)
@@ -567,7 +236,13 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 	atomic_fetch_add_explicit(&srv_stats.stat_requests[r->ep][srv_status_index(code)], 1,
 				  memory_order_relaxed);
 	srv_hist_observe(&srv_stats.stat_request_duration, dt);
-	if (S->cfg->access_log)
+	if (r->model)
+		srv_api_observe(r->model, code, dt);
+	if (S->cfg->access_log && r->model)
+		srv_log(SRV_LOG_INFO, "access %s \"%s %s\" %d %zu %.3fms model=%s version=%lld",
+			r->conn ? r->conn->ip : "-", r->method, r->path, code, r->resp_bytes,
+			(double)dt * 1e-6, r->model->name, r->model->version);
+	else if (S->cfg->access_log)
 		srv_log(SRV_LOG_INFO, "access %s \"%s %s\" %d %zu %.3fms",
 			r->conn ? r->conn->ip : "-", r->method, r->path, code, r->resp_bytes,
 			(double)dt * 1e-6);
@@ -739,6 +414,7 @@ static void shutdown_now(struct srv *S)
 	srv_sched_free(S->sched);
 	S->sched = NULL;
 	on_done_async(&S->done_async);
+	srv_registry_stop(S->reg); /* answers waiting loads 503 */
 	MHD_stop_daemon(S->d);
 	S->d = NULL;
 	uv_handle_t *hs[] = {
@@ -797,57 +473,37 @@ static void begin_drain(struct srv *S, const char *why)
 	check_drained(S);
 }
 
-static void reload_start(struct srv *S);
-
-static void reload_work(uv_work_t *w)
+/* The registry applied a rescan: workers drop the workspaces of unloaded versions, and a
+ * SIGHUP reload tells systemd it is done. */
+static void on_synced(void *ctx)
 {
-	struct srv *S = w->data;
-	S->reload_result = NULL;
-	srv_model_load(S->cfg->model, &S->reload_result, S->reload_err, sizeof S->reload_err);
+	struct srv *S = ctx;
+	srv_sched_wake(S->sched);
+	if (S->reloading) {
+		S->reloading = false;
+		if (!S->draining)
+			sd_notify(0, "READY=1");
+	}
 }
 
-static void reload_after(uv_work_t *w, int status)
+/* A repository load request finished: answer it through the usual done path. */
+static void on_load_done(void *ctx, struct srv_req *r, int status, const char *msg)
 {
-	struct srv *S = w->data;
-	struct srv_model *nm = S->reload_result;
-	S->reload_result = NULL;
-	S->reloading = false;
-	if (S->stopping) {
-		srv_model_unref(nm);
-		return;
-	}
-	char err[512];
-	if (nm && srv_model_compatible(S->model->m->arch, nm->m->arch, err, sizeof err)) {
-		snprintf(S->reload_err, sizeof S->reload_err, "%s", err);
-		srv_model_unref(nm);
-		nm = NULL;
-	}
-	if (nm) {
-		struct srv_model *old = S->model;
-		S->model = nm;
-		srv_model_unref(old);
-		atomic_fetch_add(&srv_stats.stat_reloads_ok, 1);
-		srv_log(SRV_LOG_INFO, "reloaded %s (generation %llu)", S->cfg->model,
-			(unsigned long long)nm->generation);
-	} else {
-		atomic_fetch_add(&srv_stats.stat_reloads_failed, 1);
-		srv_log(SRV_LOG_ERROR, "reload of %s failed, still serving the previous model: %s",
-			S->cfg->model, S->reload_err);
-	}
-	if (!S->draining)
-		sd_notify(0, "READY=1");
-	if (S->reload_again && !S->draining) {
-		S->reload_again = false;
-		reload_start(S);
-	}
+	struct srv *S = ctx;
+	r->status = status;
+	r->resp_ctype = "application/json";
+	r->resp_json_len = -1;
+	r->resp.len = 0;
+	if (status != 200)
+		srv_encode_error(&r->resp, msg);
+	r->state = SRV_REQ_DONE;
+	MHD_resume_connection(r->mc);
+	if (!S->stopping)
+		mhd_drive(S);
 }
 
 static void reload_start(struct srv *S)
 {
-	if (S->reloading) {
-		S->reload_again = true;
-		return;
-	}
 	S->reloading = true;
 	char msg[64];
 	struct timespec ts;
@@ -855,9 +511,24 @@ static void reload_start(struct srv *S)
 	snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu",
 		 (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
 	sd_notify(0, msg);
-	srv_log(SRV_LOG_INFO, "SIGHUP: reloading %s", S->cfg->model);
-	S->reload_work.data = S;
-	uv_queue_work(&S->loop, &S->reload_work, reload_work, reload_after);
+	srv_registry_rescan(S->reg, "SIGHUP");
+}
+
+/* The loaded versions as "name/version generation G, ..." for the SIGUSR1 status line. */
+struct status_line {
+	char text[512];
+	size_t n;
+};
+
+static void status_model(void *ctx, const struct srv_model *m)
+{
+	struct status_line *sl = ctx;
+	if (sl->n >= sizeof sl->text - 1)
+		return;
+	int k = snprintf(sl->text + sl->n, sizeof sl->text - sl->n, "%s%s/%lld generation %llu",
+			 sl->n ? ", " : "", m->name, m->version, (unsigned long long)m->generation);
+	sl->n = k < 0 ? sl->n : sl->n + (size_t)k >= sizeof sl->text ? sizeof sl->text - 1
+								     : sl->n + (size_t)k;
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -874,14 +545,17 @@ static void on_signal(uv_signal_t *h, int signum)
 	case SRV_SIG_DRAIN:
 		begin_drain(S, sg->name);
 		return;
-	case SRV_SIG_STATUS:
-		srv_log(SRV_LOG_INFO, "%s: %s, %lld requests in flight, %lld connections open, model "
-				      "%s generation %llu", sg->name,
+	case SRV_SIG_STATUS: {
+		struct status_line sl = {.n = 0};
+		srv_registry_foreach(S->reg, status_model, &sl);
+		srv_log(SRV_LOG_INFO, "%s: %s, %lld requests in flight, %lld connections open, "
+				      "serving %s", sg->name,
 			S->draining ? "draining" : S->ready ? "ready" : "not ready",
 			(long long)atomic_load(&srv_stats.stat_inflight),
-			(long long)atomic_load(&srv_stats.stat_connections), S->cfg->model,
-			(unsigned long long)S->model->generation);
+			(long long)atomic_load(&srv_stats.stat_connections),
+			sl.n ? sl.text : "no model");
 		return;
+	}
 	case SRV_SIG_IGNORE:
 		srv_log(SRV_LOG_WARN, "%s (%d): ignored; cigtd keeps serving (see cigtd --help)",
 			sg->name, signum);
@@ -917,30 +591,41 @@ static int load_secrets(struct srv *S, const struct srv_config *cfg, char *err, 
 	return 0;
 }
 
+static void print_model(void *ctx, const struct srv_model *sm)
+{
+	const struct cigt_arch *a = sm->m->arch;
+	printf("model %s version %lld: input %dx%dx%d, %d classes, %d paths, max batch %d\n",
+	       sm->name, sm->version, a->input.c, a->input.h, a->input.w, a->nclasses, a->npaths,
+	       sm->bat.max_batch);
+}
+
 int srv_check_config(const struct srv_config *cfg)
 {
 	struct srv S = {0};
 	char err[512];
-	struct srv_model *m = NULL;
+	struct srv_registry *reg = NULL;
 	int rc = 1;
 	if (load_secrets(&S, cfg, err, sizeof err)) {
 		fprintf(stderr, "cigtd: %s\n", err);
 		goto out;
 	}
-	if (srv_model_load(cfg->model, &m, err, sizeof err)) {
-		fprintf(stderr, "cigtd: %s: %s\n", cfg->model, err);
+	if (srv_registry_new(cfg, &reg, err, sizeof err) ||
+	    srv_registry_load_initial(reg, err, sizeof err)) {
+		fprintf(stderr, "cigtd: %s\n", err);
 		goto out;
 	}
-	printf("model %s: %s, input %dx%dx%d, %d classes, %d paths\n", cfg->model,
-	       m->m->arch->name, m->m->arch->input.c, m->m->arch->input.h, m->m->arch->input.w,
-	       m->m->arch->nclasses, m->m->arch->npaths);
+	srv_registry_foreach(reg, print_model, NULL);
 	printf("listen %s, %d workers, max batch %d, max delay %d us, queue %d, timeout %d ms\n",
 	       cfg->listen, cfg->workers, cfg->max_batch, cfg->max_delay_us, cfg->queue_limit,
 	       cfg->timeout_ms);
+	if (!srv_registry_ready(reg)) {
+		fprintf(stderr, "cigtd: some models failed to load (see the log above)\n");
+		goto out;
+	}
 	printf("configuration OK\n");
 	rc = 0;
 out:
-	srv_model_unref(m);
+	srv_registry_free(reg);
 	free(S.token);
 	free(S.tls_cert);
 	free(S.tls_key);
@@ -972,8 +657,10 @@ int srv_run(const struct srv_config *cfg)
 #endif
 	if (load_secrets(S, cfg, err, sizeof err))
 		goto fail;
-	if (srv_model_load(cfg->model, &S->model, err, sizeof err)) {
-		srv_log(SRV_LOG_ERROR, "cannot load model %s: %s", cfg->model, err);
+	if (srv_registry_new(cfg, &S->reg, err, sizeof err))
+		goto fail;
+	if (srv_registry_load_initial(S->reg, err, sizeof err)) {
+		srv_log(SRV_LOG_ERROR, "%s", err);
 		goto out;
 	}
 	cigt_blas_threads(1);
@@ -1032,12 +719,21 @@ int srv_run(const struct srv_config *cfg)
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0)
 		uv_timer_start(&S->watchdog_timer, on_watchdog, wd_usec / 2000 ? wd_usec / 2000 : 1,
 			       wd_usec / 2000 ? wd_usec / 2000 : 1);
-	const struct cigt_arch *a = S->model->m->arch;
+	srv_registry_start(S->reg, &S->loop, on_load_done, on_synced, S);
 	int hostlen = (int)(strrchr(cfg->listen, ':') - cfg->listen);
-	srv_log(SRV_LOG_INFO, "serving model %s (%s) on %s://%.*s:%d/ with %d workers, max batch "
-			      "%d, max delay %d us",
-		a->name, cfg->model, S->tls_cert ? "https" : "http", hostlen, cfg->listen, port,
-		cfg->workers, cfg->max_batch, cfg->max_delay_us);
+	char what[300];
+	int st;
+	struct srv_model *dm = srv_registry_get(S->reg, NULL, 0, &st, err, sizeof err);
+	if (cfg->model_repository)
+		snprintf(what, sizeof what, "repository %s (control mode %s)", cfg->model_repository,
+			 (const char *[]){"none", "poll", "explicit"}[cfg->control_mode]);
+	else
+		snprintf(what, sizeof what, "model %s (%s)", dm ? dm->name : "?", cfg->model);
+	srv_model_unref(dm);
+	srv_log(SRV_LOG_INFO, "serving %s on %s://%.*s:%d/ with %d workers, max batch %d, max "
+			      "delay %d us",
+		what, S->tls_cert ? "https" : "http", hostlen, cfg->listen, port, cfg->workers,
+		cfg->max_batch, cfg->max_delay_us);
 	S->ready = true;
 	sd_notify(0, "READY=1");
 	mhd_drive(S);
@@ -1060,7 +756,7 @@ out:
 			srv_log(SRV_LOG_WARN, "event loop did not close cleanly: %s",
 				uv_strerror(lc));
 	}
-	srv_model_unref(S->model);
+	srv_registry_free(S->reg);
 	free(S->token);
 	free(S->tls_cert);
 	free(S->tls_key);

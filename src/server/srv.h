@@ -14,6 +14,7 @@
 
 #include "cigt/engine.h"
 #include "cigt/model.h"
+#include <uv.h>
 
 /* ------------------------------------------------------------------ status codes and endpoints */
 
@@ -54,6 +55,12 @@ const char *srv_status_text(int code);
 	X(V2_MODEL, "v2_model")                 \
 	X(V2_MODEL_READY, "v2_model_ready")     \
 	X(V2_INFER, "v2_infer")                 \
+	X(V2_MODEL_CONFIG, "v2_model_config")   \
+	X(V2_MODEL_STATS, "v2_model_stats")     \
+	X(REPO_INDEX, "repository_index")       \
+	X(REPO_LOAD, "repository_load")         \
+	X(REPO_UNLOAD, "repository_unload")     \
+	X(MODELS, "models")                     \
 	X(METRICS, "metrics")                   \
 	X(OTHER, "other")
 
@@ -76,8 +83,17 @@ int srv_log_level_parse(const char *s); /* -1 when unknown */
 
 /* ------------------------------------------------------------------------------------- config */
 
+/* How the model repository changes while serving (Triton's --model-control-mode). */
+enum srv_control { SRV_CONTROL_NONE, SRV_CONTROL_POLL, SRV_CONTROL_EXPLICIT };
+
 struct srv_config {
 	char *model;
+	char *model_repository;
+	int control_mode;         /* enum srv_control */
+	int repository_poll_secs;
+	char **load_models;       /* --load-model, repeatable; NULL-terminated, owned */
+	int nload_models;
+	char *default_model;
 	char *listen;
 	int workers;
 	int max_batch;
@@ -184,9 +200,11 @@ bool srv_v2_data_scan(const char *body, size_t len, struct srv_v2_data *d);
 
 /* Encodes an answer. res/probs hold job->n samples. For v2, *json_len receives the length of
  * the JSON part (the Inference-Header-Content-Length) when binary outputs follow it, else -1. */
-void srv_encode_v1(const struct cigt_arch *a, const struct srv_job *job,
-		   const struct cigt_result *res, const float *probs, struct srv_buf *out);
-void srv_encode_v2(const struct cigt_arch *a, const struct srv_job *job,
+void srv_encode_v1(const struct cigt_arch *a, const char *model, long long version,
+		   const struct srv_job *job, const struct cigt_result *res, const float *probs,
+		   struct srv_buf *out);
+void srv_encode_v2(const struct cigt_arch *a, const char *model, long long version,
+		   const struct srv_job *job,
 		   const struct cigt_result *res, const float *probs, struct srv_buf *out,
 		   long long *json_len);
 void srv_encode_error(struct srv_buf *out, const char *msg);
@@ -248,20 +266,145 @@ void srv_metrics_render(struct srv_buf *b, const struct cigt_arch *a, const char
 
 /* ------------------------------------------------------------------------------ model holder */
 
-/* A loaded model and its engine, shared by reference between the loop and the workers. */
+/* Batching settings of one model (server defaults, or its config.json). */
+struct srv_batching {
+	int max_batch;
+	int max_delay_us;
+	int queue_limit;
+	int timeout_ms;
+};
+
+/* Statistics of one loaded version, in the shape of Triton's statistics extension. Durations in
+ * ns. Bumped by workers and the loop with relaxed atomics. */
+struct srv_vstats {
+	_Atomic uint64_t success_count, success_ns; /* requests answered 200, arrival to answer */
+	_Atomic uint64_t fail_count, fail_ns;       /* requests answered otherwise */
+	_Atomic uint64_t queue_count, queue_ns;     /* samples, time queued */
+	_Atomic uint64_t compute_count, compute_ns; /* batches (executions), engine time */
+	_Atomic uint64_t inference_count;           /* samples computed */
+	_Atomic uint64_t last_inference_ms;         /* wall clock of the last batch */
+	_Atomic uint64_t macs, dense_macs;
+	_Atomic uint64_t route[CIGT_MAX_LAYERS][CIGT_MAX_EXPERTS];
+	struct srv_hist duration;                   /* request duration, ns */
+};
+
+/* Identity of a model file: a reload happens only when it changes. */
+struct srv_ident {
+	unsigned long long dev, ino, size;
+	long long mtime_ns, ctime_ns; /* ctime: a chmod also counts */
+};
+
+/* One loaded version of a model and its engine, shared by reference between the loop and the
+ * workers. An unload marks it retired and drops the registry's reference: requests already
+ * holding it are answered by it, and the memory goes with the last reference. */
 struct srv_model {
 	_Atomic int refs;
 	struct cigt_model *m;
 	struct cigt_engine *e;
 	uint64_t generation;
+	char name[CIGT_NAME_MAX + 1];
+	long long version;
+	struct srv_batching bat;
+	struct srv_ident ident;
+	atomic_bool retired;
+	int queued;               /* samples in the scheduler's queue (scheduler lock) */
+	struct srv_vstats st;
 };
 
+/* Loads a model file into a holder named after the model's metadata, version 1, batching from
+ * cfg. 0 or a negative code with a message in err. */
 int srv_model_load(const char *path, struct srv_model **out, char *err, size_t errlen);
 struct srv_model *srv_model_ref(struct srv_model *sm);
 void srv_model_unref(struct srv_model *sm);
 /* A reload must keep the name, input geometry, classes and trellis shape: 0 if it does. */
 int srv_model_compatible(const struct cigt_arch *old, const struct cigt_arch *neu, char *err,
 			 size_t errlen);
+
+/* --------------------------------------------------------------------------- model repository */
+
+/* Per-model settings from DIR/<name>/config.json (Triton's names, JSON):
+ *   {"version_policy": {"latest": {"num_versions": 2}} | {"specific": {"versions": [1, 3]}}
+ *                      | {"all": {}},
+ *    "max_batch_size": 16,
+ *    "dynamic_batching": {"max_queue_delay_microseconds": 200,
+ *                         "default_queue_policy": {"max_queue_size": 1024,
+ *                                                  "default_timeout_microseconds": 5000000}}}
+ * Every key is optional; unknown keys are errors. */
+enum srv_policy { SRV_POLICY_LATEST, SRV_POLICY_SPECIFIC, SRV_POLICY_ALL };
+#define SRV_SPECIFIC_MAX 64
+
+struct srv_model_cfg {
+	enum srv_policy policy;
+	int latest;                             /* num_versions */
+	long long specific[SRV_SPECIFIC_MAX];
+	int nspecific;
+	struct srv_batching bat;                /* 0 = the server's setting */
+};
+
+/* Parses a config.json text. Pure function of the bytes (fuzz target). 0 or -1 with a message. */
+int srv_model_cfg_parse(const char *text, size_t len, struct srv_model_cfg *out, char *err,
+			size_t errlen);
+/* Parses a repository request body: the index's {"ready": bool} (index = true) or load/unload's
+ * {"parameters": {...}} (empty body allowed). Pure (fuzz target). 0 or -1 with a message. */
+int srv_parse_repo_body(const void *body, size_t len, bool index, bool *ready_only, char *err,
+			size_t errlen);
+/* True for a folder name that can be a model name: 1..64 of [A-Za-z0-9_.-], not starting with
+ * a dot. */
+bool srv_model_name_ok(const char *s, size_t n);
+/* The version a folder name denotes (decimal, no sign or leading zero, 1..10^15), or -1. */
+long long srv_version_parse(const char *s);
+
+struct srv_registry;
+struct srv_req;
+
+/* Called on the loop for each waiting load request when its rescan has finished: status 200 or
+ * an error status with msg. */
+typedef void (*srv_load_done_fn)(void *ctx, struct srv_req *r, int status, const char *msg);
+/* Called on the loop after versions were retired, so workers can drop their workspaces. */
+typedef void (*srv_retired_fn)(void *ctx);
+
+/* The repository: --model PATH (one model, version 1) or --model-repository DIR. Loop thread
+ * only, apart from the holders it hands out. Returns 0 or -1 with a message. */
+int srv_registry_new(const struct srv_config *cfg, struct srv_registry **out, char *err,
+		     size_t errlen);
+/* First scan and loads, run on the calling thread before the loop serves. -1 with a message
+ * when the daemon must not start (--model failed to load, repository unreadable). */
+int srv_registry_load_initial(struct srv_registry *reg, char *err, size_t errlen);
+/* Starts polling (poll mode) and sets the callbacks. */
+void srv_registry_start(struct srv_registry *reg, uv_loop_t *loop, srv_load_done_fn load_done,
+			srv_retired_fn retired, void *ctx);
+/* Rescans on a worker thread (SIGHUP, poll); changes are applied on the loop. */
+void srv_registry_rescan(struct srv_registry *reg, const char *why);
+/* Repository API: load (answered later through load_done) or unload one model. Return 0 when
+ * accepted (load) or done (unload), else an HTTP status with a message. */
+int srv_registry_load(struct srv_registry *reg, const char *name, struct srv_req *r, char *err,
+		      size_t errlen);
+int srv_registry_unload(struct srv_registry *reg, const char *name, char *err, size_t errlen);
+/* The holder serving name at version (0 = the highest ready one), with a reference the caller
+ * drops; NULL with 404 and a message naming what is missing. name NULL = the default model
+ * (400 when several are loaded and none is the default). */
+struct srv_model *srv_registry_get(struct srv_registry *reg, const char *name, long long version,
+				   int *status, char *err, size_t errlen);
+/* Every model that should be loaded has a ready version and no initial load is pending. */
+bool srv_registry_ready(const struct srv_registry *reg);
+enum srv_control srv_registry_mode(const struct srv_registry *reg);
+/* Renders the repository index: [{"name", "version", "state", "reason"}]. */
+void srv_registry_index(const struct srv_registry *reg, bool ready_only, struct srv_buf *b);
+/* Calls fn for every loaded version, models by name, versions descending. */
+void srv_registry_foreach(const struct srv_registry *reg,
+			  void (*fn)(void *ctx, const struct srv_model *m), void *ctx);
+/* Loads and failures per model for /metrics. */
+void srv_registry_render_loads(const struct srv_registry *reg, struct srv_buf *b);
+/* The ready versions of name as a JSON list of strings, descending. */
+void srv_registry_versions(const struct srv_registry *reg, const char *name, struct srv_buf *b);
+/* The version policy of name's config.json (defaults when it has none). */
+const struct srv_model_cfg *srv_registry_model_cfg(const struct srv_registry *reg,
+						   const char *name);
+/* Renders {"default": .., "models": [{"name", "versions": [...]}]} for GET /v1/models. */
+void srv_registry_list(const struct srv_registry *reg, struct srv_buf *b);
+/* Cancels polling and drops every model (waiters are answered 503). */
+void srv_registry_stop(struct srv_registry *reg);
+void srv_registry_free(struct srv_registry *reg);
 
 /* ---------------------------------------------------------------------------------- requests */
 
@@ -356,8 +499,42 @@ int srv_sched_new(const struct srv_config *cfg, srv_done_fn done, void *ctx,
 		  struct srv_sched **out);
 /* Hands a received request to the workers (parse, queue, batch, encode). */
 void srv_sched_submit(struct srv_sched *s, struct srv_req *r);
+/* Tells the workers that versions were retired (they drop those workspaces). Loop thread. */
+void srv_sched_wake(struct srv_sched *s);
 /* Stops the workers after the queues are empty and joins them. */
 void srv_sched_free(struct srv_sched *s);
+
+/* ---------------------------------------------------------------------------------- routing */
+
+struct srv_route {
+	enum srv_endpoint ep;
+	bool post;                     /* the endpoint takes POST (else GET and HEAD) */
+	bool model_path;               /* the path names a model */
+	char model[CIGT_NAME_MAX + 1]; /* "" = none named */
+	long long version;             /* 0 = unversioned, -1 = not a version number */
+};
+
+/* Routes a request path (pure). Unknown paths get SRV_EP_OTHER. */
+void srv_route_path(const char *url, struct srv_route *rt);
+
+/* ------------------------------------------------------------------------ model endpoints */
+
+/* GET /v1/model and /v1/models/{name}[/versions/{v}]. */
+void srv_api_model_info(const struct srv_model *m, struct srv_buf *b);
+/* GET /v2/models/{name}[/versions/{v}] (OIP model metadata); versions: the ready ones. */
+void srv_api_v2_meta(const struct srv_registry *reg, const struct srv_model *m,
+		     struct srv_buf *b);
+/* GET /v2/models/{name}[/versions/{v}]/config (Triton's model configuration, JSON). */
+void srv_api_v2_config(const struct srv_registry *reg, const struct srv_model *m,
+		       struct srv_buf *b);
+/* GET /v2/models[/{name}[/versions/{v}]]/stats (Triton's statistics extension). name NULL =
+ * every loaded version; version 0 = every version of name. */
+void srv_api_v2_stats(const struct srv_registry *reg, const char *name, long long version,
+		      struct srv_buf *b);
+/* Per-version series for /metrics: requests, durations, samples, MACs, routes. */
+void srv_api_metrics(const struct srv_registry *reg, struct srv_buf *b);
+/* Records an answered inference request in its version's statistics (loop thread). */
+void srv_api_observe(struct srv_model *m, int status, uint64_t ns);
 
 /* ----------------------------------------------------------------------------------- server */
 

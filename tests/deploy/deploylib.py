@@ -158,7 +158,8 @@ class Cigtd:
         def reader():
             for line in self.proc.stderr:
                 self.lines.append(line.rstrip("\n"))
-                m = re.search(r"serving model \S+ \((.*)\) on https?://[^ ]*:(\d+)/", line)
+                m = re.search(r"serving (?:model \S+ \((.*)\)|repository .*) on "
+                              r"https?://[^ ]*:(\d+)/", line)
                 if m and not self.port:
                     self.model_path, self.port = m.group(1), int(m.group(2))
                     got.set()

@@ -255,6 +255,58 @@ def live_probe(docs):
         d.stop()
 
 
+def repository_form(uid, drain_ms, paths):
+    """deploy/k8s/repository/: the ServingRuntime and the Deployment patch serve a model
+    repository; a real cigtd with the runtime's arguments serves one."""
+    d = os.path.join(K8S, "repository")
+    docs = [x for x in yaml.safe_load_all(open(os.path.join(d, "kserve.yaml"))) if x]
+    patch = yaml.safe_load(open(os.path.join(d, "deployment-patch.yaml")))
+    rt = [x for x in docs if x["kind"] == "ServingRuntime"]
+    isvc = [x for x in docs if x["kind"] == "InferenceService"]
+    dl.check(len(rt) == 1 and len(isvc) == 1, "repository form: one runtime, one service")
+    rt, isvc = rt[0], isvc[0]
+    problems = []
+    c = rt["spec"]["containers"][0]
+    check_container(c, uid, drain_ms, paths, None, problems, "repository ServingRuntime")
+    args = c["args"]
+    dl.check(args[args.index("--model-repository") + 1] == "/mnt/models"
+             and "v2" in rt["spec"]["protocolVersions"] and rt["spec"]["multiModel"] is False,
+             "repository runtime serves /mnt/models over v2 (multiModel false: no ModelMesh API)")
+    m = isvc["spec"]["predictor"]["model"]
+    dl.check(m["runtime"] == rt["metadata"]["name"] and m["modelFormat"]["name"] in
+             [f["name"] for f in rt["spec"]["supportedModelFormats"]],
+             "repository InferenceService uses the repository runtime")
+    pc = patch["spec"]["template"]["spec"]["containers"][0]
+    pargs = pc["args"]
+    mount = pc["volumeMounts"][0]
+    vol = patch["spec"]["template"]["spec"]["volumes"][0]
+    dl.check(pargs[pargs.index("--model-repository") + 1] == mount["mountPath"]
+             and mount["readOnly"] and vol["name"] == mount["name"]
+             and vol["persistentVolumeClaim"]["readOnly"],
+             "Deployment patch mounts the repository read-only where --model-repository points")
+    dl.check(not problems, "repository runtime fields (problems: %s)" % problems)
+    # A real cigtd with the runtime's arguments on a one-model repository.
+    import shutil
+    import tempfile
+    repo = tempfile.mkdtemp(prefix="cigt-k8s-repo-")
+    try:
+        os.makedirs(os.path.join(repo, "fashion_mnist", "1"))
+        shutil.copy(dl.need_model(), os.path.join(repo, "fashion_mnist", "1",
+                                                 "model.safetensors"))
+        real = [repo if a == "/mnt/models" else a for a in args]
+        cd = dl.Cigtd(*real)
+        try:
+            st, _, _ = dl.http_request(cd.port, "GET", c["readinessProbe"]["httpGet"]["path"])
+            dl.check(st == 200, "cigtd with the repository runtime's arguments is ready (%d)" % st)
+            st, _, body = dl.http_request(cd.port, "POST", "/v2/repository/index", b"{}")
+            dl.check(st == 200 and b'"fashion_mnist", "version": "1", "state": "READY"' in body,
+                     "it serves the repository's model: %s" % body[:200])
+        finally:
+            cd.stop()
+    finally:
+        shutil.rmtree(repo, ignore_errors=True)
+
+
 def main():
     files = sorted(glob.glob(os.path.join(K8S, "*.yaml")))
     docs = []
@@ -279,6 +331,7 @@ def main():
         got = check_all(m, uid, drain, paths)
         dl.check(any(word in p for p in got), "a manifest with %s is caught (%s)" % (what, got))
     live_probe(docs)
+    repository_form(uid, drain, paths)
     dl.finish("k8s-manifests")
 
 

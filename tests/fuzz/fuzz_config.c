@@ -28,6 +28,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(cfg.max_images >= 1 && cfg.max_images <= 1000000);
 		FUZZ_CHECK(cfg.max_body_bytes >= 1 && cfg.max_body_bytes <= 1LL << 32);
 		FUZZ_CHECK(cfg.max_image_pixels >= 1 && cfg.max_image_pixels <= 4096 * 4096);
+		FUZZ_CHECK(cfg.control_mode >= SRV_CONTROL_NONE && cfg.control_mode <= SRV_CONTROL_EXPLICIT);
+		FUZZ_CHECK(cfg.repository_poll_secs >= 1 && cfg.repository_poll_secs <= 86400);
+		for (int i = 0; i < cfg.nload_models; i++)
+			FUZZ_CHECK(cfg.load_models[i] && strlen(cfg.load_models[i]) <= CIGT_NAME_MAX);
 		FUZZ_CHECK(cfg.max_connections >= 1 && cfg.max_connections <= 100000);
 		FUZZ_CHECK(cfg.read_timeout_ms >= 100 && cfg.read_timeout_ms <= 3600000);
 		FUZZ_CHECK(cfg.log_level >= SRV_LOG_DEBUG && cfg.log_level < SRV_LOG_OFF);

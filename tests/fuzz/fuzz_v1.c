@@ -106,7 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			probs[i * 10 + k] = (float)(k + i) / 100.0f;
 	}
 	struct srv_buf out = {0};
-	srv_encode_v1(a, &job, res, probs, &out);
+	srv_encode_v1(a, a->name, 1, &job, res, probs, &out);
 	FUZZ_CHECK(!out.oom && fuzz_is_json(out.p, out.len));
 	srv_buf_free(&out);
 	srv_job_destroy(&job);

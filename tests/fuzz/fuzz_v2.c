@@ -182,7 +182,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	struct srv_buf out = {0};
 	long long json_len = -2;
-	srv_encode_v2(a, &job, res, probs, &out, &json_len);
+	srv_encode_v2(a, a->name, 1, &job, res, probs, &out, &json_len);
 	FUZZ_CHECK(!out.oom);
 	if (!(job.binary & job.outputs)) {
 		FUZZ_CHECK(json_len == -1 && fuzz_is_json(out.p, out.len));

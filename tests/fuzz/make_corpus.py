@@ -332,6 +332,37 @@ def config_corpus():
     write("config", "bad_level", b'{"log_level": "off"}')
     write("config", "huge_int", b'{"max_body_bytes": 99999999999999999}')
     write("config", "not_object", b"[1]")
+    write("config", "repository", j({"model_repository": "/srv/models",
+                                      "model_control_mode": "explicit",
+                                      "load_model": ["a", "b"], "repository_poll_secs": 5,
+                                      "default_model": "a"}))
+
+
+def repo_corpus():
+    """Byte 0 picks the parser (fuzz_repo.c): 0 config.json, 1 index body, 2 load body,
+    3 request path, 4 folder name."""
+    seeds = {
+        "cfg_full": (0, j({"version_policy": {"latest": {"num_versions": 2}},
+                           "max_batch_size": 8,
+                           "dynamic_batching": {"max_queue_delay_microseconds": 0,
+                                                "default_queue_policy": {
+                                                    "max_queue_size": 10,
+                                                    "default_timeout_microseconds": 5000}}})),
+        "cfg_specific": (0, j({"version_policy": {"specific": {"versions": [1, 3]}}})),
+        "cfg_all": (0, j({"version_policy": {"all": {}}, "name": "x"})),
+        "cfg_bad": (0, j({"version_policy": {"latest": {}}})),
+        "index_ready": (1, b'{"ready": true}'), "index_empty": (1, b""),
+        "index_bad": (1, b'{"ready": 3}'),
+        "load_params": (2, b'{"parameters": {"unload_dependents": false}}'),
+        "load_bad": (2, b'{"parameters": {"config": "{}"}}'),
+        "route_infer": (3, b"/v2/models/fashion_mnist/versions/12/infer"),
+        "route_load": (3, b"/v2/repository/models/x/load"),
+        "route_v0": (3, b"/v1/models/a/versions/0/classify"),
+        "route_empty": (3, b"/v2/models//versions/"), "route_stats": (3, b"/v2/models/stats"),
+        "name_version": (4, b"123"), "name_dotdot": (4, b".."), "name_zero": (4, b"007"),
+    }
+    for name, (sel, data) in seeds.items():
+        write("repo", name, bytes([sel]) + data)
 
 
 def model_corpus(cigt):
@@ -425,6 +456,7 @@ def main():
     image_corpus(imgs)
     arch_corpus()
     config_corpus()
+    repo_corpus()
     model_corpus(cigt)
     dictionary()
     for t in sorted(os.listdir(corpus)):

@@ -2,6 +2,7 @@
 """Soak test for cigtd (issue 7): DURATION seconds of mixed traffic against one daemon.
 
     soak.py DURATION            # 600 locally, 90 in CI (.ci/run)
+    soak.py DURATION --repository   # the model repository (issue 14), below
 
 Clients, all at once, until DURATION is over:
   - valid requests of every form (v1 pixels, batches, base64 PNG, raw PNG, v2 JSON, v2 binary),
@@ -22,6 +23,14 @@ quarantine holds freed memory on purpose); cigt_requests_total equals the reques
 (a request = complete headers; connections that never finish their headers are not requests);
 no 500, no 504; no sanitizer report. Environment as tests/integration/test_cigtd.py (CIGTD,
 CIGT, SRCDIR, WORKDIR). Exit 0 pass, 1 fail, 77 skipped.
+
+--repository: a repository in explicit mode with fashion_mnist version 1 (always there) and
+fashion_mnist_thin; every --reload-every seconds version 2 of fashion_mnist is published
+(atomic rename) and loaded, or removed and unloaded, and fashion_mnist_thin is unloaded or
+loaded, while clients ask for version 1, version 2, the highest version and thin. Pass: every
+answer comes from the version asked for and equals the engine's answer for that version's file;
+version 1 and the highest version always answer 200, version 2 and thin 200 or 404 (never 5xx,
+never a dropped connection); every load counted; resident memory flat after warm-up (as above).
 """
 
 import argparse
@@ -377,6 +386,165 @@ def monitor(d, st, stop, rss, every=1.0):
         rss.append((time.monotonic(), rss_kb(d.proc.pid)))
 
 
+# ------------------------------------------------------------------ repository soak
+
+def repo_client(d, env, st, stop, seed, name, version):
+    """Requests for one model (and version, None = the highest) until stop; every answer must
+    come from the version asked for and match the engine's answer for that version's file."""
+    rng = random.Random(seed)
+    conn = d.conn()
+    path = "/v2/models/%s%s/infer" % (name, "/versions/%d" % version if version else "")
+    while not stop.is_set():
+        i = rng.randrange(T.NREF)
+        body = json.dumps({"inputs": [{"name": "image", "datatype": "UINT8",
+                                       "shape": [1, 1, 28, 28],
+                                       "data": list(env["images"][i])}]}).encode()
+        try:
+            conn.request("POST", path, body, {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            data = r.read()
+        except NETERR as e:
+            st.error("%s: %s" % (path, e))
+            conn = d.conn()
+            continue
+        st.add(sent=1)
+        with st.lock:
+            st.codes[(name, version, r.status)] = st.codes.get((name, version, r.status), 0) + 1
+        if r.status != 200:
+            continue
+        j = json.loads(data)
+        got = (j["model_name"], int(j["model_version"]))
+        if got[0] != name or (version and got[1] != version):
+            st.error("%s answered by %s version %d" % (path, *got))
+            continue
+        outs = {o["name"]: o["data"] for o in j["outputs"]}
+        ref = env["refs"][got][i]
+        err = max(abs(a - b) for a, b in zip(outs["probabilities"], ref["probs"]))
+        if outs["class"][0] != ref["class"] or outs["route"] != ref["route"] or err > 1e-5:
+            st.error("%s image %d: answer differs from %s v%d's engine answer" % (path, i, *got))
+        else:
+            st.add(samples_ok=1)
+
+
+def repo_roller(d, env, repo, st, stop, every, done):
+    """Alternately publishes and removes fashion_mnist version 2 (atomic rename, then load),
+    and loads and unloads fashion_mnist_thin, every `every` seconds."""
+    stage = os.path.join(os.path.dirname(repo), "stage")
+    k = 0
+    while not stop.wait(every):
+        v2 = os.path.join(repo, "fashion_mnist", "2")
+        try:
+            if k % 2 == 0:
+                os.makedirs(os.path.join(stage, "2"), exist_ok=True)
+                shutil.copy(env["files"][("fashion_mnist", 2)],
+                            os.path.join(stage, "2", "model.safetensors"))
+                os.rename(os.path.join(stage, "2"), v2)
+                thin = "unload"
+            else:
+                shutil.rmtree(v2)
+                thin = "load"
+            s1, _, b1 = d.post_json("/v2/repository/models/fashion_mnist/load", {})
+            s2, _, b2 = d.post_json("/v2/repository/models/fashion_mnist_thin/%s" % thin, {})
+        except NETERR as e:
+            st.error("roller: %s" % e)
+            continue
+        if s1 != 200 or s2 != 200:
+            st.error("roller: load %d %s, thin %s %d %s" % (s1, b1[:100], thin, s2, b2[:100]))
+        done["loads"] = done.get("loads", 0) + (k % 2 == 0) + (thin == "load")
+        done["rounds"] = k + 1
+        k += 1
+
+
+def repository_soak(args, warmup, asan):
+    work = os.environ.get("WORKDIR") or tempfile.mkdtemp(prefix="cigt-soak-repo-")
+    os.makedirs(work, exist_ok=True)
+    env = {"images": T.load_images(T.NREF), "files": {}, "refs": {}}
+    for key, f in ((("fashion_mnist", 1), "fashion_mnist.safetensors"),
+                   (("fashion_mnist", 2), "fashion_mnist_authors.safetensors"),
+                   (("fashion_mnist_thin", 1), "thin.safetensors")):
+        env["files"][key] = os.path.join(T.SRCDIR, "models", f)
+        env["refs"][key] = T.reference(env["files"][key], work)
+    repo = os.path.join(work, "repo")
+    for (name, v), f in env["files"].items():
+        if v == 1:
+            os.makedirs(os.path.join(repo, name, "1"))
+            shutil.copy(f, os.path.join(repo, name, "1", "model.safetensors"))
+    with open(os.path.join(repo, "fashion_mnist", "config.json"), "w") as f:
+        f.write('{"version_policy": {"all": {}}}')
+    d = RepoDaemon(repo)
+    st = Stats()
+    stop = threading.Event()
+    rss, done = [], {}
+    who = [("fashion_mnist", 1), ("fashion_mnist", None), ("fashion_mnist", 2),
+           ("fashion_mnist_thin", None)]
+    threads = [threading.Thread(target=repo_client, args=(d, env, st, stop, 10 + k, *who[k % 4]))
+               for k in range(max(4, args.clients))]
+    threads.append(threading.Thread(target=monitor, args=(d, st, stop, rss)))
+    threads.append(threading.Thread(target=repo_roller, args=(d, env, repo, st, stop,
+                                                              args.reload_every, done)))
+    t_start = time.monotonic()
+    try:
+        for t in threads:
+            t.start()
+        stop.wait(args.duration)
+        stop.set()
+        for t in threads:
+            t.join(120)
+            check(not t.is_alive(), "a client thread did not finish")
+        check(d.proc.poll() is None, "cigtd is still running after the soak")
+        m = d.metrics()
+        print("answers by (model, version asked, status):", dict(sorted(
+            st.codes.items(), key=lambda kv: str(kv[0]))))
+        print("requests %d, answers checked against the engine %d, rounds %d"
+              % (st.sent, st.samples_ok, done.get("rounds", 0)))
+        check(done.get("rounds", 0) >= 2, "versions were loaded and unloaded")
+        for (name, version, code), n in st.codes.items():
+            allowed = (200,) if (name, version) in (("fashion_mnist", 1), ("fashion_mnist", None)) \
+                else (200, 404)
+            check(code in allowed, "%s v%s: %d answers with status %d" % (name, version, n, code))
+        for key in (("fashion_mnist", 1, 200), ("fashion_mnist", 2, 200),
+                    ("fashion_mnist_thin", None, 200), ("fashion_mnist_thin", None, 404)):
+            check(st.codes.get(key, 0) > 0, "some answers %s" % (key,))
+        check(not st.errors, "%d client problems, first: %s" % (len(st.errors), st.errors[:5]))
+        loads = sum(T.metric(m, "cigt_model_loads_total", model=n, result="success")
+                    for n in ("fashion_mnist", "fashion_mnist_thin"))
+        check(loads == 2 + done.get("loads", 0), "loads counted: %d, expected %d"
+              % (loads, 2 + done.get("loads", 0)))
+        check(T.metric(m, "cigt_requests_in_flight") == 1, "nothing in flight but the scrape")
+        after = [kb for t, kb in rss if t - t_start >= warmup]
+        if asan:
+            print("RSS check skipped: ASan build (its quarantine keeps freed memory)")
+        elif len(after) < 5:
+            check(False, "too few RSS samples after warm-up (run longer than %.0f s)" % warmup)
+        else:
+            k = max(1, len(after) // 5)
+            base = max(after[:k])
+            end = sorted(after[-k:])[k // 2]
+            growth = end / base - 1
+            print("RSS every 10 s (kB):", [kb for t, kb in rss][::10])
+            print("RSS after warm-up %d kB (highest of %d samples), at the end %d kB (median "
+                  "of %d; %+.2f%%), peak %d kB"
+                  % (base, k, end, k, 100 * growth, max(kb for _, kb in rss)))
+            check(growth < 0.05, "RSS grew %.1f%% after warm-up (limit 5%%)" % (100 * growth))
+    finally:
+        stop.set()
+        d.stop()
+        if not args.keep and not os.environ.get("WORKDIR"):
+            shutil.rmtree(work, ignore_errors=True)
+    print("repository soak %.0f s: %s" % (args.duration, "FAILED (%d)" % len(T.FAILURES)
+                                           if T.FAILURES else "ok"))
+    return 1 if T.FAILURES else 0
+
+
+def RepoDaemon(repo):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                    "integration"))
+    import test_repository as R
+    return R.RDaemon("--model-repository", repo, "--model-control-mode", "explicit",
+                     "--load-model", "fashion_mnist", "--load-model", "fashion_mnist_thin",
+                     "--read-timeout-ms", "2000")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("duration", type=float, help="seconds of traffic (600 locally, 90 in CI)")
@@ -385,6 +553,9 @@ def main():
     ap.add_argument("--reload-every", type=float, default=2.0)
     ap.add_argument("--clients", type=int, default=4, help="threads sending valid requests")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--repository", action="store_true",
+                    help="the repository soak: versions and models loaded and unloaded in a "
+                         "loop under traffic (--reload-every seconds apart)")
     args = ap.parse_args()
     if not os.path.exists(os.path.join(T.DATA, "t10k-images-idx3-ubyte.gz")):
         print("SKIP: Fashion-MNIST not installed (dataset-fashion-mnist)")
@@ -395,6 +566,8 @@ def main():
     # ramp as growth.
     warmup = args.warmup if args.warmup is not None else min(90, max(30, args.duration / 4))
     asan = is_asan(T.CIGTD)
+    if args.repository:
+        return repository_soak(args, warmup, asan)
     work = os.environ.get("WORKDIR") or tempfile.mkdtemp(prefix="cigt-soak-")
     os.makedirs(work, exist_ok=True)
     env = {"images": T.load_images(T.NREF), "models": {}, "refs": {}}
