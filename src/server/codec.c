@@ -149,6 +149,10 @@ static int jpeg_peek(const uint8_t *b, size_t len, int *w, int *h)
 			i++;
 			continue;
 		}
+		if (mk == 0x01 || (mk >= 0xd0 && mk <= 0xd7)) { /* TEM, RSTn: no length follows */
+			i += 2;
+			continue;
+		}
 		size_t seg = (size_t)b[i + 2] << 8 | b[i + 3];
 		if (seg < 2)
 			return CIGT_EFORMAT;
