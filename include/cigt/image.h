@@ -24,6 +24,12 @@ int cigt_image_decode(const void *buf, size_t len, struct cigt_image *out, char 
 		      size_t errlen);
 int cigt_image_decode_png(const void *buf, size_t len, struct cigt_image *out, char *err,
 			  size_t errlen);
+/* The width and height in a JPEG's first frame header, found by walking the marker segments
+ * from SOI by their lengths (ITU T.81 B.1.1). What this walk refuses (a segment length below 2,
+ * bytes between segments, scan data or EOI before a frame header) the decoder refuses too, so
+ * that a size read here is the decoded size. 0, or CIGT_EFORMAT with a message (err may be
+ * NULL). */
+int cigt_jpeg_frame_size(const void *buf, size_t len, int *w, int *h, char *err, size_t errlen);
 /* JPEG (baseline or progressive, gray or YCbCr/RGB; CMYK refused). libjpeg's errors and its
  * corrupt-data warnings fail with "JPEG: <libjpeg's message>"; never exits or crashes. */
 int cigt_image_decode_jpeg(const void *buf, size_t len, struct cigt_image *out, char *err,

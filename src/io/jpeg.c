@@ -3,6 +3,7 @@
  * corrupt file is an error, never an exit() or a crash. Corrupt-data warnings (libjpeg would
  * fill the missing part with gray) are errors too, as a truncated PNG is. */
 #include <setjmp.h>
+#include <stdint.h>
 #include <stdio.h> /* jpeglib.h needs FILE and size_t first */
 #include <stdlib.h>
 #include <string.h>
@@ -46,12 +47,63 @@ static void on_progress(j_common_ptr cinfo)
 	}
 }
 
+/* The marker segments from SOI to the first start-of-frame header, walked by their lengths as
+ * the JPEG specification (ITU T.81, B.1.1) defines them: every segment starts with 0xff (fill
+ * bytes 0xff allowed), TEM and RST0..7 stand alone, every other marker has a length of at least
+ * 2 that covers its own two bytes. libjpeg is more lenient here (it skips garbage before a
+ * marker and a COM or APPn segment whose length is below 2); the decoder refuses those, so that
+ * the size this walk finds (cigtd checks it before decoding) is the size the decoder produces. */
+int cigt_jpeg_frame_size(const void *buf, size_t len, int *w, int *h, char *err, size_t errlen)
+{
+	const uint8_t *b = buf;
+	if (len < 4 || b[0] != 0xff || b[1] != 0xd8)
+		return cigt_fail(err, errlen, CIGT_EFORMAT, "JPEG: no SOI marker at the start");
+	size_t i = 2;
+	while (i + 4 <= len) {
+		if (b[i] != 0xff)
+			return cigt_fail(err, errlen, CIGT_EFORMAT,
+					 "JPEG: byte 0x%02x at offset %zu where a marker must start",
+					 b[i], i);
+		uint8_t mk = b[i + 1];
+		if (mk == 0xff) { /* fill byte */
+			i++;
+			continue;
+		}
+		if (mk == 0x01 || (mk >= 0xd0 && mk <= 0xd7)) { /* TEM, RSTn: no length follows */
+			i += 2;
+			continue;
+		}
+		size_t seg = (size_t)b[i + 2] << 8 | b[i + 3];
+		if (seg < 2)
+			return cigt_fail(err, errlen, CIGT_EFORMAT,
+					 "JPEG: marker 0x%02x at offset %zu has length %zu, less than "
+					 "the 2 bytes of the length itself", mk, i, seg);
+		if (mk >= 0xc0 && mk <= 0xcf && mk != 0xc4 && mk != 0xc8 && mk != 0xcc) {
+			if (seg < 7 || i + 9 > len)
+				return cigt_fail(err, errlen, CIGT_EFORMAT,
+						 "JPEG: frame header at offset %zu is truncated", i);
+			*h = (int)((unsigned)b[i + 5] << 8 | b[i + 6]);
+			*w = (int)((unsigned)b[i + 7] << 8 | b[i + 8]);
+			return 0;
+		}
+		if (mk == 0xd9 || mk == 0xda) /* end of image, or scan data before any frame */
+			return cigt_fail(err, errlen, CIGT_EFORMAT,
+					 "JPEG: marker 0x%02x at offset %zu before any frame header",
+					 mk, i);
+		i += 2 + seg;
+	}
+	return cigt_fail(err, errlen, CIGT_EFORMAT, "JPEG: no frame header (SOF) in %zu bytes", len);
+}
+
 int cigt_image_decode_jpeg(const void *buf, size_t len, struct cigt_image *out, char *err,
 			   size_t errlen)
 {
 	memset(out, 0, sizeof *out);
 	if (len < 4 || len > (size_t)0xffffffffu)
 		return cigt_fail(err, errlen, CIGT_EFORMAT, "JPEG: %zu bytes is not a JPEG", len);
+	int fw, fh;
+	if (cigt_jpeg_frame_size(buf, len, &fw, &fh, err, errlen))
+		return CIGT_EFORMAT;
 	struct jpeg_decompress_struct cinfo;
 	struct jpeg_err je;
 	struct jpeg_progress_mgr prog = {.progress_monitor = on_progress};

@@ -136,39 +136,6 @@ static bool pgm_num(const uint8_t *b, size_t len, size_t *i, long *v)
 	return *i > start;
 }
 
-/* A JPEG's size from its first start-of-frame marker (SOF0..SOF15 but DHT, JPG and DAC), walking
- * the marker segments after SOI. */
-static int jpeg_peek(const uint8_t *b, size_t len, int *w, int *h)
-{
-	size_t i = 2;
-	while (i + 4 <= len) {
-		if (b[i] != 0xff)
-			return CIGT_EFORMAT;
-		uint8_t mk = b[i + 1];
-		if (mk == 0xff) { /* fill byte */
-			i++;
-			continue;
-		}
-		if (mk == 0x01 || (mk >= 0xd0 && mk <= 0xd7)) { /* TEM, RSTn: no length follows */
-			i += 2;
-			continue;
-		}
-		size_t seg = (size_t)b[i + 2] << 8 | b[i + 3];
-		if (seg < 2)
-			return CIGT_EFORMAT;
-		if (mk >= 0xc0 && mk <= 0xcf && mk != 0xc4 && mk != 0xc8 && mk != 0xcc) {
-			if (seg < 7 || i + 9 > len)
-				return CIGT_EFORMAT;
-			*h = (int)((unsigned)b[i + 5] << 8 | b[i + 6]);
-			*w = (int)((unsigned)b[i + 7] << 8 | b[i + 8]);
-			return 0;
-		}
-		if (mk == 0xd9 || mk == 0xda) /* end of image, or scan data before any frame */
-			return CIGT_EFORMAT;
-		i += 2 + seg;
-	}
-	return CIGT_EFORMAT;
-}
 
 /* The header's width and height as written (PNG: 32 bits; PGM: any number of digits, saturating
  * at LONG_MAX), so that a message can quote them. */
@@ -188,7 +155,7 @@ static int image_peek_long(const uint8_t *b, size_t len, long *w, long *h)
 	}
 	if (len >= 4 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) {
 		int jw = 0, jh = 0;
-		int rc = jpeg_peek(b, len, &jw, &jh);
+		int rc = cigt_jpeg_frame_size(b, len, &jw, &jh, NULL, 0);
 		*w = jw;
 		*h = jh;
 		return rc;

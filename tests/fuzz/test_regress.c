@@ -129,3 +129,20 @@ Test(regress, jpeg_tem_marker_without_length)
 	cigt_image_destroy(&img);
 	free(buf);
 }
+
+/* Image target (a 240 s run after the TEM fix): a COM segment of length 0 (below the 2 bytes
+ * of the length itself). libjpeg skips it and decodes; the header peek refused it. The decoder
+ * now walks the segments the way the peek does (cigt_jpeg_frame_size) and refuses the file, as
+ * the JPEG specification does: both say no. */
+Test(regress, jpeg_com_length_zero)
+{
+	size_t len;
+	uint8_t *buf = slurp("image/jpeg-com-length-zero", &len);
+	struct cigt_image img;
+	char err[256];
+	int w = 0, h = 0;
+	cr_assert(cigt_image_decode(buf, len, &img, err, sizeof err) != 0);
+	cr_assert(strstr(err, "has length 0, less than the 2 bytes"), "%s", err);
+	cr_assert(srv_image_peek(buf, len, &w, &h) != 0);
+	free(buf);
+}
