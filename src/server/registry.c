@@ -288,6 +288,7 @@ static struct reg_job *job_new(struct srv_registry *reg, bool force)
 	j->reg = reg;
 	j->root = reg->root;
 	j->single = reg->single;
+	j->compute = reg->cfg->compute;
 	j->force = force;
 	j->all = reg->mode != SRV_CONTROL_EXPLICIT;
 	int nv = 0, nw = 0;
