@@ -40,8 +40,8 @@ void srv_api_model_info(const struct srv_model *m, struct srv_buf *b)
 		srv_buf_json_str(b, pt->name);
 		srv_buf_puts(b, ", \"thresholds\": [");
 		for (int l = 0; l + 1 < a->nlayers; l++)
-			srv_buf_printf(b, "%s%.9g", l ? ", " : "", (double)pt->tau[l]);
-		srv_buf_printf(b, "], \"confidence\": %.9g, \"second\": ", (double)pt->confidence);
+			srv_buf_printf(b, "%s%.7g", l ? ", " : "", (double)pt->tau[l]);
+		srv_buf_printf(b, "], \"confidence\": %.7g, \"second\": ", (double)pt->confidence);
 		if (pt->second[0])
 			srv_buf_json_str(b, pt->second);
 		else

@@ -63,10 +63,9 @@ static int model_dials(struct srv_model *sm, const char *path, const char *compu
 					break;
 			}
 			if (k == sm->nsecond) {
-				if (cigt_model_load_second(path, m, p, &sm->second_m[k], why,
-							   sizeof why))
-					return cigt_fail(err, errlen, CIGT_EINVAL, "operating point "
-							 "'%s': %s", pt->name, why);
+				if (cigt_model_load_second(path, m, p, &sm->second_m[k], err,
+							   errlen))
+					return CIGT_EINVAL;
 				sm->nsecond++;
 				if (cigt_engine_new(sm->second_m[k], &sm->second_e[k], why,
 						    sizeof why))
