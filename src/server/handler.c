@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,8 +135,15 @@ static enum MHD_Result infer(struct srv *S, struct MHD_Connection *mc, struct sr
 						     "Inference-Header-Content-Length");
 	const char *tk = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "top_k");
 	const char *to = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "timeout_ms");
-	const char *qc = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "compute");
-	const char *qm = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "max_macs");
+	/* The dial's query values with their lengths: a %00 inside one is refused, not cut. */
+	const char *qc = NULL, *qm = NULL;
+	size_t qcn = 0, qmn = 0;
+	if (MHD_lookup_connection_value_n(mc, MHD_GET_ARGUMENT_KIND, "compute", 7, &qc, &qcn) !=
+	    MHD_YES)
+		qc = NULL;
+	if (MHD_lookup_connection_value_n(mc, MHD_GET_ARGUMENT_KIND, "max_macs", 8, &qm, &qmn) !=
+	    MHD_YES)
+		qm = NULL;
 	if (hl && (r->header_len = srv_parse_ll(hl, 0, 1LL << 40)) < 0)
 		return srv_respond_error(S, mc, r, 400, "Inference-Header-Content-Length '%.32s' is "
 						    "not a byte count", hl);
@@ -148,7 +156,7 @@ static enum MHD_Result infer(struct srv *S, struct MHD_Connection *mc, struct sr
 	if (to && (r->query_timeout_ms = srv_parse_ll(to, 0, 3600000)) < 0)
 		return srv_respond_error(S, mc, r, 400, "timeout_ms must be an integer in 0..3600000");
 	if (qc) {
-		size_t n = strlen(qc);
+		size_t n = qcn;
 		bool ok = n >= 1 && n < sizeof r->query_compute;
 		for (size_t i = 0; ok && i < n; i++)
 			ok = isalnum((unsigned char)qc[i]) || qc[i] == '_' || qc[i] == '.' ||
@@ -159,7 +167,10 @@ static enum MHD_Result infer(struct srv *S, struct MHD_Connection *mc, struct sr
 					     sizeof r->query_compute - 1);
 		memcpy(r->query_compute, qc, n + 1);
 	}
-	if (qm && (r->query_max_macs = srv_parse_ll(qm, 1, 1LL << 62)) < 0)
+	bool qm_digits = qm && qmn > 0 && strlen(qm) == qmn;
+	for (size_t i = 0; qm_digits && i < qmn; i++)
+		qm_digits = qm[i] >= '0' && qm[i] <= '9';
+	if (qm && (!qm_digits || (r->query_max_macs = srv_parse_ll(qm, 1, INT64_MAX)) < 0))
 		return srv_respond_error(S, mc, r, 400, "max_macs must be a positive integer "
 						    "(multiply-accumulates per sample)");
 	if (qc && qm)
