@@ -111,7 +111,13 @@ void srv_api_v2_config(const struct srv_registry *reg, const struct srv_model *m
 	srv_buf_puts(b, "{\"name\": \"class\", \"data_type\": \"TYPE_INT64\", \"dims\": [1]}, ");
 	srv_buf_printf(b, "{\"name\": \"route\", \"data_type\": \"TYPE_INT32\", \"dims\": [%d]}, ",
 		       a->nlayers);
-	srv_buf_puts(b, "{\"name\": \"macs\", \"data_type\": \"TYPE_INT64\", \"dims\": [1]}], ");
+	srv_buf_puts(b, "{\"name\": \"macs\", \"data_type\": \"TYPE_INT64\", \"dims\": [1]}, ");
+	int P = 1;
+	for (int l = 0; l < a->nlayers; l++)
+		P *= a->layers[l].experts;
+	srv_buf_printf(b, "{\"name\": \"paths\", \"data_type\": \"TYPE_BOOL\", \"dims\": [%d]}, ",
+		       P);
+	srv_buf_puts(b, "{\"name\": \"escalated\", \"data_type\": \"TYPE_BOOL\", \"dims\": [1]}], ");
 	srv_buf_printf(b, "\"dynamic_batching\": {\"max_queue_delay_microseconds\": %d, "
 			  "\"default_queue_policy\": {\"max_queue_size\": %d, "
 			  "\"default_timeout_microseconds\": %lld}}, ",
