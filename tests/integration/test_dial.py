@@ -8,7 +8,7 @@ The model is the shipped models/fashion_mnist.safetensors with its 15 operating 
 escalating ones load models/thick.safetensors from beside it). Every answer is compared with
 `cigt eval MODEL --compute NAME --dump` on the same test images: class, argmax route, the paths
 that ran, escalation, MACs and probabilities.
-Run one group: test_dial.py --group answers|budgets|errors|loading
+Run one group: test_dial.py --group answers|budgets|errors|loading|page
 """
 
 import argparse
@@ -402,8 +402,53 @@ def group_loading(env):
     return 0
 
 
+def group_page(env):
+    """The page's dial, sample images and paths, in headless Chromium (#compute=NAME sets the
+    dial, #sample=K clicks sample image K: test image 16 is sample 10)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        print("SKIP: chromium is not installed (apt-get install chromium)")
+        return 77
+    import re
+    d = T.Daemon(model_path())
+    try:
+        profile = tempfile.mkdtemp(dir=env["work"])
+        base = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--user-data-dir=" + profile, "--virtual-time-budget=10000"]
+        refs = {p: dump(env, p) for p in ("all-paths", "escalate-0.8")}
+        for p in ("all-paths", "escalate-0.8"):
+            ref = refs[p][16]
+            url = "http://127.0.0.1:%d/#compute=%s&sample=10" % (d.port, p)
+            dom = subprocess.run(base + ["--dump-dom", url], capture_output=True, text=True,
+                                 timeout=120).stdout
+            check(len(re.findall(r'<canvas [^>]*title="test image \d+"', dom)) == 14,
+                  "%s: a row of 14 sample images" % p)
+            check('<b id="dialname">%s (validation' % p in dom, "%s: the dial shows it" % p)
+            check(len(re.findall(r'<div data-i="\d+"', dom)) == 15, "%s: the dial lists the 15 points" % p)
+            lit = re.findall(r'class="node lit" data-node="(\d+)-(\d+)"', dom)
+            want = [(str(l), str(e)) for l, e in enumerate(ref["route"])]
+            check(lit == want, "%s: the argmax route is lit (%s, want %s)" % (p, lit, want))
+            alt = re.findall(r'class="node alt" data-node="(\d+)-(\d+)"', dom)
+            nodes = {(str(l), str(q[l])) for q in ref["paths"] for l in range(3)}
+            check(set(lit) | set(alt) == nodes, "%s: every node on a path that ran is shown "
+                  "(%s)" % (p, sorted(set(lit) | set(alt))))
+            check(('id="esc">escalated: thick ran too<' in dom) == ref["escalated"],
+                  "%s: escalation shown iff cigt eval escalates (%s)" % (p, ref["escalated"]))
+            check("; point %s)" % p in dom, "%s: the answer names its point" % p)
+        check(refs["escalate-0.8"][16]["escalated"], "test image 16 escalates at 0.8")
+        shot = os.path.join(env["work"], "dial.png")
+        subprocess.run(base + ["--window-size=1200,1000", "--screenshot=" + shot,
+                               "http://127.0.0.1:%d/#compute=all-paths&sample=10" % d.port],
+                       capture_output=True, timeout=120)
+        check(os.path.exists(shot) and os.path.getsize(shot) > 5000, "screenshot taken")
+    finally:
+        d.stop()
+    return 0
+
+
 GROUPS = {"answers": group_answers, "budgets": group_budgets, "errors": group_errors,
-          "loading": group_loading}
+          "loading": group_loading, "page": group_page}
 
 
 def main():
