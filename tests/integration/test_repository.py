@@ -301,7 +301,9 @@ def group_endpoints(env):
               and c["dynamic_batching"]["max_queue_delay_microseconds"] == 500
               and c["dynamic_batching"]["default_queue_policy"]["max_queue_size"] == 4096
               and c["version_policy"] == {"specific": {"versions": [1, 2]}}
-              and [o["name"] for o in c["output"]] == ["probabilities", "class", "route", "macs"],
+              and [o["name"] for o in c["output"]] == ["probabilities", "class", "route", "macs",
+                                                       "paths", "escalated"]
+              and c["output"][4] == {"name": "paths", "data_type": "TYPE_BOOL", "dims": [8]},
               "Triton config: %s" % c)
         st, _, body = d.request("GET", "/v2/models/fashion_mnist_thin/stats")
         s = json.loads(body)["model_stats"]
