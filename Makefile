@@ -44,7 +44,9 @@ serve: build
 
 # The demo repository: the trellis and the thin and thick baselines side by side, each in the
 # Triton layout (<name>/<version>/model.safetensors, the folder named after the model's
-# metadata name), served in explicit mode so the repository API can load and unload them.
+# metadata name), served in explicit mode so the repository API can load and unload them. The
+# trellis's version folder also gets thick.safetensors: its escalating operating points load it
+# from beside the file.
 REPO ?= $(BUILD)/model-repository
 serve-repository: build
 	for m in fashion_mnist:fashion_mnist thin:fashion_mnist_thin \
@@ -52,6 +54,7 @@ serve-repository: build
 	  mkdir -p $(REPO)/$${m#*:}/1 && \
 	  cp models/$${m%%:*}.safetensors $(REPO)/$${m#*:}/1/model.safetensors || exit 1; \
 	done
+	cp models/thick.safetensors $(REPO)/fashion_mnist/1/thick.safetensors
 	./$(BUILD)/cigtd --model-repository $(REPO) --model-control-mode explicit \
 	  --load-model fashion_mnist --load-model fashion_mnist_thin \
 	  --load-model fashion_mnist_thick --default-model fashion_mnist

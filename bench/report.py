@@ -757,12 +757,73 @@ class Report:
             else:
                 plots.append("$c%d using 1:2 with points pt 5 ps 2 lc rgb '%s' "
                              "title '%s (single path)'" % (i, col, label(r)))
+        # The trellis's operating points (bench/run section dial), joined in order of MACs.
+        D = [r for r in (self.sec("dial").get("rows") or [])]
+        if D:
+            D = sorted(D, key=lambda r: r["mean_macs"])
+            script += self.block("dial", ["%g %g" % (r["mean_macs"] / 1e6, 100 * r["accuracy"])
+                                          for r in D])
+            plots.append("$dial using 1:2 with linespoints pt 9 ps 1.5 lw 1.5 lc rgb '#555555' "
+                         "title 'trellis operating points (--compute NAME)'")
         script += ('set title "Accuracy vs compute per sample"\nset xlabel "MACs per sample '
                    '(millions)"\nset ylabel "test accuracy (%)"\n'
                    'set offsets graph 0.15, graph 0.15, graph 0.15, graph 0.15\n'
                    'set key below maxrows 3 width 2\nset bmargin 7\n'
                    "plot " + ", \\\n  ".join(plots))
         md.append(self.plot("compute", script + "\n") + "\n")
+
+    def section_dial(self):
+        """The trellis's operating points: test accuracy, MACs, engine and HTTP throughput at
+        each, and where the curve stands against the thin and thick baselines."""
+        md = self.md
+        D = self.sec("dial")
+        md.append("## 5b. The compute dial: the trellis's operating points\n")
+        if D.get("skipped") or D.get("error"):
+            md.append("**Skipped:** %s.\n" % (D.get("skipped") or D.get("error")))
+            return
+        rows = D.get("rows") or []
+        if not rows:
+            md.append("Not measured (section not run).\n")
+            return
+        md.append("Each operating point of `%s` (models/README.md, \"Operating points\"): test "
+                  "accuracy and mean MACs from `cigt eval --compute NAME --json`, engine "
+                  "samples/s from `cigt bench --compute NAME` (batch 256), and HTTP images/s "
+                  "and p99 with `cigtd --compute NAME` under wrk (native JSON, one image per "
+                  "request, %s connections). The points are on the accuracy-vs-MACs plot of "
+                  "section 5.\n" % (code(D.get("model", "")),
+                                     rows[0].get("http", {}).get("connections", "-")))
+        t = []
+        for r in sorted(rows, key=lambda r: r["mean_macs"]):
+            h = r.get("http") or {}
+            t.append([code(r["point"]), ", ".join("%g" % x for x in r.get("thresholds") or []),
+                      "%g -> %s" % (r["confidence"], r["second"]) if r.get("second") else "-",
+                      "%.2f%%" % (100 * r["val_accuracy"]) if r.get("val_accuracy") else "—",
+                      "%.2f%%" % (100 * r["accuracy"]),
+                      n0(r["mean_macs"]), n0(r["engine_samples_per_second"]),
+                      n0(h.get("ok_requests_per_second")),
+                      n2((h.get("latency_ms") or {}).get("p99"))])
+        md.append(table(["point", "thresholds", "escalation", "validation", "test",
+                         "MACs/sample", "engine samples/s", "HTTP images/s", "p99 ms"], t)
+                  + "\n")
+        base = {os.path.basename(r["model"]): r for r in self.sec("compute").get("rows") or []}
+        thin, thick = base.get("thin.safetensors"), base.get("thick.safetensors")
+        if thin and thick and rows[0].get("samples") == thick.get("samples"):
+            at = [r for r in rows if r["accuracy"] >= thick["accuracy"]]
+            cheap = min(at, key=lambda r: r["mean_macs"]) if at else None
+            over_thin = [r for r in rows if r["accuracy"] > thin["accuracy"]]
+            first = min(over_thin, key=lambda r: r["mean_macs"]) if over_thin else None
+            md.append("Against the baselines of section 5 (same test images): thin %.2f%% at %s "
+                      "MACs, thick %.2f%% at %s. %s %s\n" % (
+                          100 * thin["accuracy"], n0(thin["mean_macs"]), 100 * thick["accuracy"],
+                          n0(thick["mean_macs"]),
+                          "The cheapest point at least as accurate as thick is `%s`: %.2f%% at "
+                          "%.2fx thick's MACs." % (cheap["point"], 100 * cheap["accuracy"],
+                                                   cheap["mean_macs"] / thick["mean_macs"])
+                          if cheap else "No point reaches thick's accuracy.",
+                          "The cheapest point above thin is `%s` (%.2f%% at %.2fx thin's MACs)."
+                          % (first["point"], 100 * first["accuracy"],
+                             first["mean_macs"] / thin["mean_macs"])
+                          if first else "No point is above thin."))
 
     def section_queues(self):
         """Whether per-expert queues that fill expert groups across batches could win anything,
@@ -891,6 +952,7 @@ class Report:
         self.section_train()
         self.section_http()
         self.section_compute()
+        self.section_dial()
         self.section_queues()
         if self.plot_errors:
             self.md.append("Plot errors: " + "; ".join(self.plot_errors) + "\n")

@@ -1,5 +1,5 @@
-/* cigt bench MODEL [--batch N] [--seconds S] [--dense] [--ungrouped] [--threads N]
- *                  [--blas-threads N] [--profile] [--sgemm] [--json] */
+/* cigt bench MODEL [--batch N] [--seconds S] [--dense] [--ungrouped] [--compute NAME]
+ *                  [--threads N] [--blas-threads N] [--profile] [--sgemm] [--json] */
 #include <cblas.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -15,13 +15,17 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: cigt bench MODEL [--batch N] [--seconds S] [--dense] [--ungrouped]\n"
-		"                  [--threads N] [--blas-threads N] [--profile] [--sgemm] [--json]\n"
+		"                  [--compute NAME] [--threads N] [--blas-threads N] [--profile]\n"
+		"                  [--sgemm] [--json]\n"
 		"Measures engine throughput on test images: samples/s and effective GFLOPS\n"
 		"(2 x MACs executed / s).\n"
 		"  --batch N         samples per classify call (default 256)\n"
 		"  --seconds S       measuring time after a warm-up (default 3)\n"
 		"  --dense           run every expert on every sample\n"
 		"  --ungrouped       classify one sample at a time (routing without grouping)\n"
+		"  --compute NAME    run at the model's operating point NAME (cigt info lists\n"
+		"                    them; an escalating one loads its second model from beside\n"
+		"                    MODEL); MACs per sample are then the measured mean\n"
 		"  --threads N       worker threads splitting each batch (default: online CPUs)\n"
 		"  --blas-threads N  OpenBLAS threads inside each call (default 1)\n"
 		"  --profile         time per part (im2col, sgemm, pooling, routing, regrouping)\n"
@@ -72,8 +76,10 @@ int cmd_bench(int argc, char **argv)
 		{"threads", required_argument, NULL, 't'}, {"blas-threads", required_argument, NULL, 'B'},
 		{"profile", no_argument, NULL, 'p'},       {"sgemm", no_argument, NULL, 'g'},
 		{"data", required_argument, NULL, 'd'},    {"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},          {0},
+		{"compute", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
+		{0},
 	};
+	const char *compute = NULL;
 	long long batch = 256, threads = cli_default_threads(), blas = 1;
 	double seconds = 3;
 	bool dense = false, ungrouped = false, profile = false, sgemm = false, as_json = false;
@@ -116,6 +122,9 @@ int cmd_bench(int argc, char **argv)
 		case 'j':
 			as_json = true;
 			break;
+		case 'c':
+			compute = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -128,10 +137,24 @@ int cmd_bench(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	struct cigt_model *m;
-	struct cigt_engine *e;
+	if (compute && (dense || ungrouped)) {
+		fprintf(stderr, "cigt: --compute runs routed batches; not with --dense or --ungrouped\n");
+		return 2;
+	}
+	struct cigt_model *m, *m2 = NULL;
+	struct cigt_engine *e, *e2 = NULL;
 	if (cli_load(argv[optind], &m, &e))
 		return 1;
+	struct cigt_dial dial;
+	cigt_dial_single(&dial);
+	if (compute && cli_dial(argv[optind], e, compute, NULL, 0, &dial, &m2, &e2)) {
+		cigt_engine_free(e2);
+		cigt_model_free(m2);
+		cigt_engine_free(e);
+		cigt_model_free(m);
+		return 1;
+	}
+	uint64_t run_macs = 0;
 	const struct cigt_arch *a = m->arch;
 	int n = 0, rc = 1;
 	float *x = NULL;
@@ -148,7 +171,8 @@ int cmd_bench(int argc, char **argv)
 	/* One worker per thread; with --ungrouped each worker classifies one sample per call. */
 	cigt_blas_threads((int)blas);
 	int per_call = ungrouped ? 1 : (int)batch;
-	if (cigt_pool_new(e, (int)threads, ungrouped ? (int)threads : (int)batch, &pool)) {
+	if (cigt_pool_new(e, (int)threads, ungrouped ? (int)threads : (int)batch, &pool) ||
+	    (e2 && cigt_pool_set_second(pool, e2))) {
 		fprintf(stderr, "cigt: cannot start %lld threads\n", threads);
 		goto out;
 	}
@@ -167,6 +191,9 @@ int cmd_bench(int argc, char **argv)
 				cigt_pool_classify(pool, x + (int64_t)(pos + i) * isz, k, mode, res + i,
 						   NULL, NULL);
 			}
+		} else if (compute) {
+			cigt_pool_classify_dial(pool, x + (int64_t)pos * isz, per_call, &dial, res,
+						NULL, NULL);
 		} else {
 			cigt_pool_classify(pool, x + (int64_t)pos * isz, per_call, mode, res, NULL,
 					   NULL);
@@ -184,15 +211,21 @@ int cmd_bench(int argc, char **argv)
 			continue;
 		}
 		samples += (uint64_t)batch;
+		for (int i = 0; compute && i < batch; i++)
+			run_macs += (uint64_t)res[i].macs;
 		if ((double)(t - t0) * 1e-9 >= seconds)
 			break;
 	}
 	double secs = (double)(t - t0) * 1e-9;
 	double sps = (double)samples / secs;
-	double macs = (double)(dense ? a->dense_macs : a->path_macs);
+	double macs = compute ? (double)run_macs / (double)samples
+			      : (double)(dense ? a->dense_macs : a->path_macs);
 	double gflops = 2.0 * macs * sps * 1e-9;
 	double peak = sgemm ? sgemm_gflops((int)(threads * blas), CIGT_MIN(seconds, 2.0)) : 0;
-	const char *modename = dense ? "dense" : ungrouped ? "ungrouped" : "routed";
+	const char *modename = compute     ? compute
+			       : dense     ? "dense"
+			       : ungrouped ? "ungrouped"
+					   : "routed";
 	if (as_json) {
 		json_t *j = json_pack("{ss ss sI sI sI sf sf sf sf}", "model", a->name, "mode",
 				      modename, "batch", (json_int_t)batch, "threads",
@@ -258,6 +291,8 @@ out:
 	free(labels);
 	free(res);
 	free(prof);
+	cigt_engine_free(e2);
+	cigt_model_free(m2);
 	cigt_engine_free(e);
 	cigt_model_free(m);
 	return rc;

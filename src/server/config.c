@@ -68,6 +68,10 @@ static const struct cfg_row rows[] = {
 	{"default-model", CFG_STR, OFF(default_model), 0, 0, NULL, "NAME",
 	 "the model /v1/classify and /v1/model serve (default: the only\n"
 	 "                          one loaded)"},
+	{"compute", CFG_STR, OFF(compute), 0, 0, NULL, "NAME",
+	 "the operating point requests without compute or max_macs\n"
+	 "                          get (default: the single path); every model\n"
+	 "                          loaded must have it"},
 	{"listen", CFG_STR, OFF(listen), 0, 0, "127.0.0.1:8080", "ADDR:PORT",
 	 "address to listen on; port 0 picks a free one; [::1]:8080 for IPv6"},
 	{"workers", CFG_INT, OFF(workers), 0, 64, "0", "N",

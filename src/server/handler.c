@@ -1,8 +1,10 @@
 /* What each request is answered: guard clauses (path, method, token, model) that end in one
  * answer, or hand inference to the scheduler and repository loads to the registry. Runs on the
  * loop thread inside libmicrohttpd's access handler (server.c). */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +135,15 @@ static enum MHD_Result infer(struct srv *S, struct MHD_Connection *mc, struct sr
 						     "Inference-Header-Content-Length");
 	const char *tk = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "top_k");
 	const char *to = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "timeout_ms");
+	/* The dial's query values with their lengths: a %00 inside one is refused, not cut. */
+	const char *qc = NULL, *qm = NULL;
+	size_t qcn = 0, qmn = 0;
+	if (MHD_lookup_connection_value_n(mc, MHD_GET_ARGUMENT_KIND, "compute", 7, &qc, &qcn) !=
+	    MHD_YES)
+		qc = NULL;
+	if (MHD_lookup_connection_value_n(mc, MHD_GET_ARGUMENT_KIND, "max_macs", 8, &qm, &qmn) !=
+	    MHD_YES)
+		qm = NULL;
 	if (hl && (r->header_len = srv_parse_ll(hl, 0, 1LL << 40)) < 0)
 		return srv_respond_error(S, mc, r, 400, "Inference-Header-Content-Length '%.32s' is "
 						    "not a byte count", hl);
@@ -144,6 +155,26 @@ static enum MHD_Result infer(struct srv *S, struct MHD_Connection *mc, struct sr
 				     a->nclasses);
 	if (to && (r->query_timeout_ms = srv_parse_ll(to, 0, 3600000)) < 0)
 		return srv_respond_error(S, mc, r, 400, "timeout_ms must be an integer in 0..3600000");
+	if (qc) {
+		size_t n = qcn;
+		bool ok = n >= 1 && n < sizeof r->query_compute;
+		for (size_t i = 0; ok && i < n; i++)
+			ok = isalnum((unsigned char)qc[i]) || qc[i] == '_' || qc[i] == '.' ||
+			     qc[i] == '-';
+		if (!ok)
+			return srv_respond_error(S, mc, r, 400, "compute must be the name of an "
+					     "operating point (1..%zu of A-Z a-z 0-9 _ . -)",
+					     sizeof r->query_compute - 1);
+		memcpy(r->query_compute, qc, n + 1);
+	}
+	bool qm_digits = qm && qmn > 0 && strlen(qm) == qmn;
+	for (size_t i = 0; qm_digits && i < qmn; i++)
+		qm_digits = qm[i] >= '0' && qm[i] <= '9';
+	if (qm && (!qm_digits || (r->query_max_macs = srv_parse_ll(qm, 1, INT64_MAX)) < 0))
+		return srv_respond_error(S, mc, r, 400, "max_macs must be a positive integer "
+						    "(multiply-accumulates per sample)");
+	if (qc && qm)
+		return srv_respond_error(S, mc, r, 400, "give compute or max_macs, not both");
 	if (r->body.len == 0)
 		return srv_respond_error(S, mc, r, 400, "empty body");
 	if (ct && !(r->ctype = strdup(ct)))

@@ -157,7 +157,8 @@ void srv_metrics_render(struct srv_buf *b, const struct cigt_arch *a, const char
 		snprintf(lab, sizeof lab, "layer=\"%d\"", l);
 		hist_render(b, "cigt_expert_group_size", lab, &s->stat_group_size[l]);
 	}
-	head(b, "cigt_route_samples_total", "counter", "Samples routed through each expert.");
+	head(b, "cigt_route_samples_total", "counter",
+	     "Expert runs: samples routed through each expert, one per opened copy with several paths.");
 	for (int l = 0; a && l < a->nlayers; l++)
 		for (int e = 0; e < a->layers[l].experts; e++)
 			srv_buf_printf(b, "cigt_route_samples_total{layer=\"%d\",expert=\"%d\"} "
@@ -169,7 +170,8 @@ void srv_metrics_render(struct srv_buf *b, const struct cigt_arch *a, const char
 	     "Samples dropped uncomputed because their deadline passed (answered 504).");
 	srv_buf_printf(b, "cigt_samples_expired_total %llu\n",
 		       (unsigned long long)LOAD(s->stat_samples_expired));
-	head(b, "cigt_macs_total", "counter", "Multiply-accumulates executed (routed).");
+	head(b, "cigt_macs_total", "counter",
+	     "Multiply-accumulates executed (every path and second model that ran).");
 	srv_buf_printf(b, "cigt_macs_total %llu\n", (unsigned long long)LOAD(s->stat_macs));
 	head(b, "cigt_dense_macs_total", "counter",
 	     "Multiply-accumulates the same samples would cost with every expert run.");

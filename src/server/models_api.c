@@ -25,8 +25,32 @@ void srv_api_model_info(const struct srv_model *m, struct srv_buf *b)
 	srv_buf_puts(b, "], \"experts\": [");
 	for (int l = 0; l < a->nlayers; l++)
 		srv_buf_printf(b, "%s%d", l ? ", " : "", a->layers[l].experts);
-	srv_buf_printf(b, "], \"path_macs\": %lld, \"dense_macs\": %lld, \"params\": %lld}\n",
+	srv_buf_printf(b, "], \"path_macs\": %lld, \"dense_macs\": %lld, \"params\": %lld",
 		       (long long)a->path_macs, (long long)a->dense_macs, (long long)a->params);
+	/* The compute dial: the default point and every point, with what a budget needs. */
+	srv_buf_puts(b, ", \"compute\": ");
+	if (m->default_point >= 0)
+		srv_buf_json_str(b, m->m->points[m->default_point].name);
+	else
+		srv_buf_puts(b, "null");
+	srv_buf_puts(b, ", \"points\": [");
+	for (int p = 0; p < m->m->npoints; p++) {
+		const struct cigt_point *pt = &m->m->points[p];
+		srv_buf_puts(b, p ? ", {\"name\": " : "{\"name\": ");
+		srv_buf_json_str(b, pt->name);
+		srv_buf_puts(b, ", \"thresholds\": [");
+		for (int l = 0; l + 1 < a->nlayers; l++)
+			srv_buf_printf(b, "%s%.7g", l ? ", " : "", (double)pt->tau[l]);
+		srv_buf_printf(b, "], \"confidence\": %.7g, \"second\": ", (double)pt->confidence);
+		if (pt->second[0])
+			srv_buf_json_str(b, pt->second);
+		else
+			srv_buf_puts(b, "null");
+		srv_buf_printf(b, ", \"val_accuracy\": %.6f, \"mean_macs\": %.0f, "
+				  "\"worst_macs\": %lld}", pt->val_accuracy, pt->mean_macs,
+			       (long long)cigt_engine_dial_worst_macs(m->e, &m->dials[p]));
+	}
+	srv_buf_puts(b, "]}\n");
 }
 
 void srv_api_v2_meta(const struct srv_registry *reg, const struct srv_model *m,
@@ -46,7 +70,13 @@ void srv_api_v2_meta(const struct srv_registry *reg, const struct srv_model *m,
 	srv_buf_puts(b, "{\"name\": \"class\", \"datatype\": \"INT64\", \"shape\": [-1]}, ");
 	srv_buf_printf(b, "{\"name\": \"route\", \"datatype\": \"INT32\", \"shape\": [-1, %d]}, ",
 		       a->nlayers);
-	srv_buf_puts(b, "{\"name\": \"macs\", \"datatype\": \"INT64\", \"shape\": [-1]}]}\n");
+	srv_buf_puts(b, "{\"name\": \"macs\", \"datatype\": \"INT64\", \"shape\": [-1]}, ");
+	int P = 1;
+	for (int l = 0; l < a->nlayers; l++)
+		P *= a->layers[l].experts;
+	srv_buf_printf(b, "{\"name\": \"paths\", \"datatype\": \"BOOL\", \"shape\": [-1, %d]}, ",
+		       P);
+	srv_buf_puts(b, "{\"name\": \"escalated\", \"datatype\": \"BOOL\", \"shape\": [-1]}]}\n");
 }
 
 void srv_api_v2_config(const struct srv_registry *reg, const struct srv_model *m,
@@ -81,7 +111,13 @@ void srv_api_v2_config(const struct srv_registry *reg, const struct srv_model *m
 	srv_buf_puts(b, "{\"name\": \"class\", \"data_type\": \"TYPE_INT64\", \"dims\": [1]}, ");
 	srv_buf_printf(b, "{\"name\": \"route\", \"data_type\": \"TYPE_INT32\", \"dims\": [%d]}, ",
 		       a->nlayers);
-	srv_buf_puts(b, "{\"name\": \"macs\", \"data_type\": \"TYPE_INT64\", \"dims\": [1]}], ");
+	srv_buf_puts(b, "{\"name\": \"macs\", \"data_type\": \"TYPE_INT64\", \"dims\": [1]}, ");
+	int P = 1;
+	for (int l = 0; l < a->nlayers; l++)
+		P *= a->layers[l].experts;
+	srv_buf_printf(b, "{\"name\": \"paths\", \"data_type\": \"TYPE_BOOL\", \"dims\": [%d]}, ",
+		       P);
+	srv_buf_puts(b, "{\"name\": \"escalated\", \"data_type\": \"TYPE_BOOL\", \"dims\": [1]}], ");
 	srv_buf_printf(b, "\"dynamic_batching\": {\"max_queue_delay_microseconds\": %d, "
 			  "\"default_queue_policy\": {\"max_queue_size\": %d, "
 			  "\"default_timeout_microseconds\": %lld}}, ",
@@ -154,7 +190,18 @@ void srv_api_observe(struct srv_model *m, int status, uint64_t ns)
 
 /* One metric family per pass over the versions: the text format wants a family's samples
  * together. */
-enum { MET_REQUESTS, MET_DURATION, MET_SAMPLES, MET_MACS, MET_DENSE, MET_ROUTES, MET_COUNT };
+enum {
+	MET_REQUESTS,
+	MET_DURATION,
+	MET_SAMPLES,
+	MET_MACS,
+	MET_DENSE,
+	MET_ROUTES,
+	MET_POINTS,
+	MET_PATHS,
+	MET_ESCALATED,
+	MET_COUNT
+};
 
 struct met_ctx {
 	struct srv_buf *b;
@@ -215,6 +262,30 @@ static void met_one(void *ctx, const struct srv_model *m)
 					       (unsigned long long)LOAD(s->route[l][e]));
 		break;
 	}
+	case MET_POINTS:
+		for (int p = 0; p < m->m->npoints; p++)
+			srv_buf_printf(b, "cigt_model_point_samples_total{%s,point=\"%s\"} %llu\n",
+				       lab, m->m->points[p].name,
+				       (unsigned long long)LOAD(s->point[p]));
+		srv_buf_printf(b, "cigt_model_point_samples_total{%s,point=\"(single)\"} %llu\n",
+			       lab, (unsigned long long)LOAD(s->point[CIGT_MAX_POINTS]));
+		break;
+	case MET_PATHS: {
+		int P = 1;
+		for (int l = 0; l < m->m->arch->nlayers; l++)
+			P *= m->m->arch->layers[l].experts;
+		for (int k = 1; k <= P && k <= SRV_NPATHS_MAX; k++)
+			srv_buf_printf(b, "cigt_model_paths_samples_total{%s,paths=\"%d\"} %llu\n",
+				       lab, k, (unsigned long long)LOAD(s->npaths[k]));
+		if (P > SRV_NPATHS_MAX)
+			srv_buf_printf(b, "cigt_model_paths_samples_total{%s,paths=\"more\"} %llu\n",
+				       lab, (unsigned long long)LOAD(s->npaths[0]));
+		break;
+	}
+	case MET_ESCALATED:
+		srv_buf_printf(b, "cigt_model_escalated_samples_total{%s} %llu\n", lab,
+			       (unsigned long long)LOAD(s->escalated));
+		break;
 	}
 }
 
@@ -231,7 +302,16 @@ void srv_api_metrics(const struct srv_registry *reg, struct srv_buf *b)
 		{"cigt_model_dense_macs_total", "counter",
 		 "Multiply-accumulates with every expert run, by model and version."},
 		{"cigt_model_route_samples_total", "counter",
-		 "Samples routed through each expert, by model and version."},
+		 "Expert runs (one per sample on the single path, one per opened copy with several "
+		 "paths), by model and version."},
+		{"cigt_model_point_samples_total", "counter",
+		 "Samples by the operating point they ran at ((single): no point), by model and "
+		 "version."},
+		{"cigt_model_paths_samples_total", "counter",
+		 "Samples by the number of paths whose leaf ran for them, by model and version."},
+		{"cigt_model_escalated_samples_total", "counter",
+		 "Samples the second model of an escalating point also classified, by model and "
+		 "version."},
 	};
 	for (int k = 0; k < MET_COUNT; k++) {
 		srv_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", heads[k][0], heads[k][2],

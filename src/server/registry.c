@@ -194,9 +194,14 @@ static void apply_model(struct srv_registry *reg, struct reg_job *j, struct job_
 				rm->loads_ok++;
 				if (reg->loop) /* loads after the start */
 					atomic_fetch_add(&srv_stats.stat_reloads_ok, 1);
-				srv_log(SRV_LOG_INFO, "model %s version %lld %s (generation %llu)",
-					rm->name, rv->v, had ? "reloaded" : "loaded",
-					(unsigned long long)rv->m->generation);
+				const struct srv_model *lm = rv->m;
+				srv_log(SRV_LOG_INFO, "model %s version %lld %s (generation %llu; %d "
+					"operating points, %d second model%s, default %s)", rm->name,
+					rv->v, had ? "reloaded" : "loaded",
+					(unsigned long long)lm->generation, lm->m->npoints,
+					lm->nsecond, lm->nsecond == 1 ? "" : "s",
+					lm->default_point >= 0 ? lm->m->points[lm->default_point].name
+							       : "the single path");
 			} else if (jv->act == JV_FAIL) {
 				rv->failed = true;
 				rv->fail_ident = jv->ident;
@@ -288,6 +293,7 @@ static struct reg_job *job_new(struct srv_registry *reg, bool force)
 	j->reg = reg;
 	j->root = reg->root;
 	j->single = reg->single;
+	j->compute = reg->cfg->compute;
 	j->force = force;
 	j->all = reg->mode != SRV_CONTROL_EXPLICIT;
 	int nv = 0, nw = 0;

@@ -43,6 +43,7 @@ struct reg_job {
 	struct srv_registry *reg; /* not touched on the pool */
 	const char *root;         /* realpath of the repository, or NULL: the registry's */
 	const char *single;       /* --model PATH, or NULL */
+	const char *compute;      /* --compute: every version's default point, or NULL */
 	uv_work_t work;
 	bool force;         /* reload loaded versions even if unchanged (SIGHUP, --model) */
 	bool verbose;       /* log ignored entries by name (not on every poll) */

@@ -27,7 +27,69 @@
 
 static _Atomic uint64_t model_generation;
 
-int srv_model_load(const char *path, struct srv_model **out, char *err, size_t errlen)
+/* Frees what srv_model_load built (any part may be NULL). */
+static void model_free(struct srv_model *sm)
+{
+	for (int i = 0; i < sm->nsecond; i++) {
+		cigt_engine_free(sm->second_e[i]);
+		cigt_model_free(sm->second_m[i]);
+	}
+	cigt_engine_free(sm->e);
+	cigt_model_free(sm->m);
+	free(sm);
+}
+
+/* Loads the second models of sm's operating points (each distinct one once, from beside path)
+ * and builds every point's dial and the default (compute). 0 or an error in err. */
+static int model_dials(struct srv_model *sm, const char *path, const char *compute, char *err,
+		       size_t errlen)
+{
+	const struct cigt_model *m = sm->m;
+	char why[512];
+	for (int p = 0; p < m->npoints; p++) {
+		const struct cigt_point *pt = &m->points[p];
+		sm->point_second[p] = -1;
+		sm->point_engine[p] = NULL;
+		if (pt->second[0]) {
+			int k;
+			/* Points naming the same file share one engine; the sha256 was checked on
+			 * the first load, a point with another sha256 must load (and fail) itself. */
+			for (k = 0; k < sm->nsecond; k++) {
+				int q = 0;
+				while (q < p && sm->point_second[q] != k)
+					q++;
+				if (q < p && !strcmp(m->points[q].second, pt->second) &&
+				    !strcmp(m->points[q].second_sha256, pt->second_sha256))
+					break;
+			}
+			if (k == sm->nsecond) {
+				if (cigt_model_load_second(path, m, p, &sm->second_m[k], err,
+							   errlen))
+					return CIGT_EINVAL;
+				sm->nsecond++;
+				if (cigt_engine_new(sm->second_m[k], &sm->second_e[k], why,
+						    sizeof why))
+					return cigt_fail(err, errlen, CIGT_EINVAL, "operating point "
+							 "'%s': second model: %s", pt->name, why);
+			}
+			sm->point_second[p] = k;
+			sm->point_engine[p] = sm->second_e[k];
+		}
+		if (cigt_engine_dial_from_point(sm->e, p, sm->point_engine[p], &sm->dials[p], why,
+						sizeof why))
+			return cigt_fail(err, errlen, CIGT_EINVAL, "operating point '%s': %s",
+					 pt->name, why);
+	}
+	sm->default_point = -1;
+	if (compute && (sm->default_point = cigt_model_point(m, compute)) < 0)
+		return cigt_fail(err, errlen, CIGT_EINVAL, "--compute %s: the model has no such "
+				 "operating point (%d point%s; cigt info lists them)", compute,
+				 m->npoints, m->npoints == 1 ? "" : "s");
+	return 0;
+}
+
+int srv_model_load(const char *path, const char *compute, struct srv_model **out, char *err,
+		   size_t errlen)
 {
 	*out = NULL;
 	struct srv_model *sm = calloc(1, sizeof *sm);
@@ -36,9 +98,10 @@ int srv_model_load(const char *path, struct srv_model **out, char *err, size_t e
 	int rc = cigt_model_load(path, &sm->m, err, errlen);
 	if (!rc)
 		rc = cigt_engine_new(sm->m, &sm->e, err, errlen);
+	if (!rc)
+		rc = model_dials(sm, path, compute, err, errlen);
 	if (rc) {
-		cigt_model_free(sm->m);
-		free(sm);
+		model_free(sm);
 		return rc;
 	}
 	static const double secs[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -63,9 +126,7 @@ void srv_model_unref(struct srv_model *sm)
 {
 	if (!sm || atomic_fetch_sub_explicit(&sm->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	cigt_engine_free(sm->e);
-	cigt_model_free(sm->m);
-	free(sm);
+	model_free(sm);
 }
 
 int srv_model_compatible(const struct cigt_arch *o, const struct cigt_arch *n, char *err,
@@ -194,7 +255,7 @@ static void job_load_version(struct reg_job *j, struct job_model *jm, struct job
 		return;
 	}
 	struct srv_model *m = NULL;
-	if (srv_model_load(real, &m, err, sizeof err)) {
+	if (srv_model_load(real, j->compute, &m, err, sizeof err)) {
 		snprintf(jv->reason, sizeof jv->reason, "%s", err);
 		jv->act = JV_FAIL;
 		return;

@@ -6,7 +6,9 @@
  * arrival for the batch to fill. When the oldest sample's version ran the last batch and another
  * version has a batch ready, that one goes first: versions with work take turns, so a busy
  * model's backlog delays another model's samples by about one batch, not by the whole backlog
- * (tests/integration/test_repository.py, group fairness). A worker takes no more than an equal
+ * (tests/integration/test_repository.py, group fairness). Samples with different compute dials
+ * (their request's operating point or budget) share a batch; run_batch calls the engine once per
+ * dial among them, the single path through the plain routed call as before. A worker takes no more than an equal
  * share of the queue among the idle workers, so a backlog runs
  * on all the cores at once. The default max_batch of 16 was chosen under wrk (1-image requests,
  * 64 connections, 2 cores): p99 13-15 ms against 19-23 ms with 64, at no throughput cost; see
@@ -65,6 +67,7 @@ struct sched_item {
 struct sched_ws {
 	struct srv_model *model; /* referenced; NULL = free slot */
 	struct cigt_workspace *ws;
+	struct cigt_workspace *ws2[CIGT_MAX_POINTS]; /* per second model of the version */
 	float *x;
 	float *probs;
 	struct cigt_result *res;
@@ -84,6 +87,7 @@ struct sched_worker {
 	uint64_t batches;
 	uint64_t retire_seen;
 	struct sched_item *batch; /* SCHED_BATCH_MAX items */
+	struct sched_item *sorted; /* the batch grouped by dial (SCHED_BATCH_MAX items) */
 };
 
 struct srv_sched {
@@ -167,11 +171,20 @@ static void prep(struct srv_sched *s, struct srv_req *r)
 		status = srv_parse_v2(a, &s->lim, r->ctype, r->header_len, r->body.p, r->body.len,
 				      &r->job, err, sizeof err);
 	srv_buf_free(&r->body);
+	/* The dial: the body's keys, else the query's, else the version's default. */
+	if (status == 200 && !r->job.compute[0] && !r->job.max_macs) {
+		memcpy(r->job.compute, r->query_compute, sizeof r->job.compute);
+		r->job.max_macs = r->query_max_macs > 0 ? r->query_max_macs : 0;
+	}
+	if (status == 200)
+		status = srv_dial_resolve(r->model, &r->job, &r->dial, err, sizeof err);
 	if (status != 200) {
 		srv_req_fail(r, status, "%s", err);
 		s->done(s->ctx, r);
 		return;
 	}
+	if (r->dial.point >= 0)
+		snprintf(r->job.ran, sizeof r->job.ran, "%s", r->model->m->points[r->dial.point].name);
 	if (r->job.timeout_ms < 0)
 		r->job.timeout_ms = r->model->bat.timeout_ms;
 	r->deadline = r->t_arrive + (uint64_t)r->job.timeout_ms * 1000000u;
@@ -208,6 +221,8 @@ static void prep(struct srv_sched *s, struct srv_req *r)
 static void ws_drop(struct sched_ws *c)
 {
 	cigt_workspace_free(c->ws);
+	for (int k = 0; c->model && k < c->model->nsecond; k++)
+		cigt_workspace_free(c->ws2[k]);
 	srv_model_unref(c->model);
 	free(c->x);
 	free(c->probs);
@@ -234,7 +249,10 @@ static struct sched_ws *worker_ws(struct sched_worker *w, struct srv_model *m)
 	c->x = malloc((size_t)B * (size_t)cigt_arch_input_size(m->m->arch) * sizeof(float));
 	c->probs = malloc((size_t)B * (size_t)m->m->arch->nclasses * sizeof(float));
 	c->res = calloc((size_t)B, sizeof *c->res);
-	if (c->ws && c->x && c->probs && c->res) {
+	bool ok = c->ws && c->x && c->probs && c->res;
+	for (int k = 0; ok && k < m->nsecond; k++)
+		ok = (c->ws2[k] = cigt_workspace_new(m->second_e[k], B)) != NULL;
+	if (ok) {
 		c->used = ++w->batches;
 		return c;
 	}
@@ -251,7 +269,93 @@ static void worker_drop_retired(struct sched_worker *w)
 			ws_drop(&w->cache[i]);
 }
 
-/* Runs one batch (lock not held). */
+/* Counts the expert runs of one sample into groups[l][e]: on the single path its route; with
+ * several paths every distinct prefix of the paths that ran (the trellis expands as a tree, so
+ * an expert runs once per opened parent). */
+static void count_runs(const struct cigt_arch *a, const struct cigt_result *r,
+		       int groups[CIGT_MAX_LAYERS][CIGT_MAX_EXPERTS])
+{
+	if (r->npaths <= 1 || !r->paths) {
+		for (int l = 0; l < a->nlayers; l++)
+			groups[l][r->route[l]]++;
+		return;
+	}
+	int below = 1; /* paths under one node of layer l */
+	for (int l = a->nlayers - 1; l >= 0; l--) {
+		uint64_t seen = 0;
+		for (int p = 0; p < 64; p++)
+			if (r->paths >> p & 1)
+				seen |= 1ull << (p / below);
+		for (int q = 0; q < 64; q++)
+			if (seen >> q & 1)
+				groups[l][q % a->layers[l].experts]++;
+		below *= a->layers[l].experts;
+	}
+}
+
+/* Runs samples [0, n) of c->x under the dial of their request, statistics included. */
+static void run_group(struct sched_ws *c, struct srv_model *m, const struct srv_req *r0, int n)
+{
+	const struct cigt_arch *a = m->m->arch;
+	const struct cigt_dial *d = &r0->dial;
+	uint64_t t0 = cigt_now_ns();
+	int rc;
+	if (d->point < 0) {
+		/* The single path: exactly the engine's plain routed call. */
+		rc = cigt_engine_classify(m->e, c->ws, c->x, n, CIGT_EXEC_ROUTED, c->res, c->probs,
+					  NULL);
+	} else {
+		int k = m->point_second[d->point];
+		cigt_workspace_set_second(c->ws, k >= 0 ? c->ws2[k] : NULL);
+		rc = cigt_engine_classify_dial(m->e, c->ws, c->x, n, d, c->res, c->probs, NULL);
+	}
+	CIGT_ASSERT(rc == 0);
+	struct srv_vstats *vs = &m->st;
+	struct timespec wall;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	atomic_fetch_add_explicit(&vs->compute_count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&vs->compute_ns, cigt_now_ns() - t0, memory_order_relaxed);
+	atomic_fetch_add_explicit(&vs->inference_count, (uint64_t)n, memory_order_relaxed);
+	atomic_store_explicit(&vs->last_inference_ms,
+			      (uint64_t)wall.tv_sec * 1000u + (uint64_t)wall.tv_nsec / 1000000u,
+			      memory_order_relaxed);
+	srv_hist_observe(&srv_stats.stat_batch_size, (uint64_t)n);
+	/* Expert group sizes of this batch, from the paths the samples took. */
+	int groups[CIGT_MAX_LAYERS][CIGT_MAX_EXPERTS];
+	memset(groups, 0, sizeof groups);
+	uint64_t macs = 0, escalated = 0;
+	for (int i = 0; i < n; i++) {
+		count_runs(a, &c->res[i], groups);
+		macs += (uint64_t)c->res[i].macs;
+		escalated += c->res[i].escalated;
+		int np = c->res[i].npaths;
+		atomic_fetch_add_explicit(&vs->npaths[np >= 1 && np <= SRV_NPATHS_MAX ? np : 0], 1,
+					  memory_order_relaxed);
+	}
+	for (int l = 0; l < a->nlayers; l++)
+		for (int e = 0; e < a->layers[l].experts; e++) {
+			if (!groups[l][e])
+				continue;
+			srv_hist_observe(&srv_stats.stat_group_size[l], (uint64_t)groups[l][e]);
+			atomic_fetch_add_explicit(&srv_stats.stat_route_samples[l][e],
+						  (uint64_t)groups[l][e], memory_order_relaxed);
+			atomic_fetch_add_explicit(&vs->route[l][e], (uint64_t)groups[l][e],
+						  memory_order_relaxed);
+		}
+	atomic_fetch_add_explicit(&vs->point[d->point >= 0 ? d->point : CIGT_MAX_POINTS],
+				  (uint64_t)n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&vs->escalated, escalated, memory_order_relaxed);
+	atomic_fetch_add_explicit(&srv_stats.stat_samples, (uint64_t)n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&srv_stats.stat_macs, macs, memory_order_relaxed);
+	atomic_fetch_add_explicit(&srv_stats.stat_dense_macs, (uint64_t)a->dense_macs * n,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&vs->macs, macs, memory_order_relaxed);
+	atomic_fetch_add_explicit(&vs->dense_macs, (uint64_t)a->dense_macs * n,
+				  memory_order_relaxed);
+}
+
+/* Runs one batch (lock not held): one engine call per dial among its samples (the engine runs
+ * one dial per call), in the order the dials first appear. */
 static void run_batch(struct sched_worker *w, int n)
 {
 	struct srv_sched *s = w->s;
@@ -267,59 +371,45 @@ static void run_batch(struct sched_worker *w, int n)
 		}
 		return;
 	}
+	/* Group the batch by dial (its point; -1 = the single path), stably. */
+	struct sched_item *items = w->batch;
+	int key0 = items[0].r->dial.point, i = 1;
+	while (i < n && items[i].r->dial.point == key0)
+		i++;
+	if (i < n) {
+		int k = 0;
+		bool done[CIGT_MAX_POINTS + 1] = {false};
+		for (int j = 0; j < n; j++) {
+			int key = items[j].r->dial.point;
+			if (done[key + 1])
+				continue;
+			done[key + 1] = true;
+			for (int q = j; q < n; q++)
+				if (items[q].r->dial.point == key)
+					w->sorted[k++] = items[q];
+		}
+		items = w->sorted;
+	}
 	const struct cigt_arch *a = m->m->arch;
 	const int64_t isz = cigt_arch_input_size(a);
 	const int K = a->nclasses;
-	for (int i = 0; i < n; i++)
-		memcpy(c->x + i * isz, w->batch[i].r->job.x + w->batch[i].idx * isz,
-		       (size_t)isz * sizeof(float));
-	uint64_t t0 = cigt_now_ns();
-	int rc = cigt_engine_classify(m->e, c->ws, c->x, n, CIGT_EXEC_ROUTED, c->res, c->probs,
-				      NULL);
-	CIGT_ASSERT(rc == 0);
-	struct srv_vstats *vs = &m->st;
-	struct timespec wall;
-	clock_gettime(CLOCK_REALTIME, &wall);
-	atomic_fetch_add_explicit(&vs->compute_count, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&vs->compute_ns, cigt_now_ns() - t0, memory_order_relaxed);
-	atomic_fetch_add_explicit(&vs->inference_count, (uint64_t)n, memory_order_relaxed);
-	atomic_store_explicit(&vs->last_inference_ms,
-			      (uint64_t)wall.tv_sec * 1000u + (uint64_t)wall.tv_nsec / 1000000u,
-			      memory_order_relaxed);
-	srv_hist_observe(&srv_stats.stat_batch_size, (uint64_t)n);
-	/* Expert group sizes of this batch, from the routes the samples took. */
-	int groups[CIGT_MAX_LAYERS][CIGT_MAX_EXPERTS];
-	memset(groups, 0, sizeof groups);
-	uint64_t macs = 0;
-	for (int i = 0; i < n; i++) {
-		for (int l = 0; l < a->nlayers; l++)
-			groups[l][c->res[i].route[l]]++;
-		macs += (uint64_t)c->res[i].macs;
-	}
-	for (int l = 0; l < a->nlayers; l++)
-		for (int e = 0; e < a->layers[l].experts; e++) {
-			if (!groups[l][e])
-				continue;
-			srv_hist_observe(&srv_stats.stat_group_size[l], (uint64_t)groups[l][e]);
-			atomic_fetch_add_explicit(&srv_stats.stat_route_samples[l][e],
-						  (uint64_t)groups[l][e], memory_order_relaxed);
-			atomic_fetch_add_explicit(&vs->route[l][e], (uint64_t)groups[l][e],
-						  memory_order_relaxed);
+	for (int g0 = 0; g0 < n;) {
+		int g1 = g0 + 1;
+		while (g1 < n && items[g1].r->dial.point == items[g0].r->dial.point)
+			g1++;
+		for (int j = g0; j < g1; j++)
+			memcpy(c->x + (j - g0) * isz, items[j].r->job.x + items[j].idx * isz,
+			       (size_t)isz * sizeof(float));
+		run_group(c, m, items[g0].r, g1 - g0);
+		for (int j = g0; j < g1; j++) {
+			struct srv_req *r = items[j].r;
+			int idx = items[j].idx;
+			r->res[idx] = c->res[j - g0];
+			memcpy(r->probs + (int64_t)idx * K, c->probs + (int64_t)(j - g0) * K,
+			       (size_t)K * sizeof(float));
+			sample_done(s, r);
 		}
-	atomic_fetch_add_explicit(&srv_stats.stat_samples, (uint64_t)n, memory_order_relaxed);
-	atomic_fetch_add_explicit(&srv_stats.stat_macs, macs, memory_order_relaxed);
-	atomic_fetch_add_explicit(&srv_stats.stat_dense_macs, (uint64_t)a->dense_macs * n,
-				  memory_order_relaxed);
-	atomic_fetch_add_explicit(&vs->macs, macs, memory_order_relaxed);
-	atomic_fetch_add_explicit(&vs->dense_macs, (uint64_t)a->dense_macs * n,
-				  memory_order_relaxed);
-	for (int i = 0; i < n; i++) {
-		struct srv_req *r = w->batch[i].r;
-		int idx = w->batch[i].idx;
-		r->res[idx] = c->res[i];
-		memcpy(r->probs + (int64_t)idx * K, c->probs + (int64_t)i * K,
-		       (size_t)K * sizeof(float));
-		sample_done(s, r);
+		g0 = g1;
 	}
 }
 
@@ -540,7 +630,8 @@ int srv_sched_new(const struct srv_config *cfg, srv_done_fn done, void *ctx,
 		struct sched_worker *w = &s->workers[i];
 		w->s = s;
 		w->batch = calloc(SCHED_BATCH_MAX, sizeof *w->batch);
-		if (!w->batch)
+		w->sorted = calloc(SCHED_BATCH_MAX, sizeof *w->sorted);
+		if (!w->batch || !w->sorted)
 			goto err;
 		if (pthread_create(&w->tid, NULL, worker_main, w))
 			goto err;
@@ -591,6 +682,7 @@ void srv_sched_free(struct srv_sched *s)
 		for (int k = 0; k < SCHED_WS_CACHE; k++)
 			ws_drop(&w->cache[k]);
 		free(w->batch);
+		free(w->sorted);
 	}
 	free(s->workers);
 	free(s->ring);

@@ -111,7 +111,7 @@ static struct srv_req *req_new(struct srv *S, struct MHD_Connection *mc, const c
 	r->t_arrive = cigt_now_ns();
 	r->conn = conn_of(mc);
 	r->mc = mc;
-	r->header_len = r->query_top_k = r->query_timeout_ms = -1;
+	r->header_len = r->query_top_k = r->query_timeout_ms = r->query_max_macs = -1;
 	r->fd = -1;
 	r->resp_json_len = -1;
 	r->ep = SRV_EP_OTHER;

@@ -94,6 +94,7 @@ struct srv_config {
 	char **load_models;       /* --load-model, repeatable; NULL-terminated, owned */
 	int nload_models;
 	char *default_model;
+	char *compute;            /* --compute: the default operating point, or NULL (single path) */
 	char *listen;
 	int workers;
 	int max_batch;
@@ -149,7 +150,15 @@ void srv_buf_free(struct srv_buf *b);
 /* ------------------------------------------------------------------------------------- codecs */
 
 /* Outputs of the Open Inference Protocol (bit i = output i). */
-enum srv_output { SRV_OUT_PROBS, SRV_OUT_CLASS, SRV_OUT_ROUTE, SRV_OUT_MACS, SRV_OUT_COUNT };
+enum srv_output {
+	SRV_OUT_PROBS,
+	SRV_OUT_CLASS,
+	SRV_OUT_ROUTE,
+	SRV_OUT_MACS,
+	SRV_OUT_PATHS,     /* BOOL [n, paths of the trellis]: path r ran (r = mixed-radix route) */
+	SRV_OUT_ESCALATED, /* BOOL [n]: the second model ran too */
+	SRV_OUT_COUNT
+};
 const char *srv_output_name(int o);
 
 struct srv_limits {
@@ -167,6 +176,10 @@ struct srv_job {
 	char *id;             /* v2: echoed id or NULL, owned */
 	unsigned outputs;     /* v2: requested outputs */
 	unsigned binary;      /* v2: outputs sent in binary */
+	/* The compute dial asked for (v1 body keys, v2 request parameters): at most one of them. */
+	char compute[CIGT_POINT_NAME_MAX]; /* operating point name, "" = none */
+	long long max_macs;                /* per-sample MAC budget, 0 = none */
+	char ran[CIGT_POINT_NAME_MAX];     /* set by the scheduler: the point that ran, "" = none */
 };
 
 void srv_job_destroy(struct srv_job *j);
@@ -207,6 +220,12 @@ void srv_encode_v2(const struct cigt_arch *a, const char *model, long long versi
 		   const struct srv_job *job,
 		   const struct cigt_result *res, const float *probs, struct srv_buf *out,
 		   long long *json_len);
+/* Checks a parsed dial request against a model (its operating points and engine) and fills
+ * *d: compute names a point, max_macs picks one (cigt_engine_dial_for_budget), neither takes
+ * the model's default. 200, or 400 with a message naming the problem. */
+struct srv_model;
+int srv_dial_resolve(const struct srv_model *m, const struct srv_job *job, struct cigt_dial *d,
+		     char *err, size_t errlen);
 void srv_encode_error(struct srv_buf *out, const char *msg);
 
 /* Reads width and height of a PNG, JPEG, PGM or PPM from its header without decoding (0 on
@@ -274,6 +293,9 @@ struct srv_batching {
 	int timeout_ms;
 };
 
+/* Samples by number of paths are counted exactly up to this many paths. */
+#define SRV_NPATHS_MAX 16
+
 /* Statistics of one loaded version, in the shape of Triton's statistics extension. Durations in
  * ns. Bumped by workers and the loop with relaxed atomics. */
 struct srv_vstats {
@@ -284,7 +306,10 @@ struct srv_vstats {
 	_Atomic uint64_t inference_count;           /* samples computed */
 	_Atomic uint64_t last_inference_ms;         /* wall clock of the last batch */
 	_Atomic uint64_t macs, dense_macs;
-	_Atomic uint64_t route[CIGT_MAX_LAYERS][CIGT_MAX_EXPERTS];
+	_Atomic uint64_t route[CIGT_MAX_LAYERS][CIGT_MAX_EXPERTS]; /* expert runs (copies) */
+	_Atomic uint64_t point[CIGT_MAX_POINTS + 1]; /* samples by point; [MAX]: single path */
+	_Atomic uint64_t npaths[SRV_NPATHS_MAX + 1]; /* samples by paths run; [0]: more */
+	_Atomic uint64_t escalated;                  /* samples the second model also ran */
 	struct srv_hist duration;                   /* request duration, ns */
 };
 
@@ -309,11 +334,24 @@ struct srv_model {
 	atomic_bool retired;
 	int queued;               /* samples in the scheduler's queue (scheduler lock) */
 	struct srv_vstats st;
+	/* The compute dial. Every second model an operating point escalates to, loaded with the
+	 * version from beside its file (cigt_model_load_second: name and sha256 checked), one
+	 * engine each; per point its dial, ready to run; the default point (--compute) or -1. */
+	int nsecond;
+	struct cigt_model *second_m[CIGT_MAX_POINTS];
+	struct cigt_engine *second_e[CIGT_MAX_POINTS];
+	int point_second[CIGT_MAX_POINTS];                 /* index into second_*, or -1 */
+	const struct cigt_engine *point_engine[CIGT_MAX_POINTS]; /* second engine or NULL */
+	struct cigt_dial dials[CIGT_MAX_POINTS];
+	int default_point;
 };
 
-/* Loads a model file into a holder named after the model's metadata, version 1, batching from
- * cfg. 0 or a negative code with a message in err. */
-int srv_model_load(const char *path, struct srv_model **out, char *err, size_t errlen);
+/* Loads a model file into a holder named after the model's metadata, version 1, with the
+ * second models its operating points escalate to (a missing or mismatched one fails the load)
+ * and compute (NULL = single path) as its default point (a point it lacks fails the load).
+ * 0 or a negative code with a message in err. */
+int srv_model_load(const char *path, const char *compute, struct srv_model **out, char *err,
+		   size_t errlen);
 struct srv_model *srv_model_ref(struct srv_model *sm);
 void srv_model_unref(struct srv_model *sm);
 /* A reload must keep the name, input geometry, classes and trellis shape: 0 if it does. */
@@ -421,6 +459,8 @@ struct srv_req {
 	char *ctype;           /* Content-Type, owned */
 	long long header_len;  /* Inference-Header-Content-Length, -1 if absent */
 	long long query_top_k, query_timeout_ms; /* -1 if absent */
+	long long query_max_macs;                /* -1 if absent */
+	char query_compute[CIGT_POINT_NAME_MAX];  /* "" if absent */
 	struct srv_buf body;
 	bool body_too_large;
 	bool started;          /* the handler has seen it (libmicrohttpd parsed the whole head) */
@@ -432,6 +472,7 @@ struct srv_req {
 	struct srv_job job;
 	struct cigt_result *res;
 	float *probs;
+	struct cigt_dial dial; /* resolved from the job (srv_dial_resolve) */
 	atomic_int pending;
 	atomic_bool expired;
 	bool gone;             /* the client closed its connection before the answer */

@@ -28,6 +28,11 @@ def main():
     inst_model = os.path.join(datadir, "cigt", "models", "fashion_mnist.safetensors")
     dl.check(os.path.exists(inst_model) and filecmp.cmp(inst_model, model, shallow=False),
              "share/cigt/models/fashion_mnist.safetensors is the shipped model")
+    inst_thick = os.path.join(datadir, "cigt", "models", "thick.safetensors")
+    dl.check(os.path.exists(inst_thick) and filecmp.cmp(
+        inst_thick, os.path.join(dl.SRCDIR, "models", "thick.safetensors"), shallow=False),
+        "share/cigt/models/thick.safetensors (the default model's escalation target) installed "
+        "beside it")
     inst_cfg = os.path.join(datadir, "cigt", "models", "fashion_mnist.json")
     dl.check(os.path.exists(inst_cfg) and filecmp.cmp(
         inst_cfg, os.path.join(dl.SRCDIR, "models", "fashion_mnist.json"), shallow=False),
@@ -44,7 +49,7 @@ def main():
     nothing_else = sorted(os.path.relpath(os.path.join(r, f), dest)
                           for r, _, fs in os.walk(dest) for f in fs)
     print("installed:", nothing_else)
-    dl.check(len(nothing_else) == 7, "seven files installed, no test or bench binaries (a new "
+    dl.check(len(nothing_else) == 9, "nine files installed, no test or bench binaries (a new "
              "installed file belongs in this test's list)")
 
     # The installed tools work on the installed model.

@@ -293,6 +293,9 @@ def repository_form(uid, drain_ms, paths):
         os.makedirs(os.path.join(repo, "fashion_mnist", "1"))
         shutil.copy(dl.need_model(), os.path.join(repo, "fashion_mnist", "1",
                                                  "model.safetensors"))
+        # Its escalating operating points load thick.safetensors from beside the file.
+        shutil.copy(os.path.join(os.path.dirname(dl.need_model()), "thick.safetensors"),
+                    os.path.join(repo, "fashion_mnist", "1"))
         real = [repo if a == "/mnt/models" else a for a in args]
         cd = dl.Cigtd(*real)
         try:

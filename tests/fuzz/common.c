@@ -1,9 +1,11 @@
 /* Helpers shared by the fuzz targets: the embedded reference architecture and small checks. */
+#include <ctype.h>
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
 
 #include "fuzz.h"
+#include "srv.h"
 
 int fuzz_verbose;
 
@@ -42,4 +44,15 @@ int fuzz_is_json(const char *s, size_t n)
 	}
 	json_decref(v);
 	return 1;
+}
+
+void fuzz_check_dial(const struct srv_job *job)
+{
+	size_t n = strnlen(job->compute, sizeof job->compute);
+	FUZZ_CHECK(n < sizeof job->compute);
+	for (size_t i = 0; i < n; i++)
+		FUZZ_CHECK(isalnum((unsigned char)job->compute[i]) || job->compute[i] == '_' ||
+			   job->compute[i] == '.' || job->compute[i] == '-');
+	FUZZ_CHECK(job->max_macs >= 0);
+	FUZZ_CHECK(!(n && job->max_macs));
 }

@@ -43,4 +43,9 @@ int fuzz_all_in_range(const float *x, size_t n, float lo, float hi);
 /* True when the n bytes are one JSON value (jansson parses them). */
 int fuzz_is_json(const char *s, size_t n);
 
+/* The compute dial of an accepted job: at most one of compute and max_macs, a compute name of
+ * 1..31 characters of [A-Za-z0-9_.-], max_macs >= 0 (0 = none). */
+struct srv_job;
+void fuzz_check_dial(const struct srv_job *job);
+
 #endif

@@ -56,7 +56,8 @@ static void same_as_general_path(const struct cigt_arch *a, const struct srv_lim
 			text);
 	FUZZ_CHECK(st == 200);
 	FUZZ_CHECK(j2.n == job->n && j2.batch == job->batch && j2.top_k == job->top_k &&
-		   j2.timeout_ms == job->timeout_ms);
+		   j2.timeout_ms == job->timeout_ms && j2.max_macs == job->max_macs &&
+		   !strcmp(j2.compute, job->compute));
 	FUZZ_CHECK(memcmp(j2.x, job->x, (size_t)job->n * (size_t)cigt_arch_input_size(a) *
 					      sizeof(float)) == 0);
 	srv_job_destroy(&j2);
@@ -85,6 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(job.batch || job.n == 1);
 	FUZZ_CHECK(job.top_k >= 0 && job.top_k <= a->nclasses);
 	FUZZ_CHECK(job.timeout_ms >= -1 && job.timeout_ms <= 3600000);
+	fuzz_check_dial(&job);
 	FUZZ_CHECK(fuzz_all_in_range(job.x, (size_t)job.n * isz, a->range_lo, a->range_hi));
 	/* A JSON body accepted (by the fast scanner or by jansson) is a JSON object without
 	 * duplicate keys: the fast scanner must not accept what the general parser would refuse. */
@@ -102,9 +104,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memset(&res[i], 0, sizeof res[i]);
 		res[i].cls = i % a->nclasses;
 		res[i].macs = a->path_macs;
+		res[i].paths = 1u | 1u << (i % 8); /* the trellis's 8 paths; some several */
+		res[i].npaths = 1 + (i % 8 != 0);
+		res[i].escalated = i & 1;
 		for (int k = 0; k < 10; k++)
 			probs[i * 10 + k] = (float)(k + i) / 100.0f;
 	}
+	memcpy(job.ran, job.compute, sizeof job.ran);
 	struct srv_buf out = {0};
 	srv_encode_v1(a, a->name, 1, &job, res, probs, &out);
 	FUZZ_CHECK(!out.oom && fuzz_is_json(out.p, out.len));

@@ -102,7 +102,8 @@ static void same_other_way(const struct cigt_arch *a, const struct srv_limits *l
 		fprintf(stderr, "the same tensor sent the other way was refused: %s\n%s\n", err, text);
 	FUZZ_CHECK(st == 200);
 	FUZZ_CHECK(j2.n == job->n && j2.outputs == job->outputs && j2.binary == job->binary &&
-		   j2.timeout_ms == job->timeout_ms);
+		   j2.timeout_ms == job->timeout_ms && j2.max_macs == job->max_macs &&
+		   !strcmp(j2.compute, job->compute));
 	FUZZ_CHECK((j2.id == NULL) == (job->id == NULL) && (!j2.id || !strcmp(j2.id, job->id)));
 	FUZZ_CHECK(memcmp(j2.x, job->x, (size_t)job->n * isz * sizeof(float)) == 0);
 	srv_job_destroy(&j2);
@@ -126,7 +127,8 @@ static void same_as_general_path(const struct cigt_arch *a, const struct srv_lim
 	FUZZ_CHECK(st2 == st && !strcmp(err2, err));
 	FUZZ_CHECK(j2.n == job->n && j2.batch == job->batch && j2.top_k == job->top_k &&
 		   j2.timeout_ms == job->timeout_ms && j2.outputs == job->outputs &&
-		   j2.binary == job->binary);
+		   j2.binary == job->binary && j2.max_macs == job->max_macs &&
+		   !strcmp(j2.compute, job->compute));
 	FUZZ_CHECK((j2.id == NULL) == (job->id == NULL) && (!j2.id || !strcmp(j2.id, job->id)));
 	FUZZ_CHECK((j2.x == NULL) == (job->x == NULL));
 	if (job->x)
@@ -167,6 +169,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(job.outputs != 0 && (job.outputs & ~all) == 0);
 	FUZZ_CHECK((job.binary & ~all) == 0);
 	FUZZ_CHECK(job.timeout_ms >= -1 && job.timeout_ms <= 3600000);
+	fuzz_check_dial(&job);
 	FUZZ_CHECK(fuzz_all_in_range(job.x, (size_t)job.n * isz, a->range_lo, a->range_hi));
 	same_other_way(a, &lim, data + 3, size - 3, hlen, &job);
 
@@ -177,9 +180,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memset(&res[i], 0, sizeof res[i]);
 		res[i].cls = (i * 7) % a->nclasses;
 		res[i].macs = a->path_macs;
+		res[i].paths = 1u | 1u << (i % 8);
+		res[i].npaths = 1 + (i % 8 != 0);
+		res[i].escalated = i & 1;
 		for (int k = 0; k < 10; k++)
 			probs[i * 10 + k] = 0.1f;
 	}
+	memcpy(job.ran, job.compute, sizeof job.ran);
 	struct srv_buf out = {0};
 	long long json_len = -2;
 	srv_encode_v2(a, a->name, 1, &job, res, probs, &out, &json_len);

@@ -143,6 +143,18 @@ def v1_corpus(imgs):
         "bad_base64": (0, j({"png": "!!!notbase64"})),
         "base64_after_padding": (0, j({"images": [{"png": "QQ=x"}]})),
         "ctype_text": (5, b"{}"),
+        # The compute dial (issue 12): a point name or a MAC budget, never both.
+        "dial_compute": (0, j({"image": img, "compute": "escalate-0.8"})),
+        "dial_max_macs": (0, j({"images": [img], "max_macs": 6000000, "top_k": 1})),
+        "dial_bad_both": (0, j({"image": img, "compute": "single", "max_macs": 6000000})),
+        "dial_bad_compute_type": (0, j({"image": img, "compute": 3})),
+        "dial_bad_compute_chars": (0, j({"image": img, "compute": "a b/\u0000"})),
+        "dial_bad_compute_long": (0, j({"image": img, "compute": "x" * 40})),
+        "dial_bad_compute_empty": (0, j({"image": img, "compute": ""})),
+        "dial_bad_max_macs_zero": (0, j({"image": img, "max_macs": 0})),
+        "dial_bad_max_macs_neg": (0, j({"image": img, "max_macs": -5})),
+        "dial_bad_max_macs_real": (0, j({"image": img, "max_macs": 6e6})),
+        "dial_bad_max_macs_huge": (0, b'{"max_macs":99999999999999999999999,"image":[1]}'),
     }
     for name, (sel, body) in seeds.items():
         write("v1", name, bytes([sel]) + body)
@@ -224,6 +236,17 @@ def v2_corpus(imgs):
         "trailing_garbage": jbody({"inputs": [inp()]}) + b"x",
         "data_and_binary": binbody({"inputs": [inp(parameters={"binary_data_size": 784})]},
                                    imgs[2]),
+        # The compute dial (issue 12) as request parameters, and the new outputs.
+        "dial_compute": jbody({"inputs": [inp()], "parameters": {"compute": "all-paths"},
+                               "outputs": [{"name": "paths"}, {"name": "escalated",
+                                           "parameters": {"binary_data": True}}]}),
+        "dial_max_macs": jbody({"inputs": [inp()], "parameters": {"max_macs": 11442944,
+                                                                  "timeout_ms": 9}}),
+        "dial_bad_both": jbody({"inputs": [inp()], "parameters": {"compute": "single",
+                                                                  "max_macs": 1}}),
+        "dial_bad_compute": jbody({"inputs": [inp()], "parameters": {"compute": ["single"]}}),
+        "dial_bad_max_macs": jbody({"inputs": [inp()], "parameters": {"max_macs": "7"}}),
+        "dial_bad_max_macs_neg": jbody({"inputs": [inp()], "parameters": {"max_macs": -1}}),
     }
     for name, body in seeds.items():
         write("v2", name, body)
@@ -322,6 +345,7 @@ def config_corpus():
             "max_body_bytes": 100000, "max_image_pixels": 4096, "max_connections": 10,
             "max_connections_per_ip": 5, "read_timeout_ms": 500, "idle_timeout_s": 5,
             "drain_timeout_ms": 100, "auth_token_file": "/t", "log_level": "debug",
+            "compute": "escalate-0.8",
             "access_log": True}
     write("config", "all_keys", j(good))
     write("config", "small", b'{"max_batch": 32, "access_log": false}')
@@ -432,7 +456,8 @@ def dictionary():
             "model", "listen", "workers", "max_batch", "max_delay_us", "queue_limit",
             "max_images", "max_body_bytes", "max_image_pixels", "max_connections",
             "max_connections_per_ip", "read_timeout_ms", "idle_timeout_s", "drain_timeout_ms",
-            "auth_token_file", "tls_cert", "tls_key", "log_level", "access_log"]
+            "auth_token_file", "tls_cert", "tls_key", "log_level", "access_log", "compute",
+            "max_macs", "paths", "escalated", "all-paths", "single"]
     lines = ['kw_%d="\\"%s\\""' % (i, t) for i, t in enumerate(toks)]
     lines += ['png_sig="\\x89PNG\\x0d\\x0a\\x1a\\x0a"', 'ihdr="IHDR"', 'idat="IDAT"',
               'iend="IEND"', 'plte="PLTE"', 'trns="tRNS"', 'p5="P5"', 'p2="P2"',

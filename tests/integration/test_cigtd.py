@@ -222,7 +222,9 @@ def group_api(env):
         j = json.loads(body)
         check(st == 200 and j["name"] == "fashion_mnist" and j["inputs"][0]["name"] == "image"
               and j["inputs"][0]["shape"] == [-1, 1, 28, 28]
-              and [o["name"] for o in j["outputs"]] == ["probabilities", "class", "route", "macs"],
+              and [o["name"] for o in j["outputs"]] == ["probabilities", "class", "route", "macs",
+                                                     "paths", "escalated"]
+              and j["outputs"][4]["shape"] == [-1, 8] and j["outputs"][4]["datatype"] == "BOOL",
               "GET /v2/models/fashion_mnist metadata")
         st, _, body = d.request("GET", "/v1/model")
         j = json.loads(body)
@@ -292,7 +294,8 @@ def group_api(env):
         check(st == 200 and j["id"] == "req-42" and j["model_name"] == "fashion_mnist",
               "v2 infer UINT8 -> 200 with id")
         outs = {o["name"]: o for o in j.get("outputs", [])}
-        check(set(outs) == {"probabilities", "class", "route", "macs"}, "v2 all outputs")
+        check(set(outs) == {"probabilities", "class", "route", "macs", "paths", "escalated"},
+              "v2 all outputs")
         check(outs["probabilities"]["shape"] == [n, 10] and outs["probabilities"]["datatype"]
               == "FP32" and outs["class"]["datatype"] == "INT64" and outs["route"]["shape"]
               == [n, 3] and outs["route"]["datatype"] == "INT32", "v2 output shapes/datatypes")

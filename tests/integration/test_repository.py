@@ -61,10 +61,15 @@ class RDaemon(T.Daemon):
 
 
 def put(repo, name, version, src=None):
+    """A version folder; with src, its model file, and the second models src's operating points
+    escalate to (cigtd loads them from beside the file: models/thick.safetensors)."""
     d = os.path.join(repo, name, str(version))
     os.makedirs(d, exist_ok=True)
     if src:
         shutil.copy(src, os.path.join(d, "model.safetensors"))
+        thick = os.path.join(os.path.dirname(src), "thick.safetensors")
+        if os.path.basename(src) == "fashion_mnist.safetensors" and os.path.exists(thick):
+            shutil.copy(thick, os.path.join(d, "thick.safetensors"))
     return d
 
 
@@ -296,7 +301,9 @@ def group_endpoints(env):
               and c["dynamic_batching"]["max_queue_delay_microseconds"] == 500
               and c["dynamic_batching"]["default_queue_policy"]["max_queue_size"] == 4096
               and c["version_policy"] == {"specific": {"versions": [1, 2]}}
-              and [o["name"] for o in c["output"]] == ["probabilities", "class", "route", "macs"],
+              and [o["name"] for o in c["output"]] == ["probabilities", "class", "route", "macs",
+                                                       "paths", "escalated"]
+              and c["output"][4] == {"name": "paths", "data_type": "TYPE_BOOL", "dims": [8]},
               "Triton config: %s" % c)
         st, _, body = d.request("GET", "/v2/models/fashion_mnist_thin/stats")
         s = json.loads(body)["model_stats"]
@@ -426,6 +433,8 @@ def group_endpoints(env):
     # model of another name is refused and the old one keeps serving.
     live = os.path.join(env["work"], "live.safetensors")
     shutil.copy(env["files"][("fashion_mnist", 1)], live)
+    shutil.copy(env["files"][("fashion_mnist_thick", 1)],
+                os.path.join(env["work"], "thick.safetensors"))
     d = RDaemon("--model", live)
     try:
         st, _, body = d.request("GET", "/v1/models")

@@ -560,8 +560,71 @@ def group_repository(env):
         d.stop()
 
 
+def group_dial(env):
+    """The compute dial's request fields (issue 12), hostile values, on the shipped model with
+    its operating points (its escalating ones load models/thick.safetensors)."""
+    d = T.Daemon(os.path.join(T.SRCDIR, "models", "fashion_mnist.safetensors"))
+    img = list(env["images"][0])
+
+    def expect(name, path, body, status, words):
+        st, _, resp = d.request("POST", path, body, J)
+        try:
+            msg = json.loads(resp).get("error", "") if st != 200 else ""
+        except (ValueError, AttributeError):
+            msg = resp[:80]
+        ok = st == status and words.lower() in str(msg).lower()
+        case(name, ok, "-> %d %s" % (st, str(msg)[:90]))
+    try:
+        m0 = d.metrics()
+        one = lambda **kw: json.dumps(dict(kw, image=img)).encode()  # noqa: E731
+        expect("compute of 1 MB", "/v1/classify", one(compute="x" * (1 << 20)), 400,
+               "operating point")
+        expect("compute with a NUL (jansson refuses it)", "/v1/classify",
+               one(compute="single\u0000x"), 400, "not allowed")
+        expect("compute with control bytes", "/v1/classify", one(compute="\r\n\t"), 400,
+               "operating point")
+        expect("compute with a path", "/v1/classify", one(compute="../../etc/passwd"), 400,
+               "operating point")
+        expect("compute an object", "/v1/classify", one(compute={"a": 1}), 400,
+               "operating point")
+        expect("query compute of 8 KB", "/v1/classify?compute=" + "x" * 8192,
+               one(), 400, "operating point")
+        expect("query compute %00", "/v1/classify?compute=single%00", one(), 400,
+               "operating point")
+        expect("max_macs 2^64", "/v1/classify",
+               b'{"max_macs": 18446744073709551616, "image": [1]}', 400, "")
+        expect("max_macs -2^63", "/v1/classify", one(max_macs=-2 ** 63), 400, "positive")
+        expect("max_macs 1e300", "/v1/classify", one(max_macs=1e300), 400, "positive")
+        expect("max_macs true", "/v1/classify", one(max_macs=True), 400, "positive")
+        expect("query max_macs 2^64", "/v1/classify?max_macs=18446744073709551616", one(),
+               400, "positive")
+        expect("query max_macs 0x10", "/v1/classify?max_macs=0x10", one(), 400, "positive")
+        expect("query max_macs ' 7'", "/v1/classify?max_macs=%207", one(), 400, "positive")
+        expect("v2 parameters.max_macs -1", V2, json.dumps(
+            {"inputs": [{"name": "image", "shape": [1, 1, 28, 28], "datatype": "UINT8",
+                         "data": img}], "parameters": {"max_macs": -1}}).encode(), 400,
+               "positive")
+        m1 = d.metrics()
+        case("refused dials computed nothing",
+             T.metric(m1, "cigt_samples_total") == T.metric(m0, "cigt_samples_total"), "")
+        # The largest budget is a cap like any other: the most accurate point, within it.
+        st, _, resp = d.post_json("/v1/classify", {"image": img, "max_macs": 2 ** 63 - 1})
+        j = json.loads(resp)
+        case("max_macs 2^63-1 is served", st == 200 and j["macs"] <= 2 ** 63 - 1,
+             "-> %d %s" % (st, j.get("compute")))
+        # 1024 images at the most expensive point in one request: served, bounded.
+        st, _, resp = d.post_json("/v1/classify", {"images": [img] * 1024,
+                                                   "compute": "mix-0.3-1-c0.95"})
+        case("1024 images at the costliest point", st == 200, "-> %d" % st)
+        st, _, resp = d.post_json("/v1/classify", {"image": img})
+        case("still serving after hostile dials (the single path)",
+             st == 200 and json.loads(resp)["macs"] == T.PATH_MACS, "-> %d" % st)
+    finally:
+        d.stop()
+
+
 GROUPS = [group_protocol, group_json, group_png, group_auth, group_bind, group_connections,
-          group_framing, group_repository]
+          group_framing, group_repository, group_dial]
 
 
 def main():

@@ -469,6 +469,9 @@ def repository_soak(args, warmup, asan):
         if v == 1:
             os.makedirs(os.path.join(repo, name, "1"))
             shutil.copy(f, os.path.join(repo, name, "1", "model.safetensors"))
+    # The trellis's escalating operating points load thick.safetensors from beside its file.
+    shutil.copy(os.path.join(T.SRCDIR, "models", "thick.safetensors"),
+                os.path.join(repo, "fashion_mnist", "1"))
     with open(os.path.join(repo, "fashion_mnist", "config.json"), "w") as f:
         f.write('{"version_policy": {"all": {}}}')
     d = RepoDaemon(repo)
