@@ -768,7 +768,7 @@ class Report:
         script += ('set title "Accuracy vs compute per sample"\nset xlabel "MACs per sample '
                    '(millions)"\nset ylabel "test accuracy (%)"\n'
                    'set offsets graph 0.15, graph 0.15, graph 0.15, graph 0.15\n'
-                   'set key below maxrows 3 width 2\nset bmargin 7\n'
+                   'set key below maxrows 4 width 2\nset bmargin 9\n'
                    "plot " + ", \\\n  ".join(plots))
         md.append(self.plot("compute", script + "\n") + "\n")
 
@@ -956,6 +956,8 @@ class Report:
         self.section_queues()
         if self.plot_errors:
             self.md.append("Plot errors: " + "; ".join(self.plot_errors) + "\n")
+        self.md.append("A/B runs of single changes against the code before them, kept across "
+                       "regenerations of this file: [AB.md](AB.md).\n")
         path = os.path.join(self.out, "RESULTS.md")
         with open(path, "w") as f:
             f.write("\n".join(self.md).rstrip() + "\n")
