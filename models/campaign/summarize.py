@@ -1,12 +1,34 @@
 #!/usr/bin/env python3
-"""Prints the campaign's table (markdown) from the training logs: one row per configuration,
-its seeds, the best validation accuracy of each run (the epoch validation chose), mean and
-spread. Validation only: exploration runs never read the test set.
-Usage: summarize.py [LOGDIR] (default: logs/ beside this file; files CONFIG_sSEED.train.jsonl)."""
-import collections, json, os, re, statistics, sys
+"""Prints the campaign's table (markdown) from the training logs and the test evaluations kept
+beside them: one row per configuration, its seeds, the best validation accuracy of each run (the
+epoch validation chose), and, where evaluate.py has read the test set for the finished model,
+the test accuracy and, for trellises, the multipath point validation chose within 1.2x a single
+path with its test accuracy. Means are over seeds, ± the sample standard deviation.
+Then McNemar's exact test between each trellis configuration and `s30_thin`, each on the seed
+whose test accuracy is closest to its configuration's mean.
+Usage: summarize.py [LOGDIR] (default: logs/ beside this file; files CONFIG_sSEED.train.jsonl
+and CONFIG_sSEED.eval.json)."""
+import collections, json, math, os, re, statistics, sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOGS = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "logs")
+
+
+def mean_sd(v, scale=100):
+    v = [x * scale for x in v]
+    if len(v) == 1:
+        return "%.2f" % v[0]
+    return "%.2f ± %.2f" % (statistics.mean(v), statistics.stdev(v))
+
+
+def mcnemar(wrong_a, wrong_b):
+    """Exact two-sided McNemar test: (right only in A, right only in B, p)."""
+    a, b = set(wrong_a), set(wrong_b)
+    only_a, only_b = len(b - a), len(a - b)  # A right where B wrong, and the reverse
+    n, k = only_a + only_b, min(only_a, only_b)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+    return only_a, only_b, p
+
 
 runs = collections.defaultdict(dict)
 for f in sorted(os.listdir(LOGS)):
@@ -19,15 +41,45 @@ for f in sorted(os.listdir(LOGS)):
     if len(log) < cfg["train"]["epochs"]:
         continue  # unfinished
     best = max(log, key=lambda d: d["validation_accuracy"])
-    runs[m.group(1)][int(m.group(2))] = (best["validation_accuracy"], best["epoch"], len(log),
-                                         sum(d["seconds"] for d in log) / 60)
+    ev = os.path.join(LOGS, "%s_s%s.eval.json" % m.groups())
+    runs[m.group(1)][int(m.group(2))] = {
+        "val": best["validation_accuracy"], "epoch": best["epoch"],
+        "minutes": sum(d["seconds"] for d in log) / 60,
+        "eval": json.load(open(ev)) if os.path.exists(ev) else None}
 
-print("| configuration | seeds | validation per seed (epoch) | mean | spread (max-min) | minutes per run |")
-print("|---|---|---|---|---|---|")
+print("| configuration | seeds | validation per seed (epoch) | validation | test per seed | test "
+      "| multipath within 1.2x (validation's choice): point, x single, test | minutes per run |")
+print("|---|---|---|---|---|---|---|---|")
+closest = {}
 for name, by_seed in runs.items():
-    v = [by_seed[s][0] * 100 for s in sorted(by_seed)]
-    per = ", ".join("%.2f%% (%d)" % (by_seed[s][0] * 100, by_seed[s][1]) for s in sorted(by_seed))
-    mins = ", ".join("%.0f" % by_seed[s][3] for s in sorted(by_seed))
-    print("| `%s` | %s | %s | %.2f%% | %s | %s |" % (
-        name, ",".join(map(str, sorted(by_seed))), per, statistics.mean(v),
-        "%.2f" % (max(v) - min(v)) if len(v) > 1 else "—", mins))
+    seeds = sorted(by_seed)
+    r = [by_seed[s] for s in seeds]
+    per = ", ".join("%.2f (%d)" % (x["val"] * 100, x["epoch"]) for x in r)
+    ev = [x["eval"] for x in r if x["eval"]]
+    test_per = ", ".join("%.2f" % (x["eval"]["test"]["accuracy"] * 100) if x["eval"] else "—"
+                         for x in r)
+    test = mean_sd([e["test"]["accuracy"] for e in ev]) if ev else "—"
+    mp = "—"
+    mps = [e["multipath"] for e in ev if "multipath" in e]
+    if mps:
+        mp = "; ".join("%s, %.3f, %.2f" % (m["name"], m["x_single"], m["test"]["accuracy"] * 100)
+                       for m in mps)
+        if len(mps) > 1:
+            mp += " (mean %s)" % mean_sd([m["test"]["accuracy"] for m in mps])
+    if ev:
+        mu = statistics.mean(e["test"]["accuracy"] for e in ev)
+        closest[name] = min(ev, key=lambda e: abs(e["test"]["accuracy"] - mu))
+    print("| `%s` | %s | %s | %s | %s | %s | %s | %s |" % (
+        name, ",".join(map(str, seeds)), per, mean_sd([x["val"] for x in r]), test_per, test,
+        mp, ", ".join("%.0f" % x["minutes"] for x in r)))
+
+if "s30_thin" in closest:
+    thin = closest["s30_thin"]
+    print("\nMcNemar against `s30_thin` (%s), each on its seed closest to the mean:\n"
+          % thin["run"])
+    print("| run | right only in it | right only in thin | p |")
+    print("|---|---|---|---|")
+    for name, e in closest.items():
+        if name != "s30_thin":
+            a, b, p = mcnemar(e["test"]["wrong"], thin["test"]["wrong"])
+            print("| `%s` | %d | %d | %.3f |" % (e["run"], a, b, p))
