@@ -98,15 +98,15 @@ int cli_mebibytes(const struct cli_opt *o, const char *arg)
 
 static void print_option(const struct cli_cmd *c, const struct cli_opt *o, FILE *f)
 {
-	char label[128];
-	snprintf(label, sizeof label, "%s%c%s--%s%s%s", o->short_name ? "-" : "",
-		 o->short_name ? o->short_name : ' ', o->short_name ? ", " : "", o->name,
-		 o->arg ? " " : "", o->arg ? o->arg : "");
-	const char *text = label + (o->short_name ? 0 : 1);
-	if ((int)strlen(text) < c->width)
-		fprintf(f, "  %-*s", c->width, text);
-	else
-		fprintf(f, "  %s\n%*s", text, c->width + 2, "");
+	char label[128], shrt[8] = "";
+	if (o->short_name)
+		snprintf(shrt, sizeof shrt, "-%c, ", o->short_name);
+	snprintf(label, sizeof label, "%s--%s%s%s", shrt, o->name, o->arg ? " " : "",
+		 o->arg ? o->arg : "");
+	if ((int)strlen(label) < c->width)
+		fprintf(f, "  %-*s", c->width, label);
+	else /* too long for the column: the text starts on the next line */
+		fprintf(f, "  %s\n%*s", label, c->width + 2, "");
 	for (const char *p = o->help;;) {
 		const char *nl = strchr(p, '\n');
 		if (!nl) {
@@ -161,12 +161,12 @@ int cli_parse(const struct cli_cmd *c, int argc, char **argv, int *status)
 	int ch;
 	optind = 0; /* a full reset of getopt's state (glibc), so a process may parse twice */
 	while ((ch = getopt_long(argc, argv, sopts, lopts, NULL)) != -1) {
-		const struct cli_opt *o = find_row(c, ch);
 		if (ch == 'h') {
 			cli_usage(c, stdout);
 			*status = 0;
 			return -1;
 		}
+		const struct cli_opt *o = find_row(c, ch); /* NULL: getopt's '?' (it said why) */
 		if (!o) {
 			cli_usage(c, stderr);
 			*status = 2;
