@@ -91,16 +91,23 @@ static void reset(void)
 	called_with[0] = '\0';
 }
 
-/* Asserts a usage error: status 2, nothing on stdout, getopt's line `first` then the usage on
- * stderr. */
-static void assert_usage_error(int st, const char *first)
+/* Asserts a refused value: cli_parse returned -1 with status 2, printed msg on stderr and
+ * nothing on stdout. */
+static void assert_value_error(int rc, int st, const char *msg)
 {
-	char want[1024];
-	snprintf(want, sizeof want, "%s%s", first, help_text);
+	cr_assert_eq(rc, -1);
 	cr_assert_eq(st, 2);
 	fflush(stdout);
 	cr_assert_stdout_eq_str("");
-	cr_assert_stderr_eq_str(want);
+	cr_assert_stderr_eq_str(msg);
+}
+
+/* Asserts a usage error: the same, with getopt's line `first` and then the usage on stderr. */
+static void assert_usage_error(int rc, int st, const char *first)
+{
+	char want[1024];
+	snprintf(want, sizeof want, "%s%s", first, help_text);
+	assert_value_error(rc, st, want);
 }
 
 static void redirect(void)
@@ -160,94 +167,74 @@ Test(cli, operands_after_options_permuted, .init = reset)
 
 Test(cli, integer_out_of_range, .init = redirect)
 {
-	int st;
-	cr_assert_eq(PARSE(&st, "--epochs", "0", "-o", "x", "a"), -1);
-	cr_assert_eq(st, 2);
+	int st, rc = PARSE(&st, "--epochs", "0", "-o", "x", "a");
+	assert_value_error(rc, st, "cigt: --epochs: '0' is not an integer in [1, 100000]\n");
 	cr_assert_eq(i_epochs, 7);
-	fflush(stdout);
-	cr_assert_stdout_eq_str("");
-	cr_assert_stderr_eq_str("cigt: --epochs: '0' is not an integer in [1, 100000]\n");
 }
 
 Test(cli, integer_not_a_number, .init = redirect)
 {
-	int st;
-	cr_assert_eq(PARSE(&st, "--epochs", "12x"), -1);
-	cr_assert_eq(st, 2);
-	cr_assert_stderr_eq_str("cigt: --epochs: '12x' is not an integer in [1, 100000]\n");
+	int st, rc = PARSE(&st, "--epochs", "12x");
+	assert_value_error(rc, st, "cigt: --epochs: '12x' is not an integer in [1, 100000]\n");
 }
 
 Test(cli, integer_overflow, .init = redirect)
 {
-	int st;
-	cr_assert_eq(PARSE(&st, "--seed", "9223372036854775808"), -1);
-	cr_assert_eq(st, 2);
+	int st, rc = PARSE(&st, "--seed", "9223372036854775808");
+	assert_value_error(rc, st, "cigt: --seed: '9223372036854775808' is not an integer in "
+				   "[0, 9223372036854775807]\n");
 	cr_assert_eq(l_seed, 3);
-	cr_assert_stderr_eq_str(
-		"cigt: --seed: '9223372036854775808' is not an integer in [0, 9223372036854775807]\n");
 }
 
 Test(cli, integer_empty, .init = redirect)
 {
-	int st;
-	cr_assert_eq(PARSE(&st, "--epochs="), -1);
-	cr_assert_eq(st, 2);
-	cr_assert_stderr_eq_str("cigt: --epochs: '' is not an integer in [1, 100000]\n");
+	int st, rc = PARSE(&st, "--epochs=");
+	assert_value_error(rc, st, "cigt: --epochs: '' is not an integer in [1, 100000]\n");
 }
 
 Test(cli, double_out_of_range, .init = redirect)
 {
-	int st;
-	cr_assert_eq(PARSE(&st, "--seconds", "0.001"), -1);
-	cr_assert_eq(st, 2);
+	int st, rc = PARSE(&st, "--seconds", "0.001");
+	assert_value_error(rc, st, "cigt: --seconds: '0.001' is not a number in [0.01, 3600]\n");
 	cr_assert_eq(d_seconds, 1.5);
-	cr_assert_stderr_eq_str("cigt: --seconds: '0.001' is not a number in [0.01, 3600]\n");
 }
 
 Test(cli, double_nan_refused, .init = redirect)
 {
-	int st;
-	cr_assert_eq(PARSE(&st, "--seconds", "nan"), -1);
-	cr_assert_eq(st, 2);
-	cr_assert_stderr_eq_str("cigt: --seconds: 'nan' is not a number in [0.01, 3600]\n");
+	int st, rc = PARSE(&st, "--seconds", "nan");
+	assert_value_error(rc, st, "cigt: --seconds: 'nan' is not a number in [0.01, 3600]\n");
 }
 
 Test(cli, choice_unknown, .init = redirect)
 {
-	int st;
-	cr_assert_eq(PARSE(&st, "--mode", "Fast"), -1);
-	cr_assert_eq(st, 2);
+	int st, rc = PARSE(&st, "--mode", "Fast");
+	assert_value_error(rc, st, "cigt: --mode: expected fast, slow or exact\n");
 	cr_assert_eq(c_mode, 1);
-	cr_assert_stderr_eq_str("cigt: --mode: expected fast, slow or exact\n");
 }
 
 Test(cli, unknown_option, .init = redirect)
 {
-	int st;
-	cr_assert_eq(PARSE(&st, "--bogus", "-o", "x", "a"), -1);
-	assert_usage_error(st, "test: unrecognized option '--bogus'\n");
+	int st, rc = PARSE(&st, "--bogus", "-o", "x", "a");
+	assert_usage_error(rc, st, "test: unrecognized option '--bogus'\n");
 }
 
 Test(cli, unknown_short_option, .init = redirect)
 {
-	int st;
-	cr_assert_eq(PARSE(&st, "-x", "a"), -1);
-	assert_usage_error(st, "test: invalid option -- 'x'\n");
+	int st, rc = PARSE(&st, "-x", "a");
+	assert_usage_error(rc, st, "test: invalid option -- 'x'\n");
 }
 
 Test(cli, missing_argument, .init = redirect)
 {
-	int st;
-	cr_assert_eq(PARSE(&st, "a", "--epochs"), -1);
-	assert_usage_error(st, "test: option '--epochs' requires an argument\n");
+	int st, rc = PARSE(&st, "a", "--epochs");
+	assert_usage_error(rc, st, "test: option '--epochs' requires an argument\n");
 }
 
 Test(cli, flag_takes_no_argument, .init = redirect)
 {
-	int st;
-	cr_assert_eq(PARSE(&st, "--dense=1", "-o", "x", "a"), -1);
+	int st, rc = PARSE(&st, "--dense=1", "-o", "x", "a");
 	cr_assert_not(f_dense);
-	assert_usage_error(st, "test: option '--dense' doesn't allow an argument\n");
+	assert_usage_error(rc, st, "test: option '--dense' doesn't allow an argument\n");
 }
 
 Test(cli, callback_gets_row_and_argument, .init = reset)
@@ -260,21 +247,18 @@ Test(cli, callback_gets_row_and_argument, .init = reset)
 
 Test(cli, callback_error_stops_parsing, .init = redirect)
 {
-	int st;
-	cr_assert_eq(PARSE(&st, "--record", "no", "--dense", "-o", "x", "a"), -1);
-	cr_assert_eq(st, 2);
+	int st, rc = PARSE(&st, "--record", "no", "--dense", "-o", "x", "a");
+	assert_value_error(rc, st, "cigt: --record: refused\n");
 	cr_assert_eq(calls, 1);
 	cr_assert_not(f_dense);
-	cr_assert_stderr_eq_str("cigt: --record: refused\n");
 }
 
 Test(cli, mebibytes_range, .init = redirect)
 {
-	int st;
-	cr_assert_eq(PARSE(&st, "--cache-mb", "16777217"), -1);
-	cr_assert_eq(st, 2);
+	int st, rc = PARSE(&st, "--cache-mb", "16777217");
+	assert_value_error(rc, st,
+			   "cigt: --cache-mb: '16777217' is not an integer in [1, 16777216]\n");
 	cr_assert_eq(mb_bytes, 0);
-	cr_assert_stderr_eq_str("cigt: --cache-mb: '16777217' is not an integer in [1, 16777216]\n");
 }
 
 Test(cli, repeated_options_last_wins, .init = reset)
@@ -314,33 +298,27 @@ Test(cli, short_help, .init = redirect)
 
 Test(cli, error_before_help_wins, .init = redirect)
 {
-	int st;
-	cr_assert_eq(PARSE(&st, "--epochs", "0", "--help"), -1);
-	cr_assert_eq(st, 2);
-	fflush(stdout);
-	cr_assert_stdout_eq_str("");
+	int st, rc = PARSE(&st, "--epochs", "0", "--help");
+	assert_value_error(rc, st, "cigt: --epochs: '0' is not an integer in [1, 100000]\n");
 }
 
 Test(cli, too_few_operands, .init = redirect)
 {
-	int st;
-	cr_assert_eq(PARSE(&st, "-o", "x"), -1);
-	assert_usage_error(st, "");
+	int st, rc = PARSE(&st, "-o", "x");
+	assert_usage_error(rc, st, "");
 }
 
 Test(cli, too_many_operands, .init = redirect)
 {
-	int st;
-	cr_assert_eq(PARSE(&st, "-o", "x", "a", "b", "c"), -1);
-	assert_usage_error(st, "");
+	int st, rc = PARSE(&st, "-o", "x", "a", "b", "c");
+	assert_usage_error(rc, st, "");
 }
 
 Test(cli, required_option_missing, .init = redirect)
 {
-	int st;
-	cr_assert_eq(PARSE(&st, "a", "--dense"), -1);
+	int st, rc = PARSE(&st, "a", "--dense");
 	cr_assert(f_dense);
-	assert_usage_error(st, "");
+	assert_usage_error(rc, st, "");
 }
 
 Test(cli, parses_twice_in_one_process, .init = reset)
