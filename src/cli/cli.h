@@ -1,4 +1,5 @@
-/* Shared pieces of the cigt subcommands: argument helpers and the subcommand entry points. */
+/* Shared pieces of the cigt subcommands: the subcommand entry points, loaders and helpers (the
+ * option table is opts.h). */
 #ifndef CIGT_CLI_H
 #define CIGT_CLI_H
 
@@ -8,6 +9,7 @@
 #include "cigt/dataset.h"
 #include "cigt/engine.h"
 #include "cigt/model.h"
+#include "opts.h"
 
 int cmd_init(int argc, char **argv);
 int cmd_info(int argc, char **argv);
@@ -18,10 +20,6 @@ int cmd_train(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 
-/* Parses a decimal integer in [lo, hi] for option `name`; prints an error and returns -1 on
- * anything else. */
-int cli_int(const char *name, const char *s, long long lo, long long hi, long long *out);
-int cli_double(const char *name, const char *s, double lo, double hi, double *out);
 /* Loads a model and builds its engine, printing a one-line error on failure. */
 int cli_load(const char *path, struct cigt_model **m, struct cigt_engine **e);
 /* Loads split prefix ("train" or "t10k", the test split) of an IDX directory or an image folder

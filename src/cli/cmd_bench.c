@@ -1,7 +1,6 @@
 /* cigt bench MODEL [--batch N] [--seconds S] [--dense] [--ungrouped] [--compute NAME]
  *                  [--threads N] [--blas-threads N] [--profile] [--sgemm] [--json] */
 #include <cblas.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,30 +10,12 @@
 #include "cli.h"
 #include "../common/util.h"
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: cigt bench MODEL [--batch N] [--seconds S] [--dense] [--ungrouped]\n"
-		"                  [--compute NAME] [--threads N] [--blas-threads N] [--profile]\n"
-		"                  [--sgemm] [--json]\n"
-		"Measures engine throughput on test images: samples/s and effective GFLOPS\n"
-		"(2 x MACs executed / s).\n"
-		"  --batch N         samples per classify call (default 256)\n"
-		"  --seconds S       measuring time after a warm-up (default 3)\n"
-		"  --dense           run every expert on every sample\n"
-		"  --ungrouped       classify one sample at a time (routing without grouping)\n"
-		"  --compute NAME    run at the model's operating point NAME (cigt info lists\n"
-		"                    them; an escalating one loads its second model from beside\n"
-		"                    MODEL); MACs per sample are then the measured mean\n"
-		"  --threads N       worker threads splitting each batch (default: online CPUs)\n"
-		"  --blas-threads N  OpenBLAS threads inside each call (default 1)\n"
-		"  --profile         time per part (im2col, sgemm, pooling, routing, regrouping)\n"
-		"                    and the group size per expert\n"
-		"  --sgemm           also measure OpenBLAS sgemm GFLOPS (1024^3) with the same\n"
-		"                    threads, for comparison\n"
-		"  --data DIR        IDX directory (default " CIGT_DEFAULT_DATA_DIR ")\n"
-		"  --json            one JSON object\n");
-}
+static const char usage[] =
+	"usage: cigt bench MODEL [--batch N] [--seconds S] [--dense] [--ungrouped]\n"
+	"                  [--compute NAME] [--threads N] [--blas-threads N] [--profile]\n"
+	"                  [--sgemm] [--json]\n"
+	"Measures engine throughput on test images: samples/s and effective GFLOPS\n"
+	"(2 x MACs executed / s).\n";
 
 /* OpenBLAS sgemm on 1024^3 matrices for `secs` seconds: GFLOPS. */
 static double sgemm_gflops(int threads, double secs)
@@ -70,84 +51,53 @@ static double sgemm_gflops(int threads, double secs)
 
 int cmd_bench(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"batch", required_argument, NULL, 'b'},   {"seconds", required_argument, NULL, 's'},
-		{"dense", no_argument, NULL, 'D'},         {"ungrouped", no_argument, NULL, 'u'},
-		{"threads", required_argument, NULL, 't'}, {"blas-threads", required_argument, NULL, 'B'},
-		{"profile", no_argument, NULL, 'p'},       {"sgemm", no_argument, NULL, 'g'},
-		{"data", required_argument, NULL, 'd'},    {"json", no_argument, NULL, 'j'},
-		{"compute", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
-		{0},
-	};
 	const char *compute = NULL;
 	long long batch = 256, threads = cli_default_threads(), blas = 1;
 	double seconds = 3;
 	bool dense = false, ungrouped = false, profile = false, sgemm = false, as_json = false;
 	const char *dir = CIGT_DEFAULT_DATA_DIR;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'b':
-			if (cli_int("--batch", optarg, 1, 65536, &batch))
-				return 2;
-			break;
-		case 's':
-			if (cli_double("--seconds", optarg, 0.01, 3600, &seconds))
-				return 2;
-			break;
-		case 'D':
-			dense = true;
-			break;
-		case 'u':
-			ungrouped = true;
-			break;
-		case 't':
-			if (cli_int("--threads", optarg, 1, 64, &threads))
-				return 2;
-			break;
-		case 'B':
-			if (cli_int("--blas-threads", optarg, 1, 64, &blas))
-				return 2;
-			break;
-		case 'p':
-			profile = true;
-			break;
-		case 'g':
-			sgemm = true;
-			break;
-		case 'd':
-			dir = optarg;
-			break;
-		case 'j':
-			as_json = true;
-			break;
-		case 'c':
-			compute = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return 2;
-	}
+	const struct cli_opt opts[] = {
+		{"batch", 0, CLI_LLONG, &batch, 1, 65536, .arg = "N",
+		 .help = "samples per classify call (default 256)"},
+		{"seconds", 0, CLI_DOUBLE, &seconds, .dlo = 0.01, .dhi = 3600, .arg = "S",
+		 .help = "measuring time after a warm-up (default 3)"},
+		{"dense", 0, CLI_FLAG, &dense, .help = "run every expert on every sample"},
+		{"ungrouped", 0, CLI_FLAG, &ungrouped,
+		 .help = "classify one sample at a time (routing without grouping)"},
+		{"compute", 0, CLI_STR, &compute, .arg = "NAME",
+		 .help = "run at the model's operating point NAME (cigt info lists\n"
+			 "them; an escalating one loads its second model from beside\n"
+			 "MODEL); MACs per sample are then the measured mean"},
+		{"threads", 0, CLI_LLONG, &threads, 1, 64, .arg = "N",
+		 .help = "worker threads splitting each batch (default: online CPUs)"},
+		{"blas-threads", 0, CLI_LLONG, &blas, 1, 64, .arg = "N",
+		 .help = "OpenBLAS threads inside each call (default 1)"},
+		{"profile", 0, CLI_FLAG, &profile,
+		 .help = "time per part (im2col, sgemm, pooling, routing, regrouping)\n"
+			 "and the group size per expert"},
+		{"sgemm", 0, CLI_FLAG, &sgemm,
+		 .help = "also measure OpenBLAS sgemm GFLOPS (1024^3) with the same\n"
+			 "threads, for comparison"},
+		{"data", 0, CLI_STR, &dir, .arg = "DIR",
+		 .help = "IDX directory (default " CIGT_DEFAULT_DATA_DIR ")"},
+		{"json", 0, CLI_FLAG, &as_json, .help = "one JSON object"},
+		{0},
+	};
+	const struct cli_cmd cmd = {usage, 18, 1, 1, opts};
+	int status, operand = cli_parse(&cmd, argc, argv, &status);
+	if (operand < 0)
+		return status;
 	if (compute && (dense || ungrouped)) {
 		fprintf(stderr, "cigt: --compute runs routed batches; not with --dense or --ungrouped\n");
 		return 2;
 	}
 	struct cigt_model *m, *m2 = NULL;
 	struct cigt_engine *e, *e2 = NULL;
-	if (cli_load(argv[optind], &m, &e))
+	if (cli_load(argv[operand], &m, &e))
 		return 1;
 	struct cigt_dial dial;
 	cigt_dial_single(&dial);
-	if (compute && cli_dial(argv[optind], e, compute, NULL, 0, &dial, &m2, &e2)) {
+	if (compute && cli_dial(argv[operand], e, compute, NULL, 0, &dial, &m2, &e2)) {
 		cigt_engine_free(e2);
 		cigt_model_free(m2);
 		cigt_engine_free(e);

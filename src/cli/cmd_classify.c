@@ -1,5 +1,4 @@
 /* cigt classify MODEL FILE... [--json] */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,40 +9,27 @@
 
 #define MAX_IMAGE_FILE (64u << 20)
 
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: cigt classify MODEL FILE... [--dense]\n"
-		   "Classifies PNG, JPEG, PGM or PPM images (gray or colour, any size: converted\n"
-		   "and resized to the model's input). One line per file: file, label,\n"
-		   "probability, route, MACs.\n"
-		   "  --dense   run every expert (same answer, shows the dense MACs)\n");
-}
+static const char usage[] =
+	"usage: cigt classify MODEL FILE... [--dense]\n"
+	"Classifies PNG, JPEG, PGM or PPM images (gray or colour, any size: converted\n"
+	"and resized to the model's input). One line per file: file, label,\n"
+	"probability, route, MACs.\n";
 
 int cmd_classify(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"dense", no_argument, NULL, 'D'}, {"help", no_argument, NULL, 'h'}, {0}};
 	bool dense = false;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (c == 'D')
-			dense = true;
-		else if (c == 'h') {
-			usage(stdout);
-			return 0;
-		} else {
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (argc - optind < 2) {
-		usage(stderr);
-		return 2;
-	}
+	const struct cli_opt opts[] = {
+		{"dense", 0, CLI_FLAG, &dense,
+		 .help = "run every expert (same answer, shows the dense MACs)"},
+		{0},
+	};
+	const struct cli_cmd cmd = {usage, 10, 2, -1, opts};
+	int status, operand = cli_parse(&cmd, argc, argv, &status);
+	if (operand < 0)
+		return status;
 	struct cigt_model *m;
 	struct cigt_engine *e;
-	if (cli_load(argv[optind], &m, &e))
+	if (cli_load(argv[operand], &m, &e))
 		return 1;
 	const struct cigt_arch *a = m->arch;
 	struct cigt_workspace *ws = cigt_workspace_new(e, 1);
@@ -58,7 +44,7 @@ int cmd_classify(int argc, char **argv)
 		failed = 1;
 		goto out;
 	}
-	for (int i = optind + 1; i < argc; i++) {
+	for (int i = operand + 1; i < argc; i++) {
 		const char *path = argv[i];
 		void *buf;
 		size_t len;

@@ -1,6 +1,5 @@
 /* cigt eval MODEL [--data DIR] [--dense | --compute NAME | --thresholds T,... |
  * --max-macs N] [--json] [--limit N] [--threads N] [--dump FILE]: test accuracy, MACs (mean and distribution), paths. */
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,37 +10,12 @@
 #include "cli.h"
 #include "../common/util.h"
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: cigt eval MODEL [--data DIR] [--dense | --compute NAME | --thresholds T,... |\n"
-		"                 --max-macs N] [--json] [--limit N] [--threads N] [--dump FILE]\n"
-		"Classifies the test set and prints accuracy, samples/s, mean MACs per sample and\n"
-		"their distribution, dense MACs, compute saved, samples on several paths or\n"
-		"escalated, the share of samples on each (argmax) route and a confusion matrix.\n"
-		"  --data DIR     IDX directory with t10k-{images-idx3,labels-idx1}-ubyte.gz\n"
-		"                 (default " CIGT_DEFAULT_DATA_DIR "), or an image folder:\n"
-		"                 DIR/test/<class>/ (or DIR/val/) when DIR/train/ exists, else\n"
-		"                 DIR/<class>/; .png .jpg .jpeg .pgm .ppm files\n"
-		"  --cache-mb N   bound on a folder's images held as float32 (default 2048)\n"
-		"  --dense        run every expert on every sample (same predictions, more MACs)\n"
-		"  --compute NAME the model's operating point NAME (cigt info lists them); one that\n"
-		"                 escalates loads its second model from beside MODEL\n"
-		"  --thresholds T,...\n"
-		"                 multipath with one threshold in [0, 1] per router (1 = single)\n"
-		"  --max-macs N   the most accurate (on validation) operating point whose worst\n"
-		"                 case fits in N MACs per sample; less than one path is an error\n"
-		"  --json         one JSON object instead of text\n"
-		"  --limit N      only the first N test images\n"
-		"  --threads N    worker threads (default: online CPUs)\n"
-		"  --dump FILE    write one JSON line per sample: index, label, class, route\n"
-		"                 (argmax path), logits (of that path), probs (the answer's\n"
-		"                 posterior), macs, npaths, escalated, paths (\"0-1-3\", ...)\n"
-		"  --routes       for every leaf (last-layer expert), how many test samples of\n"
-		"                 each class reached it\n"
-		"  --routes-png FILE\n"
-		"                 draw that table as a heatmap (needs gnuplot)\n");
-}
+static const char usage[] =
+	"usage: cigt eval MODEL [--data DIR] [--dense | --compute NAME | --thresholds T,... |\n"
+	"                 --max-macs N] [--json] [--limit N] [--threads N] [--dump FILE]\n"
+	"Classifies the test set and prints accuracy, samples/s, mean MACs per sample and\n"
+	"their distribution, dense MACs, compute saved, samples on several paths or\n"
+	"escalated, the share of samples on each (argmax) route and a confusion matrix.\n";
 
 /* Route index in mixed radix: route[0] * K1 * K2 ... + route[last]. */
 static int route_index(const struct cigt_arch *a, const int *route)
@@ -139,78 +113,48 @@ static int draw_leaves(const struct cigt_arch *a, const int64_t *leaf, const cha
 
 int cmd_eval(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"data", required_argument, NULL, 'd'},  {"dense", no_argument, NULL, 'D'},
-		{"json", no_argument, NULL, 'j'},        {"limit", required_argument, NULL, 'n'},
-		{"threads", required_argument, NULL, 't'}, {"dump", required_argument, NULL, 'u'},
-		{"routes", no_argument, NULL, 'r'},      {"routes-png", required_argument, NULL, 'P'},
-		{"cache-mb", required_argument, NULL, 'C'},
-		{"compute", required_argument, NULL, 'c'},
-		{"thresholds", required_argument, NULL, 'T'},
-		{"max-macs", required_argument, NULL, 'M'},
-		{"help", no_argument, NULL, 'h'},        {0},
-	};
 	const char *dir = CIGT_DEFAULT_DATA_DIR, *dump = NULL, *routes_png = NULL;
 	const char *compute = NULL, *thresholds = NULL;
 	bool dense = false, as_json = false, show_routes = false;
-	long long limit = 0, threads = cli_default_threads(), limit_mb = 0, max_macs = 0;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'd':
-			dir = optarg;
-			break;
-		case 'D':
-			dense = true;
-			break;
-		case 'j':
-			as_json = true;
-			break;
-		case 'n':
-			if (cli_int("--limit", optarg, 1, 100000000, &limit))
-				return 2;
-			break;
-		case 't':
-			if (cli_int("--threads", optarg, 1, 64, &threads))
-				return 2;
-			break;
-		case 'u':
-			dump = optarg;
-			break;
-		case 'r':
-			show_routes = true;
-			break;
-		case 'P':
-			routes_png = optarg;
-			break;
-		case 'C':
-			if (cli_int("--cache-mb", optarg, 1, 1 << 24, &limit_mb))
-				return 2;
-			cli_cache_bytes = (size_t)limit_mb << 20;
-			break;
-		case 'c':
-			compute = optarg;
-			break;
-		case 'T':
-			thresholds = optarg;
-			break;
-		case 'M':
-			if (cli_int("--max-macs", optarg, 1, (long long)1 << 62, &max_macs))
-				return 2;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return 2;
-	}
+	long long limit = 0, threads = cli_default_threads(), max_macs = 0;
+	const struct cli_opt opts[] = {
+		{"data", 0, CLI_STR, &dir, .arg = "DIR",
+		 .help = "IDX directory with t10k-{images-idx3,labels-idx1}-ubyte.gz\n"
+			 "(default " CIGT_DEFAULT_DATA_DIR "), or an image folder:\n"
+			 "DIR/test/<class>/ (or DIR/val/) when DIR/train/ exists, else\n"
+			 "DIR/<class>/; .png .jpg .jpeg .pgm .ppm files"},
+		{"cache-mb", 0, CLI_CALL, &cli_cache_bytes, 1, 1 << 24, .fn = cli_mebibytes,
+		 .arg = "N", .help = "bound on a folder's images held as float32 (default 2048)"},
+		{"dense", 0, CLI_FLAG, &dense,
+		 .help = "run every expert on every sample (same predictions, more MACs)"},
+		{"compute", 0, CLI_STR, &compute, .arg = "NAME",
+		 .help = "the model's operating point NAME (cigt info lists them); one that\n"
+			 "escalates loads its second model from beside MODEL"},
+		{"thresholds", 0, CLI_STR, &thresholds, .arg = "T,...",
+		 .help = "multipath with one threshold in [0, 1] per router (1 = single)"},
+		{"max-macs", 0, CLI_LLONG, &max_macs, 1, (long long)1 << 62, .arg = "N",
+		 .help = "the most accurate (on validation) operating point whose worst\n"
+			 "case fits in N MACs per sample; less than one path is an error"},
+		{"json", 0, CLI_FLAG, &as_json, .help = "one JSON object instead of text"},
+		{"limit", 0, CLI_LLONG, &limit, 1, 100000000, .arg = "N",
+		 .help = "only the first N test images"},
+		{"threads", 0, CLI_LLONG, &threads, 1, 64, .arg = "N",
+		 .help = "worker threads (default: online CPUs)"},
+		{"dump", 0, CLI_STR, &dump, .arg = "FILE",
+		 .help = "write one JSON line per sample: index, label, class, route\n"
+			 "(argmax path), logits (of that path), probs (the answer's\n"
+			 "posterior), macs, npaths, escalated, paths (\"0-1-3\", ...)"},
+		{"routes", 0, CLI_FLAG, &show_routes,
+		 .help = "for every leaf (last-layer expert), how many test samples of\n"
+			 "each class reached it"},
+		{"routes-png", 0, CLI_STR, &routes_png, .arg = "FILE",
+		 .help = "draw that table as a heatmap (needs gnuplot)"},
+		{0},
+	};
+	const struct cli_cmd cmd = {usage, 15, 1, 1, opts};
+	int status, operand = cli_parse(&cmd, argc, argv, &status);
+	if (operand < 0)
+		return status;
 	if (dense && (compute || thresholds || max_macs)) {
 		fprintf(stderr, "cigt: --dense runs every expert; it takes no --compute, "
 			"--thresholds or --max-macs\n");
@@ -219,9 +163,9 @@ int cmd_eval(int argc, char **argv)
 	struct cigt_model *m, *m2 = NULL;
 	struct cigt_engine *e, *e2 = NULL;
 	struct cigt_dial dial;
-	if (cli_load(argv[optind], &m, &e))
+	if (cli_load(argv[operand], &m, &e))
 		return 1;
-	if (cli_dial(argv[optind], e, compute, thresholds, max_macs, &dial, &m2, &e2)) {
+	if (cli_dial(argv[operand], e, compute, thresholds, max_macs, &dial, &m2, &e2)) {
 		cigt_engine_free(e);
 		cigt_model_free(m);
 		return 1;

@@ -8,7 +8,6 @@
  * flips max-pooling choices at near-ties. The config's train.distill and train.label_smoothing
  * apply to the step (the teacher's posteriors computed by the engine on the same images), so
  * the reference can check those loss terms too. */
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,22 +22,19 @@
 #include "../train/levers.h"
 #include "../train/trellis.h"
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: cigt grad MODEL --config CONFIG --out GRADS [--batch N]\n"
-		"                 [--mode warmup|argmax] [--temperature T]\n"
-		"                 [--precision float|double] [--data DIR]\n"
-		"Runs one training step of MODEL on the first N training images (default 125)\n"
-		"without dropout or random re-routing, and writes the gradient of every trainable\n"
-		"tensor (same names and shapes as the model) plus the batch-norm running statistics\n"
-		"after the step to GRADS (safetensors). __metadata__.provenance holds the loss, its\n"
-		"cross-entropy and information-gain parts, and the step's settings. CONFIG supplies\n"
-		"the information-gain weight and beta, and train.distill (teacher, temperature,\n"
-		"weight) and train.label_smoothing when present. --precision double (default float, what\n"
-		"cigt train runs) computes the step in double; the file stores float32 either way.\n"
-		"For cross-checks against other implementations.\n");
-}
+static const char usage[] =
+	"usage: cigt grad MODEL --config CONFIG --out GRADS [--batch N]\n"
+	"                 [--mode warmup|argmax] [--temperature T]\n"
+	"                 [--precision float|double] [--data DIR]\n"
+	"Runs one training step of MODEL on the first N training images (default 125)\n"
+	"without dropout or random re-routing, and writes the gradient of every trainable\n"
+	"tensor (same names and shapes as the model) plus the batch-norm running statistics\n"
+	"after the step to GRADS (safetensors). __metadata__.provenance holds the loss, its\n"
+	"cross-entropy and information-gain parts, and the step's settings. CONFIG supplies\n"
+	"the information-gain weight and beta, and train.distill (teacher, temperature,\n"
+	"weight) and train.label_smoothing when present. --precision double (default float, what\n"
+	"cigt train runs) computes the step in double; the file stores float32 either way.\n"
+	"For cross-checks against other implementations.\n";
 
 /* One step in float, as cigt train runs it: the running statistics are updated in m->blob,
  * the gradients accumulated in grads. 0, or CIGT_ENOMEM. */
@@ -90,65 +86,28 @@ out:
 
 int cmd_grad(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'}, {"out", required_argument, NULL, 'o'},
-		{"batch", required_argument, NULL, 'b'},  {"mode", required_argument, NULL, 'm'},
-		{"temperature", required_argument, NULL, 'T'},
-		{"precision", required_argument, NULL, 'p'},
-		{"data", required_argument, NULL, 'd'},   {"help", no_argument, NULL, 'h'},
-		{0},
-	};
+	static const char *const modes[] = {"warmup", "argmax", NULL};
+	static const char *const precisions[] = {"float", "double", NULL};
 	const char *config = NULL, *out = NULL, *dir = CIGT_DEFAULT_DATA_DIR;
 	long long batch = 125;
 	double temp = 25.0;
-	bool warmup = true, dbl = false;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:o:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			config = optarg;
-			break;
-		case 'o':
-			out = optarg;
-			break;
-		case 'b':
-			if (cli_int("--batch", optarg, 1, 60000, &batch))
-				return 2;
-			break;
-		case 'm':
-			if (strcmp(optarg, "warmup") && strcmp(optarg, "argmax")) {
-				fprintf(stderr, "cigt: --mode: expected warmup or argmax\n");
-				return 2;
-			}
-			warmup = !strcmp(optarg, "warmup");
-			break;
-		case 'T':
-			if (cli_double("--temperature", optarg, 1e-6, 1e6, &temp))
-				return 2;
-			break;
-		case 'p':
-			if (strcmp(optarg, "float") && strcmp(optarg, "double")) {
-				fprintf(stderr, "cigt: --precision: expected float or double\n");
-				return 2;
-			}
-			dbl = !strcmp(optarg, "double");
-			break;
-		case 'd':
-			dir = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind != argc - 1 || !config || !out) {
-		usage(stderr);
-		return 2;
-	}
+	int mode = 0, precision = 0;
+	/* Not listed in --help: the usage text above says what each does. */
+	const struct cli_opt opts[] = {
+		{"config", 'c', CLI_STR, &config, .required = true},
+		{"out", 'o', CLI_STR, &out, .required = true},
+		{"batch", 0, CLI_LLONG, &batch, 1, 60000, .arg = "N"},
+		{"mode", 0, CLI_CHOICE, &mode, .choices = modes},
+		{"temperature", 0, CLI_DOUBLE, &temp, .dlo = 1e-6, .dhi = 1e6},
+		{"precision", 0, CLI_CHOICE, &precision, .choices = precisions},
+		{"data", 0, CLI_STR, &dir, .arg = "DIR"},
+		{0},
+	};
+	const struct cli_cmd cmd = {usage, 0, 1, 1, opts};
+	int status, operand = cli_parse(&cmd, argc, argv, &status);
+	if (operand < 0)
+		return status;
+	const bool warmup = mode == 0, dbl = precision == 1;
 	char err[512];
 	json_error_t je;
 	json_t *root = json_load_file(config, 0, &je);
@@ -164,7 +123,7 @@ int cmd_grad(int argc, char **argv)
 		return 1;
 	}
 	struct cigt_model *m;
-	if (cigt_model_load(argv[optind], &m, err, sizeof err)) {
+	if (cigt_model_load(argv[operand], &m, err, sizeof err)) {
 		fprintf(stderr, "cigt: %s\n", err);
 		return 1;
 	}

@@ -1,5 +1,4 @@
 /* cigt info MODEL [--json] */
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,13 +6,10 @@
 
 #include "cli.h"
 
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: cigt info MODEL [--json]\n"
-		   "Shows the architecture, parameters, MACs per route and dense, and the\n"
-		   "operating points (cigt tune) with their validation accuracy and mean MACs.\n"
-		   "  --json   one JSON object instead of text\n");
-}
+static const char usage[] =
+	"usage: cigt info MODEL [--json]\n"
+	"Shows the architecture, parameters, MACs per route and dense, and the\n"
+	"operating points (cigt tune) with their validation accuracy and mean MACs.\n";
 
 static void shape_str(char *buf, size_t n, struct cigt_shape s)
 {
@@ -108,29 +104,18 @@ static json_t *info_json(const struct cigt_model *m)
 
 int cmd_info(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0}};
 	bool as_json = false;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (c == 'j')
-			as_json = true;
-		else if (c == 'h') {
-			usage(stdout);
-			return 0;
-		} else {
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return 2;
-	}
+	const struct cli_opt opts[] = {
+		{"json", 0, CLI_FLAG, &as_json, .help = "one JSON object instead of text"},
+		{0},
+	};
+	const struct cli_cmd cmd = {usage, 9, 1, 1, opts};
+	int status, operand = cli_parse(&cmd, argc, argv, &status);
+	if (operand < 0)
+		return status;
 	struct cigt_model *m;
 	char err[512];
-	if (cigt_model_load(argv[optind], &m, err, sizeof err)) {
+	if (cigt_model_load(argv[operand], &m, err, sizeof err)) {
 		fprintf(stderr, "cigt: %s\n", err);
 		return 1;
 	}

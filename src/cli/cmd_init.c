@@ -1,5 +1,4 @@
 /* cigt init CONFIG -o MODEL [--seed N] [--random-bn] */
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,57 +7,33 @@
 #include "cigt/arch.h"
 #include "cli.h"
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: cigt init CONFIG -o MODEL [--seed N] [--random-bn]\n"
-		"Writes a randomly initialised model (PyTorch default initialisation) for the\n"
-		"architecture in CONFIG (a JSON file; see proto/model-format.md).\n"
-		"  -o, --out MODEL   output .safetensors file (required)\n"
-		"  --seed N          random seed (default 1)\n"
-		"  --random-bn       random batch-norm parameters and running statistics instead\n"
-		"                    of the identity (for tests of batch-norm folding)\n");
-}
+static const char usage[] =
+	"usage: cigt init CONFIG -o MODEL [--seed N] [--random-bn]\n"
+	"Writes a randomly initialised model (PyTorch default initialisation) for the\n"
+	"architecture in CONFIG (a JSON file; see proto/model-format.md).\n";
 
 int cmd_init(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"out", required_argument, NULL, 'o'},  {"seed", required_argument, NULL, 's'},
-		{"random-bn", no_argument, NULL, 'b'},  {"help", no_argument, NULL, 'h'},
-		{0},
-	};
 	const char *out = NULL;
 	long long seed = 1;
 	bool random_bn = false;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'o':
-			out = optarg;
-			break;
-		case 's':
-			if (cli_int("--seed", optarg, 0, INT64_MAX, &seed))
-				return 2;
-			break;
-		case 'b':
-			random_bn = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind != argc - 1 || !out) {
-		usage(stderr);
-		return 2;
-	}
+	const struct cli_opt opts[] = {
+		{"out", 'o', CLI_STR, &out, .required = true, .arg = "MODEL",
+		 .help = "output .safetensors file (required)"},
+		{"seed", 0, CLI_LLONG, &seed, 0, INT64_MAX, .arg = "N",
+		 .help = "random seed (default 1)"},
+		{"random-bn", 0, CLI_FLAG, &random_bn,
+		 .help = "random batch-norm parameters and running statistics instead\n"
+			 "of the identity (for tests of batch-norm folding)"},
+		{0},
+	};
+	const struct cli_cmd cmd = {usage, 18, 1, 1, opts};
+	int status, operand = cli_parse(&cmd, argc, argv, &status);
+	if (operand < 0)
+		return status;
 	char err[512];
 	struct cigt_arch *arch;
-	if (cigt_arch_load(argv[optind], &arch, err, sizeof err)) {
+	if (cigt_arch_load(argv[operand], &arch, err, sizeof err)) {
 		fprintf(stderr, "cigt: %s\n", err);
 		return 1;
 	}

@@ -4,7 +4,6 @@
  * escalation at a grid of confidences from the two posteriors exactly as the engine combines
  * them, prints the accuracy-vs-mean-MACs Pareto fronts and writes the chosen points into the
  * model file's __metadata__.operating_points. */
-#include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
@@ -16,23 +15,13 @@
 #include "../common/util.h"
 #include "../nn/nn.h"
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: cigt tune MODEL [--escalate SECOND] [--data DIR] [--validation N]\n"
-		"                 [--threads N] [--out FILE]\n"
-		"Searches per-router multipath thresholds and escalation confidences on the\n"
-		"validation split MODEL was trained with (the last N training images, N from its\n"
-		"provenance), prints the accuracy-vs-mean-MACs Pareto fronts and writes the chosen\n"
-		"operating points into the model file (replacing any it had).\n"
-		"  --escalate SECOND  a model with the same classes and input, lying beside MODEL,\n"
-		"                     to escalate uncertain answers to\n"
-		"  --data DIR         IDX directory with train-{images-idx3,labels-idx1}-ubyte.gz\n"
-		"                     (default " CIGT_DEFAULT_DATA_DIR ")\n"
-		"  --validation N     the validation split's size when the provenance lacks it\n"
-		"  --threads N        worker threads (default: online CPUs)\n"
-		"  --out FILE         write the model with its points here (default: MODEL)\n");
-}
+static const char usage[] =
+	"usage: cigt tune MODEL [--escalate SECOND] [--data DIR] [--validation N]\n"
+	"                 [--threads N] [--out FILE]\n"
+	"Searches per-router multipath thresholds and escalation confidences on the\n"
+	"validation split MODEL was trained with (the last N training images, N from its\n"
+	"provenance), prints the accuracy-vs-mean-MACs Pareto fronts and writes the chosen\n"
+	"operating points into the model file (replacing any it had).\n";
 
 /* Thresholds tried at every router (values above 1/2 open nothing more than 1 does). */
 static const float grid_fine[] = {1.0f, 0.49f, 0.45f, 0.4f, 0.35f, 0.3f, 0.25f, 0.2f,
@@ -168,48 +157,28 @@ static int provenance_validation(const struct cigt_model *m)
 
 int cmd_tune(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"escalate", required_argument, NULL, 'e'}, {"data", required_argument, NULL, 'd'},
-		{"validation", required_argument, NULL, 'v'},
-		{"threads", required_argument, NULL, 't'},  {"out", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},           {0},
-	};
 	const char *dir = CIGT_DEFAULT_DATA_DIR, *second_path = NULL, *out_path = NULL;
 	long long threads = cli_default_threads(), nval_opt = 0;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'e':
-			second_path = optarg;
-			break;
-		case 'd':
-			dir = optarg;
-			break;
-		case 'v':
-			if (cli_int("--validation", optarg, 1, 10000000, &nval_opt))
-				return 2;
-			break;
-		case 't':
-			if (cli_int("--threads", optarg, 1, 64, &threads))
-				return 2;
-			break;
-		case 'o':
-			out_path = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return 2;
-	}
-	const char *path = argv[optind];
+	const struct cli_opt opts[] = {
+		{"escalate", 0, CLI_STR, &second_path, .arg = "SECOND",
+		 .help = "a model with the same classes and input, lying beside MODEL,\n"
+			 "to escalate uncertain answers to"},
+		{"data", 0, CLI_STR, &dir, .arg = "DIR",
+		 .help = "IDX directory with train-{images-idx3,labels-idx1}-ubyte.gz\n"
+			 "(default " CIGT_DEFAULT_DATA_DIR ")"},
+		{"validation", 0, CLI_LLONG, &nval_opt, 1, 10000000, .arg = "N",
+		 .help = "the validation split's size when the provenance lacks it"},
+		{"threads", 0, CLI_LLONG, &threads, 1, 64, .arg = "N",
+		 .help = "worker threads (default: online CPUs)"},
+		{"out", 0, CLI_STR, &out_path, .arg = "FILE",
+		 .help = "write the model with its points here (default: MODEL)"},
+		{0},
+	};
+	const struct cli_cmd cmd = {usage, 19, 1, 1, opts};
+	int status, operand = cli_parse(&cmd, argc, argv, &status);
+	if (operand < 0)
+		return status;
+	const char *path = argv[operand];
 	if (!out_path)
 		out_path = path;
 	struct cigt_model *m = NULL, *m2 = NULL;

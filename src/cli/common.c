@@ -10,33 +10,6 @@
 
 size_t cli_cache_bytes;
 
-int cli_int(const char *name, const char *s, long long lo, long long hi, long long *out)
-{
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi) {
-		fprintf(stderr, "cigt: %s: '%s' is not an integer in [%lld, %lld]\n", name, s, lo,
-			hi);
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
-
-int cli_double(const char *name, const char *s, double lo, double hi, double *out)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || *end || !(v >= lo && v <= hi)) {
-		fprintf(stderr, "cigt: %s: '%s' is not a number in [%g, %g]\n", name, s, lo, hi);
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
-
 int cli_load(const char *path, struct cigt_model **m, struct cigt_engine **e)
 {
 	char err[512];

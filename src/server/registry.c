@@ -4,7 +4,8 @@
  * and their result is applied here on the loop, so nothing touches the disk on the loop. One sync runs at a time; a
  * request for another while one runs is folded into a single follow-up. A loaded version is a
  * reference-counted struct srv_model: unloading drops the registry's reference and marks it
- * retired, requests already holding it finish on it, and the last reference frees it. */
+ * retired, requests already holding it finish on it, and the last reference frees it.
+ * Lookups for requests and the renderings of the tables for the APIs are registry_query.c's. */
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -21,48 +22,9 @@
 
 /* ---------------------------------------------------------------------------- tables */
 
-struct reg_version {
-	long long v;
-	struct srv_model *m;   /* serving, or NULL */
-	bool listed;           /* its folder was found by the last scan */
-	bool selected;         /* the version policy selects it */
-	bool failed;           /* the last load of fail_ident failed */
-	struct srv_ident fail_ident;
-	char reason[256];      /* why it is not serving */
-};
+/* The tables themselves are declared in repo.h (registry_query.c reads them too). */
 
-struct reg_model {
-	char name[CIGT_NAME_MAX + 1];
-	bool wanted;           /* explicit mode: loaded by --load-model or the API */
-	bool listed;
-	bool loading;          /* a sync that loads it is running */
-	char reason[256];      /* the model's own problem (config.json), or "" */
-	struct srv_model_cfg mc;
-	struct reg_version *v; /* descending by version */
-	int nv, cap;
-	uint64_t loads_ok, loads_failed;
-};
-
-struct srv_registry {
-	const struct srv_config *cfg;
-	char *root;        /* realpath of the repository, or NULL */
-	char *single;      /* --model PATH */
-	enum srv_control mode;
-	struct reg_model *m;
-	int nm, capm;
-	uv_loop_t *loop;
-	uv_timer_t poll;
-	bool poll_started;
-	struct reg_job *job;      /* running */
-	bool again, again_force;  /* another sync asked for while one runs */
-	struct reg_waiter *waiting; /* load requests for the follow-up sync */
-	srv_load_done_fn load_done;
-	srv_retired_fn retired;
-	void *ctx;
-	bool stopped;
-};
-
-static struct reg_model *find_model(const struct srv_registry *reg, const char *name)
+struct reg_model *srv_reg_find_model(const struct srv_registry *reg, const char *name)
 {
 	for (int i = 0; i < reg->nm; i++)
 		if (!strcmp(reg->m[i].name, name))
@@ -86,7 +48,7 @@ static struct reg_model *add_model(struct srv_registry *reg, const char *name)
 	return rm;
 }
 
-static bool model_wanted(const struct srv_registry *reg, const struct reg_model *rm)
+bool srv_reg_model_wanted(const struct srv_registry *reg, const struct reg_model *rm)
 {
 	return reg->mode != SRV_CONTROL_EXPLICIT || reg->single ? true : rm->wanted;
 }
@@ -136,11 +98,11 @@ static int cmp_rv_desc(const void *a, const void *b)
 /* Applies one scanned model to the tables. */
 static void apply_model(struct srv_registry *reg, struct reg_job *j, struct job_model *jm)
 {
-	struct reg_model *rm = find_model(reg, jm->name);
+	struct reg_model *rm = srv_reg_find_model(reg, jm->name);
 	if (!rm && !(rm = add_model(reg, jm->name)))
 		return; /* out of memory: the new holders are dropped with the job */
 	rm->listed = true;
-	bool want = model_wanted(reg, rm) && jm->want;
+	bool want = srv_reg_model_wanted(reg, rm) && jm->want;
 	/* The new listing: every version folder found, plus versions still serving. */
 	for (int i = 0; i < rm->nv; i++)
 		rm->v[i].listed = rm->v[i].selected = false;
@@ -236,7 +198,7 @@ static void apply_model(struct srv_registry *reg, struct reg_job *j, struct job_
 	qsort(rm->v, (size_t)rm->nv, sizeof *rm->v, cmp_rv_desc);
 }
 
-static bool model_ready(const struct reg_model *rm)
+bool srv_reg_model_ready(const struct reg_model *rm)
 {
 	for (int i = 0; i < rm->nv; i++)
 		if (rm->v[i].m)
@@ -245,7 +207,7 @@ static bool model_ready(const struct reg_model *rm)
 }
 
 /* A one-line reason why rm serves nothing. */
-static const char *model_reason(const struct reg_model *rm)
+const char *srv_reg_model_reason(const struct reg_model *rm)
 {
 	if (rm->reason[0])
 		return rm->reason;
@@ -332,7 +294,7 @@ static void answer_waiters(struct srv_registry *reg, struct reg_waiter *w, int s
 {
 	while (w) {
 		struct reg_waiter *next = w->next;
-		const struct reg_model *rm = find_model(reg, w->name);
+		const struct reg_model *rm = srv_reg_find_model(reg, w->name);
 		char buf[400];
 		int status = 200;
 		if (status_override) {
@@ -341,16 +303,16 @@ static void answer_waiters(struct srv_registry *reg, struct reg_waiter *w, int s
 		} else if (!rm || !rm->listed) {
 			status = 404;
 			snprintf(buf, sizeof buf, "no model '%s' in the repository", w->name);
-		} else if (!model_ready(rm)) {
+		} else if (!srv_reg_model_ready(rm)) {
 			status = 400;
 			snprintf(buf, sizeof buf, "failed to load '%s': %s", w->name,
-				 model_reason(rm));
+				 srv_reg_model_reason(rm));
 		} else {
 			snprintf(buf, sizeof buf, "loaded");
 		}
 		/* A load that failed leaves the model unwanted when nothing serves it. */
-		struct reg_model *m = find_model(reg, w->name);
-		if (status != 200 && m && !model_ready(m))
+		struct reg_model *m = srv_reg_find_model(reg, w->name);
+		if (status != 200 && m && !srv_reg_model_ready(m))
 			m->wanted = false;
 		if (reg->load_done)
 			reg->load_done(reg->ctx, w->r, status, buf);
@@ -403,7 +365,7 @@ static void sync_start(struct srv_registry *reg, bool force, bool verbose)
 	j->waiters = reg->waiting;
 	reg->waiting = NULL;
 	for (int i = 0; i < reg->nm; i++)
-		reg->m[i].loading = model_wanted(reg, &reg->m[i]);
+		reg->m[i].loading = srv_reg_model_wanted(reg, &reg->m[i]);
 	reg->job = j;
 	j->work.data = j;
 	uv_queue_work(reg->loop, &j->work, srv_repo_job_run, job_done);
@@ -449,7 +411,7 @@ int srv_registry_new(const struct srv_config *cfg, struct srv_registry **out, ch
 			return cigt_fail(err, errlen, -1, "--load-model '%.80s' is not a model name",
 					 cfg->load_models[i]);
 		}
-		struct reg_model *rm = find_model(reg, cfg->load_models[i]);
+		struct reg_model *rm = srv_reg_find_model(reg, cfg->load_models[i]);
 		if (!rm && !(rm = add_model(reg, cfg->load_models[i]))) {
 			srv_registry_free(reg);
 			return cigt_fail(err, errlen, -1, "out of memory");
@@ -478,9 +440,9 @@ int srv_registry_load_initial(struct srv_registry *reg, char *err, size_t errlen
 		apply(reg, j);
 		for (int i = 0; i < reg->nm; i++) {
 			const struct reg_model *rm = &reg->m[i];
-			if (model_wanted(reg, rm) && !model_ready(rm))
+			if (srv_reg_model_wanted(reg, rm) && !srv_reg_model_ready(rm))
 				srv_log(SRV_LOG_ERROR, "model %s serves nothing: %s", rm->name,
-					model_reason(rm));
+					srv_reg_model_reason(rm));
 			if (rm->wanted && !rm->listed)
 				srv_log(SRV_LOG_ERROR, "--load-model %s: no such model in %s",
 					rm->name, reg->root);
@@ -538,7 +500,7 @@ int srv_registry_load(struct srv_registry *reg, const char *name, struct srv_req
 		return 400;
 	}
 	struct reg_waiter *w = calloc(1, sizeof *w);
-	struct reg_model *rm = find_model(reg, name);
+	struct reg_model *rm = srv_reg_find_model(reg, name);
 	if (!rm)
 		rm = add_model(reg, name);
 	if (!w || !rm) {
@@ -561,8 +523,8 @@ int srv_registry_unload(struct srv_registry *reg, const char *name, char *err, s
 	int st = refuse_mode(reg, err, errlen);
 	if (st)
 		return st;
-	struct reg_model *rm = find_model(reg, name);
-	if (!rm || (!rm->wanted && !model_ready(rm))) {
+	struct reg_model *rm = srv_reg_find_model(reg, name);
+	if (!rm || (!rm->wanted && !srv_reg_model_ready(rm))) {
 		snprintf(err, errlen, "model '%.80s' is not loaded", name);
 		return 404;
 	}
@@ -572,207 +534,6 @@ int srv_registry_unload(struct srv_registry *reg, const char *name, char *err, s
 	if (reg->retired)
 		reg->retired(reg->ctx);
 	return 0;
-}
-
-/* Names the loaded models into buf (for error messages). */
-static void loaded_names(const struct srv_registry *reg, char *buf, size_t n)
-{
-	size_t off = 0;
-	buf[0] = 0;
-	for (int i = 0; i < reg->nm && off + 1 < n; i++)
-		if (model_ready(&reg->m[i]))
-			off += (size_t)snprintf(buf + off, n - off, "%s%s", off ? ", " : "",
-						reg->m[i].name);
-	if (!buf[0])
-		snprintf(buf, n, "none");
-}
-
-struct srv_model *srv_registry_get(struct srv_registry *reg, const char *name, long long version,
-				   int *status, char *err, size_t errlen)
-{
-	char names[256];
-	*status = 404;
-	if (!name) {
-		if (reg->cfg->default_model) {
-			name = reg->cfg->default_model;
-		} else {
-			const struct reg_model *only = NULL;
-			int n = 0;
-			for (int i = 0; i < reg->nm; i++)
-				if (model_ready(&reg->m[i])) {
-					only = &reg->m[i];
-					n++;
-				}
-			if (n > 1) {
-				loaded_names(reg, names, sizeof names);
-				*status = 400;
-				snprintf(err, errlen, "several models are loaded (%s) and no "
-						      "--default-model is set: name one in the URL, "
-						      "e.g. /v1/models/{name}/classify", names);
-				return NULL;
-			}
-			if (!only) {
-				snprintf(err, errlen, "no model is loaded");
-				return NULL;
-			}
-			name = only->name;
-		}
-	}
-	struct reg_model *rm = find_model(reg, name);
-	if (!rm || !model_ready(rm)) {
-		loaded_names(reg, names, sizeof names);
-		snprintf(err, errlen, "model '%.80s' not found: it is not loaded (loaded: %s)", name,
-			 names);
-		return NULL;
-	}
-	for (int i = 0; i < rm->nv; i++)
-		if (rm->v[i].m && (version == 0 || rm->v[i].v == version))
-			return srv_model_ref(rm->v[i].m);
-	size_t off = 0;
-	for (int i = 0; i < rm->nv && off + 1 < sizeof names; i++)
-		if (rm->v[i].m)
-			off += (size_t)snprintf(names + off, sizeof names - off, "%s%lld",
-						off ? ", " : "", rm->v[i].v);
-	snprintf(err, errlen, "model '%.80s' version %lld not found: it is not loaded (loaded "
-			      "versions: %s)", name, version, names);
-	return NULL;
-}
-
-bool srv_registry_ready(const struct srv_registry *reg)
-{
-	for (int i = 0; i < reg->nm; i++) {
-		const struct reg_model *rm = &reg->m[i];
-		bool should = reg->mode == SRV_CONTROL_EXPLICIT && !reg->single ? rm->wanted
-										 : rm->listed;
-		if (should && !model_ready(rm))
-			return false;
-	}
-	return true;
-}
-
-void srv_registry_index(const struct srv_registry *reg, bool ready_only, struct srv_buf *b)
-{
-	srv_buf_puts(b, "[");
-	bool first = true;
-	for (int i = 0; i < reg->nm; i++) {
-		const struct reg_model *rm = &reg->m[i];
-		if (!rm->nv && !ready_only) {
-			/* A model without version folders (or one asked for and missing). */
-			srv_buf_puts(b, first ? "" : ", ");
-			first = false;
-			srv_buf_puts(b, "{\"name\": ");
-			srv_buf_json_str(b, rm->name);
-			srv_buf_puts(b, ", \"state\": \"UNAVAILABLE\", \"reason\": ");
-			srv_buf_json_str(b, rm->listed ? model_reason(rm)
-						       : "no such model in the repository");
-			srv_buf_puts(b, "}");
-		}
-		for (int v = 0; v < rm->nv; v++) {
-			const struct reg_version *rv = &rm->v[v];
-			if (ready_only && !rv->m)
-				continue;
-			const char *state = rv->m ? "READY"
-					    : rm->loading && rv->selected ? "LOADING"
-									  : "UNAVAILABLE";
-			const char *reason = rv->m ? ""
-					     : rv->reason[0] ? rv->reason
-					     : rm->reason[0] && rv->selected ? rm->reason
-					     : !model_wanted(reg, rm) ? "not loaded"
-					     : !rv->selected ? "not selected by the version policy"
-							     : "";
-			srv_buf_puts(b, first ? "" : ", ");
-			first = false;
-			srv_buf_puts(b, "{\"name\": ");
-			srv_buf_json_str(b, rm->name);
-			srv_buf_printf(b, ", \"version\": \"%lld\", \"state\": \"%s\", \"reason\": ",
-				       rv->v, state);
-			srv_buf_json_str(b, reason);
-			srv_buf_puts(b, "}");
-		}
-	}
-	srv_buf_puts(b, "]\n");
-}
-
-void srv_registry_foreach(const struct srv_registry *reg,
-			  void (*fn)(void *ctx, const struct srv_model *m), void *ctx)
-{
-	for (int i = 0; i < reg->nm; i++)
-		for (int v = 0; v < reg->m[i].nv; v++)
-			if (reg->m[i].v[v].m)
-				fn(ctx, reg->m[i].v[v].m);
-}
-
-void srv_registry_render_loads(const struct srv_registry *reg, struct srv_buf *b)
-{
-	srv_buf_puts(b, "# HELP cigt_model_loads_total Version loads (start, rescans, the API), by "
-			"model and result.\n# TYPE cigt_model_loads_total counter\n");
-	for (int i = 0; i < reg->nm; i++) {
-		srv_buf_printf(b, "cigt_model_loads_total{model=\"%s\",result=\"success\"} %llu\n",
-			       reg->m[i].name, (unsigned long long)reg->m[i].loads_ok);
-		srv_buf_printf(b, "cigt_model_loads_total{model=\"%s\",result=\"failure\"} %llu\n",
-			       reg->m[i].name, (unsigned long long)reg->m[i].loads_failed);
-	}
-	srv_buf_puts(b, "# HELP cigt_model_ready 1 for each version that serves.\n"
-			"# TYPE cigt_model_ready gauge\n");
-	for (int i = 0; i < reg->nm; i++)
-		for (int v = 0; v < reg->m[i].nv; v++)
-			if (reg->m[i].v[v].m)
-				srv_buf_printf(b, "cigt_model_ready{model=\"%s\",version=\"%lld\"} "
-						  "1\n", reg->m[i].name, reg->m[i].v[v].v);
-}
-
-void srv_registry_versions(const struct srv_registry *reg, const char *name, struct srv_buf *b)
-{
-	const struct reg_model *rm = find_model(reg, name);
-	srv_buf_puts(b, "[");
-	bool first = true;
-	for (int v = 0; rm && v < rm->nv; v++)
-		if (rm->v[v].m) {
-			srv_buf_printf(b, "%s\"%lld\"", first ? "" : ", ", rm->v[v].v);
-			first = false;
-		}
-	srv_buf_puts(b, "]");
-}
-
-const struct srv_model_cfg *srv_registry_model_cfg(const struct srv_registry *reg,
-						   const char *name)
-{
-	static const struct srv_model_cfg def = {.policy = SRV_POLICY_LATEST, .latest = 1};
-	const struct reg_model *rm = find_model(reg, name);
-	return rm ? &rm->mc : &def;
-}
-
-void srv_registry_list(const struct srv_registry *reg, struct srv_buf *b)
-{
-	srv_buf_puts(b, "{\"default\": ");
-	char err[256];
-	int st;
-	struct srv_model *d = srv_registry_get((struct srv_registry *)reg, NULL, 0, &st, err,
-					       sizeof err);
-	if (d)
-		srv_buf_json_str(b, d->name);
-	else
-		srv_buf_puts(b, "null");
-	srv_model_unref(d);
-	srv_buf_puts(b, ", \"models\": [");
-	bool first = true;
-	for (int i = 0; i < reg->nm; i++) {
-		const struct reg_model *rm = &reg->m[i];
-		if (!model_ready(rm))
-			continue;
-		srv_buf_puts(b, first ? "{\"name\": " : ", {\"name\": ");
-		first = false;
-		srv_buf_json_str(b, rm->name);
-		srv_buf_puts(b, ", \"versions\": [");
-		bool fv = true;
-		for (int v = 0; v < rm->nv; v++)
-			if (rm->v[v].m) {
-				srv_buf_printf(b, "%s\"%lld\"", fv ? "" : ", ", rm->v[v].v);
-				fv = false;
-			}
-		srv_buf_puts(b, "]}");
-	}
-	srv_buf_puts(b, "]}\n");
 }
 
 static void on_close_noop(uv_handle_t *h)

@@ -1,10 +1,66 @@
-/* The model repository's internals shared by registry.c (the tables, on the loop) and
- * repo_scan.c (a sync job: scan and load, on libuv's thread pool). A job owns everything in it
- * while it runs; the loop reads its results only in the job's after-work callback. */
+/* The model repository's internals shared by registry.c (the tables, on the loop),
+ * registry_query.c (lookups and renderings of the tables, on the loop) and repo_scan.c (a sync
+ * job: scan and load, on libuv's thread pool). A job owns everything in it while it runs; the
+ * loop reads its results only in the job's after-work callback. */
 #ifndef CIGT_SRV_REPO_H
 #define CIGT_SRV_REPO_H
 
 #include "srv.h"
+
+/* ------------------------------------------------------- the registry's tables (loop only) */
+
+struct reg_version {
+	long long v;
+	struct srv_model *m;   /* serving, or NULL */
+	bool listed;           /* its folder was found by the last scan */
+	bool selected;         /* the version policy selects it */
+	bool failed;           /* the last load of fail_ident failed */
+	struct srv_ident fail_ident;
+	char reason[256];      /* why it is not serving */
+};
+
+struct reg_model {
+	char name[CIGT_NAME_MAX + 1];
+	bool wanted;           /* explicit mode: loaded by --load-model or the API */
+	bool listed;
+	bool loading;          /* a sync that loads it is running */
+	char reason[256];      /* the model's own problem (config.json), or "" */
+	struct srv_model_cfg mc;
+	struct reg_version *v; /* descending by version */
+	int nv, cap;
+	uint64_t loads_ok, loads_failed;
+};
+
+struct srv_registry {
+	const struct srv_config *cfg;
+	char *root;        /* realpath of the repository, or NULL */
+	char *single;      /* --model PATH */
+	enum srv_control mode;
+	struct reg_model *m;
+	int nm, capm;
+	uv_loop_t *loop;
+	uv_timer_t poll;
+	bool poll_started;
+	struct reg_job *job;      /* running */
+	bool again, again_force;  /* another sync asked for while one runs */
+	struct reg_waiter *waiting; /* load requests for the follow-up sync */
+	srv_load_done_fn load_done;
+	srv_retired_fn retired;
+	void *ctx;
+	bool stopped;
+};
+
+/* The model named name, or NULL. */
+struct reg_model *srv_reg_find_model(const struct srv_registry *reg, const char *name);
+/* Whether the registry keeps rm loaded: every model, unless the control mode is explicit
+ * without --model (then the ones loaded by --load-model or the API). */
+bool srv_reg_model_wanted(const struct srv_registry *reg, const struct reg_model *rm);
+/* Whether some version of rm serves. */
+bool srv_reg_model_ready(const struct reg_model *rm);
+/* A one-line reason why rm serves nothing. */
+const char *srv_reg_model_reason(const struct reg_model *rm);
+
+/* ------------------------------------------------------------------------------ sync jobs */
 
 struct reg_waiter {
 	struct srv_req *r;

@@ -1,5 +1,6 @@
 /* The training run: config, data split, the epoch loop (SGD with momentum on the trellis step),
- * validation with the inference engine, model selection, checkpoints and progress output.
+ * validation with the inference engine, model selection, checkpoints (their file: checkpoint.c)
+ * and progress output. The config's "train" section is read by train_config.c.
  * Determinism: the shuffle of an epoch is a function of (seed, epoch) and every other random
  * draw comes from one generator saved in the checkpoint, so the same seed and thread count give
  * a bit-identical model, whether or not the run was interrupted and resumed. */
@@ -17,171 +18,12 @@
 #include "cigt/error.h"
 #include "cigt/parallel.h"
 #include "cigt/train.h"
+#include "checkpoint.h"
 #include "levers.h"
 #include "trellis.h"
 #include "../model/model_internal.h"
 
 #define ERR(...) cigt_fail(err, errlen, CIGT_EINVAL, __VA_ARGS__)
-
-/* ------------------------------------------------------------------ config */
-
-static int num_at(const json_t *o, const char *path, const char *k, double lo, double hi,
-		  double *out, char *err, size_t errlen)
-{
-	json_t *v = json_object_get(o, k);
-	if (!v)
-		return ERR("%s.%s: missing", path, k);
-	if (!json_is_number(v) || !(json_number_value(v) >= lo && json_number_value(v) <= hi))
-		return ERR("%s.%s: expected a number in [%g, %g]", path, k, lo, hi);
-	*out = json_number_value(v);
-	return 0;
-}
-
-static int num(const json_t *o, const char *k, double lo, double hi, double *out, char *err,
-	       size_t errlen)
-{
-	return num_at(o, "train", k, lo, hi, out, err, errlen);
-}
-
-static int integer(const json_t *o, const char *k, long long lo, long long hi, long long *out,
-		   char *err, size_t errlen)
-{
-	json_t *v = json_object_get(o, k);
-	if (!v)
-		return ERR("train.%s: missing", k);
-	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-		return ERR("train.%s: expected an integer in [%lld, %lld]", k, lo, hi);
-	*out = json_integer_value(v);
-	return 0;
-}
-
-int cigt_train_config_parse(const json_t *t, struct cigt_train_config *c, char *err,
-			    size_t errlen)
-{
-	static const char *const keys[] = {
-		"epochs", "warmup_epochs", "batch_size", "lr", "lr_schedule", "momentum",
-		"weight_decay", "information_gain_weight", "information_gain_beta", "temperature",
-		"routing_randomization", "validation_samples", "seed", "augment", "init", "distill", "ensemble", "label_smoothing",
-		"router_weight_decay", NULL};
-	memset(c, 0, sizeof *c);
-	if (!t || !json_is_object(t))
-		return ERR("train: missing object (the config needs a \"train\" section)");
-	const char *key;
-	json_t *val;
-	json_object_foreach((json_t *)t, key, val) {
-		int ok = 0;
-		for (const char *const *k = keys; *k; k++)
-			ok |= !strcmp(*k, key);
-		if (!ok)
-			return ERR("train: unknown key '%s'", key);
-	}
-	long long ep, wu, bs, vs, seed;
-	int rc;
-	if ((rc = integer(t, "epochs", 1, 100000, &ep, err, errlen)) ||
-	    (rc = integer(t, "warmup_epochs", 0, 100000, &wu, err, errlen)) ||
-	    (rc = integer(t, "batch_size", 1, 65536, &bs, err, errlen)) ||
-	    (rc = num(t, "lr", 0, 100, &c->lr, err, errlen)) ||
-	    (rc = num(t, "momentum", 0, 0.9999, &c->momentum, err, errlen)) ||
-	    (rc = num(t, "weight_decay", 0, 1, &c->weight_decay, err, errlen)) ||
-	    (rc = num(t, "information_gain_weight", 0, 1000, &c->ig_lambda, err, errlen)) ||
-	    (rc = num(t, "information_gain_beta", 0, 1000, &c->ig_beta, err, errlen)) ||
-	    (rc = num(t, "routing_randomization", 0, 1, &c->rho, err, errlen)) ||
-	    (rc = integer(t, "validation_samples", 0, 1000000, &vs, err, errlen)) ||
-	    (rc = integer(t, "seed", 0, INT64_MAX, &seed, err, errlen)))
-		return rc;
-	c->epochs = (int)ep;
-	c->warmup_epochs = (int)wu;
-	c->batch_size = (int)bs;
-	c->validation_samples = (int)vs;
-	c->seed = (uint64_t)seed;
-	json_t *tj = json_object_get(t, "temperature");
-	if (!tj || !json_is_object(tj))
-		return ERR("train.temperature: expected {\"initial\", \"decay\", \"min\"}");
-	json_object_foreach(tj, key, val) {
-		if (strcmp(key, "initial") && strcmp(key, "decay") && strcmp(key, "min"))
-			return ERR("train.temperature: unknown key '%s'", key);
-	}
-	if ((rc = num_at(tj, "train.temperature", "initial", 1e-6, 1e6, &c->t0, err, errlen)) ||
-	    (rc = num_at(tj, "train.temperature", "decay", 1e-6, 1, &c->t_decay, err, errlen)) ||
-	    (rc = num_at(tj, "train.temperature", "min", 1e-6, 1e6, &c->t_min, err, errlen)))
-		return rc;
-	json_t *s = json_object_get(t, "lr_schedule");
-	if (!s || !json_is_array(s) || json_array_size(s) < 1 ||
-	    json_array_size(s) > CIGT_MAX_LR_STEPS)
-		return ERR("train.lr_schedule: expected 1 to %d [epoch, factor] pairs",
-			   CIGT_MAX_LR_STEPS);
-	c->nsteps = (int)json_array_size(s);
-	for (int i = 0; i < c->nsteps; i++) {
-		json_t *p = json_array_get(s, (size_t)i);
-		if (!json_is_array(p) || json_array_size(p) != 2 ||
-		    !json_is_integer(json_array_get(p, 0)) || !json_is_number(json_array_get(p, 1)))
-			return ERR("train.lr_schedule[%d]: expected [epoch, factor]", i);
-		c->step_epoch[i] = (int)json_integer_value(json_array_get(p, 0));
-		c->step_factor[i] = json_number_value(json_array_get(p, 1));
-		if (c->step_epoch[i] < 0 || (i && c->step_epoch[i] <= c->step_epoch[i - 1]) ||
-		    !(c->step_factor[i] >= 0 && c->step_factor[i] <= 1000))
-			return ERR("train.lr_schedule[%d]: epochs must increase from 0 and factors "
-				   "lie in [0, 1000]",
-				   i);
-	}
-	if (c->step_epoch[0] != 0)
-		return ERR("train.lr_schedule[0]: must start at epoch 0");
-	json_t *aj = json_object_get(t, "augment");
-	if (aj) {
-		if (!json_is_object(aj))
-			return ERR("train.augment: expected {\"flip\": true|false, \"shift\": 0..8}");
-		json_object_foreach(aj, key, val) {
-			if (!strcmp(key, "flip")) {
-				if (!json_is_boolean(val))
-					return ERR("train.augment.flip: expected true or false");
-				c->aug_flip = json_is_true(val);
-			} else if (!strcmp(key, "shift")) {
-				if (!json_is_integer(val) || json_integer_value(val) < 0 ||
-				    json_integer_value(val) > 8)
-					return ERR("train.augment.shift: expected an integer in [0, 8]");
-				c->aug_shift = (int)json_integer_value(val);
-			} else {
-				return ERR("train.augment: unknown key '%s'", key);
-			}
-		}
-	}
-	return cigt__train_levers_parse(t, c, err, errlen);
-}
-
-void cigt_train_augment(float *chw, float *tmp, int C, int H, int W, bool flip, int dx, int dy,
-			float fill)
-{
-	const size_t n = (size_t)C * (size_t)H * (size_t)W;
-	memcpy(tmp, chw, n * sizeof(float));
-	for (int c = 0; c < C; c++)
-		for (int y = 0; y < H; y++)
-			for (int x = 0; x < W; x++) {
-				int sy = y - dy, sx = x - dx; /* shift ... */
-				if (flip)
-					sx = W - 1 - sx; /* ... the mirrored image */
-				float v = fill;
-				if (sy >= 0 && sy < H && sx >= 0 && sx < W)
-					v = tmp[((size_t)c * H + sy) * W + sx];
-				chw[((size_t)c * H + y) * W + x] = v;
-			}
-}
-
-double cigt_train_lr(const struct cigt_train_config *c, int epoch)
-{
-	double f = c->step_factor[0];
-	for (int i = 0; i < c->nsteps; i++)
-		if (epoch >= c->step_epoch[i])
-			f = c->step_factor[i];
-	return c->lr * f;
-}
-
-double cigt_train_temperature(const struct cigt_train_config *c, int64_t iteration)
-{
-	double t = c->t0 * pow(c->t_decay, (double)(iteration + 1));
-	return t > c->t_min ? t : c->t_min;
-}
-
-/* -------------------------------------------------------------- the run */
 
 static volatile sig_atomic_t stop_requested;
 
@@ -189,159 +31,6 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	stop_requested = 1;
-}
-
-/* The running sums of an epoch's training statistics, kept in a checkpoint taken mid-epoch
- * so the epoch's log line after a resume covers the whole epoch. */
-struct epoch_sums {
-	double loss, ce, ig[CIGT_MAX_LAYERS];
-	double distill; /* kept in the checkpoint only when distilling */
-	int64_t rows, correct;
-	int steps;
-};
-
-struct state {
-	int epoch, step;   /* next step to run */
-	int64_t iteration; /* global step counter (drives the temperature) */
-	double best_acc;
-	int best_epoch;
-	struct cigt_rng rng;
-	struct epoch_sums part; /* of steps 0..step-1 of this epoch */
-};
-
-struct ckpt_ctx {
-	float *mom;
-	int loaded;
-};
-
-static int ckpt_tensor(void *ctx, const struct cigt_model *m, const char *name,
-		       const void *data, int64_t numel, char *err, size_t errlen)
-{
-	struct ckpt_ctx *c = ctx;
-	const struct cigt_tensor_info *t = cigt_model_tensor(m, name);
-	if (!t || !t->trainable || t->numel != numel)
-		return cigt_fail(err, errlen, CIGT_EFORMAT,
-				 "momentum for '%s' does not match the model", name);
-	if (!c->mom && !(c->mom = calloc((size_t)m->blob_floats, sizeof(float))))
-		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
-	memcpy(c->mom + t->offset, data, (size_t)numel * sizeof(float));
-	c->loaded++;
-	return 0;
-}
-
-static int save_checkpoint(const char *path, const struct cigt_model *m, const float *mom,
-			   const struct state *s, const char *config_text, char *err,
-			   size_t errlen)
-{
-	const char **names = calloc((size_t)m->ntensors, sizeof *names);
-	int64_t *numel = calloc((size_t)m->ntensors, sizeof *numel);
-	const float **data = calloc((size_t)m->ntensors, sizeof *data);
-	if (!names || !numel || !data) {
-		free(names), free(numel), free(data);
-		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
-	}
-	int k = 0;
-	for (int i = 0; i < m->ntensors; i++) {
-		if (!m->tensors[i].trainable)
-			continue;
-		names[k] = m->tensors[i].name;
-		numel[k] = m->tensors[i].numel;
-		data[k] = mom + m->tensors[i].offset;
-		k++;
-	}
-	char rng[4][24];
-	for (int i = 0; i < 4; i++)
-		snprintf(rng[i], sizeof rng[i], "%llu", (unsigned long long)s->rng.s[i]);
-	json_t *igj = json_array();
-	for (int l = 0; l < CIGT_MAX_LAYERS; l++)
-		json_array_append_new(igj, json_real(s->part.ig[l]));
-	json_t *j = json_pack("{si si sI sf si s[ssss] ss s{sf sf so sI sI si}}", "epoch",
-			      s->epoch, "step", s->step, "iteration", (json_int_t)s->iteration,
-			      "best_accuracy", s->best_acc, "best_epoch", s->best_epoch, "rng",
-			      rng[0], rng[1], rng[2], rng[3], "config", config_text, "epoch_sums",
-			      "loss", s->part.loss, "ce", s->part.ce, "ig", igj, "rows",
-			      (json_int_t)s->part.rows, "correct", (json_int_t)s->part.correct,
-			      "steps", s->part.steps);
-	if (s->part.distill != 0)
-		json_object_set_new(json_object_get(j, "epoch_sums"), "distill",
-				    json_real(s->part.distill));
-	char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(j);
-	struct cigt__extras ex = {.prefix = "momentum/", .count = k, .names = names,
-				  .numel = numel, .data = data, .meta_key = "checkpoint",
-				  .meta_value = text};
-	int rc = text ? cigt__model_save_ex(m, &ex, path, err, errlen)
-		      : cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
-	free(text);
-	free(names), free(numel), free(data);
-	return rc;
-}
-
-static int load_checkpoint(const char *path, const char *config_text, struct cigt_model **m,
-			   float **mom, struct state *s, char *err, size_t errlen)
-{
-	struct ckpt_ctx ctx = {0};
-	struct cigt_model *mm = NULL;
-	struct cigt__extras ex = {.prefix = "momentum/", .fn = ckpt_tensor, .ctx = &ctx,
-				  .meta_key = "checkpoint"};
-	json_t *j = NULL;
-	int rc = cigt__model_load_file_ex(path, &ex, &mm, err, errlen);
-	if (rc)
-		goto fail;
-	int trainable = 0;
-	for (int i = 0; i < mm->ntensors; i++)
-		trainable += mm->tensors[i].trainable;
-	json_error_t je;
-	j = json_loads(ex.meta_value, 0, &je);
-	json_t *rng = j ? json_object_get(j, "rng") : NULL;
-	json_t *cfg = j ? json_object_get(j, "config") : NULL;
-	if (ctx.loaded != trainable || !j || !json_is_integer(json_object_get(j, "epoch")) ||
-	    !json_is_integer(json_object_get(j, "step")) ||
-	    !json_is_integer(json_object_get(j, "iteration")) ||
-	    !json_is_number(json_object_get(j, "best_accuracy")) ||
-	    !json_is_integer(json_object_get(j, "best_epoch")) || !json_is_array(rng) ||
-	    json_array_size(rng) != 4 || !json_is_string(cfg)) {
-		rc = cigt_fail(err, errlen, CIGT_EFORMAT, "%s: malformed checkpoint state", path);
-		goto fail;
-	}
-	if (strcmp(json_string_value(cfg), config_text) != 0) {
-		rc = cigt_fail(err, errlen, CIGT_EINVAL,
-			       "%s: the checkpoint was made with a different config", path);
-		goto fail;
-	}
-	s->epoch = (int)json_integer_value(json_object_get(j, "epoch"));
-	s->step = (int)json_integer_value(json_object_get(j, "step"));
-	s->iteration = json_integer_value(json_object_get(j, "iteration"));
-	s->best_acc = json_number_value(json_object_get(j, "best_accuracy"));
-	s->best_epoch = (int)json_integer_value(json_object_get(j, "best_epoch"));
-	for (int i = 0; i < 4; i++) {
-		json_t *v = json_array_get(rng, (size_t)i);
-		s->rng.s[i] = json_is_string(v) ? strtoull(json_string_value(v), NULL, 10) : 0;
-	}
-	/* Checkpoints from before epoch_sums was kept have none: the resumed epoch's log line
-	 * then covers the steps after the resume only. */
-	json_t *es = json_object_get(j, "epoch_sums"), *ig = json_object_get(es, "ig");
-	if (es && json_is_array(ig) && json_array_size(ig) == CIGT_MAX_LAYERS) {
-		s->part.loss = json_number_value(json_object_get(es, "loss"));
-		s->part.ce = json_number_value(json_object_get(es, "ce"));
-		for (int l = 0; l < CIGT_MAX_LAYERS; l++)
-			s->part.ig[l] = json_number_value(json_array_get(ig, (size_t)l));
-		s->part.rows = json_integer_value(json_object_get(es, "rows"));
-		s->part.correct = json_integer_value(json_object_get(es, "correct"));
-		s->part.steps = (int)json_integer_value(json_object_get(es, "steps"));
-		s->part.distill = json_number_value(json_object_get(es, "distill"));
-	}
-	json_decref(j);
-	free(ex.meta_value);
-	*m = mm;
-	*mom = ctx.mom;
-	return 0;
-fail:
-	json_decref(j);
-	free(ex.meta_value);
-	free(ctx.mom);
-	cigt_model_free(mm);
-	return rc;
 }
 
 /* Fisher-Yates shuffle of 0..n-1 from a generator seeded by (seed, epoch). */
@@ -422,7 +111,7 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 	FILE *log = NULL;
 	struct cigt_dataset d = {0};
 	struct cigt_train_config c;
-	struct state s = {0};
+	struct cigt__train_state s = {0};
 	FILE *out = o->progress ? o->progress : stdout;
 	const bool tty = isatty(fileno(out));
 
@@ -512,7 +201,7 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 	if (o->resume) {
 		cigt_arch_free(arch);
 		arch = NULL;
-		if ((rc = load_checkpoint(o->resume, config_text, &m, &mom, &s, err, errlen)))
+		if ((rc = cigt__checkpoint_load(o->resume, config_text, &m, &mom, &s, err, errlen)))
 			goto out;
 	} else {
 		rc = cigt_model_new(arch, &m);
@@ -597,7 +286,8 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 
 	/* 3. The epochs. */
 	double run_start = (double)cigt_now_ns() * 1e-9, sps_avg = 0;
-	for (; s.epoch < c.epochs; s.epoch++, s.step = 0, s.part = (struct epoch_sums){0}) {
+	for (; s.epoch < c.epochs;
+	     s.epoch++, s.step = 0, s.part = (struct cigt__epoch_sums){0}) {
 		const bool warmup = s.epoch < c.warmup_epochs;
 		const double lr = cigt_train_lr(&c, s.epoch);
 		epoch_order(c.seed, s.epoch, ntrain, order);
@@ -711,13 +401,14 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 			}
 			if (stop_requested) {
 				s.step++;
-				s.part = (struct epoch_sums){.loss = sum_loss, .ce = sum_ce,
-							     .rows = rows, .correct = correct,
-							     .steps = nsteps, .distill = sum_kd};
+				s.part = (struct cigt__epoch_sums){.loss = sum_loss, .ce = sum_ce,
+								   .rows = rows, .correct = correct,
+								   .steps = nsteps, .distill = sum_kd};
 				memcpy(s.part.ig, sum_ig, sizeof sum_ig);
 				if (tty)
 					fprintf(out, "\n");
-				rc = save_checkpoint(ckpt_path, m, mom, &s, config_text, err, errlen);
+				rc = cigt__checkpoint_save(ckpt_path, m, mom, &s, config_text, err,
+							   errlen);
 				if (!rc)
 					rc = cigt_fail(err, errlen, CIGT_EINTR,
 						       "interrupted at epoch %d step %d; checkpoint "
@@ -746,11 +437,12 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 			if ((rc = cigt_model_save(m, o->out, err, errlen)))
 				goto restore;
 		}
-		struct state next = s;
+		struct cigt__train_state next = s;
 		next.epoch++;
 		next.step = 0;
-		next.part = (struct epoch_sums){0};
-		if ((rc = save_checkpoint(ckpt_path, m, mom, &next, config_text, err, errlen)))
+		next.part = (struct cigt__epoch_sums){0};
+		if ((rc = cigt__checkpoint_save(ckpt_path, m, mom, &next, config_text, err,
+						errlen)))
 			goto restore;
 		double igs = 0;
 		json_t *igj = json_array();

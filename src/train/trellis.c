@@ -14,191 +14,14 @@
 #include <string.h>
 
 #include "cigt/error.h"
-#include "trellis.h"
-#include "../nn/nn.h"
-#include "../nn/nn_real.h"
-
-#ifdef CIGT_NN_DOUBLE
-#define TR(name) cigt_trellis_##name##_d
-#define TR_T cigt_trellis_d
-#else
-#define TR(name) cigt_trellis_##name
-#define TR_T cigt_trellis
-#endif
-
-/* ------------------------------------------------------------------ arena */
-
-struct chunk {
-	struct chunk *next;
-	size_t cap, used;
-	_Alignas(64) unsigned char data[];
-};
-
-struct arena {
-	struct chunk *head, *cur;
-};
-
-static void *arena_alloc(struct arena *a, size_t bytes)
-{
-	bytes = (bytes + 63) & ~(size_t)63;
-	for (struct chunk *c = a->cur; c; c = c->next) {
-		a->cur = c;
-		if (c->cap - c->used >= bytes) {
-			void *p = c->data + c->used;
-			c->used += bytes;
-			return p;
-		}
-	}
-	size_t cap = bytes > ((size_t)64 << 20) ? bytes : ((size_t)64 << 20);
-	struct chunk *c = aligned_alloc(64, (sizeof *c + cap + 63) & ~(size_t)63);
-	if (!c)
-		return NULL;
-	c->next = NULL;
-	c->cap = cap;
-	c->used = bytes;
-	if (a->cur)
-		a->cur->next = c;
-	else
-		a->head = c;
-	a->cur = c;
-	return c->data;
-}
-
-static void arena_reset(struct arena *a)
-{
-	for (struct chunk *c = a->head; c; c = c->next)
-		c->used = 0;
-	a->cur = a->head;
-}
-
-static void arena_free(struct arena *a)
-{
-	struct chunk *c = a->head;
-	while (c) {
-		struct chunk *n = c->next;
-		free(c);
-		c = n;
-	}
-	a->head = a->cur = NULL;
-}
+#include "trellis_internal.h"
 
 /* ------------------------------------------------------------------ plan */
-
-struct top {
-	enum cigt_op_kind kind;
-	struct cigt_geom g;
-	int64_t in_sz, out_sz;
-	int64_t rows_per_sample; /* batch-norm rows: h*w */
-	int c;                   /* batch-norm channels */
-	int64_t w, b, gamma, beta, mean, var; /* offsets into params, -1 if none */
-	double eps, momentum, p;
-	bool transpose; /* flatten / linear on a feature map: HWC -> CHW */
-	int fin, fout;
-};
-
-struct trouter {
-	struct cigt_geom pool;
-	bool transpose;
-	int pin, hidden, k;
-	double eps, momentum;
-	int64_t w1, b1, gamma, beta, mean, var, w2, b2;
-};
-
-struct tlayer {
-	int experts, nops;
-	int64_t isz, osz;
-	struct top ops[CIGT_MAX_OPS];
-	int64_t off[CIGT_MAX_EXPERTS][CIGT_MAX_OPS][6]; /* per expert: w, b, gamma, beta, mean, var */
-	bool has_router;
-	struct trouter r;
-};
-
-/* Per-step state of one expert. */
-struct xstate {
-	int m;            /* rows received */
-	int *rows;        /* which input rows of the layer */
-	real_t *gin;      /* gathered input, m x isz */
-	real_t *act[CIGT_MAX_OPS];  /* output of each op */
-	real_t *aux[CIGT_MAX_OPS];  /* bn mean|invstd, dropout mask, transposed linear input */
-	int32_t *idx[CIGT_MAX_OPS]; /* maxpool winners */
-	real_t *wp[CIGT_MAX_OPS];   /* packed conv weight */
-	int64_t out_off;  /* first output row in the layer output */
-};
-
-struct lstate {
-	int min, mout;
-	real_t *in, *out;
-	int *lab_in, *lab_out;
-	int *smp_in, *smp_out; /* the sample of each row (NULL unless the leaf loss needs it) */
-	struct xstate x[CIGT_MAX_EXPERTS];
-	/* router */
-	real_t *pooled, *flat, *h1, *h2, *bmean, *binv, *logits;
-	double *probs;
-	int *choice;
-	int *second; /* last router with paths that ensemble: the runner-up expert */
-};
-
-#define MAX_THREADS 8
-
-/* A row-split op: when a layer has fewer busy experts than threads (layer 0 has one), the ops
- * of an expert split their samples into one contiguous chunk per thread. */
-enum cj_kind {
-	CJ_CONV_F, CJ_RELU_F, CJ_MAXPOOL_F, CJ_AVGPOOL_F, CJ_BN_SUM, CJ_BN_SQ, CJ_BN_APPLY,
-	CJ_CONV_B, CJ_RELU_B, CJ_MAXPOOL_B, CJ_MAXPOOL_RELU_B, CJ_AVGPOOL_B, CJ_BN_GSUM, CJ_BN_GAPPLY,
-};
-
-struct chunk_job {
-	enum cj_kind kind;
-	const struct top *op;
-	int m;
-	const real_t *in, *wp, *b, *dy, *gamma, *beta, *mean, *invstd, *yact;
-	real_t *y, *dx;
-	int32_t *idx;
-	const double *dmean, *sdy, *sdyx;
-	double *acc[MAX_THREADS], *acc2[MAX_THREADS];
-	real_t *dw[MAX_THREADS], *db[MAX_THREADS];
-};
-
-/* One thread's scratch: its arena and im2col buffers. Worker 0 is the calling thread. */
-struct worker {
-	struct TR_T *t;
-	int id;
-	pthread_t th;
-	struct arena arena;
-	real_t *col, *dcol;
-};
-
-struct TR_T {
-	const struct cigt_model *m;
-	const struct cigt_arch *a;
-	struct tlayer L[CIGT_MAX_LAYERS];
-	struct lstate S[CIGT_MAX_LAYERS];
-	int64_t col_max;
-	int nthreads;
-	struct worker w[MAX_THREADS];
-	/* the parallel region: items 0..nitems-1 handed out in order */
-	pthread_mutex_t mu;
-	pthread_cond_t go, done;
-	uint64_t gen;
-	int running, next_item, nitems, job_rc;
-	bool stop;
-	int (*job)(struct TR_T *t, struct worker *w, int item);
-	/* arguments of the current job */
-	int job_layer;
-	real_t *job_params, *job_grads, *job_dout;
-	const struct cigt_trellis_opts *job_opts;
-	struct cigt_rng xrng[CIGT_MAX_EXPERTS];
-	int order[CIGT_MAX_EXPERTS];
-	real_t *dg[CIGT_MAX_EXPERTS];
-	struct chunk_job *cj;
-};
 
 static int64_t tensor_off(const struct cigt_model *m, const float *p)
 {
 	return p ? (int64_t)(p - m->blob) : -1;
 }
-
-static void *worker_main(void *arg);
 
 struct TR_T *TR(new)(const struct cigt_model *m, int nthreads)
 {
@@ -283,7 +106,8 @@ struct TR_T *TR(new)(const struct cigt_model *m, int nthreads)
 		w->id = i;
 		w->col = malloc((size_t)t->col_max * sizeof(real_t));
 		w->dcol = malloc((size_t)t->col_max * sizeof(real_t));
-		if (!w->col || !w->dcol || (i > 0 && pthread_create(&w->th, NULL, worker_main, w))) {
+		if (!w->col || !w->dcol ||
+		    (i > 0 && pthread_create(&w->th, NULL, TRI(worker_main), w))) {
 			t->nthreads = i; /* threads below i were started */
 			if (w->col || w->dcol) {
 				free(w->col);
@@ -308,7 +132,7 @@ void TR(free)(struct TR_T *t)
 	for (int i = 0; i < MAX_THREADS; i++) {
 		if (i > 0 && i < t->nthreads)
 			pthread_join(t->w[i].th, NULL);
-		arena_free(&t->w[i].arena);
+		TRI(arena_free)(&t->w[i].arena);
 		free(t->w[i].col);
 		free(t->w[i].dcol);
 	}
@@ -316,275 +140,6 @@ void TR(free)(struct TR_T *t)
 	pthread_cond_destroy(&t->go);
 	pthread_cond_destroy(&t->done);
 	free(t);
-}
-
-/* Takes items until none are left; records the first failure. */
-static void drain_items(struct TR_T *t, struct worker *w)
-{
-	for (;;) {
-		pthread_mutex_lock(&t->mu);
-		int item = t->next_item < t->nitems ? t->next_item++ : -1;
-		pthread_mutex_unlock(&t->mu);
-		if (item < 0)
-			return;
-		int rc = t->job(t, w, item);
-		if (rc) {
-			pthread_mutex_lock(&t->mu);
-			if (!t->job_rc)
-				t->job_rc = rc;
-			pthread_mutex_unlock(&t->mu);
-		}
-	}
-}
-
-static void *worker_main(void *arg)
-{
-	struct worker *w = arg;
-	struct TR_T *t = w->t;
-	uint64_t seen = 0;
-	pthread_mutex_lock(&t->mu);
-	for (;;) {
-		while (!t->stop && t->gen == seen)
-			pthread_cond_wait(&t->go, &t->mu);
-		if (t->stop)
-			break;
-		seen = t->gen;
-		pthread_mutex_unlock(&t->mu);
-		drain_items(t, w);
-		pthread_mutex_lock(&t->mu);
-		if (--t->running == 0)
-			pthread_cond_signal(&t->done);
-	}
-	pthread_mutex_unlock(&t->mu);
-	return NULL;
-}
-
-/* Runs job(0..nitems-1) on every thread (the caller included) and waits for all of them.
- * OpenBLAS must run single-threaded (its idle threads spin and would steal the cores). */
-static int parallel_run(struct TR_T *t, int (*job)(struct TR_T *, struct worker *, int),
-			int nitems)
-{
-	t->job = job;
-	t->nitems = nitems;
-	t->next_item = 0;
-	t->job_rc = 0;
-	int helpers = CIGT_MIN(t->nthreads, nitems) - 1;
-	if (helpers <= 0) {
-		drain_items(t, &t->w[0]);
-		return t->job_rc;
-	}
-	pthread_mutex_lock(&t->mu);
-	t->running = t->nthreads - 1;
-	t->gen++;
-	pthread_cond_broadcast(&t->go);
-	pthread_mutex_unlock(&t->mu);
-	drain_items(t, &t->w[0]);
-	pthread_mutex_lock(&t->mu);
-	while (t->running > 0)
-		pthread_cond_wait(&t->done, &t->mu);
-	pthread_mutex_unlock(&t->mu);
-	return t->job_rc;
-}
-
-/* Allocates from the arena `ar` in scope; a failure returns CIGT_ENOMEM. */
-#define ALLOC(ptr, count)                                                               \
-	do {                                                                            \
-		if (!((ptr) = arena_alloc(ar, (size_t)(count) * sizeof *(ptr))))      \
-			return CIGT_ENOMEM;                                             \
-	} while (0)
-
-/* ------------------------------------------------------------- row splits */
-
-static int chunk_run(struct TR_T *t, struct worker *w, int item)
-{
-	const struct chunk_job *cj = t->cj;
-	const struct top *op = cj->op;
-	const int s0 = (int)((int64_t)cj->m * item / t->nthreads);
-	const int n = (int)((int64_t)cj->m * (item + 1) / t->nthreads) - s0;
-	const int64_t ri = op->in_sz, ro = op->out_sz, rps = op->rows_per_sample;
-	switch (cj->kind) {
-	case CJ_CONV_F:
-		NN(conv_forward)(&op->g, n, cj->in + s0 * ri, cj->wp, cj->b, false, cj->y + s0 * ro,
-				 w->col, NULL, NULL);
-		break;
-	case CJ_RELU_F:
-		NN(relu_forward)((int64_t)n * ri, cj->in + s0 * ri, cj->y + s0 * ro);
-		break;
-	case CJ_MAXPOOL_F:
-		NN(maxpool_forward_idx)(&op->g, n, cj->in + s0 * ri, cj->y + s0 * ro,
-					cj->idx + s0 * ro);
-		break;
-	case CJ_AVGPOOL_F:
-		NN(avgpool_forward)(&op->g, n, cj->in + s0 * ri, cj->y + s0 * ro);
-		break;
-	case CJ_BN_SUM:
-		NN(batchnorm_sums)(n * rps, op->c, cj->in + s0 * ri, NULL, cj->acc[item]);
-		break;
-	case CJ_BN_SQ:
-		NN(batchnorm_sums)(n * rps, op->c, cj->in + s0 * ri, cj->dmean, cj->acc[item]);
-		break;
-	case CJ_BN_APPLY:
-		NN(batchnorm_apply)(n * rps, op->c, cj->in + s0 * ri, cj->gamma, cj->beta, cj->mean,
-				    cj->invstd, cj->y + s0 * ro);
-		break;
-	case CJ_CONV_B:
-		NN(conv_backward)(&op->g, n, cj->in + s0 * ri, cj->wp, cj->dy + s0 * ro,
-				  cj->dw[item], cj->db[item], cj->dx ? cj->dx + s0 * ri : NULL, w->col,
-				  w->dcol);
-		break;
-	case CJ_RELU_B:
-		NN(relu_backward)((int64_t)n * ri, cj->yact + s0 * ro, cj->dy + s0 * ro,
-				  cj->dx + s0 * ri);
-		break;
-	case CJ_MAXPOOL_B:
-		NN(maxpool_backward)(&op->g, n, cj->dy + s0 * ro, cj->idx + s0 * ro,
-				     cj->dx + s0 * ri);
-		break;
-	case CJ_MAXPOOL_RELU_B:
-		NN(maxpool_relu_backward)(&op->g, n, cj->dy + s0 * ro, cj->idx + s0 * ro,
-					  cj->yact + s0 * ri, cj->dx + s0 * ri);
-		break;
-	case CJ_AVGPOOL_B:
-		NN(avgpool_backward)(&op->g, n, cj->dy + s0 * ro, cj->dx + s0 * ri);
-		break;
-	case CJ_BN_GSUM:
-		NN(batchnorm_grad_sums)(n * rps, op->c, cj->in + s0 * ri, cj->dy + s0 * ro, cj->mean,
-					cj->acc[item], cj->acc2[item]);
-		break;
-	case CJ_BN_GAPPLY:
-		NN(batchnorm_grad_apply)(n * rps, (int64_t)cj->m * rps, op->c, cj->in + s0 * ri,
-					 cj->dy + s0 * ro, cj->gamma, cj->mean, cj->invstd, cj->sdy,
-					 cj->sdyx, NULL, NULL, cj->dx + s0 * ri);
-		break;
-	}
-	return 0;
-}
-
-/* Runs a row-split op on every thread. Called from inside a one-item parallel region (which
- * ran on the calling thread), so the region's bookkeeping is saved and restored around it. */
-static int par(struct TR_T *t, struct chunk_job *cj)
-{
-	int (*job)(struct TR_T *, struct worker *, int) = t->job;
-	int nitems = t->nitems, next = t->next_item, rc0 = t->job_rc;
-	t->cj = cj;
-	int rc = parallel_run(t, chunk_run, t->nthreads);
-	t->job = job;
-	t->nitems = nitems;
-	t->next_item = next;
-	t->job_rc = rc0;
-	return rc;
-}
-
-/* Allocates per-thread accumulators of c doubles, zeroed. */
-static int alloc_parts(struct TR_T *t, struct arena *ar, double **parts, int c)
-{
-	for (int i = 0; i < t->nthreads; i++) {
-		ALLOC(parts[i], c);
-		memset(parts[i], 0, (size_t)c * sizeof(double));
-	}
-	return 0;
-}
-
-/* Adds the per-thread accumulators in thread order into out (c values). */
-static void sum_parts(const struct TR_T *t, double *const *parts, int c, double *out)
-{
-	for (int j = 0; j < c; j++) {
-		out[j] = 0;
-		for (int i = 0; i < t->nthreads; i++)
-			out[j] += parts[i][j];
-	}
-}
-
-/* Training-mode batch norm with its rows split across the threads. */
-static int bn_forward_split(struct TR_T *t, struct arena *ar, const struct top *op, int m,
-			    const real_t *in, real_t *params, const int64_t *off, real_t *y,
-			    real_t *save)
-{
-	const int c = op->c;
-	const int64_t rows = (int64_t)m * op->rows_per_sample;
-	struct chunk_job cj = {.op = op, .m = m, .in = in, .y = y};
-	double *sum, *sq;
-	int rc;
-	ALLOC(sum, c);
-	ALLOC(sq, c);
-	memset(sum, 0, (size_t)c * sizeof(double));
-	memset(sq, 0, (size_t)c * sizeof(double));
-	if (rows >= 2) {
-		if ((rc = alloc_parts(t, ar, cj.acc, c)))
-			return rc;
-		cj.kind = CJ_BN_SUM;
-		par(t, &cj);
-		sum_parts(t, cj.acc, c, sum);
-		for (int j = 0; j < c; j++)
-			sum[j] /= (double)rows;
-		for (int i = 0; i < t->nthreads; i++)
-			memset(cj.acc[i], 0, (size_t)c * sizeof(double));
-		cj.kind = CJ_BN_SQ;
-		cj.dmean = sum;
-		par(t, &cj);
-		sum_parts(t, cj.acc, c, sq);
-		for (int j = 0; j < c; j++)
-			sum[j] *= (double)rows;
-	}
-	NN(batchnorm_stats)(rows, c, sum, sq, op->eps, op->momentum, params + off[4],
-			    params + off[5], save, save + c);
-	cj.kind = CJ_BN_APPLY;
-	cj.gamma = params + off[2];
-	cj.beta = params + off[3];
-	cj.mean = save;
-	cj.invstd = save + c;
-	return par(t, &cj);
-}
-
-static int bn_backward_split(struct TR_T *t, struct arena *ar, const struct top *op, int m,
-			     const real_t *in, const real_t *dy, real_t *params, real_t *grads,
-			     const int64_t *off, const real_t *save, real_t *dx)
-{
-	const int c = op->c;
-	struct chunk_job cj = {.op = op, .m = m, .in = in, .dy = dy, .dx = dx,
-			       .gamma = params + off[2], .mean = save, .invstd = save + c};
-	double *sdy, *sdyx;
-	int rc;
-	ALLOC(sdy, c);
-	ALLOC(sdyx, c);
-	if ((rc = alloc_parts(t, ar, cj.acc, c)) || (rc = alloc_parts(t, ar, cj.acc2, c)))
-		return rc;
-	cj.kind = CJ_BN_GSUM;
-	par(t, &cj);
-	sum_parts(t, cj.acc, c, sdy);
-	sum_parts(t, cj.acc2, c, sdyx);
-	NN(batchnorm_grad_apply)(0, (int64_t)m * op->rows_per_sample, c, in, dy, params + off[2],
-				 save, save + c, sdy, sdyx, grads + off[2], grads + off[3], NULL);
-	if (!dx)
-		return 0;
-	cj.kind = CJ_BN_GAPPLY;
-	cj.sdy = sdy;
-	cj.sdyx = sdyx;
-	return par(t, &cj);
-}
-
-static int conv_backward_split(struct TR_T *t, struct arena *ar, const struct top *op, int m,
-			       const real_t *in, const real_t *wp, const real_t *dy, real_t *dwp,
-			       real_t *db, real_t *dx)
-{
-	const int64_t wn = (int64_t)op->g.oc * cigt_geom_cols(&op->g);
-	struct chunk_job cj = {.kind = CJ_CONV_B, .op = op, .m = m, .in = in, .wp = wp, .dy = dy,
-			       .dx = dx};
-	for (int i = 0; i < t->nthreads; i++) {
-		ALLOC(cj.dw[i], wn);
-		ALLOC(cj.db[i], op->g.oc);
-		memset(cj.dw[i], 0, (size_t)wn * sizeof(real_t));
-		memset(cj.db[i], 0, (size_t)op->g.oc * sizeof(real_t));
-	}
-	int rc = par(t, &cj);
-	for (int i = 0; i < t->nthreads; i++) {
-		for (int64_t k = 0; k < wn; k++)
-			dwp[k] += cj.dw[i][k];
-		if (db)
-			for (int k = 0; k < op->g.oc; k++)
-				db[k] += cj.db[i][k];
-	}
-	return rc;
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -616,7 +171,7 @@ static int expert_forward(struct TR_T *t, struct worker *w, int l, int e, real_t
 			if (split) {
 				struct chunk_job cj = {.kind = CJ_CONV_F, .op = op, .m = m, .in = cur,
 						       .wp = X->wp[i], .b = b, .y = y};
-				par(t, &cj);
+				TRI(par)(t, &cj);
 			} else {
 				NN(conv_forward)(&op->g, m, cur, X->wp[i], b, false, y, w->col, NULL,
 						 NULL);
@@ -637,7 +192,8 @@ static int expert_forward(struct TR_T *t, struct worker *w, int l, int e, real_t
 		case CIGT_OP_BATCHNORM:
 			ALLOC(X->aux[i], 2 * op->c);
 			if (split) {
-				int rc = bn_forward_split(t, ar, op, m, cur, params, off, y, X->aux[i]);
+				int rc = TRI(bn_forward_split)(t, ar, op, m, cur, params, off, y,
+							       X->aux[i]);
 				if (rc)
 					return rc;
 				break;
@@ -658,7 +214,7 @@ static int expert_forward(struct TR_T *t, struct worker *w, int l, int e, real_t
 				cj.kind = op->kind == CIGT_OP_RELU	  ? CJ_RELU_F
 					  : op->kind == CIGT_OP_MAXPOOL ? CJ_MAXPOOL_F
 									: CJ_AVGPOOL_F;
-				par(t, &cj);
+				TRI(par)(t, &cj);
 			} else if (op->kind == CIGT_OP_RELU) {
 				NN(relu_forward)((int64_t)m * op->in_sz, cur, y);
 			} else if (op->kind == CIGT_OP_MAXPOOL) {
@@ -834,7 +390,8 @@ static int expert_backward(struct TR_T *t, struct worker *w, int l, int e, real_
 			memset(dwp, 0, (size_t)wn * sizeof(real_t));
 			real_t *db = off[1] >= 0 ? grads + off[1] : NULL;
 			if (split) {
-				int rc = conv_backward_split(t, ar, op, m, in, X->wp[i], dy, dwp, db, dx);
+				int rc = TRI(conv_backward_split)(t, ar, op, m, in, X->wp[i], dy, dwp,
+								  db, dx);
 				if (rc)
 					return rc;
 			} else {
@@ -859,8 +416,8 @@ static int expert_backward(struct TR_T *t, struct worker *w, int l, int e, real_
 		}
 		case CIGT_OP_BATCHNORM:
 			if (split) {
-				int rc = bn_backward_split(t, ar, op, m, in, dy, params, grads, off,
-							   X->aux[i], dx);
+				int rc = TRI(bn_backward_split)(t, ar, op, m, in, dy, params, grads, off,
+								X->aux[i], dx);
 				if (rc)
 					return rc;
 				break;
@@ -882,7 +439,7 @@ static int expert_backward(struct TR_T *t, struct worker *w, int l, int e, real_
 					  : pool_relu			  ? CJ_MAXPOOL_RELU_B
 					  : op->kind == CIGT_OP_MAXPOOL ? CJ_MAXPOOL_B
 									: CJ_AVGPOOL_B;
-				par(t, &cj);
+				TRI(par)(t, &cj);
 			} else if (op->kind == CIGT_OP_RELU) {
 				NN(relu_backward)((int64_t)m * op->in_sz, X->act[i], dy, dx);
 			} else if (pool_relu) {
@@ -1023,7 +580,7 @@ int TR(step)(struct TR_T *t, real_t *params, real_t *grads, const real_t *x,
 	int rc;
 	memset(st, 0, sizeof *st);
 	for (int i = 0; i < t->nthreads; i++)
-		arena_reset(&t->w[i].arena);
+		TRI(arena_reset)(&t->w[i].arena);
 	memset(t->S, 0, sizeof t->S);
 	if (n <= 0)
 		return 0;
@@ -1066,7 +623,7 @@ int TR(step)(struct TR_T *t, real_t *params, real_t *grads, const real_t *x,
 			cigt_rng_seed(&t->xrng[e], cigt_rng_next(rng));
 		}
 		t->job_layer = l;
-		if ((rc = parallel_run(t, forward_job, active_experts(t, l))))
+		if ((rc = TRI(parallel_run)(t, forward_job, active_experts(t, l))))
 			return rc;
 		if (L->has_router) {
 			if ((rc = router_forward(t, l, params, o, rng, st)) ||
@@ -1096,7 +653,7 @@ int TR(step)(struct TR_T *t, real_t *params, real_t *grads, const real_t *x,
 		t->job_layer = l;
 		t->job_dout = dout;
 		int nact = active_experts(t, l);
-		if ((rc = parallel_run(t, backward_job, nact)))
+		if ((rc = TRI(parallel_run)(t, backward_job, nact)))
 			return rc;
 		if (l == 0)
 			break;
