@@ -1,8 +1,8 @@
 """The cigt model file (proto/model-format.md), read and written without torch: a strict
 safetensors reader that validates everything the C reader validates (src/model/safetensors.c,
-arch.c, model.c) and refuses a bad file with the same one-line reason, the architecture's
-resolved shapes and canonical tensor list, and a writer of float32 little-endian files.
-Only the standard library and numpy."""
+arch.c, model.c, points.c; the operating points in cigt.points) and refuses a bad file with the
+same one-line reason, the architecture's resolved shapes and canonical tensor list, and a writer
+of float32 little-endian files. Only the standard library and numpy."""
 
 import json
 import math
@@ -490,15 +490,29 @@ def _parse_entry(name, v, datalen):
 
 class ModelFile:
     """A validated model file: .arch (parse_arch result), .architecture (its JSON text),
-    .provenance (text or None), .metadata (the __metadata__ dict), .tensors (name -> float32
-    numpy array, canonical order)."""
+    .provenance (text or None), .metadata (the __metadata__ dict, the operating points' text
+    included), .tensors (name -> float32 numpy array, canonical order), .operating_points (a
+    list of cigt.points.OperatingPoint, empty when the file has none)."""
 
-    def __init__(self, arch, architecture, provenance, metadata, tensors):
+    def __init__(self, arch, architecture, provenance, metadata, tensors, operating_points=()):
         self.arch = arch
         self.architecture = architecture
         self.provenance = provenance
         self.metadata = metadata
         self.tensors = tensors
+        self.operating_points = list(operating_points)
+
+
+POINTS_KEY = "operating_points"
+
+
+def _points_of(text, arch):
+    """The operating points of a __metadata__ text, or FormatError as the C reader words it."""
+    from . import points  # cigt.points builds on this module
+    try:
+        return points.parse(text, arch)
+    except FormatError as e:
+        raise FormatError("__metadata__.%s" % e) from None
 
 
 def _load_buffer(buf):
@@ -535,6 +549,7 @@ def _load_buffer(buf):
         arch = parse_arch_text(meta["architecture"])
     except FormatError as e:
         raise FormatError("__metadata__.architecture: %s" % _trunc(str(e), 200)) from None
+    pts = _points_of(meta[POINTS_KEY], arch) if POINTS_KEY in meta else []
     prov = meta.get("provenance")
     ents = [(k, v) for k, v in root.items() if k != "__metadata__"]
     if len(ents) > MAX_TENSORS:
@@ -578,7 +593,7 @@ def _load_buffer(buf):
     for e in ents:
         if e["name"] not in used:
             raise FormatError("unexpected tensor '%s' (not in the architecture)" % e["name"])
-    return ModelFile(arch, meta["architecture"], prov, meta, tensors)
+    return ModelFile(arch, meta["architecture"], prov, meta, tensors, pts)
 
 
 def load_bytes(buf):
@@ -617,12 +632,14 @@ def dumps_json(obj):
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def serialize(architecture, tensors, provenance=None, metadata=None):
+def serialize(architecture, tensors, provenance=None, metadata=None, operating_points=None):
     """A model file's bytes: architecture (JSON text or dict, validated here), tensors (name ->
     array-like; exactly the architecture's tensors, any float dtype, stored as float32
     little-endian in canonical order), provenance (JSON text, dict or None), metadata (more
-    __metadata__ strings, written as given). Raises FormatError for anything the C reader would
-    refuse."""
+    __metadata__ strings, written as given; an operating_points text is validated),
+    operating_points (a list of cigt.points.OperatingPoint or of dicts with the file's keys,
+    written as cigt writes the table; an empty list writes none; not with a metadata
+    operating_points). Raises FormatError for anything the C reader would refuse."""
     text = architecture if isinstance(architecture, str) else dumps_json(architecture)
     arch = parse_arch_text(text)
     if isinstance(provenance, (dict, list)):
@@ -630,10 +647,21 @@ def serialize(architecture, tensors, provenance=None, metadata=None):
     meta = {"format": FORMAT, "architecture": text}
     if provenance is not None:
         meta["provenance"] = str(provenance)
+    if operating_points:
+        if POINTS_KEY in (metadata or {}):
+            raise FormatError("__metadata__.%s: given both as operating_points and in metadata"
+                              % POINTS_KEY)
+        from . import points
+        try:
+            meta[POINTS_KEY] = points.to_json(operating_points, arch)
+        except FormatError as e:
+            raise FormatError("__metadata__.%s" % e) from None
     for k, v in (metadata or {}).items():
         if k in meta or not isinstance(v, str):
             raise FormatError("__metadata__.%s: extra metadata must be new keys with string "
                               "values" % k)
+        if k == POINTS_KEY:
+            _points_of(v, arch)
         meta[k] = v
     want = tensor_list(arch)
     extra = set(tensors) - {n for n, _, _ in want}
@@ -663,9 +691,9 @@ def serialize(architecture, tensors, provenance=None, metadata=None):
     return struct.pack("<Q", len(hdr)) + hdr + b"".join(blobs)
 
 
-def save(path, architecture, tensors, provenance=None, metadata=None):
+def save(path, architecture, tensors, provenance=None, metadata=None, operating_points=None):
     """Writes serialize(...) to path atomically (a temporary file renamed over it)."""
-    buf = serialize(architecture, tensors, provenance, metadata)
+    buf = serialize(architecture, tensors, provenance, metadata, operating_points)
     path = os.fspath(path)
     tmp = "%s.tmp.%d" % (path, os.getpid())
     try:

@@ -163,7 +163,22 @@ static void stats_one(void *ctx, const struct srv_model *m)
 	duration(b, "compute_output", 0, 0, false);
 	duration(b, "cache_hit", 0, 0, false);
 	duration(b, "cache_miss", 0, 0, true);
-	srv_buf_puts(b, "}, \"batch_stats\": []}");
+	/* One entry per batch size executed, ascending, as Triton's: compute_infer is the engine
+	 * time of those executions, compute_input/compute_output count them with 0 ns. */
+	srv_buf_puts(b, "}, \"batch_stats\": [");
+	bool first = true;
+	for (int k = 1; k < s->nbatch; k++) {
+		uint64_t n = LOAD(s->batch[k].count);
+		if (!n)
+			continue;
+		srv_buf_printf(b, "%s{\"batch_size\": %d, ", first ? "" : ", ", k);
+		first = false;
+		duration(b, "compute_input", n, 0, false);
+		duration(b, "compute_infer", n, LOAD(s->batch[k].ns), false);
+		duration(b, "compute_output", n, 0, true);
+		srv_buf_puts(b, "}");
+	}
+	srv_buf_puts(b, "]}");
 }
 
 void srv_api_v2_stats(const struct srv_registry *reg, const char *name, long long version,

@@ -145,8 +145,14 @@ static void apply_model(struct srv_registry *reg, struct reg_job *j, struct job_
 				jv->m = NULL;
 				jv->act = JV_FAIL;
 			}
+			struct srv_batching bat = effective(reg, &rm->mc);
+			if (jv->act == JV_NEW && srv_model_set_batching(jv->m, &bat)) {
+				snprintf(jv->reason, sizeof jv->reason, "out of memory");
+				srv_model_unref(jv->m);
+				jv->m = NULL;
+				jv->act = JV_FAIL;
+			}
 			if (jv->act == JV_NEW) {
-				jv->m->bat = effective(reg, &rm->mc);
 				bool had = rv->m != NULL;
 				retire(reg, rm, rv, "replaced by a new file");
 				rv->m = jv->m;

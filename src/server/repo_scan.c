@@ -36,6 +36,7 @@ static void model_free(struct srv_model *sm)
 	}
 	cigt_engine_free(sm->e);
 	cigt_model_free(sm->m);
+	free(sm->st.batch);
 	free(sm);
 }
 
@@ -112,6 +113,18 @@ int srv_model_load(const char *path, const char *compute, struct srv_model **out
 	snprintf(sm->name, sizeof sm->name, "%s", sm->m->arch->name);
 	sm->version = 1;
 	*out = sm;
+	return 0;
+}
+
+int srv_model_set_batching(struct srv_model *sm, const struct srv_batching *bat)
+{
+	CIGT_ASSERT(!sm->st.batch && bat->max_batch >= 1);
+	struct srv_bstat *b = calloc((size_t)bat->max_batch + 1, sizeof *b);
+	if (!b)
+		return CIGT_ENOMEM;
+	sm->st.batch = b;
+	sm->st.nbatch = bat->max_batch + 1;
+	sm->bat = *bat;
 	return 0;
 }
 

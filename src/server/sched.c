@@ -310,11 +310,16 @@ static void run_group(struct sched_ws *c, struct srv_model *m, const struct srv_
 		rc = cigt_engine_classify_dial(m->e, c->ws, c->x, n, d, c->res, c->probs, NULL);
 	}
 	CIGT_ASSERT(rc == 0);
+	const uint64_t dt = cigt_now_ns() - t0;
 	struct srv_vstats *vs = &m->st;
 	struct timespec wall;
 	clock_gettime(CLOCK_REALTIME, &wall);
 	atomic_fetch_add_explicit(&vs->compute_count, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&vs->compute_ns, cigt_now_ns() - t0, memory_order_relaxed);
+	atomic_fetch_add_explicit(&vs->compute_ns, dt, memory_order_relaxed);
+	/* A group is never larger than the batch, nor the batch than max_batch. */
+	CIGT_ASSERT(n >= 1 && n < vs->nbatch);
+	atomic_fetch_add_explicit(&vs->batch[n].count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&vs->batch[n].ns, dt, memory_order_relaxed);
 	atomic_fetch_add_explicit(&vs->inference_count, (uint64_t)n, memory_order_relaxed);
 	atomic_store_explicit(&vs->last_inference_ms,
 			      (uint64_t)wall.tv_sec * 1000u + (uint64_t)wall.tv_nsec / 1000000u,

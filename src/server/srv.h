@@ -311,6 +311,12 @@ struct srv_vstats {
 	_Atomic uint64_t npaths[SRV_NPATHS_MAX + 1]; /* samples by paths run; [0]: more */
 	_Atomic uint64_t escalated;                  /* samples the second model also ran */
 	struct srv_hist duration;                   /* request duration, ns */
+	/* Executions by batch size (Triton's batch_stats): batch[n] for engine calls on n
+	 * samples, n = 1..nbatch-1, nbatch = max_batch + 1 (srv_model_set_batching). */
+	struct srv_bstat {
+		_Atomic uint64_t count, ns;
+	} *batch;
+	int nbatch;
 };
 
 /* Identity of a model file: a reload happens only when it changes. */
@@ -352,6 +358,10 @@ struct srv_model {
  * 0 or a negative code with a message in err. */
 int srv_model_load(const char *path, const char *compute, struct srv_model **out, char *err,
 		   size_t errlen);
+/* Gives a loaded holder its batching settings and the per-batch-size statistics they bound
+ * (max_batch + 1 entries). Called once, before the holder is published to the workers. 0 or
+ * CIGT_ENOMEM (the holder is unchanged). */
+int srv_model_set_batching(struct srv_model *sm, const struct srv_batching *bat);
 struct srv_model *srv_model_ref(struct srv_model *sm);
 void srv_model_unref(struct srv_model *sm);
 /* A reload must keep the name, input geometry, classes and trellis shape: 0 if it does. */

@@ -89,6 +89,53 @@ def infer(d, name, img, version=None, conn=None):
     return st, (json.loads(body) if body else None)
 
 
+def infer_many(d, name, imgs, version=None):
+    """One OIP request carrying every image of imgs."""
+    path = "/v2/models/%s%s/infer" % (name, "/versions/%d" % version if version else "")
+    data = [px for img in imgs for px in img]
+    st, _, body = d.post_json(path, {"inputs": [{"name": "image", "datatype": "UINT8",
+                                                 "shape": [len(imgs), 1, 28, 28],
+                                                 "data": data}]})
+    return st, (json.loads(body) if body else None)
+
+
+def check_v2_many(env, j, first, n, what):
+    """Answer k of j against the engine's answer to image first + k, k < n."""
+    outs = {o["name"]: o["data"] for o in j["outputs"]}
+    key = (j["model_name"], int(j["model_version"]))
+    if not check(len(outs["class"]) == n, "%s: %d answers" % (what, n)):
+        return False
+    L, K = len(outs["route"]) // n, len(outs["probabilities"]) // n
+    ok = True
+    for k in range(n):
+        got = {"class": outs["class"][k], "route": outs["route"][k * L:(k + 1) * L],
+               "probabilities": outs["probabilities"][k * K:(k + 1) * K]}
+        ok &= T.same_answer(got, env["ref"][key][first + k], "%s #%d (%s v%d)" % (what, k, *key))
+    return ok
+
+
+def check_batch_stats(s, want, what):
+    """Triton's batch_stats of one model_stats entry s: the (batch_size, executions) pairs of
+    want, ascending; compute_infer's ns > 0 and summing to the aggregate's; compute_input and
+    compute_output counting the same executions with 0 ns; counts summing to execution_count
+    and batch_size * count to inference_count."""
+    bs = s["batch_stats"]
+    got = [(b["batch_size"], b["compute_infer"]["count"]) for b in bs]
+    ok = check(got == want, "%s: batch_stats sizes/counts %s, expected %s" % (what, got, want))
+    ok &= check(all(sorted(b) == ["batch_size", "compute_infer", "compute_input",
+                                  "compute_output"]
+                    and b["compute_infer"]["ns"] > 0
+                    and b["compute_input"] == {"count": b["compute_infer"]["count"], "ns": 0}
+                    and b["compute_output"] == {"count": b["compute_infer"]["count"], "ns": 0}
+                    for b in bs), "%s: batch_stats entries in Triton's shape: %s" % (what, bs))
+    ok &= check(sum(c for _, c in got) == s["execution_count"]
+                and sum(n * c for n, c in got) == s["inference_count"]
+                and sum(b["compute_infer"]["ns"] for b in bs)
+                == s["inference_stats"]["compute_infer"]["ns"],
+                "%s: batch_stats add up to the aggregate: %s" % (what, s))
+    return ok
+
+
 def v2_answer(j):
     outs = {o["name"]: o["data"] for o in j["outputs"]}
     return {"class": outs["class"][0], "route": outs["route"],
@@ -291,6 +338,17 @@ def group_endpoints(env):
         check(st == 200 and [m["name"] for m in j["models"]] == ["fashion_mnist",
                                                                   "fashion_mnist_thin"]
               and j["default"] is None, "GET /v1/models: %s" % j)
+        # Batches of known sizes, one request at a time (each answer awaited): a request's
+        # samples are queued together and run as one batch when they fit max_batch (thin: 16,
+        # so 3 images are one batch of 3), else as batches of max_batch and the rest
+        # (fashion_mnist version 2: max_batch_size 8, so 10 images are a batch of 8 and one of
+        # 2). The single requests above were batches of 1, the native pair one batch of 2.
+        st, j = infer_many(d, "fashion_mnist_thin", imgs[10:13])
+        check(st == 200, "thin: 3 images in one request") and \
+            check_v2_many(env, j, 10, 3, "thin 3 images")
+        st, j = infer_many(d, "fashion_mnist", imgs[20:30], version=2)
+        check(st == 200, "v2: 10 images in one request") and \
+            check_v2_many(env, j, 20, 10, "v2 10 images")
         # Metadata, config, stats.
         st, _, body = d.request("GET", "/v2/models/fashion_mnist")
         check(st == 200 and json.loads(body)["versions"] == ["2", "1"], "metadata lists versions")
@@ -308,10 +366,16 @@ def group_endpoints(env):
         st, _, body = d.request("GET", "/v2/models/fashion_mnist_thin/stats")
         s = json.loads(body)["model_stats"]
         check(st == 200 and len(s) == 1 and s[0]["version"] == "1"
-              and s[0]["inference_stats"]["success"]["count"] == 5
-              and s[0]["inference_count"] == 5 and s[0]["execution_count"] >= 1
+              and s[0]["inference_stats"]["success"]["count"] == 6
+              and s[0]["inference_count"] == 8 and s[0]["execution_count"] == 6
               and s[0]["inference_stats"]["compute_infer"]["ns"] > 0,
-              "thin stats count its 5 answered requests: %s" % s)
+              "thin stats count its 6 answered requests, 8 samples, 6 batches: %s" % s) and \
+            check_batch_stats(s[0], [(1, 5), (3, 1)], "thin")
+        st, _, body = d.request("GET", "/v2/models/fashion_mnist/stats")
+        s = {e["version"]: e for e in json.loads(body)["model_stats"]}
+        check(st == 200 and sorted(s) == ["1", "2"], "fashion_mnist stats: both versions") and \
+            check_batch_stats(s["1"], [(1, 4), (2, 1)], "fashion_mnist v1") and \
+            check_batch_stats(s["2"], [(1, 4), (2, 1), (8, 1)], "fashion_mnist v2")
         st, _, body = d.request("GET", "/v2/models/fashion_mnist_thin/config")
         c = json.loads(body)
         check(st == 200 and c["max_batch_size"] == 16 and c["version_policy"] ==
@@ -320,7 +384,7 @@ def group_endpoints(env):
         check(st == 200 and len(json.loads(body)["model_stats"]) == 3, "all stats")
         m = d.metrics()
         check(metric(m, "cigt_model_requests_total", model="fashion_mnist_thin", version="1",
-                     result="success") == 5, "per-version request metric")
+                     result="success") == 6, "per-version request metric")
         check(metric(m, "cigt_model_samples_total", model="fashion_mnist", version="1") == 6,
               "per-version samples metric")
         check(metric(m, "cigt_model_ready", model="fashion_mnist", version="2") == 1,
@@ -369,6 +433,21 @@ def group_endpoints(env):
         check(wait_for(lambda: any("SIGHUP: rescanning" in l for l in d.lines)), "SIGHUP logged")
         st, j = infer(d, "fashion_mnist_thin", imgs[0])
         check(st == 404, "SIGHUP does not load an unloaded model in explicit mode")
+        # Loaded again, a version starts from empty statistics (a new holder).
+        st, _, body = d.post_json("/v2/repository/models/fashion_mnist_thin/load", {})
+        check(st == 200, "load thin again -> 200 %s" % body)
+        st, _, body = d.request("GET", "/v2/models/fashion_mnist_thin/versions/1/stats")
+        s = json.loads(body)["model_stats"]
+        check(st == 200 and len(s) == 1 and s[0]["inference_count"] == 0
+              and s[0]["execution_count"] == 0
+              and s[0]["inference_stats"]["success"]["count"] == 0
+              and s[0]["batch_stats"] == [], "reloaded thin starts from empty stats: %s" % s)
+        st, j = infer(d, "fashion_mnist_thin", imgs[4])
+        check(st == 200, "reloaded thin serves") and check_v2(env, j, 4, "reloaded thin")
+        st, _, body = d.request("GET", "/v2/models/fashion_mnist_thin/versions/1/stats")
+        s = json.loads(body)["model_stats"]
+        check(st == 200 and len(s) == 1, "reloaded thin stats") and \
+            check_batch_stats(s[0], [(1, 1)], "reloaded thin")
     finally:
         d.stop()
     # none mode refuses load/unload; --default-model picks the default.

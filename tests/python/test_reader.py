@@ -16,6 +16,7 @@ import unittest
 import numpy as np
 
 from cigt import format as cf
+from cigt import points as cp
 
 CIGT = os.environ.get("CIGT", "build/cigt")
 
@@ -109,6 +110,26 @@ def delete(path):
             o = o[k]
         del o[path[-1]]
     return edit
+
+
+SHA = "0123456789abcdef" * 4
+POINT = {"name": "p", "thresholds": [0.5], "val_accuracy": 0.9, "mean_macs": 1000}
+SECOND = {"confidence": 0.5, "second": "thick", "second_sha256": SHA}
+
+
+def with_points(points):
+    """A file whose __metadata__.operating_points is points (a list, dumped as JSON, or a
+    text). The tiny architecture has one router."""
+    def edit(h, d):
+        h["__metadata__"]["operating_points"] = (points if isinstance(points, str)
+                                                 else json.dumps(points))
+    return with_header(edit)
+
+
+def point(**kw):
+    """POINT with keys replaced (a value of None drops the key)."""
+    o = dict(POINT, **kw)
+    return {k: v for k, v in o.items() if v is not None}
 
 
 def extra_tensor(h, d):
@@ -210,6 +231,67 @@ CASES = [
                                                 float("nan")))),
     ("infinite value", lambda: with_header(set_value("routers.0.fc2.bias", 1, float("inf")))),
     ("negative variance", lambda: with_header(set_value("routers.0.bn.running_var", 3, -0.5))),
+    # operating points (proto/model-format.md section 6, src/model/points.c)
+    ("points an object", lambda: with_points('{"name": "p"}')),
+    ("points 33", lambda: with_points([point(name="p%d" % i) for i in range(33)])),
+    ("point not an object", lambda: with_points([POINT, "p"])),
+    ("point unknown key", lambda: with_points([point(budget=5)])),
+    ("point unknown key before a bad name", lambda: with_points([point(name="", tau=1)])),
+    ("point name missing", lambda: with_points([point(name=None)])),
+    ("point name a number", lambda: with_points([point(name=5)])),
+    ("point name empty", lambda: with_points([point(name="")])),
+    ("point name 32 characters", lambda: with_points([point(name="n" * 32)])),
+    ("point name starting with a dot", lambda: with_points([point(name=".p")])),
+    ("point name with a space", lambda: with_points([point(name="a b")])),
+    ("point name with a slash", lambda: with_points([point(name="a/b")])),
+    ("point name not ASCII", lambda: with_points([point(name="caf\u00e9")])),
+    ("point name used twice", lambda: with_points([point(name="a"), point(name="b"),
+                                                   point(name="a")])),
+    ("thresholds missing", lambda: with_points([point(thresholds=None)])),
+    ("thresholds a number", lambda: with_points([point(thresholds=0.5)])),
+    ("thresholds empty", lambda: with_points([point(thresholds=[])])),
+    ("thresholds two for one router", lambda: with_points([point(thresholds=[0.5, 0.5])])),
+    ("threshold above 1", lambda: with_points([point(thresholds=[1.5])])),
+    ("threshold below 0", lambda: with_points([point(thresholds=[-0.01])])),
+    ("threshold a string", lambda: with_points([point(thresholds=["0.5"])])),
+    ("threshold true", lambda: with_points([point(thresholds=[True])])),
+    ("threshold null", lambda: with_points([point(thresholds=[None])])),
+    ("threshold 2 (integer)", lambda: with_points([point(thresholds=[2])])),
+    ("bad threshold before a missing accuracy", lambda: with_points(
+        [point(thresholds=[3], val_accuracy=None)])),
+    ("confidence a string", lambda: with_points([point(confidence="0.5")])),
+    ("confidence null", lambda: with_points([point(confidence=None), dict(POINT, name="q",
+                                                                         confidence=None)])),
+    ("confidence above 1", lambda: with_points([point(**dict(SECOND, confidence=1.5))])),
+    ("confidence below 0", lambda: with_points([point(confidence=-0.5)])),
+    ("confidence without a second model", lambda: with_points([point(confidence=0.5)])),
+    ("second without sha256", lambda: with_points([point(**dict(SECOND, second_sha256=None))])),
+    ("sha256 without second", lambda: with_points([point(**dict(SECOND, second=None))])),
+    ("second null", lambda: with_points([dict(point(**SECOND), second=None)])),
+    ("second a number", lambda: with_points([point(**dict(SECOND, second=7))])),
+    ("second empty", lambda: with_points([point(**dict(SECOND, second=""))])),
+    ("second a path", lambda: with_points([point(**dict(SECOND, second="../thick"))])),
+    ("second starting with a dot", lambda: with_points([point(**dict(SECOND, second=".thick"))])),
+    ("second 64 characters", lambda: with_points([point(**dict(SECOND, second="s" * 64))])),
+    ("sha256 uppercase", lambda: with_points([point(**dict(SECOND, second_sha256=SHA.upper()))])),
+    ("sha256 63 digits", lambda: with_points([point(**dict(SECOND, second_sha256=SHA[:63]))])),
+    ("sha256 not hex", lambda: with_points([point(**dict(SECOND, second_sha256="g" * 64))])),
+    ("sha256 a number", lambda: with_points([point(**dict(SECOND, second_sha256=1))])),
+    ("second with confidence 0", lambda: with_points([point(**dict(SECOND, confidence=0))])),
+    ("second without confidence", lambda: with_points([point(**dict(SECOND,
+                                                                    confidence=None))])),
+    ("second with a confidence below float32's least",
+     lambda: with_points([point(**dict(SECOND, confidence=1e-50))])),
+    ("val_accuracy missing", lambda: with_points([point(val_accuracy=None)])),
+    ("val_accuracy a string", lambda: with_points([point(val_accuracy="0.9")])),
+    ("val_accuracy above 1", lambda: with_points([point(val_accuracy=1.25)])),
+    ("val_accuracy below 0", lambda: with_points([point(val_accuracy=-1)])),
+    ("mean_macs missing", lambda: with_points([point(mean_macs=None)])),
+    ("mean_macs 0", lambda: with_points([point(mean_macs=0)])),
+    ("mean_macs negative", lambda: with_points([point(mean_macs=-5.5)])),
+    ("mean_macs above 1e18", lambda: with_points([point(mean_macs=2e18)])),
+    ("mean_macs true", lambda: with_points([point(mean_macs=True)])),
+    ("second point bad", lambda: with_points([point(name="a"), point(name="b", mean_macs=0)])),
 ]
 
 
@@ -234,6 +316,32 @@ JSON_CASES = [
      "__metadata__.architecture: architecture JSON"),
     ("architecture duplicate key", lambda: with_arch(
         lambda a: '{"name": "a", "name": "b"}'), "__metadata__.architecture: architecture JSON"),
+    ("points not JSON", lambda: with_points("[{"),
+     "__metadata__.operating_points is not valid JSON"),
+    ("points a number", lambda: with_points("5"),
+     "__metadata__.operating_points is not valid JSON"),
+    ("points empty text", lambda: with_points(""),
+     "__metadata__.operating_points is not valid JSON"),
+    ("point duplicate key", lambda: with_points(
+        '[{"name": "a", "name": "b", "thresholds": [1], "val_accuracy": 1, "mean_macs": 1}]'),
+     "__metadata__.operating_points is not valid JSON"),
+    ("point NaN", lambda: with_points(
+        '[{"name": "a", "thresholds": [NaN], "val_accuracy": 1, "mean_macs": 1}]'),
+     "__metadata__.operating_points is not valid JSON"),
+    ("point mean_macs 1e999", lambda: with_points(
+        '[{"name": "a", "thresholds": [1], "val_accuracy": 1, "mean_macs": 1e999}]'),
+     "__metadata__.operating_points is not valid JSON"),
+]
+
+# Tables at the edges of every rule, which both readers take, with the same values.
+GOOD_POINTS = [
+    [],
+    [point(name="n" * 31, thresholds=[0]), point(name="A-z_0.9", thresholds=[1],
+                                                  val_accuracy=0, mean_macs=1e18)],
+    [point(name="p%d" % i, thresholds=[i / 32]) for i in range(32)],
+    [point(**dict(SECOND, confidence=1, second="s" * 63)),
+     point(name="q", thresholds=[0.3], confidence=0, val_accuracy=1, mean_macs=1e-300),
+     point(name="r", thresholds=[0.1], **dict(SECOND, confidence=1e-30))],
 ]
 
 
@@ -290,6 +398,54 @@ class Readers(unittest.TestCase):
                 self.assertIsNotNone(py, "cigt.format accepted it")
                 self.assertTrue(c.startswith(prefix + ": "), c)
                 self.assertTrue(py.startswith(prefix + ": "), py)
+
+    def test_good_points_same_values(self):
+        """Tables at the edges of the rules load in both readers with the same values (cigt info
+        --json prints the C reader's: thresholds and confidence as float32, the others as
+        doubles), and cigt.points.to_json writes each back as the same points."""
+        for k, pts in enumerate(GOOD_POINTS):
+            with self.subTest(k):
+                p = self.write("good_points_%d" % k, with_points(pts))
+                r = subprocess.run([CIGT, "info", "--json", p], capture_output=True, text=True,
+                                   timeout=60)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                c = json.loads(r.stdout)["operating_points"]
+                mf = cf.load(p)
+                py = mf.operating_points
+                self.assertEqual(len(py), len(pts))
+                self.assertEqual(len(c), len(pts))
+                for a, b in zip(py, c):
+                    self.assertEqual((a.name, list(a.thresholds), a.confidence, a.second,
+                                      a.second_sha256, a.val_accuracy, a.mean_macs),
+                                     (b["name"], b["thresholds"], b["confidence"],
+                                      b.get("second"), b.get("second_sha256"),
+                                      b["val_accuracy"], b["mean_macs"]))
+                self.assertEqual(cp.parse(cp.to_json(py, mf.arch), mf.arch), py)
+
+    def test_writer_refuses_bad_points(self):
+        """serialize() refuses a table the C reader refuses, with its reason, whether given as
+        points or as a metadata text."""
+        a = cf.parse_arch(ARCH)
+        t = {n: np.ones(s, np.float32) for n, s, _ in cf.tensor_list(a)}
+        dup = [cp.OperatingPoint("a", (0.5,), 0.9, 10.0), cp.OperatingPoint("a", (1.0,), 0.9,
+                                                                              10.0)]
+        with self.assertRaisesRegex(cf.FormatError, r"^__metadata__\.operating_points\[1\]\."
+                                    r"name 'a' is used twice$"):
+            cf.serialize(ARCH, t, operating_points=dup)
+        with self.assertRaisesRegex(cf.FormatError, r"^__metadata__\.operating_points\[0\]\."
+                                    r"thresholds must be an array of 1 numbers"):
+            cf.serialize(ARCH, t, operating_points=[point(thresholds=[1, 1])])
+        with self.assertRaisesRegex(cf.FormatError, r"^__metadata__\.operating_points\[0\]\."
+                                    r"mean_macs is missing$"):
+            cf.serialize(ARCH, t, metadata={"operating_points": json.dumps([point(
+                mean_macs=None)])})
+        with self.assertRaisesRegex(cf.FormatError, "given both"):
+            cf.serialize(ARCH, t, metadata={"operating_points": "[]"},
+                         operating_points=[POINT])
+        buf = cf.serialize(ARCH, t, operating_points=[POINT, point(name="e", **SECOND)])
+        p = self.write("written_points", buf)
+        self.assertIsNone(c_reason(p))
+        self.assertEqual([q.name for q in cf.load(p).operating_points], ["p", "e"])
 
     def test_missing_file(self):
         p = os.path.join(self.tmp.name, "absent.safetensors")
