@@ -21,8 +21,8 @@ import tempfile
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_cigtd as T  # noqa: E402
-from test_cigtd import check, metric  # noqa: E402
+import cigtd_common as T  # noqa: E402
+from cigtd_common import check, metric  # noqa: E402
 
 NIMG = 64
 # Points compared image by image with cigt eval: the single path, multipath (one router, all),

@@ -25,7 +25,7 @@ import threading
 import zlib
 
 import framing_cases as F
-import test_cigtd as T
+import cigtd_common as T
 
 check = T.check
 

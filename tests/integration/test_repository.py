@@ -11,6 +11,7 @@ Run one group: test_repository.py --group layouts|endpoints|rollout|poll|fairnes
 """
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -22,8 +23,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_cigtd as T  # noqa: E402
-from test_cigtd import check, metric, wait_for  # noqa: E402
+import cigtd_common as T  # noqa: E402
+from cigtd_common import check, metric, wait_for  # noqa: E402
 
 MODELS = {  # (name, version) -> file under models/
     ("fashion_mnist", 1): "fashion_mnist.safetensors",
@@ -740,7 +741,7 @@ def group_page(env):
     repo = standard_repo(env, os.path.join(env["work"], "page"), with_v2=False)
     d = RDaemon("--model-repository", repo)
     try:
-        png = T.base64.b64encode(T.png_gray(env["images"][0], 28, 28)).decode()
+        png = base64.b64encode(T.png_gray(env["images"][0], 28, 28)).decode()
         profile = tempfile.mkdtemp(dir=env["work"])
         for name in ("fashion_mnist_thin", "fashion_mnist_thick"):
             url = "http://127.0.0.1:%d/#model=%s&png=%s" % (d.port, name, png)

@@ -29,7 +29,7 @@ import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 import framing_cases as F  # noqa: E402
-import test_cigtd as T  # noqa: E402
+import cigtd_common as T  # noqa: E402
 import test_repository as R  # noqa: E402
 
 V2 = "/v2/models/fashion_mnist/infer"

@@ -24,7 +24,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-import test_cigtd as T  # noqa: E402
+import cigtd_common as T  # noqa: E402
 import test_repository as R  # noqa: E402
 
 CONNS = 64

@@ -50,7 +50,8 @@ import time
 import http.client
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-import test_cigtd as T  # noqa: E402  (the integration tests' daemon and reference helpers)
+import cigtd_common as T  # noqa: E402  (the integration tests' daemon and reference helpers)
+from cigtd_errors import bad_inputs  # noqa: E402  (the integration tests' bad requests)
 
 check = T.check
 V2 = "/v2/models/fashion_mnist/infer"
@@ -198,7 +199,7 @@ def valid_client(d, env, st, stop, seed):
 
 def invalid_client(d, env, st, stop, seed):
     rng = random.Random(seed)
-    cases = T.bad_inputs(env["images"])
+    cases = bad_inputs(env["images"])
     while not stop.is_set():
         name, method, path, body, headers, status, words = rng.choice(cases)
         try:
