@@ -38,6 +38,10 @@ trellis, thin, thick = (load(n) for n in
 write("f150_trellis", trellis)
 write("f150_thin", thin)
 write("f150_thick", thick)
+# ... and the trellis with the routing randomisation the screening's validation chose (0.25).
+c = copy.deepcopy(trellis)
+c["train"]["routing_randomization"] = 0.25
+write("f150_trellis_rho25", c)
 
 for e in (30,):
     write(f"s{e}_trellis", short(trellis, e))
