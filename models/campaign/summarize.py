@@ -47,9 +47,10 @@ for f in sorted(os.listdir(LOGS)):
         "minutes": sum(d["seconds"] for d in log) / 60,
         "eval": json.load(open(ev)) if os.path.exists(ev) else None}
 
-print("| configuration | seeds | validation per seed (epoch) | validation | test per seed | test "
-      "| multipath within 1.2x (validation's choice): point, x single, test | minutes per run |")
-print("|---|---|---|---|---|---|---|---|")
+print("| configuration | seeds | MACs per sample | validation per seed (epoch) | validation "
+      "| test per seed | test | multipath within 1.2x (validation's choice): point, x single, "
+      "test | minutes per run |")
+print("|---|---|---|---|---|---|---|---|---|")
 closest = {}
 for name, by_seed in runs.items():
     seeds = sorted(by_seed)
@@ -69,8 +70,9 @@ for name, by_seed in runs.items():
     if ev:
         mu = statistics.mean(e["test"]["accuracy"] for e in ev)
         closest[name] = min(ev, key=lambda e: abs(e["test"]["accuracy"] - mu))
-    print("| `%s` | %s | %s | %s | %s | %s | %s | %s |" % (
-        name, ",".join(map(str, seeds)), per, mean_sd([x["val"] for x in r]), test_per, test,
+    macs = "{:,}".format(round(ev[0]["test"]["mean_macs"])) if ev else "—"
+    print("| `%s` | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        name, ",".join(map(str, seeds)), macs, per, mean_sd([x["val"] for x in r]), test_per, test,
         mp, ", ".join("%.0f" % x["minutes"] for x in r)))
 
 if "s30_thin" in closest:
