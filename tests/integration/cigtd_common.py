@@ -89,10 +89,11 @@ def png_gray(px, w, h):
 class Daemon:
     """cigtd on 127.0.0.1 with a port the kernel picked; stderr is collected by a thread."""
 
-    def __init__(self, model, *args, env=None):
+    def __init__(self, model, *args, env=None, start_timeout=30):
+        """model None: no --model (args then say what to serve, e.g. --model-repository)."""
         self.lines = []
-        self.proc = subprocess.Popen([CIGTD, "--model", model, "--listen", "127.0.0.1:0",
-                                      "--access-log"] + list(args),
+        self.proc = subprocess.Popen([CIGTD] + (["--model", model] if model else [])
+                                     + ["--listen", "127.0.0.1:0", "--access-log"] + list(args),
                                      stderr=subprocess.PIPE, text=True,
                                      env=dict(os.environ, **(env or {})))
         self.port = None
@@ -108,7 +109,7 @@ class Daemon:
             got.set()
         self.thread = threading.Thread(target=reader, daemon=True)
         self.thread.start()
-        got.wait(30)
+        got.wait(start_timeout)
         if not self.port:
             self.proc.kill()
             raise RuntimeError("cigtd did not start:\n" + "\n".join(self.lines))

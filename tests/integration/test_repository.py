@@ -39,26 +39,7 @@ class RDaemon(T.Daemon):
     """cigtd with arbitrary flags (no --model)."""
 
     def __init__(self, *args):
-        self.lines = []
-        self.proc = subprocess.Popen([T.CIGTD, "--listen", "127.0.0.1:0", "--access-log"]
-                                     + list(args), stderr=subprocess.PIPE, text=True)
-        self.port = None
-        got = threading.Event()
-
-        def reader():
-            for line in self.proc.stderr:
-                self.lines.append(line.rstrip("\n"))
-                m = re.search(r"on https?://[^ ]*:(\d+)/", line)
-                if m and not self.port:
-                    self.port = int(m.group(1))
-                    got.set()
-            got.set()
-        self.thread = threading.Thread(target=reader, daemon=True)
-        self.thread.start()
-        got.wait(60)
-        if not self.port:
-            self.proc.kill()
-            raise RuntimeError("cigtd did not start:\n" + "\n".join(self.lines))
+        super().__init__(None, *args, start_timeout=60)
 
 
 def put(repo, name, version, src=None):
