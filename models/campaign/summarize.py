@@ -11,7 +11,6 @@ and CONFIG_sSEED.eval.json)."""
 import collections, json, math, os, re, statistics, sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LOGS = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "logs")
 
 
 def mean_sd(v, scale=100):
@@ -30,58 +29,64 @@ def mcnemar(wrong_a, wrong_b):
     return only_a, only_b, p
 
 
-runs = collections.defaultdict(dict)
-for f in sorted(os.listdir(LOGS)):
-    m = re.fullmatch(r"(.+)_s(\d+)\.train\.jsonl", f)
-    if not m:
-        continue
-    with open(os.path.join(LOGS, f)) as fh:
-        log = [json.loads(line) for line in fh if line.strip()]
-    cfg = json.load(open(os.path.join(HERE, m.group(1) + ".json")))
-    if len(log) < cfg["train"]["epochs"]:
-        continue  # unfinished
-    best = max(log, key=lambda d: d["validation_accuracy"])
-    ev = os.path.join(LOGS, "%s_s%s.eval.json" % m.groups())
-    runs[m.group(1)][int(m.group(2))] = {
-        "val": best["validation_accuracy"], "epoch": best["epoch"],
-        "minutes": sum(d["seconds"] for d in log) / 60,
-        "eval": json.load(open(ev)) if os.path.exists(ev) else None}
+def main():
+    logs = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "logs")
+    runs = collections.defaultdict(dict)
+    for f in sorted(os.listdir(logs)):
+        m = re.fullmatch(r"(.+)_s(\d+)\.train\.jsonl", f)
+        if not m:
+            continue
+        with open(os.path.join(logs, f)) as fh:
+            log = [json.loads(line) for line in fh if line.strip()]
+        cfg = json.load(open(os.path.join(HERE, m.group(1) + ".json")))
+        if len(log) < cfg["train"]["epochs"]:
+            continue  # unfinished
+        best = max(log, key=lambda d: d["validation_accuracy"])
+        ev = os.path.join(logs, "%s_s%s.eval.json" % m.groups())
+        runs[m.group(1)][int(m.group(2))] = {
+            "val": best["validation_accuracy"], "epoch": best["epoch"],
+            "minutes": sum(d["seconds"] for d in log) / 60,
+            "eval": json.load(open(ev)) if os.path.exists(ev) else None}
 
-print("| configuration | seeds | MACs per sample | validation per seed (epoch) | validation "
-      "| test per seed | test | multipath within 1.2x (validation's choice): point, x single, "
-      "test | minutes per run |")
-print("|---|---|---|---|---|---|---|---|---|")
-closest = {}
-for name, by_seed in runs.items():
-    seeds = sorted(by_seed)
-    r = [by_seed[s] for s in seeds]
-    per = ", ".join("%.2f (%d)" % (x["val"] * 100, x["epoch"]) for x in r)
-    ev = [x["eval"] for x in r if x["eval"]]
-    test_per = ", ".join("%.2f" % (x["eval"]["test"]["accuracy"] * 100) if x["eval"] else "—"
-                         for x in r)
-    test = mean_sd([e["test"]["accuracy"] for e in ev]) if ev else "—"
-    mp = "—"
-    mps = [e["multipath"] for e in ev if "multipath" in e]
-    if mps:
-        mp = "; ".join("%s, %.3f, %.2f" % (m["name"], m["x_single"], m["test"]["accuracy"] * 100)
-                       for m in mps)
-        if len(mps) > 1:
-            mp += " (mean %s)" % mean_sd([m["test"]["accuracy"] for m in mps])
-    if ev:
-        mu = statistics.mean(e["test"]["accuracy"] for e in ev)
-        closest[name] = min(ev, key=lambda e: abs(e["test"]["accuracy"] - mu))
-    macs = "{:,}".format(round(ev[0]["test"]["mean_macs"])) if ev else "—"
-    print("| `%s` | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-        name, ",".join(map(str, seeds)), macs, per, mean_sd([x["val"] for x in r]), test_per, test,
-        mp, ", ".join("%.0f" % x["minutes"] for x in r)))
+    print("| configuration | seeds | MACs per sample | validation per seed (epoch) | validation "
+          "| test per seed | test | multipath within 1.2x (validation's choice): point, x single, "
+          "test | minutes per run |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    closest = {}
+    for name, by_seed in runs.items():
+        seeds = sorted(by_seed)
+        r = [by_seed[s] for s in seeds]
+        per = ", ".join("%.2f (%d)" % (x["val"] * 100, x["epoch"]) for x in r)
+        ev = [x["eval"] for x in r if x["eval"]]
+        test_per = ", ".join("%.2f" % (x["eval"]["test"]["accuracy"] * 100) if x["eval"] else "—"
+                             for x in r)
+        test = mean_sd([e["test"]["accuracy"] for e in ev]) if ev else "—"
+        mp = "—"
+        mps = [e["multipath"] for e in ev if "multipath" in e]
+        if mps:
+            mp = "; ".join("%s, %.3f, %.2f" % (m["name"], m["x_single"], m["test"]["accuracy"] * 100)
+                           for m in mps)
+            if len(mps) > 1:
+                mp += " (mean %s)" % mean_sd([m["test"]["accuracy"] for m in mps])
+        if ev:
+            mu = statistics.mean(e["test"]["accuracy"] for e in ev)
+            closest[name] = min(ev, key=lambda e: abs(e["test"]["accuracy"] - mu))
+        macs = "{:,}".format(round(ev[0]["test"]["mean_macs"])) if ev else "—"
+        print("| `%s` | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            name, ",".join(map(str, seeds)), macs, per, mean_sd([x["val"] for x in r]), test_per, test,
+            mp, ", ".join("%.0f" % x["minutes"] for x in r)))
 
-if "s30_thin" in closest:
-    thin = closest["s30_thin"]
-    print("\nMcNemar against `s30_thin` (%s), each on its seed closest to the mean:\n"
-          % thin["run"])
-    print("| run | right only in it | right only in thin | p |")
-    print("|---|---|---|---|")
-    for name, e in closest.items():
-        if name != "s30_thin":
-            a, b, p = mcnemar(e["test"]["wrong"], thin["test"]["wrong"])
-            print("| `%s` | %d | %d | %.3f |" % (e["run"], a, b, p))
+    if "s30_thin" in closest:
+        thin = closest["s30_thin"]
+        print("\nMcNemar against `s30_thin` (%s), each on its seed closest to the mean:\n"
+              % thin["run"])
+        print("| run | right only in it | right only in thin | p |")
+        print("|---|---|---|---|")
+        for name, e in closest.items():
+            if name != "s30_thin":
+                a, b, p = mcnemar(e["test"]["wrong"], thin["test"]["wrong"])
+                print("| `%s` | %d | %d | %.3f |" % (e["run"], a, b, p))
+
+
+if __name__ == "__main__":
+    main()
