@@ -4,8 +4,9 @@ beside them: one row per configuration, its seeds, the best validation accuracy 
 epoch validation chose), and, where evaluate.py has read the test set for the finished model,
 the test accuracy and, for trellises, the multipath point validation chose within 1.2x a single
 path with its test accuracy. Means are over seeds, ± the sample standard deviation.
-Then McNemar's exact test between each trellis configuration and `s30_thin`, each on the seed
-whose test accuracy is closest to its configuration's mean.
+Then McNemar's exact test between each configuration and the thin network of its schedule
+(`s30_thin` or `f150_thin`), each on the seed whose test accuracy is closest to its
+configuration's mean.
 Usage: summarize.py [LOGDIR] (default: logs/ beside this file; files CONFIG_sSEED.train.jsonl
 and CONFIG_sSEED.eval.json)."""
 import collections, json, math, os, re, statistics, sys
@@ -76,17 +77,23 @@ def main():
             name, ",".join(map(str, seeds)), macs, per, mean_sd([x["val"] for x in r]), test_per, test,
             mp, ", ".join("%.0f" % x["minutes"] for x in r)))
 
-    if "s30_thin" in closest:
-        thin = closest["s30_thin"]
-        print("\nMcNemar against `s30_thin` (%s), each on its seed closest to the mean:\n"
-              % thin["run"])
+    # Each run against the thin network of its own schedule (f150_* against f150_thin; the
+    # 30-epoch screening and the runs continued from it against s30_thin).
+    for base in ("s30_thin", "f150_thin"):
+        if base not in closest:
+            continue
+        thin = closest[base]
+        rows = [e for name, e in closest.items()
+                if name != base and name.startswith("f150_") == base.startswith("f150_")]
+        if not rows:
+            continue
+        print("\nMcNemar against `%s` (%s), each on its seed closest to the mean:\n"
+              % (base, thin["run"]))
         print("| run | right only in it | right only in thin | p |")
         print("|---|---|---|---|")
-        for name, e in closest.items():
-            if name != "s30_thin":
-                a, b, p = mcnemar(e["test"]["wrong"], thin["test"]["wrong"])
-                print("| `%s` | %d | %d | %.3f |" % (e["run"], a, b, p))
-
+        for e in rows:
+            a, b, p = mcnemar(e["test"]["wrong"], thin["test"]["wrong"])
+            print("| `%s` | %d | %d | %.3f |" % (e["run"], a, b, p))
 
 if __name__ == "__main__":
     main()
