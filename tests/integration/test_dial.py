@@ -91,25 +91,25 @@ def kind(p):
     return "mix" if esc else "multi"
 
 
-def pick_points():
-    """{kind: name}: the single path; the costliest multipath point (by mean MACs: the one where
-    most images open several paths); all paths; the escalating point whose confidence is
-    closest to ESCALATE_NEAR (the higher one on a tie); the costliest mixed point. Raises
-    MissingKind naming every kind the model lacks."""
+def pick_points(need=KINDS):
+    """{kind: name} for the kinds in need: the single path; the costliest multipath point (by
+    mean MACs: the one where most images open several paths); all paths; the escalating point
+    whose confidence is closest to ESCALATE_NEAR (the higher one on a tie); the costliest mixed
+    point. Raises MissingKind naming every needed kind the model lacks."""
     by = {k: [p for p in file_points() if kind(p) == k] for k in KINDS}
-    missing = [k for k in KINDS if not by[k]]
+    missing = [k for k in need if not by[k]]
     if missing:
-        raise MissingKind("%s has no operating point of kind %s (its points: %s); the test "
+        raise MissingKind("%s has no operating point of kind %s (its points: %s); this test "
                           "needs one of each of %s" % (model_path(), ", ".join(missing),
                                                        ", ".join(p["name"] for p in
                                                                  file_points()),
-                                                       ", ".join(KINDS)))
+                                                       ", ".join(need)))
     costliest = lambda ps: max(ps, key=lambda p: p["mean_macs"])  # noqa: E731
-    return {"single": by["single"][0]["name"], "multi": costliest(by["multi"])["name"],
-            "all-paths": by["all-paths"][0]["name"],
-            "escalate": min(by["escalate"], key=lambda p: (abs(p["confidence"] - ESCALATE_NEAR),
-                                                           -p["confidence"]))["name"],
-            "mix": costliest(by["mix"])["name"]}
+    pick = {"single": lambda ps: ps[0], "multi": costliest, "all-paths": lambda ps: ps[0],
+            "escalate": lambda ps: min(ps, key=lambda p: (abs(p["confidence"] - ESCALATE_NEAR),
+                                                          -p["confidence"])),
+            "mix": costliest}
+    return {k: pick[k](by[k])["name"] for k in need}
 
 
 def escalate_points():
@@ -525,7 +525,7 @@ def start_fails(args, frag):
 def group_loading(env):
     work = env["work"]
     src = MODELS
-    ESC = pick_points()["escalate"]
+    ESC = pick_points(["escalate"])["escalate"]
     # The escalating point's second model (thick when tuned with --escalate thick.safetensors);
     # any other second models the points name are put beside the file, so that this one is
     # the one missing.
@@ -596,7 +596,7 @@ def group_page(env):
         return 77
     samples = page_samples()
     check(len(samples) == 14, "page.html has 14 sample images (%s)" % samples)
-    ALLP, npoints = pick_points()["all-paths"], len(file_points())
+    ALLP, npoints = pick_points(["all-paths", "escalate"])["all-paths"], len(file_points())
     limit = max(samples) + 1
     esc, k = None, None
     for p in escalate_points():
