@@ -9,8 +9,9 @@ bounded, clear answer (a status and message, or a closed connection within the r
 a server that keeps answering correctly afterwards, resident memory that stays bounded, and a
 clean exit with no sanitizer report.
 
-Environment as test_cigtd.py (CIGTD, CIGT, SRCDIR, WORKDIR). Prints one line per case (the rows
-of tests/RELIABILITY.md). Exit 0 pass, 1 fail, 77 skipped.
+Environment as test_cigtd.py (CIGTD, CIGT, SRCDIR, WORKDIR); CIGT_TEST_MODELS=DIR serves group
+dial's fashion_mnist.safetensors (and its second models) from DIR instead of models/. Prints one
+line per case (the rows of tests/RELIABILITY.md). Exit 0 pass, 1 fail, 77 skipped.
 """
 
 import base64
@@ -563,7 +564,8 @@ def group_repository(env):
 def group_dial(env):
     """The compute dial's request fields (issue 12), hostile values, on the shipped model with
     its operating points (its escalating ones load models/thick.safetensors)."""
-    d = T.Daemon(os.path.join(T.SRCDIR, "models", "fashion_mnist.safetensors"))
+    models = os.environ.get("CIGT_TEST_MODELS") or os.path.join(T.SRCDIR, "models")
+    d = T.Daemon(os.path.join(models, "fashion_mnist.safetensors"))
     img = list(env["images"][0])
 
     def expect(name, path, body, status, words):
@@ -612,10 +614,14 @@ def group_dial(env):
         j = json.loads(resp)
         case("max_macs 2^63-1 is served", st == 200 and j["macs"] <= 2 ** 63 - 1,
              "-> %d %s" % (st, j.get("compute")))
-        # 1024 images at the most expensive point in one request: served, bounded.
-        st, _, resp = d.post_json("/v1/classify", {"images": [img] * 1024,
-                                                   "compute": "mix-0.3-1-c0.95"})
-        case("1024 images at the costliest point", st == 200, "-> %d" % st)
+        # 1024 images at the most expensive point in one request: served, bounded. The
+        # costliest point is the model's own (worst case, then mean MACs, from GET /v1/model).
+        pts = json.loads(d.request("GET", "/v1/model")[2])["points"]
+        top = max(pts, key=lambda p: (p["worst_macs"], p["mean_macs"]))["name"] if pts else None
+        st = d.post_json("/v1/classify", {"images": [img] * 1024, "compute": top})[0] if top \
+            else 0
+        case("1024 images at the costliest point (%s)" % top, st == 200,
+             "-> %d" % st if top else "GET /v1/model lists no operating point")
         st, _, resp = d.post_json("/v1/classify", {"image": img})
         case("still serving after hostile dials (the single path)",
              st == 200 and json.loads(resp)["macs"] == T.PATH_MACS, "-> %d" % st)
