@@ -8,8 +8,9 @@ The model is the shipped models/fashion_mnist.safetensors with the operating poi
 wrote into it (the escalating ones load their second model, models/thick.safetensors, from
 beside it). Nothing here knows which points a tuning chose: the test reads them with
 `cigt info MODEL --json` and picks one point of each kind (pick_points), so a retrained and
-re-tuned model of the same architecture passes as long as it has every kind. A kind missing
-from the model fails the test naming it. Every answer is compared with
+re-tuned model of the same architecture passes. When tune's front lacks a kind (no multipath
+point, say), the test serves a copy of the model with a point of that kind added
+(every_kind). Every answer is compared with
 `cigt eval MODEL --compute NAME --dump` on the same test images: class, argmax route, the paths
 that ran, escalation, MACs and probabilities; GET /v1/model is compared point by point with
 `cigt info --json`, and each point's worst_macs with the worst case the architecture and the
@@ -21,6 +22,7 @@ Run one group: test_dial.py --group answers|budgets|errors|loading|page
 """
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -110,6 +112,59 @@ def pick_points(need=KINDS):
                                                           -p["confidence"])),
             "mix": costliest}
     return {k: pick[k](by[k])["name"] for k in need}
+
+
+def every_kind(work):
+    """MODELS when the model's point table has a point of every kind in KINDS; otherwise a copy
+    of the model in WORK/models whose table gains one point of each missing kind, appended
+    after the tuned ones and named added-KIND. Which points `cigt tune` keeps on its Pareto
+    front depends on the trained weights; the daemon must serve any valid point, and that is
+    what this test checks. An added point's val_accuracy is below every tuned point's (so a MAC
+    budget prefers it only when nothing else fits) and its mean_macs is its worst case (the
+    field is metadata). Escalating kinds use the second model the tuned points name, or
+    thick.safetensors beside the file; without one, pick_points fails naming the kind."""
+    pts = cigt_info(model_path()).get("operating_points") or []
+    have = {kind(p) for p in pts}
+    missing = [k for k in KINDS if k not in have]
+    if not missing:
+        return MODELS
+    second = next((p["second"] for p in pts if p.get("second")), "thick")
+    sfile = os.path.join(MODELS, second + ".safetensors")
+    shapes = {"single": {"thresholds": [1, 1]}, "multi": {"thresholds": [0.3, 0.3]},
+              "all-paths": {"thresholds": [0, 0]}}
+    if os.path.exists(sfile):
+        with open(sfile, "rb") as f:
+            esc = {"second": second, "second_sha256": hashlib.sha256(f.read()).hexdigest()}
+        shapes["escalate"] = dict(esc, thresholds=[1, 1], confidence=ESCALATE_NEAR)
+        shapes["mix"] = dict(esc, thresholds=[0.3, 1], confidence=0.9)
+    missing = [k for k in missing if k in shapes]
+    if not missing:
+        return MODELS
+    low = min([p["val_accuracy"] for p in pts] + [1.0])
+    added = []
+    for i, k in enumerate(missing):
+        q = dict(shapes[k], name="added-" + k,
+                 val_accuracy=round(max(0.0, low - 0.001 * (i + 1)), 6))
+        q["mean_macs"] = worst_macs(q)
+        added.append(q)
+    out = os.path.join(work, "models")
+    os.makedirs(out, exist_ok=True)
+    with open(model_path(), "rb") as f:
+        buf = f.read()
+    n = struct.unpack("<Q", buf[:8])[0]
+    header = json.loads(buf[8:8 + n])
+    meta = header["__metadata__"]
+    meta["operating_points"] = json.dumps(json.loads(meta.get("operating_points", "[]")) + added)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(os.path.join(out, "fashion_mnist.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + buf[8 + n:])
+    for other in {"thin", second} | {p["second"] for p in pts if p.get("second")}:
+        if os.path.exists(os.path.join(MODELS, other + ".safetensors")):
+            shutil.copy(os.path.join(MODELS, other + ".safetensors"), out)
+    print("%s has no point of kind %s: testing a copy with %s added"
+          % (model_path(), ", ".join(missing), ", ".join(q["name"] for q in added)))
+    return out
 
 
 def escalate_points():
@@ -665,7 +720,9 @@ def main():
     work = os.environ.get("WORKDIR") or tempfile.mkdtemp(prefix="cigtd-dial-")
     os.makedirs(work, exist_ok=True)
     env = {"work": work, "images": T.load_images(NIMG)}
+    global MODELS
     try:
+        MODELS = every_kind(work)
         rc = GROUPS[args.group](env)
     except MissingKind as e:
         check(False, str(e))
