@@ -112,6 +112,10 @@ char *cigt_arch_to_json(const struct cigt_arch *a);
 /* Builds the jansson object the serialiser writes (new reference). */
 struct json_t *cigt_arch_json(const struct cigt_arch *a);
 void cigt_arch_free(struct cigt_arch *a);
+/* True when b takes the same input as a (geometry, range or mean/std scaling) and answers the
+ * same classes (count and names, in order): what the second model of an escalating operating
+ * point must share with the first (proto/model-format.md section 6). */
+bool cigt_arch_same_io(const struct cigt_arch *a, const struct cigt_arch *b);
 
 const char *cigt_op_name(enum cigt_op_kind k);
 

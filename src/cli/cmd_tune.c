@@ -167,7 +167,8 @@ int cmd_tune(int argc, char **argv)
 		 .help = "IDX directory with train-{images-idx3,labels-idx1}-ubyte.gz\n"
 			 "(default " CIGT_DEFAULT_DATA_DIR ")"},
 		{"validation", 0, CLI_LLONG, &nval_opt, 1, 10000000, .arg = "N",
-		 .help = "the validation split's size when the provenance lacks it"},
+		 .help = "tune on the last N images only: at most the validation split\n"
+			 "its provenance gives (required when it gives none)"},
 		{"threads", 0, CLI_LLONG, &threads, 1, 64, .arg = "N",
 		 .help = "worker threads (default: online CPUs)"},
 		{"out", 0, CLI_STR, &out_path, .arg = "FILE",
@@ -194,7 +195,14 @@ int cmd_tune(int argc, char **argv)
 		return 1;
 	const struct cigt_arch *a = m->arch;
 	const int nr = a->nlayers - 1, K = a->nclasses;
-	int nval = nval_opt ? (int)nval_opt : provenance_validation(m);
+	const int nprov = provenance_validation(m);
+	if (nval_opt && nprov > 0 && nval_opt > nprov) {
+		fprintf(stderr, "cigt: --validation %lld: %s was validated on the last %d training "
+			"images; more would take in images it was trained on\n", nval_opt, path,
+			nprov);
+		goto out;
+	}
+	int nval = nval_opt ? (int)nval_opt : nprov;
 	if (nval < 1) {
 		fprintf(stderr, "cigt: %s: its provenance does not give the validation split's size "
 			"(data.validation); give --validation N\n", path);
@@ -232,6 +240,11 @@ int cmd_tune(int argc, char **argv)
 		probe.second = e2;
 		if (cigt_engine_dial_check(e, &probe, err, sizeof err)) {
 			fprintf(stderr, "cigt: %s\n", err);
+			goto out;
+		}
+		if (!cigt_arch_same_io(a, m2->arch)) { /* as the points' reader will check */
+			fprintf(stderr, "cigt: --escalate %s does not take the same input (geometry, "
+				"range) and classes (count and names) as %s\n", second_path, path);
 			goto out;
 		}
 	}

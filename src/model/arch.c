@@ -557,6 +557,21 @@ void cigt_arch_free(struct cigt_arch *a)
 	free(a);
 }
 
+bool cigt_arch_same_io(const struct cigt_arch *a, const struct cigt_arch *b)
+{
+	if (a->nclasses != b->nclasses || a->input.c != b->input.c || a->input.h != b->input.h ||
+	    a->input.w != b->input.w || a->range_lo != b->range_lo || a->range_hi != b->range_hi ||
+	    a->normalized != b->normalized)
+		return false;
+	for (int c = 0; a->normalized && c < a->input.c && c < CIGT_MAX_NORM_CHANNELS; c++)
+		if (a->mean[c] != b->mean[c] || a->std[c] != b->std[c])
+			return false;
+	for (int c = 0; c < a->nclasses; c++)
+		if (strcmp(a->classes[c], b->classes[c]) != 0)
+			return false;
+	return true;
+}
+
 static json_t *pair_json(int h, int w)
 {
 	return h == w ? json_integer(h) : json_pack("[ii]", h, w);

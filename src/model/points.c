@@ -274,12 +274,7 @@ int cigt_model_load_second(const char *model_path, const struct cigt_model *m, i
 	if (rc)
 		return cigt_fail(err, errlen, rc, "%s: %s", path, e2);
 	const struct cigt_arch *a = m->arch, *b = s->arch;
-	bool same = a->nclasses == b->nclasses && a->input.c == b->input.c &&
-		    a->input.h == b->input.h && a->input.w == b->input.w &&
-		    a->range_lo == b->range_lo && a->range_hi == b->range_hi;
-	for (int c = 0; same && c < a->nclasses; c++)
-		same = strcmp(a->classes[c], b->classes[c]) == 0;
-	if (!same) {
+	if (!cigt_arch_same_io(a, b)) {
 		cigt_model_free(s);
 		return cigt_fail(err, errlen, CIGT_EFORMAT,
 				 "operating point '%s': %s does not take the same input (geometry, "

@@ -449,3 +449,60 @@ Test(arch_error, load_missing_file_names_path)
 	cr_assert_null(a);
 	cr_assert(strstr(err, "/nonexistent/cigt/arch.json"), "message '%s'", err);
 }
+
+/* ------------------------------------------------------ second models: same input, same classes */
+
+static struct cigt_arch *parse_sq(const char *json_sq)
+{
+	char err[512] = "";
+	struct cigt_arch *a = NULL;
+	const char *t = q(json_sq);
+	cr_assert_eq(cigt_arch_parse(t, strlen(t), &a, err, sizeof err), 0, "%s", err);
+	return a;
+}
+
+/* An escalating point's second model must take the same input and answer the same classes:
+ * every difference below is one the points' reader and cigt tune must refuse. */
+Test(arch, same_io_compares_input_scaling_and_classes)
+{
+#define REST "'layers':[" L0 "," L1 "]}"
+	struct cigt_arch *a = parse_sq(HEAD REST);
+	struct cigt_arch *same = parse_sq(HEAD REST);
+	/* Other widths inside (the thick baseline's case): still the same input and classes. */
+	struct cigt_arch *wider = parse_sq(HEAD "'layers':[{'experts':1,'ops':[{'type':'conv',"
+					   "'out':9,'kernel':3,'padding':1},{'type':'relu'}],'router':"
+					   "{'pool':4,'hidden':5}}," L1 "]}");
+	cr_assert(cigt_arch_same_io(a, same) && cigt_arch_same_io(a, wider));
+	const char *differ[] = {
+		/* a class renamed, reordered, one more */
+		"{'name':'t','input':{'channels':1,'height':8,'width':8},'classes':['a','B','c']," REST,
+		"{'name':'t','input':{'channels':1,'height':8,'width':8},'classes':['b','a','c']," REST,
+		"{'name':'t','input':{'channels':1,'height':8,'width':8},'classes':['a','b','c','d'],"
+		"'layers':[" L0 ",{'experts':2,'ops':[{'type':'flatten'},{'type':'linear','out':4}]}]}",
+		/* geometry, range, mean/std */
+		"{'name':'t','input':{'channels':1,'height':8,'width':9},'classes':['a','b','c']," REST,
+		"{'name':'t','input':{'channels':1,'height':8,'width':8,'range':[-1,1]},"
+		"'classes':['a','b','c']," REST,
+		"{'name':'t','input':{'channels':1,'height':8,'width':8,'mean':[0.5],'std':[0.25]},"
+		"'classes':['a','b','c']," REST,
+	};
+	struct cigt_arch *norm = parse_sq(differ[5]);
+	struct cigt_arch *norm2 = parse_sq("{'name':'t','input':{'channels':1,'height':8,'width':8,"
+					   "'mean':[0.5],'std':[0.5]},'classes':['a','b','c']," REST);
+	for (size_t i = 0; i < sizeof differ / sizeof differ[0]; i++) {
+		struct cigt_arch *b = parse_sq(differ[i]);
+		cr_assert(!cigt_arch_same_io(a, b) && !cigt_arch_same_io(b, a), "case %zu", i);
+		cigt_arch_free(b);
+	}
+	/* Mean/std scaling: the same values match, other values do not. */
+	struct cigt_arch *norm_same = parse_sq(differ[5]);
+	cr_assert(cigt_arch_same_io(norm, norm_same));
+	cr_assert(!cigt_arch_same_io(norm, norm2));
+#undef REST
+	cigt_arch_free(a);
+	cigt_arch_free(same);
+	cigt_arch_free(wider);
+	cigt_arch_free(norm);
+	cigt_arch_free(norm2);
+	cigt_arch_free(norm_same);
+}
