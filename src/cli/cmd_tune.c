@@ -244,7 +244,7 @@ int cmd_tune(int argc, char **argv)
 		}
 		if (!cigt_arch_same_io(a, m2->arch)) { /* as the points' reader will check */
 			fprintf(stderr, "cigt: --escalate %s does not take the same input (geometry, "
-				"range) and classes (count and names) as %s\n", second_path, path);
+				"scaling) and classes (count and names) as %s\n", second_path, path);
 			goto out;
 		}
 	}

@@ -278,7 +278,7 @@ int cigt_model_load_second(const char *model_path, const struct cigt_model *m, i
 		cigt_model_free(s);
 		return cigt_fail(err, errlen, CIGT_EFORMAT,
 				 "operating point '%s': %s does not take the same input (geometry, "
-				 "range) and classes as the first model",
+				 "scaling) and classes as the first model",
 				 p->name, path);
 	}
 	*out = s;
