@@ -93,6 +93,11 @@ def kind(p):
     return "mix" if esc else "multi"
 
 
+def escalate_order(p):
+    """Escalating points, closest confidence to ESCALATE_NEAR first (the higher on a tie)."""
+    return (abs(p["confidence"] - ESCALATE_NEAR), -p["confidence"])
+
+
 def pick_points(need=KINDS):
     """{kind: name} for the kinds in need: the single path; the costliest multipath point (by
     mean MACs: the one where most images open several paths); all paths; the escalating point
@@ -108,8 +113,7 @@ def pick_points(need=KINDS):
                                                        ", ".join(need)))
     costliest = lambda ps: max(ps, key=lambda p: p["mean_macs"])  # noqa: E731
     pick = {"single": lambda ps: ps[0], "multi": costliest, "all-paths": lambda ps: ps[0],
-            "escalate": lambda ps: min(ps, key=lambda p: (abs(p["confidence"] - ESCALATE_NEAR),
-                                                          -p["confidence"])),
+            "escalate": lambda ps: sorted(ps, key=escalate_order)[0],
             "mix": costliest}
     return {k: pick[k](by[k])["name"] for k in need}
 
@@ -170,8 +174,7 @@ def every_kind(work):
 def escalate_points():
     """The escalating points, closest to ESCALATE_NEAR first (as pick_points chooses)."""
     return [p["name"] for p in sorted((p for p in file_points() if kind(p) == "escalate"),
-                                      key=lambda p: (abs(p["confidence"] - ESCALATE_NEAR),
-                                                     -p["confidence"]))]
+                                      key=escalate_order)]
 
 
 def f32(x):
