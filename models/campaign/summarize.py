@@ -7,6 +7,10 @@ path with its test accuracy. Means are over seeds, ± the sample standard deviat
 Then McNemar's exact test between each configuration and the thin network of its schedule
 (`s30_thin` or `f150_thin`), each on the seed whose test accuracy is closest to its
 configuration's mean.
+Last, how much validation moves from epoch to epoch in the final learning-rate stage of each
+schedule, and how far the best reading (the epoch validation chose) lies above that stage's
+mean: the lift that choosing the best of many noisy readings gives a model on validation and
+not on the test set.
 Usage: summarize.py [LOGDIR] (default: logs/ beside this file; files CONFIG_sSEED.train.jsonl
 and CONFIG_sSEED.eval.json)."""
 import collections, json, math, os, re, statistics, sys
@@ -43,10 +47,11 @@ def main():
         if len(log) < cfg["train"]["epochs"]:
             continue  # unfinished
         best = max(log, key=lambda d: d["validation_accuracy"])
+        tail = [d["validation_accuracy"] for d in log if d["lr"] == log[-1]["lr"]]
         ev = os.path.join(logs, "%s_s%s.eval.json" % m.groups())
         runs[m.group(1)][int(m.group(2))] = {
             "val": best["validation_accuracy"], "epoch": best["epoch"],
-            "minutes": sum(d["seconds"] for d in log) / 60,
+            "minutes": sum(d["seconds"] for d in log) / 60, "tail": tail,
             "eval": json.load(open(ev)) if os.path.exists(ev) else None}
 
     print("| configuration | seeds | MACs per sample | validation per seed (epoch) | validation "
@@ -94,6 +99,21 @@ def main():
         for e in rows:
             a, b, p = mcnemar(e["test"]["wrong"], thin["test"]["wrong"])
             print("| `%s` | %d | %d | %.3f |" % (e["run"], a, b, p))
+
+    print("\nValidation in the final learning-rate stage of each schedule: its mean, its epoch-to-epoch movement "
+          "(standard deviation of successive differences / sqrt 2) and the best reading's lift "
+          "above the mean (points, mean over seeds):\n")
+    print("| configuration | epochs | mean | epoch-to-epoch | best - mean |")
+    print("|---|---|---|---|---|")
+    for name, by_seed in runs.items():
+        r = list(by_seed.values())
+        move = [statistics.pstdev([b - a for a, b in zip(x["tail"], x["tail"][1:])]) / math.sqrt(2)
+                for x in r]
+        print("| `%s` | %d | %s | %.2f | %.2f |" % (
+            name, len(r[0]["tail"]), mean_sd([statistics.mean(x["tail"]) for x in r]),
+            100 * statistics.mean(move),
+            100 * statistics.mean(x["val"] - statistics.mean(x["tail"]) for x in r)))
+
 
 if __name__ == "__main__":
     main()
