@@ -99,6 +99,14 @@ int cigt_model_save(const struct cigt_model *m, const char *path, char *err, siz
 /* Serialises to a malloc'd buffer. */
 int cigt_model_serialize(const struct cigt_model *m, void **buf, size_t *len);
 
+/* The element-wise mean of n >= 1 models of one architecture (the same cigt_arch_to_json text:
+ * geometry, scaling, classes, every op and router): weights, biases and batch-norm parameters
+ * and running statistics alike, summed in double. The result has no provenance and no operating
+ * points. A model of another architecture fails with a message naming it (names[i], or
+ * "model i" when names is NULL). */
+int cigt_model_average(const struct cigt_model *const *src, const char *const *names, int n,
+		       struct cigt_model **out, char *err, size_t errlen);
+
 /* Index of the operating point named `name`, or -1. */
 int cigt_model_point(const struct cigt_model *m, const char *name);
 

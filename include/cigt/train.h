@@ -94,7 +94,14 @@ struct cigt_train_options {
 	FILE *progress;          /* progress output (a live line when it is a terminal) */
 	bool input_stats;        /* set the input's mean/std to the training images' own */
 	size_t cache_bytes;      /* image folders: bound on the float32 images (0: default) */
+	int snapshots_from;      /* 0: none; else also save the model after every epoch from
+				  * this one (1-based) on, to cigt_train_snapshot_path() */
 };
+
+/* Where the snapshot of `epoch` (1-based) of a run writing `out` goes: "m.safetensors" ->
+ * "m.e007.safetensors" (any other name gets ".e007.safetensors" appended). Caller frees;
+ * NULL when out of memory. */
+char *cigt_train_snapshot_path(const char *out, int epoch);
 
 /* Runs training to the end (or until SIGINT/SIGTERM, which saves a checkpoint first: returns
  * CIGT_EINTR). Every input problem is reported before training starts. */

@@ -15,6 +15,7 @@ static const struct {
 	const char *summary;
 } commands[] = {
 	{"train", cmd_train, "train a trellis (information-gain routing) on a dataset"},
+	{"average", cmd_average, "average models of one architecture (weight averaging)"},
 	{"init", cmd_init, "write a randomly initialised model from an architecture config"},
 	{"info", cmd_info, "show a model's architecture, parameters and MACs"},
 	{"eval", cmd_eval, "accuracy, speed, compute saved and routes on a test set"},

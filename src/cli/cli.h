@@ -19,6 +19,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
+int cmd_average(int argc, char **argv);
 
 /* Loads a model and builds its engine, printing a one-line error on failure. */
 int cli_load(const char *path, struct cigt_model **m, struct cigt_engine **e);

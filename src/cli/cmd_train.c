@@ -11,7 +11,7 @@ static const char usage[] =
 	"usage: cigt train --config CONFIG.json --out MODEL [--data DIR] [--epochs N]\n"
 	"                  [--seed N] [--resume CKPT] [--threads N] [--log FILE]\n"
 	"                  [--checkpoint FILE] [--train-samples N] [--validation N]\n"
-	"                  [--input-stats] [--cache-mb N]\n"
+	"                  [--input-stats] [--cache-mb N] [--snapshots-from N]\n"
 	"Trains a Conditional Information Gain Trellis. CONFIG holds the architecture and\n"
 	"every hyper-parameter (models/fashion_mnist.json is the reference). The model with\n"
 	"the best accuracy on the validation split (the last images of the training set)\n"
@@ -53,6 +53,10 @@ int cmd_train(int argc, char **argv)
 		 .help = "train on the first N training images only (smoke tests)"},
 		{"validation", 0, CLI_INT, &o.validation, 0, 100000000, .arg = "N",
 		 .help = "hold out the last N images (overrides the config)"},
+		{"snapshots-from", 0, CLI_INT, &o.snapshots_from, 1, 100000, .arg = "N",
+		 .help = "also save the model after every epoch from N on, as\n"
+			 "MODEL.eNNN.safetensors (for weight averaging); training\n"
+			 "itself is unchanged"},
 		{0},
 	};
 	const struct cli_cmd cmd = {usage, 20, 0, 0, opts};

@@ -176,6 +176,51 @@ void cigt_model_free(struct cigt_model *m)
 	free(m);
 }
 
+int cigt_model_average(const struct cigt_model *const *src, const char *const *names, int n,
+		       struct cigt_model **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (n < 1)
+		return cigt_fail(err, errlen, CIGT_EINVAL, "no models to average");
+	char *first = cigt_arch_to_json(src[0]->arch), *text = NULL;
+	struct cigt_arch *arch = NULL;
+	int rc = 0;
+	if (!first)
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	for (int i = 1; i < n && !rc; i++) {
+		if (!(text = cigt_arch_to_json(src[i]->arch)))
+			rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+		else if (strcmp(text, first) != 0) {
+			char a[32], b[32];
+			snprintf(a, sizeof a, "model %d", i);
+			snprintf(b, sizeof b, "model 0");
+			rc = cigt_fail(err, errlen, CIGT_EINVAL,
+				       "%s (%s) has another architecture than %s (%s): only models "
+				       "of one architecture average",
+				       names ? names[i] : a, src[i]->arch->name,
+				       names ? names[0] : b, src[0]->arch->name);
+		}
+		free(text);
+	}
+	char e2[256];
+	if (!rc && (rc = cigt_arch_parse(first, strlen(first), &arch, e2, sizeof e2)))
+		rc = cigt_fail(err, errlen, rc, "%s", e2);
+	free(first);
+	struct cigt_model *m = NULL;
+	if (!rc && (rc = cigt_model_new(arch, &m))) /* arch is m's, or freed, from here on */
+		rc = cigt_fail(err, errlen, rc, "out of memory");
+	if (rc)
+		return rc;
+	for (int64_t k = 0; k < m->blob_floats; k++) {
+		double sum = 0;
+		for (int i = 0; i < n; i++)
+			sum += src[i]->blob[k];
+		m->blob[k] = (float)(sum / n);
+	}
+	*out = m;
+	return 0;
+}
+
 const struct cigt_tensor_info *cigt_model_tensor(const struct cigt_model *m, const char *name)
 {
 	for (int i = 0; i < m->ntensors; i++)

@@ -95,6 +95,30 @@ static void fmt_duration(char *buf, size_t n, double s)
 	snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
 }
 
+char *cigt_train_snapshot_path(const char *out, int epoch)
+{
+	static const char ext[] = ".safetensors";
+	size_t n = strlen(out), k = sizeof ext - 1;
+	int stem = (int)(n >= k && strcmp(out + n - k, ext) == 0 ? n - k : n);
+	char *p;
+	return asprintf(&p, "%.*s.e%03d%s", stem, out, epoch, ext) < 0 ? NULL : p;
+}
+
+/* Stamps the model with where it came from: the tool, the seed, this epoch and its validation
+ * accuracy, the data's split and the whole config. */
+static void set_provenance(struct cigt_model *m, const struct cigt_train_config *c, int epoch,
+			   double vacc, int ntrain, int nval, const char *config_text)
+{
+	json_t *prov = json_pack("{ss ss sI si si sf s{si si} so}", "tool", "cigt train",
+				 "version", CIGT_VERSION, "seed", (json_int_t)c->seed, "epoch",
+				 epoch, "epochs", c->epochs, "validation_accuracy", vacc, "data",
+				 "train", ntrain, "validation", nval, "config",
+				 json_loads(config_text, 0, NULL));
+	free(m->provenance);
+	m->provenance = json_dumps(prov, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(prov);
+}
+
 int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 {
 	int rc = 0;
@@ -133,6 +157,11 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 	}
 	if (o->epochs > 0)
 		c.epochs = o->epochs;
+	if (o->snapshots_from > c.epochs) {
+		rc = ERR("--snapshots-from %d is beyond the run's %d epochs", o->snapshots_from,
+			 c.epochs);
+		goto out;
+	}
 	if (o->seed_set)
 		c.seed = o->seed;
 	if (o->validation >= 0)
@@ -422,19 +451,21 @@ int cigt_train_run(const struct cigt_train_options *o, char *err, size_t errlen)
 		sps_avg = sps_avg > 0 ? 0.7 * sps_avg + 0.3 * sps : sps;
 		double vacc = validate(m, vx, vy, nval);
 		bool best = nval > 0 && vacc > s.best_acc;
+		const bool snap = o->snapshots_from > 0 && s.epoch + 1 >= o->snapshots_from;
+		if (best || nval == 0 || snap)
+			set_provenance(m, &c, s.epoch + 1, vacc, ntrain, nval, config_text);
 		if (best || nval == 0) {
 			s.best_acc = vacc;
 			s.best_epoch = s.epoch + 1;
-			json_t *prov = json_pack(
-				"{ss ss sI si si sf s{si si} so}", "tool", "cigt train", "version",
-				CIGT_VERSION, "seed", (json_int_t)c.seed, "epoch", s.epoch + 1,
-				"epochs", c.epochs, "validation_accuracy", vacc, "data", "train",
-				ntrain, "validation", nval, "config",
-				json_loads(config_text, 0, NULL));
-			free(m->provenance);
-			m->provenance = json_dumps(prov, JSON_COMPACT | JSON_PRESERVE_ORDER);
-			json_decref(prov);
 			if ((rc = cigt_model_save(m, o->out, err, errlen)))
+				goto restore;
+		}
+		if (snap) {
+			char *sp = cigt_train_snapshot_path(o->out, s.epoch + 1);
+			rc = sp ? cigt_model_save(m, sp, err, errlen)
+				: cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+			free(sp);
+			if (rc)
 				goto restore;
 		}
 		struct cigt__train_state next = s;

@@ -4,9 +4,13 @@
 # checkpoint gives the same model file, bit for bit, as the run that was never interrupted.
 #   A: train (2 epochs, 1,500 images, 300 validation, seed 1, 2 threads; the regularised
 #      config, so the augmentation draws are covered too)
-#   B: the same again                                   -> cmp A B
+#      with --snapshots-from 1: A.e001 and A.e002 written, the best epoch's equal to A
+#      cigt average of A.e001 and A.e002: every float the two's mean, the provenance the
+#      fields both agree on plus the epochs averaged; another architecture refused
+#   B: the same again, without snapshots                -> cmp A B (snapshots change nothing)
 #   C: the same, SIGINT shortly after epoch 1 is logged -> exit 130, resume hint, C.ckpt
-#      then --resume C.ckpt                             -> it continues (epoch 2 only), cmp A C
+#      then --resume C.ckpt --snapshots-from 2         -> it continues (epoch 2 only), cmp A C,
+#                                                          cmp A.e002 C.e002
 #   usage: determinism.sh CIGT_BINARY SOURCE_ROOT
 set -u
 if [ $# -ne 2 ]; then
@@ -47,9 +51,12 @@ epochs_logged() { # log -> the epoch numbers, space separated
 print(" ".join(str(json.loads(l)["epoch"]) for l in open(sys.argv[1]) if l.strip()))' "$1"
 }
 
-echo "== A and B: two identical runs"
+echo "== A and B: two identical runs (A also saves a snapshot of each epoch)"
 for r in A B; do
-	if ! train $r --log "$tmp/$r.jsonl" >"$tmp/$r.out" 2>&1; then
+	snap=
+	[ $r = A ] && snap="--snapshots-from 1"
+	# shellcheck disable=SC2086
+	if ! train $r --log "$tmp/$r.jsonl" $snap >"$tmp/$r.out" 2>&1; then
 		cat "$tmp/$r.out"
 		echo "FAIL: run $r failed"
 		exit 1
@@ -61,6 +68,78 @@ if cmp "$tmp/A.safetensors" "$tmp/B.safetensors"; then
 	echo "ok   same seed, same threads: bit-identical model files"
 else
 	bad "two runs with the same seed and threads differ"
+fi
+for e in 001 002; do
+	[ -s "$tmp/A.e$e.safetensors" ] || bad "no snapshot A.e$e.safetensors of epoch $e"
+done
+[ -e "$tmp/B.e001.safetensors" ] && bad "run B saved snapshots without --snapshots-from"
+best=$("$py" -c 'import json, sys
+print([r["epoch"] for r in map(json.loads, filter(str.strip, open(sys.argv[1]))) if r["best"]][-1])' "$tmp/A.jsonl")
+if cmp "$tmp/A.safetensors" "$tmp/A.e00$best.safetensors"; then
+	echo "ok   --snapshots-from 1: one file per epoch; the best (epoch $best) is the model file"
+else
+	bad "the snapshot of the best epoch ($best) differs from the model file"
+fi
+if cmp -s "$tmp/A.e001.safetensors" "$tmp/A.e002.safetensors"; then
+	bad "the snapshots of epochs 1 and 2 are the same file"
+fi
+echo "== cigt average of the two snapshots"
+if "$cigt" average -o "$tmp/avg.safetensors" "$tmp/A.e001.safetensors" "$tmp/A.e002.safetensors" \
+	>"$tmp/avg.out" 2>&1; then
+	# the mean worked out here, in double, from the files' bytes; and the provenance
+	if check=$("$py" - "$tmp/A.e001.safetensors" "$tmp/A.e002.safetensors" "$tmp/avg.safetensors" <<'PY'
+import json, struct, sys
+from array import array
+def read(p):
+    b = open(p, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    meta = h.pop("__metadata__")
+    t = {}
+    for k, v in h.items():
+        a = array("f")
+        a.frombytes(b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]])
+        t[k] = a
+    return t, json.loads(meta["provenance"])
+(a, pa), (b, pb), (m, pm) = read(sys.argv[1]), read(sys.argv[2]), read(sys.argv[3])
+assert sorted(m) == sorted(a), "tensor names differ"
+n = 0
+for k in a:
+    want = array("f", [(x + y) / 2 for x, y in zip(a[k], b[k])])
+    assert m[k] == want, "%s is not the mean of the two snapshots" % k
+    n += len(want)
+assert pm["tool"] == "cigt average", pm
+assert pm["averaged"] == [{"file": sys.argv[1], "epoch": 1}, {"file": sys.argv[2], "epoch": 2}], pm["averaged"]
+for k in ("seed", "epochs", "data", "config"):
+    assert pm[k] == pa[k], k
+assert "epoch" not in pm and "validation_accuracy" not in pm, pm
+print("%d floats the mean of the two; provenance %s" % (n, sorted(pm)))
+PY
+	); then
+		echo "ok   average: $check"
+	else
+		bad "cigt average: $check"
+	fi
+else
+	cat "$tmp/avg.out"
+	bad "cigt average of two snapshots failed"
+fi
+if "$cigt" average -o "$tmp/bad.safetensors" "$tmp/A.safetensors" "$root/models/thin.safetensors" \
+	>"$tmp/bad.out" 2>&1; then
+	bad "cigt average of a trellis and the thin network was accepted"
+elif grep -q "has another architecture than $tmp/A.safetensors" "$tmp/bad.out" &&
+	[ ! -e "$tmp/bad.safetensors" ]; then
+	echo "ok   average of two architectures: refused, $(cat "$tmp/bad.out")"
+else
+	bad "cigt average of two architectures: $(cat "$tmp/bad.out")"
+fi
+if "$cigt" train --config "$config" --out "$tmp/D.safetensors" --epochs 2 --snapshots-from 3 \
+	>"$tmp/D.out" 2>&1; then
+	bad "--snapshots-from 3 on a 2-epoch run was accepted"
+elif grep -q -- "--snapshots-from 3 is beyond the run's 2 epochs" "$tmp/D.out"; then
+	echo "ok   --snapshots-from beyond the last epoch: refused, $(cat "$tmp/D.out")"
+else
+	bad "--snapshots-from 3 on a 2-epoch run: unexpected message: $(cat "$tmp/D.out")"
 fi
 
 echo "== C: interrupted with SIGINT in epoch 2, then resumed"
@@ -105,7 +184,7 @@ if [ -f "$tmp/C.safetensors" ] && cmp -s "$tmp/C.safetensors" "$tmp/A.safetensor
 	bad "the interrupted run's model already equals the finished run's"
 fi
 
-if ! train C --resume "$ckpt" --log "$tmp/C2.jsonl" >"$tmp/C2.out" 2>&1; then
+if ! train C --resume "$ckpt" --log "$tmp/C2.jsonl" --snapshots-from 2 >"$tmp/C2.out" 2>&1; then
 	cat "$tmp/C2.out"
 	bad "the resumed run failed"
 	exit 1
@@ -133,4 +212,10 @@ if cmp "$tmp/A.safetensors" "$tmp/C.safetensors"; then
 else
 	bad "the resumed model differs from the uninterrupted run's"
 fi
+if cmp "$tmp/A.e002.safetensors" "$tmp/C.e002.safetensors"; then
+	echo "ok   the resumed run's snapshot of epoch 2 equals the uninterrupted run's"
+else
+	bad "the resumed run's snapshot of epoch 2 differs from the uninterrupted run's"
+fi
+[ -e "$tmp/C.e001.safetensors" ] && bad "the resumed run saved a snapshot of epoch 1 (--snapshots-from 2)"
 exit $fail

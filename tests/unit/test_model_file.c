@@ -278,6 +278,69 @@ Test(model_file, every_truncation_fails_cleanly)
 	free(b.p);
 }
 
+/* cigt_model_average: every float of the result (weights, biases, batch-norm parameters and
+ * running statistics) is the mean of the sources' floats, worked out here in double; a source
+ * of another architecture is refused, naming it. */
+Test(model_file, average_is_the_elementwise_mean)
+{
+	struct cigt_model *src[3] = {th_model(ARCH, 1, true), th_model(ARCH, 2, true),
+				     th_model(ARCH, 3, true)};
+	const char *const names[] = {"a.safetensors", "b.safetensors", "c.safetensors"};
+	char err[300] = "";
+	struct cigt_model *m = NULL;
+	cr_assert_eq(cigt_model_average((const struct cigt_model *const *)src, names, 3, &m, err,
+					sizeof err),
+		     0, "%s", err);
+	cr_assert_eq(m->blob_floats, src[0]->blob_floats);
+	cr_assert_null(m->provenance);
+	cr_assert_eq(m->npoints, 0);
+	for (int64_t k = 0; k < m->blob_floats; k++) {
+		double want = ((double)src[0]->blob[k] + src[1]->blob[k] + src[2]->blob[k]) / 3;
+		cr_assert_float_eq(m->blob[k], want, 1e-6, "float %lld: %g, want %g", (long long)k,
+				   (double)m->blob[k], want);
+	}
+	/* Not one of the sources: the random batch-norm statistics differ between seeds. */
+	const struct cigt_tensor_info *v = cigt_model_tensor(m, BN_VAR);
+	cr_assert_neq(m->blob[v->offset], src[0]->blob[v->offset]);
+	/* One model averages to itself, bit for bit. */
+	struct cigt_model *one = NULL;
+	cr_assert_eq(cigt_model_average((const struct cigt_model *const *)src, NULL, 1, &one, err,
+					sizeof err),
+		     0);
+	cr_assert_arr_eq(one->blob, src[0]->blob, (size_t)one->blob_floats * sizeof(float));
+	cigt_model_free(one);
+	cigt_model_free(m);
+	for (int i = 0; i < 3; i++)
+		cigt_model_free(src[i]);
+}
+
+Test(model_file, average_refuses_another_architecture)
+{
+	/* The same architecture but for three experts in the last layer instead of two. */
+	char other[1024];
+	snprintf(other, sizeof other, "%s", ARCH);
+	char *e = strstr(other, "{\"experts\":2");
+	cr_assert_not_null(e);
+	e[11] = '3';
+	struct cigt_model *src[2] = {th_model(ARCH, 1, false), th_model(other, 1, false)};
+	const char *const names[] = {"a.safetensors", "b.safetensors"};
+	char err[300] = "";
+	struct cigt_model *m = (struct cigt_model *)&err; /* must become NULL */
+	cr_assert_eq(cigt_model_average((const struct cigt_model *const *)src, names, 2, &m, err,
+					sizeof err),
+		     CIGT_EINVAL);
+	cr_assert_null(m);
+	cr_assert_str_eq(err, "b.safetensors (small) has another architecture than a.safetensors "
+			      "(small): only models of one architecture average");
+	cr_assert_eq(cigt_model_average((const struct cigt_model *const *)src, NULL, 2, &m, err,
+					sizeof err),
+		     CIGT_EINVAL);
+	cr_assert_not_null(strstr(err, "model 1 (small) has another architecture than model 0"),
+			   "%s", err);
+	cigt_model_free(src[0]);
+	cigt_model_free(src[1]);
+}
+
 Test(model_file, preprocess_applies_input_range_and_layout)
 {
 	const char *arch = "{\"name\":\"rgb\",\"input\":{\"channels\":3,\"height\":1,\"width\":2,"
