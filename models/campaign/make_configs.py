@@ -87,3 +87,30 @@ for seed in (1, 2, 3):
     c = finetune(trellis, src)
     c["train"]["routing_randomization"] = 0.25
     write(f"u15_trellis_rho25_from_thin{seed}", c)
+
+def average_tail(cfg, src, epochs=15):
+    """Weight averaging after the fact (SWA from a trained model): the model validation chose,
+    trained `epochs` more epochs at its schedule's final learning rate and temperature, with
+    no warm-up; run with `--snapshots-from 1` and averaged with `cigt average` (every snapshot).
+    The snapshots alone are the control: the same extra training without averaging."""
+    c = copy.deepcopy(cfg)
+    t = c["train"]
+    t["epochs"] = epochs
+    t["warmup_epochs"] = 0
+    t["lr_schedule"] = [[0, t["lr_schedule"][-1][1]]]
+    t["temperature"] = {"initial": t["temperature"]["min"], "decay": 1,
+                        "min": t["temperature"]["min"]}
+    t["init"] = {"from": src}
+    return c
+
+# Where each full-schedule run's model is (queue outputs; seed 1 of thin and thick are the
+# shipped baselines, kept in runs/).
+SOURCES = {("trellis_rho25", 1): "runs/A", ("trellis_rho25", 2): "runs/B",
+           ("trellis_rho25", 3): "runs/A", ("thin", 1): "runs", ("thin", 2): "runs/B",
+           ("thin", 3): "runs/B", ("thick", 1): "runs", ("thick", 2): "runs/A",
+           ("thick", 3): "runs/B"}
+bases = {"trellis_rho25": json.load(open(os.path.join(HERE, "f150_trellis_rho25.json"))),
+         "thin": thin, "thick": thick}
+for (name, seed), where in SOURCES.items():
+    write(f"a15_{name}_from{seed}",
+          average_tail(bases[name], f"{where}/f150_{name}_s{seed}.safetensors"))

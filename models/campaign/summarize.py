@@ -37,6 +37,7 @@ def mcnemar(wrong_a, wrong_b):
 def main():
     logs = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "logs")
     runs = collections.defaultdict(dict)
+    averages = collections.defaultdict(dict)
     for f in sorted(os.listdir(logs)):
         m = re.fullmatch(r"(.+)_s(\d+)\.train\.jsonl", f)
         if not m:
@@ -44,12 +45,19 @@ def main():
         with open(os.path.join(logs, f)) as fh:
             log = [json.loads(line) for line in fh if line.strip()]
         cfg = json.load(open(os.path.join(HERE, m.group(1) + ".json")))
+        # a15_X_fromN (run with seed N) continues f150_X seed N: one configuration, a15_X
+        name, seed = re.sub(r"^(a15_.+)_from\d+$", r"\1", m.group(1)), int(m.group(2))
         if len(log) < cfg["train"]["epochs"]:
             continue  # unfinished
         best = max(log, key=lambda d: d["validation_accuracy"])
+        avg = os.path.join(logs, "%s_s%s.average.json" % m.groups())
+        if os.path.exists(avg):  # weight averaging (average.py): the average is the model
+            avg = json.load(open(avg))
+            best = {"validation_accuracy": avg["average_validation"], "epoch": "avg"}
+            averages[name][seed] = avg
         tail = [d["validation_accuracy"] for d in log if d["lr"] == log[-1]["lr"]]
         ev = os.path.join(logs, "%s_s%s.eval.json" % m.groups())
-        runs[m.group(1)][int(m.group(2))] = {
+        runs[name][seed] = {
             "val": best["validation_accuracy"], "epoch": best["epoch"],
             "minutes": sum(d["seconds"] for d in log) / 60, "tail": tail,
             "eval": json.load(open(ev)) if os.path.exists(ev) else None}
@@ -62,7 +70,7 @@ def main():
     for name, by_seed in runs.items():
         seeds = sorted(by_seed)
         r = [by_seed[s] for s in seeds]
-        per = ", ".join("%.2f (%d)" % (x["val"] * 100, x["epoch"]) for x in r)
+        per = ", ".join("%.2f (%s)" % (x["val"] * 100, x["epoch"]) for x in r)
         ev = [x["eval"] for x in r if x["eval"]]
         test_per = ", ".join("%.2f" % (x["eval"]["test"]["accuracy"] * 100) if x["eval"] else "—"
                              for x in r)
@@ -82,14 +90,16 @@ def main():
             name, ",".join(map(str, seeds)), macs, per, mean_sd([x["val"] for x in r]), test_per, test,
             mp, ", ".join("%.0f" % x["minutes"] for x in r)))
 
-    # Each run against the thin network of its own schedule (f150_* against f150_thin; the
-    # 30-epoch screening and the runs continued from it against s30_thin).
-    for base in ("s30_thin", "f150_thin"):
+    # Each run against the thin network of its own schedule: f150_* against f150_thin, the
+    # weight averages a15_* against a15_thin, the 30-epoch screening and the runs continued
+    # from it against s30_thin.
+    def base_of(name):
+        return {"f150": "f150_thin", "a15": "a15_thin"}.get(name.split("_")[0], "s30_thin")
+    for base in ("s30_thin", "f150_thin", "a15_thin"):
         if base not in closest:
             continue
         thin = closest[base]
-        rows = [e for name, e in closest.items()
-                if name != base and name.startswith("f150_") == base.startswith("f150_")]
+        rows = [e for name, e in closest.items() if name != base and base_of(name) == base]
         if not rows:
             continue
         print("\nMcNemar against `%s` (%s), each on its seed closest to the mean:\n"
@@ -100,12 +110,49 @@ def main():
             a, b, p = mcnemar(e["test"]["wrong"], thin["test"]["wrong"])
             print("| `%s` | %d | %d | %.3f |" % (e["run"], a, b, p))
 
+    # Weight averaging (average.py): each average against the model it continued from.
+    rows = [(name, seed, av) for name, by_seed in averages.items() for seed, av in sorted(by_seed.items())]
+    if rows:
+        print("\nWeight averaging: the model validation chose, trained 15 more epochs at the "
+              "final learning rate; validation of the source, of the last snapshot (the same "
+              "training, no averaging), the snapshots' mean and the average; test of the "
+              "source and the average, and McNemar between them:\n")
+        print("| run | validation: source | last snapshot | snapshots' mean | average | "
+              "test: source | average | right only in average / in source, p |")
+        print("|---|---|---|---|---|---|---|---|")
+        gains = collections.defaultdict(lambda: ([], []))
+        for name, seed, av in rows:
+            src = os.path.basename(av["source"])[:-len(".safetensors")]
+            se = os.path.join(logs, src + ".eval.json")
+            se = json.load(open(se)) if os.path.exists(se) else None
+            ae = runs[name][seed]["eval"]
+            sv = av["snapshots_validation"]
+            cells = ["`%s` (seed %d)" % (name, seed)] + ["%.2f" % (100 * v) for v in (
+                av["source_validation"], sv[-1], statistics.mean(sv), av["average_validation"])]
+            cells.append("%.2f" % (100 * se["test"]["accuracy"]) if se else "—")
+            cells.append("%.2f" % (100 * ae["test"]["accuracy"]) if ae else "—")
+            if se and ae:
+                a, b, p = mcnemar(ae["test"]["wrong"], se["test"]["wrong"])
+                cells.append("%d / %d, p = %.3f" % (a, b, p))
+                gains[name][0].append(av["average_validation"] - av["source_validation"])
+                gains[name][1].append(ae["test"]["accuracy"] - se["test"]["accuracy"])
+            else:
+                cells.append("—")
+            print("| " + " | ".join(cells) + " |")
+        if gains:
+            print()
+        for name, (gv, gt) in gains.items():
+            print("- `%s`: the average minus its source, validation %s, test %s points (%d "
+                  "seed%s)" % (name, mean_sd(gv), mean_sd(gt), len(gt), "s" * (len(gt) > 1)))
+
     print("\nValidation in the final learning-rate stage of each schedule: its mean, its epoch-to-epoch movement "
           "(standard deviation of successive differences / sqrt 2) and the best reading's lift "
           "above the mean (points, mean over seeds):\n")
     print("| configuration | epochs | mean | epoch-to-epoch | best - mean |")
     print("|---|---|---|---|---|")
     for name, by_seed in runs.items():
+        if name in averages:
+            continue  # their validation is the average's, not one epoch's
         r = list(by_seed.values())
         move = [statistics.pstdev([b - a for a, b in zip(x["tail"], x["tail"][1:])]) / math.sqrt(2)
                 for x in r]
