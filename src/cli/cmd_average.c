@@ -12,8 +12,9 @@ static const char usage[] =
 	"snapshots a run saved with `cigt train --snapshots-from N` (the last epochs of a run\n"
 	"at a small learning rate), or of runs fine-tuned from one model. Weights, biases and\n"
 	"batch-norm parameters and running statistics are all averaged. MODEL gets no\n"
-	"operating points (tune it afresh: cigt tune); its provenance keeps what every\n"
-	"source's agrees on (seed, config, data split) and lists each source's file and epoch.\n";
+	"operating points (tune it afresh: cigt tune); its provenance keeps what the\n"
+	"sources' provenances agree on (seed, config, data split) and lists each source's\n"
+	"file and epoch.\n";
 
 /* The sources' provenances combined: "tool", "version", the fields every source has with one
  * value (seed, epochs, data, config, ...; a per-source "epoch" or "validation_accuracy" drops
