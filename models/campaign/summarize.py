@@ -5,8 +5,9 @@ epoch validation chose), and, where evaluate.py has read the test set for the fi
 the test accuracy and, for trellises, the multipath point validation chose within 1.2x a single
 path with its test accuracy. Means are over seeds, ± the sample standard deviation.
 Then McNemar's exact test between each configuration and the thin network of its schedule
-(`s30_thin` or `f150_thin`), each on the seed whose test accuracy is closest to its
-configuration's mean.
+(`s30_thin`, `f150_thin`, or `a15_thin` for the weight averages), each on the seed whose test
+accuracy is closest to its configuration's mean. Then each weight average (`a15_*`, whose
+logs/CONFIG_sSEED.average.json average.py wrote) against the model it continued from.
 Last, how much validation moves from epoch to epoch in the final learning-rate stage of each
 schedule, and how far the best reading (the epoch validation chose) lies above that stage's
 mean: the lift that choosing the best of many noisy readings gives a model on validation and
