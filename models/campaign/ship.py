@@ -7,14 +7,19 @@ seed) and installs that run as the shipped file:
     looked for in RUNS and then in each folder in it, as queue.sh's OUTDIRs)
   - RUNS/<thick>_sK.safetensors -> DEST/thick.safetensors  (+ thick.train.jsonl)
   - RUNS/<trellis>_sK.safetensors -> DEST/fashion_mnist.safetensors (+ fashion_mnist.train.jsonl),
-    its config copied to DEST/TRELLIS_JSON, then `cigt tune` chooses its operating points afresh
-    on its validation split (escalating to DEST/thick.safetensors) and `cigt eval --routes-png`
-    draws DEST/fashion_mnist.routes.png.
+    then `cigt tune` chooses its operating points afresh on its validation split (escalating to
+    DEST/thick.safetensors) and `cigt eval --routes-png` draws DEST/fashion_mnist.routes.png.
+Each run's config, with the chosen seed as its train.seed, is written as DEST/thin.json,
+DEST/thick.json and DEST/TRELLIS_JSON, so that `cigt train --config` on the shipped file alone
+retrains the shipped model. The text keeps the layout of the models/ file the campaign config
+was made from (make_configs.py: thin.json, thick.json, --trellis-base), with only the train
+values that differ rewritten; the result must parse to the campaign config exactly.
 Prints what it chose and the McNemar table between the shipped trellis and each baseline (on
 those seeds) for models/README.md. Nothing is written with --dry-run. A configuration with fewer
 than --min-seeds evaluated runs is refused.
 Usage: ship.py --trellis CONFIG --thin CONFIG --thick CONFIG --trellis-json NAME
-               [--runs DIR] [--dest DIR] [--cigt BIN] [--threads N] [--min-seeds N] [--dry-run]
+               [--trellis-base FILE] [--runs DIR] [--dest DIR] [--cigt BIN] [--threads N]
+               [--min-seeds N] [--dry-run]
 """
 import argparse, glob, json, os, re, shutil, statistics, subprocess, sys
 
@@ -40,12 +45,34 @@ def closest_seed(by_seed):
     return min(sorted(by_seed), key=lambda s: abs(by_seed[s]["test"]["accuracy"] - mu)), mu
 
 
+def shipped_config(base_path, want):
+    """The text of base_path with every scalar of its train section that differs from want's
+    rewritten in place (want: a campaign config, e.g. with another seed or routing
+    randomisation); refuses anything else that differs."""
+    with open(base_path) as f:
+        text = f.read()
+    base = json.loads(text)
+    for k, v in want["train"].items():
+        if base["train"].get(k) != v and isinstance(v, (int, float)) and not isinstance(v, bool):
+            text, n = re.subn(r'("%s":\s*)-?[0-9.eE+-]+' % re.escape(k),
+                              lambda m: m.group(1) + json.dumps(v), text)
+            if n != 1:
+                sys.exit("ship.py: %s has %d \"%s\" keys to rewrite, not one" % (base_path, n, k))
+    if json.loads(text) != want:
+        sys.exit("ship.py: %s differs from the campaign config beyond train's numbers; write "
+                 "the shipped config by hand" % base_path)
+    return text
+
+
 def main():
     ap = argparse.ArgumentParser()
     for k in ("trellis", "thin", "thick"):
         ap.add_argument("--" + k, required=True, help="campaign config name, e.g. f150_" + k)
     ap.add_argument("--trellis-json", required=True,
                     help="file name under DEST for the shipped trellis's config")
+    ap.add_argument("--trellis-base", default=os.path.join(os.path.dirname(HERE),
+                                                           "fashion_mnist_regularized.json"),
+                    help="the models/ config the trellis's campaign config was made from")
     ap.add_argument("--runs", default=os.path.join(HERE, "runs"))
     ap.add_argument("--logs", default=os.path.join(HERE, "logs"))
     ap.add_argument("--dest", default=os.path.dirname(HERE))
@@ -77,6 +104,15 @@ def main():
               % (role, config, seed, 100 * runs[seed]["test"]["accuracy"],
                  ",".join(map(str, sorted(runs))), 100 * mu, dest_name))
 
+    configs, models = {}, os.path.dirname(HERE)
+    for role, base, name in (("thin", os.path.join(models, "thin.json"), "thin.json"),
+                             ("thick", os.path.join(models, "thick.json"), "thick.json"),
+                             ("trellis", a.trellis_base, a.trellis_json)):
+        with open(os.path.join(HERE, chosen[role][0] + ".json")) as f:
+            want = json.load(f)
+        want["train"]["seed"] = chosen[role][1]
+        configs[name] = shipped_config(base, want)
+
     tr = chosen["trellis"][2]["test"]
     print("\n| shipped trellis against | right only in the trellis | right only in it | p |")
     print("|---|---|---|---|")
@@ -91,7 +127,9 @@ def main():
         _, _, _, src, name = chosen[role]
         shutil.copyfile(src + ".safetensors", os.path.join(a.dest, name + ".safetensors"))
         shutil.copyfile(src + ".train.jsonl", os.path.join(a.dest, name + ".train.jsonl"))
-    shutil.copyfile(os.path.join(HERE, a.trellis + ".json"), os.path.join(a.dest, a.trellis_json))
+    for name, text in configs.items():
+        with open(os.path.join(a.dest, name), "w") as f:
+            f.write(text)
     model = os.path.join(a.dest, "fashion_mnist.safetensors")
     for cmd in ([a.cigt, "tune", model, "--escalate", os.path.join(a.dest, "thick.safetensors"),
                  "--threads", str(a.threads)],
