@@ -10,19 +10,13 @@ For each RUN (OUTDIR/<config>_s<seed>, the queue's output prefix):
     on a folder whose t10k files are those images. The test set is not read here.
 Writes logs/<name>.average.json. Usage: average.py [--cigt BIN] [--threads N] RUN...
 """
-import argparse, glob, gzip, json, os, struct, subprocess, sys, tempfile
+import argparse, glob, gzip, json, os, struct, sys, tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from evaluate import run  # noqa: E402
 LOGS = os.path.join(HERE, "logs")
 DATA = "/usr/share/datasets/fashion-mnist"
-
-
-def run(cmd):
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if r.returncode:
-        sys.exit("average.py: %s failed (%d): %s" % (" ".join(cmd), r.returncode,
-                                                     r.stderr.strip()[-500:]))
-    return r.stdout
 
 
 def validation_folder(tmp, n):

@@ -19,10 +19,12 @@ BUDGET = 1.2  # multipath may cost at most this many single paths (issue 13)
 
 
 def run(cmd):
+    """cmd's standard output; exits naming the calling script and cmd when cmd fails (the
+    campaign's scripts share it)."""
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if r.returncode:
-        sys.exit("evaluate.py: %s failed (%d): %s" % (" ".join(cmd), r.returncode,
-                                                      r.stderr.strip()[-500:]))
+        sys.exit("%s: %s failed (%d): %s" % (os.path.basename(sys.argv[0]), " ".join(cmd),
+                                             r.returncode, r.stderr.strip()[-500:]))
     return r.stdout
 
 

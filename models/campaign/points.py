@@ -7,15 +7,14 @@ the one `cigt tune` stored in the point. A last row gives the second model alone
 from its provenance, test from `cigt eval SECOND`), the model the escalating points call.
 Usage: points.py MODEL [--second FILE] [--cigt BIN] [--threads N]
 """
-import argparse, json, os, subprocess, sys
+import argparse, json, os, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from evaluate import run  # noqa: E402
 
 
 def cigt_json(cigt, *args):
-    out = subprocess.run([cigt, *args, "--json"], capture_output=True, text=True)
-    if out.returncode:
-        sys.exit("points.py: %s %s failed: %s" % (os.path.basename(cigt), " ".join(args),
-                                                   out.stderr.strip()))
-    return json.loads(out.stdout)
+    return json.loads(run([cigt, *args, "--json"]))
 
 
 def mega(n):
