@@ -124,7 +124,7 @@ static enum MHD_Result infer(struct srv *S, struct MHD_Connection *mc, struct sr
 {
 	const struct cigt_arch *a = m->m->arch;
 	r->model = m; /* from here on req_free drops it; the version's stats count the answer */
-	if (S->draining)
+	if (r->after_drain)
 		return srv_respond_error(S, mc, r, 503, "shutting down; not accepting new work");
 	if (r->body_too_large)
 		return srv_respond_error(S, mc, r, 413, "body is larger than %lld bytes",

@@ -136,6 +136,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 		return MHD_NO;
 	if (!r->started) {
 		r->started = true;
+		/* Counted in flight from here, so the drain answers it even if its body is
+		 * still arriving when the signal comes. */
+		r->after_drain = S->draining;
 		atomic_fetch_add_explicit(&srv_stats.stat_inflight, 1, memory_order_relaxed);
 		snprintf(r->method, sizeof r->method, "%s", method);
 		snprintf(r->path, sizeof r->path, "%s", url);

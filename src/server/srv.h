@@ -474,6 +474,7 @@ struct srv_req {
 	struct srv_buf body;
 	bool body_too_large;
 	bool started;          /* the handler has seen it (libmicrohttpd parsed the whole head) */
+	bool after_drain;      /* its head arrived after the drain began: refused with 503 */
 	bool close;            /* refused for its framing: close the connection after the answer */
 	bool bad_target;       /* the raw request target has a space or a control byte */
 	uint64_t t_arrive, t_enqueue, deadline;
