@@ -37,10 +37,10 @@ def main():
     dl.check(os.path.exists(inst_cfg) and filecmp.cmp(
         inst_cfg, os.path.join(dl.SRCDIR, "models", "fashion_mnist.json"), shallow=False),
         "share/cigt/models/fashion_mnist.json installed")
-    inst_reg = os.path.join(datadir, "cigt", "models", "fashion_mnist_regularized.json")
+    inst_reg = os.path.join(datadir, "cigt", "models", "fashion_mnist_rho25.json")
     dl.check(os.path.exists(inst_reg) and filecmp.cmp(
-        inst_reg, os.path.join(dl.SRCDIR, "models", "fashion_mnist_regularized.json"),
-        shallow=False), "share/cigt/models/fashion_mnist_regularized.json (the shipped "
+        inst_reg, os.path.join(dl.SRCDIR, "models", "fashion_mnist_rho25.json"),
+        shallow=False), "share/cigt/models/fashion_mnist_rho25.json (the shipped "
         "model's config) installed")
     dl.check(os.path.exists(unit), "lib/systemd/system/cigtd.service installed")
     conf = os.path.join(etc, "cigt", "cigtd.json")

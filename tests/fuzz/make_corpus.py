@@ -144,7 +144,7 @@ def v1_corpus(imgs):
         "base64_after_padding": (0, j({"images": [{"png": "QQ=x"}]})),
         "ctype_text": (5, b"{}"),
         # The compute dial (issue 12): a point name or a MAC budget, never both.
-        "dial_compute": (0, j({"image": img, "compute": "escalate-0.8"})),
+        "dial_compute": (0, j({"image": img, "compute": "escalate-0.7"})),
         "dial_max_macs": (0, j({"images": [img], "max_macs": 6000000, "top_k": 1})),
         "dial_bad_both": (0, j({"image": img, "compute": "single", "max_macs": 6000000})),
         "dial_bad_compute_type": (0, j({"image": img, "compute": 3})),
@@ -345,7 +345,7 @@ def config_corpus():
             "max_body_bytes": 100000, "max_image_pixels": 4096, "max_connections": 10,
             "max_connections_per_ip": 5, "read_timeout_ms": 500, "idle_timeout_s": 5,
             "drain_timeout_ms": 100, "auth_token_file": "/t", "log_level": "debug",
-            "compute": "escalate-0.8",
+            "compute": "escalate-0.7",
             "access_log": True}
     write("config", "all_keys", j(good))
     write("config", "small", b'{"max_batch": 32, "access_log": false}')

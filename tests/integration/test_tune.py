@@ -128,7 +128,9 @@ def main():
                        key=lambda p: p["mean_macs"])
         esc = sorted((p for p in pts if p.get("second")
                       and all(t >= 1 for t in p["thresholds"])), key=lambda p: p["mean_macs"])
-        check(len(esc) >= 1, "escalation points written for --escalate")
+        # Which kind escalates depends on the model and these N images (on the shipped model
+        # and its last 300 validation images only mixed points do); some point must.
+        check(any(p.get("second") for p in pts), "points that escalate written for --escalate")
         check(all(p["second"] == "thick" and p.get("second_sha256") == sha(thick)
                   for p in pts if p.get("second")),
               "escalating points name thick.safetensors and its sha256")
