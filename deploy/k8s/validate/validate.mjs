@@ -217,7 +217,7 @@ function mutants(doc) {
   mut("an unknown metadata field", (d) => { d.metadata.lables = { app: "cigtd" }; });
   if (pod(doc)) {
     mut("livenessProbe misspelt", (d) => { const c = pod(d).containers[0]; c.livenesProbe = c.livenessProbe; delete c.livenessProbe; });
-    mut("a probe's port an object", (d) => { pod(d).containers[0].livenessProbe.httpGet.port = { http: 1 }; });
+    mut("the readiness probe's port an object", (d) => { pod(d).containers[0].readinessProbe.httpGet.port = { http: 1 }; });
     mut("a container without a name", (d) => { delete pod(d).containers[0].name; });
   }
   if (doc.kind === "Deployment") mut("replicas a string", (d) => { d.spec.replicas = "two"; });
