@@ -327,8 +327,8 @@ PY
   a=$($DOCKER exec "$BARE" cat /tmp/usr-after | awk '{print $1}')
   n=$(wc -l <"$WORK/bare-new.txt")
   sum=$(awk '{s += $2} END {print s}' "$WORK/bare-new.txt")
-  echo "SERVE_INSTALLED $n packages, Installed-Size $(( sum / 1024 )) MB; /usr $(( b / 1024 )) MB -> $(( a / 1024 )) MB (+$(( (a - b) / 1024 )) MB)"
-  awk '{printf "%s(%d MB) ", $1, $2 / 1024}' "$WORK/bare-new.txt" | fold -s -w 110 | sed 's/^/  /'; echo
+  echo "SERVE_INSTALLED $n packages, Installed-Size $(( sum / 1024 )) MiB; /usr $(( b / 1024 )) MiB -> $(( a / 1024 )) MiB (+$(( (a - b) / 1024 )) MiB)"
+  awk '{printf "%s(%.1f) ", $1, $2 / 1024}' "$WORK/bare-new.txt" | fold -s -w 110 | sed 's/^/  /'; echo
   missing=""; for p in $serve_pkgs make; do grep -q "^$p " "$WORK/bare-new.txt" || missing="$missing $p"; done
   check "the serving command installed make and every SERVE_PKGS package (missing:${missing:- none})" [ -z "$missing" ]
   extra=""; for p in $test_pkgs python3-torch chromium prometheus nginx clang wrk libcriterion-dev dataset-fashion-mnist git; do
@@ -337,7 +337,7 @@ PY
   check "no test-only package (TEST_PKGS) installed by the serving command (found:${extra:- none})" [ -z "$extra" ]
   check "ca-certificates not needed: not installed, before or after" \
     sh -c "! grep -q '^ca-certificates ' $WORK/bare-new.txt && ! $DOCKER exec $BARE cat /tmp/ca-status | grep -q 'ok installed'"
-  check "serving grew /usr by less than 600 MB (+$(( (a - b) / 1024 )) MB)" [ $(( a - b )) -lt 614400 ]
+  check "serving grew /usr by less than 600 MiB (+$(( (a - b) / 1024 )) MiB)" [ $(( a - b )) -lt 614400 ]
   # The README's client commands, as printed, from a directory of their own. They need curl
   # and the dataset (the README says to install them on a machine that only serves).
   local tc; tc=$(date +%s)
