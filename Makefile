@@ -1,24 +1,41 @@
-# Front door for newcomers: `make test` and `make serve` do all set-up on Debian 12.
-# Missing Debian packages are installed with apt-get when run as root; otherwise the exact
-# apt-get line is printed and make stops.
+# Front door for newcomers. On a bare Debian 12, where not even make is installed, the README's
+# two commands are `./cigt.sh serve` and `./cigt.sh test`: cigt.sh installs make and hands over
+# to the targets below. Missing Debian packages are installed with apt-get when run as root;
+# otherwise the exact apt-get line is printed and make stops. Serving installs SERVE_PKGS
+# only; testing (and bench, fuzzing, the sanitizer build) installs TEST_PKGS too.
+# Nothing needs git after the clone, nor ca-certificates (apt reaches Debian over http; the
+# build and the daemon fetch nothing). deploy/test-container.sh runs `./cigt.sh serve` in a
+# bare bookworm container and fails if any TEST_PKGS package was installed.
 
 BUILD ?= build
 MODEL ?= models/fashion_mnist.safetensors
 
-# Build, test and runtime packages (Debian 12 names).
-PKGS := meson ninja-build pkg-config gcc libc6-dev \
-	libopenblas-dev libjansson-dev zlib1g-dev libspng-dev libjpeg62-turbo-dev libcriterion-dev \
-	libuv1-dev libmicrohttpd-dev libsystemd-dev \
-	dataset-fashion-mnist python3 python3-torch python3-numpy python3-pil python3-venv \
-	python3-pip python3-setuptools curl chromium gnuplot-nox wrk \
-	systemd strace prometheus nginx python3-yaml clang libclang-rt-14-dev
+# What building and running cigt and cigtd needs (Debian 12 names). The shipped model is in
+# models/, so serving needs no dataset. meson brings python3 (which embeds the page) and
+# python3-setuptools.
+SERVE_PKGS := meson ninja-build pkg-config gcc libc6-dev \
+	libopenblas-dev libjansson-dev zlib1g-dev libspng-dev libjpeg62-turbo-dev \
+	libuv1-dev libmicrohttpd-dev libsystemd-dev python3 python3-setuptools
 
-.PHONY: all deps build test serve serve-repository bench clean test-sanitize fuzz-build fuzz  soak example-folder
+# What the tests, benchmarks, fuzzing and the manifests' schema check add. nodejs and npm run
+# deploy/k8s/validate (npm ci); npm is only asked for where no npm is installed (a Node.js from
+# elsewhere brings its own, and Debian's npm would fight it).
+TEST_PKGS := libcriterion-dev \
+	dataset-fashion-mnist python3-torch python3-numpy python3-pil python3-venv \
+	python3-pip curl chromium gnuplot-nox wrk \
+	systemd strace prometheus nginx python3-yaml clang libclang-rt-14-dev \
+	nodejs $(if $(shell command -v npm),,npm)
+
+PKGS := $(SERVE_PKGS) $(TEST_PKGS)
+
+.PHONY: all deps deps-serve programs build test serve serve-repository bench clean \
+	test-sanitize fuzz-build fuzz soak example-folder k8s-validator print-serve-pkgs print-test-pkgs
 
 all: build
 
-deps:
-	@missing=""; for p in $(PKGS); do \
+# $(call install_missing,PACKAGES): apt-get install those not installed (root), or say how.
+define install_missing
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -29,17 +46,43 @@ deps:
 	    echo "missing Debian packages; run:"; echo "  sudo apt-get install -y$$missing"; exit 1; \
 	  fi; \
 	fi
+endef
+
+deps-serve:
+	$(call install_missing,$(SERVE_PKGS))
+
+deps:
+	$(call install_missing,$(PKGS))
+
+print-serve-pkgs:
+	@echo $(SERVE_PKGS)
+print-test-pkgs:
+	@echo $(TEST_PKGS)
+
+# The programs alone (serving). A build directory this makes has no test suites (no Criterion
+# needed); `make build` and `make test` turn them on in the same directory.
+programs: deps-serve
+	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD) --buildtype=release -Dtests=false
+	ninja -C $(BUILD) cigt cigtd
 
 $(BUILD)/build.ninja:
 	meson setup $(BUILD) --buildtype=release
 
 build: deps $(BUILD)/build.ninja
+	@meson configure $(BUILD) | grep -Eq '^ +tests +true' || meson configure $(BUILD) -Dtests=true
 	ninja -C $(BUILD)
 
-test: build
+# The schema validator of deploy/k8s (the k8s-schemas test): npm ci from the committed lock,
+# again whenever the lock changes.
+K8S_VALIDATE := deploy/k8s/validate
+$(K8S_VALIDATE)/node_modules/.package-lock.json: $(K8S_VALIDATE)/package-lock.json
+	cd $(K8S_VALIDATE) && npm ci --no-audit --no-fund
+k8s-validator: deps $(K8S_VALIDATE)/node_modules/.package-lock.json
+
+test: build k8s-validator
 	meson test -C $(BUILD) --print-errorlogs --num-processes 2
 
-serve: build
+serve: programs
 	./$(BUILD)/cigtd --model $(MODEL)
 
 # The demo repository: the trellis and the thin and thick baselines side by side, each in the
@@ -48,7 +91,7 @@ serve: build
 # trellis's version folder also gets thick.safetensors: its escalating operating points load it
 # from beside the file.
 REPO ?= $(BUILD)/model-repository
-serve-repository: build
+serve-repository: programs
 	for m in fashion_mnist:fashion_mnist thin:fashion_mnist_thin \
 	         thick:fashion_mnist_thick; do \
 	  mkdir -p $(REPO)/$${m#*:}/1 && \

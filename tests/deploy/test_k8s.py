@@ -2,7 +2,8 @@
 """deploy/k8s/ without a cluster: every manifest parses (python3-yaml) and carries what the issue
 asks for, checked against each other, deploy/Dockerfile and proto/http-api.yaml:
 
-- Deployment: liveness on /v2/health/live and readiness on /v2/health/ready (paths the API
+- Deployment: liveness on /v2/health/live (the image's `cigtd --healthcheck`, run as the probe's
+  exec; podman kube play runs it too) and readiness on /v2/health/ready (paths the API
   defines, ports that resolve to the container's 8080), a preStop wait, and
   terminationGracePeriodSeconds above preStop + the image's --drain-timeout-ms; CPU and memory
   requests and limits; --workers no more than the CPU limit; non-root with the image's uid.
@@ -22,6 +23,7 @@ import os
 import re
 import shlex
 import signal
+import subprocess
 
 import yaml
 
@@ -48,12 +50,20 @@ def cpu(q):
     return float(q[:-1]) / 1000 if q.endswith("m") else float(q)
 
 
-def probe_port(probe, container):
-    port = probe["httpGet"]["port"]
-    if isinstance(port, int):
-        return port
-    named = [p["containerPort"] for p in container.get("ports", []) if p.get("name") == port]
-    return named[0] if named else None
+def probe_target(probe, container):
+    """(path, port) a probe asks: an httpGet, or an exec of the image's
+    `cigtd --healthcheck http://127.0.0.1:PORT/PATH`; (None, None) for anything else."""
+    if "httpGet" in probe:
+        port = probe["httpGet"]["port"]
+        if not isinstance(port, int):
+            named = [p["containerPort"] for p in container.get("ports", [])
+                     if p.get("name") == port]
+            port = named[0] if named else None
+        return probe["httpGet"].get("path"), port
+    cmd = probe.get("exec", {}).get("command", [])
+    m = re.match(r"http://(?:127\.0\.0\.1|localhost):(\d+)(/\S*)$", cmd[2]) \
+        if len(cmd) == 3 and cmd[0].endswith("/cigtd") and cmd[1] == "--healthcheck" else None
+    return (m.group(2), int(m.group(1))) if m else (None, None)
 
 
 def check_container(c, uid, drain_ms, paths, pod_sc, problems, where, grace=None):
@@ -64,10 +74,12 @@ def check_container(c, uid, drain_ms, paths, pod_sc, problems, where, grace=None
     need(8080 in ports, "container port 8080 (the image listens there)")
     for kind, path in [("livenessProbe", "/v2/health/live"), ("readinessProbe", "/v2/health/ready")]:
         p = c.get(kind)
-        need(p and p.get("httpGet", {}).get("path") == path, "%s on %s" % (kind, path))
+        got, port = probe_target(p, c) if p else (None, None)
+        need(got == path, "%s on %s (an httpGet or the image's cigtd --healthcheck)"
+             % (kind, path))
         if p:
-            need(p["httpGet"]["path"] in paths, "%s path is in proto/http-api.yaml" % kind)
-            need(probe_port(p, c) == 8080, "%s port resolves to 8080" % kind)
+            need(got in paths, "%s path is in proto/http-api.yaml" % kind)
+            need(port == 8080, "%s port resolves to 8080" % kind)
     res = c.get("resources", {})
     for k in ("cpu", "memory"):
         need(k in res.get("requests", {}), "resources.requests.%s" % k)
@@ -209,8 +221,12 @@ def mutations(docs):
     return [
         ("no readiness probe", mut("Deployment", lambda d: cont(d).pop("readinessProbe")),
          "readinessProbe"),
-        ("liveness on /healthz", mut("Deployment", lambda d: cont(d)["livenessProbe"]["httpGet"]
-                                     .update(path="/healthz")), "livenessProbe"),
+        ("liveness on /healthz", mut("Deployment", lambda d: cont(d)["livenessProbe"]["exec"]
+                                     ["command"].__setitem__(2, "http://127.0.0.1:8080/healthz")),
+         "livenessProbe"),
+        ("liveness on port 9090", mut("Deployment", lambda d: cont(d)["livenessProbe"]["exec"]
+                                      ["command"].__setitem__(2, "http://127.0.0.1:9090/v2/health/live")),
+         "livenessProbe port"),
         ("grace 10 s", mut("Deployment", lambda d: d["spec"]["template"]["spec"].update(
             terminationGracePeriodSeconds=10)), "terminationGracePeriodSeconds"),
         ("no preStop", mut("Deployment", lambda d: cont(d).pop("lifecycle")), "preStop"),
@@ -245,9 +261,17 @@ def live_probe(docs):
     try:
         for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
             if kind in c:
-                st, _, _ = dl.http_request(d.port, "GET", c[kind]["httpGet"]["path"])
+                path, _ = probe_target(c[kind], c)
+                st, _, _ = dl.http_request(d.port, "GET", path)
                 dl.check(st == 200, "live cigtd answers the %s %s with 200 (%d)"
-                         % (kind, c[kind]["httpGet"]["path"], st))
+                         % (kind, path, st))
+                cmd = c[kind].get("exec", {}).get("command")
+                if cmd:
+                    # The probe's own command, with this build's cigtd and the test's port.
+                    url = re.sub(r":\d+/", ":%d/" % d.port, cmd[2], count=1)
+                    rc = subprocess.run([dl.CIGTD, cmd[1], url], timeout=10).returncode
+                    dl.check(rc == 0, "the %s command (%s --healthcheck %s) exits 0 (%d)"
+                             % (kind, cmd[0], url, rc))
         d.proc.send_signal(signal.SIGTERM)
         rc = d.proc.wait(30)
         dl.check(rc == 0, "cigtd with the Deployment's arguments drains and exits 0")
