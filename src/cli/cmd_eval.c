@@ -1,5 +1,8 @@
 /* cigt eval MODEL [--data DIR] [--dense | --compute NAME | --thresholds T,... |
- * --max-macs N] [--json] [--limit N] [--threads N] [--dump FILE]: test accuracy, MACs (mean and distribution), paths. */
+ * --max-macs N] [--json] [--limit N] [--threads N] [--dump FILE]: test accuracy, MACs (mean and
+ * distribution), paths. An image folder without a train/test split is scored whole (said on
+ * stderr), and refused when the model's provenance says it was trained on it
+ * (--allow-training-data scores it anyway). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +16,7 @@
 static const char usage[] =
 	"usage: cigt eval MODEL [--data DIR] [--dense | --compute NAME | --thresholds T,... |\n"
 	"                 --max-macs N] [--json] [--limit N] [--threads N] [--dump FILE]\n"
+	"                 [--allow-training-data]\n"
 	"Classifies the test set and prints accuracy, samples/s, mean MACs per sample and\n"
 	"their distribution, dense MACs, compute saved, samples on several paths or\n"
 	"escalated, the share of samples on each (argmax) route and a confusion matrix.\n";
@@ -366,11 +370,39 @@ static void print_text(const struct eval *v, bool dialled)
 	}
 }
 
+/* An image folder of one split is scored whole: says so on stderr, and refuses it when a
+ * provenance (MODEL's, or the second model's of an escalating point) says it was trained on it,
+ * unless allow. */
+static int eval_check_data(const struct eval *v, const char *path, bool allow)
+{
+	if (!cli_single_split_folder(v->dir))
+		return 0;
+	struct cli_trained_on p;
+	const struct cigt_model *ms[2] = {v->m, v->m2};
+	const char *trained = NULL;
+	for (int k = 0; k < 2 && ms[k] && !trained; k++) {
+		cli_trained_on(ms[k], &p);
+		if (cli_trained_on_dir(&p, v->dir))
+			trained = k ? ms[k]->arch->name : path;
+	}
+	if (trained && !allow) {
+		fprintf(stderr, "cigt: %s: %s was trained on this folder (its provenance's data): "
+			"its accuracy here is not a test result; evaluate on held-out images, or "
+			"give --allow-training-data\n", v->dir, trained);
+		return -1;
+	}
+	fprintf(stderr, "cigt: %s is an image folder without a train/ and test/ split: scoring "
+		"every image in it%s\n", v->dir,
+		trained ? ", images the model was trained on included (--allow-training-data)"
+			: "");
+	return 0;
+}
+
 int cmd_eval(int argc, char **argv)
 {
 	const char *dir = CIGT_DEFAULT_DATA_DIR, *dump = NULL, *routes_png = NULL;
 	const char *compute = NULL, *thresholds = NULL;
-	bool dense = false, as_json = false, show_routes = false;
+	bool dense = false, as_json = false, show_routes = false, allow_train = false;
 	long long limit = 0, threads = cli_default_threads(), max_macs = 0;
 	const struct cli_opt opts[] = {
 		{"data", 0, CLI_STR, &dir, .arg = "DIR",
@@ -404,6 +436,9 @@ int cmd_eval(int argc, char **argv)
 			 "each class reached it"},
 		{"routes-png", 0, CLI_STR, &routes_png, .arg = "FILE",
 		 .help = "draw that table as a heatmap (needs gnuplot)"},
+		{"allow-training-data", 0, CLI_FLAG, &allow_train,
+		 .help = "score an image folder without a test split even when the\n"
+			 "provenance says MODEL was trained on it"},
 		{0},
 	};
 	const struct cli_cmd cmd = {usage, 15, 1, 1, opts};
@@ -420,6 +455,7 @@ int cmd_eval(int argc, char **argv)
 		return 1;
 	int rc = 1;
 	if (cli_dial(argv[operand], v.e, compute, thresholds, max_macs, &v.dial, &v.m2, &v.e2) ||
+	    eval_check_data(&v, argv[operand], allow_train) ||
 	    cli_load_inputs(dir, "t10k", v.m->arch, &v.n, &v.x, &v.labels))
 		goto out;
 	v.K = v.m->arch->nclasses;

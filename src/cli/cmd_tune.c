@@ -1,11 +1,13 @@
 /* cigt tune MODEL [--escalate SECOND]: chooses operating points on the validation split the model
- * was trained with (the last N training images, N from its provenance; never the test set).
+ * was trained with (the last N training images, N from its provenance; never the test set), or
+ * on a folder of images held out from training (--validation-data). Refuses images either model
+ * may have trained on: a model whose provenance records no held-out split, or other data than
+ * it records.
  * Runs every combination of a per-router threshold grid through the engine, simulates
  * escalation at a grid of confidences from the two posteriors exactly as the engine combines
  * them, prints the accuracy-vs-mean-MACs Pareto fronts and writes the chosen points into the
  * model file's __metadata__.operating_points. */
 #include <jansson.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +18,14 @@
 #include "../nn/nn.h"
 
 static const char usage[] =
-	"usage: cigt tune MODEL [--escalate SECOND] [--data DIR] [--validation N]\n"
-	"                 [--threads N] [--out FILE]\n"
+	"usage: cigt tune MODEL [--escalate SECOND] [--data DIR | --validation-data DIR]\n"
+	"                 [--validation N] [--threads N] [--out FILE]\n"
 	"Searches per-router multipath thresholds and escalation confidences on the\n"
 	"validation split MODEL was trained with (the last N training images, N from its\n"
-	"provenance), prints the accuracy-vs-mean-MACs Pareto fronts and writes the chosen\n"
-	"operating points into the model file (replacing any it had).\n";
+	"provenance) or on images held out from training (--validation-data), prints the\n"
+	"accuracy-vs-mean-MACs Pareto fronts and writes the chosen operating points into\n"
+	"the model file (replacing any it had). A model whose provenance records no\n"
+	"held-out split, or other data than --data, needs --validation-data.\n";
 
 /* Thresholds tried at every router (values above 1/2 open nothing more than 1 does). */
 static const float grid_fine[] = {1.0f, 0.49f, 0.45f, 0.4f, 0.35f, 0.3f, 0.25f, 0.2f,
@@ -140,25 +144,13 @@ static void point_name(const struct cand *c, int nr, char *buf, size_t n)
 		snprintf(buf + off, n - (size_t)off, "-c%g", (double)c->c);
 }
 
-/* The validation split's size from the model's provenance (data.validation), or -1. */
-static int provenance_validation(const struct cigt_model *m)
-{
-	if (!m->provenance)
-		return -1;
-	json_t *j = json_loads(m->provenance, 0, NULL);
-	json_t *v = json_object_get(json_object_get(j, "data"), "validation");
-	int n = json_is_integer(v) && json_integer_value(v) > 0 &&
-				json_integer_value(v) < INT_MAX
-			? (int)json_integer_value(v)
-			: -1;
-	json_decref(j);
-	return n;
-}
-
 /* One tuning run: the models, the validation images, both models' answers and the candidates.
  * Everything is owned here and freed by tune_destroy. */
 struct tune {
 	const char *path, *second_path, *dir, *out_path;
+	const char *heldout;        /* --validation-data DIR, or NULL: the split of dir */
+	struct cli_trained_on p, p2; /* what MODEL's and SECOND's provenances say */
+	char what2[300];            /* "--escalate SECOND", for messages */
 	int threads;
 	struct cigt_model *m, *m2;
 	struct cigt_engine *e, *e2; /* e2, m2: the --escalate model, or NULL */
@@ -192,22 +184,72 @@ static void tune_destroy(struct tune *t)
 	cigt_model_free(t->m2);
 }
 
-/* The number of validation images: --validation N, at most the provenance's split, or the
- * whole split. */
-static int tune_split(struct tune *t, long long nval_opt)
+/* A model's provenance against the images tune takes without --validation-data (the last ones
+ * of dir's training split): it must record a held-out split, and of dir when it names one.
+ * `what` names the model in the messages. */
+static int check_split(const struct tune *t, const char *what, const struct cli_trained_on *p)
 {
-	const int nprov = provenance_validation(t->m);
-	if (nval_opt && nprov > 0 && nval_opt > nprov) {
-		fprintf(stderr, "cigt: --validation %lld: %s was validated on the last %d training "
-			"images; more would take in images it was trained on\n", nval_opt, t->path,
-			nprov);
+	if (p->validation < 1) {
+		fprintf(stderr, "cigt: %s records no held-out validation split in its provenance "
+			"(data.validation), so it may have trained on any image of %s; give "
+			"--validation-data DIR, an image folder or IDX directory it was not trained "
+			"on\n", what, t->dir);
 		return -1;
 	}
-	t->nval = nval_opt ? (int)nval_opt : nprov;
-	if (t->nval < 1) {
-		fprintf(stderr, "cigt: %s: its provenance does not give the validation split's size "
-			"(data.validation); give --validation N\n", t->path);
+	if (p->dir[0] && !cli_trained_on_dir(p, t->dir)) {
+		fprintf(stderr, "cigt: %s was trained on %s, not on --data %s: its held-out split "
+			"is the last %d images there; give --data %s, or --validation-data DIR with "
+			"images it was not trained on\n", what, p->dir, t->dir, p->validation,
+			p->dir);
 		return -1;
+	}
+	return 0;
+}
+
+/* --validation-data DIR: a folder of held-out images, not the data either model records. */
+static int check_heldout(const struct tune *t, const char *what, const struct cli_trained_on *p)
+{
+	if (cli_trained_on_dir(p, t->heldout)) {
+		fprintf(stderr, "cigt: --validation-data %s: %s was trained on it (its provenance's "
+			"data); give a folder of images it was not trained on\n", t->heldout, what);
+		return -1;
+	}
+	return 0;
+}
+
+/* The number of validation images (--validation N, else each model's whole held-out split, the
+ * smaller of the two) and every check that needs no image read. */
+static int tune_split(struct tune *t, long long nval_opt)
+{
+	cli_trained_on(t->m, &t->p);
+	if (t->m2) {
+		cli_trained_on(t->m2, &t->p2);
+		snprintf(t->what2, sizeof t->what2, "--escalate %s", t->second_path);
+	}
+	t->nval = (int)nval_opt; /* 0 with --validation-data: all of it */
+	if (t->heldout) {
+		if (cli_has_subdir(t->heldout, "train")) {
+			fprintf(stderr, "cigt: --validation-data %s has a train/ folder: give the "
+				"held-out images themselves (an image folder DIR/<class>/... or an IDX "
+				"directory)\n", t->heldout);
+			return -1;
+		}
+		return check_heldout(t, t->path, &t->p) ||
+		       (t->m2 && check_heldout(t, t->what2, &t->p2));
+	}
+	if (check_split(t, t->path, &t->p) || (t->m2 && check_split(t, t->what2, &t->p2)))
+		return -1;
+	const struct cli_trained_on *p[2] = {&t->p, t->m2 ? &t->p2 : NULL};
+	const char *what[2] = {t->path, t->what2};
+	for (int k = 0; k < 2 && p[k]; k++) {
+		if (nval_opt > p[k]->validation) {
+			fprintf(stderr, "cigt: --validation %lld: %s was validated on the last %d "
+				"training images; more would take in images it was trained on\n",
+				nval_opt, what[k], p[k]->validation);
+			return -1;
+		}
+		if (!nval_opt && (t->nval == 0 || p[k]->validation < t->nval))
+			t->nval = p[k]->validation;
 	}
 	return 0;
 }
@@ -258,17 +300,56 @@ static int tune_load_second(struct tune *t)
 	return 0;
 }
 
-/* The validation images: the last nval of DIR's training split. */
-static int tune_load_images(struct tune *t)
+/* The images held out by --validation-data: no more than --validation N asks, and not the
+ * training data of a model whose provenance gives its size but no folder to compare. */
+static int check_heldout_images(const struct tune *t, const char *what,
+				const struct cli_trained_on *p, int total)
 {
-	int want = t->nval;
-	if (cli_load_tail(t->dir, "train", t->m->arch, &want, true, &t->x, &t->labels))
-		return -1;
-	if (want != t->nval) {
-		fprintf(stderr, "cigt: %s has %d training images, fewer than the %d of the "
-			"validation split\n", t->dir, want, t->nval);
+	if (!p->dir[0] && p->images == total) {
+		fprintf(stderr, "cigt: --validation-data %s holds %d images, as many as %s was trained "
+			"and validated on, and its provenance names no folder to tell them apart: it "
+			"may be that data; give a folder of images it was not trained on\n",
+			t->heldout, total, what);
 		return -1;
 	}
+	return 0;
+}
+
+/* dir's training split against the size a model's provenance records. */
+static int check_images(const struct tune *t, const char *what, const struct cli_trained_on *p,
+			int total)
+{
+	if (p->images >= 0 && total != p->images) {
+		fprintf(stderr, "cigt: %s's training split has %d images but %s was trained and "
+			"validated on one of %lld: its last %d are not the split it held out; give "
+			"the data it was trained on, or --validation-data DIR with images it was not "
+			"trained on\n", t->dir, total, what, p->images, p->validation);
+		return -1;
+	}
+	return 0;
+}
+
+/* The validation images: the last nval of DIR's training split, or of --validation-data. */
+static int tune_load_images(struct tune *t)
+{
+	const char *src = t->heldout ? t->heldout : t->dir;
+	int want = t->nval, total = 0;
+	if (cli_load_tail(src, "train", t->m->arch, &want, true, &t->x, &t->labels, &total))
+		return -1;
+	if (t->heldout) {
+		if (check_heldout_images(t, t->path, &t->p, total) ||
+		    (t->m2 && check_heldout_images(t, t->what2, &t->p2, total)))
+			return -1;
+	} else if (check_images(t, t->path, &t->p, total) ||
+		   (t->m2 && check_images(t, t->what2, &t->p2, total))) {
+		return -1;
+	}
+	if (t->nval && want != t->nval) {
+		fprintf(stderr, "cigt: %s has %d %s images, fewer than the %d of the validation "
+			"split\n", src, want, t->heldout ? "held-out" : "training", t->nval);
+		return -1;
+	}
+	t->nval = want;
 	return 0;
 }
 
@@ -517,6 +598,7 @@ static int tune_write(struct tune *t)
 int cmd_tune(int argc, char **argv)
 {
 	const char *dir = CIGT_DEFAULT_DATA_DIR, *second_path = NULL, *out_path = NULL;
+	const char *heldout = NULL;
 	long long threads = cli_default_threads(), nval_opt = 0;
 	const struct cli_opt opts[] = {
 		{"escalate", 0, CLI_STR, &second_path, .arg = "SECOND",
@@ -525,9 +607,14 @@ int cmd_tune(int argc, char **argv)
 		{"data", 0, CLI_STR, &dir, .arg = "DIR",
 		 .help = "IDX directory with train-{images-idx3,labels-idx1}-ubyte.gz\n"
 			 "(default " CIGT_DEFAULT_DATA_DIR ")"},
+		{"validation-data", 0, CLI_STR, &heldout, .arg = "DIR",
+		 .help = "tune on the images of DIR instead, an image folder\n"
+			 "(DIR/<class>/...) or IDX directory (train-*-ubyte.gz) that\n"
+			 "neither model was trained on (needed when MODEL's provenance\n"
+			 "records no held-out split); replaces --data"},
 		{"validation", 0, CLI_LLONG, &nval_opt, 1, 10000000, .arg = "N",
 		 .help = "tune on the last N images only: at most the validation split\n"
-			 "its provenance gives (required when it gives none)"},
+			 "the provenance gives"},
 		{"threads", 0, CLI_LLONG, &threads, 1, 64, .arg = "N",
 		 .help = "worker threads (default: online CPUs)"},
 		{"out", 0, CLI_STR, &out_path, .arg = "FILE",
@@ -539,18 +626,24 @@ int cmd_tune(int argc, char **argv)
 	if (operand < 0)
 		return status;
 	struct tune t = {.path = argv[operand], .second_path = second_path, .dir = dir,
-			 .out_path = out_path ? out_path : argv[operand], .threads = (int)threads};
+			 .heldout = heldout, .out_path = out_path ? out_path : argv[operand],
+			 .threads = (int)threads};
 	if (cli_load(t.path, &t.m, &t.e))
 		return 1;
 	t.nr = t.m->arch->nlayers - 1;
 	t.K = t.m->arch->nclasses;
 	int rc = 1;
-	if (tune_split(&t, nval_opt) || (second_path && tune_load_second(&t)) ||
+	if ((second_path && tune_load_second(&t)) || tune_split(&t, nval_opt) ||
 	    tune_load_images(&t) || tune_grid(&t) || tune_start(&t))
 		goto out;
-	fprintf(stderr, "tune %s: %d validation images (the last of %s/train), %lld threshold "
-		"combinations%s\n", t.m->arch->name, t.nval, dir, t.ncombo,
-		t.e2 ? ", each with escalation at 12 confidences" : "");
+	if (heldout)
+		fprintf(stderr, "tune %s: %d validation images (the last of --validation-data %s), "
+			"%lld threshold combinations%s\n", t.m->arch->name, t.nval, heldout,
+			t.ncombo, t.e2 ? ", each with escalation at 12 confidences" : "");
+	else
+		fprintf(stderr, "tune %s: %d validation images (the last of the training split of "
+			"%s), %lld threshold combinations%s\n", t.m->arch->name, t.nval, dir, t.ncombo,
+			t.e2 ? ", each with escalation at 12 confidences" : "");
 	if (tune_search(&t) || tune_write(&t))
 		goto out;
 	rc = 0;

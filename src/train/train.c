@@ -105,15 +105,17 @@ char *cigt_train_snapshot_path(const char *out, int epoch)
 }
 
 /* Stamps the model with where it came from: the tool, the seed, this epoch and its validation
- * accuracy, the data's split and the whole config. */
+ * accuracy, the data (its split: the first ntrain of the images trained, the last nval were
+ * held out; the split's size and the directory, resolved) and the whole config. */
 static void set_provenance(struct cigt_model *m, const struct cigt_train_config *c, int epoch,
-			   double vacc, int ntrain, int nval, const char *config_text)
+			   double vacc, int ntrain, int nval, int images, const char *dir,
+			   const char *config_text)
 {
-	json_t *prov = json_pack("{ss ss sI si si sf s{si si} so}", "tool", "cigt train",
+	json_t *prov = json_pack("{ss ss sI si si sf s{si si si ss} so}", "tool", "cigt train",
 				 "version", CIGT_VERSION, "seed", (json_int_t)c->seed, "epoch",
 				 epoch, "epochs", c->epochs, "validation_accuracy", vacc, "data",
-				 "train", ntrain, "validation", nval, "config",
-				 json_loads(config_text, 0, NULL));
+				 "train", ntrain, "validation", nval, "images", images, "dir", dir,
+				 "config", json_loads(config_text, 0, NULL));
 	free(m->provenance);
 	m->provenance = json_dumps(prov, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(prov);
@@ -139,6 +141,7 @@ struct run {
 	struct cigt_dataset d;
 	struct cigt__train_state s;
 	const char *data;       /* the data directory read */
+	char *data_dir;         /* the same, resolved (for the provenance) */
 	int ntrain, nval;       /* the first ntrain images train, the last nval validate */
 	int B, steps;           /* batch size, steps per epoch */
 	int64_t isz;            /* floats per input */
@@ -163,6 +166,7 @@ static void run_destroy(struct run *r)
 	json_decref(r->root);
 	free(r->config_text);
 	free(r->ckpt_path);
+	free(r->data_dir);
 	cigt_arch_free(r->arch);
 	cigt_trellis_free(r->tr);
 	cigt__teacher_free(r->teacher);
@@ -249,6 +253,8 @@ static int run_open_data(struct run *r, char *err, size_t errlen)
 	struct cigt_dataset *d = &r->d;
 	int rc;
 	r->data = o->data_dir ? o->data_dir : CIGT_DEFAULT_DATA_DIR;
+	if (!(r->data_dir = realpath(r->data, NULL)) && !(r->data_dir = strdup(r->data)))
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
 	struct cigt_folder_opts fo = {
 		.channels = arch->input.c, .height = arch->input.h, .width = arch->input.w,
 		.max_bytes = o->cache_bytes ? o->cache_bytes : CIGT_DATASET_CACHE_DEFAULT,
@@ -527,8 +533,8 @@ static int end_epoch(struct run *r, double *vacc, bool *best, char *err, size_t 
 	*best = r->nval > 0 && *vacc > s->best_acc;
 	const bool snap = o->snapshots_from > 0 && s->epoch + 1 >= o->snapshots_from;
 	if (*best || r->nval == 0 || snap)
-		set_provenance(r->m, &r->c, s->epoch + 1, *vacc, r->ntrain, r->nval,
-			       r->config_text);
+		set_provenance(r->m, &r->c, s->epoch + 1, *vacc, r->ntrain, r->nval, r->d.n,
+			       r->data_dir, r->config_text);
 	if (*best || r->nval == 0) {
 		s->best_acc = *vacc;
 		s->best_epoch = s->epoch + 1;
