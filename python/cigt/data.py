@@ -11,6 +11,9 @@ import struct
 import numpy as np
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+CIGT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".pgm", ".ppm")  # what cigt's folder reader takes
+_ORDER_SEED = 0xF01DE12  # src/io/folder.c ORDER_SEED: the fixed shuffle of a folder's images
+_M64 = (1 << 64) - 1
 
 
 def read_idx(path):
@@ -162,3 +165,108 @@ def load_image_folder(root, channels, height, width, classes=None, log=None):
     if not xs:
         raise ValueError("%s: no readable image" % root)
     return np.stack(xs), np.asarray(ys, dtype=np.int64), classes
+
+
+class Rng:
+    """cigt's generator (src/common/util.c): xoshiro256** seeded by splitmix64, and
+    below(n), Lemire's unbiased multiply-shift; the same numbers as cigt_rng_* for a seed."""
+
+    def __init__(self, seed):
+        self.s = []
+        x = seed & _M64
+        for _ in range(4):
+            x = (x + 0x9E3779B97F4A7C15) & _M64
+            z = x
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+            self.s.append(z ^ (z >> 31))
+
+    @staticmethod
+    def _rotl(x, k):
+        return ((x << k) | (x >> (64 - k))) & _M64
+
+    def next(self):
+        s = self.s
+        result = (self._rotl((s[1] * 5) & _M64, 7) * 9) & _M64
+        t = (s[1] << 17) & _M64
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = self._rotl(s[3], 45)
+        return result
+
+    def below(self, n):
+        m = (self.next() >> 32) * n
+        low = m & 0xFFFFFFFF
+        if low < n:
+            t = ((1 << 32) - n) % n
+            while low < t:
+                m = (self.next() >> 32) * n
+                low = m & 0xFFFFFFFF
+        return m >> 32
+
+
+def _visible(d):
+    """A directory's entries not starting with '.', in byte order: (dirs, files) as paths."""
+    names = sorted((n for n in os.listdir(d) if not n.startswith(".")), key=os.fsencode)
+    paths = [os.path.join(d, n) for n in names]
+    return [p for p in paths if os.path.isdir(p)], [p for p in paths if not os.path.isdir(p)]
+
+
+def folder_files(root):
+    """The image files of an image folder in the order cigt reads them (src/io/folder.c):
+    class folders in byte order (names starting with '.' ignored), every .png .jpg .jpeg .pgm
+    .ppm file under each (any case; a folder's files, then its sub-folders, each in byte
+    order), then the fixed pseudo-random shuffle cigt applies, so that the last N are the
+    validation split `cigt train` holds out. -> (paths, labels, classes)."""
+    classes = [os.path.basename(d) for d in _visible(root)[0]]
+    if len(classes) < 2:
+        raise ValueError("%s: an image folder needs at least 2 class folders, found %d"
+                         % (root, len(classes)))
+    files, labels = [], []
+
+    def walk(d, label, depth):
+        dirs, names = _visible(d)
+        for p in names:
+            b = os.path.basename(p)
+            if any(len(b) > len(e) and b.lower().endswith(e) for e in CIGT_EXTENSIONS):
+                files.append(p)
+                labels.append(label)
+        if depth < 8:
+            for sub in dirs:
+                walk(sub, label, depth + 1)
+
+    for k, c in enumerate(classes):
+        before = len(files)
+        walk(os.path.join(root, c), k, 0)
+        if len(files) == before:
+            raise ValueError("%s: empty class folder" % os.path.join(root, c))
+    order = list(range(len(files)))
+    r = Rng(_ORDER_SEED)
+    for i in range(len(files) - 1, 0, -1):
+        j = r.below(i + 1)
+        order[i], order[j] = order[j], order[i]
+    return [files[i] for i in order], [labels[i] for i in order], classes
+
+
+def load_folder_split(root, channels, height, width, log=None):
+    """An image folder read as `cigt train --data ROOT` reads it: ROOT/train when it exists,
+    else ROOT itself, its images in cigt's order (folder_files), unreadable ones reported
+    through log and skipped. -> (images uint8 (N, H, W, C), labels int64 (N,), classes, the
+    folder read)."""
+    d = os.path.join(root, "train") if os.path.isdir(os.path.join(root, "train")) else root
+    paths, labels, classes = folder_files(d)
+    xs, ys = [], []
+    for p, k in zip(paths, labels):
+        try:
+            xs.append(load_image(p, channels, height, width))
+        except Exception as e:  # PIL raises many kinds; a bad file is skipped, not fatal
+            if log:
+                log("skipping %s: %s" % (p, e))
+            continue
+        ys.append(k)
+    if not xs:
+        raise ValueError("%s: no readable image" % d)
+    return np.stack(xs), np.asarray(ys, dtype=np.int64), classes, d

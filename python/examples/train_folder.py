@@ -3,6 +3,11 @@
 ImageFolder layout; ROOT/train/<class>/... and ROOT/test|val/<class>/... when present) for one
 epoch, save it as a cigt model file, and print the commands that serve it with cigt / cigtd.
 
+As `cigt train --data ROOT` does, the images are read in cigt's order and the last
+--validation N of them are held out: the model is chosen on them (the best epoch) and the
+provenance records the split (data.train, data.validation, data.images, data.dir), so that
+`cigt tune` tunes on those images and `cigt eval` refuses to score the folder it trained on.
+
     PYTHONPATH=python /usr/bin/python3 python/examples/train_folder.py ROOT --out my.safetensors
 
 Across processes or machines (DistributedDataParallel), launch the same script with torchrun;
@@ -16,6 +21,7 @@ information-gain weight and beta, temperature and re-routing ratio; its classes 
 linear's width are set from the folder). Images are read with PIL (Debian's python3-pil)."""
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -25,6 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import cigt  # noqa: E402
 import cigt.torch as ct  # noqa: E402
 from cigt import data  # noqa: E402
 
@@ -75,6 +82,20 @@ def from_config(path, classes):
     return arch, dict(DEFAULT_TRAIN, **(train or {}))
 
 
+def accuracy(model, x, y, dev, batch=500):
+    """Argmax-routed accuracy (eval mode) on uint8 images x, labels y; 0 when there are none."""
+    if len(x) == 0:
+        return 0.0
+    model.eval()
+    right = 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            pred = model(model.preprocess(x[i:i + batch]).to(dev)).classes().cpu().numpy()
+            right += int((pred == y[i:i + batch]).sum())
+    model.train()
+    return right / len(x)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("root", help="image folder: ROOT/<class>/*.png|jpg (or ROOT/train/...)")
@@ -92,6 +113,10 @@ def main():
     ap.add_argument("--warmup-fraction", type=float, default=0.3,
                     help="share of the first epoch's steps with full routing (default 0.3)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--validation", type=int, default=None,
+                    help="hold out the last N images (cigt's order) for model selection, as "
+                         "cigt train does (default: the config's train.validation_samples, "
+                         "else a tenth of the images)")
     ap.add_argument("--save-all-ranks", action="store_true",
                     help="with several processes, every rank writes OUT<rank> (for checks)")
     args = ap.parse_args()
@@ -105,10 +130,11 @@ def main():
     log = (lambda s: print(s, flush=True)) if rank == 0 else (lambda s: None)
 
     root = args.root
-    train_dir = os.path.join(root, "train") if os.path.isdir(os.path.join(root, "train")) else root
     test_dir = next((os.path.join(root, d) for d in ("test", "val")
-                     if os.path.isdir(os.path.join(root, d))), None)
-    classes = data.image_folder_classes(train_dir)
+                     if os.path.isdir(os.path.join(root, "train"))
+                     and os.path.isdir(os.path.join(root, d))), None)
+    train_dir = os.path.join(root, "train") if os.path.isdir(os.path.join(root, "train")) else root
+    classes = data.folder_files(train_dir)[2]
     if args.config:
         arch, train = from_config(args.config, classes)
         c, h, w = arch["input"]["channels"], arch["input"]["height"], arch["input"]["width"]
@@ -116,11 +142,18 @@ def main():
         arch, train = small_arch(args.name, args.channels, args.size, classes), DEFAULT_TRAIN
         c, h, w = args.channels, args.size, args.size
     t0 = time.time()
-    x, y, _ = data.load_image_folder(train_dir, c, h, w, classes, log=log)
+    x, y, _, train_dir = data.load_folder_split(root, c, h, w, log=log)
+    n = len(x)
     log("%s: %d images of %d classes decoded to %dx%dx%d in %.1f s"
-        % (train_dir, len(x), len(classes), c, h, w, time.time() - t0))
+        % (train_dir, n, len(classes), c, h, w, time.time() - t0))
+    nval = args.validation if args.validation is not None \
+        else train.get("validation_samples", max(1, n // 10))
+    if not 0 <= nval < n:
+        sys.exit("--validation %d leaves no training images (of %d)" % (nval, n))
+    ntrain = n - nval
+    xv, yv = x[ntrain:], y[ntrain:]
     if args.input_stats:
-        px = x.reshape(-1, c).astype(np.float64) / 255.0
+        px = x[:ntrain].reshape(-1, c).astype(np.float64) / 255.0
         arch["input"].pop("range", None)
         arch["input"]["mean"] = [round(v, 6) for v in px.mean(0).tolist()]
         arch["input"]["std"] = [round(max(v, 1e-3), 6) for v in px.std(0).tolist()]
@@ -135,13 +168,13 @@ def main():
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[dev.index] if dev.type == "cuda" else None,
             find_unused_parameters=True)
-    n = len(x)
-    steps_per_epoch = max(1, n // (args.batch * world))
+    steps_per_epoch = max(1, ntrain // (args.batch * world))
     warm_steps = int(args.warmup_fraction * steps_per_epoch)
     it = 0
     g = torch.Generator().manual_seed(args.seed)
+    best = (-1.0, 0, None)  # validation accuracy, epoch (from 1), state
     for epoch in range(args.epochs):
-        order = torch.randperm(n, generator=g).numpy()  # the same order on every rank
+        order = torch.randperm(ntrain, generator=g).numpy()  # the same order on every rank
         for s in range(steps_per_epoch):
             if args.steps and it >= args.steps:
                 break
@@ -164,15 +197,32 @@ def main():
                     % (it, model.routing, model.temperature, loss.item(), ce.item(),
                        [round(v.item(), 4) for v in igs], acc))
             it += 1
+        # Model selection as cigt train does it: the best epoch on the held-out images (every
+        # epoch's model when there are none).
+        vacc = accuracy(model, xv, yv, dev)
+        if nval == 0 or vacc > best[0]:
+            best = (vacc, epoch + 1, copy.deepcopy(model.state_dict()))
+        log("epoch %d: validation accuracy %.4f on %d held-out images%s"
+            % (epoch + 1, vacc, nval, " *" if best[1] == epoch + 1 else ""))
+        if args.steps and it >= args.steps:
+            break
+    model.load_state_dict(best[2])
     model.eval()
     if args.save_all_ranks and rank > 0:
         ct.save(model, args.out + str(rank))
     if rank == 0:
         if args.save_all_ranks:
             args.out += "0"
-        prov = {"tool": "cigt.torch examples/train_folder.py", "data": os.path.abspath(root),
-                "images": int(n), "steps": it, "processes": world, "seed": args.seed,
-                "torch": torch.__version__, "train": train}
+        # The keys of cigt train's provenance (proto/model-format.md section 5), then this
+        # script's own.
+        config = dict(arch, train=dict(train, epochs=args.epochs, seed=args.seed,
+                                       validation_samples=nval))
+        prov = {"tool": "cigt.torch examples/train_folder.py", "version": cigt.__version__,
+                "seed": args.seed, "epoch": best[1], "epochs": args.epochs,
+                "validation_accuracy": best[0],
+                "data": {"train": ntrain, "validation": nval, "images": n,
+                         "dir": os.path.realpath(root)},
+                "config": config, "steps": it, "processes": world, "torch": torch.__version__}
         ct.save(model, args.out, provenance=prov)
         log("wrote %s (%d steps)" % (args.out, it))
         if test_dir:

@@ -43,9 +43,28 @@ int cli_dial(const char *path, const struct cigt_engine *e, const char *compute,
 int cli_thresholds(const char *s, int n, float *tau);
 /* qsort comparator of int64_t. */
 int cli_cmp_i64(const void *a, const void *b);
-/* Same, the last *limit images when tail is true (the validation split of `cigt train`). */
+/* Same, the last *limit images when tail is true (the validation split of `cigt train`);
+ * *total (when not NULL) receives the number of images in the split. */
 int cli_load_tail(const char *dir, const char *prefix, const struct cigt_arch *a, int *limit,
-		  bool tail, float **x, uint8_t **labels);
+		  bool tail, float **x, uint8_t **labels, int *total);
+/* What a model's provenance says about the data it was trained on (proto/model-format.md
+ * section 5): `cigt train` and python/examples/train_folder.py write data.train,
+ * data.validation (the last that many images of the training split were held out), data.images
+ * (the split's size) and data.dir; older files have only the two counts, or (train_folder.py
+ * before it held images out) data as the folder's path. */
+struct cli_trained_on {
+	int train, validation; /* validation 0: no held-out split */
+	long long images;      /* the training split's size; -1 unknown */
+	char dir[4096];        /* the data directory or image folder; "" unknown */
+};
+void cli_trained_on(const struct cigt_model *m, struct cli_trained_on *t);
+/* Whether dir (resolved) is the folder t names, or its train/ split. */
+bool cli_trained_on_dir(const struct cli_trained_on *t, const char *dir);
+/* Whether dir is an image folder of one split (no IDX files, no train/ folder): eval and tune
+ * read every image of it, as cigt_dataset_open does. */
+bool cli_single_split_folder(const char *dir);
+/* Whether dir/sub is a directory. */
+bool cli_has_subdir(const char *dir, const char *sub);
 /* Default worker threads: the online CPUs, at most 64. */
 int cli_default_threads(void);
 

@@ -84,6 +84,97 @@ out:
 	return rc;
 }
 
+/* The "train" section of the config file: the loss's settings. */
+static int read_train_config(const char *config, struct cigt_train_config *tc)
+{
+	char err[512];
+	json_error_t je;
+	json_t *root = json_load_file(config, 0, &je);
+	if (!root) {
+		fprintf(stderr, "cigt: %s: %s\n", config, je.text);
+		return -1;
+	}
+	int rc = cigt_train_config_parse(json_object_get(root, "train"), tc, err, sizeof err);
+	json_decref(root);
+	if (rc) {
+		fprintf(stderr, "cigt: %s: %s\n", config, err);
+		return -1;
+	}
+	return 0;
+}
+
+/* train.distill: the teacher's posteriors of the n images (*soft, malloc'd) and its path
+ * (*path, malloc'd, for the provenance). */
+static int teacher_posteriors(const char *config, const struct cigt_train_config *tc,
+			      const struct cigt_arch *a, const float *x, int n, char **path,
+			      double **soft)
+{
+	struct cigt__teacher *teacher = NULL;
+	char err[512];
+	int rc = -1;
+	if (!(*path = cigt__config_path(config, tc->distill_teacher)) ||
+	    !(*soft = malloc((size_t)n * (size_t)a->nclasses * sizeof **soft)))
+		fprintf(stderr, "cigt: out of memory\n");
+	else if (cigt__teacher_open(*path, a, n, &teacher, err, sizeof err))
+		fprintf(stderr, "cigt: %s: %s\n", config, err);
+	else if (cigt__teacher_posteriors(teacher, x, n, tc->distill_t, *soft))
+		fprintf(stderr, "cigt: the teacher failed\n");
+	else
+		rc = 0;
+	cigt__teacher_free(teacher);
+	return rc;
+}
+
+/* The step's settings and results, for the gradient file's provenance. */
+struct grad_run {
+	const struct cigt_train_config *tc;
+	const struct cigt_trellis_opts *o;
+	const struct cigt_trellis_stats *st;
+	const char *teacher_path; /* NULL: no distillation */
+	int n;
+};
+
+/* Puts the gradients in place of m's trainable tensors (the blob holds the updated running
+ * statistics) and writes m with the step in its provenance to out. */
+static int write_grads(struct cigt_model *m, const float *grads, const struct grad_run *g,
+		       const char *out)
+{
+	const struct cigt_arch *a = m->arch;
+	const struct cigt_trellis_stats *st = g->st;
+	const struct cigt_train_config *tc = g->tc;
+	char err[512];
+	for (int i = 0; i < m->ntensors; i++) {
+		const struct cigt_tensor_info *ti = &m->tensors[i];
+		if (ti->trainable)
+			memcpy(m->blob + ti->offset, grads + ti->offset,
+			       (size_t)ti->numel * sizeof(float));
+	}
+	json_t *ig = json_array();
+	for (int l = 0; l < a->nlayers; l++)
+		if (a->layers[l].has_router)
+			json_array_append_new(ig, json_real(st->ig[l]));
+	json_t *prov = json_pack("{ss sf sf so ss sf sf sf si}", "tool", "cigt grad", "loss",
+				 st->loss, "ce", st->ce, "ig", ig, "mode",
+				 g->o->warmup ? "warmup" : "argmax", "temperature",
+				 g->o->temperature, "ig_lambda", tc->ig_lambda, "ig_beta",
+				 tc->ig_beta, "batch", g->n);
+	if (tc->label_smoothing > 0)
+		json_object_set_new(prov, "label_smoothing", json_real(tc->label_smoothing));
+	if (g->teacher_path)
+		json_object_set_new(prov, "distill",
+				    json_pack("{ss sf sf sf}", "teacher", g->teacher_path,
+					      "temperature", tc->distill_t, "weight",
+					      tc->distill_weight, "term", st->distill));
+	free(m->provenance);
+	m->provenance = json_dumps(prov, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(prov);
+	if (cigt_model_save(m, out, err, sizeof err)) {
+		fprintf(stderr, "cigt: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
 int cmd_grad(int argc, char **argv)
 {
 	static const char *const modes[] = {"warmup", "argmax", NULL};
@@ -109,49 +200,25 @@ int cmd_grad(int argc, char **argv)
 		return status;
 	const bool warmup = mode == 0, dbl = precision == 1;
 	char err[512];
-	json_error_t je;
-	json_t *root = json_load_file(config, 0, &je);
 	struct cigt_train_config tc;
-	if (!root) {
-		fprintf(stderr, "cigt: %s: %s\n", config, je.text);
+	if (read_train_config(config, &tc))
 		return 1;
-	}
-	int rc = cigt_train_config_parse(json_object_get(root, "train"), &tc, err, sizeof err);
-	json_decref(root);
-	if (rc) {
-		fprintf(stderr, "cigt: %s: %s\n", config, err);
-		return 1;
-	}
 	struct cigt_model *m;
 	if (cigt_model_load(argv[operand], &m, err, sizeof err)) {
 		fprintf(stderr, "cigt: %s\n", err);
 		return 1;
 	}
 	const struct cigt_arch *a = m->arch;
-	int n = (int)batch;
+	int n = (int)batch, rc = 1;
 	float *x = NULL, *grads = NULL;
 	uint8_t *y = NULL;
 	double *soft = NULL;
 	char *teacher_path = NULL;
-	struct cigt__teacher *teacher = NULL;
-	rc = 1;
 	if (cli_load_inputs(dir, "train", a, &n, &x, &y))
 		goto done;
-	if (tc.distill_teacher[0]) {
-		if (!(teacher_path = cigt__config_path(config, tc.distill_teacher)) ||
-		    !(soft = malloc((size_t)n * (size_t)a->nclasses * sizeof *soft))) {
-			fprintf(stderr, "cigt: out of memory\n");
-			goto done;
-		}
-		if (cigt__teacher_open(teacher_path, a, n, &teacher, err, sizeof err)) {
-			fprintf(stderr, "cigt: %s: %s\n", config, err);
-			goto done;
-		}
-		if (cigt__teacher_posteriors(teacher, x, n, tc.distill_t, soft)) {
-			fprintf(stderr, "cigt: the teacher failed\n");
-			goto done;
-		}
-	}
+	if (tc.distill_teacher[0] &&
+	    teacher_posteriors(config, &tc, a, x, n, &teacher_path, &soft))
+		goto done;
 	grads = calloc((size_t)m->blob_floats, sizeof(float));
 	if (!grads) {
 		fprintf(stderr, "cigt: out of memory\n");
@@ -161,7 +228,7 @@ int cmd_grad(int argc, char **argv)
 	struct cigt_trellis_opts o = {.warmup = warmup, .temperature = temp,
 				      .ig_lambda = tc.ig_lambda, .ig_beta = tc.ig_beta, .rho = 0,
 				      .dropout = false, .label_smoothing = tc.label_smoothing};
-	if (teacher) {
+	if (soft) {
 		o.teacher = soft;
 		o.kd_t = tc.distill_t;
 		o.kd_weight = tc.distill_weight;
@@ -171,36 +238,10 @@ int cmd_grad(int argc, char **argv)
 		fprintf(stderr, "cigt: out of memory in the step\n");
 		goto done;
 	}
-	/* The model's blob now holds the updated running statistics; put the gradients in
-	 * place of the trainable tensors and write it out. */
-	for (int i = 0; i < m->ntensors; i++) {
-		const struct cigt_tensor_info *ti = &m->tensors[i];
-		if (ti->trainable)
-			memcpy(m->blob + ti->offset, grads + ti->offset,
-			       (size_t)ti->numel * sizeof(float));
-	}
-	json_t *ig = json_array();
-	for (int l = 0; l < a->nlayers; l++)
-		if (a->layers[l].has_router)
-			json_array_append_new(ig, json_real(st.ig[l]));
-	json_t *prov = json_pack("{ss sf sf so ss sf sf sf si}", "tool", "cigt grad", "loss",
-				 st.loss, "ce", st.ce, "ig", ig, "mode",
-				 warmup ? "warmup" : "argmax", "temperature", temp, "ig_lambda",
-				 tc.ig_lambda, "ig_beta", tc.ig_beta, "batch", n);
-	if (tc.label_smoothing > 0)
-		json_object_set_new(prov, "label_smoothing", json_real(tc.label_smoothing));
-	if (teacher)
-		json_object_set_new(prov, "distill",
-				    json_pack("{ss sf sf sf}", "teacher", teacher_path, "temperature",
-					      tc.distill_t, "weight", tc.distill_weight, "term",
-					      st.distill));
-	free(m->provenance);
-	m->provenance = json_dumps(prov, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(prov);
-	if (cigt_model_save(m, out, err, sizeof err)) {
-		fprintf(stderr, "cigt: %s\n", err);
+	const struct grad_run g = {.tc = &tc, .o = &o, .st = &st, .n = n,
+				   .teacher_path = soft ? teacher_path : NULL};
+	if (write_grads(m, grads, &g, out))
 		goto done;
-	}
 	printf("loss %.9g (ce %.9g), %lld leaf rows, written to %s\n", st.loss, st.ce,
 	       (long long)st.leaf_rows, out);
 	rc = 0;
@@ -210,7 +251,6 @@ done:
 	free(grads);
 	free(soft);
 	free(teacher_path);
-	cigt__teacher_free(teacher);
 	cigt_model_free(m);
 	return rc;
 }

@@ -1,11 +1,13 @@
 /* cigt tune MODEL [--escalate SECOND]: chooses operating points on the validation split the model
- * was trained with (the last N training images, N from its provenance; never the test set).
+ * was trained with (the last N training images, N from its provenance; never the test set), or
+ * on a folder of images held out from training (--validation-data). Refuses images either model
+ * may have trained on: a model whose provenance records no held-out split, or other data than
+ * it records.
  * Runs every combination of a per-router threshold grid through the engine, simulates
  * escalation at a grid of confidences from the two posteriors exactly as the engine combines
  * them, prints the accuracy-vs-mean-MACs Pareto fronts and writes the chosen points into the
  * model file's __metadata__.operating_points. */
 #include <jansson.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +18,14 @@
 #include "../nn/nn.h"
 
 static const char usage[] =
-	"usage: cigt tune MODEL [--escalate SECOND] [--data DIR] [--validation N]\n"
-	"                 [--threads N] [--out FILE]\n"
+	"usage: cigt tune MODEL [--escalate SECOND] [--data DIR | --validation-data DIR]\n"
+	"                 [--validation N] [--threads N] [--out FILE]\n"
 	"Searches per-router multipath thresholds and escalation confidences on the\n"
 	"validation split MODEL was trained with (the last N training images, N from its\n"
-	"provenance), prints the accuracy-vs-mean-MACs Pareto fronts and writes the chosen\n"
-	"operating points into the model file (replacing any it had).\n";
+	"provenance) or on images held out from training (--validation-data), prints the\n"
+	"accuracy-vs-mean-MACs Pareto fronts and writes the chosen operating points into\n"
+	"the model file (replacing any it had). A model whose provenance records no\n"
+	"held-out split, or other data than --data, needs --validation-data.\n";
 
 /* Thresholds tried at every router (values above 1/2 open nothing more than 1 does). */
 static const float grid_fine[] = {1.0f, 0.49f, 0.45f, 0.4f, 0.35f, 0.3f, 0.25f, 0.2f,
@@ -140,24 +144,461 @@ static void point_name(const struct cand *c, int nr, char *buf, size_t n)
 		snprintf(buf + off, n - (size_t)off, "-c%g", (double)c->c);
 }
 
-/* The validation split's size from the model's provenance (data.validation), or -1. */
-static int provenance_validation(const struct cigt_model *m)
+/* One tuning run: the models, the validation images, both models' answers and the candidates.
+ * Everything is owned here and freed by tune_destroy. */
+struct tune {
+	const char *path, *second_path, *dir, *out_path;
+	const char *heldout;        /* --validation-data DIR, or NULL: the split of dir */
+	struct cli_trained_on p, p2; /* what MODEL's and SECOND's provenances say */
+	char what2[300];            /* "--escalate SECOND", for messages */
+	int threads;
+	struct cigt_model *m, *m2;
+	struct cigt_engine *e, *e2; /* e2, m2: the --escalate model, or NULL */
+	struct cigt_pool *pool;
+	int nr, K, nval;            /* routers, classes, validation images */
+	float *x, *probs, *probs2;  /* the images; the posteriors of MODEL and of the second */
+	uint8_t *labels;
+	struct cigt_result *res, *res2;
+	const float *grid;          /* the thresholds tried at every router */
+	int ng;
+	long long ncombo;           /* ng^nr threshold combinations */
+	struct cand *cands;         /* nc of them: each combination, then with each confidence */
+	int *idx, nc;
+	char sha[65], second_name[CIGT_NAME_MAX];
+};
+
+static void tune_destroy(struct tune *t)
 {
-	if (!m->provenance)
+	cigt_pool_free(t->pool);
+	free(t->x);
+	free(t->labels);
+	free(t->res);
+	free(t->res2);
+	free(t->probs);
+	free(t->probs2);
+	free(t->cands);
+	free(t->idx);
+	cigt_engine_free(t->e);
+	cigt_engine_free(t->e2);
+	cigt_model_free(t->m);
+	cigt_model_free(t->m2);
+}
+
+/* A model's provenance against the images tune takes without --validation-data (the last ones
+ * of dir's training split): it must record a held-out split, and of dir when it names one.
+ * `what` names the model in the messages. */
+static int check_split(const struct tune *t, const char *what, const struct cli_trained_on *p)
+{
+	if (p->validation < 1) {
+		fprintf(stderr, "cigt: %s records no held-out validation split in its provenance "
+			"(data.validation), so it may have trained on any image of %s; give "
+			"--validation-data DIR, an image folder or IDX directory it was not trained "
+			"on\n", what, t->dir);
 		return -1;
-	json_t *j = json_loads(m->provenance, 0, NULL);
-	json_t *v = json_object_get(json_object_get(j, "data"), "validation");
-	int n = json_is_integer(v) && json_integer_value(v) > 0 &&
-				json_integer_value(v) < INT_MAX
-			? (int)json_integer_value(v)
-			: -1;
-	json_decref(j);
-	return n;
+	}
+	if (p->dir[0] && !cli_trained_on_dir(p, t->dir)) {
+		fprintf(stderr, "cigt: %s was trained on %s, not on --data %s: its held-out split "
+			"is the last %d images there; give --data %s, or --validation-data DIR with "
+			"images it was not trained on\n", what, p->dir, t->dir, p->validation,
+			p->dir);
+		return -1;
+	}
+	return 0;
+}
+
+/* --validation-data DIR: a folder of held-out images, not the data either model records. */
+static int check_heldout(const struct tune *t, const char *what, const struct cli_trained_on *p)
+{
+	if (cli_trained_on_dir(p, t->heldout)) {
+		fprintf(stderr, "cigt: --validation-data %s: %s was trained on it (its provenance's "
+			"data); give a folder of images it was not trained on\n", t->heldout, what);
+		return -1;
+	}
+	return 0;
+}
+
+/* The number of validation images (--validation N, else each model's whole held-out split, the
+ * smaller of the two) and every check that needs no image read. */
+static int tune_split(struct tune *t, long long nval_opt)
+{
+	cli_trained_on(t->m, &t->p);
+	if (t->m2) {
+		cli_trained_on(t->m2, &t->p2);
+		snprintf(t->what2, sizeof t->what2, "--escalate %s", t->second_path);
+	}
+	t->nval = (int)nval_opt; /* 0 with --validation-data: all of it */
+	if (t->heldout) {
+		if (cli_has_subdir(t->heldout, "train")) {
+			fprintf(stderr, "cigt: --validation-data %s has a train/ folder: give the "
+				"held-out images themselves (an image folder DIR/<class>/... or an IDX "
+				"directory)\n", t->heldout);
+			return -1;
+		}
+		return check_heldout(t, t->path, &t->p) ||
+		       (t->m2 && check_heldout(t, t->what2, &t->p2));
+	}
+	if (check_split(t, t->path, &t->p) || (t->m2 && check_split(t, t->what2, &t->p2)))
+		return -1;
+	const struct cli_trained_on *p[2] = {&t->p, t->m2 ? &t->p2 : NULL};
+	const char *what[2] = {t->path, t->what2};
+	for (int k = 0; k < 2 && p[k]; k++) {
+		if (nval_opt > p[k]->validation) {
+			fprintf(stderr, "cigt: --validation %lld: %s was validated on the last %d "
+				"training images; more would take in images it was trained on\n",
+				nval_opt, what[k], p[k]->validation);
+			return -1;
+		}
+		if (!nval_opt && (t->nval == 0 || p[k]->validation < t->nval))
+			t->nval = p[k]->validation;
+	}
+	return 0;
+}
+
+/* --escalate SECOND: a NAME.safetensors beside MODEL, with the same input and classes, that
+ * the engine accepts as MODEL's second; its name and sha256 go into the points. */
+static int tune_load_second(struct tune *t)
+{
+	const char *path = t->path, *second_path = t->second_path;
+	char err[512];
+	/* The point names the second model by file stem; eval looks for it beside MODEL. */
+	const char *base = strrchr(second_path, '/');
+	base = base ? base + 1 : second_path;
+	size_t bl = strlen(base), sl = strlen(".safetensors");
+	if (bl <= sl || strcmp(base + bl - sl, ".safetensors") != 0 ||
+	    bl - sl >= sizeof t->second_name) {
+		fprintf(stderr, "cigt: --escalate %s: expected NAME.safetensors\n", second_path);
+		return -1;
+	}
+	memcpy(t->second_name, base, bl - sl);
+	const char *ms = strrchr(path, '/'), *ss = strrchr(second_path, '/');
+	int md = ms ? (int)(ms - path) : 0, sd = ss ? (int)(ss - second_path) : 0;
+	if (md != sd || strncmp(path, second_path, (size_t)md) != 0) {
+		fprintf(stderr, "cigt: --escalate %s: the second model must lie beside %s "
+			"(same directory), where eval and cigtd look for it\n",
+			second_path, path);
+		return -1;
+	}
+	if (cli_load(second_path, &t->m2, &t->e2) ||
+	    cigt_file_sha256(second_path, t->sha, err, sizeof err)) {
+		if (t->sha[0] == '\0' && t->m2)
+			fprintf(stderr, "cigt: %s\n", err);
+		return -1;
+	}
+	struct cigt_dial probe;
+	cigt_dial_single(&probe);
+	probe.confidence = 0.5f;
+	probe.second = t->e2;
+	if (cigt_engine_dial_check(t->e, &probe, err, sizeof err)) {
+		fprintf(stderr, "cigt: %s\n", err);
+		return -1;
+	}
+	if (!cigt_arch_same_io(t->m->arch, t->m2->arch)) { /* as the points' reader will check */
+		fprintf(stderr, "cigt: --escalate %s does not take the same input (geometry, "
+			"scaling) and classes (count and names) as %s\n", second_path, path);
+		return -1;
+	}
+	return 0;
+}
+
+/* The images held out by --validation-data: no more than --validation N asks, and not the
+ * training data of a model whose provenance gives its size but no folder to compare. */
+static int check_heldout_images(const struct tune *t, const char *what,
+				const struct cli_trained_on *p, int total)
+{
+	if (!p->dir[0] && p->images == total) {
+		fprintf(stderr, "cigt: --validation-data %s holds %d images, as many as %s was trained "
+			"and validated on, and its provenance names no folder to tell them apart: it "
+			"may be that data; give a folder of images it was not trained on\n",
+			t->heldout, total, what);
+		return -1;
+	}
+	return 0;
+}
+
+/* dir's training split against the size a model's provenance records. */
+static int check_images(const struct tune *t, const char *what, const struct cli_trained_on *p,
+			int total)
+{
+	if (p->images >= 0 && total != p->images) {
+		fprintf(stderr, "cigt: %s's training split has %d images but %s was trained and "
+			"validated on one of %lld: its last %d are not the split it held out; give "
+			"the data it was trained on, or --validation-data DIR with images it was not "
+			"trained on\n", t->dir, total, what, p->images, p->validation);
+		return -1;
+	}
+	return 0;
+}
+
+/* The validation images: the last nval of DIR's training split, or of --validation-data. */
+static int tune_load_images(struct tune *t)
+{
+	const char *src = t->heldout ? t->heldout : t->dir;
+	int want = t->nval, total = 0;
+	if (cli_load_tail(src, "train", t->m->arch, &want, true, &t->x, &t->labels, &total))
+		return -1;
+	if (t->heldout) {
+		if (check_heldout_images(t, t->path, &t->p, total) ||
+		    (t->m2 && check_heldout_images(t, t->what2, &t->p2, total)))
+			return -1;
+	} else if (check_images(t, t->path, &t->p, total) ||
+		   (t->m2 && check_images(t, t->what2, &t->p2, total))) {
+		return -1;
+	}
+	if (t->nval && want != t->nval) {
+		fprintf(stderr, "cigt: %s has %d %s images, fewer than the %d of the validation "
+			"split\n", src, want, t->heldout ? "held-out" : "training", t->nval);
+		return -1;
+	}
+	t->nval = want;
+	return 0;
+}
+
+/* The fine grid when it gives at most 200 combinations, else the coarse one (at most 1000). */
+static int tune_grid(struct tune *t)
+{
+	const int nr = t->nr;
+	t->grid = grid_fine;
+	t->ng = (int)(sizeof grid_fine / sizeof grid_fine[0]);
+	t->ncombo = 1;
+	for (int l = 0; l < nr; l++)
+		t->ncombo *= t->ng;
+	if (t->ncombo > 200) {
+		t->grid = grid_coarse;
+		t->ng = (int)(sizeof grid_coarse / sizeof grid_coarse[0]);
+		t->ncombo = 1;
+		for (int l = 0; l < nr && t->ncombo <= 1000000; l++)
+			t->ncombo *= t->ng;
+	}
+	if (t->ncombo > 1000) {
+		fprintf(stderr, "cigt: %d routers make %lld threshold combinations; tune handles "
+			"up to 4 routers\n", nr, t->ncombo);
+		return -1;
+	}
+	return 0;
+}
+
+/* The work arrays, MODEL's pool and, with a second model, its answers (computed once). */
+static int tune_start(struct tune *t)
+{
+	const size_t nval = (size_t)t->nval, K = (size_t)t->K, ncand = (size_t)t->ncombo * (NCONF + 1);
+	t->res = calloc(nval, sizeof *t->res);
+	t->res2 = calloc(nval, sizeof *t->res2);
+	t->probs = malloc(nval * K * sizeof(float));
+	t->probs2 = malloc(nval * K * sizeof(float));
+	t->cands = calloc(ncand, sizeof *t->cands);
+	t->idx = malloc(ncand * sizeof *t->idx);
+	if (!t->res || !t->res2 || !t->probs || !t->probs2 || !t->cands || !t->idx) {
+		fprintf(stderr, "cigt: out of memory\n");
+		return -1;
+	}
+	cigt_blas_threads(1);
+	if (cigt_pool_new(t->e, t->threads, 256 * t->threads, &t->pool)) {
+		fprintf(stderr, "cigt: cannot start %d threads\n", t->threads);
+		return -1;
+	}
+	if (t->e2) {
+		struct cigt_pool *p2;
+		if (cigt_pool_new(t->e2, t->threads, 256 * t->threads, &p2)) {
+			fprintf(stderr, "cigt: cannot start %d threads\n", t->threads);
+			return -1;
+		}
+		cigt_pool_classify(p2, t->x, t->nval, CIGT_EXEC_ROUTED, t->res2, t->probs2, NULL);
+		cigt_pool_free(p2);
+	}
+	return 0;
+}
+
+/* Escalation simulated from the two posteriors exactly as the engine combines them: below
+ * each confidence, the answer is the argmax of the mean of both and costs both models. */
+static void add_escalations(struct tune *t, const struct cand *base)
+{
+	const int K = t->K, nval = t->nval;
+	for (int k = 0; k < NCONF; k++) {
+		struct cand ce = *base;
+		ce.c = confidences[k];
+		int correct = 0;
+		double macs = 0;
+		for (int i = 0; i < nval; i++) {
+			const float *p1 = t->probs + (int64_t)i * K, *q = t->probs2 + (int64_t)i * K;
+			int cls = t->res[i].cls;
+			double mc = (double)t->res[i].macs;
+			if (p1[cigt_argmax(p1, K)] < ce.c) {
+				float mix[CIGT_MAX_CLASSES];
+				for (int j = 0; j < K; j++)
+					mix[j] = 0.5f * (p1[j] + q[j]);
+				cls = cigt_argmax(mix, K);
+				mc += (double)t->res2[i].macs;
+			}
+			correct += cls == t->labels[i];
+			macs += mc;
+		}
+		ce.acc = (double)correct / nval;
+		ce.macs = macs / nval;
+		t->cands[t->nc++] = ce;
+	}
+}
+
+/* Every threshold combination through the engine (and, with a second model, each with every
+ * confidence): the candidates. */
+static int tune_search(struct tune *t)
+{
+	const int nr = t->nr, nval = t->nval;
+	t->nc = 0;
+	for (long long ci = 0; ci < t->ncombo; ci++) {
+		struct cigt_dial d;
+		cigt_dial_single(&d);
+		long long r = ci;
+		for (int l = nr - 1; l >= 0; l--) {
+			d.tau[l] = t->grid[r % t->ng];
+			r /= t->ng;
+		}
+		if (cigt_pool_classify_dial(t->pool, t->x, nval, &d, t->res, t->probs, NULL)) {
+			fprintf(stderr, "cigt: the engine refused thresholds combination %lld\n", ci);
+			return -1;
+		}
+		struct cand base = {.c = 0.0f};
+		memcpy(base.tau, d.tau, sizeof base.tau);
+		int correct = 0;
+		double macs = 0;
+		for (int i = 0; i < nval; i++) {
+			correct += t->res[i].cls == t->labels[i];
+			macs += (double)t->res[i].macs;
+		}
+		base.acc = (double)correct / nval;
+		base.macs = macs / nval;
+		t->cands[t->nc++] = base;
+		if (t->e2)
+			add_escalations(t, &base);
+		fprintf(stderr, "\r  %lld/%lld", ci + 1, t->ncombo);
+	}
+	fprintf(stderr, "\n");
+	return 0;
+}
+
+/* The Pareto fronts per mechanism: multipath alone (mp: c = 0), escalation alone (es: every
+ * tau 1), both (the candidates themselves, front in t->idx); single and all-paths. */
+struct fronts {
+	struct cand *mp, *es, single, all;
+	int *fm, *fe;
+	int nm, ne, km, ke, kj;
+};
+
+static int find_fronts(struct tune *t, struct fronts *f)
+{
+	const int nc = t->nc, nr = t->nr;
+	f->mp = malloc((size_t)nc * sizeof *f->mp);
+	f->es = malloc((size_t)nc * sizeof *f->es);
+	f->fm = malloc((size_t)nc * sizeof *f->fm);
+	f->fe = malloc((size_t)nc * sizeof *f->fe);
+	if (!f->mp || !f->es || !f->fm || !f->fe) {
+		fprintf(stderr, "cigt: out of memory\n");
+		return -1;
+	}
+	const struct cand *cands = t->cands;
+	f->single = f->all = (struct cand){.c = 0.0f};
+	for (int i = 0; i < nc; i++) {
+		if (cands[i].c == 0.0f)
+			f->mp[f->nm++] = cands[i];
+		if (all_single(&cands[i], nr)) {
+			f->es[f->ne++] = cands[i];
+			if (cands[i].c == 0.0f)
+				f->single = cands[i];
+		}
+		bool all = cands[i].c == 0.0f;
+		for (int l = 0; l < nr && all; l++)
+			all = cands[i].tau[l] == 0.0f;
+		if (all)
+			f->all = cands[i];
+	}
+	f->km = front(f->mp, f->nm, f->fm);
+	f->ke = t->e2 ? front(f->es, f->ne, f->fe) : 0;
+	f->kj = front(t->cands, nc, t->idx);
+	return 0;
+}
+
+static void fronts_destroy(struct fronts *f)
+{
+	free(f->mp);
+	free(f->es);
+	free(f->fm);
+	free(f->fe);
+}
+
+/* The table: single, each mechanism's front (spread over at most 12 points), all paths, then
+ * the joint front's points that mix both mechanisms (at most 4). */
+static void choose_points(struct tune *t, const struct fronts *f)
+{
+	struct cigt_model *m = t->m;
+	const int nr = t->nr;
+	char name[CIGT_POINT_NAME_MAX];
+	m->npoints = 0;
+	add_point(m, "single", &f->single, nr, "", "");
+	int pick[12], np = spread(f->fm, f->km, 12, pick);
+	for (int i = 0; i < np; i++) {
+		if (all_single(&f->mp[pick[i]], nr))
+			continue;
+		point_name(&f->mp[pick[i]], nr, name, sizeof name);
+		add_point(m, name, &f->mp[pick[i]], nr, "", "");
+	}
+	add_point(m, "all-paths", &f->all, nr, "", "");
+	if (!t->e2)
+		return;
+	np = spread(f->fe, f->ke, 12, pick);
+	for (int i = 0; i < np; i++) {
+		if (f->es[pick[i]].c == 0.0f)
+			continue;
+		point_name(&f->es[pick[i]], nr, name, sizeof name);
+		add_point(m, name, &f->es[pick[i]], nr, t->second_name, t->sha);
+	}
+	int mix[CIGT_MAX_POINTS], nmix = 0;
+	for (int i = 0; i < f->kj && nmix < CIGT_MAX_POINTS; i++)
+		if (t->cands[t->idx[i]].c > 0.0f && !all_single(&t->cands[t->idx[i]], nr))
+			mix[nmix++] = t->idx[i];
+	np = spread(mix, nmix, 4, pick);
+	for (int i = 0; i < np; i++) {
+		point_name(&t->cands[pick[i]], nr, name, sizeof name);
+		add_point(m, name, &t->cands[pick[i]], nr, t->second_name, t->sha);
+	}
+}
+
+/* Prints the fronts, chooses the points and writes the model with them to --out. */
+static int tune_write(struct tune *t)
+{
+	const double single = (double)t->m->arch->path_macs;
+	const double thick = t->e2 ? (double)t->m2->arch->path_macs : 0;
+	const int nr = t->nr;
+	struct fronts f = {0};
+	char err[512];
+	if (find_fronts(t, &f)) {
+		fronts_destroy(&f);
+		return -1;
+	}
+	print_front("multipath front", f.mp, f.fm, f.km, nr, single, thick);
+	if (t->e2) {
+		print_front("escalation front", f.es, f.fe, f.ke, nr, single, thick);
+		print_front("joint front (thresholds and escalation)", t->cands, t->idx, f.kj, nr,
+			    single, thick);
+	}
+	choose_points(t, &f);
+	fronts_destroy(&f);
+	printf("\noperating points written to %s\n", t->out_path);
+	for (int i = 0; i < t->m->npoints; i++) {
+		const struct cigt_point *p = &t->m->points[i];
+		printf("  %-22s val %.2f%%  mean MACs %.0f (%.3fx single)%s%s\n", p->name,
+		       100 * p->val_accuracy, p->mean_macs, p->mean_macs / single,
+		       p->second[0] ? "  escalates to " : "", p->second);
+	}
+	if (cigt_model_save(t->m, t->out_path, err, sizeof err)) {
+		fprintf(stderr, "cigt: %s\n", err);
+		return -1;
+	}
+	return 0;
 }
 
 int cmd_tune(int argc, char **argv)
 {
 	const char *dir = CIGT_DEFAULT_DATA_DIR, *second_path = NULL, *out_path = NULL;
+	const char *heldout = NULL;
 	long long threads = cli_default_threads(), nval_opt = 0;
 	const struct cli_opt opts[] = {
 		{"escalate", 0, CLI_STR, &second_path, .arg = "SECOND",
@@ -166,9 +607,14 @@ int cmd_tune(int argc, char **argv)
 		{"data", 0, CLI_STR, &dir, .arg = "DIR",
 		 .help = "IDX directory with train-{images-idx3,labels-idx1}-ubyte.gz\n"
 			 "(default " CIGT_DEFAULT_DATA_DIR ")"},
+		{"validation-data", 0, CLI_STR, &heldout, .arg = "DIR",
+		 .help = "tune on the images of DIR instead, an image folder\n"
+			 "(DIR/<class>/...) or IDX directory (train-*-ubyte.gz) that\n"
+			 "neither model was trained on (needed when MODEL's provenance\n"
+			 "records no held-out split); replaces --data"},
 		{"validation", 0, CLI_LLONG, &nval_opt, 1, 10000000, .arg = "N",
 		 .help = "tune on the last N images only: at most the validation split\n"
-			 "its provenance gives (required when it gives none)"},
+			 "the provenance gives"},
 		{"threads", 0, CLI_LLONG, &threads, 1, 64, .arg = "N",
 		 .help = "worker threads (default: online CPUs)"},
 		{"out", 0, CLI_STR, &out_path, .arg = "FILE",
@@ -179,275 +625,29 @@ int cmd_tune(int argc, char **argv)
 	int status, operand = cli_parse(&cmd, argc, argv, &status);
 	if (operand < 0)
 		return status;
-	const char *path = argv[operand];
-	if (!out_path)
-		out_path = path;
-	struct cigt_model *m = NULL, *m2 = NULL;
-	struct cigt_engine *e = NULL, *e2 = NULL;
-	struct cigt_pool *pool = NULL;
-	float *x = NULL, *probs = NULL, *probs2 = NULL;
-	uint8_t *labels = NULL;
-	struct cigt_result *res = NULL, *res2 = NULL;
-	struct cand *cands = NULL;
-	int *idx = NULL, rc = 1;
-	char err[512], sha[65] = "", second_name[CIGT_NAME_MAX] = "";
-	if (cli_load(path, &m, &e))
+	struct tune t = {.path = argv[operand], .second_path = second_path, .dir = dir,
+			 .heldout = heldout, .out_path = out_path ? out_path : argv[operand],
+			 .threads = (int)threads};
+	if (cli_load(t.path, &t.m, &t.e))
 		return 1;
-	const struct cigt_arch *a = m->arch;
-	const int nr = a->nlayers - 1, K = a->nclasses;
-	const int nprov = provenance_validation(m);
-	if (nval_opt && nprov > 0 && nval_opt > nprov) {
-		fprintf(stderr, "cigt: --validation %lld: %s was validated on the last %d training "
-			"images; more would take in images it was trained on\n", nval_opt, path,
-			nprov);
+	t.nr = t.m->arch->nlayers - 1;
+	t.K = t.m->arch->nclasses;
+	int rc = 1;
+	if ((second_path && tune_load_second(&t)) || tune_split(&t, nval_opt) ||
+	    tune_load_images(&t) || tune_grid(&t) || tune_start(&t))
 		goto out;
-	}
-	int nval = nval_opt ? (int)nval_opt : nprov;
-	if (nval < 1) {
-		fprintf(stderr, "cigt: %s: its provenance does not give the validation split's size "
-			"(data.validation); give --validation N\n", path);
+	if (heldout)
+		fprintf(stderr, "tune %s: %d validation images (the last of --validation-data %s), "
+			"%lld threshold combinations%s\n", t.m->arch->name, t.nval, heldout,
+			t.ncombo, t.e2 ? ", each with escalation at 12 confidences" : "");
+	else
+		fprintf(stderr, "tune %s: %d validation images (the last of the training split of "
+			"%s), %lld threshold combinations%s\n", t.m->arch->name, t.nval, dir, t.ncombo,
+			t.e2 ? ", each with escalation at 12 confidences" : "");
+	if (tune_search(&t) || tune_write(&t))
 		goto out;
-	}
-	if (second_path) {
-		/* The point names the second model by file stem; eval looks for it beside MODEL. */
-		const char *base = strrchr(second_path, '/');
-		base = base ? base + 1 : second_path;
-		size_t bl = strlen(base), sl = strlen(".safetensors");
-		if (bl <= sl || strcmp(base + bl - sl, ".safetensors") != 0 ||
-		    bl - sl >= sizeof second_name) {
-			fprintf(stderr, "cigt: --escalate %s: expected NAME.safetensors\n",
-				second_path);
-			goto out;
-		}
-		memcpy(second_name, base, bl - sl);
-		const char *ms = strrchr(path, '/'), *ss = strrchr(second_path, '/');
-		int md = ms ? (int)(ms - path) : 0, sd = ss ? (int)(ss - second_path) : 0;
-		if (md != sd || strncmp(path, second_path, (size_t)md) != 0) {
-			fprintf(stderr, "cigt: --escalate %s: the second model must lie beside %s "
-				"(same directory), where eval and cigtd look for it\n",
-				second_path, path);
-			goto out;
-		}
-		if (cli_load(second_path, &m2, &e2) ||
-		    cigt_file_sha256(second_path, sha, err, sizeof err)) {
-			if (sha[0] == '\0' && m2)
-				fprintf(stderr, "cigt: %s\n", err);
-			goto out;
-		}
-		struct cigt_dial probe;
-		cigt_dial_single(&probe);
-		probe.confidence = 0.5f;
-		probe.second = e2;
-		if (cigt_engine_dial_check(e, &probe, err, sizeof err)) {
-			fprintf(stderr, "cigt: %s\n", err);
-			goto out;
-		}
-		if (!cigt_arch_same_io(a, m2->arch)) { /* as the points' reader will check */
-			fprintf(stderr, "cigt: --escalate %s does not take the same input (geometry, "
-				"scaling) and classes (count and names) as %s\n", second_path, path);
-			goto out;
-		}
-	}
-	int want = nval;
-	if (cli_load_tail(dir, "train", a, &want, true, &x, &labels))
-		goto out;
-	if (want != nval) {
-		fprintf(stderr, "cigt: %s has %d training images, fewer than the %d of the "
-			"validation split\n", dir, want, nval);
-		goto out;
-	}
-	const float *grid = grid_fine;
-	int ng = (int)(sizeof grid_fine / sizeof grid_fine[0]);
-	long long ncombo = 1;
-	for (int l = 0; l < nr; l++)
-		ncombo *= ng;
-	if (ncombo > 200) {
-		grid = grid_coarse;
-		ng = (int)(sizeof grid_coarse / sizeof grid_coarse[0]);
-		ncombo = 1;
-		for (int l = 0; l < nr && ncombo <= 1000000; l++)
-			ncombo *= ng;
-	}
-	if (ncombo > 1000) {
-		fprintf(stderr, "cigt: %d routers make %lld threshold combinations; tune handles "
-			"up to 4 routers\n", nr, ncombo);
-		goto out;
-	}
-	res = calloc((size_t)nval, sizeof *res);
-	res2 = calloc((size_t)nval, sizeof *res2);
-	probs = malloc((size_t)nval * K * sizeof(float));
-	probs2 = malloc((size_t)nval * K * sizeof(float));
-	cands = calloc((size_t)ncombo * (NCONF + 1), sizeof *cands);
-	idx = malloc((size_t)ncombo * (NCONF + 1) * sizeof *idx);
-	if (!res || !res2 || !probs || !probs2 || !cands || !idx) {
-		fprintf(stderr, "cigt: out of memory\n");
-		goto out;
-	}
-	cigt_blas_threads(1);
-	if (cigt_pool_new(e, (int)threads, 256 * (int)threads, &pool)) {
-		fprintf(stderr, "cigt: cannot start %lld threads\n", threads);
-		goto out;
-	}
-	if (e2) {
-		struct cigt_pool *p2;
-		if (cigt_pool_new(e2, (int)threads, 256 * (int)threads, &p2)) {
-			fprintf(stderr, "cigt: cannot start %lld threads\n", threads);
-			goto out;
-		}
-		cigt_pool_classify(p2, x, nval, CIGT_EXEC_ROUTED, res2, probs2, NULL);
-		cigt_pool_free(p2);
-	}
-	fprintf(stderr, "tune %s: %d validation images (the last of %s/train), %lld threshold "
-		"combinations%s\n", a->name, nval, dir, ncombo,
-		e2 ? ", each with escalation at 12 confidences" : "");
-	int nc = 0;
-	for (long long ci = 0; ci < ncombo; ci++) {
-		struct cigt_dial d;
-		cigt_dial_single(&d);
-		long long r = ci;
-		for (int l = nr - 1; l >= 0; l--) {
-			d.tau[l] = grid[r % ng];
-			r /= ng;
-		}
-		if (cigt_pool_classify_dial(pool, x, nval, &d, res, probs, NULL)) {
-			fprintf(stderr, "cigt: the engine refused thresholds combination %lld\n", ci);
-			goto out;
-		}
-		struct cand base = {.c = 0.0f};
-		memcpy(base.tau, d.tau, sizeof base.tau);
-		int correct = 0;
-		double macs = 0;
-		for (int i = 0; i < nval; i++) {
-			correct += res[i].cls == labels[i];
-			macs += (double)res[i].macs;
-		}
-		base.acc = (double)correct / nval;
-		base.macs = macs / nval;
-		cands[nc++] = base;
-		for (int k = 0; e2 && k < NCONF; k++) {
-			struct cand ce = base;
-			ce.c = confidences[k];
-			correct = 0;
-			macs = 0;
-			for (int i = 0; i < nval; i++) {
-				const float *p1 = probs + (int64_t)i * K, *q = probs2 + (int64_t)i * K;
-				int cls = res[i].cls;
-				double mc = (double)res[i].macs;
-				if (p1[cigt_argmax(p1, K)] < ce.c) {
-					float mix[CIGT_MAX_CLASSES];
-					for (int j = 0; j < K; j++)
-						mix[j] = 0.5f * (p1[j] + q[j]);
-					cls = cigt_argmax(mix, K);
-					mc += (double)res2[i].macs;
-				}
-				correct += cls == labels[i];
-				macs += mc;
-			}
-			ce.acc = (double)correct / nval;
-			ce.macs = macs / nval;
-			cands[nc++] = ce;
-		}
-		fprintf(stderr, "\r  %lld/%lld", ci + 1, ncombo);
-	}
-	fprintf(stderr, "\n");
-
-	/* Fronts per mechanism: multipath alone (c = 0), escalation alone (every tau 1), both. */
-	const double single = (double)a->path_macs, thick = e2 ? (double)m2->arch->path_macs : 0;
-	struct cand *mp = malloc((size_t)nc * sizeof *mp), *es = malloc((size_t)nc * sizeof *es);
-	int *fm = malloc((size_t)nc * sizeof *fm), *fe = malloc((size_t)nc * sizeof *fe);
-	if (!mp || !es || !fm || !fe) {
-		free(mp);
-		free(es);
-		free(fm);
-		free(fe);
-		fprintf(stderr, "cigt: out of memory\n");
-		goto out;
-	}
-	int nm = 0, ne = 0;
-	struct cand single_c = {.c = 0.0f}, all_c = {.c = 0.0f};
-	for (int i = 0; i < nc; i++) {
-		if (cands[i].c == 0.0f)
-			mp[nm++] = cands[i];
-		if (all_single(&cands[i], nr)) {
-			es[ne++] = cands[i];
-			if (cands[i].c == 0.0f)
-				single_c = cands[i];
-		}
-		bool all = cands[i].c == 0.0f;
-		for (int l = 0; l < nr && all; l++)
-			all = cands[i].tau[l] == 0.0f;
-		if (all)
-			all_c = cands[i];
-	}
-	int km = front(mp, nm, fm), ke = e2 ? front(es, ne, fe) : 0;
-	int kj = front(cands, nc, idx);
-	print_front("multipath front", mp, fm, km, nr, single, thick);
-	if (e2) {
-		print_front("escalation front", es, fe, ke, nr, single, thick);
-		print_front("joint front (thresholds and escalation)", cands, idx, kj, nr, single,
-			    thick);
-	}
-
-	/* The table: single, each mechanism's front (spread over at most 12 points), all paths,
-	 * then the joint front's points that mix both mechanisms (at most 4). */
-	m->npoints = 0;
-	char name[CIGT_POINT_NAME_MAX];
-	add_point(m, "single", &single_c, nr, "", "");
-	int pick[12], np = spread(fm, km, 12, pick);
-	for (int i = 0; i < np; i++) {
-		if (all_single(&mp[pick[i]], nr))
-			continue;
-		point_name(&mp[pick[i]], nr, name, sizeof name);
-		add_point(m, name, &mp[pick[i]], nr, "", "");
-	}
-	add_point(m, "all-paths", &all_c, nr, "", "");
-	if (e2) {
-		np = spread(fe, ke, 12, pick);
-		for (int i = 0; i < np; i++) {
-			if (es[pick[i]].c == 0.0f)
-				continue;
-			point_name(&es[pick[i]], nr, name, sizeof name);
-			add_point(m, name, &es[pick[i]], nr, second_name, sha);
-		}
-		int mix[CIGT_MAX_POINTS], nmix = 0;
-		for (int i = 0; i < kj && nmix < CIGT_MAX_POINTS; i++)
-			if (cands[idx[i]].c > 0.0f && !all_single(&cands[idx[i]], nr))
-				mix[nmix++] = idx[i];
-		np = spread(mix, nmix, 4, pick);
-		for (int i = 0; i < np; i++) {
-			point_name(&cands[pick[i]], nr, name, sizeof name);
-			add_point(m, name, &cands[pick[i]], nr, second_name, sha);
-		}
-	}
-	free(mp);
-	free(es);
-	free(fm);
-	free(fe);
-	printf("\noperating points written to %s\n", out_path);
-	for (int i = 0; i < m->npoints; i++) {
-		const struct cigt_point *p = &m->points[i];
-		printf("  %-22s val %.2f%%  mean MACs %.0f (%.3fx single)%s%s\n", p->name,
-		       100 * p->val_accuracy, p->mean_macs, p->mean_macs / single,
-		       p->second[0] ? "  escalates to " : "", p->second);
-	}
-	if (cigt_model_save(m, out_path, err, sizeof err)) {
-		fprintf(stderr, "cigt: %s\n", err);
-		goto out;
-	}
 	rc = 0;
 out:
-	cigt_pool_free(pool);
-	free(x);
-	free(labels);
-	free(res);
-	free(res2);
-	free(probs);
-	free(probs2);
-	free(cands);
-	free(idx);
-	cigt_engine_free(e);
-	cigt_engine_free(e2);
-	cigt_model_free(m);
-	cigt_model_free(m2);
+	tune_destroy(&t);
 	return rc;
 }

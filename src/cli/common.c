@@ -1,8 +1,11 @@
 /* Helpers shared by the cigt subcommands. */
 #include <errno.h>
+#include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cigt/image.h"
@@ -30,11 +33,11 @@ int cli_load(const char *path, struct cigt_model **m, struct cigt_engine **e)
 int cli_load_inputs(const char *dir, const char *prefix, const struct cigt_arch *a, int *limit,
 		    float **x, uint8_t **labels)
 {
-	return cli_load_tail(dir, prefix, a, limit, false, x, labels);
+	return cli_load_tail(dir, prefix, a, limit, false, x, labels, NULL);
 }
 
 int cli_load_tail(const char *dir, const char *prefix, const struct cigt_arch *a, int *limit,
-		  bool tail, float **x, uint8_t **labels)
+		  bool tail, float **x, uint8_t **labels, int *total)
 {
 	struct cigt_dataset d;
 	char err[600];
@@ -77,9 +80,73 @@ int cli_load_tail(const char *dir, const char *prefix, const struct cigt_arch *a
 		(*labels)[i] = d.labels[first + i];
 	}
 	free(tmp);
+	if (total)
+		*total = d.n;
 	cigt_dataset_destroy(&d);
 	*limit = n;
 	return 0;
+}
+
+void cli_trained_on(const struct cigt_model *m, struct cli_trained_on *t)
+{
+	memset(t, 0, sizeof *t);
+	t->images = -1;
+	json_t *p = m->provenance ? json_loads(m->provenance, 0, NULL) : NULL;
+	json_t *d = json_object_get(p, "data");
+	if (json_is_string(d)) /* train_folder.py's old provenance: the folder's path */
+		snprintf(t->dir, sizeof t->dir, "%s", json_string_value(d));
+	json_t *tr = json_object_get(d, "train"), *v = json_object_get(d, "validation");
+	json_t *im = json_object_get(d, "images"), *dir = json_object_get(d, "dir");
+	if (json_is_integer(tr) && json_is_integer(v) && json_integer_value(tr) > 0 &&
+	    json_integer_value(tr) < INT_MAX && json_integer_value(v) > 0 &&
+	    json_integer_value(v) < INT_MAX) {
+		t->train = (int)json_integer_value(tr);
+		t->validation = (int)json_integer_value(v);
+		t->images = json_is_integer(im) ? json_integer_value(im)
+						: (long long)t->train + t->validation;
+	}
+	if (json_is_string(dir))
+		snprintf(t->dir, sizeof t->dir, "%s", json_string_value(dir));
+	json_decref(p);
+}
+
+/* dir resolved (symbolic links, "..", relative paths), or as given when it does not exist. */
+static void resolved(const char *dir, char out[PATH_MAX])
+{
+	if (!realpath(dir, out))
+		snprintf(out, PATH_MAX, "%s", dir);
+}
+
+bool cli_trained_on_dir(const struct cli_trained_on *t, const char *dir)
+{
+	if (!t->dir[0])
+		return false;
+	char a[PATH_MAX], b[PATH_MAX], sub[PATH_MAX];
+	resolved(dir, a);
+	resolved(t->dir, b);
+	if (!strcmp(a, b))
+		return true;
+	if (snprintf(sub, sizeof sub, "%s/train", t->dir) >= (int)sizeof sub)
+		return false;
+	resolved(sub, b);
+	return !strcmp(a, b);
+}
+
+bool cli_has_subdir(const char *dir, const char *sub)
+{
+	char p[PATH_MAX + 64];
+	struct stat st;
+	snprintf(p, sizeof p, "%s/%s", dir, sub);
+	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool cli_single_split_folder(const char *dir)
+{
+	char idx[PATH_MAX + 64];
+	struct stat st;
+	snprintf(idx, sizeof idx, "%s/t10k-images-idx3-ubyte.gz", dir);
+	return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && access(idx, F_OK) != 0 &&
+	       !cli_has_subdir(dir, "train");
 }
 
 int cli_default_threads(void)

@@ -166,72 +166,56 @@ static int walk_class(const char *dir, int label, int depth, struct walk *w, cha
 	return rc;
 }
 
-int cigt_dataset_load_folder(const char *dir, const struct cigt_folder_opts *o,
-			     struct cigt_dataset *out, char *err, size_t errlen)
+/* The class folders of dir (sorted) and every image file under them with its label: between 2
+ * and 256 classes, none empty, the images within o->max_bytes as float32. */
+static int list_images(const char *dir, const struct cigt_folder_opts *o, struct names *classes,
+		       struct walk *w, char *err, size_t errlen)
 {
-	memset(out, 0, sizeof *out);
-	struct names classes = {0};
-	struct walk w = {0};
-	uint8_t *px = NULL, *labels = NULL;
-	int *order = NULL;
-	const int C = o->channels, H = o->height, W = o->width;
-	int rc = list_dir(dir, &classes, NULL, err, errlen);
+	int rc = list_dir(dir, classes, NULL, err, errlen);
 	if (rc)
-		goto out;
-	if (classes.n == 0) {
-		rc = cigt_fail(err, errlen, CIGT_EFORMAT,
-			       "%s: no class folders (expected %s/<class name>/<images>, or an IDX "
-			       "directory)",
-			       dir, dir);
-		goto out;
+		return rc;
+	if (classes->n == 0)
+		return cigt_fail(err, errlen, CIGT_EFORMAT,
+				 "%s: no class folders (expected %s/<class name>/<images>, or an "
+				 "IDX directory)",
+				 dir, dir);
+	if (classes->n == 1)
+		return cigt_fail(err, errlen, CIGT_EFORMAT,
+				 "%s: only one class folder (%s); a classifier needs at least two",
+				 dir, classes->v[0]);
+	if (classes->n > 256)
+		return cigt_fail(err, errlen, CIGT_ERANGE, "%s: %zu class folders, at most 256",
+				 dir, classes->n);
+	for (size_t k = 0; k < classes->n; k++) {
+		size_t before = w->files.n;
+		if ((rc = walk_class(classes->v[k], (int)k, 0, w, err, errlen)))
+			return rc;
+		if (w->files.n == before)
+			return cigt_fail(err, errlen, CIGT_EFORMAT,
+					 "%s: empty class folder (no .png, .jpg, .jpeg, .pgm or "
+					 ".ppm files)",
+					 classes->v[k]);
 	}
-	if (classes.n == 1) {
-		rc = cigt_fail(err, errlen, CIGT_EFORMAT,
-			       "%s: only one class folder (%s); a classifier needs at least two", dir,
-			       classes.v[0]);
-		goto out;
-	}
-	if (classes.n > 256) {
-		rc = cigt_fail(err, errlen, CIGT_ERANGE, "%s: %zu class folders, at most 256", dir,
-			       classes.n);
-		goto out;
-	}
-	for (size_t k = 0; k < classes.n; k++) {
-		size_t before = w.files.n;
-		if ((rc = walk_class(classes.v[k], (int)k, 0, &w, err, errlen)))
-			goto out;
-		if (w.files.n == before) {
-			rc = cigt_fail(err, errlen, CIGT_EFORMAT,
-				       "%s: empty class folder (no .png, .jpg, .jpeg, .pgm or .ppm "
-				       "files)",
-				       classes.v[k]);
-			goto out;
-		}
-	}
-	const size_t n = w.files.n, isz = (size_t)C * H * W;
+	const size_t n = w->files.n, isz = (size_t)o->channels * o->height * o->width;
 	const double need = (double)n * (double)isz * 4; /* the float32 copy users hold */
-	if (need > (double)o->max_bytes) {
-		rc = cigt_fail(err, errlen, CIGT_ERANGE,
-			       "%s: %zu images at %dx%dx%d need %.0f MiB as float32, more than the "
-			       "%.0f MiB cache bound (raise it with --cache-mb, or use fewer or "
-			       "smaller images)",
-			       dir, n, C, H, W, need / 1048576.0, (double)o->max_bytes / 1048576.0);
-		goto out;
-	}
-	if (w.ignored && o->log)
+	if (need > (double)o->max_bytes)
+		return cigt_fail(err, errlen, CIGT_ERANGE,
+				 "%s: %zu images at %dx%dx%d need %.0f MiB as float32, more than "
+				 "the %.0f MiB cache bound (raise it with --cache-mb, or use fewer "
+				 "or smaller images)",
+				 dir, n, o->channels, o->height, o->width, need / 1048576.0,
+				 (double)o->max_bytes / 1048576.0);
+	if (w->ignored && o->log)
 		fprintf(o->log, "%s: ignored %zu file%s that %s not .png, .jpg, .jpeg, .pgm or .ppm "
 				"(first: %s)\n",
-			dir, w.ignored, w.ignored == 1 ? "" : "s", w.ignored == 1 ? "is" : "are",
-			w.first_ignored);
-	px = malloc(n * isz);
-	labels = malloc(n);
-	order = malloc(n * sizeof *order);
-	if (!px || !labels || !order) {
-		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "%s: out of memory for %zu images", dir,
-			       n);
-		goto out;
-	}
-	/* The fixed order: a Fisher-Yates shuffle of the sorted file list. */
+			dir, w->ignored, w->ignored == 1 ? "" : "s", w->ignored == 1 ? "is" : "are",
+			w->first_ignored);
+	return 0;
+}
+
+/* The fixed order: a Fisher-Yates shuffle of 0..n-1 (the sorted file list's indices). */
+static void fixed_order(int *order, size_t n)
+{
 	struct cigt_rng r;
 	cigt_rng_seed(&r, ORDER_SEED);
 	for (size_t i = 0; i < n; i++)
@@ -242,6 +226,30 @@ int cigt_dataset_load_folder(const char *dir, const struct cigt_folder_opts *o,
 		order[i] = order[j];
 		order[j] = t;
 	}
+}
+
+int cigt_dataset_load_folder(const char *dir, const struct cigt_folder_opts *o,
+			     struct cigt_dataset *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof *out);
+	struct names classes = {0};
+	struct walk w = {0};
+	uint8_t *px = NULL, *labels = NULL;
+	int *order = NULL;
+	const int C = o->channels, H = o->height, W = o->width;
+	int rc = list_images(dir, o, &classes, &w, err, errlen);
+	if (rc)
+		goto out;
+	const size_t n = w.files.n, isz = (size_t)C * H * W;
+	px = malloc(n * isz);
+	labels = malloc(n);
+	order = malloc(n * sizeof *order);
+	if (!px || !labels || !order) {
+		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "%s: out of memory for %zu images", dir,
+			       n);
+		goto out;
+	}
+	fixed_order(order, n);
 	const bool tty = o->log && isatty(fileno(o->log));
 	const size_t every = n >= 10000 ? n / 20 : 1000;
 	size_t kept = 0;

@@ -130,11 +130,112 @@ static int window_out(int in, int k, int s, int p, int *out)
 	return 0;
 }
 
+/* The op kinds' own keys: each reads its keys into op and sets the output shape *o (a copy of
+ * the input shape on entry) and the op's MACs and parameters. */
+static int parse_conv(const json_t *j, const char *path, const struct cigt_shape *shape,
+		      struct cigt_shape *o, struct cigt_op_desc *op, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"type", "out", "kernel", "stride", "padding", "bias",
+					   NULL};
+	int rc;
+	if ((rc = check_keys(j, keys, path, err, errlen)) ||
+	    (rc = get_int(j, "out", 0, 1, 1, 65536, path, &op->out, err, errlen)) ||
+	    (rc = get_pair(j, "kernel", 0, 1, 1, 1024, path, &op->kh, &op->kw, err, errlen)) ||
+	    (rc = get_pair(j, "stride", 1, 0, 1, 1024, path, &op->sh, &op->sw, err, errlen)) ||
+	    (rc = get_pair(j, "padding", 0, 0, 0, 1024, path, &op->ph, &op->pw, err, errlen)) ||
+	    (rc = get_bool(j, "bias", true, path, &op->bias, err, errlen)))
+		return rc;
+	if (window_out(shape->h, op->kh, op->sh, op->ph, &o->h) ||
+	    window_out(shape->w, op->kw, op->sw, op->pw, &o->w))
+		return ERR("%s: kernel %dx%d does not fit the %dx%d input", path, op->kh, op->kw,
+			   shape->h, shape->w);
+	o->c = op->out;
+	/* Checked before multiplying: the product of the largest allowed sizes overflows. */
+	const int64_t per_out = (int64_t)shape->c * op->kh * op->kw; /* < 2^47 */
+	if (per_out > OP_COST_MAX / cigt_shape_size(*o) || per_out > OP_COST_MAX / o->c)
+		return ERR("%s: more than 2^40 multiply-accumulates or parameters", path);
+	op->macs = (int64_t)o->h * o->w * o->c * shape->c * op->kh * op->kw;
+	op->params = (int64_t)o->c * shape->c * op->kh * op->kw + (op->bias ? o->c : 0);
+	return 0;
+}
+
+static int parse_batchnorm(const json_t *j, const char *path, const struct cigt_shape *shape,
+			   struct cigt_op_desc *op, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"type", "eps", "momentum", NULL};
+	double eps = 0, mom = 0;
+	int rc;
+	if ((rc = check_keys(j, keys, path, err, errlen)) ||
+	    (rc = get_num(j, "eps", 1e-5, 1e-12, 1.0, path, &eps, err, errlen)) ||
+	    (rc = get_num(j, "momentum", 0.1, 0.0, 1.0, path, &mom, err, errlen)))
+		return rc;
+	op->eps = (float)eps;
+	op->momentum = (float)mom;
+	op->params = 2 * (int64_t)shape->c;
+	return 0;
+}
+
+static int parse_pool(const json_t *j, const char *path, const struct cigt_shape *shape,
+		      struct cigt_shape *o, struct cigt_op_desc *op, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"type", "kernel", "stride", "padding", NULL};
+	int rc;
+	if ((rc = check_keys(j, keys, path, err, errlen)) ||
+	    (rc = get_pair(j, "kernel", 0, 1, 1, 1024, path, &op->kh, &op->kw, err, errlen)) ||
+	    (rc = get_pair(j, "stride", 0, 0, 0, 1024, path, &op->sh, &op->sw, err, errlen)) ||
+	    (rc = get_pair(j, "padding", 0, 0, 0, 1024, path, &op->ph, &op->pw, err, errlen)))
+		return rc;
+	if (op->sh == 0)
+		op->sh = op->kh;
+	if (op->sw == 0)
+		op->sw = op->kw;
+	if (2 * op->ph > op->kh || 2 * op->pw > op->kw)
+		return ERR("%s: padding must be at most half the kernel", path);
+	if (window_out(shape->h, op->kh, op->sh, op->ph, &o->h) ||
+	    window_out(shape->w, op->kw, op->sw, op->pw, &o->w))
+		return ERR("%s: kernel %dx%d does not fit the %dx%d input", path, op->kh, op->kw,
+			   shape->h, shape->w);
+	return 0;
+}
+
+static int parse_linear(const json_t *j, const char *path, const struct cigt_shape *shape,
+			struct cigt_shape *o, struct cigt_op_desc *op, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"type", "out", "bias", NULL};
+	int rc;
+	if ((rc = check_keys(j, keys, path, err, errlen)) ||
+	    (rc = get_int(j, "out", 0, 1, 1, 1 << 20, path, &op->out, err, errlen)) ||
+	    (rc = get_bool(j, "bias", true, path, &op->bias, err, errlen)))
+		return rc;
+	int64_t in = cigt_shape_size(*shape);
+	if (in * op->out > OP_COST_MAX) /* < 2^47, no overflow */
+		return ERR("%s: more than 2^40 multiply-accumulates or parameters", path);
+	o->c = op->out;
+	o->h = o->w = 1;
+	op->macs = in * op->out;
+	op->params = in * op->out + (op->bias ? op->out : 0);
+	return 0;
+}
+
+static int parse_dropout(const json_t *j, const char *path, struct cigt_op_desc *op, char *err,
+			 size_t errlen)
+{
+	static const char *const keys[] = {"type", "p", NULL};
+	double p = 0;
+	int rc;
+	if ((rc = check_keys(j, keys, path, err, errlen)) ||
+	    (rc = get_num(j, "p", 0.5, 0.0, 0.999, path, &p, err, errlen)))
+		return rc;
+	op->p = (float)p;
+	return 0;
+}
+
 /* Parses one op and resolves its output shape from *shape (updated). */
 static int parse_op(const json_t *j, const char *path, struct cigt_shape *shape,
 		    struct cigt_op_desc *op, char *err, size_t errlen)
 {
-	int rc;
+	static const char *const bare_keys[] = {"type", NULL};
+	int rc = 0;
 	if (!json_is_object(j))
 		return ERR("%s: expected an object", path);
 	json_t *t = json_object_get(j, "type");
@@ -154,103 +255,33 @@ static int parse_op(const json_t *j, const char *path, struct cigt_shape *shape,
 	op->in = *shape;
 	struct cigt_shape o = *shape;
 	switch (op->kind) {
-	case CIGT_OP_CONV: {
-		static const char *const keys[] = {"type", "out", "kernel", "stride", "padding",
-						   "bias", NULL};
-		if ((rc = check_keys(j, keys, path, err, errlen)) ||
-		    (rc = get_int(j, "out", 0, 1, 1, 65536, path, &op->out, err, errlen)) ||
-		    (rc = get_pair(j, "kernel", 0, 1, 1, 1024, path, &op->kh, &op->kw, err,
-				   errlen)) ||
-		    (rc = get_pair(j, "stride", 1, 0, 1, 1024, path, &op->sh, &op->sw, err,
-				   errlen)) ||
-		    (rc = get_pair(j, "padding", 0, 0, 0, 1024, path, &op->ph, &op->pw, err,
-				   errlen)) ||
-		    (rc = get_bool(j, "bias", true, path, &op->bias, err, errlen)))
-			return rc;
-		if (window_out(shape->h, op->kh, op->sh, op->ph, &o.h) ||
-		    window_out(shape->w, op->kw, op->sw, op->pw, &o.w))
-			return ERR("%s: kernel %dx%d does not fit the %dx%d input", path, op->kh,
-				   op->kw, shape->h, shape->w);
-		o.c = op->out;
-		/* Checked before multiplying: the product of the largest allowed sizes overflows. */
-		const int64_t per_out = (int64_t)shape->c * op->kh * op->kw; /* < 2^47 */
-		if (per_out > OP_COST_MAX / cigt_shape_size(o) || per_out > OP_COST_MAX / o.c)
-			return ERR("%s: more than 2^40 multiply-accumulates or parameters", path);
-		op->macs = (int64_t)o.h * o.w * o.c * shape->c * op->kh * op->kw;
-		op->params = (int64_t)o.c * shape->c * op->kh * op->kw + (op->bias ? o.c : 0);
+	case CIGT_OP_CONV:
+		rc = parse_conv(j, path, shape, &o, op, err, errlen);
 		break;
-	}
-	case CIGT_OP_BATCHNORM: {
-		static const char *const keys[] = {"type", "eps", "momentum", NULL};
-		double eps = 0, mom = 0;
-		if ((rc = check_keys(j, keys, path, err, errlen)) ||
-		    (rc = get_num(j, "eps", 1e-5, 1e-12, 1.0, path, &eps, err, errlen)) ||
-		    (rc = get_num(j, "momentum", 0.1, 0.0, 1.0, path, &mom, err, errlen)))
-			return rc;
-		op->eps = (float)eps;
-		op->momentum = (float)mom;
-		op->params = 2 * (int64_t)shape->c;
+	case CIGT_OP_BATCHNORM:
+		rc = parse_batchnorm(j, path, shape, op, err, errlen);
 		break;
-	}
 	case CIGT_OP_RELU:
-	case CIGT_OP_FLATTEN: {
-		static const char *const keys[] = {"type", NULL};
-		if ((rc = check_keys(j, keys, path, err, errlen)))
-			return rc;
-		if (op->kind == CIGT_OP_FLATTEN) {
-			o.c = (int)cigt_shape_size(*shape);
-			o.h = o.w = 1;
-		}
+		rc = check_keys(j, bare_keys, path, err, errlen);
 		break;
-	}
-	case CIGT_OP_MAXPOOL:
-	case CIGT_OP_AVGPOOL: {
-		static const char *const keys[] = {"type", "kernel", "stride", "padding", NULL};
-		if ((rc = check_keys(j, keys, path, err, errlen)) ||
-		    (rc = get_pair(j, "kernel", 0, 1, 1, 1024, path, &op->kh, &op->kw, err,
-				   errlen)) ||
-		    (rc = get_pair(j, "stride", 0, 0, 0, 1024, path, &op->sh, &op->sw, err,
-				   errlen)) ||
-		    (rc = get_pair(j, "padding", 0, 0, 0, 1024, path, &op->ph, &op->pw, err,
-				   errlen)))
-			return rc;
-		if (op->sh == 0)
-			op->sh = op->kh;
-		if (op->sw == 0)
-			op->sw = op->kw;
-		if (2 * op->ph > op->kh || 2 * op->pw > op->kw)
-			return ERR("%s: padding must be at most half the kernel", path);
-		if (window_out(shape->h, op->kh, op->sh, op->ph, &o.h) ||
-		    window_out(shape->w, op->kw, op->sw, op->pw, &o.w))
-			return ERR("%s: kernel %dx%d does not fit the %dx%d input", path, op->kh,
-				   op->kw, shape->h, shape->w);
-		break;
-	}
-	case CIGT_OP_LINEAR: {
-		static const char *const keys[] = {"type", "out", "bias", NULL};
-		if ((rc = check_keys(j, keys, path, err, errlen)) ||
-		    (rc = get_int(j, "out", 0, 1, 1, 1 << 20, path, &op->out, err, errlen)) ||
-		    (rc = get_bool(j, "bias", true, path, &op->bias, err, errlen)))
-			return rc;
-		int64_t in = cigt_shape_size(*shape);
-		if (in * op->out > OP_COST_MAX) /* < 2^47, no overflow */
-			return ERR("%s: more than 2^40 multiply-accumulates or parameters", path);
-		o.c = op->out;
+	case CIGT_OP_FLATTEN:
+		rc = check_keys(j, bare_keys, path, err, errlen);
+		o.c = (int)cigt_shape_size(*shape);
 		o.h = o.w = 1;
-		op->macs = in * op->out;
-		op->params = in * op->out + (op->bias ? op->out : 0);
+		break;
+	case CIGT_OP_MAXPOOL:
+	case CIGT_OP_AVGPOOL:
+		rc = parse_pool(j, path, shape, &o, op, err, errlen);
+		break;
+	case CIGT_OP_LINEAR:
+		rc = parse_linear(j, path, shape, &o, op, err, errlen);
+		break;
+	case CIGT_OP_DROPOUT:
+		rc = parse_dropout(j, path, op, err, errlen);
 		break;
 	}
-	case CIGT_OP_DROPOUT: {
-		static const char *const keys[] = {"type", "p", NULL};
-		double p = 0;
-		if ((rc = check_keys(j, keys, path, err, errlen)) ||
-		    (rc = get_num(j, "p", 0.5, 0.0, 0.999, path, &p, err, errlen)))
-			return rc;
-		op->p = (float)p;
-		break;
-	}
-	}
+	if (rc)
+		return rc;
 	if (cigt_shape_size(o) > (1 << 26))
 		return ERR("%s: output %dx%dx%d is too large", path, o.c, o.h, o.w);
 	op->outshape = o;
@@ -339,15 +370,154 @@ static int parse_normalization(const json_t *in, struct cigt_arch *a, char *err,
 	return cigt_arch_set_normalization(a, v[0], v[1]) ? ERR("input: bad mean/std") : 0;
 }
 
+/* name: the model's name. */
+static int parse_name(const json_t *root, struct cigt_arch *a, char *err, size_t errlen)
+{
+	json_t *name = json_object_get(root, "name");
+	if (!name || !json_is_string(name))
+		return ERR("name: missing string key 'name'");
+	if (!valid_name(json_string_value(name)))
+		return ERR("name: '%s' must be 1-63 characters of [A-Za-z0-9_.-]",
+			   json_string_value(name));
+	snprintf(a->name, sizeof a->name, "%s", json_string_value(name));
+	return 0;
+}
+
+/* input: geometry, then range or mean/std. */
+static int parse_input(const json_t *root, struct cigt_arch *a, char *err, size_t errlen)
+{
+	static const char *const input_keys[] = {"channels", "height", "width", "range", "mean",
+						 "std", NULL};
+	int rc;
+	json_t *in = json_object_get(root, "input");
+	if (!in || !json_is_object(in))
+		return ERR("input: missing object key 'input'");
+	if ((rc = check_keys(in, input_keys, "input", err, errlen)) ||
+	    (rc = get_int(in, "channels", 0, 1, 1, 4096, "input", &a->input.c, err, errlen)) ||
+	    (rc = get_int(in, "height", 0, 1, 1, 4096, "input", &a->input.h, err, errlen)) ||
+	    (rc = get_int(in, "width", 0, 1, 1, 4096, "input", &a->input.w, err, errlen)))
+		return rc;
+	a->range_lo = 0.0f;
+	a->range_hi = 1.0f;
+	json_t *range = json_object_get(in, "range");
+	if (range) {
+		if (!json_is_array(range) || json_array_size(range) != 2 ||
+		    !json_is_number(json_array_get(range, 0)) ||
+		    !json_is_number(json_array_get(range, 1)))
+			return ERR("input.range: expected [lo, hi]");
+		double lo = json_number_value(json_array_get(range, 0));
+		double hi = json_number_value(json_array_get(range, 1));
+		if (!isfinite(lo) || !isfinite(hi) || fabs(lo) > 1e6 || fabs(hi) > 1e6 || lo == hi)
+			return ERR("input.range: [%g, %g] must be finite, distinct and within 1e6",
+				   lo, hi);
+		a->range_lo = (float)lo;
+		a->range_hi = (float)hi;
+	}
+	if ((rc = parse_normalization(in, a, err, errlen)))
+		return rc;
+	if (cigt_shape_size(a->input) > (1 << 24))
+		return ERR("input: %dx%dx%d is too large", a->input.c, a->input.h, a->input.w);
+	return 0;
+}
+
+/* classes: the labels, in logit order. */
+static int parse_classes(const json_t *root, struct cigt_arch *a, char *err, size_t errlen)
+{
+	json_t *classes = json_object_get(root, "classes");
+	if (!classes || !json_is_array(classes) || json_array_size(classes) < 1 ||
+	    json_array_size(classes) > CIGT_MAX_CLASSES)
+		return ERR("classes: expected an array of 1 to %d labels", CIGT_MAX_CLASSES);
+	a->nclasses = (int)json_array_size(classes);
+	a->classes = calloc((size_t)a->nclasses, sizeof *a->classes);
+	if (!a->classes)
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	for (int i = 0; i < a->nclasses; i++) {
+		json_t *c = json_array_get(classes, (size_t)i);
+		if (!json_is_string(c) || json_string_length(c) < 1 ||
+		    json_string_length(c) > 255)
+			return ERR("classes[%d]: expected a label of 1 to 255 characters", i);
+		if (!(a->classes[i] = strdup(json_string_value(c))))
+			return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+/* layers[].experts, read first: a router's output size is the next layer's count. */
+static int parse_experts(const json_t *layers, struct cigt_arch *a, char *err, size_t errlen)
+{
+	static const char *const layer_keys[] = {"experts", "ops", "router", NULL};
+	char path[96];
+	int rc;
+	if (!layers || !json_is_array(layers) || json_array_size(layers) < 1 ||
+	    json_array_size(layers) > CIGT_MAX_LAYERS)
+		return ERR("layers: expected an array of 1 to %d layers", CIGT_MAX_LAYERS);
+	a->nlayers = (int)json_array_size(layers);
+	for (int l = 0; l < a->nlayers; l++) {
+		json_t *jl = json_array_get(layers, (size_t)l);
+		snprintf(path, sizeof path, "layers[%d]", l);
+		if (!json_is_object(jl))
+			return ERR("%s: expected an object", path);
+		if ((rc = check_keys(jl, layer_keys, path, err, errlen)) ||
+		    (rc = get_int(jl, "experts", 0, 1, 1, CIGT_MAX_EXPERTS, path,
+				  &a->layers[l].experts, err, errlen)))
+			return rc;
+	}
+	if (a->layers[0].experts != 1)
+		return ERR("layers[0].experts: the first layer must have exactly 1 expert");
+	return 0;
+}
+
+/* Layer l's op chain and router from *shape (updated to the layer's output), and its share
+ * of the architecture's MACs, parameters and paths. */
+static int parse_layer(const json_t *jl, int l, struct cigt_shape *shape, struct cigt_arch *a,
+		       char *err, size_t errlen)
+{
+	struct cigt_layer_desc *L = &a->layers[l];
+	char path[96];
+	int rc;
+	json_t *ops = json_object_get(jl, "ops");
+	snprintf(path, sizeof path, "layers[%d].ops", l);
+	if (!ops || !json_is_array(ops) || json_array_size(ops) < 1 ||
+	    json_array_size(ops) > CIGT_MAX_OPS)
+		return ERR("%s: expected an array of 1 to %d ops", path, CIGT_MAX_OPS);
+	L->in = *shape;
+	L->nops = (int)json_array_size(ops);
+	for (int i = 0; i < L->nops; i++) {
+		struct cigt_op_desc *op = &L->ops[i];
+		snprintf(path, sizeof path, "layers[%d].ops[%d]", l, i);
+		if ((rc = parse_op(json_array_get(ops, (size_t)i), path, shape, op, err, errlen)))
+			return rc;
+		if (op->kind == CIGT_OP_BATCHNORM && i > 0 &&
+		    L->ops[i - 1].kind == CIGT_OP_BATCHNORM)
+			return ERR("%s: two batchnorms in a row", path);
+		L->expert_macs += op->macs;
+		L->expert_params += op->params;
+	}
+	L->out = *shape;
+	json_t *jr = json_object_get(jl, "router");
+	snprintf(path, sizeof path, "layers[%d].router", l);
+	if (l + 1 < a->nlayers) {
+		if (!jr)
+			return ERR("%s: missing (every layer but the last needs a router)", path);
+		if ((rc = parse_router(jr, path, *shape, a->layers[l + 1].experts, &L->router, err,
+				       errlen)))
+			return rc;
+		L->has_router = true;
+	} else if (jr) {
+		return ERR("%s: the last layer cannot have a router", path);
+	}
+	a->path_macs += L->expert_macs + (L->has_router ? L->router.macs : 0);
+	a->dense_macs += L->experts * L->expert_macs + (L->has_router ? L->router.macs : 0);
+	a->params += L->experts * L->expert_params + (L->has_router ? L->router.params : 0);
+	a->npaths *= L->experts;
+	return 0;
+}
+
 int cigt_arch_from_json(const json_t *root, struct cigt_arch **out, char *err, size_t errlen)
 {
 	static const char *const top_keys[] = {"name", "input", "classes", "layers", "train",
 					       NULL};
-	static const char *const input_keys[] = {"channels", "height", "width", "range", "mean",
-						 "std", NULL};
-	static const char *const layer_keys[] = {"experts", "ops", "router", NULL};
 	int rc;
-	char path[96];
 	*out = NULL;
 	if (!json_is_object(root))
 		return ERR("architecture: expected a JSON object");
@@ -356,155 +526,16 @@ int cigt_arch_from_json(const json_t *root, struct cigt_arch **out, char *err, s
 	struct cigt_arch *a = calloc(1, sizeof *a);
 	if (!a)
 		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
-
-	json_t *name = json_object_get(root, "name");
-	if (!name || !json_is_string(name)) {
-		rc = ERR("name: missing string key 'name'");
-		goto fail;
-	}
-	if (!valid_name(json_string_value(name))) {
-		rc = ERR("name: '%s' must be 1-63 characters of [A-Za-z0-9_.-]",
-			 json_string_value(name));
-		goto fail;
-	}
-	snprintf(a->name, sizeof a->name, "%s", json_string_value(name));
-
-	json_t *in = json_object_get(root, "input");
-	if (!in || !json_is_object(in)) {
-		rc = ERR("input: missing object key 'input'");
-		goto fail;
-	}
-	if ((rc = check_keys(in, input_keys, "input", err, errlen)) ||
-	    (rc = get_int(in, "channels", 0, 1, 1, 4096, "input", &a->input.c, err, errlen)) ||
-	    (rc = get_int(in, "height", 0, 1, 1, 4096, "input", &a->input.h, err, errlen)) ||
-	    (rc = get_int(in, "width", 0, 1, 1, 4096, "input", &a->input.w, err, errlen)))
-		goto fail;
-	a->range_lo = 0.0f;
-	a->range_hi = 1.0f;
-	json_t *range = json_object_get(in, "range");
-	if (range) {
-		if (!json_is_array(range) || json_array_size(range) != 2 ||
-		    !json_is_number(json_array_get(range, 0)) ||
-		    !json_is_number(json_array_get(range, 1))) {
-			rc = ERR("input.range: expected [lo, hi]");
-			goto fail;
-		}
-		double lo = json_number_value(json_array_get(range, 0));
-		double hi = json_number_value(json_array_get(range, 1));
-		if (!isfinite(lo) || !isfinite(hi) || fabs(lo) > 1e6 || fabs(hi) > 1e6 || lo == hi) {
-			rc = ERR("input.range: [%g, %g] must be finite, distinct and within 1e6", lo,
-				 hi);
-			goto fail;
-		}
-		a->range_lo = (float)lo;
-		a->range_hi = (float)hi;
-	}
-	if ((rc = parse_normalization(in, a, err, errlen)))
-		goto fail;
-	if (cigt_shape_size(a->input) > (1 << 24)) {
-		rc = ERR("input: %dx%dx%d is too large", a->input.c, a->input.h, a->input.w);
-		goto fail;
-	}
-
-	json_t *classes = json_object_get(root, "classes");
-	if (!classes || !json_is_array(classes) || json_array_size(classes) < 1 ||
-	    json_array_size(classes) > CIGT_MAX_CLASSES) {
-		rc = ERR("classes: expected an array of 1 to %d labels", CIGT_MAX_CLASSES);
-		goto fail;
-	}
-	a->nclasses = (int)json_array_size(classes);
-	a->classes = calloc((size_t)a->nclasses, sizeof *a->classes);
-	if (!a->classes) {
-		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
-		goto fail;
-	}
-	for (int i = 0; i < a->nclasses; i++) {
-		json_t *c = json_array_get(classes, (size_t)i);
-		if (!json_is_string(c) || json_string_length(c) < 1 ||
-		    json_string_length(c) > 255) {
-			rc = ERR("classes[%d]: expected a label of 1 to 255 characters", i);
-			goto fail;
-		}
-		if (!(a->classes[i] = strdup(json_string_value(c)))) {
-			rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
-			goto fail;
-		}
-	}
-
 	json_t *layers = json_object_get(root, "layers");
-	if (!layers || !json_is_array(layers) || json_array_size(layers) < 1 ||
-	    json_array_size(layers) > CIGT_MAX_LAYERS) {
-		rc = ERR("layers: expected an array of 1 to %d layers", CIGT_MAX_LAYERS);
+	if ((rc = parse_name(root, a, err, errlen)) || (rc = parse_input(root, a, err, errlen)) ||
+	    (rc = parse_classes(root, a, err, errlen)) ||
+	    (rc = parse_experts(layers, a, err, errlen)))
 		goto fail;
-	}
-	a->nlayers = (int)json_array_size(layers);
-	/* Experts per layer first: a router's output size is the next layer's count. */
-	for (int l = 0; l < a->nlayers; l++) {
-		json_t *jl = json_array_get(layers, (size_t)l);
-		snprintf(path, sizeof path, "layers[%d]", l);
-		if (!json_is_object(jl)) {
-			rc = ERR("%s: expected an object", path);
-			goto fail;
-		}
-		if ((rc = check_keys(jl, layer_keys, path, err, errlen)) ||
-		    (rc = get_int(jl, "experts", 0, 1, 1, CIGT_MAX_EXPERTS, path,
-				  &a->layers[l].experts, err, errlen)))
-			goto fail;
-	}
-	if (a->layers[0].experts != 1) {
-		rc = ERR("layers[0].experts: the first layer must have exactly 1 expert");
-		goto fail;
-	}
 	struct cigt_shape shape = a->input;
 	a->npaths = 1;
-	for (int l = 0; l < a->nlayers; l++) {
-		struct cigt_layer_desc *L = &a->layers[l];
-		json_t *jl = json_array_get(layers, (size_t)l);
-		json_t *ops = json_object_get(jl, "ops");
-		snprintf(path, sizeof path, "layers[%d].ops", l);
-		if (!ops || !json_is_array(ops) || json_array_size(ops) < 1 ||
-		    json_array_size(ops) > CIGT_MAX_OPS) {
-			rc = ERR("%s: expected an array of 1 to %d ops", path, CIGT_MAX_OPS);
+	for (int l = 0; l < a->nlayers; l++)
+		if ((rc = parse_layer(json_array_get(layers, (size_t)l), l, &shape, a, err, errlen)))
 			goto fail;
-		}
-		L->in = shape;
-		L->nops = (int)json_array_size(ops);
-		for (int i = 0; i < L->nops; i++) {
-			struct cigt_op_desc *op = &L->ops[i];
-			snprintf(path, sizeof path, "layers[%d].ops[%d]", l, i);
-			if ((rc = parse_op(json_array_get(ops, (size_t)i), path, &shape, op, err,
-					   errlen)))
-				goto fail;
-			if (op->kind == CIGT_OP_BATCHNORM && i > 0 &&
-			    L->ops[i - 1].kind == CIGT_OP_BATCHNORM) {
-				rc = ERR("%s: two batchnorms in a row", path);
-				goto fail;
-			}
-			L->expert_macs += op->macs;
-			L->expert_params += op->params;
-		}
-		L->out = shape;
-		json_t *jr = json_object_get(jl, "router");
-		snprintf(path, sizeof path, "layers[%d].router", l);
-		if (l + 1 < a->nlayers) {
-			if (!jr) {
-				rc = ERR("%s: missing (every layer but the last needs a router)",
-					 path);
-				goto fail;
-			}
-			if ((rc = parse_router(jr, path, shape, a->layers[l + 1].experts, &L->router,
-					       err, errlen)))
-				goto fail;
-			L->has_router = true;
-		} else if (jr) {
-			rc = ERR("%s: the last layer cannot have a router", path);
-			goto fail;
-		}
-		a->path_macs += L->expert_macs + (L->has_router ? L->router.macs : 0);
-		a->dense_macs += L->experts * L->expert_macs + (L->has_router ? L->router.macs : 0);
-		a->params += L->experts * L->expert_params + (L->has_router ? L->router.params : 0);
-		a->npaths *= L->experts;
-	}
 	if (shape.h != 1 || shape.w != 1 || shape.c != a->nclasses) {
 		rc = ERR("layers[%d]: the last layer outputs %dx%dx%d but there are %d classes (end "
 			 "with a linear of %d outputs)",

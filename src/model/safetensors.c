@@ -115,18 +115,11 @@ int cigt_model_load_buffer(const void *buf, size_t len, struct cigt_model **out,
 	return cigt__model_load_ex(buf, len, NULL, out, err, errlen);
 }
 
-int cigt__model_load_ex(const void *buf, size_t len, struct cigt__extras *ex,
-			struct cigt_model **out, char *err, size_t errlen)
+/* The 8-byte header length and the JSON header: *root (the caller frees it) and the data
+ * section that follows (*data, *datalen). */
+static int read_header(const uint8_t *p, size_t len, json_t **root, const uint8_t **data,
+		       uint64_t *datalen, char *err, size_t errlen)
 {
-	const uint8_t *p = buf;
-	struct cigt_model *m = NULL;
-	struct cigt_arch *arch = NULL;
-	struct entry *ents = NULL;
-	json_t *root = NULL;
-	char *prov = NULL;
-	struct cigt_point points[CIGT_MAX_POINTS];
-	int npoints = 0, rc;
-	*out = NULL;
 	if (len < 8)
 		return ERR("file is %zu bytes, too short for the 8-byte header length", len);
 	uint64_t hlen = 0;
@@ -138,138 +131,118 @@ int cigt__model_load_ex(const void *buf, size_t len, struct cigt__extras *ex,
 	if (hlen > len - 8)
 		return ERR("truncated: header length is %llu bytes but only %zu follow",
 			   (unsigned long long)hlen, len - 8);
-	uint64_t datalen = len - 8 - hlen;
-	const uint8_t *data = p + 8 + hlen;
-
+	*datalen = len - 8 - hlen;
+	*data = p + 8 + hlen;
 	json_error_t je;
-	root = json_loadb((const char *)p + 8, hlen, JSON_REJECT_DUPLICATES, &je);
-	if (!root) {
-		rc = ERR("header is not valid JSON: %s at byte %d", je.text, je.position);
-		goto out;
-	}
-	if (!json_is_object(root)) {
-		rc = ERR("header is not a JSON object");
-		goto out;
-	}
+	*root = json_loadb((const char *)p + 8, hlen, JSON_REJECT_DUPLICATES, &je);
+	if (!*root)
+		return ERR("header is not valid JSON: %s at byte %d", je.text, je.position);
+	if (!json_is_object(*root))
+		return ERR("header is not a JSON object");
+	return 0;
+}
+
+/* What __metadata__ holds besides the tensors, checked in the format's order. */
+struct meta {
+	struct cigt_arch *arch;
+	struct cigt_point points[CIGT_MAX_POINTS];
+	int npoints;
+	char *prov; /* malloc'd, or NULL */
+};
+
+/* __metadata__: the format, the architecture, ex's key, the operating points and the
+ * provenance. */
+static int read_metadata(json_t *root, struct cigt__extras *ex, struct meta *mt, char *err,
+			 size_t errlen)
+{
+	int rc;
 	json_t *meta = json_object_get(root, "__metadata__");
-	if (!meta || !json_is_object(meta)) {
-		rc = ERR("header has no __metadata__ object (not a cigt model)");
-		goto out;
-	}
+	if (!meta || !json_is_object(meta))
+		return ERR("header has no __metadata__ object (not a cigt model)");
 	const char *key;
 	json_t *val;
 	json_object_foreach(meta, key, val) {
-		if (!json_is_string(val)) {
-			rc = ERR("__metadata__.%s: values must be strings", key);
-			goto out;
-		}
+		if (!json_is_string(val))
+			return ERR("__metadata__.%s: values must be strings", key);
 	}
 	json_t *fmt = json_object_get(meta, "format");
-	if (!fmt || strcmp(json_string_value(fmt), CIGT_MODEL_FORMAT) != 0) {
-		rc = ERR("__metadata__.format is %s%s%s, expected \"%s\"", fmt ? "\"" : "",
-			 fmt ? json_string_value(fmt) : "missing", fmt ? "\"" : "",
-			 CIGT_MODEL_FORMAT);
-		goto out;
-	}
+	if (!fmt || strcmp(json_string_value(fmt), CIGT_MODEL_FORMAT) != 0)
+		return ERR("__metadata__.format is %s%s%s, expected \"%s\"", fmt ? "\"" : "",
+			   fmt ? json_string_value(fmt) : "missing", fmt ? "\"" : "",
+			   CIGT_MODEL_FORMAT);
 	json_t *aj = json_object_get(meta, "architecture");
-	if (!aj) {
-		rc = ERR("__metadata__.architecture is missing");
-		goto out;
-	}
+	if (!aj)
+		return ERR("__metadata__.architecture is missing");
 	char aerr[200];
-	if ((rc = cigt_arch_parse(json_string_value(aj), json_string_length(aj), &arch, aerr,
-				  sizeof aerr))) {
-		rc = cigt_fail(err, errlen, rc, "__metadata__.architecture: %s", aerr);
-		goto out;
-	}
+	if ((rc = cigt_arch_parse(json_string_value(aj), json_string_length(aj), &mt->arch, aerr,
+				  sizeof aerr)))
+		return cigt_fail(err, errlen, rc, "__metadata__.architecture: %s", aerr);
 	if (ex && ex->meta_key) {
 		json_t *xj = json_object_get(meta, ex->meta_key);
-		if (!xj) {
-			rc = ERR("__metadata__.%s is missing", ex->meta_key);
-			goto out;
-		}
-		if (!(ex->meta_value = strdup(json_string_value(xj)))) {
-			rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
-			goto out;
-		}
+		if (!xj)
+			return ERR("__metadata__.%s is missing", ex->meta_key);
+		if (!(ex->meta_value = strdup(json_string_value(xj))))
+			return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
 	}
 	json_t *oj = json_object_get(meta, CIGT_METADATA_POINTS);
-	if (oj && (rc = cigt_points_parse(json_string_value(oj), json_string_length(oj), arch,
-					  points, &npoints, aerr, sizeof aerr))) {
-		rc = cigt_fail(err, errlen, rc, "__metadata__.%s", aerr);
-		goto out;
-	}
+	if (oj && (rc = cigt_points_parse(json_string_value(oj), json_string_length(oj), mt->arch,
+					  mt->points, &mt->npoints, aerr, sizeof aerr)))
+		return cigt_fail(err, errlen, rc, "__metadata__.%s", aerr);
 	json_t *pj = json_object_get(meta, "provenance");
-	if (pj && !(prov = strdup(json_string_value(pj)))) {
-		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
-		goto out;
-	}
+	if (pj && !(mt->prov = strdup(json_string_value(pj))))
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	return 0;
+}
 
-	size_t n = json_object_size(root) - 1;
-	if (n > MAX_TENSORS) {
-		rc = ERR("header lists %zu tensors, more than %d", n, MAX_TENSORS);
-		goto out;
-	}
-	ents = calloc(n ? n : 1, sizeof *ents);
-	if (!ents) {
-		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
-		goto out;
-	}
+/* The tensor entries (*ents, *n; the caller frees *ents), sorted by offset, which must tile
+ * the data section exactly. */
+static int read_entries(json_t *root, uint64_t datalen, struct entry **ents, size_t *n,
+			char *err, size_t errlen)
+{
+	int rc;
+	*n = json_object_size(root) - 1;
+	if (*n > MAX_TENSORS)
+		return ERR("header lists %zu tensors, more than %d", *n, MAX_TENSORS);
+	struct entry *e = *ents = calloc(*n ? *n : 1, sizeof *e);
+	if (!e)
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
 	size_t k = 0;
+	const char *key;
+	json_t *val;
 	json_object_foreach(root, key, val) {
 		if (strcmp(key, "__metadata__") == 0)
 			continue;
-		if ((rc = parse_entry(key, val, datalen, &ents[k++], err, errlen)))
-			goto out;
+		if ((rc = parse_entry(key, val, datalen, &e[k++], err, errlen)))
+			return rc;
 	}
-	qsort(ents, n, sizeof *ents, cmp_begin);
+	qsort(e, *n, sizeof *e, cmp_begin);
 	uint64_t pos = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (ents[i].begin < pos) {
-			rc = ERR("tensors '%s' and '%s' overlap", ents[i - 1].name, ents[i].name);
-			goto out;
-		}
-		if (ents[i].begin > pos) {
-			rc = ERR("data bytes %llu..%llu belong to no tensor",
-				 (unsigned long long)pos, (unsigned long long)ents[i].begin);
-			goto out;
-		}
-		pos = ents[i].end;
+	for (size_t i = 0; i < *n; i++) {
+		if (e[i].begin < pos)
+			return ERR("tensors '%s' and '%s' overlap", e[i - 1].name, e[i].name);
+		if (e[i].begin > pos)
+			return ERR("data bytes %llu..%llu belong to no tensor",
+				   (unsigned long long)pos, (unsigned long long)e[i].begin);
+		pos = e[i].end;
 	}
-	if (pos != datalen) {
-		rc = ERR("%llu bytes after the last tensor", (unsigned long long)(datalen - pos));
-		goto out;
-	}
+	if (pos != datalen)
+		return ERR("%llu bytes after the last tensor", (unsigned long long)(datalen - pos));
+	return 0;
+}
 
-	/* Every parameter is a float somewhere in the data section: a file with less data cannot
-	 * hold them, so say so before allocating what the architecture asks for (a 300-byte file
-	 * naming a 4 GB architecture made the reader allocate 4 GB first). */
-	if ((uint64_t)arch->params > datalen / 4) {
-		rc = ERR("the architecture has %lld parameters but the file holds %llu bytes of "
-			 "tensor data (missing tensors)",
-			 (long long)arch->params, (unsigned long long)datalen);
-		goto out;
-	}
-	rc = cigt_model_new(arch, &m);
-	arch = NULL; /* owned by m now, or freed */
-	if (rc) {
-		rc = cigt_fail(err, errlen, rc, "out of memory");
-		goto out;
-	}
-	m->provenance = prov;
-	prov = NULL;
-	m->npoints = npoints;
-	memcpy(m->points, points, (size_t)npoints * sizeof *points);
+/* Every tensor the architecture names, from its entry (marked used): shape checked, values
+ * finite, variances not negative. */
+static int copy_tensors(struct cigt_model *m, struct entry *ents, size_t n, const uint8_t *data,
+			char *err, size_t errlen)
+{
 	for (int t = 0; t < m->ntensors; t++) {
 		const struct cigt_tensor_info *ti = &m->tensors[t];
 		struct entry *e = NULL;
 		for (size_t i = 0; i < n && !e; i++)
 			if (strcmp(ents[i].name, ti->name) == 0)
 				e = &ents[i];
-		if (!e) {
-			rc = ERR("missing tensor '%s'", ti->name);
-			goto out;
-		}
+		if (!e)
+			return ERR("missing tensor '%s'", ti->name);
 		e->used = 1;
 		int same = e->ndim == ti->ndim;
 		for (int d = 0; same && d < e->ndim; d++)
@@ -278,57 +251,95 @@ int cigt__model_load_ex(const void *buf, size_t len, struct cigt__extras *ex,
 			char have[64], want[64];
 			shape_str(have, sizeof have, e->ndim, e->shape);
 			shape_str(want, sizeof want, ti->ndim, ti->shape);
-			rc = ERR("tensor '%s' has shape %s but the architecture needs %s", ti->name,
-				 have, want);
-			goto out;
+			return ERR("tensor '%s' has shape %s but the architecture needs %s", ti->name,
+				   have, want);
 		}
 		float *dst = m->blob + ti->offset;
 		memcpy(dst, data + e->begin, (size_t)ti->numel * sizeof(float));
 		for (int64_t i = 0; i < ti->numel; i++) {
-			if (!isfinite(dst[i])) {
-				rc = ERR("tensor '%s': value %lld is not finite", ti->name,
-					 (long long)i);
-				goto out;
-			}
-			if (ti->role == CIGT_T_BN_VAR && dst[i] < 0) {
-				rc = ERR("tensor '%s': variance %lld is negative", ti->name,
-					 (long long)i);
-				goto out;
-			}
+			if (!isfinite(dst[i]))
+				return ERR("tensor '%s': value %lld is not finite", ti->name,
+					   (long long)i);
+			if (ti->role == CIGT_T_BN_VAR && dst[i] < 0)
+				return ERR("tensor '%s': variance %lld is negative", ti->name,
+					   (long long)i);
 		}
 	}
+	return 0;
+}
+
+/* The entries the architecture does not name: ex's (its prefix; values finite, handed to
+ * ex->fn) or an error. */
+static int read_extras(const struct cigt_model *m, const struct entry *ents, size_t n,
+		       const uint8_t *data, struct cigt__extras *ex, char *err, size_t errlen)
+{
+	int rc;
 	for (size_t i = 0; i < n; i++) {
 		if (ents[i].used)
 			continue;
 		size_t pl = ex && ex->prefix ? strlen(ex->prefix) : 0;
-		if (pl && strncmp(ents[i].name, ex->prefix, pl) == 0) {
-			const float *d = (const float *)(data + ents[i].begin);
-			int64_t numel = (int64_t)((ents[i].end - ents[i].begin) / 4);
-			for (int64_t j = 0; j < numel; j++) {
-				float v;
-				memcpy(&v, d + j, sizeof v);
-				if (!isfinite(v)) {
-					rc = ERR("tensor '%s': value %lld is not finite", ents[i].name,
-						 (long long)j);
-					goto out;
-				}
-			}
-			if ((rc = ex->fn(ex->ctx, m, ents[i].name + pl, data + ents[i].begin, numel,
-					 err, errlen)))
-				goto out;
-			continue;
+		if (!pl || strncmp(ents[i].name, ex->prefix, pl) != 0)
+			return ERR("unexpected tensor '%s' (not in the architecture)", ents[i].name);
+		const float *d = (const float *)(data + ents[i].begin);
+		int64_t numel = (int64_t)((ents[i].end - ents[i].begin) / 4);
+		for (int64_t j = 0; j < numel; j++) {
+			float v;
+			memcpy(&v, d + j, sizeof v);
+			if (!isfinite(v))
+				return ERR("tensor '%s': value %lld is not finite", ents[i].name,
+					   (long long)j);
 		}
-		rc = ERR("unexpected tensor '%s' (not in the architecture)", ents[i].name);
+		if ((rc = ex->fn(ex->ctx, m, ents[i].name + pl, data + ents[i].begin, numel, err,
+				 errlen)))
+			return rc;
+	}
+	return 0;
+}
+
+int cigt__model_load_ex(const void *buf, size_t len, struct cigt__extras *ex,
+			struct cigt_model **out, char *err, size_t errlen)
+{
+	struct cigt_model *m = NULL;
+	struct entry *ents = NULL;
+	json_t *root = NULL;
+	struct meta mt = {0};
+	const uint8_t *data = NULL;
+	uint64_t datalen = 0;
+	size_t n = 0;
+	*out = NULL;
+	int rc = read_header(buf, len, &root, &data, &datalen, err, errlen);
+	if (rc || (rc = read_metadata(root, ex, &mt, err, errlen)) ||
+	    (rc = read_entries(root, datalen, &ents, &n, err, errlen)))
+		goto out;
+	/* Every parameter is a float somewhere in the data section: a file with less data cannot
+	 * hold them, so say so before allocating what the architecture asks for (a 300-byte file
+	 * naming a 4 GB architecture made the reader allocate 4 GB first). */
+	if ((uint64_t)mt.arch->params > datalen / 4) {
+		rc = ERR("the architecture has %lld parameters but the file holds %llu bytes of "
+			 "tensor data (missing tensors)",
+			 (long long)mt.arch->params, (unsigned long long)datalen);
 		goto out;
 	}
+	rc = cigt_model_new(mt.arch, &m);
+	mt.arch = NULL; /* owned by m now, or freed */
+	if (rc) {
+		rc = cigt_fail(err, errlen, rc, "out of memory");
+		goto out;
+	}
+	m->provenance = mt.prov;
+	mt.prov = NULL;
+	m->npoints = mt.npoints;
+	memcpy(m->points, mt.points, (size_t)mt.npoints * sizeof *mt.points);
+	if ((rc = copy_tensors(m, ents, n, data, err, errlen)) ||
+	    (rc = read_extras(m, ents, n, data, ex, err, errlen)))
+		goto out;
 	*out = m;
 	m = NULL;
-	rc = 0;
 out:
 	cigt_model_free(m);
-	cigt_arch_free(arch);
+	cigt_arch_free(mt.arch);
 	free(ents);
-	free(prov);
+	free(mt.prov);
 	json_decref(root);
 	return rc;
 }

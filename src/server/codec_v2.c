@@ -144,17 +144,43 @@ static int v2_outputs(const json_t *outs, bool bin_default, struct srv_job *job,
 	return 200;
 }
 
-/* Checks a parsed request and fills job. fast, when not NULL, holds the values of inputs[0].data,
- * whose place in root is taken by a placeholder (srv_parse_v2's fast path). */
-static int v2_request(const struct cigt_arch *a, const struct srv_limits *lim, const json_t *root,
-		      const struct srv_v2_data *fast, const uint8_t *bin, size_t binlen,
-		      bool has_bin, struct srv_job *job, char *err, size_t errlen)
+/* The request's "parameters": binary_data_output (*bin_out), timeout_ms and the dial keys. */
+static int v2_parameters(const json_t *v, struct srv_job *job, bool *bin_out, char *err,
+			 size_t errlen)
+{
+	if (!json_is_object(v))
+		return FAIL(400, "parameters: expected an object");
+	const json_t *p = json_object_get(v, "binary_data_output");
+	if (p && !json_is_boolean(p))
+		return FAIL(400, "parameters.binary_data_output: expected a boolean");
+	*bin_out = p && json_is_true(p);
+	if ((p = json_object_get(v, "timeout_ms"))) {
+		if (!json_is_integer(p) || json_integer_value(p) < 0 ||
+		    json_integer_value(p) > 3600000)
+			return FAIL(400, "parameters.timeout_ms must be an integer in 0..3600000");
+		job->timeout_ms = json_integer_value(p);
+	}
+	static const char *const dial_keys[] = {"compute", "max_macs"};
+	for (int k = 0; k < 2; k++) {
+		if (!(p = json_object_get(v, dial_keys[k])))
+			continue;
+		int status = srv_parse_dial_key(dial_keys[k], p, "parameters.", job, err, errlen);
+		if (status != 200)
+			return status;
+	}
+	if (srv_check_dial(job, err, errlen) != 200)
+		return 400;
+	return 200;
+}
+
+/* The request's top-level keys: id and parameters into job, inputs and outputs found. */
+static int v2_top(const json_t *root, struct srv_job *job, const json_t **inputs,
+		  const json_t **outputs, bool *bin_out, char *err, size_t errlen)
 {
 	if (!json_is_object(root))
 		return FAIL(400, "body must be a JSON object");
 	const char *key;
-	json_t *v, *inputs = NULL, *outputs = NULL;
-	bool bin_out = false;
+	json_t *v;
 	json_object_foreach((json_t *)root, key, v) {
 		if (!strcmp(key, "id")) {
 			if (!json_is_string(v))
@@ -162,67 +188,51 @@ static int v2_request(const struct cigt_arch *a, const struct srv_limits *lim, c
 			if (!(job->id = strdup(json_string_value(v))))
 				return FAIL(500, "out of memory");
 		} else if (!strcmp(key, "parameters")) {
-			if (!json_is_object(v))
-				return FAIL(400, "parameters: expected an object");
-			const json_t *p = json_object_get(v, "binary_data_output");
-			if (p && !json_is_boolean(p))
-				return FAIL(400, "parameters.binary_data_output: expected a boolean");
-			bin_out = p && json_is_true(p);
-			if ((p = json_object_get(v, "timeout_ms"))) {
-				if (!json_is_integer(p) || json_integer_value(p) < 0 ||
-				    json_integer_value(p) > 3600000)
-					return FAIL(400, "parameters.timeout_ms must be an integer "
-							 "in 0..3600000");
-				job->timeout_ms = json_integer_value(p);
-			}
-			static const char *const dial_keys[] = {"compute", "max_macs"};
-			for (int k = 0; k < 2; k++) {
-				if (!(p = json_object_get(v, dial_keys[k])))
-					continue;
-				int status = srv_parse_dial_key(dial_keys[k], p, "parameters.", job,
-								err, errlen);
-				if (status != 200)
-					return status;
-			}
-			if (srv_check_dial(job, err, errlen) != 200)
-				return 400;
+			int status = v2_parameters(v, job, bin_out, err, errlen);
+			if (status != 200)
+				return status;
 		} else if (!strcmp(key, "inputs")) {
-			inputs = v;
+			*inputs = v;
 		} else if (!strcmp(key, "outputs")) {
-			outputs = v;
+			*outputs = v;
 		} else {
 			return FAIL(400, "unknown key '%.64s' (expected id, parameters, inputs, "
 					 "outputs)", key);
 		}
 	}
-	if (!json_is_array(inputs) || json_array_size(inputs) != 1)
-		return FAIL(400, "inputs: expected an array with the one input 'image'");
-	int status = v2_outputs(outputs, bin_out, job, err, errlen);
-	if (status != 200)
-		return status;
-	const json_t *in = json_array_get(inputs, 0), *name, *shape, *dtype, *data, *params;
+	return 200;
+}
+
+/* inputs[0]'s name, keys, shape (dims[0..*rank), *total values) and datatype. */
+static int v2_input_header(const struct cigt_arch *a, const struct srv_limits *lim,
+			   const json_t *in, int64_t *dims, size_t *total, enum dtype *dt,
+			   char *err, size_t errlen)
+{
+	const char *key;
+	json_t *v;
 	if (!json_is_object(in))
 		return FAIL(400, "inputs[0]: expected an object");
-	name = json_object_get(in, "name");
+	const json_t *name = json_object_get(in, "name");
 	if (!json_is_string(name) || strcmp(json_string_value(name), "image"))
 		return FAIL(400, "inputs[0].name: the model's input is named 'image'");
 	json_object_foreach((json_t *)in, key, v)
 		if (strcmp(key, "name") && strcmp(key, "shape") && strcmp(key, "datatype") &&
 		    strcmp(key, "data") && strcmp(key, "parameters"))
 			return FAIL(400, "inputs[0]: unknown key '%.64s'", key);
-	shape = json_object_get(in, "shape");
+	const json_t *shape = json_object_get(in, "shape");
 	if (!json_is_array(shape) || json_array_size(shape) < 1 || json_array_size(shape) > 8)
 		return FAIL(400, "inputs[0].shape: expected an array of dimensions");
 	const size_t rank = json_array_size(shape);
-	int64_t dims[8], total = 1;
+	int64_t prod = 1;
 	for (size_t i = 0; i < rank; i++) {
 		const json_t *d = json_array_get(shape, i);
 		if (!json_is_integer(d) || json_integer_value(d) < 0)
 			return FAIL(400, "inputs[0].shape[%zu]: expected a non-negative integer", i);
 		dims[i] = json_integer_value(d);
-		if (__builtin_mul_overflow(total, dims[i], &total))
+		if (__builtin_mul_overflow(prod, dims[i], &prod))
 			return FAIL(400, "inputs[0].shape: the product of the dimensions overflows");
 	}
+	*total = (size_t)prod;
 	const int C = a->input.c, H = a->input.h, W = a->input.w;
 	bool ok = (rank == 4 && dims[1] == C && dims[2] == H && dims[3] == W) ||
 		  (rank == 3 && C == 1 && dims[1] == H && dims[2] == W);
@@ -234,53 +244,85 @@ static int v2_request(const struct cigt_arch *a, const struct srv_limits *lim, c
 	if (dims[0] > lim->max_images)
 		return FAIL(413, "inputs[0].shape: %lld images, more than the %d allowed per "
 				 "request", (long long)dims[0], lim->max_images);
-	dtype = json_object_get(in, "datatype");
+	const json_t *dtype = json_object_get(in, "datatype");
 	if (!json_is_string(dtype))
 		return FAIL(400, "inputs[0].datatype: expected \"UINT8\" or \"FP32\"");
-	enum dtype dt;
 	if (!strcmp(json_string_value(dtype), "UINT8"))
-		dt = DT_UINT8;
+		*dt = DT_UINT8;
 	else if (!strcmp(json_string_value(dtype), "FP32"))
-		dt = DT_FP32;
+		*dt = DT_FP32;
 	else
 		return FAIL(400, "inputs[0].datatype: '%.32s' is not supported (UINT8 or FP32)",
 			    json_string_value(dtype));
-	status = srv_alloc_samples(a, job, (int)dims[0], err, errlen);
+	return 200;
+}
+
+/* inputs[0]'s want values from the binary part after the JSON header (binary_data_size bds). */
+static int v2_binary_values(const struct cigt_arch *a, enum dtype dt, const json_t *bds,
+			    const uint8_t *bin, size_t binlen, size_t want, float *x, char *err,
+			    size_t errlen)
+{
+	const size_t esz = dt == DT_UINT8 ? 1 : 4;
+	if (!json_is_integer(bds) || json_integer_value(bds) < 0 ||
+	    (size_t)json_integer_value(bds) != want * esz)
+		return FAIL(400, "inputs[0].parameters.binary_data_size: expected %zu "
+				 "bytes for the shape and datatype", want * esz);
+	if (binlen != want * esz)
+		return FAIL(400, "binary data: %zu bytes after the JSON header, expected %zu",
+			    binlen, want * esz);
+	for (size_t i = 0; i < want; i++) {
+		if (dt == DT_UINT8) {
+			x[i] = bin[i];
+			continue;
+		}
+		float f;
+		memcpy(&f, bin + 4 * i, 4); /* little-endian host (x86-64, arm64) */
+		if (!(f >= a->range_lo && f <= a->range_hi))
+			return FAIL(400, "binary data: value %zu is %g, outside the model's "
+					 "input range [%g, %g]", i, (double)f,
+				    (double)a->range_lo, (double)a->range_hi);
+		x[i] = f;
+	}
+	return 200;
+}
+
+/* Checks a parsed request and fills job. fast, when not NULL, holds the values of inputs[0].data,
+ * whose place in root is taken by a placeholder (srv_parse_v2's fast path). */
+static int v2_request(const struct cigt_arch *a, const struct srv_limits *lim, const json_t *root,
+		      const struct srv_v2_data *fast, const uint8_t *bin, size_t binlen,
+		      bool has_bin, struct srv_job *job, char *err, size_t errlen)
+{
+	const json_t *inputs = NULL, *outputs = NULL;
+	bool bin_out = false;
+	int status = v2_top(root, job, &inputs, &outputs, &bin_out, err, errlen);
 	if (status != 200)
 		return status;
-	data = json_object_get(in, "data");
-	params = json_object_get(in, "parameters");
+	if (!json_is_array(inputs) || json_array_size(inputs) != 1)
+		return FAIL(400, "inputs: expected an array with the one input 'image'");
+	if ((status = v2_outputs(outputs, bin_out, job, err, errlen)) != 200)
+		return status;
+	const json_t *in = json_array_get(inputs, 0);
+	int64_t dims[8];
+	size_t want;
+	enum dtype dt;
+	if ((status = v2_input_header(a, lim, in, dims, &want, &dt, err, errlen)) != 200 ||
+	    (status = srv_alloc_samples(a, job, (int)dims[0], err, errlen)) != 200)
+		return status;
+	const json_t *data = json_object_get(in, "data");
+	const json_t *params = json_object_get(in, "parameters");
 	const json_t *bds = json_is_object(params) ? json_object_get(params, "binary_data_size")
 						  : NULL;
 	if (params && !json_is_object(params))
 		return FAIL(400, "inputs[0].parameters: expected an object");
-	const size_t want = (size_t)total, esz = dt == DT_UINT8 ? 1 : 4;
 	if (bds) {
 		if (data)
 			return FAIL(400, "inputs[0]: both data and binary_data_size given");
 		if (!has_bin)
 			return FAIL(400, "inputs[0].parameters.binary_data_size needs the "
 					 "Inference-Header-Content-Length header");
-		if (!json_is_integer(bds) || json_integer_value(bds) < 0 ||
-		    (size_t)json_integer_value(bds) != want * esz)
-			return FAIL(400, "inputs[0].parameters.binary_data_size: expected %zu "
-					 "bytes for the shape and datatype", want * esz);
-		if (binlen != want * esz)
-			return FAIL(400, "binary data: %zu bytes after the JSON header, expected %zu",
-				    binlen, want * esz);
-		for (size_t i = 0; i < want; i++) {
-			if (dt == DT_UINT8) {
-				job->x[i] = bin[i];
-				continue;
-			}
-			float f;
-			memcpy(&f, bin + 4 * i, 4); /* little-endian host (x86-64, arm64) */
-			if (!(f >= a->range_lo && f <= a->range_hi))
-				return FAIL(400, "binary data: value %zu is %g, outside the model's "
-						 "input range [%g, %g]", i, (double)f,
-					    (double)a->range_lo, (double)a->range_hi);
-			job->x[i] = f;
-		}
+		status = v2_binary_values(a, dt, bds, bin, binlen, want, job->x, err, errlen);
+		if (status != 200)
+			return status;
 	} else {
 		if (!data)
 			return FAIL(400, "inputs[0]: missing data");

@@ -635,6 +635,108 @@ out:
 	return rc;
 }
 
+/* The HTTP daemon on the listening socket, driven from the loop through its epoll fd. */
+static int start_mhd(struct srv *S, char *err, size_t errlen)
+{
+	const struct srv_config *cfg = S->cfg;
+	struct MHD_OptionItem tls[] = {
+		{MHD_OPTION_HTTPS_MEM_CERT, 0, S->tls_cert},
+		{MHD_OPTION_HTTPS_MEM_KEY, 0, S->tls_key},
+		{MHD_OPTION_END, 0, NULL},
+	};
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+			 (S->tls_cert ? MHD_USE_TLS : 0);
+	S->d = MHD_start_daemon(
+		flags, 0, on_accept, S, on_request, S, MHD_OPTION_LISTEN_SOCKET, S->listen_fd,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections + 64,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
+		MHD_OPTION_URI_LOG_CALLBACK, on_uri, S,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, S, MHD_OPTION_NOTIFY_CONNECTION,
+		on_connection, S, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, S, MHD_OPTION_ARRAY,
+		S->tls_cert ? tls : tls + 2, MHD_OPTION_END);
+	if (!S->d) {
+		snprintf(err, errlen, "cannot start the HTTP daemon");
+		return -1;
+	}
+	S->listen_fd = -1; /* the daemon owns it now */
+	return 0;
+}
+
+/* The loop's handles: the daemon's poll, the timers, the signals and the workers' async;
+ * started, with the registry's loads and the systemd watchdog. */
+static void start_handles(struct srv *S)
+{
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(S->d, MHD_DAEMON_INFO_EPOLL_FD);
+	uv_timer_init(&S->loop, &S->mhd_timer);
+	uv_timer_init(&S->loop, &S->sweep_timer);
+	uv_timer_init(&S->loop, &S->watchdog_timer);
+	uv_timer_init(&S->loop, &S->drain_timer);
+	uv_timer_init(&S->loop, &S->stop_timer);
+	CIGT_ASSERT(srv_nsignals <= (int)(sizeof S->sigs / sizeof S->sigs[0]));
+	for (int i = 0; i < srv_nsignals; i++) {
+		uv_signal_init(&S->loop, &S->sigs[i]);
+		S->sigs[i].data = S;
+	}
+	uv_async_init(&S->loop, &S->done_async, on_done_async);
+	uv_poll_init(&S->loop, &S->mhd_poll, di->epoll_fd);
+	S->mhd_poll.data = S->mhd_timer.data = S->sweep_timer.data = S->watchdog_timer.data =
+		S->drain_timer.data = S->stop_timer.data = S->done_async.data = S;
+	uv_poll_start(&S->mhd_poll, UV_READABLE, on_mhd_poll);
+	uv_timer_start(&S->sweep_timer, on_sweep, 250, 250);
+	for (int i = 0; i < srv_nsignals; i++)
+		uv_signal_start(&S->sigs[i], on_signal, srv_signals[i].signum);
+	uint64_t wd_usec = 0;
+	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0)
+		uv_timer_start(&S->watchdog_timer, on_watchdog, wd_usec / 2000 ? wd_usec / 2000 : 1,
+			       wd_usec / 2000 ? wd_usec / 2000 : 1);
+	srv_registry_start(S->reg, &S->loop, on_load_done, on_synced, S);
+}
+
+/* The "serving ..." line (tests and scripts read the address from it). */
+static void log_serving(struct srv *S, int port)
+{
+	const struct srv_config *cfg = S->cfg;
+	int hostlen = (int)(strrchr(cfg->listen, ':') - cfg->listen);
+	char what[300], err[512];
+	int st;
+	struct srv_model *dm = srv_registry_get(S->reg, NULL, 0, &st, err, sizeof err);
+	if (cfg->model_repository)
+		snprintf(what, sizeof what, "repository %s (control mode %s)", cfg->model_repository,
+			 (const char *[]){"none", "poll", "explicit"}[cfg->control_mode]);
+	else
+		snprintf(what, sizeof what, "model %s (%s)", dm ? dm->name : "?", cfg->model);
+	srv_model_unref(dm);
+	srv_log(SRV_LOG_INFO, "serving %s on %s://%.*s:%d/ with %d workers, max batch %d, max "
+			      "delay %d us",
+		what, S->tls_cert ? "https" : "http", hostlen, cfg->listen, port, cfg->workers,
+		cfg->max_batch, cfg->max_delay_us);
+}
+
+/* Frees the server after the loop ran (loop_ok: the loop was initialised). */
+static void srv_destroy(struct srv *S, bool loop_ok)
+{
+	/* After a normal run shutdown_now has stopped both; these are startup failures. */
+	srv_sched_free(S->sched);
+	if (S->d)
+		MHD_stop_daemon(S->d);
+	if (S->listen_fd >= 0)
+		close(S->listen_fd);
+	if (loop_ok) {
+		uv_run(&S->loop, UV_RUN_DEFAULT); /* close callbacks, a pending reload */
+		int lc = uv_loop_close(&S->loop);
+		if (lc)
+			srv_log(SRV_LOG_WARN, "event loop did not close cleanly: %s",
+				uv_strerror(lc));
+	}
+	srv_registry_free(S->reg);
+	free(S->token);
+	free(S->tls_cert);
+	free(S->tls_key);
+	pthread_mutex_destroy(&S->done_mu);
+	free(S);
+}
+
 int srv_run(const struct srv_config *cfg)
 {
 	struct srv *S = calloc(1, sizeof *S);
@@ -678,65 +780,10 @@ int srv_run(const struct srv_config *cfg)
 		goto fail;
 	}
 	loop_ok = true;
-	struct MHD_OptionItem tls[] = {
-		{MHD_OPTION_HTTPS_MEM_CERT, 0, S->tls_cert},
-		{MHD_OPTION_HTTPS_MEM_KEY, 0, S->tls_key},
-		{MHD_OPTION_END, 0, NULL},
-	};
-	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
-			 (S->tls_cert ? MHD_USE_TLS : 0);
-	S->d = MHD_start_daemon(
-		flags, 0, on_accept, S, on_request, S, MHD_OPTION_LISTEN_SOCKET, S->listen_fd,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections + 64,
-		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
-		MHD_OPTION_URI_LOG_CALLBACK, on_uri, S,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, S, MHD_OPTION_NOTIFY_CONNECTION,
-		on_connection, S, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, S, MHD_OPTION_ARRAY,
-		S->tls_cert ? tls : tls + 2, MHD_OPTION_END);
-	if (!S->d) {
-		snprintf(err, sizeof err, "cannot start the HTTP daemon");
+	if (start_mhd(S, err, sizeof err))
 		goto fail;
-	}
-	S->listen_fd = -1; /* the daemon owns it now */
-	const union MHD_DaemonInfo *di = MHD_get_daemon_info(S->d, MHD_DAEMON_INFO_EPOLL_FD);
-	uv_timer_init(&S->loop, &S->mhd_timer);
-	uv_timer_init(&S->loop, &S->sweep_timer);
-	uv_timer_init(&S->loop, &S->watchdog_timer);
-	uv_timer_init(&S->loop, &S->drain_timer);
-	uv_timer_init(&S->loop, &S->stop_timer);
-	CIGT_ASSERT(srv_nsignals <= (int)(sizeof S->sigs / sizeof S->sigs[0]));
-	for (int i = 0; i < srv_nsignals; i++) {
-		uv_signal_init(&S->loop, &S->sigs[i]);
-		S->sigs[i].data = S;
-	}
-	uv_async_init(&S->loop, &S->done_async, on_done_async);
-	uv_poll_init(&S->loop, &S->mhd_poll, di->epoll_fd);
-	S->mhd_poll.data = S->mhd_timer.data = S->sweep_timer.data = S->watchdog_timer.data =
-		S->drain_timer.data = S->stop_timer.data = S->done_async.data = S;
-	uv_poll_start(&S->mhd_poll, UV_READABLE, on_mhd_poll);
-	uv_timer_start(&S->sweep_timer, on_sweep, 250, 250);
-	for (int i = 0; i < srv_nsignals; i++)
-		uv_signal_start(&S->sigs[i], on_signal, srv_signals[i].signum);
-	uint64_t wd_usec = 0;
-	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0)
-		uv_timer_start(&S->watchdog_timer, on_watchdog, wd_usec / 2000 ? wd_usec / 2000 : 1,
-			       wd_usec / 2000 ? wd_usec / 2000 : 1);
-	srv_registry_start(S->reg, &S->loop, on_load_done, on_synced, S);
-	int hostlen = (int)(strrchr(cfg->listen, ':') - cfg->listen);
-	char what[300];
-	int st;
-	struct srv_model *dm = srv_registry_get(S->reg, NULL, 0, &st, err, sizeof err);
-	if (cfg->model_repository)
-		snprintf(what, sizeof what, "repository %s (control mode %s)", cfg->model_repository,
-			 (const char *[]){"none", "poll", "explicit"}[cfg->control_mode]);
-	else
-		snprintf(what, sizeof what, "model %s (%s)", dm ? dm->name : "?", cfg->model);
-	srv_model_unref(dm);
-	srv_log(SRV_LOG_INFO, "serving %s on %s://%.*s:%d/ with %d workers, max batch %d, max "
-			      "delay %d us",
-		what, S->tls_cert ? "https" : "http", hostlen, cfg->listen, port, cfg->workers,
-		cfg->max_batch, cfg->max_delay_us);
+	start_handles(S);
+	log_serving(S, port);
 	S->ready = true;
 	sd_notify(0, "READY=1");
 	mhd_drive(S);
@@ -746,26 +793,8 @@ int srv_run(const struct srv_config *cfg)
 fail:
 	srv_log(SRV_LOG_ERROR, "%s", err);
 out:
-	/* After a normal run shutdown_now has stopped both; these are startup failures. */
-	srv_sched_free(S->sched);
-	if (S->d)
-		MHD_stop_daemon(S->d);
-	if (S->listen_fd >= 0)
-		close(S->listen_fd);
-	if (loop_ok) {
-		uv_run(&S->loop, UV_RUN_DEFAULT); /* close callbacks, a pending reload */
-		int lc = uv_loop_close(&S->loop);
-		if (lc)
-			srv_log(SRV_LOG_WARN, "event loop did not close cleanly: %s",
-				uv_strerror(lc));
-	}
-	srv_registry_free(S->reg);
-	free(S->token);
-	free(S->tls_cert);
-	free(S->tls_key);
-	pthread_mutex_destroy(&S->done_mu);
+	srv_destroy(S, loop_ok);
 	if (rc == 0)
 		srv_log(SRV_LOG_INFO, "stopped");
-	free(S);
 	return rc;
 }

@@ -56,6 +56,29 @@ def make_model(path, seed):
                        stdout=subprocess.DEVNULL)
 
 
+def with_provenance(src, dst, prov):
+    """Copies the model file src to dst with __metadata__.provenance replaced by prov (a dict,
+    written as JSON text; None removes it): the safetensors header is rewritten, the data kept."""
+    with open(src, "rb") as f:
+        buf = f.read()
+    n = struct.unpack("<Q", buf[:8])[0]
+    head = json.loads(buf[8:8 + n])
+    meta = head["__metadata__"]
+    meta.pop("provenance", None)
+    if prov is not None:
+        meta["provenance"] = json.dumps(prov, separators=(",", ":"))
+    text = json.dumps(head, separators=(",", ":")).encode()
+    with open(dst, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + buf[8 + n:])
+
+
+def provenance(model):
+    """The provenance `cigt info --json` reports for model (a dict, or None)."""
+    out = subprocess.run([CIGT, "info", model, "--json"], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout).get("provenance")
+
+
 def softmax(z):
     m = max(z)
     e = [math.exp(v - m) for v in z]

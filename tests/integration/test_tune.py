@@ -12,6 +12,12 @@ paths at the architecture's 11,442,944 MACs, each front more accurate at every s
 cost), --out leaving the source untouched, the same table from 1 and 2 threads and in place,
 and every refusal (a split larger than the model's, a second model not beside it or of other
 classes, too few images, no provenance) with its message and no file written.
+Held-out validation (issue 29): --validation-data DIR, an IDX directory whose train files hold
+the same last N training images, gives the very table tune chose on them from --data; a model
+whose provenance records no held-out split (cigt init's, or the old train_folder.py form with
+data as a path) is refused, with --validation N too, naming --validation-data; so is data of
+another size than the provenance's split, the training data itself as --validation-data, and
+an --escalate model without a split, with a smaller one or trained elsewhere.
 Environment as test_cigtd.py (CIGT, SRCDIR). Exit 0 pass, 1 fail, 77 without the dataset.
 """
 
@@ -43,7 +49,9 @@ def run(*args):
 
 
 def make_data(work):
-    """DIR with the real train files and t10k files holding the last N training images."""
+    """DIR with the real train files and t10k files holding the last N training images; HELD,
+    an IDX directory whose train files hold those same N images (held out by the shipped
+    models); SMALL, one whose train files hold the first 200."""
     d = os.path.join(work, "data")
     os.makedirs(d)
     for kind in ("images-idx3", "labels-idx1"):
@@ -58,6 +66,11 @@ def make_data(work):
         f.write(struct.pack(">IIII", 0x803, N, 28, 28) + imgs[16 + 784 * (total - N):])
     with gzip.open(os.path.join(d, "t10k-labels-idx1-ubyte.gz"), "wb", 1) as f:
         f.write(struct.pack(">II", 0x801, N) + labels[8 + total - N:])
+    held = os.path.join(work, "held")
+    os.makedirs(held)
+    for kind in ("images-idx3", "labels-idx1"):
+        os.symlink(os.path.join(d, "t10k-%s-ubyte.gz" % kind),
+                   os.path.join(held, "train-%s-ubyte.gz" % kind))
     # A directory with too few training images for N (its train files hold 200).
     small = os.path.join(work, "small")
     os.makedirs(small)
@@ -65,7 +78,7 @@ def make_data(work):
         f.write(struct.pack(">IIII", 0x803, 200, 28, 28) + imgs[16:16 + 784 * 200])
     with gzip.open(os.path.join(small, "train-labels-idx1-ubyte.gz"), "wb", 1) as f:
         f.write(struct.pack(">II", 0x801, 200) + labels[8:208])
-    return d, small
+    return d, held, small
 
 
 def points(path):
@@ -98,7 +111,7 @@ def main():
         return 77
     work = tempfile.mkdtemp(prefix="cigt-tune-")
     try:
-        data, small = make_data(work)
+        data, held, small = make_data(work)
         m = os.path.join(work, "m")
         os.makedirs(m)
         for f in ("fashion_mnist.safetensors", "thick.safetensors"):
@@ -186,10 +199,77 @@ def main():
         refused("a second model with other classes",
                 [src, "--escalate", other, "--validation", str(N), "--data", data], "class",
                 out)
-        refused("too few training images", [src, "--validation", str(N), "--data", small],
-                "fewer than the %d" % N, out)
-        refused("no provenance and no --validation", [other, "--data", data],
-                "give --validation N", out)
+        refused("data of another size than the provenance's split",
+                [src, "--validation", str(N), "--data", small],
+                "training split has 200 images but %s was trained and validated on one of "
+                "60000" % src, out)
+        refused("too few held-out images", [src, "--validation", str(N), "--validation-data",
+                                            small], "fewer than the %d" % N, out)
+        refused("no provenance", [other, "--data", data],
+                "records no held-out validation split in its provenance (data.validation)",
+                out)
+        refused("no provenance, with --validation N", [other, "--data", data, "--validation",
+                                                       str(N)], "give --validation-data DIR",
+                out)
+
+        # --validation-data: the same N images from a held-out directory, the same table.
+        heldout = os.path.join(m, "heldout.safetensors")
+        r = run("tune", src, "--escalate", thick, "--validation-data", held, "--threads", "1",
+                "--out", heldout)
+        check(r.returncode == 0 and "%d validation images (the last of --validation-data"
+              % N in r.stderr, "--validation-data: rc %d %s" % (r.returncode,
+                                                                r.stderr.strip()[-300:]))
+        check(points(heldout) == pts, "--validation-data HELD (the last %d training images) "
+              "gives the table --data chose on the same images" % N)
+        refused("the training data as --validation-data", [src, "--validation-data", T.DATA],
+                "it may be that data", out)
+
+        # A folder-trained model of the old python/examples/train_folder.py: data is a path.
+        folder = os.path.join(m, "folder.safetensors")
+        T.with_provenance(src, folder, {"tool": "cigt.torch examples/train_folder.py",
+                                        "data": data, "images": 60000, "steps": 10})
+        refused("a model trained on every image (train_folder.py)", [folder, "--data", data],
+                "%s records no held-out validation split in its provenance (data.validation), "
+                "so it may have trained on any image of %s; give --validation-data DIR, an "
+                "image folder or IDX directory it was not trained on" % (folder, data), out)
+        refused("--validation-data is the folder it was trained on",
+                [folder, "--validation-data", data], "was trained on it", out)
+        r = run("tune", folder, "--validation-data", held, "--validation", "100", "--threads",
+                "1", "--out", out)
+        check(r.returncode == 0 and "100 validation images" in r.stderr,
+              "the folder-trained model tunes on --validation-data (rc %d %s)"
+              % (r.returncode, r.stderr.strip()[-200:]))
+        if os.path.exists(out):
+            os.remove(out)
+        # A provenance that names its data: other data is refused.
+        prov = T.provenance(src)
+        named = os.path.join(m, "named.safetensors")
+        T.with_provenance(src, named, dict(prov, data=dict(prov["data"], images=60000,
+                                                           dir=T.DATA)))
+        r = run("tune", named, "--validation", "50", "--threads", "1", "--out", out)
+        check(r.returncode == 0, "the data the provenance names (%s) is accepted (rc %d %s)"
+              % (T.DATA, r.returncode, r.stderr.strip()[-200:]))
+        if os.path.exists(out):
+            os.remove(out)
+        refused("other data than the provenance names", [named, "--data", small],
+                "was trained on %s, not on --data %s" % (T.DATA, small), out)
+
+        # The --escalate model's provenance, checked the same way.
+        for what, p2, frag in [
+                ("no split", {"tool": "cigt.torch examples/train_folder.py", "data": data},
+                 "--escalate %s records no held-out validation split"),
+                ("a smaller split", dict(prov, data={"train": 59800, "validation": 200}),
+                 "--validation 300: --escalate %s was validated on the last 200"),
+                ("another dataset", dict(prov, data=dict(prov["data"], dir=small)),
+                 "--escalate %s was trained on " + small)]:
+            second = os.path.join(m, "second.safetensors")
+            T.with_provenance(thick, second, p2)
+            refused("--escalate with %s" % what, [src, "--escalate", second, "--validation",
+                                                  str(N), "--data", data], frag % second, out)
+        T.with_provenance(thick, second, dict(prov, data=dict(prov["data"], dir=held)))
+        refused("--validation-data the --escalate model trained on",
+                [src, "--escalate", second, "--validation-data", held],
+                "--validation-data %s: --escalate %s was trained on it" % (held, second), out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("tune: %s" % ("FAILED (%d)" % len(T.FAILURES) if T.FAILURES else "ok"))

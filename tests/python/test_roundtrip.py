@@ -7,6 +7,9 @@
   * PyTorch-trained -> file -> cigt: a trellis trained for 40 steps in PyTorch (warm-up, then
     argmax with re-routing, the schedule of cigt train) and saved; `cigt eval --limit 1000
     --dump` gives the same class and route as the module on each of the 1,000 test images.
+  * Operating points after fine-tuning: cigt.torch.save keeps the loaded file's points while
+    the weights are as loaded, drops them with a warning once a training step changed them
+    (running statistics included), and keeps them with keep_points=True.
   * Multipath (the C engine's rule): thresholds of 1 give the argmax answer; thresholds of 0 run
     every path, and the answer is the mean of the softmax over all of them, computed here path
     by path; at 0.3 at most 3 experts open per router and the main route is the argmax route.
@@ -17,6 +20,7 @@ import json
 import os
 import tempfile
 import unittest
+import warnings
 
 import numpy as np
 
@@ -116,6 +120,53 @@ class RoundTrip(unittest.TestCase):
         ct.save(m, dropped, metadata={})
         self.assertEqual(cf.load(kept).metadata["operating_points"], points)
         self.assertNotIn("operating_points", cf.load(dropped).metadata)
+
+    def test_save_drops_stale_points(self):
+        """Points are measurements of the weights they were tuned on (proto/model-format.md
+        section 6): a fine-tuned module must not carry them silently."""
+        npoints = len(cf.load(common.MODEL).operating_points)
+        self.assertGreater(npoints, 1, "the shipped model has no tuned operating points")
+        m = ct.load(common.MODEL)
+        same = self.path("same.safetensors")
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            ct.save(m, same)
+        self.assertEqual(w, [], "no warning while the weights are as loaded")
+        self.assertEqual(len(cf.load(same).operating_points), npoints)
+        # One step in train mode: weights and running statistics change.
+        arch, train = ct.read_config(common.CONFIG)
+        opt = torch.optim.SGD(m.parameters(), lr=0.01)
+        m.train()
+        loss = ct.loss(m(m.preprocess(self.x[:32])), torch.from_numpy(self.y[:32]),
+                       train["information_gain_weight"], train["information_gain_beta"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        m.eval()
+        tuned = self.path("fine_tuned.safetensors")
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            ct.save(m, tuned)
+        self.assertEqual(len(w), 1)
+        self.assertIn("dropped the %d operating points" % npoints, str(w[0].message))
+        self.assertIn("keep_points=True", str(w[0].message))
+        self.assertEqual(cf.load(tuned).operating_points, [])
+        info = json.loads(common.cigt("info", tuned, "--json"))
+        self.assertFalse(info.get("operating_points"))
+        kept = self.path("fine_tuned_kept.safetensors")
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            ct.save(m, kept, keep_points=True)
+        self.assertEqual(w, [])
+        self.assertEqual(len(cf.load(kept).operating_points), npoints)
+        # Running statistics alone count: a forward pass in train mode, no step.
+        m2 = ct.load(common.MODEL).train()
+        with torch.no_grad():
+            m2(m2.preprocess(self.x[:32]))
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            ct.save(m2.eval(), self.path("bn_only.safetensors"))
+        self.assertEqual(len(w), 1, "changed running statistics make the points stale too")
 
     def test_c_trained_forward_matches_cigt_eval(self):
         c = dump(common.MODEL, self.path("shipped.jsonl"))

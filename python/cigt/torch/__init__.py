@@ -2,8 +2,10 @@
 loss(out, labels, ig_weight, ig_beta), from_config(path) for a fresh model, and the training
 schedule of `cigt train` (apply_schedule). See python/README.md."""
 
+import hashlib
 import json
 import os
+import warnings
 
 import torch
 
@@ -12,6 +14,8 @@ from .. import format as cfmt
 from .loss import entropy, information_gain, loss
 from .model import (BatchNorm, Expert, RouterRows, Trellis, TrellisOutput, apply_schedule,
                     schedule_lr, schedule_temperature)
+
+POINTS_KEY = "operating_points"  # the __metadata__ key of cigt tune's table
 
 __all__ = ["load", "save", "loss", "information_gain", "entropy", "from_config",
            "Trellis", "TrellisOutput", "RouterRows", "apply_schedule", "schedule_lr",
@@ -31,9 +35,19 @@ def load(path, map_location=None):
     missing, unexpected = m.load_state_dict(sd, strict=False)
     if unexpected or any(k in {n for n, _, _ in cfmt.tensor_list(mf.arch)} for k in missing):
         raise RuntimeError("state dict mismatch: %s %s" % (missing, unexpected))
+    m.loaded_digest = _digest(m.tensors())  # save() tells fine-tuned weights by it
     if map_location is not None:
         m = m.to(map_location)
     return m.eval()
+
+
+def _digest(tensors):
+    """sha256 over a file's tensors (name -> float32 array), in their order."""
+    h = hashlib.sha256()
+    for name, v in tensors.items():
+        h.update(name.encode())
+        h.update(v.tobytes())
+    return h.hexdigest()
 
 
 def read_config(path):
@@ -60,14 +74,16 @@ def from_config(config, seed=None, classes=None):
     return Trellis(cfmt.parse_arch(arch), provenance=None)
 
 
-def save(module, path, classes=None, provenance=None, metadata=None):
+def save(module, path, classes=None, provenance=None, metadata=None, keep_points=False):
     """Writes module (a Trellis, or a DistributedDataParallel / DataParallel wrapping one) as a
     cigt model file: its architecture (classes, if given, replace the class names: same count),
     its tensors as float32 little-endian, and provenance: a dict or JSON text, or None for
     module.provenance when it has one, else {"tool": "cigt.torch", "version": ...}. Validated
     as the C reader validates (cigt.format.FormatError). metadata: other __metadata__ strings
-    (name -> text); None writes back those the loaded file had (module.extra_metadata, e.g. the
-    operating points of `cigt tune`, which fine-tuning makes stale: pass {} to drop them)."""
+    (name -> text), written as given; None writes back those the loaded file had
+    (module.extra_metadata) except its operating points (`cigt tune`'s accuracies and MACs,
+    measured on the weights as loaded) when the weights changed since load (fine-tuning,
+    running statistics included): those are dropped with a warning unless keep_points=True."""
     module = getattr(module, "module", module)
     arch = json.loads(module.architecture)
     if classes is not None:
@@ -82,6 +98,16 @@ def save(module, path, classes=None, provenance=None, metadata=None):
     if provenance is None:
         provenance = module.provenance or {"tool": "cigt.torch", "version": __version__,
                                            "torch": torch.__version__}
+    tensors = module.tensors()
     if metadata is None:
-        metadata = getattr(module, "extra_metadata", {})
-    cfmt.save(path, text, module.tensors(), provenance, metadata)
+        metadata = dict(getattr(module, "extra_metadata", {}))
+        points = metadata.get(POINTS_KEY)
+        if points is not None and not keep_points and \
+                _digest(tensors) != getattr(module, "loaded_digest", None):
+            del metadata[POINTS_KEY]
+            warnings.warn("cigt.torch.save(%s): dropped the %d operating points the model was "
+                          "loaded with: its weights changed since (fine-tuning), so their "
+                          "validation accuracies and MACs no longer hold; run cigt tune on the "
+                          "new file, or pass keep_points=True to keep them"
+                          % (path, len(json.loads(points))), stacklevel=2)
+    cfmt.save(path, text, tensors, provenance, metadata)
