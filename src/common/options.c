@@ -541,7 +541,7 @@ json_t *cigt__opts_describe(const struct cigt_opt *rows)
 		json_object_set_new(r, "default", o->def ? json_string(o->def) : json_null());
 		json_object_set_new(r, "arg", o->arg ? json_string(o->arg) : json_null());
 		json_object_set_new(r, "help", o->help ? json_string(o->help) : json_null());
-		if (o->type == CIGT_OPT_SECTION)
+		if (o->sub) /* a section's keys, or those a CALL row reads */
 			json_object_set_new(r, "keys", cigt__opts_describe(o->sub));
 		if (json_array_append_new(a, r)) {
 			json_decref(a);

@@ -83,7 +83,7 @@ struct cigt_opt {
 	const char *arg;   /* the value's name in help ("N", "DIR"); SECTION: its shape
 			    * ({"flip": true|false, ...}), also said by "expected ..." */
 	const char *help;  /* lines separated by '\n'; --help appends "(default X)" */
-	const struct cigt_opt *sub; /* SECTION: its rows */
+	const struct cigt_opt *sub; /* SECTION: its rows (CALL: the rows it reads, for the docs) */
 	/* CALL: store a flag's argument / a JSON value; `at` names the option in messages
 	 * ("--load-model", "config: load_model"). 0, or a CIGT_E* code with "<at>: ..." in err.
 	 * target is NULL for a CALL row with neither p nor base. */
