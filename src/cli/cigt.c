@@ -1,9 +1,12 @@
 /* cigt: train, evaluate, inspect and run Conditional Information Gain Trellis models.
- * This file only dispatches to the subcommands. */
+ * This file dispatches to the subcommands, and describes their option tables for the docs'
+ * tests (the hidden `cigt options --json`). */
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
+#include "../train/train_config.h"
 
 #ifndef CIGT_VERSION
 #define CIGT_VERSION "dev"
@@ -25,6 +28,38 @@ static const struct {
 	{"grad", cmd_grad, "one deterministic training step's gradients (for cross-checks)"},
 };
 
+/* cigt options --json: {"cigt": {COMMAND: {"usage", "options": [rows]}}, "train": [rows]},
+ * each command's table as cli_parse gets it (cli_describe). */
+static json_t *described;
+
+static void describe(const char *name, const struct cli_cmd *c)
+{
+	json_object_set_new(json_object_get(described, "cigt"), name,
+			    json_pack("{ss so}", "usage", c->usage, "options",
+				      cigt__opts_describe(c->opts)));
+}
+
+static int cmd_options(int argc, char **argv)
+{
+	if (argc != 2 || strcmp(argv[1], "--json")) {
+		fprintf(stderr, "usage: cigt options --json\n");
+		return 2;
+	}
+	described = json_pack("{s{} so}", "cigt", "train", cigt__opts_describe(cigt__train_rows));
+	cli_describe = describe;
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+		static char name[32];
+		char *args[] = {name, NULL};
+		snprintf(name, sizeof name, "%s", commands[i].name);
+		commands[i].fn(1, args);
+	}
+	cli_describe = NULL;
+	int rc = json_dumpf(described, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	putchar('\n');
+	json_decref(described);
+	return rc ? 1 : 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: cigt COMMAND [ARGS]   (cigt COMMAND --help for details)\n\ncommands:\n");
@@ -42,6 +77,8 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (!strcmp(argv[1], "options")) /* hidden: for the docs' tests */
+		return cmd_options(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--version")) {
 		printf("cigt %s\n", CIGT_VERSION);
 		return 0;

@@ -26,6 +26,9 @@ int main(int argc, char **argv)
 		printf("cigtd " CIGT_VERSION "\n");
 		rc = 0;
 		break;
+	case SRV_DESCRIBE:
+		rc = srv_config_describe(stdout) ? 1 : 0;
+		break;
 	case SRV_HEALTHCHECK:
 		rc = srv_healthcheck(url);
 		break;

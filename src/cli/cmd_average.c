@@ -56,9 +56,8 @@ static char *average_provenance(struct cigt_model *const *src, char *const *file
 int cmd_average(int argc, char **argv)
 {
 	const char *out = NULL;
-	const struct cli_opt opts[] = {
-		{"out", 'o', CLI_STR, &out, .required = true, .arg = "MODEL",
-		 .help = "output .safetensors file (required)"},
+	const struct cigt_opt opts[] = {
+		CIGT_OPT_BIND(cli_opt_out, out),
 		{0},
 	};
 	const struct cli_cmd cmd = {usage, 18, 2, -1, opts};

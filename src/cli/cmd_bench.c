@@ -196,31 +196,30 @@ int cmd_bench(int argc, char **argv)
 	double seconds = 3;
 	bool dense = false, ungrouped = false, profile = false, sgemm = false, as_json = false;
 	const char *dir = CIGT_DEFAULT_DATA_DIR;
-	const struct cli_opt opts[] = {
-		{"batch", 0, CLI_LLONG, &batch, 1, 65536, .arg = "N",
-		 .help = "samples per classify call (default 256)"},
-		{"seconds", 0, CLI_DOUBLE, &seconds, .dlo = 0.01, .dhi = 3600, .arg = "S",
-		 .help = "measuring time after a warm-up (default 3)"},
-		{"dense", 0, CLI_FLAG, &dense, .help = "run every expert on every sample"},
-		{"ungrouped", 0, CLI_FLAG, &ungrouped,
+	const struct cigt_opt opts[] = {
+		{"batch", 0, CIGT_OPT_INT, CIGT_OPT_VAR(batch), .lo = 1, .hi = 65536, .def = "256",
+		 .arg = "N", .help = "samples per classify call"},
+		{"seconds", 0, CIGT_OPT_DOUBLE, CIGT_OPT_VAR(seconds), .dlo = 0.01, .dhi = 3600,
+		 .def = "3", .arg = "S", .help = "measuring time after a warm-up"},
+		CIGT_OPT_BIND(cli_opt_dense, dense),
+		{"ungrouped", 0, CIGT_OPT_FLAG, CIGT_OPT_VAR(ungrouped),
 		 .help = "classify one sample at a time (routing without grouping)"},
-		{"compute", 0, CLI_STR, &compute, .arg = "NAME",
+		{.like = &cli_opt_compute, CIGT_OPT_VAR(compute),
 		 .help = "run at the model's operating point NAME (cigt info lists\n"
 			 "them; an escalating one loads its second model from beside\n"
 			 "MODEL); MACs per sample are then the measured mean"},
-		{"threads", 0, CLI_LLONG, &threads, 1, 64, .arg = "N",
+		{.like = &cli_opt_threads, CIGT_OPT_VAR(threads),
 		 .help = "worker threads splitting each batch (default: online CPUs)"},
-		{"blas-threads", 0, CLI_LLONG, &blas, 1, 64, .arg = "N",
-		 .help = "OpenBLAS threads inside each call (default 1)"},
-		{"profile", 0, CLI_FLAG, &profile,
+		{"blas-threads", 0, CIGT_OPT_INT, CIGT_OPT_VAR(blas), .lo = 1, .hi = 64, .def = "1",
+		 .arg = "N", .help = "OpenBLAS threads inside each call"},
+		{"profile", 0, CIGT_OPT_FLAG, CIGT_OPT_VAR(profile),
 		 .help = "time per part (im2col, sgemm, pooling, routing, regrouping)\n"
 			 "and the group size per expert"},
-		{"sgemm", 0, CLI_FLAG, &sgemm,
+		{"sgemm", 0, CIGT_OPT_FLAG, CIGT_OPT_VAR(sgemm),
 		 .help = "also measure OpenBLAS sgemm GFLOPS (1024^3) with the same\n"
 			 "threads, for comparison"},
-		{"data", 0, CLI_STR, &dir, .arg = "DIR",
-		 .help = "IDX directory (default " CIGT_DEFAULT_DATA_DIR ")"},
-		{"json", 0, CLI_FLAG, &as_json, .help = "one JSON object"},
+		{.like = &cli_opt_data, CIGT_OPT_VAR(dir), .help = "IDX directory"},
+		CIGT_OPT_BIND(cli_opt_json, as_json),
 		{0},
 	};
 	const struct cli_cmd cmd = {usage, 18, 1, 1, opts};

@@ -18,8 +18,8 @@ static const char usage[] =
 int cmd_classify(int argc, char **argv)
 {
 	bool dense = false;
-	const struct cli_opt opts[] = {
-		{"dense", 0, CLI_FLAG, &dense,
+	const struct cigt_opt opts[] = {
+		{.like = &cli_opt_dense, CIGT_OPT_VAR(dense),
 		 .help = "run every expert (same answer, shows the dense MACs)"},
 		{0},
 	};

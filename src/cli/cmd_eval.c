@@ -404,39 +404,36 @@ int cmd_eval(int argc, char **argv)
 	const char *compute = NULL, *thresholds = NULL;
 	bool dense = false, as_json = false, show_routes = false, allow_train = false;
 	long long limit = 0, threads = cli_default_threads(), max_macs = 0;
-	const struct cli_opt opts[] = {
-		{"data", 0, CLI_STR, &dir, .arg = "DIR",
-		 .help = "IDX directory with t10k-{images-idx3,labels-idx1}-ubyte.gz\n"
-			 "(default " CIGT_DEFAULT_DATA_DIR "), or an image folder:\n"
-			 "DIR/test/<class>/ (or DIR/val/) when DIR/train/ exists, else\n"
-			 "DIR/<class>/; .png .jpg .jpeg .pgm .ppm files"},
-		{"cache-mb", 0, CLI_CALL, &cli_cache_bytes, 1, 1 << 24, .fn = cli_mebibytes,
-		 .arg = "N", .help = "bound on a folder's images held as float32 (default 2048)"},
-		{"dense", 0, CLI_FLAG, &dense,
+	const struct cigt_opt opts[] = {
+		{.like = &cli_opt_data, CIGT_OPT_VAR(dir),
+		 .help = "IDX directory with t10k-{images-idx3,labels-idx1}-ubyte.gz, or\n"
+			 "an image folder: DIR/test/<class>/ (or DIR/val/) when\n"
+			 "DIR/train/ exists, else DIR/<class>/; .png .jpg .jpeg .pgm\n"
+			 ".ppm files"},
+		CIGT_OPT_BIND(cli_opt_cache_mb, cli_cache_bytes),
+		{.like = &cli_opt_dense, CIGT_OPT_VAR(dense),
 		 .help = "run every expert on every sample (same predictions, more MACs)"},
-		{"compute", 0, CLI_STR, &compute, .arg = "NAME",
-		 .help = "the model's operating point NAME (cigt info lists them); one that\n"
-			 "escalates loads its second model from beside MODEL"},
-		{"thresholds", 0, CLI_STR, &thresholds, .arg = "T,...",
+		CIGT_OPT_BIND(cli_opt_compute, compute),
+		{"thresholds", 0, CIGT_OPT_STR, CIGT_OPT_VAR(thresholds), .arg = "T,...",
 		 .help = "multipath with one threshold in [0, 1] per router (1 = single)"},
-		{"max-macs", 0, CLI_LLONG, &max_macs, 1, (long long)1 << 62, .arg = "N",
+		{"max-macs", 0, CIGT_OPT_INT, CIGT_OPT_VAR(max_macs), .lo = 1,
+		 .hi = (long long)1 << 62, .arg = "N",
 		 .help = "the most accurate (on validation) operating point whose worst\n"
 			 "case fits in N MACs per sample; less than one path is an error"},
-		{"json", 0, CLI_FLAG, &as_json, .help = "one JSON object instead of text"},
-		{"limit", 0, CLI_LLONG, &limit, 1, 100000000, .arg = "N",
+		CIGT_OPT_BIND(cli_opt_json, as_json),
+		{"limit", 0, CIGT_OPT_INT, CIGT_OPT_VAR(limit), .lo = 1, .hi = 100000000, .arg = "N",
 		 .help = "only the first N test images"},
-		{"threads", 0, CLI_LLONG, &threads, 1, 64, .arg = "N",
-		 .help = "worker threads (default: online CPUs)"},
-		{"dump", 0, CLI_STR, &dump, .arg = "FILE",
+		CIGT_OPT_BIND(cli_opt_threads, threads),
+		{"dump", 0, CIGT_OPT_STR, CIGT_OPT_VAR(dump), .arg = "FILE",
 		 .help = "write one JSON line per sample: index, label, class, route\n"
 			 "(argmax path), logits (of that path), probs (the answer's\n"
 			 "posterior), macs, npaths, escalated, paths (\"0-1-3\", ...)"},
-		{"routes", 0, CLI_FLAG, &show_routes,
+		{"routes", 0, CIGT_OPT_FLAG, CIGT_OPT_VAR(show_routes),
 		 .help = "for every leaf (last-layer expert), how many test samples of\n"
 			 "each class reached it"},
-		{"routes-png", 0, CLI_STR, &routes_png, .arg = "FILE",
+		{"routes-png", 0, CIGT_OPT_STR, CIGT_OPT_VAR(routes_png), .arg = "FILE",
 		 .help = "draw that table as a heatmap (needs gnuplot)"},
-		{"allow-training-data", 0, CLI_FLAG, &allow_train,
+		{"allow-training-data", 0, CIGT_OPT_FLAG, CIGT_OPT_VAR(allow_train),
 		 .help = "score an image folder without a test split even when the\n"
 			 "provenance says MODEL was trained on it"},
 		{0},

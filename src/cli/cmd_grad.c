@@ -183,15 +183,23 @@ int cmd_grad(int argc, char **argv)
 	long long batch = 125;
 	double temp = 25.0;
 	int mode = 0, precision = 0;
-	/* Not listed in --help: the usage text above says what each does. */
-	const struct cli_opt opts[] = {
-		{"config", 'c', CLI_STR, &config, .required = true},
-		{"out", 'o', CLI_STR, &out, .required = true},
-		{"batch", 0, CLI_LLONG, &batch, 1, 60000, .arg = "N"},
-		{"mode", 0, CLI_CHOICE, &mode, .choices = modes},
-		{"temperature", 0, CLI_DOUBLE, &temp, .dlo = 1e-6, .dhi = 1e6},
-		{"precision", 0, CLI_CHOICE, &precision, .choices = precisions},
-		{"data", 0, CLI_STR, &dir, .arg = "DIR"},
+	/* Hidden from --help: the usage text above says what each does. */
+	const struct cigt_opt opts[] = {
+		{.like = &cli_opt_config, CIGT_OPT_VAR(config), .flags = CIGT_OPT_HIDDEN},
+		{.like = &cli_opt_out, CIGT_OPT_VAR(out), .arg = "GRADS", .flags = CIGT_OPT_HIDDEN,
+		 .help = "the gradients' .safetensors file (required)"},
+		{"batch", 0, CIGT_OPT_INT, CIGT_OPT_VAR(batch), .lo = 1, .hi = 60000, .def = "125",
+		 .arg = "N", .flags = CIGT_OPT_HIDDEN, .help = "the first N training images"},
+		{"mode", 0, CIGT_OPT_CHOICE, CIGT_OPT_VAR(mode), .choices = modes, .def = "warmup",
+		 .arg = "MODE", .flags = CIGT_OPT_HIDDEN,
+		 .help = "warm-up routing (every row to every expert) or argmax"},
+		{"temperature", 0, CIGT_OPT_DOUBLE, CIGT_OPT_VAR(temp), .dlo = 1e-6, .dhi = 1e6,
+		 .def = "25", .arg = "T", .flags = CIGT_OPT_HIDDEN,
+		 .help = "the routers' softmax temperature"},
+		{"precision", 0, CIGT_OPT_CHOICE, CIGT_OPT_VAR(precision), .choices = precisions,
+		 .def = "float", .arg = "P", .flags = CIGT_OPT_HIDDEN,
+		 .help = "compute the step in float (as cigt train) or double"},
+		{.like = &cli_opt_data, CIGT_OPT_VAR(dir), .flags = CIGT_OPT_HIDDEN},
 		{0},
 	};
 	const struct cli_cmd cmd = {usage, 0, 1, 1, opts};

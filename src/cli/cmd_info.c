@@ -105,8 +105,8 @@ static json_t *info_json(const struct cigt_model *m)
 int cmd_info(int argc, char **argv)
 {
 	bool as_json = false;
-	const struct cli_opt opts[] = {
-		{"json", 0, CLI_FLAG, &as_json, .help = "one JSON object instead of text"},
+	const struct cigt_opt opts[] = {
+		CIGT_OPT_BIND(cli_opt_json, as_json),
 		{0},
 	};
 	const struct cli_cmd cmd = {usage, 9, 1, 1, opts};

@@ -17,12 +17,11 @@ int cmd_init(int argc, char **argv)
 	const char *out = NULL;
 	long long seed = 1;
 	bool random_bn = false;
-	const struct cli_opt opts[] = {
-		{"out", 'o', CLI_STR, &out, .required = true, .arg = "MODEL",
-		 .help = "output .safetensors file (required)"},
-		{"seed", 0, CLI_LLONG, &seed, 0, INT64_MAX, .arg = "N",
-		 .help = "random seed (default 1)"},
-		{"random-bn", 0, CLI_FLAG, &random_bn,
+	const struct cigt_opt opts[] = {
+		CIGT_OPT_BIND(cli_opt_out, out),
+		{"seed", 0, CIGT_OPT_INT, CIGT_OPT_VAR(seed), .lo = 0, .hi = INT64_MAX, .def = "1",
+		 .arg = "N", .help = "random seed"},
+		{"random-bn", 0, CIGT_OPT_FLAG, CIGT_OPT_VAR(random_bn),
 		 .help = "random batch-norm parameters and running statistics instead\n"
 			 "of the identity (for tests of batch-norm folding)"},
 		{0},

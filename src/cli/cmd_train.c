@@ -6,6 +6,7 @@
 #include "cigt/error.h"
 #include "cigt/train.h"
 #include "cli.h"
+#include "../train/train_config.h"
 
 static const char usage[] =
 	"usage: cigt train --config CONFIG.json --out MODEL [--data DIR] [--epochs N]\n"
@@ -21,39 +22,39 @@ int cmd_train(int argc, char **argv)
 {
 	struct cigt_train_options o = {.threads = cli_default_threads(), .validation = -1};
 	long long seed = -1;
-	const struct cli_opt opts[] = {
-		{"config", 'c', CLI_STR, &o.config, .required = true},
-		{"out", 'o', CLI_STR, &o.out, .required = true},
-		{"data", 0, CLI_STR, &o.data_dir, .arg = "DIR",
-		 .help = "IDX directory with train-{images-idx3,labels-idx1}-ubyte.gz\n"
-			 "(default " CIGT_DEFAULT_DATA_DIR "), or an image folder:\n"
-			 "DIR/train/<class>/ if it exists, else DIR/<class>/, with\n"
-			 ".png .jpg .jpeg .pgm .ppm files; the folder names must be\n"
-			 "the config's classes"},
-		{"input-stats", 0, CLI_FLAG, &o.input_stats,
+	const struct cigt_opt opts[] = {
+		CIGT_OPT_BIND(cli_opt_config, o.config),
+		{.like = &cli_opt_out, CIGT_OPT_VAR(o.out),
+		 .help = "where the model of the best validation accuracy goes\n(required)"},
+		{.like = &cli_opt_data, CIGT_OPT_VAR(o.data_dir),
+		 .help = "IDX directory with train-{images-idx3,labels-idx1}-ubyte.gz,\n"
+			 "or an image folder: DIR/train/<class>/ if it exists, else\n"
+			 "DIR/<class>/, with .png .jpg .jpeg .pgm .ppm files; the folder\n"
+			 "names must be the config's classes"},
+		{"input-stats", 0, CIGT_OPT_FLAG, CIGT_OPT_VAR(o.input_stats),
 		 .help = "normalise the input with the training images' own per-channel\n"
 			 "mean and std (written into the model's input)"},
-		{"cache-mb", 0, CLI_CALL, &o.cache_bytes, 1, 1 << 24, .fn = cli_mebibytes,
-		 .arg = "N", .help = "bound on a folder's images held as float32 (default 2048)"},
-		{"epochs", 0, CLI_INT, &o.epochs, 1, 100000, .arg = "N",
+		CIGT_OPT_BIND(cli_opt_cache_mb, o.cache_bytes),
+		{.like = &cigt__train_opt_epochs, CIGT_OPT_VAR(o.epochs),
 		 .help = "override the config's epochs"},
-		{"seed", 0, CLI_LLONG, &seed, 0, INT64_MAX, .arg = "N",
-		 .help = "override the config's seed"},
-		{"resume", 0, CLI_STR, &o.resume, .arg = "CKPT",
+		{.like = &cigt__train_opt_seed, CIGT_OPT_VAR(seed), .help = "override the config's seed"},
+		{"resume", 0, CIGT_OPT_STR, CIGT_OPT_VAR(o.resume), .arg = "CKPT",
 		 .help = "continue an interrupted run from its checkpoint"},
-		{"checkpoint", 0, CLI_STR, &o.checkpoint, .arg = "FILE",
+		{"checkpoint", 0, CIGT_OPT_STR, CIGT_OPT_VAR(o.checkpoint), .arg = "FILE",
 		 .help = "where checkpoints go (default MODEL.ckpt), every epoch and\n"
 			 "on Ctrl-C"},
-		{"threads", 0, CLI_INT, &o.threads, 1, 64, .arg = "N",
+		{.like = &cli_opt_threads, CIGT_OPT_VAR(o.threads),
 		 .help = "OpenBLAS threads (default: online CPUs); same seed and\n"
 			 "threads give a bit-identical model"},
-		{"log", 0, CLI_STR, &o.log, .arg = "FILE",
+		{"log", 0, CIGT_OPT_STR, CIGT_OPT_VAR(o.log), .arg = "FILE",
 		 .help = "JSON-lines log, one object per epoch"},
-		{"train-samples", 0, CLI_INT, &o.train_samples, 1, 100000000, .arg = "N",
+		{"train-samples", 0, CIGT_OPT_INT, CIGT_OPT_VAR(o.train_samples), .lo = 1,
+		 .hi = 100000000, .arg = "N",
 		 .help = "train on the first N training images only (smoke tests)"},
-		{"validation", 0, CLI_INT, &o.validation, 0, 100000000, .arg = "N",
-		 .help = "hold out the last N images (overrides the config)"},
-		{"snapshots-from", 0, CLI_INT, &o.snapshots_from, 1, 100000, .arg = "N",
+		{"validation", 0, CIGT_OPT_INT, CIGT_OPT_VAR(o.validation), .lo = 0, .hi = 100000000,
+		 .arg = "N", .help = "hold out the last N images (overrides the config)"},
+		{"snapshots-from", 0, CIGT_OPT_INT, CIGT_OPT_VAR(o.snapshots_from), .lo = 1,
+		 .hi = 100000, .arg = "N",
 		 .help = "also save the model after every epoch from N on, as\n"
 			 "MODEL.eNNN.safetensors (for weight averaging); training\n"
 			 "itself is unchanged"},

@@ -600,24 +600,23 @@ int cmd_tune(int argc, char **argv)
 	const char *dir = CIGT_DEFAULT_DATA_DIR, *second_path = NULL, *out_path = NULL;
 	const char *heldout = NULL;
 	long long threads = cli_default_threads(), nval_opt = 0;
-	const struct cli_opt opts[] = {
-		{"escalate", 0, CLI_STR, &second_path, .arg = "SECOND",
+	const struct cigt_opt opts[] = {
+		{"escalate", 0, CIGT_OPT_STR, CIGT_OPT_VAR(second_path), .arg = "SECOND",
 		 .help = "a model with the same classes and input, lying beside MODEL,\n"
 			 "to escalate uncertain answers to"},
-		{"data", 0, CLI_STR, &dir, .arg = "DIR",
-		 .help = "IDX directory with train-{images-idx3,labels-idx1}-ubyte.gz\n"
-			 "(default " CIGT_DEFAULT_DATA_DIR ")"},
-		{"validation-data", 0, CLI_STR, &heldout, .arg = "DIR",
+		{.like = &cli_opt_data, CIGT_OPT_VAR(dir),
+		 .help = "IDX directory with train-{images-idx3,labels-idx1}-ubyte.gz"},
+		{"validation-data", 0, CIGT_OPT_STR, CIGT_OPT_VAR(heldout), .arg = "DIR",
 		 .help = "tune on the images of DIR instead, an image folder\n"
 			 "(DIR/<class>/...) or IDX directory (train-*-ubyte.gz) that\n"
 			 "neither model was trained on (needed when MODEL's provenance\n"
 			 "records no held-out split); replaces --data"},
-		{"validation", 0, CLI_LLONG, &nval_opt, 1, 10000000, .arg = "N",
+		{"validation", 0, CIGT_OPT_INT, CIGT_OPT_VAR(nval_opt), .lo = 1, .hi = 10000000,
+		 .arg = "N",
 		 .help = "tune on the last N images only: at most the validation split\n"
 			 "the provenance gives"},
-		{"threads", 0, CLI_LLONG, &threads, 1, 64, .arg = "N",
-		 .help = "worker threads (default: online CPUs)"},
-		{"out", 0, CLI_STR, &out_path, .arg = "FILE",
+		CIGT_OPT_BIND(cli_opt_threads, threads),
+		{"out", 0, CIGT_OPT_STR, CIGT_OPT_VAR(out_path), .arg = "FILE",
 		 .help = "write the model with its points here (default: MODEL)"},
 		{0},
 	};

@@ -1,150 +1,88 @@
-/* Option parsing for every cigt subcommand from its table (opts.h): builds getopt_long's
- * arrays from the rows, stores and range-checks each value as its kind says, checks operands
- * and required options, and prints the option lines of --help from the same rows. */
-#include <assert.h>
-#include <errno.h>
+/* Option parsing for every cigt subcommand from its table (opts.h): resolves the rows (shared
+ * rows bound to the command's variables), stores their defaults, builds getopt_long's arrays,
+ * stores each value through the table (cigt__opt_set), checks operands and required options,
+ * and prints --help from the same rows. The rows shared by several subcommands are here. */
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cigt/dataset.h"
+#include "../common/util.h"
 #include "opts.h"
 
 #define CLI_MAX_OPTS 40
 /* getopt_long's value of a row without a short name: above every char. */
 #define CLI_LONG_ONLY 256
 
-static int parse_int(const char *name, const char *s, long long lo, long long hi,
-		     long long *out)
-{
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi) {
-		fprintf(stderr, "cigt: --%s: '%s' is not an integer in [%lld, %lld]\n", name, s, lo,
-			hi);
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
+void (*cli_describe)(const char *name, const struct cli_cmd *c);
 
-static int parse_double(const char *name, const char *s, double lo, double hi, double *out)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || *end || !(v >= lo && v <= hi)) {
-		fprintf(stderr, "cigt: --%s: '%s' is not a number in [%g, %g]\n", name, s, lo, hi);
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
-
-/* "expected a, b or c". */
-static int parse_choice(const struct cli_opt *o, const char *s)
-{
-	int n = 0;
-	while (o->choices[n])
-		n++;
-	for (int i = 0; i < n; i++)
-		if (!strcmp(s, o->choices[i])) {
-			*(int *)o->p = i;
-			return 0;
-		}
-	fprintf(stderr, "cigt: --%s: expected ", o->name);
-	for (int i = 0; i < n; i++)
-		fprintf(stderr, "%s%s", i == 0 ? "" : i + 1 < n ? ", " : " or ", o->choices[i]);
-	fprintf(stderr, "\n");
-	return -1;
-}
-
-/* Stores one option's value: 0, or -1 after printing the error. */
-static int set_value(const struct cli_opt *o, const char *arg)
-{
-	long long v;
-	switch (o->kind) {
-	case CLI_FLAG:
-		*(bool *)o->p = true;
-		return 0;
-	case CLI_STR:
-		*(const char **)o->p = arg;
-		return 0;
-	case CLI_INT:
-		if (parse_int(o->name, arg, o->lo, o->hi, &v))
-			return -1;
-		*(int *)o->p = (int)v;
-		return 0;
-	case CLI_LLONG:
-		return parse_int(o->name, arg, o->lo, o->hi, (long long *)o->p);
-	case CLI_DOUBLE:
-		return parse_double(o->name, arg, o->dlo, o->dhi, (double *)o->p);
-	case CLI_CHOICE:
-		return parse_choice(o, arg);
-	case CLI_CALL:
-		return o->fn(o, arg);
-	}
-	return -1;
-}
-
-int cli_mebibytes(const struct cli_opt *o, const char *arg)
-{
-	long long v;
-	if (parse_int(o->name, arg, o->lo, o->hi, &v))
-		return -1;
-	*(size_t *)o->p = (size_t)v << 20;
-	return 0;
-}
-
-static void print_option(const struct cli_cmd *c, const struct cli_opt *o, FILE *f)
-{
-	char label[128], shrt[8] = "";
-	if (o->short_name)
-		snprintf(shrt, sizeof shrt, "-%c, ", o->short_name);
-	snprintf(label, sizeof label, "%s--%s%s%s", shrt, o->name, o->arg ? " " : "",
-		 o->arg ? o->arg : "");
-	if ((int)strlen(label) < c->width)
-		fprintf(f, "  %-*s", c->width, label);
-	else /* too long for the column: the text starts on the next line */
-		fprintf(f, "  %s\n%*s", label, c->width + 2, "");
-	for (const char *p = o->help;;) {
-		const char *nl = strchr(p, '\n');
-		if (!nl) {
-			fprintf(f, "%s\n", p);
-			break;
-		}
-		fprintf(f, "%.*s\n%*s", (int)(nl - p), p, c->width + 2, "");
-		p = nl + 1;
-	}
-}
+const struct cigt_opt cli_opt_data = {
+	"data", 0, CIGT_OPT_STR, .where = CIGT_OPT_IN_CLI, .cmds = "bench eval grad train tune",
+	.def = CIGT_DEFAULT_DATA_DIR, .arg = "DIR",
+	.help = "IDX directory with {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz"};
+const struct cigt_opt cli_opt_threads = {
+	"threads", 0, CIGT_OPT_INT, .where = CIGT_OPT_IN_CLI, .cmds = "bench eval train tune",
+	.lo = 1, .hi = 64, .arg = "N", .help = "worker threads (default: online CPUs)"};
+const struct cigt_opt cli_opt_cache_mb = {
+	"cache-mb", 0, CIGT_OPT_CALL, .where = CIGT_OPT_IN_CLI, .cmds = "eval train", .lo = 1,
+	.hi = 1 << 24, .text = cigt__opt_mebibytes, .def = "2048", .arg = "N",
+	.help = "bound on a folder's images held as float32, in MiB"};
+const struct cigt_opt cli_opt_json = {"json", 0, CIGT_OPT_FLAG, .where = CIGT_OPT_IN_CLI,
+				      .cmds = "bench eval info",
+				      .help = "one JSON object instead of text"};
+const struct cigt_opt cli_opt_compute = {
+	"compute", 0, CIGT_OPT_STR, .where = CIGT_OPT_IN_CLI, .cmds = "bench eval", .arg = "NAME",
+	.help = "the model's operating point NAME (cigt info lists them); one that\n"
+		"escalates loads its second model from beside MODEL"};
+const struct cigt_opt cli_opt_dense = {"dense", 0, CIGT_OPT_FLAG, .where = CIGT_OPT_IN_CLI,
+				       .cmds = "bench classify eval",
+				       .help = "run every expert on every sample"};
+const struct cigt_opt cli_opt_out = {
+	"out", 'o', CIGT_OPT_STR, .where = CIGT_OPT_IN_CLI, .cmds = "average grad init train",
+	.flags = CIGT_OPT_REQUIRED, .arg = "MODEL", .help = "output .safetensors file (required)"};
+const struct cigt_opt cli_opt_config = {
+	"config", 'c', CIGT_OPT_STR, .where = CIGT_OPT_IN_CLI, .cmds = "grad train",
+	.flags = CIGT_OPT_REQUIRED, .arg = "CONFIG",
+	.help = "architecture and \"train\" section, JSON (required)"};
 
 void cli_usage(const struct cli_cmd *c, FILE *f)
 {
 	fputs(c->usage, f);
-	for (const struct cli_opt *o = c->opts; o->name; o++)
-		if (o->help)
-			print_option(c, o, f);
+	cigt__opts_help(c->opts, 0, c->width, f);
 }
 
-/* The row getopt_long's return value ch stands for, or NULL. */
-static const struct cli_opt *find_row(const struct cli_cmd *c, int ch)
+/* A shared row is bound only by the commands its cmds name. */
+static bool names_command(const char *cmds, const char *name)
 {
-	for (int i = 0; c->opts[i].name; i++)
-		if (c->opts[i].short_name ? ch == c->opts[i].short_name : ch == CLI_LONG_ONLY + i)
-			return &c->opts[i];
-	return NULL;
+	size_t n = strlen(name);
+	for (const char *p = cmds; (p = strstr(p, name)); p += n)
+		if ((p == cmds || p[-1] == ' ') && (p[n] == ' ' || !p[n]))
+			return true;
+	return false;
 }
 
 int cli_parse(const struct cli_cmd *c, int argc, char **argv, int *status)
 {
+	struct cigt_opt rows[CLI_MAX_OPTS];
 	struct option lopts[CLI_MAX_OPTS + 2];
 	char sopts[2 * CLI_MAX_OPTS + 2];
+	char err[512];
 	int n = 0, ns = 0;
-	for (; c->opts[n].name; n++) {
-		const struct cli_opt *o = &c->opts[n];
-		assert(n < CLI_MAX_OPTS && o->short_name != 'h');
-		assert(!o->required || o->kind == CLI_STR);
-		bool has_arg = o->kind != CLI_FLAG;
+	if (cli_describe) {
+		cli_describe(argv[0], c);
+		*status = 0;
+		return -1;
+	}
+	for (; !cigt__opt_end(&c->opts[n]); n++) {
+		CIGT_ASSERT(n < CLI_MAX_OPTS);
+		struct cigt_opt tmp;
+		rows[n] = *cigt__opt_resolve(&c->opts[n], &tmp);
+		const struct cigt_opt *o = &rows[n];
+		CIGT_ASSERT(o->p || o->type == CIGT_OPT_CALL);
+		CIGT_ASSERT(o->short_name != 'h' && o->type != CIGT_OPT_SECTION);
+		CIGT_ASSERT(!(o->flags & CIGT_OPT_REQUIRED) || o->type == CIGT_OPT_STR);
+		CIGT_ASSERT(!o->cmds || names_command(o->cmds, argv[0]));
+		bool has_arg = o->type != CIGT_OPT_FLAG;
 		lopts[n] = (struct option){o->name, has_arg ? required_argument : no_argument, NULL,
 					   o->short_name ? o->short_name : CLI_LONG_ONLY + n};
 		if (o->short_name) {
@@ -153,10 +91,16 @@ int cli_parse(const struct cli_cmd *c, int argc, char **argv, int *status)
 				sopts[ns++] = ':';
 		}
 	}
+	rows[n] = (struct cigt_opt){0};
 	lopts[n] = (struct option){"help", no_argument, NULL, 'h'};
 	lopts[n + 1] = (struct option){0};
 	sopts[ns++] = 'h';
 	sopts[ns] = '\0';
+	if (cigt__opts_defaults(rows, NULL)) {
+		fprintf(stderr, "cigt: out of memory\n");
+		*status = 1;
+		return -1;
+	}
 
 	int ch;
 	optind = 0; /* a full reset of getopt's state (glibc), so a process may parse twice */
@@ -166,13 +110,23 @@ int cli_parse(const struct cli_cmd *c, int argc, char **argv, int *status)
 			*status = 0;
 			return -1;
 		}
-		const struct cli_opt *o = find_row(c, ch); /* NULL: getopt's '?' (it said why) */
+		/* The row getopt_long's value stands for; none: getopt's '?' (it said why). */
+		const struct cigt_opt *o = NULL;
+		for (int i = 0; i < n && !o; i++)
+			if (rows[i].short_name ? ch == rows[i].short_name : ch == CLI_LONG_ONLY + i)
+				o = &rows[i];
 		if (!o) {
 			cli_usage(c, stderr);
 			*status = 2;
 			return -1;
 		}
-		if (set_value(o, optarg)) {
+		int rc = 0;
+		if (o->type == CIGT_OPT_FLAG)
+			*(bool *)o->p = true;
+		else
+			rc = cigt__opt_set(o, NULL, optarg, "--", err, sizeof err);
+		if (rc) {
+			fprintf(stderr, "cigt: %s\n", err);
 			*status = 2;
 			return -1;
 		}
@@ -180,8 +134,8 @@ int cli_parse(const struct cli_cmd *c, int argc, char **argv, int *status)
 	int operands = argc - optind;
 	bool ok = operands >= c->min_operands &&
 		  (c->max_operands < 0 || operands <= c->max_operands);
-	for (const struct cli_opt *o = c->opts; o->name; o++)
-		if (o->required && !*(const char **)o->p)
+	for (int i = 0; i < n; i++)
+		if ((rows[i].flags & CIGT_OPT_REQUIRED) && !*(const char **)rows[i].p)
 			ok = false;
 	if (!ok) {
 		cli_usage(c, stderr);

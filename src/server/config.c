@@ -1,7 +1,8 @@
-/* cigtd's configuration: one table of rows {name, type, bounds, default, help} drives the
- * command-line flags (--max-batch 64), the JSON config file ({"max_batch": 64}; dashes and
- * underscores are interchangeable) and --help, so the three can never disagree. Precedence:
- * defaults, then the --config file, then flags. */
+/* cigtd's configuration: one option table (src/common/options.h) drives the command-line flags
+ * (--max-batch 64), the JSON config file ({"max_batch": 64}; dashes and underscores are
+ * interchangeable), --help, the effective configuration --check-config prints and the docs'
+ * option list (--options-json), so they can never disagree. Precedence: defaults, then the
+ * --config file, then flags. The actions (--help, --config, ...) are a second table of flags. */
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "cigt/error.h"
+#include "../common/options.h"
 #include "../common/util.h"
 #include "srv.h"
 
@@ -33,85 +35,159 @@
 #define CIGT_BUILD_ROOT "/nonexistent"
 #endif
 
-enum cfg_type { CFG_INT, CFG_LONG, CFG_STR, CFG_BOOL, CFG_LEVEL, CFG_CONTROL, CFG_LIST };
+#define F(f) CIGT_OPT_FIELD(struct srv_config, f)
+#define D (CIGT_OPT_IN_DAEMON | CIGT_OPT_IN_DAEMON_FILE)
+#define OWNED .flags = CIGT_OPT_OWNED
 
-struct cfg_row {
-	const char *name; /* flag spelling, dashes */
-	enum cfg_type type;
-	size_t off;
-	long long lo, hi;
-	const char *def;
-	const char *meta;
-	const char *help;
+/* --load-model NAME, repeatable: appended to cfg->load_models. */
+static int load_model_text(const struct cigt_opt *o, void *target, const char *v, const char *at,
+			   char *err, size_t errlen)
+{
+	struct srv_config *cfg = (void *)((char *)target - o->off);
+	if (!*v || strlen(v) > CIGT_NAME_MAX)
+		return cigt_fail(err, errlen, -1, "%s: '%.80s' is not a model name", at, v);
+	char **list = realloc(cfg->load_models, (size_t)(cfg->nload_models + 2) * sizeof *list);
+	if (!list)
+		return cigt_fail(err, errlen, -1, "out of memory");
+	cfg->load_models = list;
+	if (!(list[cfg->nload_models] = strdup(v)))
+		return cigt_fail(err, errlen, -1, "out of memory");
+	list[++cfg->nload_models] = NULL;
+	return 0;
+}
+
+/* In the file: a name or a list of names. */
+static int load_model_json(const struct cigt_opt *o, void *target, const json_t *v,
+			   const char *at, char *err, size_t errlen)
+{
+	size_t i;
+	json_t *e;
+	if (json_is_string(v))
+		return load_model_text(o, target, json_string_value(v), at, err, errlen);
+	if (!json_is_array(v))
+		return cigt_fail(err, errlen, -1, "%s: expected a model name or a list of them", at);
+	json_array_foreach((json_t *)v, i, e) {
+		if (!json_is_string(e))
+			return cigt_fail(err, errlen, -1, "%s: expected strings", at);
+		if (load_model_text(o, target, json_string_value(e), at, err, errlen))
+			return -1;
+	}
+	return 0;
+}
+
+static const char *const control_modes[] = {"none", "poll", "explicit", NULL};
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+_Static_assert(SRV_CONTROL_NONE == 0 && SRV_CONTROL_POLL == 1 && SRV_CONTROL_EXPLICIT == 2,
+	       "control_modes[] follows enum srv_control");
+_Static_assert(SRV_LOG_DEBUG == 0 && SRV_LOG_INFO == 1 && SRV_LOG_WARN == 2 &&
+		       SRV_LOG_ERROR == 3,
+	       "log_levels[] follows enum srv_log_level");
+
+/* Every setting: a flag and a key of the --config file alike. */
+static const struct cigt_opt rows[] = {
+	{"model", 0, CIGT_OPT_STR, F(model), .where = D, OWNED, .arg = "PATH",
+	 .help = "model file (default: fashion_mnist.safetensors in\n"
+		 CIGT_DATADIR "/models/, looked up\n"
+		 "relative to the binary; from the build directory, the\n"
+		 "source tree's models/)"},
+	{"model-repository", 0, CIGT_OPT_STR, F(model_repository), .where = D, OWNED, .arg = "DIR",
+	 .help = "serve every model of a repository laid out as\n"
+		 "DIR/<name>/<version>/model.safetensors (Triton's layout;\n"
+		 "optional DIR/<name>/config.json); replaces --model"},
+	{"model-control-mode", 0, CIGT_OPT_CHOICE, F(control_mode), .where = D,
+	 .choices = control_modes, .def = "none", .arg = "MODE",
+	 .help = "none: load the repository at start; poll: rescan it every\n"
+		 "--repository-poll-secs; explicit: load only --load-model\n"
+		 "and the repository API. SIGHUP rescans in every mode"},
+	{"repository-poll-secs", 0, CIGT_OPT_INT, F(repository_poll_secs), .where = D, .lo = 1,
+	 .hi = 86400, .def = "15", .arg = "N", .help = "seconds between rescans in poll mode"},
+	{"load-model", 0, CIGT_OPT_CALL, F(load_models), .where = D, .text = load_model_text,
+	 .json = load_model_json, .arg = "NAME",
+	 .help = "explicit mode: load this model at start (repeatable; in the\n"
+		 "file a name or a list of names)"},
+	{"default-model", 0, CIGT_OPT_STR, F(default_model), .where = D, OWNED, .arg = "NAME",
+	 .help = "the model /v1/classify and /v1/model serve (default: the only\n"
+		 "one loaded)"},
+	{"compute", 0, CIGT_OPT_STR, F(compute), .where = D, OWNED, .arg = "NAME",
+	 .help = "the operating point requests without compute or max_macs\n"
+		 "get (default: the single path); every model\n"
+		 "loaded must have it"},
+	{"listen", 0, CIGT_OPT_STR, F(listen), .where = D, OWNED, .def = "127.0.0.1:8080",
+	 .arg = "ADDR:PORT",
+	 .help = "address to listen on; port 0 picks a free one;\n[::1]:8080 for IPv6"},
+	{"workers", 0, CIGT_OPT_INT, F(workers), .where = D, .lo = 0, .hi = 64, .def = "0",
+	 .arg = "N", .help = "inference threads, each with one OpenBLAS thread\n(0 = online CPUs)"},
+	{"max-batch", 0, CIGT_OPT_INT, F(max_batch), .where = D, .lo = 1, .hi = 4096, .def = "16",
+	 .arg = "N", .help = "samples per engine batch"},
+	{"max-delay-us", 0, CIGT_OPT_INT, F(max_delay_us), .where = D, .lo = 0, .hi = 1000000,
+	 .def = "200", .arg = "N",
+	 .help = "longest wait for a batch to fill after its first sample\n"
+		 "(0 = never wait)"},
+	{"queue-limit", 0, CIGT_OPT_INT, F(queue_limit), .where = D, .lo = 1, .hi = 1000000,
+	 .def = "4096", .arg = "N",
+	 .help = "samples waiting at most; beyond it requests get\n503 + Retry-After"},
+	{"timeout-ms", 0, CIGT_OPT_INT, F(timeout_ms), .where = D, .lo = 1, .hi = 3600000,
+	 .def = "10000", .arg = "N",
+	 .help = "default request deadline; a sample not started by\nthen gets 504"},
+	{"max-images", 0, CIGT_OPT_INT, F(max_images), .where = D, .lo = 1, .hi = 1000000,
+	 .def = "1024", .arg = "N", .help = "images per request at most (413 beyond)"},
+	{"max-body-bytes", 0, CIGT_OPT_INT, F(max_body_bytes), .where = D, .lo = 1,
+	 .hi = 1LL << 32, .def = "8388608", .arg = "N",
+	 .help = "request body size at most (413 beyond)"},
+	{"max-image-pixels", 0, CIGT_OPT_INT, F(max_image_pixels), .where = D, .lo = 1,
+	 .hi = 4096 * 4096, .def = "1048576", .arg = "N",
+	 .help = "width*height of an encoded PNG/PGM at most (413 beyond)"},
+	{"max-connections", 0, CIGT_OPT_INT, F(max_connections), .where = D, .lo = 1,
+	 .hi = 100000, .def = "1024", .arg = "N",
+	 .help = "open client connections at most; more are closed at accept"},
+	{"max-connections-per-ip", 0, CIGT_OPT_INT, F(max_connections_per_ip), .where = D,
+	 .lo = 0, .hi = 100000, .def = "256", .arg = "N",
+	 .help = "open connections per client address at most (0 = no limit)"},
+	{"read-timeout-ms", 0, CIGT_OPT_INT, F(read_timeout_ms), .where = D, .lo = 100,
+	 .hi = 3600000, .def = "10000", .arg = "N",
+	 .help = "time a connection has to deliver a complete request after\n"
+		 "opening or its previous answer (slowloris guard)"},
+	{"idle-timeout-s", 0, CIGT_OPT_INT, F(idle_timeout_s), .where = D, .lo = 1, .hi = 86400,
+	 .def = "30", .arg = "N", .help = "close a connection that makes no progress this long"},
+	{"drain-timeout-ms", 0, CIGT_OPT_INT, F(drain_timeout_ms), .where = D, .lo = 0,
+	 .hi = 3600000, .def = "20000", .arg = "N",
+	 .help = "on SIGTERM, time to finish accepted requests\nbefore exiting anyway"},
+	{"auth-token-file", 0, CIGT_OPT_STR, F(auth_token_file), .where = D, OWNED, .arg = "FILE",
+	 .help = "require 'Authorization: Bearer <token>' (/, /metrics and\n"
+		 "/v2/health/* stay open)"},
+	{"tls-cert", 0, CIGT_OPT_STR, F(tls_cert), .where = D, OWNED, .arg = "FILE",
+	 .help = "serve HTTPS with this PEM"},
+	{"tls-key", 0, CIGT_OPT_STR, F(tls_key), .where = D, OWNED, .arg = "FILE",
+	 .help = "private key for --tls-cert"},
+	{"log-level", 0, CIGT_OPT_CHOICE, F(log_level), .where = D, .flags = CIGT_OPT_NOCASE,
+	 .choices = log_levels, .def = "info", .arg = "L", .help = "debug, info, warn, error"},
+	{"access-log", 0, CIGT_OPT_FLAG, F(access_log), .where = D, .def = "false",
+	 .help = "log one line per request"},
+	{0},
 };
 
-#define OFF(f) offsetof(struct srv_config, f)
-
-static const struct cfg_row rows[] = {
-	{"model", CFG_STR, OFF(model), 0, 0, NULL, "PATH",
-	 "model file (default: fashion_mnist.safetensors in\n"
-	 "                          " CIGT_DATADIR "/models/, looked up\n"
-	 "                          relative to the binary; from the build directory, the\n"
-	 "                          source tree's models/)"},
-	{"model-repository", CFG_STR, OFF(model_repository), 0, 0, NULL, "DIR",
-	 "serve every model of a repository laid out as\n"
-	 "                          DIR/<name>/<version>/model.safetensors (Triton's layout;\n"
-	 "                          optional DIR/<name>/config.json); replaces --model"},
-	{"model-control-mode", CFG_CONTROL, OFF(control_mode), 0, 0, "none", "MODE",
-	 "none: load the repository at start; poll: rescan it every\n"
-	 "                          --repository-poll-secs; explicit: load only --load-model\n"
-	 "                          and the repository API. SIGHUP rescans in every mode"},
-	{"repository-poll-secs", CFG_INT, OFF(repository_poll_secs), 1, 86400, "15", "N",
-	 "seconds between rescans in poll mode"},
-	{"load-model", CFG_LIST, OFF(load_models), 0, 0, NULL, "NAME",
-	 "explicit mode: load this model at start (repeatable)"},
-	{"default-model", CFG_STR, OFF(default_model), 0, 0, NULL, "NAME",
-	 "the model /v1/classify and /v1/model serve (default: the only\n"
-	 "                          one loaded)"},
-	{"compute", CFG_STR, OFF(compute), 0, 0, NULL, "NAME",
-	 "the operating point requests without compute or max_macs\n"
-	 "                          get (default: the single path); every model\n"
-	 "                          loaded must have it"},
-	{"listen", CFG_STR, OFF(listen), 0, 0, "127.0.0.1:8080", "ADDR:PORT",
-	 "address to listen on; port 0 picks a free one; [::1]:8080 for IPv6"},
-	{"workers", CFG_INT, OFF(workers), 0, 64, "0", "N",
-	 "inference threads, each with one OpenBLAS thread (0 = online CPUs)"},
-	{"max-batch", CFG_INT, OFF(max_batch), 1, 4096, "16", "N", "samples per engine batch"},
-	{"max-delay-us", CFG_INT, OFF(max_delay_us), 0, 1000000, "200", "N",
-	 "longest wait for a batch to fill after its first sample\n"
-	 "                          (0 = never wait)"},
-	{"queue-limit", CFG_INT, OFF(queue_limit), 1, 1000000, "4096", "N",
-	 "samples waiting at most; beyond it requests get 503 + Retry-After"},
-	{"timeout-ms", CFG_INT, OFF(timeout_ms), 1, 3600000, "10000", "N",
-	 "default request deadline; a sample not started by then gets 504"},
-	{"max-images", CFG_INT, OFF(max_images), 1, 1000000, "1024", "N",
-	 "images per request at most (413 beyond)"},
-	{"max-body-bytes", CFG_LONG, OFF(max_body_bytes), 1, 1LL << 32, "8388608", "N",
-	 "request body size at most (413 beyond)"},
-	{"max-image-pixels", CFG_INT, OFF(max_image_pixels), 1, 4096 * 4096, "1048576", "N",
-	 "width*height of an encoded PNG/PGM at most (413 beyond)"},
-	{"max-connections", CFG_INT, OFF(max_connections), 1, 100000, "1024", "N",
-	 "open client connections at most; more are closed at accept"},
-	{"max-connections-per-ip", CFG_INT, OFF(max_connections_per_ip), 0, 100000, "256", "N",
-	 "open connections per client address at most (0 = no limit)"},
-	{"read-timeout-ms", CFG_INT, OFF(read_timeout_ms), 100, 3600000, "10000", "N",
-	 "time a connection has to deliver a complete request after\n"
-	 "                          opening or its previous answer (slowloris guard)"},
-	{"idle-timeout-s", CFG_INT, OFF(idle_timeout_s), 1, 86400, "30", "N",
-	 "close a connection that makes no progress this long"},
-	{"drain-timeout-ms", CFG_INT, OFF(drain_timeout_ms), 0, 3600000, "20000", "N",
-	 "on SIGTERM, time to finish accepted requests before exiting anyway"},
-	{"auth-token-file", CFG_STR, OFF(auth_token_file), 0, 0, NULL, "FILE",
-	 "require 'Authorization: Bearer <token>' (/, /metrics and\n"
-	 "                          /v2/health/* stay open)"},
-	{"tls-cert", CFG_STR, OFF(tls_cert), 0, 0, NULL, "FILE", "serve HTTPS with this PEM"},
-	{"tls-key", CFG_STR, OFF(tls_key), 0, 0, NULL, "FILE", "private key for --tls-cert"},
-	{"log-level", CFG_LEVEL, OFF(log_level), 0, 0, "info", "L", "debug, info, warn, error"},
-	{"access-log", CFG_BOOL, OFF(access_log), 0, 0, "false", NULL,
-	 "log one line per request"},
+/* What cigtd does besides serving: flags only, read before the file and the settings. */
+struct actions {
+	const char *config, *healthcheck;
+	bool check, help, version, describe;
 };
-
-#define NROWS (sizeof rows / sizeof rows[0])
+#define A(f) CIGT_OPT_FIELD(struct actions, f)
+static const struct cigt_opt actions[] = {
+	{"config", 0, CIGT_OPT_STR, A(config), .where = CIGT_OPT_IN_DAEMON, .arg = "FILE",
+	 .help = "JSON object with any of the options below\n"
+		 "(e.g. {\"max_batch\": 32}); flags override it"},
+	{"check-config", 0, CIGT_OPT_FLAG, A(check), .where = CIGT_OPT_IN_DAEMON,
+	 .help = "validate the configuration and model, print the effective\n"
+		 "configuration, then exit"},
+	{"healthcheck", 0, CIGT_OPT_STR, A(healthcheck), .where = CIGT_OPT_IN_DAEMON,
+	 .arg = "URL", .help = "GET URL; exit 0 on 200, 1 otherwise (for HEALTHCHECK)"},
+	{"help", 'h', CIGT_OPT_FLAG, A(help), .where = CIGT_OPT_IN_DAEMON, .help = "this text"},
+	{"version", 0, CIGT_OPT_FLAG, A(version), .where = CIGT_OPT_IN_DAEMON,
+	 .help = "print the version"},
+	{"options-json", 0, CIGT_OPT_FLAG, A(describe), .where = CIGT_OPT_IN_DAEMON,
+	 .flags = CIGT_OPT_HIDDEN, .help = "print the option tables as JSON (for the docs' tests)"},
+	{0},
+};
 
 /* The default model, first readable of: the source tree's models/ when this binary runs from
  * its own meson build directory (make serve, tests); <prefix>/<datadir>/cigt/models/ found
@@ -158,109 +234,15 @@ const char *srv_default_model(void)
 	return candidates[0];
 }
 
-/* Matches a key with dashes or underscores against a row name. */
-static const struct cfg_row *find_row(const char *key, size_t n)
-{
-	for (size_t i = 0; i < NROWS; i++) {
-		const char *r = rows[i].name;
-		size_t k = 0;
-		while (k < n && r[k] && (key[k] == r[k] || (key[k] == '_' && r[k] == '-')))
-			k++;
-		if (k == n && !r[k])
-			return &rows[i];
-	}
-	return NULL;
-}
-
-static int set_value(struct srv_config *cfg, const struct cfg_row *row, const char *v,
-		     const char *from, char *err, size_t errlen)
-{
-	void *field = (char *)cfg + row->off;
-	char *end;
-	switch (row->type) {
-	case CFG_INT:
-	case CFG_LONG: {
-		errno = 0;
-		long long x = strtoll(v, &end, 10);
-		if (errno || end == v || *end || x < row->lo || x > row->hi)
-			return cigt_fail(err, errlen, -1, "%s%s: '%s' is not an integer in [%lld, %lld]",
-					 from, row->name, v, row->lo, row->hi);
-		if (row->type == CFG_INT)
-			*(int *)field = (int)x;
-		else
-			*(long long *)field = x;
-		return 0;
-	}
-	case CFG_STR: {
-		char *s = strdup(v);
-		if (!s)
-			return cigt_fail(err, errlen, -1, "out of memory");
-		free(*(char **)field);
-		*(char **)field = s;
-		return 0;
-	}
-	case CFG_BOOL:
-		if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes"))
-			*(bool *)field = true;
-		else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no"))
-			*(bool *)field = false;
-		else
-			return cigt_fail(err, errlen, -1, "%s%s: '%s' is not true or false", from,
-					 row->name, v);
-		return 0;
-	case CFG_CONTROL: {
-		static const char *const modes[] = {"none", "poll", "explicit"};
-		for (int i = 0; i < 3; i++)
-			if (!strcmp(v, modes[i])) {
-				*(int *)field = i;
-				return 0;
-			}
-		return cigt_fail(err, errlen, -1, "%s%s: '%s' is not none, poll or explicit", from,
-				 row->name, v);
-	}
-	case CFG_LIST: {
-		if (!*v || strlen(v) > CIGT_NAME_MAX)
-			return cigt_fail(err, errlen, -1, "%s%s: '%.80s' is not a model name", from,
-					 row->name, v);
-		char **list = realloc(cfg->load_models,
-				      (size_t)(cfg->nload_models + 2) * sizeof *list);
-		if (!list)
-			return cigt_fail(err, errlen, -1, "out of memory");
-		cfg->load_models = list;
-		if (!(list[cfg->nload_models] = strdup(v)))
-			return cigt_fail(err, errlen, -1, "out of memory");
-		list[++cfg->nload_models] = NULL;
-		return 0;
-	}
-	case CFG_LEVEL: {
-		int lv = srv_log_level_parse(v);
-		if (lv < 0 || lv == SRV_LOG_OFF)
-			return cigt_fail(err, errlen, -1,
-					 "%s%s: '%s' is not debug, info, warn or error", from,
-					 row->name, v);
-		*(int *)field = lv;
-		return 0;
-	}
-	}
-	return -1;
-}
-
 void srv_config_defaults(struct srv_config *cfg)
 {
 	*cfg = (struct srv_config){0};
-	for (size_t i = 0; i < NROWS; i++)
-		if (rows[i].def)
-			CIGT_ASSERT(set_value(cfg, &rows[i], rows[i].def, "", NULL, 0) == 0);
+	CIGT_ASSERT(cigt__opts_defaults(rows, cfg) == 0);
 }
 
 void srv_config_destroy(struct srv_config *cfg)
 {
-	for (size_t i = 0; i < NROWS; i++)
-		if (rows[i].type == CFG_STR) {
-			char **p = (char **)((char *)cfg + rows[i].off);
-			free(*p);
-			*p = NULL;
-		}
+	cigt__opts_destroy(rows, cfg);
 	for (int i = 0; i < cfg->nload_models; i++)
 		free(cfg->load_models[i]);
 	free(cfg->load_models);
@@ -276,50 +258,11 @@ int srv_config_load_json(const char *text, size_t len, struct srv_config *cfg, c
 	if (!root)
 		return cigt_fail(err, errlen, -1, "config: line %d: %s", je.line, je.text);
 	int rc = 0;
-	const char *key;
-	json_t *v;
-	if (!json_is_object(root)) {
+	if (!json_is_object(root))
 		rc = cigt_fail(err, errlen, -1, "config: expected a JSON object");
-		goto out;
-	}
-	json_object_foreach(root, key, v) {
-		const struct cfg_row *row = find_row(key, strlen(key));
-		char tmp[64];
-		const char *s = tmp;
-		if (!row) {
-			rc = cigt_fail(err, errlen, -1, "config: unknown key '%.64s'", key);
-			goto out;
-		}
-		if (row->type == CFG_LIST && json_is_array(v)) {
-			size_t i;
-			json_t *e;
-			json_array_foreach(v, i, e) {
-				if (!json_is_string(e)) {
-					rc = cigt_fail(err, errlen, -1, "config: %s: expected strings",
-						       key);
-					goto out;
-				}
-				if ((rc = set_value(cfg, row, json_string_value(e), "config: ", err,
-						    errlen)))
-					goto out;
-			}
-			continue;
-		}
-		if (json_is_string(v) && (row->type == CFG_STR || row->type == CFG_LEVEL ||
-					  row->type == CFG_CONTROL || row->type == CFG_LIST))
-			s = json_string_value(v);
-		else if (json_is_integer(v) && (row->type == CFG_INT || row->type == CFG_LONG))
-			snprintf(tmp, sizeof tmp, "%lld", (long long)json_integer_value(v));
-		else if (json_is_boolean(v) && row->type == CFG_BOOL)
-			s = json_is_true(v) ? "true" : "false";
-		else {
-			rc = cigt_fail(err, errlen, -1, "config: %s: wrong type", key);
-			goto out;
-		}
-		if ((rc = set_value(cfg, row, s, "config: ", err, errlen)))
-			goto out;
-	}
-out:
+	else if (cigt__opts_read_json(rows, CIGT_OPT_IN_DAEMON_FILE, cfg, root, "config: ", NULL,
+				      err, errlen))
+		rc = -1;
 	json_decref(root);
 	return rc;
 }
@@ -347,92 +290,127 @@ void srv_config_help(FILE *f)
 {
 	fprintf(f, "usage: cigtd [OPTIONS]\n"
 		   "Serves a cigt trellis model over HTTP: POST /v1/classify, the Open Inference\n"
-		   "Protocol v2 under /v2, Prometheus metrics at /metrics and a demo page at /.\n\n"
-		   "  --config FILE           JSON object with any of the options below\n"
-		   "                          (e.g. {\"max_batch\": 32}); flags override it\n"
-		   "  --check-config          validate the configuration and model, then exit\n"
-		   "  --healthcheck URL       GET URL; exit 0 on 200, 1 otherwise (for HEALTHCHECK)\n"
-		   "  --help, --version\n\n");
-	for (size_t i = 0; i < NROWS; i++) {
-		char left[64];
-		snprintf(left, sizeof left, "--%s%s%s", rows[i].name, rows[i].meta ? " " : "",
-			 rows[i].meta ? rows[i].meta : "");
-		if (strlen(left) >= 24)
-			fprintf(f, "  %s\n%26s%s", left, "", rows[i].help);
-		else
-			fprintf(f, "  %-24s%s", left, rows[i].help);
-		if (rows[i].def && rows[i].type != CFG_BOOL)
-			fprintf(f, " [%s]", rows[i].def);
-		fputc('\n', f);
-	}
+		   "Protocol v2 under /v2, Prometheus metrics at /metrics and a demo page at /.\n\n");
+	cigt__opts_help(actions, 0, 24, f);
+	fputc('\n', f);
+	cigt__opts_help(rows, 0, 24, f);
 	fputc('\n', f);
 	srv_signals_help(f);
+}
+
+json_t *srv_config_json(const struct srv_config *cfg)
+{
+	json_t *o = json_object();
+	for (const struct cigt_opt *r = rows; o && !cigt__opt_end(r); r++) {
+		char key[64];
+		snprintf(key, sizeof key, "%s", r->name);
+		for (char *c = key; *c; c++)
+			if (*c == '-')
+				*c = '_';
+		json_t *v = NULL;
+		if (r->text == load_model_text) {
+			v = json_array();
+			for (int i = 0; i < cfg->nload_models; i++)
+				json_array_append_new(v, json_string(cfg->load_models[i]));
+		} else {
+			v = cigt__opt_get_json(r, (void *)cfg);
+		}
+		if (json_is_null(v) || (json_is_array(v) && !json_array_size(v)))
+			json_decref(v); /* not set: the file leaves it out */
+		else if (json_object_set_new(o, key, v)) {
+			json_decref(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+int srv_config_describe(FILE *f)
+{
+	json_t *d = cigt__opts_describe(actions), *s = cigt__opts_describe(rows);
+	json_t *r = cigt__opts_describe(srv_model_cfg_rows);
+	json_t *all = d && s && r && !json_array_extend(d, s) ? json_pack("{sOsO}", "cigtd", d,
+									   "repository", r)
+							  : NULL;
+	int rc = all && !json_dumpf(all, f, JSON_INDENT(1) | JSON_PRESERVE_ORDER) ? 0 : -1;
+	fputc('\n', f);
+	json_decref(all);
+	json_decref(d);
+	json_decref(s);
+	json_decref(r);
+	return rc;
+}
+
+/* The row an argument "--name[=value]" or "-h" names in table t (where: DAEMON), or NULL;
+ * *val is what follows '='. */
+static const struct cigt_opt *flag_row(const struct cigt_opt *t, const char *a, const char **val)
+{
+	*val = NULL;
+	if (a[0] == '-' && a[1] && a[1] != '-' && !a[2]) {
+		for (; !cigt__opt_end(t); t++)
+			if (t->short_name == a[1])
+				return t;
+		return NULL;
+	}
+	if (strncmp(a, "--", 2))
+		return NULL;
+	const char *name = a + 2, *eq = strchr(name, '=');
+	if (eq)
+		*val = eq + 1;
+	return cigt__opts_find(t, CIGT_OPT_IN_DAEMON, name, eq ? (size_t)(eq - name) : strlen(name));
 }
 
 int srv_config_parse(int argc, char **argv, struct srv_config *cfg, enum srv_action *action,
 		     const char **hc_url, char *err, size_t errlen)
 {
+	struct actions act = {0};
+	const char *val;
 	srv_config_defaults(cfg);
 	*action = SRV_RUN;
 	*hc_url = NULL;
-	/* First pass: actions and --config, so the file comes before any flag. */
-	const char *file = NULL;
+	/* First pass: the actions and --config, so the file comes before any flag. The last
+	 * action given wins. */
 	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "--help") || !strcmp(a, "-h"))
-			*action = SRV_HELP;
-		else if (!strcmp(a, "--version"))
-			*action = SRV_VERSION;
-		else if (!strcmp(a, "--check-config"))
-			*action = SRV_CHECK_CONFIG;
-		else if (!strcmp(a, "--healthcheck") || !strcmp(a, "--config")) {
+		const struct cigt_opt *row = flag_row(actions, argv[i], &val);
+		if (!row)
+			continue;
+		if (!val && row->type != CIGT_OPT_FLAG) {
 			if (i + 1 >= argc)
-				return cigt_fail(err, errlen, -1, "%s needs a value", a);
-			if (a[2] == 'h') {
-				*action = SRV_HEALTHCHECK;
-				*hc_url = argv[i + 1];
-			} else {
-				file = argv[i + 1];
-			}
-			i++;
-		} else if (!strncmp(a, "--config=", 9)) {
-			file = a + 9;
-		} else if (!strncmp(a, "--healthcheck=", 14)) {
-			*action = SRV_HEALTHCHECK;
-			*hc_url = a + 14;
+				return cigt_fail(err, errlen, -1, "%s needs a value", argv[i]);
+			val = argv[++i];
 		}
+		if (cigt__opt_set(row, &act, val ? val : "true", "--", err, errlen))
+			return -1;
+		*action = row->off == offsetof(struct actions, help)          ? SRV_HELP
+			  : row->off == offsetof(struct actions, version)     ? SRV_VERSION
+			  : row->off == offsetof(struct actions, check)       ? SRV_CHECK_CONFIG
+			  : row->off == offsetof(struct actions, healthcheck) ? SRV_HEALTHCHECK
+			  : row->off == offsetof(struct actions, describe)    ? SRV_DESCRIBE
+									      : *action;
 	}
-	if (*action == SRV_HELP || *action == SRV_VERSION || *action == SRV_HEALTHCHECK)
+	*hc_url = act.healthcheck;
+	if (*action != SRV_RUN && *action != SRV_CHECK_CONFIG)
 		return 0;
-	if (file && load_file(file, cfg, err, errlen))
+	if (act.config && load_file(act.config, cfg, err, errlen))
 		return -1;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
-		if (!strcmp(a, "--check-config"))
-			continue;
-		if (!strcmp(a, "--config") || !strcmp(a, "--healthcheck")) {
-			i++;
+		const struct cigt_opt *row = flag_row(actions, a, &val);
+		if (row) {
+			i += !val && row->type != CIGT_OPT_FLAG;
 			continue;
 		}
-		if (!strncmp(a, "--config=", 9))
-			continue;
 		if (strncmp(a, "--", 2))
 			return cigt_fail(err, errlen, -1, "unexpected argument '%s' (see --help)", a);
-		const char *name = a + 2, *eq = strchr(name, '=');
-		size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
-		const struct cfg_row *row = find_row(name, nlen);
-		if (!row)
+		if (!(row = flag_row(rows, a, &val)))
 			return cigt_fail(err, errlen, -1, "unknown option '%s' (see --help)", a);
-		const char *v;
-		if (eq)
-			v = eq + 1;
-		else if (row->type == CFG_BOOL)
-			v = "true";
-		else if (i + 1 < argc)
-			v = argv[++i];
-		else
+		if (!val && row->type == CIGT_OPT_FLAG)
+			val = "true";
+		else if (!val && i + 1 < argc)
+			val = argv[++i];
+		else if (!val)
 			return cigt_fail(err, errlen, -1, "--%s needs a value", row->name);
-		if (set_value(cfg, row, v, "--", err, errlen))
+		if (cigt__opt_set(row, cfg, val, "--", err, errlen))
 			return -1;
 	}
 	if (cfg->model && cfg->model_repository)

@@ -1,5 +1,6 @@
 /* The outside inputs of the model repository, as pure functions (the fuzz targets call them):
- * a model's config.json (version policy and batching overrides, Triton's key names), the bodies
+ * a model's config.json (version policy and batching overrides, Triton's key names; an option
+ * table, src/common/options.h), the bodies
  * of the repository API (index, load, unload), model folder names and version folder names. */
 #include <errno.h>
 #include <jansson.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 
 #include "cigt/error.h"
+#include "../common/options.h"
 #include "srv.h"
 
 bool srv_model_name_ok(const char *s, size_t n)
@@ -36,65 +38,135 @@ long long srv_version_parse(const char *s)
 	return v;
 }
 
-/* An integer member in [lo, hi], or an error naming it. */
-static int get_int(json_t *v, const char *what, long long lo, long long hi, long long *out,
-		   char *err, size_t errlen)
+#define F(f) CIGT_OPT_FIELD(struct srv_model_cfg, f)
+#define R CIGT_OPT_IN_REPO
+
+static struct srv_model_cfg *cfg_of(const struct cigt_opt *o, void *target)
 {
-	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-		return cigt_fail(err, errlen, -1, "config.json: %s must be an integer in [%lld, "
-						  "%lld]", what, lo, hi);
-	*out = json_integer_value(v);
-	return 0;
+	return (void *)((char *)target - o->off);
 }
 
-static int parse_policy(json_t *p, struct srv_model_cfg *c, char *err, size_t errlen)
+/* "versions": 1 to SRV_SPECIFIC_MAX versions. */
+static int versions_json(const struct cigt_opt *o, void *target, const json_t *a,
+			 const char *at, char *err, size_t errlen)
 {
-	if (!json_is_object(p) || json_object_size(p) != 1)
-		return cigt_fail(err, errlen, -1, "config.json: version_policy must be an object "
-						  "with one of latest, specific, all");
-	const char *k = json_object_iter_key(json_object_iter(p));
-	json_t *v = json_object_iter_value(json_object_iter(p));
-	if (!json_is_object(v))
-		return cigt_fail(err, errlen, -1, "config.json: version_policy.%s must be an object",
-				 k);
-	long long x = 0;
-	if (!strcmp(k, "all")) {
-		if (json_object_size(v))
-			return cigt_fail(err, errlen, -1, "config.json: version_policy.all takes no "
-							  "keys");
-		c->policy = SRV_POLICY_ALL;
-	} else if (!strcmp(k, "latest")) {
-		json_t *n = json_object_get(v, "num_versions");
-		if (!n || json_object_size(v) != 1)
-			return cigt_fail(err, errlen, -1, "config.json: version_policy.latest takes "
-							  "num_versions only");
-		if (get_int(n, "version_policy.latest.num_versions", 1, 1000000, &x, err, errlen))
+	struct srv_model_cfg *c = cfg_of(o, target);
+	size_t i;
+	json_t *e;
+	if (!json_is_array(a) || !json_array_size(a) || json_array_size(a) > SRV_SPECIFIC_MAX)
+		return cigt_fail(err, errlen, -1, "%s: expected a list of 1 to %d versions", at,
+				 SRV_SPECIFIC_MAX);
+	c->nspecific = 0;
+	json_array_foreach((json_t *)a, i, e) {
+		long long x;
+		if (cigt__opt_json_int(o, e, at, &x, err, errlen))
 			return -1;
-		c->policy = SRV_POLICY_LATEST;
-		c->latest = (int)x;
-	} else if (!strcmp(k, "specific")) {
-		json_t *a = json_object_get(v, "versions");
-		if (!a || json_object_size(v) != 1 || !json_is_array(a) || !json_array_size(a) ||
-		    json_array_size(a) > SRV_SPECIFIC_MAX)
-			return cigt_fail(err, errlen, -1, "config.json: version_policy.specific takes "
-							  "versions, a list of 1 to %d versions",
-					 SRV_SPECIFIC_MAX);
-		size_t i;
-		json_t *e;
-		c->nspecific = 0;
-		json_array_foreach(a, i, e) {
-			if (get_int(e, "each of version_policy.specific.versions", 1,
-				    999999999999999LL, &x, err, errlen))
-				return -1;
-			c->specific[c->nspecific++] = x;
-		}
-		c->policy = SRV_POLICY_SPECIFIC;
-	} else {
-		return cigt_fail(err, errlen, -1, "config.json: unknown version_policy '%.40s' "
-						  "(latest, specific or all)", k);
+		c->specific[c->nspecific++] = x;
 	}
 	return 0;
 }
+
+static const struct cigt_opt latest_rows[] = {
+	{"num_versions", 0, CIGT_OPT_INT, F(latest), .where = R, .flags = CIGT_OPT_REQUIRED,
+	 .lo = 1, .hi = 1000000, .help = "serve the N highest versions that load"},
+	{0},
+};
+static const struct cigt_opt specific_rows[] = {
+	{"versions", 0, CIGT_OPT_CALL, F(specific), .where = R, .flags = CIGT_OPT_REQUIRED,
+	 .lo = 1, .hi = 999999999999999LL, .json = versions_json, .arg = "[V, ...]",
+	 .help = "serve these versions"},
+	{0},
+};
+static const struct cigt_opt no_rows[] = {{0}};
+static const struct cigt_opt policy_rows[] = {
+	{"latest", 0, CIGT_OPT_SECTION, .where = R, .sub = latest_rows,
+	 .arg = "{\"num_versions\": N}", .help = "the N highest versions"},
+	{"specific", 0, CIGT_OPT_SECTION, .where = R, .sub = specific_rows,
+	 .arg = "{\"versions\": [V, ...]}", .help = "the versions listed"},
+	{"all", 0, CIGT_OPT_SECTION, .where = R, .sub = no_rows, .arg = "{}",
+	 .help = "every version"},
+	{0},
+};
+
+/* "version_policy": exactly one of latest, specific, all. */
+static int policy_json(const struct cigt_opt *o, void *target, const json_t *p, const char *at,
+		       char *err, size_t errlen)
+{
+	struct srv_model_cfg *c = cfg_of(o, target);
+	if (!json_is_object(p) || json_object_size(p) != 1)
+		return cigt_fail(err, errlen, -1, "%s: expected an object with one of latest, "
+						  "specific, all", at);
+	if (cigt__opts_read_json(policy_rows, 0, c, p, "", at, err, errlen))
+		return -1;
+	const char *k = json_object_iter_key(json_object_iter((json_t *)p));
+	c->policy = !strcmp(k, "all")	     ? SRV_POLICY_ALL
+		    : !strcmp(k, "latest") ? SRV_POLICY_LATEST
+					   : SRV_POLICY_SPECIFIC;
+	return 0;
+}
+
+/* Triton configs carry the name; it must then be the folder's, checked by the caller. Here
+ * only its form. */
+static int name_json(const struct cigt_opt *o, void *target, const json_t *v, const char *at,
+		     char *err, size_t errlen)
+{
+	if (!json_is_string(v) || !srv_model_name_ok(json_string_value(v), json_string_length(v)))
+		return cigt_fail(err, errlen, -1, "%s: expected a model name", at);
+	return 0;
+}
+
+/* 0 means "the server's" in struct srv_batching: an explicit 0 becomes -1. */
+static int delay_json(const struct cigt_opt *o, void *target, const json_t *v, const char *at,
+		      char *err, size_t errlen)
+{
+	long long x;
+	if (cigt__opt_json_int(o, v, at, &x, err, errlen))
+		return -1;
+	*(int *)target = x ? (int)x : -1;
+	return 0;
+}
+
+static int timeout_json(const struct cigt_opt *o, void *target, const json_t *v, const char *at,
+			char *err, size_t errlen)
+{
+	long long x;
+	if (cigt__opt_json_int(o, v, at, &x, err, errlen))
+		return -1;
+	*(int *)target = (int)(x / 1000);
+	return 0;
+}
+
+static const struct cigt_opt queue_rows[] = {
+	{"max_queue_size", 0, CIGT_OPT_INT, F(bat.queue_limit), .where = R, .lo = 1,
+	 .hi = 1000000, .help = "this model's share of the queue (default: the server's)"},
+	{"default_timeout_microseconds", 0, CIGT_OPT_CALL, F(bat.timeout_ms), .where = R,
+	 .lo = 1000, .hi = 3600000000LL, .json = timeout_json,
+	 .help = "the default request deadline (default: the server's)"},
+	{0},
+};
+static const struct cigt_opt batching_rows[] = {
+	{"max_queue_delay_microseconds", 0, CIGT_OPT_CALL, F(bat.max_delay_us), .where = R,
+	 .lo = 0, .hi = 1000000, .json = delay_json,
+	 .help = "longest wait for a batch to fill (default: the server's)"},
+	{"default_queue_policy", 0, CIGT_OPT_SECTION, .where = R, .sub = queue_rows,
+	 .arg = "{\"max_queue_size\", \"default_timeout_microseconds\"}",
+	 .help = "queue settings"},
+	{0},
+};
+
+const struct cigt_opt srv_model_cfg_rows[] = {
+	{"name", 0, CIGT_OPT_CALL, .where = R, .json = name_json, .arg = "NAME",
+	 .help = "the model's name: its folder's"},
+	{"version_policy", 0, CIGT_OPT_CALL, F(policy), .where = R, .json = policy_json,
+	 .sub = policy_rows, .arg = "{\"latest\": ...} | {\"specific\": ...} | {\"all\": {}}",
+	 .help = "the versions served (default: latest 1)"},
+	{"max_batch_size", 0, CIGT_OPT_INT, F(bat.max_batch), .where = R, .lo = 1, .hi = 4096,
+	 .help = "samples per engine batch (default: the server's)"},
+	{"dynamic_batching", 0, CIGT_OPT_SECTION, .where = R, .sub = batching_rows,
+	 .arg = "{\"max_queue_delay_microseconds\", \"default_queue_policy\"}",
+	 .help = "batching settings"},
+	{0},
+};
 
 int srv_model_cfg_parse(const char *text, size_t len, struct srv_model_cfg *c, char *err,
 			size_t errlen)
@@ -104,82 +176,12 @@ int srv_model_cfg_parse(const char *text, size_t len, struct srv_model_cfg *c, c
 	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
 	if (!root)
 		return cigt_fail(err, errlen, -1, "config.json: line %d: %s", je.line, je.text);
-	int rc = -1;
-	const char *k;
-	json_t *v;
-	long long x = 0;
-	if (!json_is_object(root)) {
-		cigt_fail(err, errlen, -1, "config.json: expected a JSON object");
-		goto out;
-	}
-	json_object_foreach(root, k, v) {
-		if (!strcmp(k, "name")) {
-			/* Triton configs carry the name; it must then be the folder's, checked by
-			 * the caller. Here only its form. */
-			if (!json_is_string(v) ||
-			    !srv_model_name_ok(json_string_value(v), json_string_length(v))) {
-				cigt_fail(err, errlen, -1, "config.json: name must be a model name");
-				goto out;
-			}
-		} else if (!strcmp(k, "version_policy")) {
-			if (parse_policy(v, c, err, errlen))
-				goto out;
-		} else if (!strcmp(k, "max_batch_size")) {
-			if (get_int(v, "max_batch_size", 1, 4096, &x, err, errlen))
-				goto out;
-			c->bat.max_batch = (int)x;
-		} else if (!strcmp(k, "dynamic_batching")) {
-			const char *k2;
-			json_t *v2;
-			if (!json_is_object(v)) {
-				cigt_fail(err, errlen, -1, "config.json: dynamic_batching must be an "
-							   "object");
-				goto out;
-			}
-			json_object_foreach(v, k2, v2) {
-				if (!strcmp(k2, "max_queue_delay_microseconds")) {
-					if (get_int(v2, "dynamic_batching.max_queue_delay_microseconds",
-						    0, 1000000, &x, err, errlen))
-						goto out;
-					/* 0 means "the server's" in struct srv_batching. */
-					c->bat.max_delay_us = x ? (int)x : -1;
-					continue;
-				}
-				if (strcmp(k2, "default_queue_policy") || !json_is_object(v2)) {
-					cigt_fail(err, errlen, -1, "config.json: dynamic_batching: "
-								   "unknown key '%.40s'", k2);
-					goto out;
-				}
-				const char *k3;
-				json_t *v3;
-				json_object_foreach(v2, k3, v3) {
-					if (!strcmp(k3, "max_queue_size")) {
-						if (get_int(v3, "default_queue_policy.max_queue_size",
-							    1, 1000000, &x, err, errlen))
-							goto out;
-						c->bat.queue_limit = (int)x;
-					} else if (!strcmp(k3, "default_timeout_microseconds")) {
-						if (get_int(v3, "default_queue_policy.default_timeout_"
-								"microseconds",
-							    1000, 3600000000LL, &x, err, errlen))
-							goto out;
-						c->bat.timeout_ms = (int)(x / 1000);
-					} else {
-						cigt_fail(err, errlen, -1, "config.json: "
-									   "default_queue_policy: unknown "
-									   "key '%.40s'", k3);
-						goto out;
-					}
-				}
-			}
-		} else {
-			cigt_fail(err, errlen, -1, "config.json: unknown key '%.40s' (version_policy, "
-						   "max_batch_size, dynamic_batching)", k);
-			goto out;
-		}
-	}
-	rc = 0;
-out:
+	int rc = 0;
+	if (!json_is_object(root))
+		rc = cigt_fail(err, errlen, -1, "config.json: expected a JSON object");
+	else if (cigt__opts_read_json(srv_model_cfg_rows, 0, c, root, "config.json: ", NULL, err,
+				      errlen))
+		rc = -1;
 	json_decref(root);
 	return rc;
 }

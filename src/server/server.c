@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -621,6 +622,11 @@ int srv_check_config(const struct srv_config *cfg)
 	printf("listen %s, %d workers, max batch %d, max delay %d us, queue %d, timeout %d ms\n",
 	       cfg->listen, cfg->workers, cfg->max_batch, cfg->max_delay_us, cfg->queue_limit,
 	       cfg->timeout_ms);
+	json_t *eff = srv_config_json(cfg);
+	char *text = eff ? json_dumps(eff, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	printf("effective configuration: %s\n", text ? text : "(out of memory)");
+	free(text);
+	json_decref(eff);
 	if (!srv_registry_ready(reg)) {
 		fprintf(stderr, "cigtd: some models failed to load (see the log above)\n");
 		goto out;

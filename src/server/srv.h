@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../common/options.h"
 #include "cigt/engine.h"
 #include "cigt/model.h"
 #include <uv.h>
@@ -116,7 +117,7 @@ struct srv_config {
 	bool access_log;
 };
 
-enum srv_action { SRV_RUN, SRV_CHECK_CONFIG, SRV_HEALTHCHECK, SRV_HELP, SRV_VERSION };
+enum srv_action { SRV_RUN, SRV_CHECK_CONFIG, SRV_HEALTHCHECK, SRV_HELP, SRV_VERSION, SRV_DESCRIBE };
 
 /* Parses the command line (and the --config file it names; flags win over the file) into cfg,
  * which starts from the defaults. Returns 0, or -1 with a message in err. *action says what
@@ -130,6 +131,13 @@ int srv_config_load_json(const char *text, size_t len, struct srv_config *cfg, c
 void srv_config_defaults(struct srv_config *cfg);
 void srv_config_destroy(struct srv_config *cfg);
 void srv_config_help(FILE *f);
+/* The settings of cfg as a config-file object (unset ones left out): what --check-config
+ * prints, and loadable again with --config. New reference; NULL when out of memory. */
+struct json_t;
+struct json_t *srv_config_json(const struct srv_config *cfg);
+/* Prints the option tables as JSON ({"cigtd": [...], "repository": [...]}, rows as
+ * cigt__opts_describe gives them) for the docs' tests (cigtd --options-json). 0 or -1. */
+int srv_config_describe(FILE *f);
 /* Where the default model is looked for. */
 const char *srv_default_model(void);
 
@@ -389,6 +397,8 @@ struct srv_model_cfg {
 	struct srv_batching bat;                /* 0 = the server's setting */
 };
 
+/* The option table of config.json (repo_config.c). */
+extern const struct cigt_opt srv_model_cfg_rows[];
 /* Parses a config.json text. Pure function of the bytes (fuzz target). 0 or -1 with a message. */
 int srv_model_cfg_parse(const char *text, size_t len, struct srv_model_cfg *out, char *err,
 			size_t errlen);

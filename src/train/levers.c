@@ -1,7 +1,7 @@
-/* The optional training levers of a config's "train" section (models/README.md): "init" (start
- * from a trained model), "distill" (a teacher's soft targets), "ensemble" (paths that
- * ensemble), and two numbers: "label_smoothing", "router_weight_decay". Each is an object whose keys are checked here; an absent lever leaves
- * training exactly as without it. */
+/* The option rows of the optional training levers of a config's "train" section
+ * (models/README.md): "init" (start from a trained model), "distill" (a teacher's soft
+ * targets), "ensemble" (paths that ensemble), each an object read by the option table
+ * (train_config.c binds them); an absent lever leaves training exactly as without it. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,111 +10,92 @@
 #include "cigt/error.h"
 #include "cigt/train.h"
 #include "levers.h"
+#include "../common/options.h"
 
-#define ERR(...) cigt_fail(err, errlen, CIGT_EINVAL, __VA_ARGS__)
+#define F(f) CIGT_OPT_FIELD(struct cigt_train_config, f)
+#define T CIGT_OPT_IN_TRAIN
 
-/* A number in [lo, hi] at obj.key, or def when absent. */
-static int opt_num(const json_t *obj, const char *path, const char *key, double lo, double hi,
-		   double def, double *out, char *err, size_t errlen)
+static const struct cigt_opt init_rows[] = {
+	{"from", 0, CIGT_OPT_PATH, F(init_from), .where = T, .flags = CIGT_OPT_REQUIRED,
+	 .arg = "PATH", .help = "a trained model, absolute or relative to the config's directory"},
+	{"noise", 0, CIGT_OPT_DOUBLE, F(init_noise), .where = T, .dlo = 0, .dhi = 1, .def = "0",
+	 .help = "scales each copied weight of a layer with several experts by 1 + noise u"},
+	{0},
+};
+
+const struct cigt_opt cigt__train_opt_init = {
+	"init", 0, CIGT_OPT_SECTION, .where = T, .sub = init_rows,
+	.arg = "{\"from\": PATH, \"noise\": 0..1}",
+	.help = "start from a trained model (warm start, or sparse upcycling of a single-path one)"};
+
+static const struct cigt_opt distill_rows[] = {
+	{"teacher", 0, CIGT_OPT_PATH, F(distill_teacher), .where = T, .flags = CIGT_OPT_REQUIRED,
+	 .arg = "PATH", .help = "the teacher model (resolved like init.from)"},
+	{"temperature", 0, CIGT_OPT_DOUBLE, F(distill_t), .where = T, .dlo = 0.01, .dhi = 100,
+	 .def = "6", .help = "T of the soft targets softmax(z_teacher / T)"},
+	{"weight", 0, CIGT_OPT_DOUBLE, F(distill_weight), .where = T, .dlo = 0, .dhi = 1,
+	 .def = "0.5", .help = "each leaf's loss: (1 - weight) CE + weight T^2 KL / C"},
+	{0},
+};
+
+const struct cigt_opt cigt__train_opt_distill = {
+	"distill", 0, CIGT_OPT_SECTION, .where = T, .sub = distill_rows,
+	.arg = "{\"teacher\": PATH, \"temperature\": 6, \"weight\": 0.5}",
+	.help = "knowledge distillation from a trained model's soft targets"};
+
+/* from_epoch and to_epoch: a number in the row's range that is a whole epoch, into an int. */
+static int epoch_json(const struct cigt_opt *o, void *target, const json_t *v, const char *at,
+		      char *err, size_t errlen)
 {
-	json_t *v = json_object_get(obj, key);
-	if (!v) {
-		*out = def;
-		return 0;
+	double x = json_number_value(v);
+	if (!json_is_number(v) || !(x >= (double)o->lo && x <= (double)o->hi))
+		return cigt_fail(err, errlen, CIGT_EINVAL, "%s: expected a number in [%lld, %lld]",
+				 at, o->lo, o->hi);
+	if (x != (int)x) {
+		const char *dot = strrchr(at, '.');
+		return cigt_fail(err, errlen, CIGT_EINVAL,
+				 "%.*s: from_epoch and to_epoch must be whole epochs",
+				 (int)(dot ? dot - at : (long)strlen(at)), at);
 	}
-	if (!json_is_number(v) || !(json_number_value(v) >= lo && json_number_value(v) <= hi))
-		return ERR("%s.%s: expected a number in [%g, %g]", path, key, lo, hi);
-	*out = json_number_value(v);
+	*(int *)target = (int)x;
 	return 0;
 }
 
-/* A non-empty path string at obj.key (required) into buf. */
-static int path_at(const json_t *obj, const char *path, const char *key, char *buf, size_t n,
-		   char *err, size_t errlen)
+/* Their default, -1 (not in the range: "not set"). */
+static int epoch_text(const struct cigt_opt *o, void *target, const char *arg, const char *at,
+		      char *err, size_t errlen)
 {
-	json_t *v = json_object_get(obj, key);
-	if (!v)
-		return ERR("%s.%s: missing", path, key);
-	if (!json_is_string(v) || !json_string_length(v) || json_string_length(v) >= n ||
-	    strlen(json_string_value(v)) != json_string_length(v))
-		return ERR("%s.%s: expected a file path (1 to %zu bytes)", path, key, n - 1);
-	memcpy(buf, json_string_value(v), json_string_length(v) + 1);
+	*(int *)target = atoi(arg);
 	return 0;
 }
 
-/* Fails naming the first key of obj not in keys. */
-static int only_keys(const json_t *obj, const char *path, const char *const *keys, char *err,
-		     size_t errlen)
+static int ensemble_check(const struct cigt_opt *o, void *base, const json_t *obj,
+			  const char *at, char *err, size_t errlen)
 {
-	const char *key;
-	json_t *val;
-	json_object_foreach((json_t *)obj, key, val) {
-		int ok = 0;
-		for (const char *const *k = keys; *k; k++)
-			ok |= !strcmp(*k, key);
-		if (!ok)
-			return ERR("%s: unknown key '%s'", path, key);
-	}
+	const struct cigt_train_config *c = base;
+	if (c->ens_from >= 0 && c->ens_to >= 0 && c->ens_to <= c->ens_from)
+		return cigt_fail(err, errlen, CIGT_EINVAL, "%s: to_epoch must be above from_epoch",
+				 at);
 	return 0;
 }
 
-static int parse_init(const json_t *j, struct cigt_train_config *c, char *err, size_t errlen)
-{
-	static const char *const keys[] = {"from", "noise", NULL};
-	if (!json_is_object(j))
-		return ERR("train.init: expected {\"from\": PATH, \"noise\": 0..1}");
-	int rc;
-	if ((rc = only_keys(j, "train.init", keys, err, errlen)) ||
-	    (rc = path_at(j, "train.init", "from", c->init_from, sizeof c->init_from, err,
-			  errlen)) ||
-	    (rc = opt_num(j, "train.init", "noise", 0, 1, 0, &c->init_noise, err, errlen)))
-		return rc;
-	return 0;
-}
+static const struct cigt_opt ensemble_rows[] = {
+	{"share", 0, CIGT_OPT_DOUBLE, F(ens_share), .where = T, .dlo = 0.001, .dhi = 1,
+	 .def = "0.5", .help = "the share of each batch that also trains its runner-up leaf"},
+	{"weight", 0, CIGT_OPT_DOUBLE, F(ens_weight), .where = T, .dlo = 0, .dhi = 1, .def = "1",
+	 .help = "(1 - weight) CE(own posterior) + weight CE(mean of the two posteriors)"},
+	{"from_epoch", 0, CIGT_OPT_CALL, F(ens_from), .where = T, .lo = 0, .hi = 100000,
+	 .def = "-1", .json = epoch_json, .text = epoch_text,
+	 .help = "first epoch (-1: the first routed epoch)"},
+	{"to_epoch", 0, CIGT_OPT_CALL, F(ens_to), .where = T, .lo = 1, .hi = 100000, .def = "-1",
+	 .json = epoch_json, .text = epoch_text, .help = "epoch it stops before (-1: the end)"},
+	{0},
+};
 
-static int parse_distill(const json_t *j, struct cigt_train_config *c, char *err,
-			 size_t errlen)
-{
-	static const char *const keys[] = {"teacher", "temperature", "weight", NULL};
-	if (!json_is_object(j))
-		return ERR("train.distill: expected {\"teacher\": PATH, \"temperature\": 6, "
-			   "\"weight\": 0.5}");
-	int rc;
-	if ((rc = only_keys(j, "train.distill", keys, err, errlen)) ||
-	    (rc = path_at(j, "train.distill", "teacher", c->distill_teacher,
-			  sizeof c->distill_teacher, err, errlen)) ||
-	    (rc = opt_num(j, "train.distill", "temperature", 0.01, 100, 6, &c->distill_t, err,
-			  errlen)) ||
-	    (rc = opt_num(j, "train.distill", "weight", 0, 1, 0.5, &c->distill_weight, err,
-			  errlen)))
-		return rc;
-	return 0;
-}
-
-static int parse_ensemble(const json_t *j, struct cigt_train_config *c, char *err,
-			  size_t errlen)
-{
-	static const char *const keys[] = {"share", "weight", "from_epoch", "to_epoch", NULL};
-	if (!json_is_object(j))
-		return ERR("train.ensemble: expected {\"share\": 0.5, \"weight\": 1, "
-			   "\"from_epoch\": E, \"to_epoch\": E}");
-	int rc;
-	double from = -1, to = -1;
-	if ((rc = only_keys(j, "train.ensemble", keys, err, errlen)) ||
-	    (rc = opt_num(j, "train.ensemble", "share", 0.001, 1, 0.5, &c->ens_share, err,
-			  errlen)) ||
-	    (rc = opt_num(j, "train.ensemble", "weight", 0, 1, 1, &c->ens_weight, err, errlen)) ||
-	    (rc = opt_num(j, "train.ensemble", "from_epoch", 0, 100000, -1, &from, err, errlen)) ||
-	    (rc = opt_num(j, "train.ensemble", "to_epoch", 1, 100000, -1, &to, err, errlen)))
-		return rc;
-	if ((from >= 0 && from != (int)from) || (to >= 0 && to != (int)to))
-		return ERR("train.ensemble: from_epoch and to_epoch must be whole epochs");
-	if (from >= 0 && to >= 0 && to <= from)
-		return ERR("train.ensemble: to_epoch must be above from_epoch");
-	c->ens_from = (int)from;
-	c->ens_to = (int)to;
-	return 0;
-}
+const struct cigt_opt cigt__train_opt_ensemble = {
+	"ensemble", 0, CIGT_OPT_SECTION, .where = T, .sub = ensemble_rows, .check = ensemble_check,
+	.arg = "{\"share\": 0.5, \"weight\": 1, \"from_epoch\": E, \"to_epoch\": E}",
+	.help = "paths that ensemble: part of each batch also trains its runner-up leaf"};
 
 char *cigt__config_path(const char *config, const char *path)
 {
@@ -125,23 +106,4 @@ char *cigt__config_path(const char *config, const char *path)
 	if (asprintf(&out, "%.*s/%s", (int)(slash - config), config, path) < 0)
 		return NULL;
 	return out;
-}
-
-int cigt__train_levers_parse(const json_t *t, struct cigt_train_config *c, char *err,
-			     size_t errlen)
-{
-	json_t *j;
-	int rc;
-	if ((j = json_object_get(t, "init")) && (rc = parse_init(j, c, err, errlen)))
-		return rc;
-	if ((j = json_object_get(t, "distill")) && (rc = parse_distill(j, c, err, errlen)))
-		return rc;
-	if ((j = json_object_get(t, "ensemble")) && (rc = parse_ensemble(j, c, err, errlen)))
-		return rc;
-	if ((rc = opt_num(t, "train", "label_smoothing", 0, 0.5, 0, &c->label_smoothing, err,
-			  errlen)) ||
-	    (rc = opt_num(t, "train", "router_weight_decay", 0, 1, c->weight_decay,
-			  &c->router_weight_decay, err, errlen)))
-		return rc;
-	return 0;
 }

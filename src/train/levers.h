@@ -8,10 +8,11 @@
 struct json_t;
 struct cigt_train_config;
 
-/* Reads the optional lever objects of a "train" section into c (already holding the rest);
- * any wrong key or value fails with a one-line message naming it. */
-int cigt__train_levers_parse(const struct json_t *t, struct cigt_train_config *c, char *err,
-			     size_t errlen);
+/* The option rows (src/common/options.h) of the optional lever objects of a "train" section,
+ * bound into its table by train_config.c: SECTION rows whose keys write cigt_train_config. */
+struct cigt_opt;
+extern const struct cigt_opt cigt__train_opt_init, cigt__train_opt_distill,
+	cigt__train_opt_ensemble;
 
 /* A path written in the config file `config`: absolute, or relative to the config's directory.
  * Malloc'd (the caller frees); NULL on ENOMEM. */

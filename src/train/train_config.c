@@ -1,6 +1,7 @@
-/* The "train" section of a config file (cigt_train_config_parse; the optional levers are
- * levers.c's) and what it defines step by step: the learning rate of an epoch, the temperature
- * of an iteration, and the augmentation of a training image. */
+/* The "train" section of a config file: its option table (cigt__train_rows, read by
+ * cigt_train_config_parse; the optional levers' rows are levers.c's), and what it defines step
+ * by step: the learning rate of an epoch, the temperature of an iteration, and the augmentation
+ * of a training image. */
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
@@ -8,130 +9,119 @@
 #include "cigt/error.h"
 #include "cigt/train.h"
 #include "levers.h"
+#include "train_config.h"
+#include "../common/options.h"
 
 #define ERR(...) cigt_fail(err, errlen, CIGT_EINVAL, __VA_ARGS__)
+#define F(f) CIGT_OPT_FIELD(struct cigt_train_config, f)
+#define T CIGT_OPT_IN_TRAIN
+#define REQ CIGT_OPT_REQUIRED
 
-static int num_at(const json_t *o, const char *path, const char *k, double lo, double hi,
-		  double *out, char *err, size_t errlen)
-{
-	json_t *v = json_object_get(o, k);
-	if (!v)
-		return ERR("%s.%s: missing", path, k);
-	if (!json_is_number(v) || !(json_number_value(v) >= lo && json_number_value(v) <= hi))
-		return ERR("%s.%s: expected a number in [%g, %g]", path, k, lo, hi);
-	*out = json_number_value(v);
-	return 0;
-}
+/* Rows also bound by `cigt train` as --epochs and --seed (src/cli/cmd_train.c). */
+const struct cigt_opt cigt__train_opt_epochs = {
+	"epochs", 0, CIGT_OPT_INT, .where = T | CIGT_OPT_IN_CLI, .cmds = "train", .lo = 1,
+	.hi = 100000, .arg = "N", .help = "epochs in all, warm-up included"};
+const struct cigt_opt cigt__train_opt_seed = {
+	"seed", 0, CIGT_OPT_INT, .where = T | CIGT_OPT_IN_CLI, .cmds = "train", .lo = 0,
+	.hi = INT64_MAX, .arg = "N", .help = "initialisation, shuffling, dropout and re-routing"};
 
-static int num(const json_t *o, const char *k, double lo, double hi, double *out, char *err,
-	       size_t errlen)
+/* "lr_schedule": [[epoch, factor], ...], epochs rising from 0. */
+static int lr_schedule_json(const struct cigt_opt *o, void *target, const json_t *s,
+			    const char *at, char *err, size_t errlen)
 {
-	return num_at(o, "train", k, lo, hi, out, err, errlen);
-}
-
-static int integer(const json_t *o, const char *k, long long lo, long long hi, long long *out,
-		   char *err, size_t errlen)
-{
-	json_t *v = json_object_get(o, k);
-	if (!v)
-		return ERR("train.%s: missing", k);
-	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-		return ERR("train.%s: expected an integer in [%lld, %lld]", k, lo, hi);
-	*out = json_integer_value(v);
-	return 0;
-}
-
-int cigt_train_config_parse(const json_t *t, struct cigt_train_config *c, char *err,
-			    size_t errlen)
-{
-	static const char *const keys[] = {
-		"epochs", "warmup_epochs", "batch_size", "lr", "lr_schedule", "momentum",
-		"weight_decay", "information_gain_weight", "information_gain_beta", "temperature",
-		"routing_randomization", "validation_samples", "seed", "augment", "init", "distill", "ensemble", "label_smoothing",
-		"router_weight_decay", NULL};
-	memset(c, 0, sizeof *c);
-	if (!t || !json_is_object(t))
-		return ERR("train: missing object (the config needs a \"train\" section)");
-	const char *key;
-	json_t *val;
-	json_object_foreach((json_t *)t, key, val) {
-		int ok = 0;
-		for (const char *const *k = keys; *k; k++)
-			ok |= !strcmp(*k, key);
-		if (!ok)
-			return ERR("train: unknown key '%s'", key);
-	}
-	long long ep, wu, bs, vs, seed;
-	int rc;
-	if ((rc = integer(t, "epochs", 1, 100000, &ep, err, errlen)) ||
-	    (rc = integer(t, "warmup_epochs", 0, 100000, &wu, err, errlen)) ||
-	    (rc = integer(t, "batch_size", 1, 65536, &bs, err, errlen)) ||
-	    (rc = num(t, "lr", 0, 100, &c->lr, err, errlen)) ||
-	    (rc = num(t, "momentum", 0, 0.9999, &c->momentum, err, errlen)) ||
-	    (rc = num(t, "weight_decay", 0, 1, &c->weight_decay, err, errlen)) ||
-	    (rc = num(t, "information_gain_weight", 0, 1000, &c->ig_lambda, err, errlen)) ||
-	    (rc = num(t, "information_gain_beta", 0, 1000, &c->ig_beta, err, errlen)) ||
-	    (rc = num(t, "routing_randomization", 0, 1, &c->rho, err, errlen)) ||
-	    (rc = integer(t, "validation_samples", 0, 1000000, &vs, err, errlen)) ||
-	    (rc = integer(t, "seed", 0, INT64_MAX, &seed, err, errlen)))
-		return rc;
-	c->epochs = (int)ep;
-	c->warmup_epochs = (int)wu;
-	c->batch_size = (int)bs;
-	c->validation_samples = (int)vs;
-	c->seed = (uint64_t)seed;
-	json_t *tj = json_object_get(t, "temperature");
-	if (!tj || !json_is_object(tj))
-		return ERR("train.temperature: expected {\"initial\", \"decay\", \"min\"}");
-	json_object_foreach(tj, key, val) {
-		if (strcmp(key, "initial") && strcmp(key, "decay") && strcmp(key, "min"))
-			return ERR("train.temperature: unknown key '%s'", key);
-	}
-	if ((rc = num_at(tj, "train.temperature", "initial", 1e-6, 1e6, &c->t0, err, errlen)) ||
-	    (rc = num_at(tj, "train.temperature", "decay", 1e-6, 1, &c->t_decay, err, errlen)) ||
-	    (rc = num_at(tj, "train.temperature", "min", 1e-6, 1e6, &c->t_min, err, errlen)))
-		return rc;
-	json_t *s = json_object_get(t, "lr_schedule");
-	if (!s || !json_is_array(s) || json_array_size(s) < 1 ||
-	    json_array_size(s) > CIGT_MAX_LR_STEPS)
-		return ERR("train.lr_schedule: expected 1 to %d [epoch, factor] pairs",
-			   CIGT_MAX_LR_STEPS);
+	struct cigt_train_config *c = (void *)((char *)target - o->off);
+	if (!json_is_array(s) || json_array_size(s) < 1 || json_array_size(s) > CIGT_MAX_LR_STEPS)
+		return ERR("%s: expected 1 to %d [epoch, factor] pairs", at, CIGT_MAX_LR_STEPS);
 	c->nsteps = (int)json_array_size(s);
 	for (int i = 0; i < c->nsteps; i++) {
 		json_t *p = json_array_get(s, (size_t)i);
 		if (!json_is_array(p) || json_array_size(p) != 2 ||
 		    !json_is_integer(json_array_get(p, 0)) || !json_is_number(json_array_get(p, 1)))
-			return ERR("train.lr_schedule[%d]: expected [epoch, factor]", i);
+			return ERR("%s[%d]: expected [epoch, factor]", at, i);
 		c->step_epoch[i] = (int)json_integer_value(json_array_get(p, 0));
 		c->step_factor[i] = json_number_value(json_array_get(p, 1));
 		if (c->step_epoch[i] < 0 || (i && c->step_epoch[i] <= c->step_epoch[i - 1]) ||
 		    !(c->step_factor[i] >= 0 && c->step_factor[i] <= 1000))
-			return ERR("train.lr_schedule[%d]: epochs must increase from 0 and factors "
-				   "lie in [0, 1000]",
-				   i);
+			return ERR("%s[%d]: epochs must increase from 0 and factors lie in [0, 1000]",
+				   at, i);
 	}
 	if (c->step_epoch[0] != 0)
-		return ERR("train.lr_schedule[0]: must start at epoch 0");
-	json_t *aj = json_object_get(t, "augment");
-	if (aj) {
-		if (!json_is_object(aj))
-			return ERR("train.augment: expected {\"flip\": true|false, \"shift\": 0..8}");
-		json_object_foreach(aj, key, val) {
-			if (!strcmp(key, "flip")) {
-				if (!json_is_boolean(val))
-					return ERR("train.augment.flip: expected true or false");
-				c->aug_flip = json_is_true(val);
-			} else if (!strcmp(key, "shift")) {
-				if (!json_is_integer(val) || json_integer_value(val) < 0 ||
-				    json_integer_value(val) > 8)
-					return ERR("train.augment.shift: expected an integer in [0, 8]");
-				c->aug_shift = (int)json_integer_value(val);
-			} else {
-				return ERR("train.augment: unknown key '%s'", key);
-			}
-		}
-	}
-	return cigt__train_levers_parse(t, c, err, errlen);
+		return ERR("%s[0]: must start at epoch 0", at);
+	return 0;
+}
+
+static const struct cigt_opt temperature_rows[] = {
+	{"initial", 0, CIGT_OPT_DOUBLE, F(t0), .where = T, .flags = REQ, .dlo = 1e-6, .dhi = 1e6,
+	 .help = "T at the first iteration (before its decay)"},
+	{"decay", 0, CIGT_OPT_DOUBLE, F(t_decay), .where = T, .flags = REQ, .dlo = 1e-6, .dhi = 1,
+	 .help = "factor per iteration"},
+	{"min", 0, CIGT_OPT_DOUBLE, F(t_min), .where = T, .flags = REQ, .dlo = 1e-6, .dhi = 1e6,
+	 .help = "floor"},
+	{0},
+};
+
+static const struct cigt_opt augment_rows[] = {
+	{"flip", 0, CIGT_OPT_FLAG, F(aug_flip), .where = T,
+	 .help = "mirror left-right with probability 1/2"},
+	{"shift", 0, CIGT_OPT_INT, F(aug_shift), .where = T, .lo = 0, .hi = 8,
+	 .help = "move by -shift..shift whole pixels on each axis"},
+	{0},
+};
+
+/* The section's keys in the order of models/README.md's table (and of the checks). */
+const struct cigt_opt cigt__train_rows[] = {
+	{.like = &cigt__train_opt_epochs, F(epochs), .flags = REQ},
+	{"warmup_epochs", 0, CIGT_OPT_INT, F(warmup_epochs), .where = T, .flags = REQ, .lo = 0,
+	 .hi = 100000, .help = "full routing: every row goes to every expert of the next layer"},
+	{"batch_size", 0, CIGT_OPT_INT, F(batch_size), .where = T, .flags = REQ, .lo = 1,
+	 .hi = 65536, .help = "samples per step"},
+	{"lr", 0, CIGT_OPT_DOUBLE, F(lr), .where = T, .flags = REQ, .dlo = 0, .dhi = 100,
+	 .help = "initial learning rate (SGD)"},
+	{"lr_schedule", 0, CIGT_OPT_CALL, F(nsteps), .where = T, .flags = REQ,
+	 .json = lr_schedule_json, .arg = "[[epoch, factor], ...]",
+	 .help = "from epoch e on, lr = lr0 * factor"},
+	{"momentum", 0, CIGT_OPT_DOUBLE, F(momentum), .where = T, .flags = REQ, .dlo = 0,
+	 .dhi = 0.9999, .help = "SGD momentum"},
+	{"weight_decay", 0, CIGT_OPT_DOUBLE, F(weight_decay), .where = T, .flags = REQ, .dlo = 0,
+	 .dhi = 1, .help = "L2 weight decay"},
+	{"information_gain_weight", 0, CIGT_OPT_DOUBLE, F(ig_lambda), .where = T, .flags = REQ,
+	 .dlo = 0, .dhi = 1000, .help = "lambda, the weight of the routers' information gain"},
+	{"information_gain_beta", 0, CIGT_OPT_DOUBLE, F(ig_beta), .where = T, .flags = REQ,
+	 .dlo = 0, .dhi = 1000, .help = "beta: IG = beta H(p(n)) + H(p(c)) - H(p(c,n))"},
+	{"temperature", 0, CIGT_OPT_SECTION, .where = T, .flags = REQ, .sub = temperature_rows,
+	 .arg = "{\"initial\", \"decay\", \"min\"}",
+	 .help = "soft routes softmax(a/T), T = max(initial * decay^(t+1), min)"},
+	{"routing_randomization", 0, CIGT_OPT_DOUBLE, F(rho), .where = T, .flags = REQ, .dlo = 0,
+	 .dhi = 1, .help = "after warm-up, the share of rows re-routed uniformly at random"},
+	{"validation_samples", 0, CIGT_OPT_INT, F(validation_samples), .where = T, .flags = REQ,
+	 .lo = 0, .hi = 1000000, .help = "the last images of the training set, held out"},
+	{.like = &cigt__train_opt_seed, F(seed), .flags = REQ},
+	{"augment", 0, CIGT_OPT_SECTION, .where = T, .sub = augment_rows,
+	 .arg = "{\"flip\": true|false, \"shift\": 0..8}",
+	 .help = "training-image augmentation (absent: none)"},
+	{.like = &cigt__train_opt_init},
+	{.like = &cigt__train_opt_distill},
+	{.like = &cigt__train_opt_ensemble},
+	{"label_smoothing", 0, CIGT_OPT_DOUBLE, F(label_smoothing), .where = T, .dlo = 0,
+	 .dhi = 0.5, .def = "0", .help = "epsilon of each leaf row's smoothed target"},
+	{"router_weight_decay", 0, CIGT_OPT_DOUBLE, F(router_weight_decay), .where = T, .dlo = 0,
+	 .dhi = 1, .help = "the routers' own L2 decay (absent: weight_decay)"},
+	{0},
+};
+
+int cigt_train_config_parse(const json_t *t, struct cigt_train_config *c, char *err,
+			    size_t errlen)
+{
+	memset(c, 0, sizeof *c);
+	if (!t || !json_is_object(t))
+		return ERR("train: missing object (the config needs a \"train\" section)");
+	int rc;
+	if ((rc = cigt__opts_defaults(cigt__train_rows, c)) ||
+	    (rc = cigt__opts_read_json(cigt__train_rows, 0, c, t, "", "train", err, errlen)))
+		return rc;
+	if (!json_object_get(t, "router_weight_decay"))
+		c->router_weight_decay = c->weight_decay;
+	return 0;
 }
 
 void cigt_train_augment(float *chw, float *tmp, int C, int H, int W, bool flip, int dx, int dy,

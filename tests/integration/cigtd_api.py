@@ -249,8 +249,10 @@ def group_api(env):
     json.dump({"max_batch": 32, "workers": 1, "model": env["model"]}, open(cfgf, "w"))
     r = subprocess.run([CIGTD, "--config", cfgf, "--check-config"], capture_output=True, text=True)
     check(r.returncode == 0 and "max batch 32" in r.stdout, "--check-config good: %s" % r.stderr)
-    for bad, why in (({"max_batch": 0}, "max-batch"), ({"max_bach": 3}, "unknown key"),
-                     ({"model": "/nonexistent"}, "/nonexistent"), ({"workers": "2"}, "type")):
+    for bad, why in (({"max_batch": 0}, "config: max_batch: expected an integer in [1, 4096]"),
+                     ({"max_bach": 3}, "unknown key 'max_bach'"),
+                     ({"model": "/nonexistent"}, "/nonexistent"),
+                     ({"workers": "2"}, "config: workers: expected an integer in [0, 64]")):
         json.dump(bad, open(cfgf, "w"))
         r = subprocess.run([CIGTD, "--config", cfgf, "--check-config", "--model",
                             bad.get("model", env["model"])], capture_output=True, text=True)

@@ -171,8 +171,9 @@ def group_layouts(env):
     for name, text, words in (("cfg_syntax", "{", "config.json: line"),
                               ("cfg_key", '{"max_batch": 4}', "unknown key 'max_batch'"),
                               ("cfg_policy", '{"version_policy": {"newest": {}}}',
-                               "unknown version_policy"),
-                              ("cfg_range", '{"max_batch_size": 0}', "max_batch_size must be")):
+                               "version_policy: unknown key 'newest'"),
+                              ("cfg_range", '{"max_batch_size": 0}',
+                               "max_batch_size: expected an integer in [1, 4096]")):
         put(repo, name, 1, f1)
         with open(os.path.join(repo, name, "config.json"), "w") as f:
             f.write(text)

@@ -1,9 +1,11 @@
-/* The cigt subcommands' option table (src/cli/opts.c): values of every kind stored where their
- * rows say, range errors with the exact message and exit status 2, getopt's own messages for an
- * unknown option or a missing argument, flags, callbacks, choices, repeated options (the last
- * wins), operand counts, required options, and --help printed from the table. */
+/* The cigt subcommands' option tables (src/cli/opts.c over src/common/options.h): values of
+ * every kind stored where their rows say, range errors with the exact message and exit status 2,
+ * getopt's own messages for an unknown option or a missing argument, flags, callbacks, choices,
+ * repeated options (the last wins), operand counts, required options, defaults from the table,
+ * shared rows bound to a command's variables, and --help printed from the table. */
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,13 +21,14 @@ static size_t mb_bytes;
 static int calls;
 static char called_with[64];
 
-/* A CLI_CALL that counts its calls, remembers its argument and refuses "no". */
-static int record(const struct cli_opt *o, const char *arg)
+/* A CALL row that counts its calls, remembers its argument and refuses "no". */
+static int record(const struct cigt_opt *o, void *target, const char *arg, const char *at,
+		  char *err, size_t errlen)
 {
 	calls++;
 	snprintf(called_with, sizeof called_with, "%s=%s", o->name, arg);
 	if (!strcmp(arg, "no")) {
-		fprintf(stderr, "cigt: --%s: refused\n", o->name);
+		snprintf(err, errlen, "%s: refused", at);
 		return -1;
 	}
 	return 0;
@@ -33,16 +36,23 @@ static int record(const struct cli_opt *o, const char *arg)
 
 static const char *const modes[] = {"fast", "slow", "exact", NULL};
 
-static const struct cli_opt opts[] = {
-	{"out", 'o', CLI_STR, &s_out, .required = true, .arg = "FILE", .help = "output file"},
-	{"data", 0, CLI_STR, &s_data, .arg = "DIR", .help = "data directory\n(default here)"},
-	{"dense", 0, CLI_FLAG, &f_dense, .help = "every expert"},
-	{"epochs", 0, CLI_INT, &i_epochs, 1, 100000, .arg = "N", .help = "epochs"},
-	{"seed", 0, CLI_LLONG, &l_seed, 0, INT64_MAX, .arg = "N"},
-	{"seconds", 0, CLI_DOUBLE, &d_seconds, .dlo = 0.01, .dhi = 3600, .arg = "S"},
-	{"cache-mb", 0, CLI_CALL, &mb_bytes, 1, 1 << 24, .fn = cli_mebibytes, .arg = "N"},
-	{"mode", 0, CLI_CHOICE, &c_mode, .choices = modes},
-	{"record", 0, CLI_CALL, NULL, .fn = record, .arg = "ARGUMENT",
+#define HIDDEN .flags = CIGT_OPT_HIDDEN
+static const struct cigt_opt opts[] = {
+	{"out", 'o', CIGT_OPT_STR, CIGT_OPT_VAR(s_out), .flags = CIGT_OPT_REQUIRED, .arg = "FILE",
+	 .help = "output file"},
+	{"data", 0, CIGT_OPT_STR, CIGT_OPT_VAR(s_data), .arg = "DIR",
+	 .help = "data directory\n(default here)"},
+	{"dense", 0, CIGT_OPT_FLAG, CIGT_OPT_VAR(f_dense), .help = "every expert"},
+	{"epochs", 0, CIGT_OPT_INT, CIGT_OPT_VAR(i_epochs), .lo = 1, .hi = 100000, .arg = "N",
+	 .help = "epochs"},
+	{"seed", 0, CIGT_OPT_INT, CIGT_OPT_VAR(l_seed), .lo = 0, .hi = INT64_MAX, .arg = "N",
+	 HIDDEN},
+	{"seconds", 0, CIGT_OPT_DOUBLE, CIGT_OPT_VAR(d_seconds), .dlo = 0.01, .dhi = 3600,
+	 .arg = "S", HIDDEN},
+	{"cache-mb", 0, CIGT_OPT_CALL, CIGT_OPT_VAR(mb_bytes), .lo = 1, .hi = 1 << 24,
+	 .text = cigt__opt_mebibytes, .arg = "N", HIDDEN},
+	{"mode", 0, CIGT_OPT_CHOICE, CIGT_OPT_VAR(c_mode), .choices = modes, HIDDEN},
+	{"record", 0, CIGT_OPT_CALL, .text = record, .arg = "ARGUMENT",
 	 .help = "a callback with a name longer than the column"},
 	{0},
 };
@@ -208,7 +218,7 @@ Test(cli, double_nan_refused, .init = redirect)
 Test(cli, choice_unknown, .init = redirect)
 {
 	int st, rc = PARSE(&st, "--mode", "Fast");
-	assert_value_error(rc, st, "cigt: --mode: expected fast, slow or exact\n");
+	assert_value_error(rc, st, "cigt: --mode: 'Fast' is not fast, slow or exact\n");
 	cr_assert_eq(c_mode, 1);
 }
 
@@ -328,4 +338,98 @@ Test(cli, parses_twice_in_one_process, .init = reset)
 	cr_assert_eq(PARSE(&st, "--epochs", "9", "-o", "y", "a", "b"), 5);
 	cr_assert_eq(i_epochs, 9);
 	cr_assert_str_eq(s_out, "y");
+}
+
+/* A command whose rows have defaults and bind the shared rows of opts.c. */
+static long long b_threads = -5;
+static int b_limit = 7;
+static bool b_json;
+static const char *b_data;
+static const struct cigt_opt shared_opts[] = {
+	{.like = &cli_opt_threads, CIGT_OPT_VAR(b_threads), .help = "threads of the test"},
+	CIGT_OPT_BIND(cli_opt_json, b_json),
+	CIGT_OPT_BIND(cli_opt_data, b_data),
+	{"limit", 0, CIGT_OPT_INT, CIGT_OPT_VAR(b_limit), .lo = 1, .hi = 9, .def = "3", .arg = "N",
+	 .help = "a limit"},
+	{0},
+};
+static const struct cli_cmd shared_cmd = {"usage: eval\n", 12, 0, 0, shared_opts};
+
+static int parse_shared(const char *name, int *status, int n, const char *const *words)
+{
+	static char buf[8][64];
+	static char *argv[9];
+	argv[0] = strcpy(buf[0], name);
+	for (int i = 0; i < n; i++)
+		argv[i + 1] = strcpy(buf[i + 1], words[i]);
+	return cli_parse(&shared_cmd, n + 1, argv, status);
+}
+
+Test(cli, defaults_from_table)
+{
+	int st;
+	b_limit = 7;
+	b_data = NULL;
+	cr_assert_eq(parse_shared("eval", &st, 0, NULL), 1);
+	cr_assert_eq(b_limit, 3);
+	cr_assert_str_eq(b_data, "/usr/share/datasets/fashion-mnist");
+	cr_assert_eq(b_threads, -5, "a row without a default keeps its variable's value");
+}
+
+Test(cli, shared_rows_bound_to_any_integer_width)
+{
+	int st;
+	const char *w[] = {"--threads", "64", "--json", "--data", "d", "--limit", "9"};
+	cr_assert_eq(parse_shared("eval", &st, 7, w), 8);
+	cr_assert_eq(b_threads, 64);
+	cr_assert(b_json);
+	cr_assert_str_eq(b_data, "d");
+	cr_assert_eq(b_limit, 9);
+}
+
+Test(cli, shared_row_range_and_message, .init = cr_redirect_stderr)
+{
+	int st;
+	const char *w[] = {"--threads", "65"};
+	cr_assert_eq(parse_shared("eval", &st, 2, w), -1);
+	cr_assert_eq(st, 2);
+	cr_assert_stderr_eq_str("cigt: --threads: '65' is not an integer in [1, 64]\n");
+}
+
+Test(cli, shared_row_help_overridden, .init = cr_redirect_stdout)
+{
+	int st;
+	const char *w[] = {"--help"};
+	cr_assert_eq(parse_shared("eval", &st, 1, w), -1);
+	cr_assert_eq(st, 0);
+	fflush(stdout);
+	cr_assert_stdout_eq_str("usage: eval\n"
+				"  --threads N threads of the test\n"
+				"  --json      one JSON object instead of text\n"
+				"  --data DIR  IDX directory with {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz\n"
+				"              (default /usr/share/datasets/fashion-mnist)\n"
+				"  --limit N   a limit (default 3)\n");
+}
+
+/* A shared row bound by a command its cmds do not name is a mistake in the table. */
+Test(cli, shared_row_outside_its_commands_aborts, .signal = SIGABRT, .init = cr_redirect_stderr)
+{
+	int st;
+	parse_shared("classify", &st, 0, NULL);
+}
+
+/* So is a row whose variable does not fit its type. */
+static short narrow;
+static const struct cigt_opt narrow_opts[] = {
+	{"n", 0, CIGT_OPT_INT, CIGT_OPT_VAR(narrow), .lo = 0, .hi = 9, .def = "1"},
+	{0},
+};
+
+Test(cli, row_wider_than_its_variable_aborts, .signal = SIGABRT, .init = cr_redirect_stderr)
+{
+	static char a0[] = "test";
+	char *argv[] = {a0, NULL};
+	const struct cli_cmd c = {"usage\n", 8, 0, 0, narrow_opts};
+	int st;
+	cli_parse(&c, 1, argv, &st);
 }
