@@ -11,7 +11,9 @@ PKGS := meson ninja-build pkg-config gcc libc6-dev \
 	libuv1-dev libmicrohttpd-dev libsystemd-dev \
 	dataset-fashion-mnist python3 python3-torch python3-numpy python3-pil python3-venv \
 	python3-pip python3-setuptools curl chromium gnuplot-nox wrk \
-	systemd strace prometheus nginx python3-yaml clang libclang-rt-14-dev
+	systemd strace prometheus nginx python3-yaml clang libclang-rt-14-dev \
+	libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
+	protobuf-compiler-grpc python3-grpcio python3-protobuf python3-hpack nghttp2-client
 
 .PHONY: all deps build test serve serve-repository bench clean test-sanitize fuzz-build fuzz  soak example-folder
 

@@ -109,6 +109,21 @@ static const struct cfg_row rows[] = {
 	{"log-level", CFG_LEVEL, OFF(log_level), 0, 0, "info", "L", "debug, info, warn, error"},
 	{"access-log", CFG_BOOL, OFF(access_log), 0, 0, "false", NULL,
 	 "log one line per request"},
+	/* gRPC (issue 28): the OIP gRPC service beside HTTP, off unless an address is given. */
+	{"grpc-listen", CFG_STR, OFF(grpc_listen), 0, 0, NULL, "ADDR:PORT",
+	 "also serve the OIP gRPC service (inference.GRPCInferenceService,\n"
+	 "                          HTTP/2 cleartext) on this address, e.g. 0.0.0.0:8001;\n"
+	 "                          port 0 picks a free one (default: off)"},
+	{"grpc-max-message-bytes", CFG_LONG, OFF(grpc_max_message_bytes), 64, 1LL << 31, "8388608",
+	 "N", "gRPC request message size at most (RESOURCE_EXHAUSTED beyond)"},
+	{"grpc-max-streams", CFG_INT, OFF(grpc_max_streams), 1, 65536, "128", "N",
+	 "concurrent gRPC calls per connection\n"
+	 "                          (SETTINGS_MAX_CONCURRENT_STREAMS)"},
+	{"grpc-max-header-bytes", CFG_INT, OFF(grpc_max_header_bytes), 1024, 1 << 20, "16384", "N",
+	 "header list of a gRPC call at most (SETTINGS_MAX_HEADER_LIST_SIZE;\n"
+	 "                          RESOURCE_EXHAUSTED beyond)"},
+	{"grpc-idle-timeout-s", CFG_INT, OFF(grpc_idle_timeout_s), 1, 86400, "300", "N",
+	 "close a gRPC connection without calls after this long (GOAWAY)"},
 };
 
 #define NROWS (sizeof rows / sizeof rows[0])

@@ -28,6 +28,7 @@
 #include "cigt/image.h"
 #include "cigt/parallel.h"
 #include "../common/util.h"
+#include "grpc.h"
 #include "srv.h"
 
 #include "loop.h"
@@ -51,7 +52,7 @@ static char *read_text(const char *path, size_t max, char *err, size_t errlen)
 }
 
 /* "host:port", "[v6]:port" or ":port". */
-static int open_listener(const char *spec, int *port_out, char *err, size_t errlen)
+int srv_open_listener(const char *spec, int *port_out, char *err, size_t errlen)
 {
 	char host[256] = "", port[16];
 	const char *colon;
@@ -371,6 +372,10 @@ static void on_done_async(uv_async_t *h)
 	pthread_mutex_unlock(&S->done_mu);
 	for (struct srv_req *next; r; r = next) {
 		next = r->next;
+		if (r->grpc) { /* a gRPC call's */
+			srv_grpc_done(S->grpc, r);
+			continue;
+		}
 		r->state = SRV_REQ_DONE;
 		if (srv_peer_gone(r->fd))
 			r->gone = true;
@@ -420,6 +425,8 @@ static void shutdown_now(struct srv *S)
 	srv_registry_stop(S->reg); /* answers waiting loads 503 */
 	MHD_stop_daemon(S->d);
 	S->d = NULL;
+	srv_grpc_close(S->grpc); /* flushes and closes its connections; frees itself */
+	S->grpc = NULL;
 	uv_handle_t *hs[] = {
 		(uv_handle_t *)&S->mhd_poll,    (uv_handle_t *)&S->mhd_timer,
 		(uv_handle_t *)&S->sweep_timer, (uv_handle_t *)&S->watchdog_timer,
@@ -445,6 +452,11 @@ static void check_drained(struct srv *S)
 		srv_log(SRV_LOG_INFO, "drained: every accepted request answered; exiting");
 		uv_timer_start(&S->stop_timer, on_stop_timer, 0, 0);
 	}
+}
+
+void srv_loop_check_drained(struct srv *S)
+{
+	check_drained(S);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -473,6 +485,7 @@ static void begin_drain(struct srv *S, const char *why)
 	if (fd >= 0)
 		close(fd); /* returned to us: stop accepting */
 	uv_timer_start(&S->drain_timer, on_drain_timeout, (uint64_t)S->cfg->drain_timeout_ms, 0);
+	srv_grpc_drain(S->grpc); /* GOAWAY; calls in flight are answered */
 	check_drained(S);
 }
 
@@ -493,6 +506,10 @@ static void on_synced(void *ctx)
 static void on_load_done(void *ctx, struct srv_req *r, int status, const char *msg)
 {
 	struct srv *S = ctx;
+	if (r->grpc) { /* a gRPC call's */
+		srv_grpc_load_done(S->grpc, r, status, msg);
+		return;
+	}
 	r->status = status;
 	r->resp_ctype = "application/json";
 	r->resp_json_len = -1;
@@ -621,6 +638,9 @@ int srv_check_config(const struct srv_config *cfg)
 	printf("listen %s, %d workers, max batch %d, max delay %d us, queue %d, timeout %d ms\n",
 	       cfg->listen, cfg->workers, cfg->max_batch, cfg->max_delay_us, cfg->queue_limit,
 	       cfg->timeout_ms);
+	if (cfg->grpc_listen)
+		printf("grpc-listen %s, max message %lld bytes, %d streams per connection\n",
+		       cfg->grpc_listen, cfg->grpc_max_message_bytes, cfg->grpc_max_streams);
 	if (!srv_registry_ready(reg)) {
 		fprintf(stderr, "cigtd: some models failed to load (see the log above)\n");
 		goto out;
@@ -671,7 +691,7 @@ int srv_run(const struct srv_config *cfg)
 		snprintf(err, sizeof err, "cannot start %d workers", cfg->workers);
 		goto fail;
 	}
-	if ((S->listen_fd = open_listener(cfg->listen, &port, err, sizeof err)) < 0)
+	if ((S->listen_fd = srv_open_listener(cfg->listen, &port, err, sizeof err)) < 0)
 		goto fail;
 	if (uv_loop_init(&S->loop)) {
 		snprintf(err, sizeof err, "cannot create the event loop");
@@ -723,6 +743,14 @@ int srv_run(const struct srv_config *cfg)
 		uv_timer_start(&S->watchdog_timer, on_watchdog, wd_usec / 2000 ? wd_usec / 2000 : 1,
 			       wd_usec / 2000 ? wd_usec / 2000 : 1);
 	srv_registry_start(S->reg, &S->loop, on_load_done, on_synced, S);
+	int gport = 0;
+	if (cfg->grpc_listen && srv_grpc_start(S, &S->grpc, &gport, err, sizeof err))
+		goto fail;
+	if (S->grpc) {
+		int ghost = (int)(strrchr(cfg->grpc_listen, ':') - cfg->grpc_listen);
+		srv_log(SRV_LOG_INFO, "gRPC (%s) on %.*s:%d", SRV_GRPC_SERVICE, ghost,
+			cfg->grpc_listen, gport);
+	}
 	int hostlen = (int)(strrchr(cfg->listen, ':') - cfg->listen);
 	char what[300];
 	int st;
