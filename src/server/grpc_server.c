@@ -810,6 +810,13 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t sid, const 
  * (RST_STREAM NO_ERROR, RFC 9113 section 8.1): the answer is complete. */
 static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *f, void *user)
 {
+	if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR) {
+		struct grpc_conn *c = user;
+		atomic_fetch_add_explicit(&gstats.stat_protocol_errors, 1, memory_order_relaxed);
+		srv_log(SRV_LOG_DEBUG, "grpc: %s: GOAWAY %s", c->ip,
+			nghttp2_http2_strerror(f->goaway.error_code));
+		return 0;
+	}
 	if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
 	    !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
 		return 0;
@@ -954,8 +961,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	c->in_h2 = false;
 	if (rv < 0) {
 		srv_log(SRV_LOG_DEBUG, "grpc: %s: closing: %s", c->ip, nghttp2_strerror((int)rv));
-		atomic_fetch_add_explicit(&gstats.stat_protocol_errors, 1, memory_order_relaxed);
-		if (rv != NGHTTP2_ERR_BAD_CLIENT_MAGIC)
+		if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC) /* no GOAWAY to count it by */
+			atomic_fetch_add_explicit(&gstats.stat_protocol_errors, 1,
+						  memory_order_relaxed);
+		else
 			nghttp2_session_terminate_session(c->h2, rv == NGHTTP2_ERR_FLOODED
 								 ? NGHTTP2_ENHANCE_YOUR_CALM
 								 : NGHTTP2_PROTOCOL_ERROR);

@@ -237,12 +237,16 @@ void srv_grpc_service_call(struct srv *S, struct srv_grpc_call *k,
 {
 	switch (ci->method) {
 	case SRV_GM_SERVER_LIVE: {
+		UNPACK(Inference__ServerLiveRequest, inference__server_live_request, q, ci, k);
+		inference__server_live_request__free_unpacked(q, NULL);
 		Inference__ServerLiveResponse resp = INFERENCE__SERVER_LIVE_RESPONSE__INIT;
 		resp.live = true;
 		reply_msg(k, &resp.base);
 		return;
 	}
 	case SRV_GM_SERVER_READY: {
+		UNPACK(Inference__ServerReadyRequest, inference__server_ready_request, q, ci, k);
+		inference__server_ready_request__free_unpacked(q, NULL);
 		Inference__ServerReadyResponse resp = INFERENCE__SERVER_READY_RESPONSE__INIT;
 		resp.ready = S->ready && !S->draining && srv_registry_ready(S->reg);
 		reply_msg(k, &resp.base);
@@ -254,6 +258,9 @@ void srv_grpc_service_call(struct srv *S, struct srv_grpc_call *k,
 	case SRV_GM_SERVER_METADATA: {
 		static char *ext[] = {"binary_tensor_data", "model_repository", "statistics",
 				      "model_configuration"};
+		UNPACK(Inference__ServerMetadataRequest, inference__server_metadata_request, q, ci,
+		       k);
+		inference__server_metadata_request__free_unpacked(q, NULL);
 		Inference__ServerMetadataResponse resp = INFERENCE__SERVER_METADATA_RESPONSE__INIT;
 		resp.name = "cigtd";
 		resp.version = CIGT_VERSION;
