@@ -139,6 +139,19 @@ int srv_grpc_config_from_json(const char *json, size_t len, struct srv_buf *out)
 int srv_grpc_stats_from_json(const char *json, size_t len, struct srv_buf *out);
 int srv_grpc_index_from_json(const char *json, size_t len, struct srv_buf *out);
 
+/* The first gRPC message in buf[0, n): SRV_GRPC_FRAME_MORE when its 5-byte prefix or body is
+ * not all there yet, SRV_GRPC_FRAME_OK with *len its length (the message is buf + 5), or why it
+ * cannot be read: its compressed-flag byte is 1 (COMPRESSED) or neither 0 nor 1 (BADFLAG), or
+ * its length, in *len, is larger than max (TOO_BIG, decided from the prefix alone). Pure. */
+enum srv_grpc_frame {
+	SRV_GRPC_FRAME_MORE,
+	SRV_GRPC_FRAME_OK,
+	SRV_GRPC_FRAME_COMPRESSED,
+	SRV_GRPC_FRAME_BADFLAG,
+	SRV_GRPC_FRAME_TOO_BIG,
+};
+int srv_grpc_frame_scan(const uint8_t *buf, size_t n, long long max, uint32_t *len);
+
 /* The grpc-timeout header ("1-8 digits" and a unit of H, M, S, m, u, n) in whole milliseconds
  * (rounded down, capped at 3600000), or -1 when malformed. */
 long long srv_grpc_timeout_ms(const char *v, size_t len);

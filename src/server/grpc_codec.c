@@ -86,6 +86,22 @@ int srv_grpc_method_of_path(const char *path, char *err, size_t errlen)
 	return SRV_GM_UNKNOWN;
 }
 
+/* ---------------------------------------------------------------------------- framing */
+
+int srv_grpc_frame_scan(const uint8_t *buf, size_t n, long long max, uint32_t *len)
+{
+	if (n < 5)
+		return SRV_GRPC_FRAME_MORE;
+	*len = (uint32_t)buf[1] << 24 | (uint32_t)buf[2] << 16 | (uint32_t)buf[3] << 8 | buf[4];
+	if (buf[0] > 1)
+		return SRV_GRPC_FRAME_BADFLAG;
+	if (buf[0] == 1)
+		return SRV_GRPC_FRAME_COMPRESSED;
+	if ((long long)*len > max)
+		return SRV_GRPC_FRAME_TOO_BIG;
+	return n - 5 < *len ? SRV_GRPC_FRAME_MORE : SRV_GRPC_FRAME_OK;
+}
+
 /* --------------------------------------------------------------------------- headers */
 
 long long srv_grpc_timeout_ms(const char *v, size_t len)

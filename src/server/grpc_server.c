@@ -711,31 +711,28 @@ static void call_data(struct srv_grpc_call *k, const uint8_t *data, size_t len)
 		return;
 	}
 	size_t off = 0;
-	while (!k->finished && k->in.len - off >= 5) {
+	while (!k->finished) {
+		uint32_t n;
 		const uint8_t *p = (const uint8_t *)k->in.p + off;
-		uint32_t n = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
-		if (p[0] > 1) {
+		int st = srv_grpc_frame_scan(p, k->in.len - off, max, &n);
+		if (st == SRV_GRPC_FRAME_MORE)
+			break;
+		if (st == SRV_GRPC_FRAME_BADFLAG) {
 			call_end(k, SRV_GRPC_INTERNAL,
 				 "the message's compressed-flag byte is neither 0 nor 1", 200);
-			break;
-		}
-		if (p[0] == 1) {
+		} else if (st == SRV_GRPC_FRAME_COMPRESSED) {
 			call_end(k, SRV_GRPC_INTERNAL, "a compressed message on a call without "
 						       "grpc-encoding (nothing to decompress it with)",
 				 200);
-			break;
-		}
-		if ((long long)n > max) {
+		} else if (st == SRV_GRPC_FRAME_TOO_BIG) {
 			char m[160];
 			snprintf(m, sizeof m, "the message of %u bytes is larger than the limit of %lld "
 					      "bytes (--grpc-max-message-bytes)", n, max);
 			call_end(k, SRV_GRPC_RESOURCE_EXHAUSTED, m, 200);
-			break;
+		} else {
+			call_message(k, p + 5, n);
+			off += 5 + (size_t)n;
 		}
-		if (k->in.len - off - 5 < n)
-			break;
-		call_message(k, p + 5, n);
-		off += 5 + (size_t)n;
 	}
 	if (k->finished) {
 		srv_buf_free(&k->in);
