@@ -1083,10 +1083,11 @@ int srv_grpc_start(struct srv *S, struct srv_grpc **out, int *port, char *err, s
 	for (int m = 0; m < SRV_GM_COUNT; m++)
 		srv_hist_init(&gstats.stat_duration[m], secs, (int)(sizeof secs / sizeof secs[0]),
 			      1e-9);
-	int fd = srv_open_listener(S->cfg->grpc_listen, port, err, errlen);
+	char why[400];
+	int fd = srv_open_listener(S->cfg->grpc_listen, port, why, sizeof why);
 	if (fd < 0) {
 		free(G);
-		return -1;
+		return cigt_fail(err, errlen, -1, "grpc-%s", why); /* "grpc-listen: ADDR: ..." */
 	}
 	if (nghttp2_session_callbacks_new(&G->cbs) || nghttp2_option_new(&G->opt)) {
 		close(fd);

@@ -698,6 +698,10 @@ int srv_run(const struct srv_config *cfg)
 		goto fail;
 	}
 	loop_ok = true;
+	/* Before any handle of the loop runs: a failure here leaves nothing started. */
+	int gport = 0;
+	if (cfg->grpc_listen && srv_grpc_start(S, &S->grpc, &gport, err, sizeof err))
+		goto fail;
 	struct MHD_OptionItem tls[] = {
 		{MHD_OPTION_HTTPS_MEM_CERT, 0, S->tls_cert},
 		{MHD_OPTION_HTTPS_MEM_KEY, 0, S->tls_key},
@@ -743,9 +747,6 @@ int srv_run(const struct srv_config *cfg)
 		uv_timer_start(&S->watchdog_timer, on_watchdog, wd_usec / 2000 ? wd_usec / 2000 : 1,
 			       wd_usec / 2000 ? wd_usec / 2000 : 1);
 	srv_registry_start(S->reg, &S->loop, on_load_done, on_synced, S);
-	int gport = 0;
-	if (cfg->grpc_listen && srv_grpc_start(S, &S->grpc, &gport, err, sizeof err))
-		goto fail;
 	if (S->grpc) {
 		int ghost = (int)(strrchr(cfg->grpc_listen, ':') - cfg->grpc_listen);
 		srv_log(SRV_LOG_INFO, "gRPC (%s) on %.*s:%d", SRV_GRPC_SERVICE, ghost,
@@ -780,6 +781,8 @@ out:
 		MHD_stop_daemon(S->d);
 	if (S->listen_fd >= 0)
 		close(S->listen_fd);
+	srv_grpc_close(S->grpc); /* a startup failure after it opened (a normal run: NULL) */
+	S->grpc = NULL;
 	if (loop_ok) {
 		uv_run(&S->loop, UV_RUN_DEFAULT); /* close callbacks, a pending reload */
 		int lc = uv_loop_close(&S->loop);

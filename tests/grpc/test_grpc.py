@@ -468,6 +468,19 @@ def group_lifecycle(env):
         resp = s.ModelInfer(q, metadata=[("authorization", "Bearer s3cret")])
         same(G.answers(resp)[0], ref[0], "with the token")
         d.stop()
+    # A gRPC address that cannot be bound: exit 1 at start, saying so, nothing left running.
+    import socket
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    r = subprocess.run([G.CIGTD, "--model", SHIPPED, "--listen", "127.0.0.1:0", "--grpc-listen",
+                        "127.0.0.1:%d" % busy.getsockname()[1]], capture_output=True, text=True,
+                       timeout=60)
+    busy.close()
+    check(r.returncode == 1 and "grpc-listen: 127.0.0.1:" in r.stderr
+          and "Address already in use" in r.stderr and "Sanitizer" not in r.stderr,
+          "--grpc-listen on a busy port: exit 1 with a message (%d: %s)"
+          % (r.returncode, r.stderr[-200:]))
     with G.GrpcDaemon(SHIPPED, "--workers", "1", "--drain-timeout-ms", "20000") as d:
         s = stub(d)
         # Deadlines: 1 ms is answered or DEADLINE_EXCEEDED, never anything else.
