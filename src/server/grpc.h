@@ -111,6 +111,10 @@ struct srv_grpc_infer {
 int srv_grpc_infer_job(const struct cigt_arch *a, const struct srv_limits *lim,
 		       const Inference__ModelInferRequest *q, struct srv_job *job, char *err,
 		       size_t errlen);
+/* protobuf-c's unpacking of a ModelInferRequest, refusing (NULL) what protobuf forbids and
+ * protobuf-c lets through (field number 0). The caller frees it with
+ * inference__model_infer_request__free_unpacked. */
+Inference__ModelInferRequest *srv_grpc_infer_unpack(const uint8_t *msg, size_t len);
 /* Unpacks and reads in one go (the fuzz target's entry): 200, 400 for bytes that are not a
  * ModelInferRequest, or srv_grpc_infer_job's answer. On 200 *out holds the message (the caller
  * frees it with inference__model_infer_request__free_unpacked). */

@@ -83,8 +83,7 @@ static void infer(struct srv *S, struct srv_grpc_call *k, const struct srv_grpc_
 		srv_grpc_fail(k, SRV_GRPC_UNAVAILABLE, "shutting down; not accepting new work");
 		return;
 	}
-	Inference__ModelInferRequest *q =
-		inference__model_infer_request__unpack(NULL, ci->len, ci->msg);
+	Inference__ModelInferRequest *q = srv_grpc_infer_unpack(ci->msg, ci->len);
 	if (!q) {
 		srv_grpc_fail(k, SRV_GRPC_INTERNAL, "the message is not a ModelInferRequest (it does "
 						    "not decode)");
