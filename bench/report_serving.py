@@ -56,7 +56,9 @@ class ServingSections(ReportBase):
                       "latency percentiles from h2load's per-request log, every call checked "
                       "`OK` by cigtd's own `cigt_grpc_requests_total`; beside it at the same "
                       "concurrency, wrk posting OIP REST binary with the same one image "
-                      "(h2load cannot rotate bodies, so neither side does here):\n")
+                      "(h2load cannot rotate bodies, so neither side does here). *not OK* for "
+                      "gRPC counts every status but OK; CANCELLED ones, at most the concurrency, "
+                      "are the calls h2load resets when its duration ends:\n")
             t = []
             for r in G:
                 L = r["latency_ms"]
@@ -66,8 +68,11 @@ class ServingSections(ReportBase):
                 if bad is None:
                     e = r["errors"]
                     bad = e["status"] + e["timeout"] + e["connect"] + e["read"] + e["write"]
+                else:
+                    bad = "%d %s" % (bad, " ".join("%s %d" % (k, v) for k, v in sorted(
+                        (r.get("grpc_status_counts") or {}).items()) if k != "OK"))
                 t.append([r["format"], r["concurrency"], conns, n0(r["ok_requests_per_second"]),
-                          n2(L["p50"]), n2(L["p99"]), n2(L["p99_9"]), int(bad),
+                          n2(L["p50"]), n2(L["p99"]), n2(L["p99_9"]), bad,
                           fmt_batch(r), code(r["command"])])
             md.append(table(["protocol", "concurrent", "connections (x streams)",
                              "requests/s", "p50 ms", "p99 ms", "p99.9 ms", "not OK",

@@ -87,6 +87,7 @@ struct srv_grpc_call {
 	struct srv_buf msg1;           /* a unary call's message */
 	bool remote_closed;
 	size_t unconsumed;             /* bytes read and not given back to flow control */
+	uint64_t t_partial;            /* when the incomplete message in `in` began */
 	/* The answer. */
 	bool responded;                /* HEADERS submitted */
 	bool finished;                 /* the status is decided; trailers follow out */
@@ -669,7 +670,12 @@ static void call_head(struct srv_grpc_call *k)
 		return;
 	}
 	if (G->draining) {
-		call_end(k, SRV_GRPC_UNAVAILABLE, "shutting down; not accepting new work", 200);
+		/* A call that raced the GOAWAY: REFUSED_STREAM tells the client (or a proxy) it was
+		 * not processed, so it retries elsewhere; counted as UNAVAILABLE. */
+		k->finished = k->responded = k->trailers_sent = true;
+		k->code = SRV_GRPC_UNAVAILABLE;
+		nghttp2_submit_rst_stream(k->c->h2, NGHTTP2_FLAG_NONE, k->sid,
+					  NGHTTP2_REFUSED_STREAM);
 		return;
 	}
 	if (G->S->token && needs_auth(k->method) && !k->auth_ok) {
@@ -705,6 +711,8 @@ static void call_message(struct srv_grpc_call *k, const uint8_t *msg, size_t len
 static void call_data(struct srv_grpc_call *k, const uint8_t *data, size_t len)
 {
 	const long long max = k->G->cfg->grpc_max_message_bytes;
+	if (!k->in.len)
+		k->t_partial = cigt_now_ns();
 	srv_buf_put(&k->in, data, len);
 	if (k->in.oom) {
 		call_end(k, SRV_GRPC_RESOURCE_EXHAUSTED, "out of memory", 200);
@@ -740,6 +748,8 @@ static void call_data(struct srv_grpc_call *k, const uint8_t *data, size_t len)
 	}
 	memmove(k->in.p, k->in.p + off, k->in.len - off);
 	k->in.len -= off;
+	if (off && k->in.len)
+		k->t_partial = cigt_now_ns(); /* the next message began in this frame */
 }
 
 /* END_STREAM from the client: a unary call now has its request. */
@@ -1034,8 +1044,28 @@ static void conn_goaway(struct grpc_conn *c, uint32_t error, const char *why)
 	conn_flush(c);
 }
 
+/* A request that takes longer than --read-timeout-ms to arrive (a unary call's request up to
+ * its END_STREAM, or any message once it has begun) ends, with its buffer: the HTTP side's
+ * slowloris guard, per stream. */
+static void call_sweep(struct srv_grpc_call *k, uint64_t now, uint64_t limit)
+{
+	if (k->finished || !k->accepted)
+		return;
+	bool slow_unary = k->method != SRV_GM_MODEL_STREAM_INFER && !k->remote_closed &&
+			  now - k->t_start > limit;
+	bool slow_msg = k->in.len && now - k->t_partial > limit;
+	if (!slow_unary && !slow_msg)
+		return;
+	char m[160];
+	snprintf(m, sizeof m, "the request did not arrive within %llu ms (--read-timeout-ms)",
+		 (unsigned long long)(limit / 1000000u));
+	call_end(k, SRV_GRPC_CANCELLED, m, 200);
+	srv_buf_free(&k->in);
+}
+
 /* Once a second: connections that never spoke HTTP/2 within the read timeout, idle ones, and
- * ones whose client has not read a written buffer for the idle time, go. */
+ * ones whose client has not read a written buffer for the idle time, go; so do requests that
+ * arrive too slowly (call_sweep). */
 static void on_sweep(uv_timer_t *t)
 {
 	struct srv_grpc *G = t->data;
@@ -1056,6 +1086,10 @@ static void on_sweep(uv_timer_t *t)
 		} else if (c->ncalls == 0 && now - c->t_active > idle && !c->goaway) {
 			atomic_fetch_add_explicit(&gstats.stat_idle_closed, 1, memory_order_relaxed);
 			conn_goaway(c, NGHTTP2_NO_ERROR, "idle");
+		} else if (c->ncalls) {
+			for (struct srv_grpc_call *k = c->calls; k; k = k->next)
+				call_sweep(k, now, first);
+			conn_flush(c); /* may end streams and free calls: after the walk */
 		}
 	}
 }

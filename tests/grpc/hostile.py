@@ -330,6 +330,22 @@ def run(d, port, pb, grpc, pb_grpc, infer, live, imgs):
     r = call(port, "ModelInfer", frame_msg(infer), [("grpc-timeout", "30S")])
     check(status(r)[1] == 0, "grpc-timeout 30S: OK")
 
+    # ---- slow requests (--read-timeout-ms 1000): a unary call without END_STREAM, and a
+    # message begun and never finished on a stream, end CANCELLED with a message.
+    for method, first, end in (("ModelInfer", frame_msg(infer), False),
+                               ("ModelStreamInfer", frame_msg(infer)[:100], False)):
+        c = H2(port)
+        sid = c.next_sid()
+        c.headers(sid, grpc_headers(method))
+        c.data(sid, first, end_stream=end)
+        t0 = time.monotonic()
+        r = c.response(sid, 6)
+        st = status(r)
+        check(st[1] == 1 and "did not arrive within 1000 ms" in st[2]
+              and time.monotonic() - t0 < 4,
+              "%s arriving too slowly: CANCELLED after the read timeout (%s)" % (method, st))
+        c.close()
+
     # ---- half-closed: the request without END_STREAM gets no answer until it ends.
     c = H2(port)
     sid = c.next_sid()
