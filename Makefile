@@ -12,10 +12,11 @@ MODEL ?= models/fashion_mnist.safetensors
 
 # What building and running cigt and cigtd needs (Debian 12 names). The shipped model is in
 # models/, so serving needs no dataset. meson brings python3 (which embeds the page) and
-# python3-setuptools.
+# python3-setuptools; the gRPC service is built from proto/ by protoc-c.
 SERVE_PKGS := meson ninja-build pkg-config gcc libc6-dev \
 	libopenblas-dev libjansson-dev zlib1g-dev libspng-dev libjpeg62-turbo-dev \
-	libuv1-dev libmicrohttpd-dev libsystemd-dev python3 python3-setuptools
+	libuv1-dev libmicrohttpd-dev libsystemd-dev python3 python3-setuptools \
+	libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
 
 # What the tests, benchmarks, fuzzing and the manifests' schema check add. nodejs and npm run
 # deploy/k8s/validate (npm ci); npm is only asked for where no npm is installed (a Node.js from
@@ -24,6 +25,8 @@ TEST_PKGS := libcriterion-dev \
 	dataset-fashion-mnist python3-torch python3-numpy python3-pil python3-venv \
 	python3-pip curl chromium gnuplot-nox wrk \
 	systemd strace prometheus nginx python3-yaml clang libclang-rt-14-dev \
+	protobuf-compiler protobuf-compiler-grpc python3-grpcio python3-protobuf python3-hpack \
+	nghttp2-client \
 	nodejs $(if $(shell command -v npm),,npm)
 
 PKGS := $(SERVE_PKGS) $(TEST_PKGS)

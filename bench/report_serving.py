@@ -8,10 +8,15 @@ import os
 from report_common import FLAT_WITHIN, FORMAT_NAMES, n0, n1, n2, pct, code, table, ReportBase
 
 
+def fmt_batch(r):
+    b = (r.get("daemon_batches") or {}).get("mean_batch_size")
+    return "-" if b is None else "%.1f" % b
+
+
 class ServingSections(ReportBase):
     """Sections 4-6, each appending its markdown to self.md."""
 
-    def section_http(self):
+    def section_http(self):  # noqa: C901 (one table after another)
         md = self.md
         H = self.sec("http")
         md.append("## 4. HTTP\n")
@@ -41,6 +46,37 @@ class ServingSections(ReportBase):
                       + "\n")
             md.append("*errors* counts non-2xx answers, timeouts and socket errors; requests/s "
                       "counts 2xx answers only.\n")
+        G = H.get("grpc", [])
+        if H.get("grpc_skipped"):
+            md.append("gRPC: not measured (%s).\n" % H["grpc_skipped"])
+        if G:
+            md.append("gRPC `ModelInfer` (issue 28) against the same daemon in the same run: "
+                      "h2load (nghttp2-client) posting one framed single-image request "
+                      "(`bench/http/grpc_body.py`) at *connections x streams* concurrent calls, "
+                      "latency percentiles from h2load's per-request log, every call checked "
+                      "`OK` by cigtd's own `cigt_grpc_requests_total`; beside it at the same "
+                      "concurrency, wrk posting OIP REST binary with the same one image "
+                      "(h2load cannot rotate bodies, so neither side does here). *not OK* for "
+                      "gRPC counts every status but OK; CANCELLED ones, at most the concurrency, "
+                      "are the calls h2load resets when its duration ends:\n")
+            t = []
+            for r in G:
+                L = r["latency_ms"]
+                conns = ("%d x %d" % (r["connections"], r["streams_per_connection"])
+                         if r["format"] == "grpc" else r["connections"])
+                bad = r.get("not_ok_grpc_status")
+                if bad is None:
+                    e = r["errors"]
+                    bad = e["status"] + e["timeout"] + e["connect"] + e["read"] + e["write"]
+                else:
+                    bad = "%d %s" % (bad, " ".join("%s %d" % (k, v) for k, v in sorted(
+                        (r.get("grpc_status_counts") or {}).items()) if k != "OK"))
+                t.append([r["format"], r["concurrency"], conns, n0(r["ok_requests_per_second"]),
+                          n2(L["p50"]), n2(L["p99"]), n2(L["p99_9"]), bad,
+                          fmt_batch(r), code(r["command"])])
+            md.append(table(["protocol", "concurrent", "connections (x streams)",
+                             "requests/s", "p50 ms", "p99 ms", "p99.9 ms", "not OK",
+                             "mean batch", "command"], t) + "\n")
         bare = H.get("bare", [])
         if bare:
             md.append("Bare libmicrohttpd handler (`bench/http/mhd_bare.c`: one epoll thread like "

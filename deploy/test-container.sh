@@ -89,9 +89,11 @@ echo "IMAGE_SIZE $IMAGE $size bytes ($(( size / 1000000 )) MB)"
 
 # ---- run: read-only root, no capabilities, loopback port
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+GPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 URL=http://127.0.0.1:$PORT
 if ! $DOCKER run $RUN_LIMITS -d --name "$NAME" --read-only --cap-drop ALL --security-opt no-new-privileges \
-     -p "127.0.0.1:$PORT:8080" "$IMAGE" --access-log --workers 2 >"$WORK/run.log" 2>&1; then
+     -p "127.0.0.1:$PORT:8080" -p "127.0.0.1:$GPORT:8001" "$IMAGE" --access-log --workers 2 \
+     >"$WORK/run.log" 2>&1; then
   cat "$WORK/run.log"; bad "container starts"; finish
 fi
 ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v2/health/ready")" = 200 ]; }
@@ -124,6 +126,24 @@ m=$(curl -s "$URL/metrics")
 check "/metrics counts the v1 request" grep -q '^cigt_requests_total{endpoint="classify",code="200"} 1$' <<<"$m"
 check "/metrics counts the v2 request" grep -q '^cigt_requests_total{endpoint="v2_infer",code="200"} 1$' <<<"$m"
 check "/metrics: cigt_ready 1" grep -q '^cigt_ready 1$' <<<"$m"
+# gRPC on the image's 8001 (issue 28), with stubs generated from proto/ (tests/grpc).
+if /usr/bin/python3 -c 'import grpc' 2>/dev/null && command -v protoc >/dev/null; then
+  g=$(SRCDIR=. /usr/bin/python3 - "$GPORT" <<'EOF'
+import sys
+sys.path.insert(0, "tests/grpc")
+import grpc_common as G
+pb, pb_grpc, grpc = G.stubs()
+with grpc.insecure_channel("127.0.0.1:" + sys.argv[1]) as ch:
+    r = pb_grpc.GRPCInferenceServiceStub(ch).ModelInfer(
+        G.infer_request(pb, G.load_images(1)), timeout=30)
+print(G.answers(r)[0]["class"])
+EOF
+)
+  check "gRPC ModelInfer through the published port $GPORT: class $label (got '$g')" [ "$g" = "$label" ]
+  check "/metrics counts the gRPC call" sh -c "curl -s $URL/metrics | grep -q '^cigt_grpc_requests_total{method=\"ModelInfer\",code=\"OK\"} 1\$'"
+else
+  echo "note: no python3-grpcio or protoc here: the gRPC port is not checked"
+fi
 
 # ---- SIGTERM during load
 python3 - "$PORT" "$WORK" "$DOCKER kill --signal TERM $NAME" <<'EOF' 2>&1 | tee "$WORK/load.out"

@@ -119,6 +119,11 @@ static bool buf_reserve(struct srv_buf *b, size_t extra)
 	return true;
 }
 
+bool srv_buf_reserve(struct srv_buf *b, size_t extra)
+{
+	return buf_reserve(b, extra);
+}
+
 void srv_buf_put(struct srv_buf *b, const void *s, size_t n)
 {
 	if (!buf_reserve(b, n))

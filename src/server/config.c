@@ -163,6 +163,24 @@ static const struct cigt_opt rows[] = {
 	 .choices = log_levels, .def = "info", .arg = "L", .help = "debug, info, warn, error"},
 	{"access-log", 0, CIGT_OPT_FLAG, F(access_log), .where = D, .def = "false",
 	 .help = "log one line per request"},
+	/* gRPC (issue 28): the OIP gRPC service beside HTTP, off unless an address is given. */
+	{"grpc-listen", 0, CIGT_OPT_STR, F(grpc_listen), .where = D, OWNED, .arg = "ADDR:PORT",
+	 .help = "also serve the OIP gRPC service (inference.GRPCInferenceService,\n"
+		 "HTTP/2 cleartext) on this address, e.g. 0.0.0.0:8001;\n"
+		 "port 0 picks a free one (default: off)"},
+	{"grpc-max-message-bytes", 0, CIGT_OPT_INT, F(grpc_max_message_bytes), .where = D,
+	 .lo = 64, .hi = 1LL << 31, .def = "8388608", .arg = "N",
+	 .help = "gRPC request message size at most (RESOURCE_EXHAUSTED beyond)"},
+	{"grpc-max-streams", 0, CIGT_OPT_INT, F(grpc_max_streams), .where = D, .lo = 1,
+	 .hi = 65536, .def = "128", .arg = "N",
+	 .help = "concurrent gRPC calls per connection\n(SETTINGS_MAX_CONCURRENT_STREAMS)"},
+	{"grpc-max-header-bytes", 0, CIGT_OPT_INT, F(grpc_max_header_bytes), .where = D,
+	 .lo = 1024, .hi = 1 << 20, .def = "16384", .arg = "N",
+	 .help = "header list of a gRPC call at most (SETTINGS_MAX_HEADER_LIST_SIZE;\n"
+		 "RESOURCE_EXHAUSTED beyond)"},
+	{"grpc-idle-timeout-s", 0, CIGT_OPT_INT, F(grpc_idle_timeout_s), .where = D, .lo = 1,
+	 .hi = 86400, .def = "300", .arg = "N",
+	 .help = "close a gRPC connection without calls after this long (GOAWAY)"},
 	{0},
 };
 

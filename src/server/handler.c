@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "cigt/error.h"
+#include "grpc.h"
 #include "loop.h"
 
 /* Compares in time independent of where the strings differ. */
@@ -263,6 +264,8 @@ enum MHD_Result srv_dispatch(struct srv *S, struct MHD_Connection *mc, struct sr
 		struct srv_model *d = srv_registry_get(S->reg, NULL, 0, &st, err, sizeof err);
 		srv_metrics_render(&b, d ? d->m->arch : NULL, d ? d->name : "", ready);
 		srv_api_metrics(S->reg, &b);
+		if (S->cfg->grpc_listen)
+			srv_grpc_metrics_render(&b);
 		srv_model_unref(d);
 		return srv_respond_buf(S, mc, r, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
 	}

@@ -39,6 +39,7 @@ struct srv {
 	struct srv_conn conns; /* list sentinel */
 	bool ready, draining, stopping, reloading;
 	int exit_code;
+	struct srv_grpc *grpc; /* --grpc-listen (src/server/grpc.h), or NULL */
 };
 
 enum srv_body_kind { BODY_COPY, BODY_TAKE, BODY_STATIC };
@@ -60,5 +61,10 @@ enum MHD_Result srv_dispatch(struct srv *S, struct MHD_Connection *mc, struct sr
 			     const char *url, const char *method);
 /* A decimal integer in [lo, hi], or -2. */
 long long srv_parse_ll(const char *s, long long lo, long long hi);
+/* A listening socket (non-blocking) for "host:port", "[v6]:port" or ":port"; *port_out gets
+ * the port bound. The fd, or -1 with a message. */
+int srv_open_listener(const char *spec, int *port_out, char *err, size_t errlen);
+/* During a drain: exits (from a timer) once nothing is in flight. */
+void srv_loop_check_drained(struct srv *S);
 
 #endif

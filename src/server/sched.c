@@ -47,7 +47,10 @@ void srv_req_fail(struct srv_req *r, int status, const char *fmt, ...)
 	r->resp.len = 0;
 	r->resp_json_len = -1;
 	r->resp_ctype = "application/json";
-	srv_encode_error(&r->resp, msg);
+	if (r->grpc) /* gRPC: the message goes in grpc-message or error_message */
+		srv_buf_puts(&r->resp, msg);
+	else
+		srv_encode_error(&r->resp, msg);
 }
 
 /* ---------------------------------------------------------------------------- scheduler */
@@ -132,7 +135,10 @@ static void finish(struct srv_sched *s, struct srv_req *r)
 		r->status = 200;
 		r->resp_ctype = "application/json";
 		r->resp_json_len = -1;
-		if (r->ep == SRV_EP_CLASSIFY) {
+		if (r->grpc) {
+			if (srv_grpc_finish(a, r))
+				srv_req_fail(r, 500, "out of memory encoding the answer");
+		} else if (r->ep == SRV_EP_CLASSIFY) {
 			srv_encode_v1(a, r->model->name, r->model->version, &r->job, r->res, r->probs,
 				      &r->resp);
 		} else {
@@ -164,7 +170,9 @@ static void prep(struct srv_sched *s, struct srv_req *r)
 	if (r->query_timeout_ms >= 0)
 		r->job.timeout_ms = r->query_timeout_ms;
 	int status;
-	if (r->ep == SRV_EP_CLASSIFY)
+	if (r->grpc)
+		status = srv_grpc_prep(a, &s->lim, r, err, sizeof err);
+	else if (r->ep == SRV_EP_CLASSIFY)
 		status = srv_parse_v1(a, &s->lim, r->ctype, r->body.p, r->body.len, &r->job, err,
 				      sizeof err);
 	else
@@ -437,7 +445,7 @@ static int gather(struct srv_sched *s, struct sched_worker *w, struct srv_model 
 			continue;
 		m->queued--;
 		/* A request's first sample checks that its client is still there. */
-		if (it.idx == 0 && srv_peer_gone(it.r->fd))
+		if (it.idx == 0 && (srv_peer_gone(it.r->fd) || atomic_load(&it.r->cancelled)))
 			it.r->gone = true;
 		if (it.r->gone || now >= it.r->deadline) {
 			expired[(*nexp)++] = it;

@@ -29,6 +29,7 @@
 #include "cigt/image.h"
 #include "cigt/parallel.h"
 #include "../common/util.h"
+#include "grpc.h"
 #include "srv.h"
 
 #include "loop.h"
@@ -52,7 +53,7 @@ static char *read_text(const char *path, size_t max, char *err, size_t errlen)
 }
 
 /* "host:port", "[v6]:port" or ":port". */
-static int open_listener(const char *spec, int *port_out, char *err, size_t errlen)
+int srv_open_listener(const char *spec, int *port_out, char *err, size_t errlen)
 {
 	char host[256] = "", port[16];
 	const char *colon;
@@ -372,6 +373,10 @@ static void on_done_async(uv_async_t *h)
 	pthread_mutex_unlock(&S->done_mu);
 	for (struct srv_req *next; r; r = next) {
 		next = r->next;
+		if (r->grpc) { /* a gRPC call's */
+			srv_grpc_done(S->grpc, r);
+			continue;
+		}
 		r->state = SRV_REQ_DONE;
 		if (srv_peer_gone(r->fd))
 			r->gone = true;
@@ -421,6 +426,8 @@ static void shutdown_now(struct srv *S)
 	srv_registry_stop(S->reg); /* answers waiting loads 503 */
 	MHD_stop_daemon(S->d);
 	S->d = NULL;
+	srv_grpc_close(S->grpc); /* flushes and closes its connections; frees itself */
+	S->grpc = NULL;
 	uv_handle_t *hs[] = {
 		(uv_handle_t *)&S->mhd_poll,    (uv_handle_t *)&S->mhd_timer,
 		(uv_handle_t *)&S->sweep_timer, (uv_handle_t *)&S->watchdog_timer,
@@ -446,6 +453,11 @@ static void check_drained(struct srv *S)
 		srv_log(SRV_LOG_INFO, "drained: every accepted request answered; exiting");
 		uv_timer_start(&S->stop_timer, on_stop_timer, 0, 0);
 	}
+}
+
+void srv_loop_check_drained(struct srv *S)
+{
+	check_drained(S);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -474,6 +486,7 @@ static void begin_drain(struct srv *S, const char *why)
 	if (fd >= 0)
 		close(fd); /* returned to us: stop accepting */
 	uv_timer_start(&S->drain_timer, on_drain_timeout, (uint64_t)S->cfg->drain_timeout_ms, 0);
+	srv_grpc_drain(S->grpc); /* GOAWAY; calls in flight are answered */
 	check_drained(S);
 }
 
@@ -494,6 +507,10 @@ static void on_synced(void *ctx)
 static void on_load_done(void *ctx, struct srv_req *r, int status, const char *msg)
 {
 	struct srv *S = ctx;
+	if (r->grpc) { /* a gRPC call's */
+		srv_grpc_load_done(S->grpc, r, status, msg);
+		return;
+	}
 	r->status = status;
 	r->resp_ctype = "application/json";
 	r->resp_json_len = -1;
@@ -627,6 +644,9 @@ int srv_check_config(const struct srv_config *cfg)
 	printf("effective configuration: %s\n", text ? text : "(out of memory)");
 	free(text);
 	json_decref(eff);
+	if (cfg->grpc_listen)
+		printf("grpc-listen %s, max message %lld bytes, %d streams per connection\n",
+		       cfg->grpc_listen, cfg->grpc_max_message_bytes, cfg->grpc_max_streams);
 	if (!srv_registry_ready(reg)) {
 		fprintf(stderr, "cigtd: some models failed to load (see the log above)\n");
 		goto out;
@@ -700,9 +720,14 @@ static void start_handles(struct srv *S)
 }
 
 /* The "serving ..." line (tests and scripts read the address from it). */
-static void log_serving(struct srv *S, int port)
+static void log_serving(struct srv *S, int port, int gport)
 {
 	const struct srv_config *cfg = S->cfg;
+	if (S->grpc) {
+		int ghost = (int)(strrchr(cfg->grpc_listen, ':') - cfg->grpc_listen);
+		srv_log(SRV_LOG_INFO, "gRPC (%s) on %.*s:%d", SRV_GRPC_SERVICE, ghost,
+			cfg->grpc_listen, gport);
+	}
 	int hostlen = (int)(strrchr(cfg->listen, ':') - cfg->listen);
 	char what[300], err[512];
 	int st;
@@ -728,6 +753,8 @@ static void srv_destroy(struct srv *S, bool loop_ok)
 		MHD_stop_daemon(S->d);
 	if (S->listen_fd >= 0)
 		close(S->listen_fd);
+	srv_grpc_close(S->grpc); /* a startup failure after it opened (a normal run: NULL) */
+	S->grpc = NULL;
 	if (loop_ok) {
 		uv_run(&S->loop, UV_RUN_DEFAULT); /* close callbacks, a pending reload */
 		int lc = uv_loop_close(&S->loop);
@@ -779,17 +806,21 @@ int srv_run(const struct srv_config *cfg)
 		snprintf(err, sizeof err, "cannot start %d workers", cfg->workers);
 		goto fail;
 	}
-	if ((S->listen_fd = open_listener(cfg->listen, &port, err, sizeof err)) < 0)
+	if ((S->listen_fd = srv_open_listener(cfg->listen, &port, err, sizeof err)) < 0)
 		goto fail;
 	if (uv_loop_init(&S->loop)) {
 		snprintf(err, sizeof err, "cannot create the event loop");
 		goto fail;
 	}
 	loop_ok = true;
+	/* Before any handle of the loop runs: a failure here leaves nothing started. */
+	int gport = 0;
+	if (cfg->grpc_listen && srv_grpc_start(S, &S->grpc, &gport, err, sizeof err))
+		goto fail;
 	if (start_mhd(S, err, sizeof err))
 		goto fail;
 	start_handles(S);
-	log_serving(S, port);
+	log_serving(S, port, gport);
 	S->ready = true;
 	sd_notify(0, "READY=1");
 	mhd_drive(S);

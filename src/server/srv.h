@@ -115,6 +115,12 @@ struct srv_config {
 	char *tls_key;
 	int log_level;
 	bool access_log;
+	/* gRPC (src/server/grpc.h): --grpc-listen ADDR (NULL = off) and its limits. */
+	char *grpc_listen;
+	long long grpc_max_message_bytes;
+	int grpc_max_streams;
+	int grpc_max_header_bytes;
+	int grpc_idle_timeout_s;
 };
 
 enum srv_action { SRV_RUN, SRV_CHECK_CONFIG, SRV_HEALTHCHECK, SRV_HELP, SRV_VERSION, SRV_DESCRIBE };
@@ -150,6 +156,9 @@ struct srv_buf {
 };
 
 void srv_buf_put(struct srv_buf *b, const void *s, size_t n);
+/* Room for extra more bytes (and the NUL kept after them) without moving len; false, with oom
+ * set, when memory is short. */
+bool srv_buf_reserve(struct srv_buf *b, size_t extra);
 void srv_buf_puts(struct srv_buf *b, const char *s);
 void srv_buf_printf(struct srv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void srv_buf_json_str(struct srv_buf *b, const char *s); /* quoted, escaped */
@@ -505,6 +514,12 @@ struct srv_req {
 	long long resp_json_len; /* binary v2 answers: JSON part length, else -1 */
 	size_t resp_bytes;
 	struct srv_req *next; /* scheduler lists */
+	/* A gRPC call's request (src/server/grpc.h), NULL for HTTP: the scheduler then reads
+	 * grpc->msg (a ModelInferRequest) instead of body and answers a framed protobuf message
+	 * (an error: its plain message) in resp. cancelled: the client reset the call; a worker
+	 * treats it as a client gone. */
+	struct srv_grpc_infer *grpc;
+	atomic_bool cancelled;
 };
 
 /* Decides, from the parsed head alone and before any body byte is read, whether the request's
@@ -548,6 +563,14 @@ bool srv_framing_target_ok(const char *target);
 
 void srv_req_fail(struct srv_req *r, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* The scheduler's gRPC halves (src/server/grpc_codec.c) for a request with r->grpc, on a
+ * worker: the job from its ModelInferRequest (200, or a status with a message), and its
+ * answer, a framed ModelInferResponse (or ModelStreamInferResponse), into r->resp (0 or
+ * CIGT_ENOMEM). */
+int srv_grpc_prep(const struct cigt_arch *a, const struct srv_limits *lim, struct srv_req *r,
+		  char *err, size_t errlen);
+int srv_grpc_finish(const struct cigt_arch *a, struct srv_req *r);
 
 /* --------------------------------------------------------------------------------- scheduler */
 

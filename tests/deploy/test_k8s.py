@@ -9,9 +9,11 @@ asks for, checked against each other, deploy/Dockerfile and proto/http-api.yaml:
   requests and limits; --workers no more than the CPU limit; non-root with the image's uid.
 - Service selects the Deployment's pods and targets its port; the HPA (autoscaling/v2) scales
   that Deployment on CPU (which needs the CPU request); the PodDisruptionBudget selects the pods.
-- KServe: a ServingRuntime speaking v2 for a model format that the InferenceService names,
-  which uses that runtime with protocolVersion v2 and a storageUri; the runtime's --model lies
-  under /mnt/models and is the shipped model's file name.
+- KServe: a ServingRuntime speaking v2 and grpc-v2 for a model format that the InferenceService
+  names, which uses that runtime with protocolVersion v2 and a storageUri; the runtime's --model
+  lies under /mnt/models and is the shipped model's file name; the gRPC InferenceService
+  (deploy/k8s/grpc/) uses the same runtime with protocolVersion grpc-v2 on an h2c port that is
+  the image's --grpc-listen port, which the Deployment and the Service also name.
 A mutated copy of each manifest must be caught (the checks can fail), and a real cigtd started
 with the image's entrypoint arguments plus the Deployment's answers every probe path with 200
 and drains to exit 0 on SIGTERM.
@@ -30,6 +32,13 @@ import yaml
 import deploylib as dl
 
 K8S = os.path.join(dl.SRCDIR, "deploy", "k8s")
+
+
+def grpc_port():
+    """The port of the image's --grpc-listen (issue 28), or None."""
+    _, entry, _ = dockerfile_facts()
+    return int(entry[entry.index("--grpc-listen") + 1].rsplit(":", 1)[1]) \
+        if "--grpc-listen" in entry else None
 
 
 def dockerfile_facts():
@@ -153,10 +162,14 @@ def check_all(docs, uid, drain_ms, paths):
         c = dep["spec"]["template"]["spec"]["containers"][0]
         for p in svc["spec"]["ports"]:
             t = p.get("targetPort", p["port"])
-            ok = t == 8080 or any(cp.get("name") == t and cp["containerPort"] == 8080
+            # HTTP goes to 8080; a port named grpc to the image's gRPC port, as cleartext h2.
+            want = grpc_port() if p.get("name") == "grpc" else 8080
+            ok = t == want or any(cp.get("name") == t and cp["containerPort"] == want
                                   for cp in c.get("ports", []))
             if not ok:
-                problems.append("Service targetPort %s resolves to 8080" % t)
+                problems.append("Service targetPort %s resolves to %s" % (t, want))
+            if p.get("name") == "grpc" and p.get("appProtocol") != "kubernetes.io/h2c":
+                problems.append("Service port grpc has appProtocol kubernetes.io/h2c")
     if dep and hpa:
         if hpa.get("apiVersion") != "autoscaling/v2":
             problems.append("HPA apiVersion autoscaling/v2")
@@ -180,6 +193,8 @@ def check_all(docs, uid, drain_ms, paths):
             problems.append("ServingRuntime apiVersion serving.kserve.io/v1alpha1")
         if "v2" not in rt["spec"].get("protocolVersions", []):
             problems.append("ServingRuntime speaks protocol v2")
+        if grpc_port() and "grpc-v2" not in rt["spec"].get("protocolVersions", []):
+            problems.append("ServingRuntime speaks grpc-v2 (the image serves gRPC)")
         cs = rt["spec"].get("containers", [])
         for c in cs:
             check_container(c, uid, drain_ms, paths, None, problems, "ServingRuntime")
@@ -240,7 +255,27 @@ def mutations(docs):
             protocolVersions=["v1"])), "v2"),
         ("isvc protocol v1", mut("InferenceService", lambda d: d["spec"]["predictor"]["model"]
                                  .update(protocolVersion="v1")), "protocolVersion"),
+        ("runtime without grpc-v2", mut("ServingRuntime", lambda d: d["spec"].update(
+            protocolVersions=["v2"])), "grpc-v2"),
+        ("Service grpc port to 8080", mut("Service", lambda d: d["spec"]["ports"][-1].update(
+            targetPort="http")), "resolves to"),
     ]
+
+
+def grpc_form(rt_name):
+    """deploy/k8s/grpc/: an InferenceService on the runtime with protocolVersion grpc-v2 and
+    an h2c port that is the image's --grpc-listen port."""
+    docs = [x for x in yaml.safe_load_all(open(os.path.join(K8S, "grpc",
+                                                            "inferenceservice.yaml"))) if x]
+    isvc = [x for x in docs if x["kind"] == "InferenceService"]
+    dl.check(len(isvc) == 1, "gRPC form: one InferenceService")
+    m = isvc[0]["spec"]["predictor"]["model"]
+    ports = m.get("ports", [])
+    dl.check(m.get("protocolVersion") == "grpc-v2" and m.get("runtime") == rt_name
+             and m.get("storageUri") and len(ports) == 1 and ports[0].get("name") == "h2c"
+             and ports[0].get("containerPort") == grpc_port(),
+             "gRPC InferenceService: grpc-v2 on the runtime, port h2c = the image's %s: %s"
+             % (grpc_port(), m))
 
 
 def live_probe(docs):
@@ -256,6 +291,8 @@ def live_probe(docs):
     while "--listen" in args:
         i = args.index("--listen")
         del args[i:i + 2]
+    if "--grpc-listen" in args:  # a free port here, not the image's
+        args[args.index("--grpc-listen") + 1] = "127.0.0.1:0"
     print("cigtd " + " ".join(shlex.quote(a) for a in args))
     d = dl.Cigtd("--model", dl.need_model(), *args)
     try:
@@ -272,6 +309,9 @@ def live_probe(docs):
                     rc = subprocess.run([dl.CIGTD, cmd[1], url], timeout=10).returncode
                     dl.check(rc == 0, "the %s command (%s --healthcheck %s) exits 0 (%d)"
                              % (kind, cmd[0], url, rc))
+        if "--grpc-listen" in args:
+            dl.check(any("gRPC (inference.GRPCInferenceService) on" in line for line in d.lines),
+                     "cigtd with the Deployment's arguments serves gRPC too")
         d.proc.send_signal(signal.SIGTERM)
         rc = d.proc.wait(30)
         dl.check(rc == 0, "cigtd with the Deployment's arguments drains and exits 0")
@@ -359,6 +399,8 @@ def main():
         dl.check(any(word in p for p in got), "a manifest with %s is caught (%s)" % (what, got))
     live_probe(docs)
     repository_form(uid, drain, paths)
+    if grpc_port():
+        grpc_form([d for d in docs if d["kind"] == "ServingRuntime"][0]["metadata"]["name"])
     dl.finish("k8s-manifests")
 
 

@@ -6,7 +6,11 @@ replica A gets SIGTERM: it drains (503 to new requests, answers the accepted one
 Asserted: every client request got 200 with the class replica A gave for that image before the
 test; both replicas served traffic before the stop; after A exited every answer came from B;
 B's own /metrics counts exactly the successful answers that nginx says B gave (so B took
-over, and nothing was answered twice or lost). Prints the failover figures.
+over, and nothing was answered twice or lost). The same for gRPC (issue 28) through nginx's
+grpc_pass server beside it, with grpcio clients on one connection each: every ModelInfer OK
+with the right class, both replicas answering before the stop, only B after A exited (nginx's
+X-Cigt-Upstream in the initial metadata), B's gRPC counter equal to nginx's count for B. Prints
+the failover figures.
 """
 
 import http.client
@@ -44,15 +48,55 @@ def client(port, imgs, ref, stop, out):
     conn.close()
 
 
+def grpc_client(port, imgs, ref, stop, out, G, pb, pb_grpc, grpc):
+    """ModelInfer through nginx's gRPC server until stop; (t0, t1, code, good, upstream)."""
+    with grpc.insecure_channel("127.0.0.1:%d" % port) as ch:
+        s = pb_grpc.GRPCInferenceServiceStub(ch)
+        i = 0
+        while not stop.is_set():
+            k = i % len(imgs)
+            i += 1
+            t = time.monotonic()
+            try:
+                resp, call = s.ModelInfer.with_call(G.infer_request(pb, [imgs[k]]), timeout=30)
+                up = dict(call.initial_metadata()).get("x-cigt-upstream", "")
+                good = G.answers(resp)[0]["class"] == ref[k]
+                out.append((t, time.monotonic(), "OK", good, up))
+            except grpc.RpcError as e:
+                out.append((t, time.monotonic(), e.code().name + ": " + str(e.details()), False,
+                            ""))
+
+
+def grpc_stubs():
+    """The gRPC stubs from proto/ (tests/grpc), or None when they cannot be made here."""
+    import sys
+    sys.path.insert(0, os.path.join(dl.SRCDIR, "tests", "grpc"))
+    try:
+        import grpc_common as G
+        pb, pb_grpc, grpc = G.stubs()
+        return G, pb, pb_grpc, grpc
+    except Exception as e:  # noqa: BLE001
+        print("note: no gRPC stubs here (%s): the gRPC failover is not tested" % e)
+        return None
+
+
+def grpc_ok(m):
+    return m.get('cigt_grpc_requests_total{method="ModelInfer",code="OK"}', 0)
+
+
 def main():
     nginx = dl.need_tool("nginx", "nginx")
     model = dl.need_model()
     work = dl.scratch("cigt-nginx-")
     pa, pb, pn = dl.free_port(), dl.free_port(), dl.free_port()
+    ga, gb, gn = dl.free_port(), dl.free_port(), dl.free_port()
     text = open(os.path.join(dl.SRCDIR, "deploy", "nginx.conf")).read()
     for old, new in [("server 127.0.0.1:8081", "server 127.0.0.1:%d" % pa),
                      ("server 127.0.0.1:8082", "server 127.0.0.1:%d" % pb),
-                     ("listen 127.0.0.1:8080", "listen 127.0.0.1:%d" % pn)]:
+                     ("listen 127.0.0.1:8080", "listen 127.0.0.1:%d" % pn),
+                     ("server 127.0.0.1:8011", "server 127.0.0.1:%d" % ga),
+                     ("server 127.0.0.1:8012", "server 127.0.0.1:%d" % gb),
+                     ("listen 127.0.0.1:8001", "listen 127.0.0.1:%d" % gn)]:
         if text.count(old) != 1:
             dl.die("deploy/nginx.conf: expected one '%s'" % old)
         text = text.replace(old, new)
@@ -61,8 +105,12 @@ def main():
     r = subprocess.run([nginx, "-t", "-p", work, "-c", conf], capture_output=True, text=True)
     dl.check(r.returncode == 0, "nginx -t accepts deploy/nginx.conf" + ("" if r.returncode == 0 else ": " + r.stderr))
 
-    a = dl.Cigtd("--model", model, "--workers", "1", listen="127.0.0.1:%d" % pa)
-    b = dl.Cigtd("--model", model, "--workers", "1", listen="127.0.0.1:%d" % pb)
+    a = dl.Cigtd("--model", model, "--workers", "1", "--grpc-listen", "127.0.0.1:%d" % ga,
+                 listen="127.0.0.1:%d" % pa)
+    b = dl.Cigtd("--model", model, "--workers", "1", "--grpc-listen", "127.0.0.1:%d" % gb,
+                 listen="127.0.0.1:%d" % pb)
+    stubs = grpc_stubs()
+    gout = []
     ngx = subprocess.Popen([nginx, "-p", work, "-c", conf, "-g", "daemon off;"],
                            stderr=subprocess.STDOUT, stdout=open(work + "/nginx.out", "w"))
     threads, stop, out = [], threading.Event(), []
@@ -75,9 +123,14 @@ def main():
         st, _, _ = dl.http_request(pn, "GET", "/metrics")
         dl.check(st == 404, "nginx hides the replicas' /metrics (%d)" % st)
         b0 = dl.metrics(pb).get('cigt_requests_total{endpoint="classify",code="200"}', 0)
+        gb0 = grpc_ok(dl.metrics(pb))
 
         threads = [threading.Thread(target=client, args=(pn, imgs, ref, stop, out))
                    for _ in range(CLIENTS)]
+        if stubs:
+            threads += [threading.Thread(target=grpc_client,
+                                         args=(gn, imgs, ref, stop, gout) + stubs)
+                        for _ in range(2)]
         for t in threads:
             t.start()
         time.sleep(BEFORE_S)
@@ -118,6 +171,26 @@ def main():
               "after_exit=%d all_B=%s drain_s=%.2f"
               % (len(out), len(fails), before.count(addr_a), before.count(addr_b), len(during),
                  retried, len(after), all(l == addr_b for l in after), t_gone - t_kill))
+        if stubs:
+            gaddr_a, gaddr_b = "127.0.0.1:%d" % ga, "127.0.0.1:%d" % gb
+            glast = [o[4].split(", ")[-1] for o in gout]
+            gfails = [o for o in gout if not o[3]]
+            dl.check(len(gout) > 50, "%d gRPC calls through nginx" % len(gout))
+            dl.check(not gfails, "no gRPC call failed (%d: %s)" % (len(gfails), gfails[:5]))
+            gbefore = [l for o, l in zip(gout, glast) if o[1] < t_kill]
+            dl.check(gbefore.count(gaddr_a) > 0 and gbefore.count(gaddr_b) > 0,
+                     "gRPC: before SIGTERM both replicas answered (A %d, B %d)"
+                     % (gbefore.count(gaddr_a), gbefore.count(gaddr_b)))
+            gafter = [l for o, l in zip(gout, glast) if o[0] > t_gone]
+            dl.check(len(gafter) > 5 and all(l == gaddr_b for l in gafter),
+                     "gRPC: after A exited, B answered all %d calls" % len(gafter))
+            gb1 = grpc_ok(dl.metrics(pb))
+            dl.check(gb1 - gb0 == glast.count(gaddr_b),
+                     "B's gRPC counter counts the %d calls nginx got from B (%d)"
+                     % (glast.count(gaddr_b), gb1 - gb0))
+            print("GRPC_FAILOVER calls=%d failed=%d before_kill A=%d B=%d retried=%d after_exit=%d"
+                  % (len(gout), len(gfails), gbefore.count(gaddr_a), gbefore.count(gaddr_b),
+                     sum(1 for o in gout if ", " in o[4]), len(gafter)))
     finally:
         stop.set()
         for t in threads:

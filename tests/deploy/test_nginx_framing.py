@@ -30,7 +30,9 @@ def main():
     text = open(os.path.join(dl.SRCDIR, "deploy", "nginx.conf")).read()
     for old, new in [("server 127.0.0.1:8081", "server 127.0.0.1:%d" % pc),
                      ("server 127.0.0.1:8082", "server 127.0.0.1:%d" % pc),
-                     ("listen 127.0.0.1:8080", "listen 127.0.0.1:%d" % pn)]:
+                     ("listen 127.0.0.1:8080", "listen 127.0.0.1:%d" % pn),
+                     # the gRPC server (not used here) on a free port, not Triton's 8001
+                     ("listen 127.0.0.1:8001", "listen 127.0.0.1:%d" % dl.free_port())]:
         if text.count(old) != 1:
             dl.die("deploy/nginx.conf: expected one '%s'" % old)
         text = text.replace(old, new)

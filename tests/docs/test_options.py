@@ -177,7 +177,7 @@ FOREIGN = {  # flags of other tools that the docs show
     "--start-period", "--signal", "--shell", "--security-opt", "--runtime", "--read-only",
     "--patch-file", "--no-rebuild", "--no-create-home", "--interval", "--home-dir", "--from",
     "--cap-drop", "--buildtype", "--retries", "--version", "--net", "--no-hardlinks",
-    "--no-print-directory", "--self-test",
+    "--no-print-directory", "--self-test", "--python_out", "--grpc_python_out", "--plugin",
 }
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9._-]*[a-z0-9]")
 

@@ -35,6 +35,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(cfg.max_connections >= 1 && cfg.max_connections <= 100000);
 		FUZZ_CHECK(cfg.read_timeout_ms >= 100 && cfg.read_timeout_ms <= 3600000);
 		FUZZ_CHECK(cfg.log_level >= SRV_LOG_DEBUG && cfg.log_level < SRV_LOG_OFF);
+		FUZZ_CHECK(cfg.grpc_max_message_bytes >= 64 &&
+			   cfg.grpc_max_message_bytes <= 1LL << 31);
+		FUZZ_CHECK(cfg.grpc_max_streams >= 1 && cfg.grpc_max_streams <= 65536);
+		FUZZ_CHECK(cfg.grpc_max_header_bytes >= 1024 &&
+			   cfg.grpc_max_header_bytes <= 1 << 20);
+		FUZZ_CHECK(cfg.grpc_idle_timeout_s >= 1 && cfg.grpc_idle_timeout_s <= 86400);
 	}
 	srv_config_destroy(&cfg);
 	return 0;

@@ -16,7 +16,7 @@ root=$(cd "$here/../.." && pwd)
 secs=${1:?usage: run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(v1 v2 image model config arch repo)
+[ ${#targets[@]} -gt 0 ] || targets=(v1 v2 image model config arch repo grpc)
 build=${BUILD:-$root/build-fuzz}
 jobs=${JOBS:-2}
 work=${FUZZ_WORK:-$(mktemp -d /tmp/cigt-fuzz.XXXXXX)}

@@ -11,6 +11,7 @@
 #include "cigt/arch.h"
 #include "cigt/image.h"
 #include "cigt/model.h"
+#include "grpc.h"
 #include "srv.h"
 
 static void *slurp(const char *rel, size_t *len)
@@ -144,5 +145,21 @@ Test(regress, jpeg_com_length_zero)
 	cr_assert(cigt_image_decode(buf, len, &img, err, sizeof err) != 0);
 	cr_assert(strstr(err, "has length 0, less than the 2 bytes"), "%s", err);
 	cr_assert(srv_image_peek(buf, len, &w, &h) != 0);
+	free(buf);
+}
+
+/* gRPC target (issue 28): a ModelInferRequest starting with a field numbered 0 (a 2-byte varint
+ * tag, 80 00). protobuf-c read it as an unknown field and accepted the message, then wrote the
+ * tag back as one byte it refuses to read: the repacked message did not decode (the target's
+ * round-trip property). Field 0 is not protobuf: the message is refused, as protoc refuses it. */
+Test(regress, grpc_field_number_zero)
+{
+	size_t len;
+	uint8_t *buf = slurp("grpc/field-number-zero", &len);
+	cr_assert(srv_grpc_infer_unpack(buf + 1, len - 1) == NULL);
+	buf[2] = 0x08; /* the tag read as field 128 instead (80 08): an unknown field, fine */
+	Inference__ModelInferRequest *q = srv_grpc_infer_unpack(buf + 1, len - 1);
+	cr_assert(q != NULL);
+	inference__model_infer_request__free_unpacked(q, NULL);
 	free(buf);
 }
