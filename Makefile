@@ -11,9 +11,16 @@ PKGS := meson ninja-build pkg-config gcc libc6-dev \
 	libuv1-dev libmicrohttpd-dev libsystemd-dev \
 	dataset-fashion-mnist python3 python3-torch python3-numpy python3-pil python3-venv \
 	python3-pip python3-setuptools curl chromium gnuplot-nox wrk \
-	systemd strace prometheus nginx python3-yaml clang libclang-rt-14-dev
+	systemd strace prometheus nginx python3-yaml python3-jsonschema clang libclang-rt-14-dev
 
-.PHONY: all deps build test serve serve-repository bench clean test-sanitize fuzz-build fuzz  soak example-folder
+# The OpenAPI linter of proto/http-api.yaml (tests/api/lint.py) is an npm package, pinned in
+# tests/api/package-lock.json and installed by `npm ci` into tests/api/node_modules. It needs
+# node >= 18.17 and npm: Debian 12's nodejs and npm are installed when there is no npm at all
+# (a node from elsewhere, e.g. NodeSource's, which brings its own npm, is kept).
+NODE_PKGS := nodejs npm
+API_LINT := tests/api/node_modules/.bin/redocly
+
+.PHONY: all deps api-lint-deps build test serve serve-repository bench clean test-sanitize fuzz-build fuzz  soak example-folder
 
 all: build
 
@@ -21,6 +28,7 @@ deps:
 	@missing=""; for p in $(PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing $(NODE_PKGS)"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
@@ -36,7 +44,19 @@ $(BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
-test: build
+# The linter, installed when missing or older than the lock file (npm ci needs the network;
+# without it the api-lint test fails saying how to install the linter).
+$(API_LINT): tests/api/package-lock.json | deps
+	@command -v npm >/dev/null 2>&1 || { echo "npm is missing: run make deps (as root) or" \
+	  "apt-get install nodejs npm"; exit 1; }
+	cd tests/api && npm ci --ignore-scripts --no-audit --no-fund || { echo "make: npm ci" \
+	  "failed: the OpenAPI linter (tests/api/package-lock.json) is not installed (see above)"; \
+	  exit 1; }
+	touch $@
+
+api-lint-deps: $(API_LINT)
+
+test: build api-lint-deps
 	meson test -C $(BUILD) --print-errorlogs --num-processes 2
 
 serve: build
