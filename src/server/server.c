@@ -372,6 +372,7 @@ static void on_done_async(uv_async_t *h)
 	for (struct srv_req *next; r; r = next) {
 		next = r->next;
 		r->state = SRV_REQ_DONE;
+		S->nsuspended--;
 		if (srv_peer_gone(r->fd))
 			r->gone = true;
 		MHD_resume_connection(r->mc);
@@ -500,6 +501,7 @@ static void on_load_done(void *ctx, struct srv_req *r, int status, const char *m
 	if (status != 200)
 		srv_encode_error(&r->resp, msg);
 	r->state = SRV_REQ_DONE;
+	S->nsuspended--;
 	MHD_resume_connection(r->mc);
 	if (!S->stopping)
 		mhd_drive(S);
@@ -635,12 +637,11 @@ out:
 	return rc;
 }
 
-int srv_run(const struct srv_config *cfg)
+int srv_open(const struct srv_config *cfg, unsigned flags, struct srv **out)
 {
 	struct srv *S = calloc(1, sizeof *S);
 	char err[512];
-	int port = 0, rc = 1;
-	bool loop_ok = false;
+	*out = S;
 	if (!S) {
 		srv_log(SRV_LOG_ERROR, "out of memory");
 		return 1;
@@ -662,31 +663,29 @@ int srv_run(const struct srv_config *cfg)
 		goto fail;
 	if (srv_registry_new(cfg, &S->reg, err, sizeof err))
 		goto fail;
-	if (srv_registry_load_initial(S->reg, err, sizeof err)) {
-		srv_log(SRV_LOG_ERROR, "%s", err);
-		goto out;
-	}
+	if (srv_registry_load_initial(S->reg, err, sizeof err))
+		goto fail;
 	cigt_blas_threads(1);
 	if (srv_sched_new(cfg, on_worker_done, S, &S->sched)) {
 		snprintf(err, sizeof err, "cannot start %d workers", cfg->workers);
 		goto fail;
 	}
-	if ((S->listen_fd = open_listener(cfg->listen, &port, err, sizeof err)) < 0)
+	if ((S->listen_fd = open_listener(cfg->listen, &S->port, err, sizeof err)) < 0)
 		goto fail;
 	if (uv_loop_init(&S->loop)) {
 		snprintf(err, sizeof err, "cannot create the event loop");
 		goto fail;
 	}
-	loop_ok = true;
+	S->loop_ok = true;
 	struct MHD_OptionItem tls[] = {
 		{MHD_OPTION_HTTPS_MEM_CERT, 0, S->tls_cert},
 		{MHD_OPTION_HTTPS_MEM_KEY, 0, S->tls_key},
 		{MHD_OPTION_END, 0, NULL},
 	};
-	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
-			 (S->tls_cert ? MHD_USE_TLS : 0);
+	unsigned mflags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+			  (S->tls_cert ? MHD_USE_TLS : 0);
 	S->d = MHD_start_daemon(
-		flags, 0, on_accept, S, on_request, S, MHD_OPTION_LISTEN_SOCKET, S->listen_fd,
+		mflags, 0, on_accept, S, on_request, S, MHD_OPTION_LISTEN_SOCKET, S->listen_fd,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections + 64,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
@@ -716,43 +715,33 @@ int srv_run(const struct srv_config *cfg)
 		S->drain_timer.data = S->stop_timer.data = S->done_async.data = S;
 	uv_poll_start(&S->mhd_poll, UV_READABLE, on_mhd_poll);
 	uv_timer_start(&S->sweep_timer, on_sweep, 250, 250);
-	for (int i = 0; i < srv_nsignals; i++)
-		uv_signal_start(&S->sigs[i], on_signal, srv_signals[i].signum);
+	if (flags & SRV_OPEN_SIGNALS)
+		for (int i = 0; i < srv_nsignals; i++)
+			uv_signal_start(&S->sigs[i], on_signal, srv_signals[i].signum);
 	uint64_t wd_usec = 0;
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0)
 		uv_timer_start(&S->watchdog_timer, on_watchdog, wd_usec / 2000 ? wd_usec / 2000 : 1,
 			       wd_usec / 2000 ? wd_usec / 2000 : 1);
 	srv_registry_start(S->reg, &S->loop, on_load_done, on_synced, S);
-	int hostlen = (int)(strrchr(cfg->listen, ':') - cfg->listen);
-	char what[300];
-	int st;
-	struct srv_model *dm = srv_registry_get(S->reg, NULL, 0, &st, err, sizeof err);
-	if (cfg->model_repository)
-		snprintf(what, sizeof what, "repository %s (control mode %s)", cfg->model_repository,
-			 (const char *[]){"none", "poll", "explicit"}[cfg->control_mode]);
-	else
-		snprintf(what, sizeof what, "model %s (%s)", dm ? dm->name : "?", cfg->model);
-	srv_model_unref(dm);
-	srv_log(SRV_LOG_INFO, "serving %s on %s://%.*s:%d/ with %d workers, max batch %d, max "
-			      "delay %d us",
-		what, S->tls_cert ? "https" : "http", hostlen, cfg->listen, port, cfg->workers,
-		cfg->max_batch, cfg->max_delay_us);
 	S->ready = true;
-	sd_notify(0, "READY=1");
 	mhd_drive(S);
-	uv_run(&S->loop, UV_RUN_DEFAULT);
-	rc = S->exit_code;
-	goto out;
+	return 0;
 fail:
 	srv_log(SRV_LOG_ERROR, "%s", err);
-out:
+	return 1;
+}
+
+void srv_close(struct srv *S)
+{
+	if (!S)
+		return;
 	/* After a normal run shutdown_now has stopped both; these are startup failures. */
 	srv_sched_free(S->sched);
 	if (S->d)
 		MHD_stop_daemon(S->d);
 	if (S->listen_fd >= 0)
 		close(S->listen_fd);
-	if (loop_ok) {
+	if (S->loop_ok) {
 		uv_run(&S->loop, UV_RUN_DEFAULT); /* close callbacks, a pending reload */
 		int lc = uv_loop_close(&S->loop);
 		if (lc)
@@ -764,8 +753,35 @@ out:
 	free(S->tls_cert);
 	free(S->tls_key);
 	pthread_mutex_destroy(&S->done_mu);
+	free(S);
+}
+
+int srv_run(const struct srv_config *cfg)
+{
+	struct srv *S;
+	int rc = srv_open(cfg, SRV_OPEN_SIGNALS, &S);
+	if (rc == 0) {
+		int hostlen = (int)(strrchr(cfg->listen, ':') - cfg->listen);
+		char what[300], err[512];
+		int st;
+		struct srv_model *dm = srv_registry_get(S->reg, NULL, 0, &st, err, sizeof err);
+		if (cfg->model_repository)
+			snprintf(what, sizeof what, "repository %s (control mode %s)",
+				 cfg->model_repository,
+				 (const char *[]){"none", "poll", "explicit"}[cfg->control_mode]);
+		else
+			snprintf(what, sizeof what, "model %s (%s)", dm ? dm->name : "?", cfg->model);
+		srv_model_unref(dm);
+		srv_log(SRV_LOG_INFO, "serving %s on %s://%.*s:%d/ with %d workers, max batch %d, "
+				      "max delay %d us",
+			what, S->tls_cert ? "https" : "http", hostlen, cfg->listen, S->port,
+			cfg->workers, cfg->max_batch, cfg->max_delay_us);
+		sd_notify(0, "READY=1");
+		uv_run(&S->loop, UV_RUN_DEFAULT);
+		rc = S->exit_code;
+	}
+	srv_close(S);
 	if (rc == 0)
 		srv_log(SRV_LOG_INFO, "stopped");
-	free(S);
 	return rc;
 }
