@@ -218,8 +218,11 @@ static enum MHD_Result repository(struct srv *S, struct MHD_Connection *mc, stru
 	S->nsuspended++;
 	int st = srv_registry_load(S->reg, rt->model, r, err, sizeof err);
 	if (st) {
+		/* Resumed inside libmicrohttpd's callback: it acts on that only in its next run,
+		 * which nothing would trigger before the next timer (up to 250 ms later). */
 		S->nsuspended--;
 		MHD_resume_connection(mc);
+		S->mhd_rerun = true;
 		r->state = SRV_REQ_RECEIVING;
 		return srv_respond_error(S, mc, r, st, "%s", err);
 	}

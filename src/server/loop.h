@@ -41,6 +41,7 @@ struct srv {
 	bool loop_ok;          /* loop initialised: srv_close runs and closes it */
 	int port;              /* the port listened on */
 	int nsuspended;        /* connections suspended while the scheduler or registry has them */
+	bool mhd_rerun;        /* a connection was resumed inside a libmicrohttpd callback */
 	int exit_code;
 };
 

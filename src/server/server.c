@@ -344,7 +344,10 @@ static void mhd_drive(struct srv *S)
 		return;
 	MHD_run(S->d);
 	MHD_UNSIGNED_LONG_LONG to;
-	if (MHD_get_timeout(S->d, &to) == MHD_YES)
+	if (S->mhd_rerun) { /* MHD_get_timeout does not count resumed connections */
+		S->mhd_rerun = false;
+		uv_timer_start(&S->mhd_timer, on_mhd_timer, 0, 0);
+	} else if (MHD_get_timeout(S->d, &to) == MHD_YES)
 		uv_timer_start(&S->mhd_timer, on_mhd_timer, to, 0);
 	else
 		uv_timer_stop(&S->mhd_timer);
