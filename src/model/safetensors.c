@@ -127,6 +127,8 @@ int cigt__model_load_ex(const void *buf, size_t len, struct cigt__extras *ex,
 	struct cigt_point points[CIGT_MAX_POINTS];
 	int npoints = 0, rc;
 	*out = NULL;
+	if ((rc = cigt__model_sniff(buf, len, NULL, ex && ex->meta_key, err, errlen)))
+		return rc;
 	if (len < 8)
 		return ERR("file is %zu bytes, too short for the 8-byte header length", len);
 	uint64_t hlen = 0;
@@ -388,10 +390,18 @@ int cigt__model_load_file_ex(const char *path, struct cigt__extras *ex, struct c
 	void *buf;
 	size_t len;
 	char e2[256];
+	struct stat st;
 	*out = NULL;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return cigt__model_sniff_dir(path, err, errlen);
 	int rc = cigt_read_file(path, MAX_FILE, &buf, &len, err, errlen);
 	if (rc)
 		return rc;
+	/* Named by its path: "x.json: a JSON config ...: `cigt train --config x.json ...`". */
+	if ((rc = cigt__model_sniff(buf, len, path, ex && ex->meta_key, err, errlen))) {
+		free(buf);
+		return rc;
+	}
 	rc = cigt__model_load_ex(buf, len, ex, out, e2, sizeof e2);
 	free(buf);
 	if (rc)
