@@ -24,15 +24,19 @@ SERVE_PKGS := meson ninja-build pkg-config gcc libc6-dev \
 TEST_PKGS := libcriterion-dev \
 	dataset-fashion-mnist python3-torch python3-numpy python3-pil python3-venv \
 	python3-pip curl chromium gnuplot-nox wrk \
-	systemd strace prometheus nginx python3-yaml clang libclang-rt-14-dev \
+	systemd strace prometheus nginx python3-yaml python3-jsonschema clang libclang-rt-14-dev \
 	protobuf-compiler protobuf-compiler-grpc python3-grpcio python3-protobuf python3-hpack \
 	nghttp2-client \
 	nodejs $(if $(shell command -v npm),,npm)
 
 PKGS := $(SERVE_PKGS) $(TEST_PKGS)
 
+# The OpenAPI linter of proto/http-api.yaml (tests/api/lint.py) is an npm package, pinned in
+# tests/api/package-lock.json and installed by `npm ci` into tests/api/node_modules (node >= 18.17).
+API_LINT := tests/api/node_modules/.bin/redocly
+
 .PHONY: all deps deps-serve programs build test serve serve-repository bench clean \
-	test-sanitize fuzz-build fuzz soak example-folder k8s-validator print-serve-pkgs print-test-pkgs
+	test-sanitize fuzz-build fuzz soak example-folder k8s-validator api-lint-deps print-serve-pkgs print-test-pkgs
 
 all: build
 
@@ -82,7 +86,19 @@ $(K8S_VALIDATE)/node_modules/.package-lock.json: $(K8S_VALIDATE)/package-lock.js
 	cd $(K8S_VALIDATE) && npm ci --no-audit --no-fund
 k8s-validator: deps $(K8S_VALIDATE)/node_modules/.package-lock.json
 
-test: build k8s-validator
+# The linter, installed when missing or older than the lock file (npm ci needs the network;
+# without it the api-lint test fails saying how to install the linter).
+$(API_LINT): tests/api/package-lock.json | deps
+	@command -v npm >/dev/null 2>&1 || { echo "npm is missing: run make deps (as root) or" \
+	  "apt-get install nodejs npm"; exit 1; }
+	cd tests/api && npm ci --ignore-scripts --no-audit --no-fund || { echo "make: npm ci" \
+	  "failed: the OpenAPI linter (tests/api/package-lock.json) is not installed (see above)"; \
+	  exit 1; }
+	touch $@
+
+api-lint-deps: $(API_LINT)
+
+test: build k8s-validator api-lint-deps
 	meson test -C $(BUILD) --print-errorlogs --num-processes 2
 
 serve: programs

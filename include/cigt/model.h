@@ -88,7 +88,10 @@ void cigt_model_init_random(struct cigt_model *m, uint64_t seed, bool random_bn)
 /* Reads and validates a safetensors model file. Any defect (truncation, bad header length, bad
  * JSON, dtype, shape, offsets out of bounds or overlapping, non-finite value, architecture error,
  * missing or unexpected tensor) fails with a one-line message naming it, and nothing is
- * allocated. */
+ * allocated. A file that is not a model at all (a JSON config, a PNG/JPEG/PGM/PPM image, an
+ * empty file, gzip data, a training checkpoint, a directory such as a model repository) fails
+ * with CIGT_EFORMAT or CIGT_EINVAL and a message naming what it is and the command that takes
+ * it ("x.json: a JSON config ...: train a model from it with `cigt train --config x.json ...`"). */
 int cigt_model_load(const char *path, struct cigt_model **out, char *err, size_t errlen);
 /* Same, from a memory buffer (borrowed). Pure function of the bytes (the fuzz target). */
 int cigt_model_load_buffer(const void *buf, size_t len, struct cigt_model **out, char *err,

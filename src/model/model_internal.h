@@ -26,6 +26,16 @@ struct cigt__extras {
 	char *meta_value;
 };
 
+/* sniff.c: when buf cannot be a model (or is a training checkpoint and checkpoint_ok is
+ * false), fails with CIGT_EFORMAT and a message naming what it is and the command that takes
+ * it ("NAME: a JSON config ...: `cigt train --config NAME ...`"; name NULL: "the file");
+ * otherwise 0. */
+int cigt__model_sniff(const void *buf, size_t len, const char *name, bool checkpoint_ok,
+		      char *err, size_t errlen);
+/* A directory given where a model file was expected: CIGT_EINVAL and what it holds (a version
+ * folder's model file, a model repository for cigtd --model-repository, or neither). */
+int cigt__model_sniff_dir(const char *path, char *err, size_t errlen);
+
 int cigt__model_load_ex(const void *buf, size_t len, struct cigt__extras *ex,
 			struct cigt_model **out, char *err, size_t errlen);
 int cigt__model_load_file_ex(const char *path, struct cigt__extras *ex, struct cigt_model **out,

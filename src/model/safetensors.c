@@ -307,7 +307,10 @@ int cigt__model_load_ex(const void *buf, size_t len, struct cigt__extras *ex,
 	uint64_t datalen = 0;
 	size_t n = 0;
 	*out = NULL;
-	int rc = read_header(buf, len, &root, &data, &datalen, err, errlen);
+	int rc = cigt__model_sniff(buf, len, NULL, ex && ex->meta_key, err, errlen);
+	if (rc)
+		return rc;
+	rc = read_header(buf, len, &root, &data, &datalen, err, errlen);
 	if (rc || (rc = read_metadata(root, ex, &mt, err, errlen)) ||
 	    (rc = read_entries(root, datalen, &ents, &n, err, errlen)))
 		goto out;
@@ -399,10 +402,18 @@ int cigt__model_load_file_ex(const char *path, struct cigt__extras *ex, struct c
 	void *buf;
 	size_t len;
 	char e2[256];
+	struct stat st;
 	*out = NULL;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return cigt__model_sniff_dir(path, err, errlen);
 	int rc = cigt_read_file(path, MAX_FILE, &buf, &len, err, errlen);
 	if (rc)
 		return rc;
+	/* Named by its path: "x.json: a JSON config ...: `cigt train --config x.json ...`". */
+	if ((rc = cigt__model_sniff(buf, len, path, ex && ex->meta_key, err, errlen))) {
+		free(buf);
+		return rc;
+	}
 	rc = cigt__model_load_ex(buf, len, ex, out, e2, sizeof e2);
 	free(buf);
 	if (rc)

@@ -183,6 +183,7 @@ static enum MHD_Result infer(struct srv *S, struct MHD_Connection *mc, struct sr
 	r->fd = r->conn ? r->conn->fd : -1;
 	r->state = SRV_REQ_QUEUED;
 	MHD_suspend_connection(mc);
+	S->nsuspended++;
 	srv_sched_submit(S->sched, r);
 	return MHD_YES;
 }
@@ -215,9 +216,14 @@ static enum MHD_Result repository(struct srv *S, struct MHD_Connection *mc, stru
 	/* A load answers when its rescan has been applied (on_load_done). */
 	r->state = SRV_REQ_QUEUED;
 	MHD_suspend_connection(mc);
+	S->nsuspended++;
 	int st = srv_registry_load(S->reg, rt->model, r, err, sizeof err);
 	if (st) {
+		/* Resumed inside libmicrohttpd's callback: it acts on that only in its next run,
+		 * which nothing would trigger before the next timer (up to 250 ms later). */
+		S->nsuspended--;
 		MHD_resume_connection(mc);
+		S->mhd_rerun = true;
 		r->state = SRV_REQ_RECEIVING;
 		return srv_respond_error(S, mc, r, st, "%s", err);
 	}

@@ -38,9 +38,27 @@ struct srv {
 	char *tls_cert, *tls_key;
 	struct srv_conn conns; /* list sentinel */
 	bool ready, draining, stopping, reloading;
+	bool loop_ok;          /* loop initialised: srv_close runs and closes it */
+	int port;              /* the port listened on */
+	int grpc_port;         /* the gRPC port listened on (--grpc-listen), else 0 */
+	int nsuspended;        /* connections suspended while the scheduler or registry has them */
+	bool mhd_rerun;        /* a connection was resumed inside a libmicrohttpd callback */
 	int exit_code;
 	struct srv_grpc *grpc; /* --grpc-listen (src/server/grpc.h), or NULL */
 };
+
+/* srv_open's flags. SRV_OPEN_SIGNALS: install cigtd's signal handlers (srv_signals); without
+ * it (the HTTP fuzz target) the process keeps its own. */
+enum { SRV_OPEN_SIGNALS = 1 };
+
+/* Everything srv_run does before serving, on the calling thread: secrets, models, workers, the
+ * listening socket (cfg->listen), the loop with its handles and libmicrohttpd configured as
+ * cigtd runs it, already driven once. 0 on success; otherwise logs why and returns 1. Either
+ * way *out must be given to srv_close (which takes NULL). */
+int srv_open(const struct srv_config *cfg, unsigned flags, struct srv **out);
+/* Stops what srv_open started that a drain has not (workers, daemon, listening socket), runs the
+ * loop until its handles are closed, and frees S. */
+void srv_close(struct srv *S);
 
 enum srv_body_kind { BODY_COPY, BODY_TAKE, BODY_STATIC };
 

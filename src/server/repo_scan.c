@@ -250,8 +250,15 @@ static void job_load_version(struct reg_job *j, struct job_model *jm, struct job
 		jv->act = JV_FAIL;
 		return;
 	}
-	if (stat(real, &st) || !S_ISREG(st.st_mode)) {
-		snprintf(jv->reason, sizeof jv->reason, "model.safetensors is not a regular file");
+	bool there = stat(real, &st) == 0;
+	if (!there || !S_ISREG(st.st_mode)) {
+		struct srv_model *none = NULL;
+		/* --model DIR: the loader says what the directory holds (a repository?). */
+		if (!(there && S_ISDIR(st.st_mode) && !j->root &&
+		      srv_model_load(path, j->compute, &none, err, sizeof err)))
+			snprintf(err, sizeof err, "model.safetensors is not a regular file");
+		srv_model_unref(none);
+		snprintf(jv->reason, sizeof jv->reason, "%s", err);
 		jv->act = JV_FAIL;
 		return;
 	}

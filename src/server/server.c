@@ -346,7 +346,10 @@ static void mhd_drive(struct srv *S)
 		return;
 	MHD_run(S->d);
 	MHD_UNSIGNED_LONG_LONG to;
-	if (MHD_get_timeout(S->d, &to) == MHD_YES)
+	if (S->mhd_rerun) { /* MHD_get_timeout does not count resumed connections */
+		S->mhd_rerun = false;
+		uv_timer_start(&S->mhd_timer, on_mhd_timer, 0, 0);
+	} else if (MHD_get_timeout(S->d, &to) == MHD_YES)
 		uv_timer_start(&S->mhd_timer, on_mhd_timer, to, 0);
 	else
 		uv_timer_stop(&S->mhd_timer);
@@ -378,6 +381,7 @@ static void on_done_async(uv_async_t *h)
 			continue;
 		}
 		r->state = SRV_REQ_DONE;
+		S->nsuspended--;
 		if (srv_peer_gone(r->fd))
 			r->gone = true;
 		MHD_resume_connection(r->mc);
@@ -518,6 +522,7 @@ static void on_load_done(void *ctx, struct srv_req *r, int status, const char *m
 	if (status != 200)
 		srv_encode_error(&r->resp, msg);
 	r->state = SRV_REQ_DONE;
+	S->nsuspended--;
 	MHD_resume_connection(r->mc);
 	if (!S->stopping)
 		mhd_drive(S);
@@ -689,9 +694,9 @@ static int start_mhd(struct srv *S, char *err, size_t errlen)
 	return 0;
 }
 
-/* The loop's handles: the daemon's poll, the timers, the signals and the workers' async;
- * started, with the registry's loads and the systemd watchdog. */
-static void start_handles(struct srv *S)
+/* The loop's handles: the daemon's poll, the timers, the signals (when asked) and the
+ * workers' async; started, with the registry's loads and the systemd watchdog. */
+static void start_handles(struct srv *S, bool signals)
 {
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(S->d, MHD_DAEMON_INFO_EPOLL_FD);
 	uv_timer_init(&S->loop, &S->mhd_timer);
@@ -710,8 +715,9 @@ static void start_handles(struct srv *S)
 		S->drain_timer.data = S->stop_timer.data = S->done_async.data = S;
 	uv_poll_start(&S->mhd_poll, UV_READABLE, on_mhd_poll);
 	uv_timer_start(&S->sweep_timer, on_sweep, 250, 250);
-	for (int i = 0; i < srv_nsignals; i++)
-		uv_signal_start(&S->sigs[i], on_signal, srv_signals[i].signum);
+	if (signals)
+		for (int i = 0; i < srv_nsignals; i++)
+			uv_signal_start(&S->sigs[i], on_signal, srv_signals[i].signum);
 	uint64_t wd_usec = 0;
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0)
 		uv_timer_start(&S->watchdog_timer, on_watchdog, wd_usec / 2000 ? wd_usec / 2000 : 1,
@@ -720,13 +726,13 @@ static void start_handles(struct srv *S)
 }
 
 /* The "serving ..." line (tests and scripts read the address from it). */
-static void log_serving(struct srv *S, int port, int gport)
+static void log_serving(struct srv *S)
 {
 	const struct srv_config *cfg = S->cfg;
 	if (S->grpc) {
 		int ghost = (int)(strrchr(cfg->grpc_listen, ':') - cfg->grpc_listen);
 		srv_log(SRV_LOG_INFO, "gRPC (%s) on %.*s:%d", SRV_GRPC_SERVICE, ghost,
-			cfg->grpc_listen, gport);
+			cfg->grpc_listen, S->grpc_port);
 	}
 	int hostlen = (int)(strrchr(cfg->listen, ':') - cfg->listen);
 	char what[300], err[512];
@@ -740,13 +746,14 @@ static void log_serving(struct srv *S, int port, int gport)
 	srv_model_unref(dm);
 	srv_log(SRV_LOG_INFO, "serving %s on %s://%.*s:%d/ with %d workers, max batch %d, max "
 			      "delay %d us",
-		what, S->tls_cert ? "https" : "http", hostlen, cfg->listen, port, cfg->workers,
+		what, S->tls_cert ? "https" : "http", hostlen, cfg->listen, S->port, cfg->workers,
 		cfg->max_batch, cfg->max_delay_us);
 }
 
-/* Frees the server after the loop ran (loop_ok: the loop was initialised). */
-static void srv_destroy(struct srv *S, bool loop_ok)
+void srv_close(struct srv *S)
 {
+	if (!S)
+		return;
 	/* After a normal run shutdown_now has stopped both; these are startup failures. */
 	srv_sched_free(S->sched);
 	if (S->d)
@@ -755,7 +762,7 @@ static void srv_destroy(struct srv *S, bool loop_ok)
 		close(S->listen_fd);
 	srv_grpc_close(S->grpc); /* a startup failure after it opened (a normal run: NULL) */
 	S->grpc = NULL;
-	if (loop_ok) {
+	if (S->loop_ok) {
 		uv_run(&S->loop, UV_RUN_DEFAULT); /* close callbacks, a pending reload */
 		int lc = uv_loop_close(&S->loop);
 		if (lc)
@@ -770,12 +777,11 @@ static void srv_destroy(struct srv *S, bool loop_ok)
 	free(S);
 }
 
-int srv_run(const struct srv_config *cfg)
+int srv_open(const struct srv_config *cfg, unsigned flags, struct srv **out)
 {
 	struct srv *S = calloc(1, sizeof *S);
 	char err[512];
-	int port = 0, rc = 1;
-	bool loop_ok = false;
+	*out = S;
 	if (!S) {
 		srv_log(SRV_LOG_ERROR, "out of memory");
 		return 1;
@@ -797,40 +803,46 @@ int srv_run(const struct srv_config *cfg)
 		goto fail;
 	if (srv_registry_new(cfg, &S->reg, err, sizeof err))
 		goto fail;
-	if (srv_registry_load_initial(S->reg, err, sizeof err)) {
-		srv_log(SRV_LOG_ERROR, "%s", err);
-		goto out;
-	}
+	if (srv_registry_load_initial(S->reg, err, sizeof err))
+		goto fail;
 	cigt_blas_threads(1);
 	if (srv_sched_new(cfg, on_worker_done, S, &S->sched)) {
 		snprintf(err, sizeof err, "cannot start %d workers", cfg->workers);
 		goto fail;
 	}
-	if ((S->listen_fd = srv_open_listener(cfg->listen, &port, err, sizeof err)) < 0)
+	if ((S->listen_fd = srv_open_listener(cfg->listen, &S->port, err, sizeof err)) < 0)
 		goto fail;
 	if (uv_loop_init(&S->loop)) {
 		snprintf(err, sizeof err, "cannot create the event loop");
 		goto fail;
 	}
-	loop_ok = true;
+	S->loop_ok = true;
 	/* Before any handle of the loop runs: a failure here leaves nothing started. */
-	int gport = 0;
-	if (cfg->grpc_listen && srv_grpc_start(S, &S->grpc, &gport, err, sizeof err))
+	if (cfg->grpc_listen &&
+	    srv_grpc_start(S, &S->grpc, &S->grpc_port, err, sizeof err))
 		goto fail;
 	if (start_mhd(S, err, sizeof err))
 		goto fail;
-	start_handles(S);
-	log_serving(S, port, gport);
+	start_handles(S, flags & SRV_OPEN_SIGNALS);
 	S->ready = true;
-	sd_notify(0, "READY=1");
 	mhd_drive(S);
-	uv_run(&S->loop, UV_RUN_DEFAULT);
-	rc = S->exit_code;
-	goto out;
+	return 0;
 fail:
 	srv_log(SRV_LOG_ERROR, "%s", err);
-out:
-	srv_destroy(S, loop_ok);
+	return 1;
+}
+
+int srv_run(const struct srv_config *cfg)
+{
+	struct srv *S;
+	int rc = srv_open(cfg, SRV_OPEN_SIGNALS, &S);
+	if (rc == 0) {
+		log_serving(S);
+		sd_notify(0, "READY=1");
+		uv_run(&S->loop, UV_RUN_DEFAULT);
+		rc = S->exit_code;
+	}
+	srv_close(S);
 	if (rc == 0)
 		srv_log(SRV_LOG_INFO, "stopped");
 	return rc;

@@ -599,8 +599,20 @@ struct srv_route {
 	long long version;             /* 0 = unversioned, -1 = not a version number */
 };
 
-/* Routes a request path (pure). Unknown paths get SRV_EP_OTHER. */
+/* Routes a request path (pure): the first row of srv_routes that matches. Unknown paths get
+ * SRV_EP_OTHER. */
 void srv_route_path(const char *url, struct srv_route *rt);
+
+/* The route table (route.c): every path cigtd serves, as a template in proto/http-api.yaml's
+ * spelling ("/v2/models/{name}/versions/{version}/infer"), in matching order. A POST row takes
+ * only POST; the others take GET and HEAD; any other method is 405. */
+struct srv_route_def {
+	const char *path;
+	enum srv_endpoint ep;
+	bool post;
+};
+extern const struct srv_route_def srv_routes[];
+extern const size_t srv_nroutes;
 
 /* ------------------------------------------------------------------------ model endpoints */
 

@@ -12,6 +12,9 @@ Input layouts (see each fuzz_<target>.c):
   v2:     1 byte (bits 0-1 Content-Type: 0 json, 1 octet-stream, 2 none, 3 json variant;
           bit 2: Inference-Header-Content-Length present) + 2 bytes LE length + body
   image, model, config, arch: the bytes themselves
+  http:   the bytes a client sends on one connection (fuzz_http.c serves the tiny model
+          fuzz_http, 1x8x8, 3 classes, with framing_cases.TOKEN): every case of
+          tests/integration/framing_cases.py, and requests to every route
 """
 import base64
 import gzip
@@ -389,6 +392,87 @@ def repo_corpus():
         write("repo", name, bytes([sel]) + data)
 
 
+def http_corpus(imgs):
+    """Whole connections for fuzz_http.c: the fixed framing cases first, then a request for
+    every route (GET, HEAD and POST bodies sized for its 1x8x8 model), pipelines, chunked
+    bodies, Expect: 100-continue, and the refusals (no token, bad version, wrong method, body
+    over the limit)."""
+    sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
+    import framing_cases as F
+    for i, (name, data, _, _, _) in enumerate(F.CASES):
+        write("http", "framing_%02d" % i, data)
+    auth = b"Authorization: Bearer " + F.TOKEN.encode() + b"\r\n"
+
+    def req(method, path, body=b"", ctype=None, extra=b"", version=b"HTTP/1.1"):
+        h = b"%s %s %s\r\nHost: x\r\n" % (method, path, version) + auth + extra
+        if ctype:
+            h += b"Content-Type: " + ctype + b"\r\n"
+        if body or method == b"POST":
+            h += b"Content-Length: %d\r\n" % len(body)
+        return h + b"\r\n" + body
+    px = bytes(imgs[0][y * 28 * 3 + x * 3] for y in range(8) for x in range(8))
+    pgm = b"P5 8 8 255\n" + px
+    pixels = list(px)
+    m = b"fuzz_http"
+    gets = [b"/", b"/index.html", b"/metrics", b"/v1/model", b"/v1/models", b"/v1/models/" + m,
+            b"/v1/models/" + m + b"/versions/1", b"/v2", b"/v2/health/live",
+            b"/v2/health/ready", b"/v2/models/stats", b"/v2/models/" + m,
+            b"/v2/models/" + m + b"/versions/1", b"/v2/models/" + m + b"/ready",
+            b"/v2/models/" + m + b"/versions/1/ready", b"/v2/models/" + m + b"/config",
+            b"/v2/models/" + m + b"/versions/1/config", b"/v2/models/" + m + b"/stats",
+            b"/v2/models/" + m + b"/versions/1/stats"]
+    for i, path in enumerate(gets):
+        write("http", "get_%02d" % i, req(b"GET", path))
+    write("http", "head_model", req(b"HEAD", b"/v1/model"))
+    jh = b"application/json"
+    seeds = {
+        "classify_pgm": req(b"POST", b"/v1/classify", pgm, b"image/x-portable-graymap"),
+        "classify_png": req(b"POST", b"/v1/classify?top_k=2", png_gray(px, 8, 8), b"image/png"),
+        "classify_json": req(b"POST", b"/v1/models/" + m + b"/classify", j({"image": pixels}),
+                             jh),
+        "classify_batch": req(b"POST", b"/v1/models/" + m + b"/versions/1/classify",
+                              j({"images": [pixels, {"png": base64.b64encode(
+                                  png_gray(px, 8, 8)).decode()}], "top_k": 3}), jh),
+        "classify_expired": req(b"POST", b"/v1/classify?timeout_ms=0", pgm,
+                                b"image/x-portable-graymap"),
+        "classify_compute": req(b"POST", b"/v1/classify?compute=x", pgm,
+                                b"image/x-portable-graymap"),
+        "classify_chunked": req(b"POST", b"/v1/classify", b"", b"image/x-portable-graymap",
+                                b"Transfer-Encoding: chunked\r\n").replace(
+                                    b"Content-Length: 0\r\n", b"") + F.chunked(pgm, 20),
+        "classify_continue": req(b"POST", b"/v1/classify", pgm, b"image/x-portable-graymap",
+                                 b"Expect: 100-continue\r\n"),
+        "infer_json": req(b"POST", b"/v2/models/" + m + b"/infer",
+                          j({"id": "a", "inputs": [{"name": "image", "shape": [1, 8, 8],
+                                                    "datatype": "UINT8", "data": pixels}],
+                             "outputs": [{"name": "class"}, {"name": "paths"}]}), jh),
+        "infer_fp32": req(b"POST", b"/v2/models/" + m + b"/versions/1/infer",
+                          j({"parameters": {"binary_data_output": True},
+                             "inputs": [{"name": "image", "shape": [1, 1, 8, 8],
+                                         "datatype": "FP32", "data": [v / 255 for v in pixels]}]}),
+                          jh),
+        "repo_index": req(b"POST", b"/v2/repository/index", b'{"ready": true}', jh),
+        "repo_load": req(b"POST", b"/v2/repository/models/" + m + b"/load", b"", jh),
+        "repo_unload": req(b"POST", b"/v2/repository/models/" + m + b"/unload", b"{}", jh),
+        "no_token": req(b"GET", b"/v1/model").replace(auth, b""),
+        "bad_version": req(b"GET", b"/v2/models/" + m + b"/versions/007"),
+        "wrong_method": req(b"DELETE", b"/v1/classify"),
+        "too_large": req(b"POST", b"/v1/classify", b"", jh).replace(b"Content-Length: 0",
+                                                                    b"Content-Length: 99999"),
+        "http10": req(b"GET", b"/v2", version=b"HTTP/1.0", extra=b"Connection: keep-alive\r\n"),
+        "close": req(b"GET", b"/v2", extra=b"Connection: close\r\n") + req(b"GET", b"/v2"),
+    }
+    hdr = j({"inputs": [{"name": "image", "shape": [1, 8, 8], "datatype": "UINT8",
+                         "parameters": {"binary_data_size": 64}}]})
+    seeds["infer_binary"] = req(b"POST", b"/v2/models/" + m + b"/infer", hdr + px,
+                                b"application/octet-stream",
+                                b"Inference-Header-Content-Length: %d\r\n" % len(hdr))
+    seeds["pipeline"] = (req(b"GET", b"/v2/health/live") + seeds["classify_pgm"]
+                         + req(b"HEAD", b"/metrics") + seeds["infer_json"] + F.SMUGGLED)
+    for name, data in seeds.items():
+        write("http", name, data)
+
+
 def model_corpus(cigt):
     tmp = tempfile.mkdtemp()
     try:
@@ -463,6 +547,16 @@ def dictionary():
               'iend="IEND"', 'plte="PLTE"', 'trns="tRNS"', 'p5="P5"', 'p2="P2"',
               'true="true"', 'false="false"', 'null="null"', 'big="4294967296"',
               'neg="-1"', 'exp="1e999"']
+    # HTTP/1.1 (fuzz_http)
+    lines += ['crlf="\\x0d\\x0a"', 'eoh="\\x0d\\x0a\\x0d\\x0a"', 'http11="HTTP/1.1"',
+              'http10="HTTP/1.0"', 'get="GET "', 'head="HEAD "', 'post="POST "',
+              'host="Host:"', 'cl="Content-Length:"', 'te="Transfer-Encoding:"',
+              'chunked="chunked"', 'ctype="Content-Type:"', 'authz="Authorization: Bearer "',
+              'expect="Expect: 100-continue"', 'conn="Connection:"', 'close="close"',
+              'keepalive="keep-alive"', 'ihcl="Inference-Header-Content-Length:"',
+              'ct_json="application/json"', 'ct_pgm="image/x-portable-graymap"',
+              'ct_oct="application/octet-stream"', 'v1c="/v1/classify"',
+              'v2m="/v2/models/"', 'infer="/infer"', 'versions="/versions/"']
     with open(os.path.join(HERE, "json.dict"), "w") as f:
         f.write("# libFuzzer dictionary for every target (written by make_corpus.py)\n")
         f.write("\n".join(lines) + "\n")
@@ -482,6 +576,7 @@ def main():
     arch_corpus()
     config_corpus()
     repo_corpus()
+    http_corpus(imgs)
     model_corpus(cigt)
     dictionary()
     for t in sorted(os.listdir(corpus)):

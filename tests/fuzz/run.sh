@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run.sh SECONDS [TARGET...] -- runs each libFuzzer target for SECONDS (all seven by default),
+# run.sh SECONDS [TARGET...] -- runs each libFuzzer target for SECONDS (all eight by default),
 # JOBS at a time (default 2), from a copy of its seed corpus, and prints one line per target:
 # executions, executions per second, corpus size and coverage. Exit 1 if any target crashed,
 # leaked, timed out or broke a property; the input that did it is kept in
@@ -16,7 +16,7 @@ root=$(cd "$here/../.." && pwd)
 secs=${1:?usage: run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(v1 v2 image model config arch repo grpc)
+[ ${#targets[@]} -gt 0 ] || targets=(v1 v2 image model config arch repo grpc http)
 build=${BUILD:-$root/build-fuzz}
 jobs=${JOBS:-2}
 work=${FUZZ_WORK:-$(mktemp -d /tmp/cigt-fuzz.XXXXXX)}

@@ -177,6 +177,14 @@ if grep -q -- "--resume $ckpt" "$tmp/C1.out" "$tmp/C1.err"; then
 else
 	bad "no resume hint naming '--resume $ckpt' in the output"
 fi
+# a checkpoint given where a model is expected says it is one and how to resume (issue 29)
+if msg=$("$cigt" eval "$ckpt" --limit 1 2>&1); then
+	bad "cigt eval accepted the checkpoint $ckpt as a model"
+elif echo "$msg" | grep -q -- "a training checkpoint, not a model file.*--resume $ckpt"; then
+	echo "ok   cigt eval CKPT names it a checkpoint and --resume $ckpt"
+else
+	bad "cigt eval CKPT: '$msg' does not name a checkpoint and --resume $ckpt"
+fi
 [ "$(epochs_logged "$tmp/C1.jsonl")" = "1" ] ||
 	bad "the interrupted run logged epochs '$(epochs_logged "$tmp/C1.jsonl")', expected '1'"
 # the model saved so far (epoch 1's) must not already be the final one, or cmp proves nothing

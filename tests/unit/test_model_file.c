@@ -9,11 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cigt/error.h"
 #include "cigt/image.h"
 #include "cigt/model.h"
 #include "helpers.h"
+#include "model/model_internal.h"
 
 /* 1x6x5 input, K = [1, 2], 3 classes: conv + batchnorm + relu, a router, two linear experts. */
 static const char *const ARCH =
@@ -362,7 +364,7 @@ Test(model_file, preprocess_applies_input_range_and_layout)
 Test(corrupt, empty_file)
 {
 	uint8_t z = 0;
-	expect_reject((struct buf){&z, 0}, "too short", NULL);
+	expect_reject((struct buf){&z, 0}, "empty", "cigt train");
 }
 
 Test(corrupt, shorter_than_length_field)
@@ -632,4 +634,154 @@ Test(corrupt, tensor_name_too_long)
 				      (json_int_t)(e.dlen + 4)));
 	e.dlen += 4;
 	edit_expect(e, "longer than", NULL);
+}
+
+/* ------------------------------------------------ files that are not models (issue 29) */
+
+/* Writes n bytes to dir/name; the path goes to path. */
+static void put_file(const char *dir, const char *name, const void *p, size_t n, char *path,
+		     size_t len)
+{
+	snprintf(path, len, "%s/%s", dir, name);
+	FILE *f = fopen(path, "wb");
+	cr_assert(f && fwrite(p, 1, n, f) == n && fclose(f) == 0, "cannot write %s", path);
+}
+
+/* Loading path fails with a one-line message holding w1, w2 and w3 (NULL: not checked). */
+static void expect_file_reject(const char *path, const char *w1, const char *w2, const char *w3)
+{
+	char err[1024] = "";
+	struct cigt_model *m = (struct cigt_model *)&err;
+	cr_assert_lt(cigt_model_load(path, &m, err, sizeof err), 0, "%s loaded", path);
+	cr_assert_null(m);
+	const char *w[] = {w1, w2, w3};
+	for (int i = 0; i < 3; i++)
+		cr_assert(!w[i] || strstr(err, w[i]), "message '%s' does not mention '%s'", err, w[i]);
+	cr_assert_null(strchr(err, '\n'), "message '%s' is not one line", err);
+}
+
+Test(not_a_model, json_config_names_cigt_train)
+{
+	char dir[256], path[512], cmd[600];
+	th_tmpdir(dir, sizeof dir);
+	FILE *f = fopen(CIGT_REFERENCE_ARCH, "rb");
+	cr_assert(f);
+	static char text[1 << 16];
+	size_t n = fread(text, 1, sizeof text, f);
+	fclose(f);
+	put_file(dir, "fashion_mnist.json", text, n, path, sizeof path);
+	snprintf(cmd, sizeof cmd, "cigt train --config %s --out MODEL", path);
+	expect_file_reject(path, "a JSON config (architecture and training settings)", cmd, NULL);
+	/* Only an architecture (no training settings), and from a buffer: "the file". */
+	expect_reject((struct buf){(uint8_t *)ARCH, strlen(ARCH)}, "a JSON config (an architecture)",
+		      "cigt train --config the file");
+	th_rmdir(dir);
+}
+
+Test(not_a_model, other_json_files)
+{
+	const char *cigtd = "{\"listen\": \"127.0.0.1:8080\", \"workers\": 2}";
+	expect_reject((struct buf){(uint8_t *)cigtd, strlen(cigtd)}, "cigtd config",
+		      "cigtd --config");
+	const char *repo = "\xef\xbb\xbf  {\"version_policy\": {\"all\": {}}}";
+	expect_reject((struct buf){(uint8_t *)repo, strlen(repo)}, "config.json",
+		      "cigtd --model-repository");
+	const char *tiny = "{}";
+	expect_reject((struct buf){(uint8_t *)tiny, 2}, "a JSON object", "not a model");
+	const char *broken = "{\"layers\": [";
+	expect_reject((struct buf){(uint8_t *)broken, strlen(broken)}, "not even valid JSON", NULL);
+}
+
+Test(not_a_model, png_names_cigt_classify)
+{
+	char dir[256], path[512], cmd[600];
+	th_tmpdir(dir, sizeof dir);
+	const uint8_t png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H',
+			       'D', 'R', 0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0};
+	put_file(dir, "boot.png", png, sizeof png, path, sizeof path);
+	snprintf(cmd, sizeof cmd, "cigt classify MODEL %s", path);
+	expect_file_reject(path, "a PNG image", cmd, NULL);
+	th_rmdir(dir);
+}
+
+Test(not_a_model, jpeg_names_cigt_classify)
+{
+	const uint8_t jpeg[] = {0xff, 0xd8, 0xff, 0xe0, 0, 16, 'J', 'F', 'I', 'F', 0, 1, 1, 0};
+	expect_reject((struct buf){(uint8_t *)jpeg, sizeof jpeg}, "a JPEG image",
+		      "cigt classify MODEL");
+}
+
+Test(not_a_model, pgm_and_ppm_name_cigt_classify)
+{
+	const char *pgm = "P5 28 28 255\n\x01\x02\x03\x04\x05\x06";
+	expect_reject((struct buf){(uint8_t *)pgm, strlen(pgm)}, "a PGM image", "cigt classify");
+	const char *ascii = "P2\n2 1\n255\n0 255\n";
+	expect_reject((struct buf){(uint8_t *)ascii, strlen(ascii)}, "a PGM image", NULL);
+	const char *ppm = "P6\t1 1 255\n\x01\x02\x03";
+	expect_reject((struct buf){(uint8_t *)ppm, strlen(ppm)}, "a PPM image", "cigt classify");
+}
+
+Test(not_a_model, empty_file_on_disk)
+{
+	char dir[256], path[512];
+	th_tmpdir(dir, sizeof dir);
+	put_file(dir, "model.safetensors", "", 0, path, sizeof path);
+	expect_file_reject(path, path, "the file is empty (0 bytes)", "cigt train");
+	th_rmdir(dir);
+}
+
+Test(not_a_model, gzip_names_the_data_option)
+{
+	const uint8_t gz[] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3};
+	expect_reject((struct buf){(uint8_t *)gz, sizeof gz}, "gzip-compressed", "--data DIR");
+}
+
+/* A checkpoint: the model file format with __metadata__.checkpoint (cigt train's MODEL.ckpt). */
+Test(not_a_model, checkpoint_names_resume)
+{
+	struct cigt_model *m = small_model();
+	struct cigt__extras ex = {.prefix = "momentum/", .meta_key = "checkpoint",
+				  .meta_value = "{\"epoch\": 3}"};
+	void *p;
+	size_t n;
+	cr_assert_eq(cigt__model_serialize_ex(m, &ex, &p, &n), 0);
+	cigt_model_free(m);
+	char dir[256], path[512], cmd[600];
+	th_tmpdir(dir, sizeof dir);
+	put_file(dir, "fashion_mnist.ckpt", p, n, path, sizeof path);
+	snprintf(cmd, sizeof cmd, "--resume %s", path);
+	expect_file_reject(path, "a training checkpoint", "cigt train --config CONFIG", cmd);
+	/* The trainer's own reading of it (meta_key given) is not refused. */
+	struct cigt__extras rd = {.prefix = "momentum/", .meta_key = "checkpoint"};
+	char err[512] = "";
+	cr_assert_eq(cigt__model_load_ex(p, n, &rd, &m, err, sizeof err), 0, "%s", err);
+	cr_assert_str_eq(rd.meta_value, "{\"epoch\": 3}");
+	free(rd.meta_value);
+	cigt_model_free(m);
+	free(p);
+	th_rmdir(dir);
+}
+
+/* Directories: a repository (cigtd --model-repository), a model's folder in one, a version
+ * folder (the file inside), and a plain directory. */
+Test(not_a_model, directories_name_what_they_hold)
+{
+	char dir[256], sub[600], path[700], want[800];
+	th_tmpdir(dir, sizeof dir);
+	expect_file_reject(dir, "a directory, not a model file", "cigt train", NULL);
+	struct buf b = serialized();
+	snprintf(sub, sizeof sub, "%s/small", dir);
+	cr_assert_eq(mkdir(sub, 0755), 0);
+	snprintf(sub, sizeof sub, "%s/small/3", dir);
+	cr_assert_eq(mkdir(sub, 0755), 0);
+	put_file(sub, "model.safetensors", b.p, b.len, path, sizeof path);
+	free(b.p);
+	snprintf(want, sizeof want, "`cigtd --model-repository %s` serves it", dir);
+	expect_file_reject(dir, "laid out as a model repository", want, path);
+	snprintf(sub, sizeof sub, "%s/small", dir);
+	expect_file_reject(sub, "a model's folder in a model repository", path, NULL);
+	snprintf(sub, sizeof sub, "%s/small/3", dir);
+	snprintf(want, sizeof want, "the model in it is %s", path);
+	expect_file_reject(sub, "version folder", want, NULL);
+	th_rmdir(dir);
 }

@@ -162,6 +162,28 @@ Test(route, paths)
 		{"/v2/repository/models/m/delete", SRV_EP_OTHER, true, "m", 0},
 		{"/v2/models//infer", SRV_EP_OTHER, false, "", 0},
 		{"/v2/models/m/explain", SRV_EP_OTHER, false, "m", 0},
+		{"/", SRV_EP_PAGE, false, "", 0},
+		{"/index.html", SRV_EP_PAGE, false, "", 0},
+		{"/metrics", SRV_EP_METRICS, false, "", 0},
+		{"/v1/model", SRV_EP_MODEL_INFO, false, "", 0},
+		{"/v1/models/m/versions/3", SRV_EP_MODEL_INFO, false, "m", 3},
+		{"/v1/models/", SRV_EP_OTHER, false, "", 0},
+		{"/v1/models/m/", SRV_EP_OTHER, false, "", 0},
+		{"/v2", SRV_EP_V2_SERVER, false, "", 0},
+		{"/v2/", SRV_EP_OTHER, false, "", 0},
+		{"/v2/health/live", SRV_EP_V2_LIVE, false, "", 0},
+		{"/v2/health/ready", SRV_EP_V2_READY, false, "", 0},
+		{"/v2/models/stats/ready", SRV_EP_V2_MODEL_READY, false, "stats", 0},
+		{"/v2/models/m/versions/", SRV_EP_V2_MODEL, false, "m", -1},
+		{"/v2/models/m/versions//infer", SRV_EP_V2_INFER, true, "m", -1},
+		{"/v2/models/m/versions/123456789012345678901/infer", SRV_EP_V2_INFER, true, "m", -1},
+		{"/v2/models/m/versions/1/versions/2", SRV_EP_OTHER, false, "", 0},
+		{"/v2/models/m/versionsx", SRV_EP_OTHER, false, "", 0},
+		{"/v2/repository/models/m/versions/1/load", SRV_EP_OTHER, false, "", 0},
+		{"/v2/repository/models//load", SRV_EP_OTHER, false, "", 0},
+		{"/v2/repository/index/", SRV_EP_OTHER, false, "", 0},
+		{"/metrics/", SRV_EP_OTHER, false, "", 0},
+		{"", SRV_EP_OTHER, false, "", 0},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct srv_route rt;
@@ -180,4 +202,33 @@ Test(route, paths)
 	struct srv_route rt;
 	srv_route_path(url, &rt);
 	cr_assert_eq(rt.ep, SRV_EP_OTHER, "a 65-byte model name is no route");
+}
+
+/* Every row of the route table is reachable (no earlier row shadows it) and routes to itself. */
+Test(route, table)
+{
+	for (size_t i = 0; i < srv_nroutes; i++) {
+		char url[256], *o = url;
+		for (const char *t = srv_routes[i].path; *t;) {
+			if (!strncmp(t, "{name}", 6)) {
+				o += sprintf(o, "fashion_mnist");
+				t += 6;
+			} else if (!strncmp(t, "{version}", 9)) {
+				o += sprintf(o, "2");
+				t += 9;
+			} else {
+				*o++ = *t++;
+			}
+		}
+		*o = 0;
+		struct srv_route rt;
+		srv_route_path(url, &rt);
+		cr_assert_eq(rt.ep, srv_routes[i].ep, "%s: endpoint %d", url, (int)rt.ep);
+		cr_assert_eq(rt.post, srv_routes[i].post, "%s", url);
+		bool named = strstr(srv_routes[i].path, "{name}") != NULL;
+		cr_assert_str_eq(rt.model, named ? "fashion_mnist" : "", "%s", url);
+		cr_assert_eq(rt.version, strstr(srv_routes[i].path, "{version}") ? 2 : 0, "%s", url);
+		for (size_t j = 0; j < i; j++)
+			cr_assert(strcmp(srv_routes[i].path, srv_routes[j].path), "%s twice", url);
+	}
 }
