@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "cigt/error.h"
-#include "cigt/parallel.h"
+#include "cigt/pool.h"
 #include "../common/util.h"
 
 struct job {
