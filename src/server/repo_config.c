@@ -7,20 +7,8 @@
 #include <string.h>
 
 #include "cigt/error.h"
+#include "../common/name.h"
 #include "srv.h"
-
-bool srv_model_name_ok(const char *s, size_t n)
-{
-	if (n == 0 || n > CIGT_NAME_MAX || s[0] == '.')
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '-' || c == '.'))
-			return false;
-	}
-	return true;
-}
 
 long long srv_version_parse(const char *s)
 {
@@ -117,7 +105,8 @@ int srv_model_cfg_parse(const char *text, size_t len, struct srv_model_cfg *c, c
 			/* Triton configs carry the name; it must then be the folder's, checked by
 			 * the caller. Here only its form. */
 			if (!json_is_string(v) ||
-			    !srv_model_name_ok(json_string_value(v), json_string_length(v))) {
+			    !cigt__model_file_name_ok(json_string_value(v),
+						      json_string_length(v))) {
 				cigt_fail(err, errlen, -1, "config.json: name must be a model name");
 				goto out;
 			}

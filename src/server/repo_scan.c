@@ -13,7 +13,8 @@
 #include <sys/stat.h>
 
 #include "cigt/error.h"
-#include "cigt/image.h"
+#include "cigt/file.h"
+#include "../common/name.h"
 #include "../common/util.h"
 #include "repo.h"
 
@@ -303,7 +304,7 @@ static void job_read_config(struct reg_job *j, struct job_model *jm, const char 
 		jm->cfg_ok = false;
 		return;
 	}
-	if (cigt_read_file(real, REG_CONFIG_MAX, &buf, &len, err, sizeof err)) {
+	if (cigt_file_read(real, REG_CONFIG_MAX, &buf, &len, err, sizeof err)) {
 		snprintf(jm->reason, sizeof jm->reason, "config.json: %.200s", err);
 		jm->cfg_ok = false;
 		return;
@@ -430,10 +431,11 @@ void srv_repo_job_run(uv_work_t *w)
 	for (struct dirent *e; (e = readdir(d));) {
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
-		if (!srv_model_name_ok(e->d_name, strlen(e->d_name)) || j->nm >= REG_MAX_MODELS) {
+		if (!cigt__model_file_name_ok(e->d_name, strlen(e->d_name)) ||
+		    j->nm >= REG_MAX_MODELS) {
 			if (j->verbose && e->d_name[0] != '.' && ignored++ < REG_IGNORED_LOGGED)
 				srv_log(SRV_LOG_WARN, "repository: %.80s ignored: not a model name "
-						      "(1-64 of A-Z a-z 0-9 _ . -)", e->d_name);
+						      "(1-63 of A-Z a-z 0-9 _ . -)", e->d_name);
 			continue;
 		}
 		int before = j->nm;
