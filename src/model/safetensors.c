@@ -1,7 +1,8 @@
 /* Reading and writing model files: safetensors (8-byte little-endian header length, JSON header,
- * raw little-endian float32 data) with the cigt architecture in __metadata__. The reader trusts
- * nothing: every length, offset, shape and value is checked before it is used, and each defect
- * gets a one-line message naming it. See proto/model-format.md. */
+ * raw little-endian float32 data) with the cigt architecture in __metadata__, and the loading of
+ * the second model an operating point escalates to (beside the first, identified by sha256).
+ * The reader trusts nothing: every length, offset, shape and value is checked before it is
+ * used, and each defect gets a one-line message naming it. See proto/model-format.md. */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
