@@ -3,7 +3,6 @@
  * (softmax of the engine's logits at temperature T). */
 #include <criterion/criterion.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>

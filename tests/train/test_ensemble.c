@@ -2,7 +2,6 @@
  * train.router_weight_decay: defaults and refusals. The losses and their gradients are checked
  * in test_trellis_grad.c, router_weight_decay end to end in levers.sh. */
 #include <criterion/criterion.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "cigt/error.h"
