@@ -161,8 +161,8 @@ static int expert_forward(struct TR_T *t, struct worker *w, int l, int e, real_t
 		case CIGT_OP_BATCHNORM:
 			ALLOC(X->aux[i], 2 * op->c);
 			if (split) {
-				int rc = SPLIT(bn_forward)(&t->crew, ar, op, m, cur, params, off, y,
-							       X->aux[i]);
+				int rc = SPLIT(bn_forward)(&t->crew, ar, op, m, cur, params, off,
+							   y, X->aux[i]);
 				if (rc)
 					return rc;
 				break;
@@ -359,8 +359,8 @@ static int expert_backward(struct TR_T *t, struct worker *w, int l, int e, real_
 			memset(dwp, 0, (size_t)wn * sizeof(real_t));
 			real_t *db = off[1] >= 0 ? grads + off[1] : NULL;
 			if (split) {
-				int rc = SPLIT(conv_backward)(&t->crew, ar, op, m, in, X->wp[i], dy, dwp,
-								  db, dx);
+				int rc = SPLIT(conv_backward)(&t->crew, ar, op, m, in, X->wp[i],
+							      dy, dwp, db, dx);
 				if (rc)
 					return rc;
 			} else {
@@ -385,8 +385,8 @@ static int expert_backward(struct TR_T *t, struct worker *w, int l, int e, real_
 		}
 		case CIGT_OP_BATCHNORM:
 			if (split) {
-				int rc = SPLIT(bn_backward)(&t->crew, ar, op, m, in, dy, params, grads, off,
-								X->aux[i], dx);
+				int rc = SPLIT(bn_backward)(&t->crew, ar, op, m, in, dy, params,
+							    grads, off, X->aux[i], dx);
 				if (rc)
 					return rc;
 				break;
