@@ -46,8 +46,4 @@ void cigt_image_to_input(const struct cigt_image *img, int channels, int w, int 
 /* Encodes 8-bit gray or RGB pixels as PNG (malloc'd buffer). */
 int cigt_image_encode_png(const uint8_t *px, int w, int h, int c, void **buf, size_t *len);
 
-/* Reads a whole file (at most max bytes) into a malloc'd buffer. */
-int cigt_read_file(const char *path, size_t max, void **buf, size_t *len, char *err,
-		   size_t errlen);
-
 #endif

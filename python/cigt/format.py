@@ -4,7 +4,6 @@ arch.c, model.c, points.c; the operating points in cigt.points) and refuses a ba
 same one-line reason, the architecture's resolved shapes and canonical tensor list, and a writer
 of float32 little-endian files. Only the standard library and numpy."""
 
-import json
 import math
 import os
 import stat
@@ -12,12 +11,16 @@ import struct
 
 import numpy as np
 
+from . import points
+from ._common import (MODEL_NAME_LEN, FormatError, _JSONError, _f32, _is_int, _is_num, _is_obj,
+                      _loads, _trunc, dumps_json, model_name_ok)
+
 FORMAT = "cigt-1"
 MAX_HEADER = 16 << 20
 MAX_TENSORS = 4096
 MAX_FILE = 2 << 30
 TENSOR_NAME_MAX = 96
-NAME_MAX = 64
+NAME_MAX = MODEL_NAME_LEN + 1  # bytes with the terminating NUL, as C counts them
 MAX_LAYERS = 16
 MAX_EXPERTS = 64
 MAX_OPS = 64
@@ -25,84 +28,6 @@ MAX_CLASSES = 4096
 MAX_NORM_CHANNELS = 16
 OP_COST_MAX = 1 << 40
 OP_NAMES = ("conv", "batchnorm", "relu", "maxpool", "avgpool", "flatten", "linear", "dropout")
-INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
-
-
-class FormatError(ValueError):
-    """A model file or architecture that cigt refuses; str() is the one-line reason, worded as
-    `cigt info` words it (without the leading 'cigt: PATH: ')."""
-
-
-def _trunc(msg, size):
-    """What C's snprintf into a buffer of `size` bytes keeps."""
-    b = msg.encode()
-    return b[: size - 1].decode(errors="ignore") if len(b) >= size else msg
-
-
-# ------------------------------------------------------------------------------------- JSON
-class _JSONError(ValueError):
-    pass
-
-
-def _pairs_no_dup(pairs):
-    d = {}
-    for k, v in pairs:
-        if k in d:
-            raise _JSONError("duplicate object key")
-        d[k] = v
-    return d
-
-
-def _int(s):
-    v = int(s)
-    if v < INT64_MIN or v > INT64_MAX:
-        raise _JSONError("too big integer")
-    return v
-
-
-def _float(s):
-    v = float(s)
-    if not math.isfinite(v):
-        raise _JSONError("real number overflow")
-    return v
-
-
-def _bad_const(s):
-    raise _JSONError("invalid token")
-
-
-def _loads(text):
-    """json.loads with jansson's rules: duplicate keys, NaN/Infinity, integers outside int64,
-    overflowing reals and NUL characters are errors. Raises _JSONError."""
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise _JSONError("invalid UTF-8") from e
-    try:
-        v = json.loads(text, object_pairs_hook=_pairs_no_dup, parse_int=_int,
-                       parse_float=_float, parse_constant=_bad_const)
-    except _JSONError:
-        raise
-    except (ValueError, RecursionError) as e:
-        raise _JSONError(str(e)) from e
-    if "\x00" in text:
-        raise _JSONError("\\u0000 is not allowed")
-    if not isinstance(v, (dict, list)):  # jansson without JSON_DECODE_ANY
-        raise _JSONError("'[' or '{' expected")
-    return v
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v):
-    return (isinstance(v, (int, float))) and not isinstance(v, bool)
-
-
-def _is_obj(v):
-    return isinstance(v, dict)
 
 
 # ----------------------------------------------------------------------------- architecture
@@ -163,10 +88,6 @@ def _get_bool(obj, key, default, path):
 def _window_out(n, k, s, p):
     span = n + 2 * p - k
     return None if span < 0 else span // s + 1
-
-
-def _f32(x):
-    return struct.unpack("<f", struct.pack("<f", x))[0]
 
 
 def _parse_op(j, path, shape):
@@ -264,11 +185,6 @@ def _parse_router(j, path, shape, next_k):
             "params": p * hidden + hidden + 2 * hidden + hidden * next_k + next_k}
 
 
-def _valid_name(s):
-    return 1 <= len(s.encode()) < NAME_MAX and all(
-        ("a" <= ch <= "z") or ("A" <= ch <= "Z") or ("0" <= ch <= "9") or ch in "_.-" for ch in s)
-
-
 def _parse_input(j, a):
     """input: channels/height/width, and either range [lo, hi] or per-channel mean/std (the
     torchvision convention: x = (pixel/255 - mean[c]) / std[c])."""
@@ -334,7 +250,7 @@ def parse_arch(root):
     name = root.get("name")
     if not isinstance(name, str):
         raise FormatError("name: missing string key 'name'")
-    if not _valid_name(name):
+    if not model_name_ok(name):
         raise FormatError("name: '%s' must be 1-63 characters of [A-Za-z0-9_.-]" % name)
     a["name"] = name
     inp = root.get("input")
@@ -508,7 +424,6 @@ POINTS_KEY = "operating_points"
 
 def _points_of(text, arch):
     """The operating points of a __metadata__ text, or FormatError as the C reader words it."""
-    from . import points  # cigt.points builds on this module
     try:
         return points.parse(text, arch)
     except FormatError as e:
@@ -627,11 +542,6 @@ def load(path):
     return load_bytes(buf)
 
 
-def dumps_json(obj):
-    """Compact JSON as cigt writes it (jansson JSON_COMPACT: no spaces, UTF-8 kept)."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
 def serialize(architecture, tensors, provenance=None, metadata=None, operating_points=None):
     """A model file's bytes: architecture (JSON text or dict, validated here), tensors (name ->
     array-like; exactly the architecture's tensors, any float dtype, stored as float32
@@ -651,7 +561,6 @@ def serialize(architecture, tensors, provenance=None, metadata=None, operating_p
         if POINTS_KEY in (metadata or {}):
             raise FormatError("__metadata__.%s: given both as operating_points and in metadata"
                               % POINTS_KEY)
-        from . import points
         try:
             meta[POINTS_KEY] = points.to_json(operating_points, arch)
         except FormatError as e:

@@ -8,11 +8,12 @@ rounded to float32, accuracy and MACs as doubles."""
 import dataclasses
 import math
 
-from .format import FormatError, _JSONError, _f32, _is_num, _loads, _trunc, dumps_json
+from ._common import (POINT_NAME_LEN, MODEL_NAME_LEN, FormatError, _JSONError, _f32, _is_num,
+                      _loads, _trunc, dumps_json, model_file_name_ok, point_name_ok)
 
 MAX_POINTS = 32
-POINT_NAME_MAX = 32  # bytes with the terminating NUL: names of 1..31 characters
-SECOND_NAME_MAX = 64
+POINT_NAME_MAX = POINT_NAME_LEN + 1  # bytes with the terminating NUL, as C counts them
+SECOND_NAME_MAX = MODEL_NAME_LEN + 1
 KEYS = ("name", "thresholds", "confidence", "second", "second_sha256", "val_accuracy",
         "mean_macs")
 
@@ -30,15 +31,6 @@ class OperatingPoint:
     confidence: float = 0.0
     second: str = None
     second_sha256: str = None
-
-
-def _good_name(s, size):
-    """1..size-1 bytes of [A-Za-z0-9_.-], not starting with '.' (C's good_name)."""
-    n = len(s.encode())
-    if n == 0 or n >= size or s[0] == ".":
-        return False
-    return all(("a" <= c <= "z") or ("A" <= c <= "Z") or ("0" <= c <= "9") or c in "_.-"
-               for c in s)
 
 
 def _good_hex(s):
@@ -76,7 +68,7 @@ def _parse(text, nrouters):
             if k not in KEYS:
                 raise FormatError("operating_points[%d]: unknown key '%s'" % (i, k))
         name = o.get("name")
-        if not isinstance(name, str) or not _good_name(name, POINT_NAME_MAX):
+        if not isinstance(name, str) or not point_name_ok(name):
             raise FormatError("operating_points[%d].name must be 1-%d characters of "
                               "[A-Za-z0-9_.-], not starting with '.'" % (i, POINT_NAME_MAX - 1))
         if any(p.name == name for p in points):
@@ -97,7 +89,7 @@ def _parse(text, nrouters):
         second = sha = None
         if "second" in o or "second_sha256" in o or conf > 0.0:
             sn, sh = o.get("second"), o.get("second_sha256")
-            if not isinstance(sn, str) or not _good_name(sn, SECOND_NAME_MAX):
+            if not isinstance(sn, str) or not model_file_name_ok(sn):
                 raise FormatError("operating_points[%d].second must name the second model "
                                   "(1-%d characters of [A-Za-z0-9_.-])" % (i,
                                                                           SECOND_NAME_MAX - 1))

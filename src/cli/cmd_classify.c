@@ -3,8 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cigt/file.h"
 #include "cigt/image.h"
-#include "cigt/parallel.h"
+#include "cigt/pool.h"
 #include "cli.h"
 
 #define MAX_IMAGE_FILE (64u << 20)
@@ -50,7 +51,7 @@ int cmd_classify(int argc, char **argv)
 		size_t len;
 		char err[512];
 		struct cigt_image img;
-		if (cigt_read_file(path, MAX_IMAGE_FILE, &buf, &len, err, sizeof err)) {
+		if (cigt_file_read(path, MAX_IMAGE_FILE, &buf, &len, err, sizeof err)) {
 			fprintf(stderr, "cigt: %s\n", err);
 			failed++;
 			continue;

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cigt/parallel.h"
+#include "cigt/pool.h"
 #include "cli.h"
 #include "../common/util.h"
 

@@ -15,7 +15,7 @@
 
 #include "cigt/dataset.h"
 #include "cigt/error.h"
-#include "cigt/parallel.h"
+#include "cigt/pool.h"
 #include "cigt/train.h"
 #include "cli.h"
 #include "../model/model_internal.h"

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cigt/parallel.h"
+#include "cigt/pool.h"
 #include "cli.h"
 #include "../common/util.h"
 #include "../nn/nn.h"

@@ -325,10 +325,22 @@ struct cigt_workspace *cigt_workspace_new(const struct cigt_engine *e, int max_b
 	ws->perm = malloc((size_t)nb * sizeof(int));
 	ws->perm2 = malloc((size_t)nb * sizeof(int));
 	ws->next = malloc((size_t)nb * sizeof(int));
+	/* multipath and escalation (multipath.c) */
+	const int64_t mb = max_batch;
+	ws->rroute = malloc((size_t)nb * sizeof(int));
+	ws->rroute2 = malloc((size_t)nb * sizeof(int));
+	ws->rmain = malloc((size_t)nb);
+	ws->rmain2 = malloc((size_t)nb);
+	ws->rmask = malloc((size_t)nb * sizeof(uint64_t));
+	ws->acc = cigt_alloc_floats(mb * e->a->nclasses);
+	ws->esc_x = cigt_alloc_floats(mb * cigt_shape_size(e->a->input));
+	ws->esc_probs = cigt_alloc_floats(mb * e->a->nclasses);
+	ws->esc_idx = malloc((size_t)mb * sizeof(int));
+	ws->esc_res = malloc((size_t)mb * sizeof(struct cigt_result));
 	if (!ws->in || !ws->out || !ws->dense || !ws->t1 || !ws->t2 || !ws->col || !ws->ctmp ||
-	    !ws->rpool ||
-	    !ws->rflat || !ws->rhid || !ws->rlog || !ws->perm || !ws->perm2 || !ws->next ||
-	    cigt__workspace_mp_new(ws)) {
+	    !ws->rpool || !ws->rflat || !ws->rhid || !ws->rlog || !ws->perm || !ws->perm2 ||
+	    !ws->next || !ws->rroute || !ws->rroute2 || !ws->rmain || !ws->rmain2 || !ws->rmask ||
+	    !ws->acc || !ws->esc_x || !ws->esc_probs || !ws->esc_idx || !ws->esc_res) {
 		cigt_workspace_free(ws);
 		return NULL;
 	}
@@ -353,7 +365,16 @@ void cigt_workspace_free(struct cigt_workspace *ws)
 	free(ws->perm);
 	free(ws->perm2);
 	free(ws->next);
-	cigt__workspace_mp_free(ws);
+	free(ws->rroute);
+	free(ws->rroute2);
+	free(ws->rmain);
+	free(ws->rmain2);
+	free(ws->rmask);
+	free(ws->acc);
+	free(ws->esc_x);
+	free(ws->esc_probs);
+	free(ws->esc_idx);
+	free(ws->esc_res);
 	free(ws);
 }
 
@@ -362,12 +383,12 @@ void cigt_workspace_profile(struct cigt_workspace *ws, struct cigt_profile *prof
 	ws->prof = prof;
 }
 
-/* --------------------------------------------------------------- execution */
+void cigt_workspace_set_second(struct cigt_workspace *ws, struct cigt_workspace *ws2)
+{
+	ws->second = ws2;
+}
 
-#define PROF_START(ws) uint64_t prof_t0_ = (ws)->prof ? cigt_now_ns() : 0
-#define PROF_END(ws, part) \
-	if ((ws)->prof)    \
-	(ws)->prof->ns[part] += cigt_now_ns() - prof_t0_
+/* --------------------------------------------------------------- execution */
 
 static void run_op(struct cigt_workspace *ws, const struct xop *x, int n, const float *in,
 		   float *out)
@@ -428,7 +449,7 @@ static void run_op(struct cigt_workspace *ws, const struct xop *x, int n, const 
 
 /* Runs an expert's op chain on n rows of `in`, leaving the expert's output in `final`. Works
  * through the rows `sub` samples at a time so the intermediate activations stay in cache. */
-void cigt__run_chain(struct cigt_workspace *ws, const struct xchain *ch, int n, const float *in,
+static void run_chain(struct cigt_workspace *ws, const struct xchain *ch, int n, const float *in,
 		     float *final)
 {
 	const int sub = ws->e->sub;
@@ -450,6 +471,27 @@ void cigt__run_chain(struct cigt_workspace *ws, const struct xchain *ch, int n, 
 			cur = dst;
 		}
 	}
+}
+
+void cigt__run_group(struct cigt_workspace *ws, int l, int ex, int n, const float *in,
+		     float *out)
+{
+	if (n == 0)
+		return;
+	run_chain(ws, &ws->e->chains[l][ex], n, in, out);
+	if (ws->prof) {
+		ws->prof->groups[l][ex]++;
+		ws->prof->rows[l][ex] += (uint64_t)n;
+	}
+}
+
+void cigt__slice_input(struct cigt_workspace *ws, const float *x, int n)
+{
+	const struct cigt_arch *a = ws->e->a;
+	if (a->input.c > 1)
+		cigt_chw_to_hwc(n, a->input.h, a->input.w, a->input.c, x, ws->in);
+	else
+		memcpy(ws->in, x, (size_t)n * (size_t)cigt_shape_size(a->input) * sizeof(float));
 }
 
 /* The router of layer l on n rows of layer outputs: next[i] = argmax of its logits. */
@@ -498,12 +540,9 @@ void cigt__classify_slice(const struct cigt_engine *e, struct cigt_workspace *ws
 			  float *probs, float *logits)
 {
 	const struct cigt_arch *a = e->a;
-	const int C = a->input.c, K = a->nclasses;
+	const int K = a->nclasses;
 	int off[CIGT_MAX_EXPERTS + 1] = {0, n};
-	if (C > 1)
-		cigt_chw_to_hwc(n, a->input.h, a->input.w, C, x, ws->in);
-	else
-		memcpy(ws->in, x, (size_t)n * (size_t)cigt_shape_size(a->input) * sizeof(float));
+	cigt__slice_input(ws, x, n);
 	for (int i = 0; i < n; i++)
 		ws->perm[i] = i;
 	for (int l = 0; l < a->nlayers; l++) {
@@ -515,20 +554,14 @@ void cigt__classify_slice(const struct cigt_engine *e, struct cigt_workspace *ws
 				res[ws->perm[p]].route[l] = ex;
 			if (mode == CIGT_EXEC_DENSE) {
 				/* Every expert on every row; keep the rows routed here. */
-				cigt__run_chain(ws, &e->chains[l][ex], n, ws->in, ws->dense);
+				run_chain(ws, &e->chains[l][ex], n, ws->in, ws->dense);
 				memcpy(ws->out + (int64_t)off[ex] * osz,
 				       ws->dense + (int64_t)off[ex] * osz,
 				       (size_t)((int64_t)cnt * osz) * sizeof(float));
 				continue;
 			}
-			if (cnt == 0)
-				continue;
-			cigt__run_chain(ws, &e->chains[l][ex], cnt, ws->in + (int64_t)off[ex] * isz,
-				  ws->out + (int64_t)off[ex] * osz);
-			if (ws->prof) {
-				ws->prof->groups[l][ex]++;
-				ws->prof->rows[l][ex] += (uint64_t)cnt;
-			}
+			cigt__run_group(ws, l, ex, cnt, ws->in + (int64_t)off[ex] * isz,
+					ws->out + (int64_t)off[ex] * osz);
 		}
 		if (L->has_router) {
 			cigt__route_rows(ws, l, n, ws->out, ws->next);
@@ -585,7 +618,7 @@ int cigt_engine_run_expert(const struct cigt_engine *e, struct cigt_workspace *w
 		cigt_chw_to_hwc(n, a->input.h, a->input.w, a->input.c, in, ws->in);
 		src = ws->in;
 	}
-	cigt__run_chain(ws, &e->chains[layer][expert], n, src, out);
+	run_chain(ws, &e->chains[layer][expert], n, src, out);
 	if (L->has_router && next)
 		cigt__route_rows(ws, layer, n, out, next);
 	return 0;

@@ -1,9 +1,11 @@
-/* Engine internals shared by engine.c (planning, single-path execution) and multipath.c
- * (tree expansion, escalation, operating points). Not a public interface. */
+/* Engine internals shared by engine.c (planning, the workspace, single-path execution) and
+ * multipath.c (tree expansion, escalation, operating points), which calls down into engine.c
+ * and never the other way. Not a public interface. */
 #ifndef CIGT_ENGINE_INTERNAL_H
 #define CIGT_ENGINE_INTERNAL_H
 
 #include "cigt/engine.h"
+#include "../common/util.h"
 #include "../nn/nn.h"
 
 enum xkind {
@@ -57,7 +59,7 @@ struct cigt_workspace {
 	float *rpool, *rflat, *rhid, *rlog;
 	int *perm, *perm2, *next;
 	struct cigt_profile *prof;
-	/* multipath and escalation (multipath.c): in/out hold cap_floats floats and the per-row
+	/* multipath and escalation (used by multipath.c, sized by engine.c): in/out hold cap_floats floats and the per-row
 	 * arrays rows_cap rows (both at least one sample's whole tree); multipath slices are
 	 * sized so a slice's worst-case tree fits both */
 	int64_t cap_floats;
@@ -88,14 +90,24 @@ static inline uint64_t cigt__path_bit(const struct cigt_arch *a, const int *rout
 	return (uint64_t)1 << idx;
 }
 
-void cigt__run_chain(struct cigt_workspace *ws, const struct xchain *ch, int n, const float *in,
-		     float *final);
+/* Times the code between them into ws->prof->ns[part] when profiling is on. */
+#define PROF_START(ws) uint64_t prof_t0_ = (ws)->prof ? cigt_now_ns() : 0
+#define PROF_END(ws, part) \
+	if ((ws)->prof)    \
+	(ws)->prof->ns[part] += cigt_now_ns() - prof_t0_
+
+/* Runs expert ex of layer l on its group of n rows (in -> out) and counts the group and its
+ * rows in the profile; nothing when n is 0. The one way an expert runs on a routed group. */
+void cigt__run_group(struct cigt_workspace *ws, int l, int ex, int n, const float *in,
+		     float *out);
+/* Puts n input samples (NCHW) into ws->in in the engine's layout (HWC). */
+void cigt__slice_input(struct cigt_workspace *ws, const float *x, int n);
+/* The router of layer l on n rows of layer outputs: next[i] = argmax of its logits (the
+ * logits stay in ws->rlog). */
 void cigt__route_rows(struct cigt_workspace *ws, int l, int n, const float *x, int *next);
+/* One slice of at most ws->max_batch samples on the single path (or dense). */
 void cigt__classify_slice(const struct cigt_engine *e, struct cigt_workspace *ws,
 			  const float *x, int n, enum cigt_exec_mode mode, struct cigt_result *res,
 			  float *probs, float *logits);
-/* Allocates / frees the multipath and escalation parts of a workspace. */
-int cigt__workspace_mp_new(struct cigt_workspace *ws);
-void cigt__workspace_mp_free(struct cigt_workspace *ws);
 
 #endif

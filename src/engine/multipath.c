@@ -12,45 +12,6 @@
 #include "../common/util.h"
 #include "engine_internal.h"
 
-int cigt__workspace_mp_new(struct cigt_workspace *ws)
-{
-	const struct cigt_engine *e = ws->e;
-	const int64_t nb = ws->rows_cap, mb = ws->max_batch;
-	ws->rroute = malloc((size_t)nb * sizeof(int));
-	ws->rroute2 = malloc((size_t)nb * sizeof(int));
-	ws->rmain = malloc((size_t)nb);
-	ws->rmain2 = malloc((size_t)nb);
-	ws->rmask = malloc((size_t)nb * sizeof(uint64_t));
-	ws->acc = cigt_alloc_floats(mb * e->a->nclasses);
-	ws->esc_x = cigt_alloc_floats(mb * cigt_shape_size(e->a->input));
-	ws->esc_probs = cigt_alloc_floats(mb * e->a->nclasses);
-	ws->esc_idx = malloc((size_t)mb * sizeof(int));
-	ws->esc_res = malloc((size_t)mb * sizeof(struct cigt_result));
-	if (!ws->rroute || !ws->rroute2 || !ws->rmain || !ws->rmain2 || !ws->rmask || !ws->acc ||
-	    !ws->esc_x || !ws->esc_probs || !ws->esc_idx || !ws->esc_res)
-		return CIGT_ENOMEM;
-	return 0;
-}
-
-void cigt__workspace_mp_free(struct cigt_workspace *ws)
-{
-	free(ws->rroute);
-	free(ws->rroute2);
-	free(ws->rmain);
-	free(ws->rmain2);
-	free(ws->rmask);
-	free(ws->acc);
-	free(ws->esc_x);
-	free(ws->esc_probs);
-	free(ws->esc_idx);
-	free(ws->esc_res);
-}
-
-void cigt_workspace_set_second(struct cigt_workspace *ws, struct cigt_workspace *ws2)
-{
-	ws->second = ws2;
-}
-
 /* ------------------------------------------------------------------- dials */
 
 void cigt_dial_single(struct cigt_dial *d)
@@ -188,11 +149,6 @@ int cigt_engine_dial_for_budget(const struct cigt_engine *e,
 
 /* --------------------------------------------------------------- execution */
 
-#define PROF_START(ws) uint64_t prof_t0_ = (ws)->prof ? cigt_now_ns() : 0
-#define PROF_END(ws, part) \
-	if ((ws)->prof)    \
-	(ws)->prof->ns[part] += cigt_now_ns() - prof_t0_
-
 /* After the router of layer l: opens each row's experts (argmax plus those reaching tau, at
  * most fan_bound of them) and counting-sorts the copies from ws->out into ws->in, grouped by
  * expert (off[k]..off[k+1]). Returns the new row count. */
@@ -274,13 +230,10 @@ static void mp_slice(const struct cigt_engine *e, struct cigt_workspace *ws, con
 		     int n, const struct cigt_dial *d, struct cigt_result *res, float *logits)
 {
 	const struct cigt_arch *a = e->a;
-	const int C = a->input.c, K = a->nclasses;
+	const int K = a->nclasses;
 	int off[CIGT_MAX_EXPERTS + 1] = {0, n};
 	int rows = n;
-	if (C > 1)
-		cigt_chw_to_hwc(n, a->input.h, a->input.w, C, x, ws->in);
-	else
-		memcpy(ws->in, x, (size_t)n * (size_t)cigt_shape_size(a->input) * sizeof(float));
+	cigt__slice_input(ws, x, n);
 	for (int i = 0; i < n; i++) {
 		ws->perm[i] = i;
 		ws->rroute[i] = 0;
@@ -300,14 +253,8 @@ static void mp_slice(const struct cigt_engine *e, struct cigt_workspace *ws, con
 				if (ws->rmain[p])
 					res[ws->perm[p]].route[l] = ex;
 			}
-			if (cnt == 0)
-				continue;
-			cigt__run_chain(ws, &e->chains[l][ex], cnt, ws->in + (int64_t)off[ex] * isz,
+			cigt__run_group(ws, l, ex, cnt, ws->in + (int64_t)off[ex] * isz,
 					ws->out + (int64_t)off[ex] * osz);
-			if (ws->prof) {
-				ws->prof->groups[l][ex]++;
-				ws->prof->rows[l][ex] += (uint64_t)cnt;
-			}
 		}
 		if (L->has_router) {
 			cigt__route_rows(ws, l, rows, ws->out, ws->next);

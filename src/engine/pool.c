@@ -1,14 +1,14 @@
-/* A fixed set of worker threads that classify contiguous slices of one batch in parallel.
- * The caller's thread runs slice 0 itself; workers wait on a condition variable between
- * batches, so a call costs one broadcast and one join-by-counter. */
+/* The data-parallel classifier (include/cigt/pool.h): one batch cut into contiguous slices,
+ * one per thread, each classified with the workspace of the thread that runs it. The threads
+ * are cigt's one worker pool (src/common/workers.h); the caller's thread takes part. */
 #include <cblas.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cigt/error.h"
-#include "cigt/parallel.h"
+#include "cigt/pool.h"
 #include "../common/util.h"
+#include "../common/workers.h"
 
 struct job {
 	const float *x;
@@ -22,96 +22,53 @@ struct job {
 struct cigt_pool {
 	const struct cigt_engine *e;
 	int nthreads;
-	struct cigt_workspace **ws;
+	struct cigt__workers *workers;
+	struct cigt_workspace **ws;  /* per thread */
 	struct cigt_workspace **ws2; /* the second engine's, per thread (escalation) */
 	const struct cigt_engine *second;
 	const struct cigt_dial *dial; /* set for the duration of cigt_pool_classify_dial */
 	int per;
 	struct cigt_profile *prof_parts; /* one per thread, summed into prof */
 	struct cigt_profile *prof;
-	pthread_t *tids;
-	pthread_mutex_t mu;
-	pthread_cond_t go, done;
-	uint64_t generation;
-	int pending;
-	bool stop;
-	struct job jobs[64];
+	struct job jobs[CIGT__WORKERS_MAX]; /* one per slice */
 };
 
-struct worker_arg {
-	struct cigt_pool *p;
-	int id;
-};
-
-static void run_job(struct cigt_pool *p, int id)
+/* A region item: slice `item` on thread `worker`'s workspace. */
+static int run_job(void *ctx, int worker, int item)
 {
-	struct job *j = &p->jobs[id];
-	if (j->n > 0 && j->dial)
-		cigt_engine_classify_dial(p->e, p->ws[id], j->x, j->n, j->dial, j->res, j->probs,
-					  j->logits);
-	else if (j->n > 0)
-		cigt_engine_classify(p->e, p->ws[id], j->x, j->n, j->mode, j->res, j->probs,
+	struct cigt_pool *p = ctx;
+	const struct job *j = &p->jobs[item];
+	if (j->dial)
+		cigt_engine_classify_dial(p->e, p->ws[worker], j->x, j->n, j->dial, j->res,
+					  j->probs, j->logits);
+	else
+		cigt_engine_classify(p->e, p->ws[worker], j->x, j->n, j->mode, j->res, j->probs,
 				     j->logits);
-}
-
-static void *worker(void *arg)
-{
-	struct worker_arg *wa = arg;
-	struct cigt_pool *p = wa->p;
-	int id = wa->id;
-	free(wa);
-	uint64_t seen = 0;
-	pthread_mutex_lock(&p->mu);
-	for (;;) {
-		while (!p->stop && p->generation == seen)
-			pthread_cond_wait(&p->go, &p->mu);
-		if (p->stop)
-			break;
-		seen = p->generation;
-		pthread_mutex_unlock(&p->mu);
-		run_job(p, id);
-		pthread_mutex_lock(&p->mu);
-		if (--p->pending == 0)
-			pthread_cond_signal(&p->done);
-	}
-	pthread_mutex_unlock(&p->mu);
-	return NULL;
+	return 0;
 }
 
 int cigt_pool_new(const struct cigt_engine *e, int nthreads, int max_batch,
 		  struct cigt_pool **out)
 {
 	*out = NULL;
-	if (nthreads < 1 || nthreads > 64)
+	if (nthreads < 1 || nthreads > CIGT__WORKERS_MAX)
 		return CIGT_EINVAL;
 	struct cigt_pool *p = calloc(1, sizeof *p);
 	if (!p)
 		return CIGT_ENOMEM;
 	p->e = e;
 	p->nthreads = nthreads;
-	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->go, NULL);
-	pthread_cond_init(&p->done, NULL);
 	p->ws = calloc((size_t)nthreads, sizeof *p->ws);
-	p->tids = calloc((size_t)nthreads, sizeof *p->tids);
 	p->prof_parts = calloc((size_t)nthreads, sizeof *p->prof_parts);
-	if (!p->ws || !p->tids || !p->prof_parts)
+	if (!p->ws || !p->prof_parts)
 		goto fail;
 	int per = (max_batch + nthreads - 1) / nthreads;
 	p->per = per;
 	for (int i = 0; i < nthreads; i++)
 		if (!(p->ws[i] = cigt_workspace_new(e, per)))
 			goto fail;
-	for (int i = 1; i < nthreads; i++) {
-		struct worker_arg *wa = malloc(sizeof *wa);
-		if (!wa)
-			goto fail;
-		*wa = (struct worker_arg){p, i};
-		if (pthread_create(&p->tids[i], NULL, worker, wa) != 0) {
-			free(wa);
-			goto fail;
-		}
-	}
+	if (cigt__workers_new(nthreads, &p->workers))
+		goto fail;
 	*out = p;
 	return 0;
 fail:
@@ -123,24 +80,14 @@ void cigt_pool_free(struct cigt_pool *p)
 {
 	if (!p)
 		return;
-	pthread_mutex_lock(&p->mu);
-	p->stop = true;
-	pthread_cond_broadcast(&p->go);
-	pthread_mutex_unlock(&p->mu);
-	for (int i = 1; i < p->nthreads; i++)
-		if (p->tids && p->tids[i])
-			pthread_join(p->tids[i], NULL);
+	cigt__workers_free(p->workers);
 	for (int i = 0; p->ws && i < p->nthreads; i++)
 		cigt_workspace_free(p->ws[i]);
 	for (int i = 0; p->ws2 && i < p->nthreads; i++)
 		cigt_workspace_free(p->ws2[i]);
 	free(p->ws);
 	free(p->ws2);
-	free(p->tids);
 	free(p->prof_parts);
-	pthread_mutex_destroy(&p->mu);
-	pthread_cond_destroy(&p->go);
-	pthread_cond_destroy(&p->done);
 	free(p);
 }
 
@@ -203,29 +150,16 @@ int cigt_pool_classify(struct cigt_pool *p, const float *x, int n, enum cigt_exe
 		return CIGT_EINVAL;
 	const struct cigt_arch *a = cigt_engine_model(p->e)->arch;
 	const int64_t isz = cigt_arch_input_size(a);
-	int per = (n + p->nthreads - 1) / p->nthreads;
-	for (int i = 0; i < p->nthreads; i++) {
-		int s0 = CIGT_MIN(i * per, n), m = CIGT_MIN(per, n - s0);
-		p->jobs[i] = (struct job){
+	int per = (n + p->nthreads - 1) / p->nthreads, slices = 0;
+	for (int s0 = 0; s0 < n; s0 += per) {
+		int m = CIGT_MIN(per, n - s0);
+		p->jobs[slices++] = (struct job){
 			.x = x + s0 * isz, .n = m, .mode = mode, .dial = p->dial, .res = res + s0,
 			.probs = probs ? probs + (int64_t)s0 * a->nclasses : NULL,
 			.logits = logits ? logits + (int64_t)s0 * a->nclasses : NULL,
 		};
 	}
-	if (p->nthreads > 1) {
-		pthread_mutex_lock(&p->mu);
-		p->pending = p->nthreads - 1;
-		p->generation++;
-		pthread_cond_broadcast(&p->go);
-		pthread_mutex_unlock(&p->mu);
-	}
-	run_job(p, 0);
-	if (p->nthreads > 1) {
-		pthread_mutex_lock(&p->mu);
-		while (p->pending > 0)
-			pthread_cond_wait(&p->done, &p->mu);
-		pthread_mutex_unlock(&p->mu);
-	}
+	cigt__workers_run(p->workers, run_job, p, slices);
 	if (p->prof) {
 		/* Fold the per-thread profiles into the caller's and restart them. */
 		for (int i = 0; i < p->nthreads; i++) {

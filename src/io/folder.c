@@ -16,6 +16,7 @@
 #include "../common/util.h"
 #include "cigt/dataset.h"
 #include "cigt/error.h"
+#include "cigt/file.h"
 #include "cigt/image.h"
 
 #define MAX_DEPTH 8              /* nested folders inside a class folder */
@@ -259,7 +260,7 @@ int cigt_dataset_load_folder(const char *dir, const struct cigt_folder_opts *o,
 		size_t len = 0;
 		struct cigt_image img;
 		char msg[300];
-		int e = cigt_read_file(path, MAX_IMAGE_FILE, &buf, &len, msg, sizeof msg);
+		int e = cigt_file_read(path, MAX_IMAGE_FILE, &buf, &len, msg, sizeof msg);
 		if (!e)
 			e = cigt_image_decode(buf, len, &img, msg, sizeof msg);
 		free(buf);

@@ -9,6 +9,9 @@
 
 #include "cigt/arch.h"
 #include "cigt/error.h"
+#include "../common/name.h"
+
+_Static_assert(CIGT_NAME_MAX == CIGT__MODEL_NAME_LEN + 1, "arch.name holds a model name");
 
 #define ERR(...) cigt_fail(err, errlen, CIGT_EFORMAT, __VA_ARGS__)
 
@@ -318,20 +321,6 @@ static int parse_router(const json_t *j, const char *path, struct cigt_shape in,
 	return 0;
 }
 
-static bool valid_name(const char *s)
-{
-	size_t n = strlen(s);
-	if (n < 1 || n >= CIGT_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '.' || c == '-'))
-			return false;
-	}
-	return true;
-}
-
 /* input.mean / input.std: arrays of one number per channel (or one number for all), both or
  * neither, and never with input.range. */
 static int parse_normalization(const json_t *in, struct cigt_arch *a, char *err, size_t errlen)
@@ -376,7 +365,8 @@ static int parse_name(const json_t *root, struct cigt_arch *a, char *err, size_t
 	json_t *name = json_object_get(root, "name");
 	if (!name || !json_is_string(name))
 		return ERR("name: missing string key 'name'");
-	if (!valid_name(json_string_value(name)))
+	const char *nm = json_string_value(name);
+	if (!cigt__model_name_ok(nm, strlen(nm)))
 		return ERR("name: '%s' must be 1-63 characters of [A-Za-z0-9_.-]",
 			   json_string_value(name));
 	snprintf(a->name, sizeof a->name, "%s", json_string_value(name));

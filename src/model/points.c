@@ -1,6 +1,7 @@
 /* Operating points: the table of named compute settings (`cigt tune` writes it) kept as JSON
- * text in the model file's __metadata__.operating_points, its full validation, and the loading of
- * the second model a point escalates to (found beside the first, identified by sha256). */
+ * text in the model file's __metadata__.operating_points: its parsing with full validation, and
+ * its writing. Only text in, text out: loading the second model a point escalates to is the
+ * loader's (safetensors.c, cigt_model_load_second). */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -8,28 +9,14 @@
 #include <string.h>
 
 #include "cigt/error.h"
-#include "cigt/image.h"
 #include "cigt/model.h"
-#include "../common/sha256.h"
+#include "../common/name.h"
+
+_Static_assert(CIGT_POINT_NAME_MAX == CIGT__POINT_NAME_LEN + 1 &&
+		       CIGT_NAME_MAX == CIGT__MODEL_NAME_LEN + 1,
+	       "struct cigt_point holds a point name and a model name");
 
 #define ERR(...) cigt_fail(err, errlen, CIGT_EFORMAT, __VA_ARGS__)
-#define MAX_SECOND_FILE ((size_t)1 << 31)
-
-/* Names of points and of second models: 1..31 of [A-Za-z0-9_.-], not starting with '.' (a
- * second model's name becomes a file name beside the first). */
-static bool good_name(const char *s, size_t max)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n >= max || s[0] == '.')
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '.' || c == '-'))
-			return false;
-	}
-	return true;
-}
 
 static bool good_hex(const char *s)
 {
@@ -100,7 +87,8 @@ int cigt_points_parse(const char *json, size_t len, const struct cigt_arch *arch
 			}
 		}
 		v = json_object_get(o, "name");
-		if (!json_is_string(v) || !good_name(json_string_value(v), CIGT_POINT_NAME_MAX)) {
+		if (!json_is_string(v) ||
+		    !cigt__point_name_ok(json_string_value(v), strlen(json_string_value(v)))) {
 			rc = ERR("operating_points[%d].name must be 1-%d characters of "
 				 "[A-Za-z0-9_.-], not starting with '.'",
 				 ii, CIGT_POINT_NAME_MAX - 1);
@@ -141,7 +129,8 @@ int cigt_points_parse(const char *json, size_t len, const struct cigt_arch *arch
 		json_t *sn = json_object_get(o, "second"), *sh = json_object_get(o, "second_sha256");
 		if (sn || sh || p->confidence > 0.0f) {
 			if (!sn || !json_is_string(sn) ||
-			    !good_name(json_string_value(sn), CIGT_NAME_MAX)) {
+			    !cigt__model_file_name_ok(json_string_value(sn),
+						      strlen(json_string_value(sn)))) {
 				rc = ERR("operating_points[%d].second must name the second model "
 					 "(1-%d characters of [A-Za-z0-9_.-])",
 					 ii, CIGT_NAME_MAX - 1);
@@ -223,64 +212,4 @@ int cigt_model_point(const struct cigt_model *m, const char *name)
 		if (strcmp(m->points[i].name, name) == 0)
 			return i;
 	return -1;
-}
-
-int cigt_file_sha256(const char *path, char hex[65], char *err, size_t errlen)
-{
-	void *buf;
-	size_t len;
-	int rc = cigt_read_file(path, MAX_SECOND_FILE, &buf, &len, err, errlen);
-	if (rc)
-		return rc;
-	cigt__sha256(buf, len, hex);
-	free(buf);
-	return 0;
-}
-
-int cigt_model_load_second(const char *model_path, const struct cigt_model *m, int point,
-			   struct cigt_model **out, char *err, size_t errlen)
-{
-	*out = NULL;
-	if (point < 0 || point >= m->npoints || !m->points[point].second[0])
-		return cigt_fail(err, errlen, CIGT_EINVAL, "operating point %d has no second model",
-				 point);
-	const struct cigt_point *p = &m->points[point];
-	const char *slash = strrchr(model_path, '/');
-	int dirlen = slash ? (int)(slash - model_path + 1) : 0;
-	char path[4096];
-	if (snprintf(path, sizeof path, "%.*s%s.safetensors", dirlen, model_path, p->second) >=
-	    (int)sizeof path)
-		return cigt_fail(err, errlen, CIGT_EINVAL, "path of the second model is too long");
-	void *buf;
-	size_t len;
-	char e2[512];
-	int rc = cigt_read_file(path, MAX_SECOND_FILE, &buf, &len, e2, sizeof e2);
-	if (rc)
-		return cigt_fail(err, errlen, rc,
-				 "operating point '%s' escalates to '%s', which cannot be read: %s",
-				 p->name, p->second, e2);
-	char hex[65];
-	cigt__sha256(buf, len, hex);
-	if (strcmp(hex, p->second_sha256) != 0) {
-		free(buf);
-		return cigt_fail(err, errlen, CIGT_EFORMAT,
-				 "operating point '%s': %s has sha256 %.12s..., the point expects "
-				 "%.12s... (a different model)",
-				 p->name, path, hex, p->second_sha256);
-	}
-	struct cigt_model *s;
-	rc = cigt_model_load_buffer(buf, len, &s, e2, sizeof e2);
-	free(buf);
-	if (rc)
-		return cigt_fail(err, errlen, rc, "%s: %s", path, e2);
-	const struct cigt_arch *a = m->arch, *b = s->arch;
-	if (!cigt_arch_same_io(a, b)) {
-		cigt_model_free(s);
-		return cigt_fail(err, errlen, CIGT_EFORMAT,
-				 "operating point '%s': %s does not take the same input (geometry, "
-				 "scaling) and classes as the first model",
-				 p->name, path);
-	}
-	*out = s;
-	return 0;
 }

@@ -1,7 +1,8 @@
 /* Reading and writing model files: safetensors (8-byte little-endian header length, JSON header,
- * raw little-endian float32 data) with the cigt architecture in __metadata__. The reader trusts
- * nothing: every length, offset, shape and value is checked before it is used, and each defect
- * gets a one-line message naming it. See proto/model-format.md. */
+ * raw little-endian float32 data) with the cigt architecture in __metadata__, and the loading of
+ * the second model an operating point escalates to (beside the first, identified by sha256).
+ * The reader trusts nothing: every length, offset, shape and value is checked before it is
+ * used, and each defect gets a one-line message naming it. See proto/model-format.md. */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -13,9 +14,10 @@
 #include <unistd.h>
 
 #include "cigt/error.h"
-#include "cigt/image.h"
+#include "cigt/file.h"
 #include "cigt/model.h"
 #include "model_internal.h"
+#include "../common/sha256.h"
 #include "../common/util.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -347,50 +349,6 @@ out:
 	return rc;
 }
 
-int cigt_read_file(const char *path, size_t max, void **buf, size_t *len, char *err,
-		   size_t errlen)
-{
-	*buf = NULL;
-	*len = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return cigt_fail(err, errlen, CIGT_EIO, "%s: %s", path, strerror(errno));
-	struct stat st;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return cigt_fail(err, errlen, CIGT_EIO, "%s: not a regular file", path);
-	}
-	if ((uint64_t)st.st_size > max) {
-		close(fd);
-		return cigt_fail(err, errlen, CIGT_ERANGE, "%s: %lld bytes is over the %zu limit",
-				 path, (long long)st.st_size, max);
-	}
-	size_t n = (size_t)st.st_size;
-	uint8_t *p = malloc(n ? n : 1);
-	if (!p) {
-		close(fd);
-		return cigt_fail(err, errlen, CIGT_ENOMEM, "%s: out of memory", path);
-	}
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = read(fd, p + got, n - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			int e = errno;
-			free(p);
-			close(fd);
-			return cigt_fail(err, errlen, CIGT_EIO, "%s: %s", path,
-					 r < 0 ? strerror(e) : "file shrank while reading");
-		}
-		got += (size_t)r;
-	}
-	close(fd);
-	*buf = p;
-	*len = n;
-	return 0;
-}
-
 int cigt_model_load(const char *path, struct cigt_model **out, char *err, size_t errlen)
 {
 	return cigt__model_load_file_ex(path, NULL, out, err, errlen);
@@ -406,7 +364,7 @@ int cigt__model_load_file_ex(const char *path, struct cigt__extras *ex, struct c
 	*out = NULL;
 	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
 		return cigt__model_sniff_dir(path, err, errlen);
-	int rc = cigt_read_file(path, MAX_FILE, &buf, &len, err, errlen);
+	int rc = cigt_file_read(path, MAX_FILE, &buf, &len, err, errlen);
 	if (rc)
 		return rc;
 	/* Named by its path: "x.json: a JSON config ...: `cigt train --config x.json ...`". */
@@ -420,6 +378,70 @@ int cigt__model_load_file_ex(const char *path, struct cigt__extras *ex, struct c
 		return cigt_fail(err, errlen, rc, "%s: %s", path, e2);
 	return 0;
 }
+
+/* ------------------------------------------------------- the second model of a point */
+
+int cigt_file_sha256(const char *path, char hex[65], char *err, size_t errlen)
+{
+	void *buf;
+	size_t len;
+	int rc = cigt_file_read(path, MAX_FILE, &buf, &len, err, errlen);
+	if (rc)
+		return rc;
+	cigt__sha256(buf, len, hex);
+	free(buf);
+	return 0;
+}
+
+int cigt_model_load_second(const char *model_path, const struct cigt_model *m, int point,
+			   struct cigt_model **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (point < 0 || point >= m->npoints || !m->points[point].second[0])
+		return cigt_fail(err, errlen, CIGT_EINVAL, "operating point %d has no second model",
+				 point);
+	const struct cigt_point *p = &m->points[point];
+	const char *slash = strrchr(model_path, '/');
+	int dirlen = slash ? (int)(slash - model_path + 1) : 0;
+	char path[4096];
+	if (snprintf(path, sizeof path, "%.*s%s.safetensors", dirlen, model_path, p->second) >=
+	    (int)sizeof path)
+		return cigt_fail(err, errlen, CIGT_EINVAL, "path of the second model is too long");
+	void *buf;
+	size_t len;
+	char e2[512];
+	int rc = cigt_file_read(path, MAX_FILE, &buf, &len, e2, sizeof e2);
+	if (rc)
+		return cigt_fail(err, errlen, rc,
+				 "operating point '%s' escalates to '%s', which cannot be read: %s",
+				 p->name, p->second, e2);
+	char hex[65];
+	cigt__sha256(buf, len, hex);
+	if (strcmp(hex, p->second_sha256) != 0) {
+		free(buf);
+		return cigt_fail(err, errlen, CIGT_EFORMAT,
+				 "operating point '%s': %s has sha256 %.12s..., the point expects "
+				 "%.12s... (a different model)",
+				 p->name, path, hex, p->second_sha256);
+	}
+	struct cigt_model *s;
+	rc = cigt_model_load_buffer(buf, len, &s, e2, sizeof e2);
+	free(buf);
+	if (rc)
+		return cigt_fail(err, errlen, rc, "%s: %s", path, e2);
+	const struct cigt_arch *a = m->arch, *b = s->arch;
+	if (!cigt_arch_same_io(a, b)) {
+		cigt_model_free(s);
+		return cigt_fail(err, errlen, CIGT_EFORMAT,
+				 "operating point '%s': %s does not take the same input (geometry, "
+				 "scaling) and classes as the first model",
+				 p->name, path);
+	}
+	*out = s;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- writing */
 
 int cigt_model_serialize(const struct cigt_model *m, void **buf, size_t *len)
 {

@@ -15,6 +15,7 @@
 
 #include "cigt/error.h"
 #include "../common/options.h"
+#include "cigt/file.h"
 #include "../common/util.h"
 #include "srv.h"
 
@@ -34,6 +35,9 @@
 #ifndef CIGT_BUILD_ROOT
 #define CIGT_BUILD_ROOT "/nonexistent"
 #endif
+
+/* A configuration file is under 1 MiB. */
+#define CONFIG_FILE_MAX (((size_t)1 << 20) - 1)
 
 #define F(f) CIGT_OPT_FIELD(struct srv_config, f)
 #define D (CIGT_OPT_IN_DAEMON | CIGT_OPT_IN_DAEMON_FILE)
@@ -287,18 +291,11 @@ int srv_config_load_json(const char *text, size_t len, struct srv_config *cfg, c
 
 static int load_file(const char *path, struct srv_config *cfg, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return cigt_fail(err, errlen, -1, "config: cannot open %s: %s", path,
-				 strerror(errno));
-	char *buf = malloc(1 << 20);
-	size_t n = buf ? fread(buf, 1, 1 << 20, f) : 0;
-	bool big = buf && n == 1 << 20;
-	fclose(f);
-	if (!buf || big) {
-		free(buf);
-		return cigt_fail(err, errlen, -1, "config: %s is too large", path);
-	}
+	void *buf;
+	size_t n;
+	char why[512];
+	if (cigt_file_read(path, CONFIG_FILE_MAX, &buf, &n, why, sizeof why))
+		return cigt_fail(err, errlen, -1, "config: %s", why);
 	int rc = srv_config_load_json(buf, n, cfg, err, errlen);
 	free(buf);
 	return rc;

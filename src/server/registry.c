@@ -17,6 +17,7 @@
 
 #include "cigt/error.h"
 #include "cigt/image.h"
+#include "../common/name.h"
 #include "../common/util.h"
 #include "repo.h"
 
@@ -412,7 +413,8 @@ int srv_registry_new(const struct srv_config *cfg, struct srv_registry **out, ch
 		return cigt_fail(err, errlen, -1, "out of memory");
 	}
 	for (int i = 0; i < cfg->nload_models; i++) {
-		if (!srv_model_name_ok(cfg->load_models[i], strlen(cfg->load_models[i]))) {
+		const char *name = cfg->load_models[i];
+		if (!cigt__model_file_name_ok(name, strlen(name))) {
 			srv_registry_free(reg);
 			return cigt_fail(err, errlen, -1, "--load-model '%.80s' is not a model name",
 					 cfg->load_models[i]);
@@ -501,7 +503,7 @@ int srv_registry_load(struct srv_registry *reg, const char *name, struct srv_req
 	int st = refuse_mode(reg, err, errlen);
 	if (st)
 		return st;
-	if (!srv_model_name_ok(name, strlen(name))) {
+	if (!cigt__model_file_name_ok(name, strlen(name))) {
 		snprintf(err, errlen, "'%.80s' is not a model name", name);
 		return 400;
 	}

@@ -9,20 +9,8 @@
 
 #include "cigt/error.h"
 #include "../common/options.h"
+#include "../common/name.h"
 #include "srv.h"
-
-bool srv_model_name_ok(const char *s, size_t n)
-{
-	if (n == 0 || n > CIGT_NAME_MAX || s[0] == '.')
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '-' || c == '.'))
-			return false;
-	}
-	return true;
-}
 
 long long srv_version_parse(const char *s)
 {
@@ -110,7 +98,7 @@ static int policy_json(const struct cigt_opt *o, void *target, const json_t *p, 
 static int name_json(const struct cigt_opt *o, void *target, const json_t *v, const char *at,
 		     char *err, size_t errlen)
 {
-	if (!json_is_string(v) || !srv_model_name_ok(json_string_value(v), json_string_length(v)))
+	if (!json_is_string(v) || !cigt__model_file_name_ok(json_string_value(v), json_string_length(v)))
 		return cigt_fail(err, errlen, -1, "%s: expected a model name", at);
 	return 0;
 }

@@ -26,8 +26,8 @@
 #include <uv.h>
 
 #include "cigt/error.h"
-#include "cigt/image.h"
-#include "cigt/parallel.h"
+#include "cigt/file.h"
+#include "cigt/pool.h"
 #include "../common/util.h"
 #include "grpc.h"
 #include "srv.h"
@@ -40,7 +40,7 @@ static char *read_text(const char *path, size_t max, char *err, size_t errlen)
 {
 	void *buf;
 	size_t len;
-	if (cigt_read_file(path, max, &buf, &len, err, errlen))
+	if (cigt_file_read(path, max, &buf, &len, err, errlen))
 		return NULL;
 	char *s = realloc(buf, len + 1);
 	if (!s) {

@@ -415,9 +415,6 @@ int srv_model_cfg_parse(const char *text, size_t len, struct srv_model_cfg *out,
  * {"parameters": {...}} (empty body allowed). Pure (fuzz target). 0 or -1 with a message. */
 int srv_parse_repo_body(const void *body, size_t len, bool index, bool *ready_only, char *err,
 			size_t errlen);
-/* True for a folder name that can be a model name: 1..64 of [A-Za-z0-9_.-], not starting with
- * a dot. */
-bool srv_model_name_ok(const char *s, size_t n);
 /* The version a folder name denotes (decimal, no sign or leading zero, 1..10^15), or -1. */
 long long srv_version_parse(const char *s);
 

@@ -16,7 +16,7 @@
 #include "cigt/dataset.h"
 #include "cigt/engine.h"
 #include "cigt/error.h"
-#include "cigt/parallel.h"
+#include "cigt/pool.h"
 #include "cigt/train.h"
 #include "checkpoint.h"
 #include "levers.h"

@@ -9,7 +9,6 @@
  * on a small pool of threads, each expert with its own random stream drawn in expert order:
  * the result does not depend on which thread ran which expert. */
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,10 +27,6 @@ struct TR_T *TR(new)(const struct cigt_model *m, int nthreads)
 	struct TR_T *t = calloc(1, sizeof *t);
 	if (!t)
 		return NULL;
-	t->nthreads = nthreads < 1 ? 1 : nthreads > MAX_THREADS ? MAX_THREADS : nthreads;
-	pthread_mutex_init(&t->mu, NULL);
-	pthread_cond_init(&t->go, NULL);
-	pthread_cond_init(&t->done, NULL);
 	t->m = m;
 	t->a = m->arch;
 	const struct cigt_arch *a = m->arch;
@@ -100,23 +95,10 @@ struct TR_T *TR(new)(const struct cigt_model *m, int nthreads)
 		}
 	}
 	t->col_max = CIGT_MAX(t->col_max, 1);
-	for (int i = 0; i < t->nthreads; i++) {
-		struct worker *w = &t->w[i];
-		w->t = t;
-		w->id = i;
-		w->col = malloc((size_t)t->col_max * sizeof(real_t));
-		w->dcol = malloc((size_t)t->col_max * sizeof(real_t));
-		if (!w->col || !w->dcol ||
-		    (i > 0 && pthread_create(&w->th, NULL, TRI(worker_main), w))) {
-			t->nthreads = i; /* threads below i were started */
-			if (w->col || w->dcol) {
-				free(w->col);
-				free(w->dcol);
-				w->col = w->dcol = NULL;
-			}
-			TR(free)(t);
-			return NULL;
-		}
+	if (SPLIT(crew_init)(&t->crew, nthreads < 1 ? 1 : CIGT_MIN(nthreads, MAX_THREADS),
+			     t->col_max)) {
+		free(t);
+		return NULL;
 	}
 	return t;
 }
@@ -125,20 +107,7 @@ void TR(free)(struct TR_T *t)
 {
 	if (!t)
 		return;
-	pthread_mutex_lock(&t->mu);
-	t->stop = true;
-	pthread_cond_broadcast(&t->go);
-	pthread_mutex_unlock(&t->mu);
-	for (int i = 0; i < MAX_THREADS; i++) {
-		if (i > 0 && i < t->nthreads)
-			pthread_join(t->w[i].th, NULL);
-		TRI(arena_free)(&t->w[i].arena);
-		free(t->w[i].col);
-		free(t->w[i].dcol);
-	}
-	pthread_mutex_destroy(&t->mu);
-	pthread_cond_destroy(&t->go);
-	pthread_cond_destroy(&t->done);
+	SPLIT(crew_destroy)(&t->crew);
 	free(t);
 }
 
@@ -171,7 +140,7 @@ static int expert_forward(struct TR_T *t, struct worker *w, int l, int e, real_t
 			if (split) {
 				struct chunk_job cj = {.kind = CJ_CONV_F, .op = op, .m = m, .in = cur,
 						       .wp = X->wp[i], .b = b, .y = y};
-				TRI(par)(t, &cj);
+				SPLIT(run)(&t->crew, &cj);
 			} else {
 				NN(conv_forward)(&op->g, m, cur, X->wp[i], b, false, y, w->col, NULL,
 						 NULL);
@@ -192,8 +161,8 @@ static int expert_forward(struct TR_T *t, struct worker *w, int l, int e, real_t
 		case CIGT_OP_BATCHNORM:
 			ALLOC(X->aux[i], 2 * op->c);
 			if (split) {
-				int rc = TRI(bn_forward_split)(t, ar, op, m, cur, params, off, y,
-							       X->aux[i]);
+				int rc = SPLIT(bn_forward)(&t->crew, ar, op, m, cur, params, off,
+							   y, X->aux[i]);
 				if (rc)
 					return rc;
 				break;
@@ -214,7 +183,7 @@ static int expert_forward(struct TR_T *t, struct worker *w, int l, int e, real_t
 				cj.kind = op->kind == CIGT_OP_RELU	  ? CJ_RELU_F
 					  : op->kind == CIGT_OP_MAXPOOL ? CJ_MAXPOOL_F
 									: CJ_AVGPOOL_F;
-				TRI(par)(t, &cj);
+				SPLIT(run)(&t->crew, &cj);
 			} else if (op->kind == CIGT_OP_RELU) {
 				NN(relu_forward)((int64_t)m * op->in_sz, cur, y);
 			} else if (op->kind == CIGT_OP_MAXPOOL) {
@@ -260,7 +229,7 @@ static int router_forward(struct TR_T *t, int l, real_t *params,
 			  const struct cigt_trellis_opts *o, struct cigt_rng *rng,
 			  struct cigt_trellis_stats *st)
 {
-	struct arena *ar = &t->w[0].arena;
+	struct arena *ar = &t->crew.w[0].arena;
 	const struct trouter *r = &t->L[l].r;
 	struct lstate *S = &t->S[l];
 	const int M = S->mout;
@@ -317,7 +286,7 @@ static int router_forward(struct TR_T *t, int l, real_t *params,
 /* Builds layer l+1's expert row sets from layer l's router choices (or all rows). */
 static int assign_rows(struct TR_T *t, int l, const struct cigt_trellis_opts *o)
 {
-	struct arena *ar = &t->w[0].arena;
+	struct arena *ar = &t->crew.w[0].arena;
 	struct lstate *S = &t->S[l], *N = &t->S[l + 1];
 	const int K = t->L[l + 1].experts, M = S->mout;
 	/* With pairing, samples below npair also go to their runner-up expert. */
@@ -390,8 +359,8 @@ static int expert_backward(struct TR_T *t, struct worker *w, int l, int e, real_
 			memset(dwp, 0, (size_t)wn * sizeof(real_t));
 			real_t *db = off[1] >= 0 ? grads + off[1] : NULL;
 			if (split) {
-				int rc = TRI(conv_backward_split)(t, ar, op, m, in, X->wp[i], dy, dwp,
-								  db, dx);
+				int rc = SPLIT(conv_backward)(&t->crew, ar, op, m, in, X->wp[i],
+							      dy, dwp, db, dx);
 				if (rc)
 					return rc;
 			} else {
@@ -416,8 +385,8 @@ static int expert_backward(struct TR_T *t, struct worker *w, int l, int e, real_
 		}
 		case CIGT_OP_BATCHNORM:
 			if (split) {
-				int rc = TRI(bn_backward_split)(t, ar, op, m, in, dy, params, grads, off,
-								X->aux[i], dx);
+				int rc = SPLIT(bn_backward)(&t->crew, ar, op, m, in, dy, params,
+							    grads, off, X->aux[i], dx);
 				if (rc)
 					return rc;
 				break;
@@ -439,7 +408,7 @@ static int expert_backward(struct TR_T *t, struct worker *w, int l, int e, real_
 					  : pool_relu			  ? CJ_MAXPOOL_RELU_B
 					  : op->kind == CIGT_OP_MAXPOOL ? CJ_MAXPOOL_B
 									: CJ_AVGPOOL_B;
-				TRI(par)(t, &cj);
+				SPLIT(run)(&t->crew, &cj);
 			} else if (op->kind == CIGT_OP_RELU) {
 				NN(relu_backward)((int64_t)m * op->in_sz, X->act[i], dy, dx);
 			} else if (pool_relu) {
@@ -473,7 +442,7 @@ static int expert_backward(struct TR_T *t, struct worker *w, int l, int e, real_
 static int router_backward(struct TR_T *t, int l, real_t *params, real_t *grads, real_t *dout,
 			   const struct cigt_trellis_opts *o, struct cigt_trellis_stats *st)
 {
-	struct arena *ar = &t->w[0].arena;
+	struct arena *ar = &t->crew.w[0].arena;
 	const struct trouter *r = &t->L[l].r;
 	struct lstate *S = &t->S[l];
 	const int M = S->mout, K = r->k;
@@ -518,6 +487,18 @@ static int router_backward(struct TR_T *t, int l, real_t *params, real_t *grads,
 
 /* ------------------------------------------------------------------- step */
 
+struct experts_region {
+	struct TR_T *t;
+	int (*job)(struct TR_T *t, struct worker *w, int item);
+};
+
+/* A region item: the job on thread `worker`'s scratch. */
+static int expert_item(void *ctx, int worker, int item)
+{
+	const struct experts_region *r = ctx;
+	return r->job(r->t, &r->t->crew.w[worker], item);
+}
+
 /* Parallel job: gather expert order[item]'s rows and run its forward pass. */
 static int forward_job(struct TR_T *t, struct worker *w, int item)
 {
@@ -535,7 +516,7 @@ static int forward_job(struct TR_T *t, struct worker *w, int item)
 			S->smp_out[X->out_off + k] = S->smp_in[X->rows[k]];
 	}
 	return expert_forward(t, w, l, e, t->job_params, S->out + X->out_off * L->osz,
-			      t->job_opts, &t->xrng[e], t->nitems == 1 && t->nthreads > 1);
+			      t->job_opts, &t->xrng[e], t->job_split);
 }
 
 /* Parallel job: expert order[item]'s backward pass into its own input-gradient buffer. */
@@ -550,7 +531,17 @@ static int backward_job(struct TR_T *t, struct worker *w, int item)
 		ALLOC(t->dg[e], (int64_t)X->m * L->isz);
 	return expert_backward(t, w, l, e, t->job_params, t->job_grads,
 			       t->job_dout + X->out_off * L->osz, t->dg[e],
-			       t->nitems == 1 && t->nthreads > 1);
+			       t->job_split);
+}
+
+/* Runs job(0..nitems-1) on the crew (the calling thread included) and waits for all of
+ * them; the first failure, or 0. An expert that runs alone splits its rows over the crew. */
+static int experts_run(struct TR_T *t, int (*job)(struct TR_T *, struct worker *, int),
+		       int nitems)
+{
+	struct experts_region r = {t, job};
+	t->job_split = nitems == 1 && t->crew.nthreads > 1;
+	return cigt__workers_run(t->crew.pool, expert_item, &r, nitems);
 }
 
 /* Orders the non-empty experts of layer l, largest first (for load balance). */
@@ -576,11 +567,11 @@ int TR(step)(struct TR_T *t, real_t *params, real_t *grads, const real_t *x,
 {
 	const struct cigt_arch *a = t->a;
 	const int NL = a->nlayers, C = a->nclasses;
-	struct arena *ar = &t->w[0].arena;
+	struct arena *ar = &t->crew.w[0].arena;
 	int rc;
 	memset(st, 0, sizeof *st);
-	for (int i = 0; i < t->nthreads; i++)
-		TRI(arena_reset)(&t->w[i].arena);
+	for (int i = 0; i < t->crew.nthreads; i++)
+		cigt__arena_reset(&t->crew.w[i].arena);
 	memset(t->S, 0, sizeof t->S);
 	if (n <= 0)
 		return 0;
@@ -623,7 +614,7 @@ int TR(step)(struct TR_T *t, real_t *params, real_t *grads, const real_t *x,
 			cigt_rng_seed(&t->xrng[e], cigt_rng_next(rng));
 		}
 		t->job_layer = l;
-		if ((rc = TRI(parallel_run)(t, forward_job, active_experts(t, l))))
+		if ((rc = experts_run(t, forward_job, active_experts(t, l))))
 			return rc;
 		if (L->has_router) {
 			if ((rc = router_forward(t, l, params, o, rng, st)) ||
@@ -653,7 +644,7 @@ int TR(step)(struct TR_T *t, real_t *params, real_t *grads, const real_t *x,
 		t->job_layer = l;
 		t->job_dout = dout;
 		int nact = active_experts(t, l);
-		if ((rc = TRI(parallel_run)(t, backward_job, nact)))
+		if ((rc = experts_run(t, backward_job, nact)))
 			return rc;
 		if (l == 0)
 			break;

@@ -192,8 +192,11 @@ def check_flags(root, cigt, cigtd):
     files = ["README.md", "models/README.md"]
     files += ["proto/" + f for f in sorted(os.listdir(os.path.join(root, "proto")))
               if f != "options.md"]
-    for d, _, names in sorted(os.walk(os.path.join(root, "deploy"))):
-        files += [os.path.relpath(os.path.join(d, n), root) for n in sorted(names)]
+    deploy = []
+    for d, dirs, names in os.walk(os.path.join(root, "deploy")):
+        dirs[:] = [x for x in dirs if x != "node_modules"]  # npm ci's, not our docs
+        deploy += [os.path.relpath(os.path.join(d, n), root) for n in names]
+    files += sorted(deploy)
     seen = 0
     for f in files:
         try:

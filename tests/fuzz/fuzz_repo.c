@@ -1,12 +1,13 @@
 /* Fuzz target: the model repository's outside inputs. The first byte picks the parser, the rest
  * is its input: 0 a model's config.json (srv_model_cfg_parse), 1 the body of
  * POST /v2/repository/index, 2 the body of .../load or .../unload (srv_parse_repo_body), 3 a
- * request path (srv_route_path), 4 a folder name (srv_model_name_ok, srv_version_parse).
+ * request path (srv_route_path), 4 a folder name (cigt__model_file_name_ok, srv_version_parse).
  * Properties: accepted configs stay inside their documented bounds; rejected inputs have a
  * message; routes name models of 1..64 bytes and versions >= -1; nothing leaks. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/name.h"
 #include "fuzz.h"
 #include "srv.h"
 
@@ -65,7 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_CHECK(!rt.model_path || rt.model[0]);
 		} else {
 			long long v = srv_version_parse(s);
-			bool ok = srv_model_name_ok(s, strlen(s));
+			bool ok = cigt__model_file_name_ok(s, strlen(s));
 			FUZZ_NOTE("version %lld name %d", v, ok);
 			FUZZ_CHECK(v == -1 || (v >= 1 && s[0] != '0'));
 			FUZZ_CHECK(!ok || (s[0] != '.' && !strchr(s, '/')));

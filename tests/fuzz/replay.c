@@ -9,30 +9,19 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cigt/file.h"
 #include "fuzz.h"
 
 static int run_file(const char *path)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		perror(path);
-		return -1;
-	}
-	struct stat st;
-	if (fstat(fileno(f), &st) || st.st_size < 0) {
-		fclose(f);
-		return -1;
-	}
-	size_t n = (size_t)st.st_size;
 	/* An exact-size heap copy, so ASan sees any read past the end of the input. */
-	uint8_t *buf = malloc(n ? n : 1);
-	if (!buf || fread(buf, 1, n, f) != n) {
-		fprintf(stderr, "%s: read failed\n", path);
-		free(buf);
-		fclose(f);
+	void *buf;
+	size_t n;
+	char err[512];
+	if (cigt_file_read(path, (size_t)1 << 30, &buf, &n, err, sizeof err)) {
+		fprintf(stderr, "%s\n", err);
 		return -1;
 	}
-	fclose(f);
 	FUZZ_NOTE("%s: ", path);
 	LLVMFuzzerTestOneInput(buf, n);
 	FUZZ_NOTE("\n");

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cigt/arch.h"
+#include "cigt/file.h"
 #include "cigt/image.h"
 #include "cigt/model.h"
 #include "grpc.h"
@@ -19,7 +20,7 @@ static void *slurp(const char *rel, size_t *len)
 	char path[1024], err[256];
 	snprintf(path, sizeof path, "%s/tests/fuzz/regress/%s", CIGT_SOURCE_ROOT, rel);
 	void *buf = NULL;
-	cr_assert(cigt_read_file(path, 1 << 24, &buf, len, err, sizeof err) == 0, "%s", err);
+	cr_assert(cigt_file_read(path, 1 << 24, &buf, len, err, sizeof err) == 0, "%s", err);
 	return buf;
 }
 

@@ -2,9 +2,7 @@
  * checks (classes, input geometry and range must match the student's) and its posteriors
  * (softmax of the engine's logits at temperature T). */
 #include <criterion/criterion.h>
-#include <jansson.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,6 +12,7 @@
 #include "cigt/error.h"
 #include "cigt/model.h"
 #include "cigt/train.h"
+#include "helpers.h"
 #include "../../src/train/levers.h"
 
 #define ARCH(CH, CLASSES)                                                                     \
@@ -109,37 +108,21 @@ Test(distill, posteriors_are_the_engine_softmax_at_T)
 	free(path);
 }
 
-static int parse(const char *train_extra, char *err, size_t n, struct cigt_train_config *c)
-{
-	char text[1024];
-	snprintf(text, sizeof text,
-		 "{\"epochs\": 1, \"warmup_epochs\": 0, \"batch_size\": 8, \"lr\": 0.1, "
-		 "\"lr_schedule\": [[0, 1]], \"momentum\": 0.9, \"weight_decay\": 0, "
-		 "\"information_gain_weight\": 1, \"information_gain_beta\": 1, "
-		 "\"temperature\": {\"initial\": 1, \"decay\": 1, \"min\": 1}, "
-		 "\"routing_randomization\": 0, \"validation_samples\": 0, \"seed\": 1%s}",
-		 train_extra);
-	json_t *j = json_loads(text, 0, NULL);
-	cr_assert(j, "%s", text);
-	int rc = cigt_train_config_parse(j, c, err, n);
-	json_decref(j);
-	return rc;
-}
-
 Test(distill, config_keys)
 {
 	struct cigt_train_config c;
 	char err[256];
-	cr_assert_eq(parse("", err, sizeof err, &c), 0, "%s", err);
+	cr_assert_eq(th_train("", err, sizeof err, &c), 0, "%s", err);
 	cr_expect_eq(c.distill_teacher[0], 0, "absent: off");
-	cr_assert_eq(parse(", \"distill\": {\"teacher\": \"thick.safetensors\"}", err, sizeof err,
-			   &c),
+	cr_assert_eq(th_train(", \"distill\": {\"teacher\": \"thick.safetensors\"}", err,
+			      sizeof err, &c),
 		     0, "%s", err);
 	cr_expect_str_eq(c.distill_teacher, "thick.safetensors");
 	cr_expect_eq(c.distill_t, 6, "the authors' temperature by default");
 	cr_expect_eq(c.distill_weight, 0.5, "the authors' weight by default");
-	cr_assert_eq(parse(", \"distill\": {\"teacher\": \"t\", \"temperature\": 4, \"weight\": 1}",
-			   err, sizeof err, &c),
+	cr_assert_eq(th_train(", \"distill\": {\"teacher\": \"t\", \"temperature\": 4, "
+			      "\"weight\": 1}",
+			      err, sizeof err, &c),
 		     0, "%s", err);
 	cr_expect_eq(c.distill_t, 4);
 	cr_expect_eq(c.distill_weight, 1);
@@ -157,7 +140,8 @@ Test(distill, config_keys)
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		err[0] = 0;
-		cr_expect_eq(parse(bad[i].extra, err, sizeof err, &c), CIGT_EINVAL, "%s", bad[i].extra);
+		cr_expect_eq(th_train(bad[i].extra, err, sizeof err, &c), CIGT_EINVAL, "%s",
+			     bad[i].extra);
 		cr_expect(strstr(err, bad[i].words), "'%s' gives '%s', expected '%s'", bad[i].extra,
 			  err, bad[i].words);
 	}

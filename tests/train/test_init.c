@@ -4,7 +4,6 @@
  * source whose ops, classes or input differ is refused with a message naming the problem; the
  * config keys are checked. */
 #include <criterion/criterion.h>
-#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include "cigt/error.h"
 #include "cigt/model.h"
 #include "cigt/train.h"
+#include "helpers.h"
 
 #define OPS0                                                                                   \
 	"{\"type\": \"conv\", \"out\": 3, \"kernel\": 3, \"padding\": 1}, {\"type\": \"batchnorm\"}," \
@@ -197,34 +197,19 @@ Test(init, mismatching_sources_are_refused)
 		       "neither single-path (its layer 1 has 2 experts) nor of the same architecture");
 }
 
-static int parse(const char *train_extra, char *err, size_t n, struct cigt_train_config *c)
-{
-	char text[1024];
-	snprintf(text, sizeof text,
-		 "{\"epochs\": 1, \"warmup_epochs\": 0, \"batch_size\": 8, \"lr\": 0.1, "
-		 "\"lr_schedule\": [[0, 1]], \"momentum\": 0.9, \"weight_decay\": 0, "
-		 "\"information_gain_weight\": 1, \"information_gain_beta\": 1, "
-		 "\"temperature\": {\"initial\": 1, \"decay\": 1, \"min\": 1}, "
-		 "\"routing_randomization\": 0, \"validation_samples\": 0, \"seed\": 1%s}",
-		 train_extra);
-	json_t *j = json_loads(text, 0, NULL);
-	cr_assert(j, "%s", text);
-	int rc = cigt_train_config_parse(j, c, err, n);
-	json_decref(j);
-	return rc;
-}
-
 Test(init, config_keys)
 {
 	struct cigt_train_config c;
 	char err[256];
-	cr_assert_eq(parse("", err, sizeof err, &c), 0, "%s", err);
+	cr_assert_eq(th_train("", err, sizeof err, &c), 0, "%s", err);
 	cr_expect_eq(c.init_from[0], 0, "absent: random initialisation");
-	cr_assert_eq(parse(", \"init\": {\"from\": \"thin.safetensors\"}", err, sizeof err, &c), 0,
-		     "%s", err);
+	cr_assert_eq(th_train(", \"init\": {\"from\": \"thin.safetensors\"}", err, sizeof err,
+			      &c),
+		     0, "%s", err);
 	cr_expect_str_eq(c.init_from, "thin.safetensors");
 	cr_expect_eq(c.init_noise, 0);
-	cr_assert_eq(parse(", \"init\": {\"from\": \"/m/a\", \"noise\": 0.01}", err, sizeof err, &c),
+	cr_assert_eq(th_train(", \"init\": {\"from\": \"/m/a\", \"noise\": 0.01}", err,
+			      sizeof err, &c),
 		     0, "%s", err);
 	cr_expect_eq(c.init_noise, 0.01);
 	static const struct {
@@ -239,7 +224,8 @@ Test(init, config_keys)
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		err[0] = 0;
-		cr_expect_eq(parse(bad[i].extra, err, sizeof err, &c), CIGT_EINVAL, "%s", bad[i].extra);
+		cr_expect_eq(th_train(bad[i].extra, err, sizeof err, &c), CIGT_EINVAL, "%s",
+			     bad[i].extra);
 		cr_expect(strstr(err, bad[i].words), "'%s' gives '%s', expected '%s'", bad[i].extra,
 			  err, bad[i].words);
 	}

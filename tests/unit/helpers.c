@@ -1,5 +1,6 @@
 /* Shared helpers for the unit tests (see helpers.h). */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,4 +89,23 @@ void *th_calloc(size_t n, size_t size)
 	void *p = calloc(n ? n : 1, size ? size : 1);
 	cr_assert_not_null(p, "out of memory");
 	return p;
+}
+
+int th_train(const char *train_extra, char *err, size_t errlen,
+		    struct cigt_train_config *c)
+{
+	char text[1024];
+	snprintf(text, sizeof text,
+		 "{\"epochs\": 1, \"warmup_epochs\": 0, \"batch_size\": 8, \"lr\": 0.1, "
+		 "\"lr_schedule\": [[0, 1]], \"momentum\": 0.9, \"weight_decay\": 0, "
+		 "\"information_gain_weight\": 1, \"information_gain_beta\": 1, "
+		 "\"temperature\": {\"initial\": 1, \"decay\": 1, \"min\": 1}, "
+		 "\"routing_randomization\": 0, \"validation_samples\": 0, \"seed\": 1%s}",
+		 train_extra);
+	json_error_t je;
+	json_t *j = json_loads(text, 0, &je);
+	cr_assert(j, "test JSON %s: %s", text, je.text);
+	int rc = cigt_train_config_parse(j, c, err, errlen);
+	json_decref(j);
+	return rc;
 }

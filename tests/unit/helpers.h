@@ -1,6 +1,7 @@
-/* Shared helpers for the unit tests: a deterministic random generator independent of the
- * library's, tolerant float comparison with a useful failure message, architecture and model
- * construction from JSON text, and temporary directories. */
+/* Shared helpers for the unit tests (tests/unit/ and tests/train/): a deterministic random
+ * generator independent of the library's, tolerant float comparison with a useful failure
+ * message, architecture, model and training-config construction from JSON text, and temporary
+ * directories. */
 #ifndef CIGT_TEST_HELPERS_H
 #define CIGT_TEST_HELPERS_H
 
@@ -10,6 +11,7 @@
 
 #include "cigt/arch.h"
 #include "cigt/model.h"
+#include "cigt/train.h"
 
 /* splitmix64: deliberately not the library's generator. */
 struct th_rng {
@@ -32,6 +34,12 @@ struct cigt_model *th_model(const char *json, uint64_t seed, bool random_bn);
 
 /* Parse result for error tests: rc, and the message in err. */
 int th_arch_error(const char *json, char *err, size_t errlen);
+
+/* Parses a training config (cigt_train_config_parse): a small valid `train` object (1 epoch,
+ * no warm-up, batch 8, seed 1) with train_extra (", \"key\": value", or "") added at its end.
+ * Returns the parser's code, its message in err. */
+int th_train(const char *train_extra, char *err, size_t errlen,
+		    struct cigt_train_config *c);
 
 /* mkdtemp under $TMPDIR (or /tmp); path written to buf. rm -r with th_rmdir. */
 void th_tmpdir(char *buf, size_t len);

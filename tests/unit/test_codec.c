@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "cigt/arch.h"
-#include "cigt/image.h"
+#include "cigt/file.h"
 #include "cigt/model.h"
 #include "srv.h"
 
@@ -26,7 +26,7 @@ static void setup(void)
 	void *buf;
 	size_t len;
 	char err[256];
-	cr_assert(cigt_read_file(CIGT_REFERENCE_ARCH, 1 << 20, &buf, &len, err, sizeof err) == 0,
+	cr_assert(cigt_file_read(CIGT_REFERENCE_ARCH, 1 << 20, &buf, &len, err, sizeof err) == 0,
 		  "%s", err);
 	cr_assert(cigt_arch_parse(buf, len, &arch, err, sizeof err) == 0, "%s", err);
 	free(buf);

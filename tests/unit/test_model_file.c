@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 
 #include "cigt/error.h"
-#include "cigt/image.h"
+#include "cigt/file.h"
 #include "cigt/model.h"
 #include "helpers.h"
 #include "model/model_internal.h"
@@ -212,7 +212,7 @@ Test(model_file, save_and_load_file_round_trip)
 	void *p, *f;
 	size_t l, fl;
 	cr_assert_eq(cigt_model_serialize(m, &p, &l), 0);
-	cr_assert_eq(cigt_read_file(path, 1 << 20, &f, &fl, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(cigt_file_read(path, 1 << 20, &f, &fl, err, sizeof err), 0, "%s", err);
 	cr_assert_eq(fl, l);
 	cr_assert_arr_eq(f, p, l);
 	free(p), free(f);

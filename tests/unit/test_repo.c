@@ -1,10 +1,11 @@
 /* The model repository's pure parsers (src/server/repo_config.c, route.c): a model's
  * config.json into a version policy and batching overrides, the repository API's bodies, model
- * and version folder names, and request paths into endpoint, model and version. Each test
- * states the exact result the input must give. */
+ * and version folder names (the name rule of src/common/name.c), and request paths into
+ * endpoint, model and version. Each test states the exact result the input must give. */
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "common/name.h"
 #include "srv.h"
 
 static int cfg(const char *text, struct srv_model_cfg *c, char *err)
@@ -113,17 +114,17 @@ Test(repo_body, index_and_load_bodies)
 
 Test(repo_names, models_and_versions)
 {
-	cr_assert(srv_model_name_ok("fashion_mnist-2.b", 17));
-	cr_assert(!srv_model_name_ok("", 0));
-	cr_assert(!srv_model_name_ok("..", 2));
-	cr_assert(!srv_model_name_ok(".hidden", 7));
-	cr_assert(!srv_model_name_ok("a/b", 3));
-	cr_assert(!srv_model_name_ok("sp ace", 6));
+	cr_assert(cigt__model_file_name_ok("fashion_mnist-2.b", 17));
+	cr_assert(!cigt__model_file_name_ok("", 0));
+	cr_assert(!cigt__model_file_name_ok("..", 2));
+	cr_assert(!cigt__model_file_name_ok(".hidden", 7));
+	cr_assert(!cigt__model_file_name_ok("a/b", 3));
+	cr_assert(!cigt__model_file_name_ok("sp ace", 6));
 	char long_name[66];
 	memset(long_name, 'a', 65);
 	long_name[65] = 0;
-	cr_assert(srv_model_name_ok(long_name, 64));
-	cr_assert(!srv_model_name_ok(long_name, 65));
+	cr_assert(cigt__model_file_name_ok(long_name, 63));
+	cr_assert(!cigt__model_file_name_ok(long_name, 64), "a model name is 1-63 bytes");
 	cr_assert_eq(srv_version_parse("1"), 1);
 	cr_assert_eq(srv_version_parse("10000"), 10000);
 	cr_assert_eq(srv_version_parse("999999999999999"), 999999999999999LL);

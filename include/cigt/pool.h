@@ -1,14 +1,24 @@
-/* Data-parallel classification: a batch split into contiguous slices, one per thread, each
- * thread with its own workspace. Used by the command-line tools; the daemon has its own
- * scheduler. OpenBLAS should run single-threaded while this is in use. */
-#ifndef CIGT_PARALLEL_H
-#define CIGT_PARALLEL_H
+/* The pool: data-parallel classification for the command-line tools (the daemon has its own
+ * scheduler). A batch is split into contiguous slices, one per thread, each thread with its own
+ * workspace; the calling thread is one of the threads. OpenBLAS should run single-threaded
+ * while a pool is in use (cigt_blas_threads(1)).
+ *
+ *     struct cigt_pool *pool;
+ *     cigt_blas_threads(1);
+ *     if (cigt_pool_new(engine, 2, 512, &pool) == 0) {
+ *             cigt_pool_classify(pool, x, n, CIGT_EXEC_ROUTED, res, probs, NULL);
+ *             cigt_pool_free(pool);
+ *     }
+ */
+#ifndef CIGT_POOL_H
+#define CIGT_POOL_H
 
 #include "cigt/engine.h"
 
 struct cigt_pool;
 
-/* Starts nthreads workers (1..64), each with a workspace for max_batch / nthreads samples. */
+/* Starts nthreads threads (1..64, the caller counted), each with a workspace for
+ * max_batch / nthreads samples. 0, CIGT_EINVAL or CIGT_ENOMEM. */
 int cigt_pool_new(const struct cigt_engine *e, int nthreads, int max_batch,
 		  struct cigt_pool **out);
 void cigt_pool_free(struct cigt_pool *p);
