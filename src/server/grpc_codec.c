@@ -559,9 +559,9 @@ static Inference__InferParameter *param_new(struct arena *A)
 	return ARENA_NEW(A, Inference__InferParameter, INFERENCE__INFER_PARAMETER__INIT);
 }
 
-/* Not split: one ModelInferResponse built in one arena, the per-sample columns filled in one
+/* (not split: one ModelInferResponse built in one arena, the per-sample columns filled in one
  * pass and the outputs pointing into them; to be split along the outputs with the next change
- * here (merged from the gRPC branch after the function-length rule). */
+ * here; merged from the gRPC branch after the function-length rule.) */
 int srv_grpc_infer_encode(const struct cigt_arch *a, const char *model, long long version,
 			  const struct srv_job *job, const struct cigt_result *res,
 			  const float *probs, bool stream, struct srv_buf *out)
