@@ -1,5 +1,7 @@
 /* Small shared pieces of the daemon: the status and endpoint tables, leveled logging to stderr
- * and a growable string buffer that remembers an allocation failure instead of crashing. */
+ * and a growable string buffer that remembers an allocation failure instead of crashing, and the
+ * parse of a decimal integer that headers, queries and addresses share. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -182,4 +184,16 @@ void srv_buf_free(struct srv_buf *b)
 {
 	free(b->p);
 	*b = (struct srv_buf){0};
+}
+
+long long srv_parse_ll(const char *s, long long lo, long long hi)
+{
+	if (!s || !*s)
+		return -2;
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *end || v < lo || v > hi)
+		return -2;
+	return v;
 }

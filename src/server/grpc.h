@@ -168,9 +168,21 @@ void srv_grpc_percent_encode(const char *msg, char *buf, size_t n);
 struct srv;
 struct srv_grpc;
 
+struct srv_grpc_call_info;
+struct srv_grpc_call;
+/* What the transport calls above itself, given by the server at start so that the transport
+ * calls nothing of the files above it: call answers a method (srv_grpc_service_call, once per
+ * request message of a stream); drained is called when a call ends during a drain (the server
+ * exits once nothing is in flight). */
+struct srv_grpc_hooks {
+	void (*call)(struct srv *S, struct srv_grpc_call *k, const struct srv_grpc_call_info *ci);
+	void (*drained)(struct srv *S);
+};
+
 /* Opens --grpc-listen and starts accepting (loop thread, before uv_run). 0, or -1 with a
  * message. *port gets the port bound. */
-int srv_grpc_start(struct srv *S, struct srv_grpc **out, int *port, char *err, size_t errlen);
+int srv_grpc_start(struct srv *S, const struct srv_grpc_hooks *hooks, struct srv_grpc **out,
+		   int *port, char *err, size_t errlen);
 /* The drain: stop accepting, GOAWAY to every connection, new calls UNAVAILABLE; calls in flight
  * are answered, then each connection closes. */
 void srv_grpc_drain(struct srv_grpc *G);

@@ -122,6 +122,7 @@ struct grpc_conn {
 
 struct srv_grpc {
 	struct srv *S;
+	struct srv_grpc_hooks hooks; /* the service and the drain, above this file */
 	const struct srv_config *cfg;
 	uv_tcp_t listener;
 	bool listening;
@@ -198,7 +199,7 @@ static void call_free(struct srv_grpc_call *k)
 	free(k);
 	atomic_fetch_sub_explicit(&srv_stats.stat_inflight, 1, memory_order_relaxed);
 	if (G->S->draining)
-		srv_loop_check_drained(G->S);
+		G->hooks.drained(G->S);
 }
 
 /* The call's stream is gone (closed by nghttp2, or its connection went away): it is counted,
@@ -703,7 +704,7 @@ static void call_message(struct srv_grpc_call *k, const uint8_t *msg, size_t len
 	struct srv_grpc_call_info ci = {k->method, msg, len, k->timeout_ms, k->t_start,
 					k->c->ip};
 	ci.t_start = cigt_now_ns(); /* each message of a stream is a request of its own */
-	srv_grpc_service_call(k->G->S, k, &ci);
+	k->G->hooks.call(k->G->S, k, &ci);
 }
 
 /* Reads the messages out of the bytes of the call's DATA frames. The buffer never holds more
@@ -775,7 +776,7 @@ static void call_request_end(struct srv_grpc_call *k)
 	}
 	struct srv_grpc_call_info ci = {k->method, (const uint8_t *)k->msg1.p, k->msg1.len,
 					k->timeout_ms, k->t_start, k->c->ip};
-	srv_grpc_service_call(k->G->S, k, &ci);
+	k->G->hooks.call(k->G->S, k, &ci);
 }
 
 static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *user)
@@ -1103,13 +1104,15 @@ static void on_handle_closed(uv_handle_t *h)
 		free(G);
 }
 
-int srv_grpc_start(struct srv *S, struct srv_grpc **out, int *port, char *err, size_t errlen)
+int srv_grpc_start(struct srv *S, const struct srv_grpc_hooks *hooks, struct srv_grpc **out,
+		   int *port, char *err, size_t errlen)
 {
 	*out = NULL;
 	struct srv_grpc *G = calloc(1, sizeof *G);
 	if (!G)
 		return cigt_fail(err, errlen, -1, "out of memory");
 	G->S = S;
+	G->hooks = *hooks;
 	G->cfg = S->cfg;
 	G->conns.next = G->conns.prev = &G->conns;
 	static const double secs[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,

@@ -23,20 +23,7 @@ static bool token_equal(const char *a, size_t alen, const char *b, size_t blen)
 	return alen > 0 && diff == 0;
 }
 
-long long srv_parse_ll(const char *s, long long lo, long long hi)
-{
-	if (!s || !*s)
-		return -2;
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno || *end || v < lo || v > hi)
-		return -2;
-	return v;
-}
-
 /* ---------------------------------------------------------------------------- answering */
-
 
 enum MHD_Result srv_respond(struct srv *S, struct MHD_Connection *mc, struct srv_req *r,
 			       int status, const char *ctype, const void *body, size_t len,

@@ -77,12 +77,8 @@ enum MHD_Result srv_respond_buf(struct srv *S, struct MHD_Connection *mc, struct
 /* Decides a fully received request: an answer, or a hand-off to the scheduler or registry. */
 enum MHD_Result srv_dispatch(struct srv *S, struct MHD_Connection *mc, struct srv_req *r,
 			     const char *url, const char *method);
-/* A decimal integer in [lo, hi], or -2. */
-long long srv_parse_ll(const char *s, long long lo, long long hi);
-/* A listening socket (non-blocking) for "host:port", "[v6]:port" or ":port"; *port_out gets
+/* (listen.c) A listening socket (non-blocking) for "host:port", "[v6]:port" or ":port"; *port_out gets
  * the port bound. The fd, or -1 with a message. */
 int srv_open_listener(const char *spec, int *port_out, char *err, size_t errlen);
-/* During a drain: exits (from a timer) once nothing is in flight. */
-void srv_loop_check_drained(struct srv *S);
 
 #endif

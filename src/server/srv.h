@@ -155,6 +155,9 @@ struct srv_buf {
 	bool oom;
 };
 
+/* (common.c) A decimal integer in [lo, hi], or -2. */
+long long srv_parse_ll(const char *s, long long lo, long long hi);
+
 void srv_buf_put(struct srv_buf *b, const void *s, size_t n);
 /* Room for extra more bytes (and the NUL kept after them) without moving len; false, with oom
  * set, when memory is short. */
