@@ -7,7 +7,9 @@ container where `./cigt.sh serve` is serving:
     bash readme.sh > readme.out 2>&1                   # (in the container, in an empty directory)
     readme_serving.py check readme.sh readme.out       # one ok/FAIL line per command
 
-The commands are the section's indented blocks up to "### Operating it", less the block that
+The commands are the section's indented blocks up to "### gRPC" (its Python client needs the
+test packages grpcio and protoc, which a serving machine has not; the grpc-readme test runs it
+as printed), less the block that
 starts the server and the printed answer (a block starting with "{"); a line ending in a
 backslash goes on on the next. Every command must exit 0, and each curl's answer is checked
 against what the shipped model gives the first Fashion-MNIST test image (class 9, Ankle boot).
@@ -24,7 +26,7 @@ MACS, DENSE = 5749632, 11054848
 def commands(readme):
     text = open(readme).read()
     start = text.index("## Serving: `cigtd`")
-    section = text[start:text.index("### Operating it", start)]
+    section = text[start:text.index("### gRPC", start)]
     blocks, cur = [], []
     for line in section.splitlines():
         if line.startswith("    "):
