@@ -12,7 +12,10 @@
 
 #define CIGT_MAX_LAYERS 16
 #define CIGT_MAX_EXPERTS 64
-#define CIGT_MAX_OPS 64
+#define CIGT_MAX_OPS 2048     /* ops of one expert, residual blocks expanded (see below) */
+#define CIGT_MAX_CHAIN 256    /* entries of one JSON op chain (a residual block is one) */
+#define CIGT_MAX_BRANCH 16    /* ops of a residual block's main or shortcut branch */
+#define CIGT_MAX_ROUTER_OPS 16 /* entries of a router's own op chain */
 #define CIGT_MAX_CLASSES 4096
 #define CIGT_NAME_MAX 64
 
@@ -25,7 +28,22 @@ enum cigt_op_kind {
 	CIGT_OP_FLATTEN,
 	CIGT_OP_LINEAR,
 	CIGT_OP_DROPOUT,
+	CIGT_OP_GLOBALAVGPOOL, /* C x H x W -> C x 1 x 1, the mean of each channel */
+	/* A residual block, expanded in place into three markers around its branches:
+	 *   RESIDUAL, main ops..., SHORTCUT, shortcut ops (none: identity)..., ADD
+	 * RESIDUAL's input is the block input and its outshape the block output; it carries the
+	 * branch lengths (nmain, nshort) and whether a ReLU follows the add (relu). SHORTCUT
+	 * starts the shortcut branch on the block input (its in and outshape: the block input).
+	 * ADD sums the main branch's output and the shortcut's (the block input when nshort is
+	 * 0), then applies the ReLU when relu. Blocks do not nest. */
+	CIGT_OP_RESIDUAL,
+	CIGT_OP_SHORTCUT,
+	CIGT_OP_ADD,
 };
+
+/* Where an op sits in the JSON chain it was written in (for tensor names and messages):
+ * entry `top` of the chain, and within a residual block its branch and index there. */
+enum cigt_branch { CIGT_BRANCH_NONE, CIGT_BRANCH_MAIN, CIGT_BRANCH_SHORTCUT };
 
 /* One sample's activation shape, channels-first (C x H x W). A flat vector is C x 1 x 1. */
 struct cigt_shape {
@@ -44,28 +62,37 @@ struct cigt_op_desc {
 	bool bias;                  /* conv and linear */
 	float eps, momentum;        /* batchnorm */
 	float p;                    /* dropout probability */
+	bool relu;                  /* RESIDUAL and ADD: a ReLU after the add */
+	int nmain, nshort;          /* RESIDUAL: ops in its main and shortcut branches */
+	int top;                    /* entry of the JSON chain (the block, inside a block) */
+	enum cigt_branch branch;    /* inside a block: which branch (markers: NONE) */
+	int sub;                    /* inside a block: index within the branch */
 	struct cigt_shape in, outshape;
 	int64_t macs;   /* multiply-accumulates per sample */
 	int64_t params; /* trainable parameters */
 };
 
-/* Router after a layer: avgpool(kernel = stride = pool) -> flatten -> linear(hidden) ->
+/* Router after a layer: its own op chain (optional: convs, pools, residual blocks; expanded
+ * like an expert's) -> avgpool(kernel = stride = pool) -> flatten -> linear(hidden) ->
  * batchnorm1d -> linear(K of the next layer); routes are softmax(a / T), argmax at inference. */
 struct cigt_router_desc {
+	int nops;                   /* 0: the pool reads the layer output */
+	struct cigt_op_desc *ops;   /* nops, owned */
+	struct cigt_shape chain_out; /* what the pool reads (the layer output when nops is 0) */
 	int pool_h, pool_w;
 	int hidden;
 	int out;
 	float bn_eps, bn_momentum;
 	struct cigt_shape in;   /* the layer's output shape */
 	struct cigt_shape pooled;
-	int64_t macs;
+	int64_t macs;   /* the chain's and both linears' */
 	int64_t params;
 };
 
 struct cigt_layer_desc {
 	int experts;
-	int nops;
-	struct cigt_op_desc ops[CIGT_MAX_OPS];
+	int nops;                 /* expanded: residual blocks count their markers and branches */
+	struct cigt_op_desc *ops; /* nops, owned */
 	bool has_router; /* every layer but the last */
 	struct cigt_router_desc router;
 	struct cigt_shape in, out;

@@ -21,6 +21,7 @@ struct cigt_op_params {
 };
 
 struct cigt_router_params {
+	struct cigt_op_params *ops;             /* the router's op chain (arch router.nops) */
 	float *fc1_w, *fc1_b;                   /* [hidden, pooled], [hidden] */
 	float *gamma, *beta, *mean, *var;       /* [hidden] */
 	float *fc2_w, *fc2_b;                   /* [out, hidden], [out] */

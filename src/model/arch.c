@@ -17,7 +17,8 @@ _Static_assert(CIGT_NAME_MAX == CIGT__MODEL_NAME_LEN + 1, "arch.name holds a mod
 
 /* Multiply-accumulates and parameters of one conv or linear op, per sample, at most. Far above
  * any real network (the reference is 5.7e6 MACs in all), it keeps every MAC and parameter total
- * exact in int64: 16 layers x 64 experts x 64 ops x 2^40 < 2^63. */
+ * exact in int64: 16 layers x 64 experts x 2048 ops x 2^40 < 2^63 (routers add less than
+ * 16 x 2^51). */
 #define OP_COST_MAX ((int64_t)1 << 40)
 
 static const char *const op_names[] = {
@@ -25,6 +26,8 @@ static const char *const op_names[] = {
 	[CIGT_OP_RELU] = "relu",       [CIGT_OP_MAXPOOL] = "maxpool",
 	[CIGT_OP_AVGPOOL] = "avgpool", [CIGT_OP_FLATTEN] = "flatten",
 	[CIGT_OP_LINEAR] = "linear",   [CIGT_OP_DROPOUT] = "dropout",
+	[CIGT_OP_GLOBALAVGPOOL] = "globalavgpool", [CIGT_OP_RESIDUAL] = "residual",
+	[CIGT_OP_SHORTCUT] = "shortcut", [CIGT_OP_ADD] = "add",
 };
 
 const char *cigt_op_name(enum cigt_op_kind k)
@@ -233,9 +236,146 @@ static int parse_dropout(const json_t *j, const char *path, struct cigt_op_desc 
 	return 0;
 }
 
-/* Parses one op and resolves its output shape from *shape (updated). */
-static int parse_op(const json_t *j, const char *path, struct cigt_shape *shape,
-		    struct cigt_op_desc *op, char *err, size_t errlen)
+/* Which ops a chain may hold: an expert's chain takes every kind; a residual block's branches
+ * and a router's chain only those that keep a feature map (a router's chain may hold blocks). */
+enum chain_ctx { CHAIN_EXPERT, CHAIN_BRANCH, CHAIN_ROUTER };
+
+static const enum cigt_op_kind json_kinds[] = {
+	CIGT_OP_CONV,	 CIGT_OP_BATCHNORM, CIGT_OP_RELU,    CIGT_OP_MAXPOOL,	    CIGT_OP_AVGPOOL,
+	CIGT_OP_FLATTEN, CIGT_OP_LINEAR,    CIGT_OP_DROPOUT, CIGT_OP_GLOBALAVGPOOL, CIGT_OP_RESIDUAL,
+};
+
+static bool kind_allowed(enum cigt_op_kind k, enum chain_ctx ctx)
+{
+	switch (k) {
+	case CIGT_OP_CONV:
+	case CIGT_OP_BATCHNORM:
+	case CIGT_OP_RELU:
+	case CIGT_OP_MAXPOOL:
+	case CIGT_OP_AVGPOOL:
+		return true;
+	case CIGT_OP_DROPOUT:
+		return ctx != CHAIN_ROUTER;
+	case CIGT_OP_RESIDUAL:
+		return ctx != CHAIN_BRANCH;
+	default:
+		return ctx == CHAIN_EXPERT;
+	}
+}
+
+static const char *ctx_expected(enum chain_ctx ctx)
+{
+	switch (ctx) {
+	case CHAIN_BRANCH:
+		return "conv, batchnorm, relu, maxpool, avgpool or dropout (a residual branch)";
+	case CHAIN_ROUTER:
+		return "conv, batchnorm, relu, maxpool, avgpool or residual (a router's chain)";
+	default:
+		return "conv, batchnorm, relu, maxpool, avgpool, globalavgpool, flatten, linear, "
+		       "dropout or residual";
+	}
+}
+
+/* A chain being expanded: the flat op list it grows into. */
+struct oplist {
+	struct cigt_op_desc *ops;
+	int n, cap, max;
+};
+
+static struct cigt_op_desc *oplist_push(struct oplist *ol)
+{
+	if (ol->n == ol->cap) {
+		int cap = ol->cap ? 2 * ol->cap : 16;
+		void *p = realloc(ol->ops, (size_t)cap * sizeof *ol->ops);
+		if (!p)
+			return NULL;
+		ol->ops = p;
+		ol->cap = cap;
+	}
+	struct cigt_op_desc *op = &ol->ops[ol->n++];
+	memset(op, 0, sizeof *op);
+	return op;
+}
+
+static int parse_chain(const json_t *arr, const char *path, enum chain_ctx ctx, int lo, int hi,
+		       struct cigt_shape *shape, struct oplist *ol, int top,
+		       enum cigt_branch branch, char *err, size_t errlen);
+
+/* The shape a block's branch ends in, as text. */
+static void shape_text(char *buf, size_t len, struct cigt_shape s)
+{
+	snprintf(buf, len, "%dx%dx%d", s.c, s.h, s.w);
+}
+
+/* A residual block: its RESIDUAL marker is ol->ops[at]; main, SHORTCUT, shortcut, ADD follow. */
+static int parse_residual(const json_t *j, const char *path, struct cigt_shape *shape,
+			  struct oplist *ol, int at, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"type", "main", "shortcut", "relu", NULL};
+	char sub[200];
+	int rc;
+	bool relu = true;
+	if ((rc = check_keys(j, keys, path, err, errlen)) ||
+	    (rc = get_bool(j, "relu", true, path, &relu, err, errlen)))
+		return rc;
+	const struct cigt_shape in = *shape;
+	const int top = ol->ops[at].top;
+	const json_t *main = json_object_get(j, "main"), *sc = json_object_get(j, "shortcut");
+	if (!main)
+		return ERR("%s: missing key 'main'", path);
+	snprintf(sub, sizeof sub, "%s.main", path);
+	struct cigt_shape mo = in, so = in;
+	int n0 = ol->n;
+	if ((rc = parse_chain(main, sub, CHAIN_BRANCH, 1, CIGT_MAX_BRANCH, &mo, ol, top,
+			      CIGT_BRANCH_MAIN, err, errlen)))
+		return rc;
+	const int nmain = ol->n - n0;
+	struct cigt_op_desc *m = oplist_push(ol);
+	if (!m)
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	m->kind = CIGT_OP_SHORTCUT;
+	m->top = top;
+	m->in = m->outshape = in;
+	n0 = ol->n;
+	if (sc && !(json_is_array(sc) && json_array_size(sc) == 0)) {
+		snprintf(sub, sizeof sub, "%s.shortcut", path);
+		if ((rc = parse_chain(sc, sub, CHAIN_BRANCH, 0, CIGT_MAX_BRANCH, &so, ol, top,
+				      CIGT_BRANCH_SHORTCUT, err, errlen)))
+			return rc;
+	}
+	const int nshort = ol->n - n0;
+	if (mo.c != so.c || mo.h != so.h || mo.w != so.w) {
+		char a[48], b[48];
+		shape_text(a, sizeof a, mo);
+		shape_text(b, sizeof b, so);
+		return nshort ? ERR("%s: the main branch outputs %s but the shortcut %s", path, a, b)
+			      : ERR("%s: the main branch outputs %s but the identity shortcut "
+				    "passes the input %s (give a shortcut chain, such as a 1x1 conv "
+				    "with the main branch's stride, and a batchnorm)",
+				    path, a, b);
+	}
+	struct cigt_op_desc *add = oplist_push(ol);
+	if (!add)
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	add->kind = CIGT_OP_ADD;
+	add->top = top;
+	add->relu = relu;
+	add->in = add->outshape = mo;
+	struct cigt_op_desc *r = &ol->ops[at]; /* the list may have moved */
+	r->relu = relu;
+	r->nmain = nmain;
+	r->nshort = nshort;
+	r->in = in;
+	r->outshape = mo;
+	*shape = mo;
+	return 0;
+}
+
+/* Parses one op and resolves its output shape from *shape (updated). A residual block expands
+ * into several list entries; every other op is one. */
+static int parse_op(const json_t *j, const char *path, enum chain_ctx ctx, struct cigt_shape *shape,
+		    struct oplist *ol, int top, enum cigt_branch branch, int sub, char *err,
+		    size_t errlen)
 {
 	static const char *const bare_keys[] = {"type", NULL};
 	int rc = 0;
@@ -246,16 +386,26 @@ static int parse_op(const json_t *j, const char *path, struct cigt_shape *shape,
 		return ERR("%s: missing string key 'type'", path);
 	const char *type = json_string_value(t);
 	int kind = -1;
-	for (unsigned i = 0; i < sizeof op_names / sizeof op_names[0]; i++)
-		if (strcmp(type, op_names[i]) == 0)
-			kind = (int)i;
+	for (unsigned i = 0; i < sizeof json_kinds / sizeof json_kinds[0]; i++)
+		if (strcmp(type, op_names[json_kinds[i]]) == 0)
+			kind = (int)json_kinds[i];
 	if (kind < 0)
-		return ERR("%s.type: unknown op '%s' (expected conv, batchnorm, relu, maxpool, "
-			   "avgpool, flatten, linear or dropout)",
-			   path, type);
-	memset(op, 0, sizeof *op);
+		return ERR("%s.type: unknown op '%s' (expected %s)", path, type,
+			   ctx_expected(CHAIN_EXPERT));
+	if (!kind_allowed((enum cigt_op_kind)kind, ctx))
+		return ERR("%s.type: '%s' cannot go here (expected %s)", path, type,
+			   ctx_expected(ctx));
+	if (ol->n >= ol->max)
+		return ERR("%s: more than %d ops once residual blocks are expanded", path, ol->max);
+	const int at = ol->n;
+	struct cigt_op_desc *op = oplist_push(ol);
+	if (!op)
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
 	op->kind = (enum cigt_op_kind)kind;
 	op->in = *shape;
+	op->top = top;
+	op->branch = branch;
+	op->sub = sub;
 	struct cigt_shape o = *shape;
 	switch (op->kind) {
 	case CIGT_OP_CONV:
@@ -272,6 +422,10 @@ static int parse_op(const json_t *j, const char *path, struct cigt_shape *shape,
 		o.c = (int)cigt_shape_size(*shape);
 		o.h = o.w = 1;
 		break;
+	case CIGT_OP_GLOBALAVGPOOL:
+		rc = check_keys(j, bare_keys, path, err, errlen);
+		o.h = o.w = 1;
+		break;
 	case CIGT_OP_MAXPOOL:
 	case CIGT_OP_AVGPOOL:
 		rc = parse_pool(j, path, shape, &o, op, err, errlen);
@@ -281,6 +435,10 @@ static int parse_op(const json_t *j, const char *path, struct cigt_shape *shape,
 		break;
 	case CIGT_OP_DROPOUT:
 		rc = parse_dropout(j, path, op, err, errlen);
+		break;
+	case CIGT_OP_RESIDUAL:
+		return parse_residual(j, path, shape, ol, at, err, errlen);
+	default:
 		break;
 	}
 	if (rc)
@@ -292,31 +450,82 @@ static int parse_op(const json_t *j, const char *path, struct cigt_shape *shape,
 	return 0;
 }
 
+/* An op chain (a JSON array of lo..hi entries) expanded onto ol from *shape (updated). Entries
+ * of a top-level chain get their own index as `top`; a branch's entries the block's. */
+static int parse_chain(const json_t *arr, const char *path, enum chain_ctx ctx, int lo, int hi,
+		       struct cigt_shape *shape, struct oplist *ol, int top,
+		       enum cigt_branch branch, char *err, size_t errlen)
+{
+	char p[160];
+	if (!arr || !json_is_array(arr) || json_array_size(arr) < (size_t)lo ||
+	    json_array_size(arr) > (size_t)hi)
+		return ERR("%s: expected an array of %d to %d ops", path, lo, hi);
+	const int n = (int)json_array_size(arr);
+	for (int i = 0; i < n; i++) {
+		snprintf(p, sizeof p, "%s[%d]", path, i);
+		int at = ol->n;
+		int rc = parse_op(json_array_get(arr, (size_t)i), p, ctx, shape, ol,
+				  branch == CIGT_BRANCH_NONE ? i : top, branch, i, err, errlen);
+		if (rc)
+			return rc;
+		if (ol->ops[at].kind == CIGT_OP_BATCHNORM && i > 0 &&
+		    ol->ops[at - 1].kind == CIGT_OP_BATCHNORM)
+			return ERR("%s: two batchnorms in a row", p);
+	}
+	return 0;
+}
+
+static void sum_costs(const struct cigt_op_desc *ops, int n, int64_t *macs, int64_t *params)
+{
+	for (int i = 0; i < n; i++) {
+		*macs += ops[i].macs;
+		*params += ops[i].params;
+	}
+}
+
 static int parse_router(const json_t *j, const char *path, struct cigt_shape in, int next_k,
 			struct cigt_router_desc *r, char *err, size_t errlen)
 {
-	static const char *const keys[] = {"pool", "hidden", "bn_eps", "bn_momentum", NULL};
+	static const char *const keys[] = {"ops", "pool", "hidden", "bn_eps", "bn_momentum", NULL};
+	char sub[128];
 	int rc;
 	double eps = 0, mom = 0;
 	if (!json_is_object(j))
 		return ERR("%s: expected an object", path);
-	if ((rc = check_keys(j, keys, path, err, errlen)) ||
+	if ((rc = check_keys(j, keys, path, err, errlen)))
+		return rc;
+	r->in = in;
+	int64_t chain_macs = 0, chain_params = 0;
+	const json_t *ops = json_object_get(j, "ops");
+	if (ops) {
+		struct oplist ol = {.max = CIGT_MAX_OPS};
+		snprintf(sub, sizeof sub, "%s.ops", path);
+		rc = parse_chain(ops, sub, CHAIN_ROUTER, 1, CIGT_MAX_ROUTER_OPS, &in, &ol, 0,
+				 CIGT_BRANCH_NONE, err, errlen);
+		r->ops = ol.ops;
+		r->nops = ol.n;
+		if (rc)
+			return rc;
+		sum_costs(r->ops, r->nops, &chain_macs, &chain_params);
+	}
+	r->chain_out = in;
+	if (
 	    (rc = get_pair(j, "pool", 0, 1, 1, 4096, path, &r->pool_h, &r->pool_w, err, errlen)) ||
 	    (rc = get_int(j, "hidden", 0, 1, 1, 65536, path, &r->hidden, err, errlen)) ||
 	    (rc = get_num(j, "bn_eps", 1e-5, 1e-12, 1.0, path, &eps, err, errlen)) ||
 	    (rc = get_num(j, "bn_momentum", 0.1, 0.0, 1.0, path, &mom, err, errlen)))
 		return rc;
 	if (r->pool_h > in.h || r->pool_w > in.w)
-		return ERR("%s.pool: %dx%d is larger than the layer output %dx%d", path, r->pool_h,
-			   r->pool_w, in.h, in.w);
+		return ERR("%s.pool: %dx%d is larger than the %s %dx%d", path, r->pool_h,
+			   r->pool_w, r->nops ? "router chain's output" : "layer output", in.h,
+			   in.w);
 	r->bn_eps = (float)eps;
 	r->bn_momentum = (float)mom;
-	r->in = in;
 	r->pooled = (struct cigt_shape){in.c, in.h / r->pool_h, in.w / r->pool_w};
 	r->out = next_k;
 	int64_t p = cigt_shape_size(r->pooled);
-	r->macs = p * r->hidden + (int64_t)r->hidden * next_k;
-	r->params = p * r->hidden + r->hidden + 2 * (int64_t)r->hidden +
+	r->macs = chain_macs + p * r->hidden + (int64_t)r->hidden * next_k;
+	r->params = chain_params + p * r->hidden + r->hidden + 2 * (int64_t)r->hidden +
 		    (int64_t)r->hidden * next_k + next_k;
 	return 0;
 }
@@ -467,22 +676,15 @@ static int parse_layer(const json_t *jl, int l, struct cigt_shape *shape, struct
 	int rc;
 	json_t *ops = json_object_get(jl, "ops");
 	snprintf(path, sizeof path, "layers[%d].ops", l);
-	if (!ops || !json_is_array(ops) || json_array_size(ops) < 1 ||
-	    json_array_size(ops) > CIGT_MAX_OPS)
-		return ERR("%s: expected an array of 1 to %d ops", path, CIGT_MAX_OPS);
 	L->in = *shape;
-	L->nops = (int)json_array_size(ops);
-	for (int i = 0; i < L->nops; i++) {
-		struct cigt_op_desc *op = &L->ops[i];
-		snprintf(path, sizeof path, "layers[%d].ops[%d]", l, i);
-		if ((rc = parse_op(json_array_get(ops, (size_t)i), path, shape, op, err, errlen)))
-			return rc;
-		if (op->kind == CIGT_OP_BATCHNORM && i > 0 &&
-		    L->ops[i - 1].kind == CIGT_OP_BATCHNORM)
-			return ERR("%s: two batchnorms in a row", path);
-		L->expert_macs += op->macs;
-		L->expert_params += op->params;
-	}
+	struct oplist ol = {.max = CIGT_MAX_OPS};
+	rc = parse_chain(ops, path, CHAIN_EXPERT, 1, CIGT_MAX_CHAIN, shape, &ol, 0,
+			 CIGT_BRANCH_NONE, err, errlen);
+	L->ops = ol.ops;
+	L->nops = ol.n;
+	if (rc)
+		return rc;
+	sum_costs(L->ops, L->nops, &L->expert_macs, &L->expert_params);
 	L->out = *shape;
 	json_t *jr = json_object_get(jl, "router");
 	snprintf(path, sizeof path, "layers[%d].router", l);
@@ -575,6 +777,10 @@ void cigt_arch_free(struct cigt_arch *a)
 		for (int i = 0; i < a->nclasses; i++)
 			free(a->classes[i]);
 	free(a->classes);
+	for (int l = 0; l < CIGT_MAX_LAYERS; l++) {
+		free(a->layers[l].ops);
+		free(a->layers[l].router.ops);
+	}
 	free(a);
 }
 
@@ -598,6 +804,60 @@ static json_t *pair_json(int h, int w)
 	return h == w ? json_integer(h) : json_pack("[ii]", h, w);
 }
 
+static json_t *op_json(const struct cigt_op_desc *op)
+{
+	json_t *o = json_pack("{ss}", "type", cigt_op_name(op->kind));
+	switch (op->kind) {
+	case CIGT_OP_CONV:
+		json_object_set_new(o, "out", json_integer(op->out));
+		json_object_set_new(o, "kernel", pair_json(op->kh, op->kw));
+		json_object_set_new(o, "stride", pair_json(op->sh, op->sw));
+		json_object_set_new(o, "padding", pair_json(op->ph, op->pw));
+		json_object_set_new(o, "bias", json_boolean(op->bias));
+		break;
+	case CIGT_OP_LINEAR:
+		json_object_set_new(o, "out", json_integer(op->out));
+		json_object_set_new(o, "bias", json_boolean(op->bias));
+		break;
+	case CIGT_OP_BATCHNORM:
+		json_object_set_new(o, "eps", json_real(op->eps));
+		json_object_set_new(o, "momentum", json_real(op->momentum));
+		break;
+	case CIGT_OP_MAXPOOL:
+	case CIGT_OP_AVGPOOL:
+		json_object_set_new(o, "kernel", pair_json(op->kh, op->kw));
+		json_object_set_new(o, "stride", pair_json(op->sh, op->sw));
+		json_object_set_new(o, "padding", pair_json(op->ph, op->pw));
+		break;
+	case CIGT_OP_DROPOUT:
+		json_object_set_new(o, "p", json_real(op->p));
+		break;
+	default:
+		break;
+	}
+	return o;
+}
+
+/* The JSON chain of n expanded ops: a residual block's markers and branches become one
+ * entry again. */
+static json_t *chain_json(const struct cigt_op_desc *ops, int n)
+{
+	json_t *arr = json_array();
+	for (int i = 0; i < n; i++) {
+		const struct cigt_op_desc *op = &ops[i];
+		if (op->kind != CIGT_OP_RESIDUAL) {
+			json_array_append_new(arr, op_json(op));
+			continue;
+		}
+		json_t *main = chain_json(op + 1, op->nmain);
+		json_t *sc = chain_json(op + 2 + op->nmain, op->nshort);
+		json_array_append_new(arr, json_pack("{ss so so sb}", "type", "residual", "main",
+						     main, "shortcut", sc, "relu", op->relu));
+		i += op->nmain + op->nshort + 2; /* the block's branches, SHORTCUT and ADD */
+	}
+	return arr;
+}
+
 json_t *cigt_arch_json(const struct cigt_arch *a)
 {
 	json_t *classes = json_array();
@@ -606,48 +866,19 @@ json_t *cigt_arch_json(const struct cigt_arch *a)
 	json_t *layers = json_array();
 	for (int l = 0; l < a->nlayers; l++) {
 		const struct cigt_layer_desc *L = &a->layers[l];
-		json_t *ops = json_array();
-		for (int i = 0; i < L->nops; i++) {
-			const struct cigt_op_desc *op = &L->ops[i];
-			json_t *o = json_pack("{ss}", "type", cigt_op_name(op->kind));
-			switch (op->kind) {
-			case CIGT_OP_CONV:
-				json_object_set_new(o, "out", json_integer(op->out));
-				json_object_set_new(o, "kernel", pair_json(op->kh, op->kw));
-				json_object_set_new(o, "stride", pair_json(op->sh, op->sw));
-				json_object_set_new(o, "padding", pair_json(op->ph, op->pw));
-				json_object_set_new(o, "bias", json_boolean(op->bias));
-				break;
-			case CIGT_OP_LINEAR:
-				json_object_set_new(o, "out", json_integer(op->out));
-				json_object_set_new(o, "bias", json_boolean(op->bias));
-				break;
-			case CIGT_OP_BATCHNORM:
-				json_object_set_new(o, "eps", json_real(op->eps));
-				json_object_set_new(o, "momentum", json_real(op->momentum));
-				break;
-			case CIGT_OP_MAXPOOL:
-			case CIGT_OP_AVGPOOL:
-				json_object_set_new(o, "kernel", pair_json(op->kh, op->kw));
-				json_object_set_new(o, "stride", pair_json(op->sh, op->sw));
-				json_object_set_new(o, "padding", pair_json(op->ph, op->pw));
-				break;
-			case CIGT_OP_DROPOUT:
-				json_object_set_new(o, "p", json_real(op->p));
-				break;
-			default:
-				break;
-			}
-			json_array_append_new(ops, o);
-		}
+		json_t *ops = chain_json(L->ops, L->nops);
 		json_t *jl = json_pack("{si so}", "experts", L->experts, "ops", ops);
-		if (L->has_router)
-			json_object_set_new(
-				jl, "router",
-				json_pack("{so si sf sf}", "pool",
-					  pair_json(L->router.pool_h, L->router.pool_w), "hidden",
-					  L->router.hidden, "bn_eps", (double)L->router.bn_eps,
-					  "bn_momentum", (double)L->router.bn_momentum));
+		if (L->has_router) {
+			json_t *r = json_pack("{so si sf sf}", "pool",
+					      pair_json(L->router.pool_h, L->router.pool_w),
+					      "hidden", L->router.hidden, "bn_eps",
+					      (double)L->router.bn_eps, "bn_momentum",
+					      (double)L->router.bn_momentum);
+			if (L->router.nops)
+				json_object_set_new(r, "ops",
+						    chain_json(L->router.ops, L->router.nops));
+			json_object_set_new(jl, "router", r);
+		}
 		json_array_append_new(layers, jl);
 	}
 	json_t *in = json_pack("{si si si}", "channels", a->input.c, "height", a->input.h, "width",

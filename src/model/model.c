@@ -56,6 +56,48 @@ static int add(struct tensor_list *tl, float **slot, enum cigt_tensor_role role,
 
 #define SHAPE(...) (const int64_t[]){__VA_ARGS__}
 
+/* The tensor-name prefix of an expanded op: base (".../ops" of its chain) + ".{top}", and
+ * inside a residual block ".main.{sub}" or ".shortcut.{sub}". */
+static void op_prefix(char *buf, size_t len, const char *base, const struct cigt_op_desc *op)
+{
+	if (op->branch == CIGT_BRANCH_NONE)
+		snprintf(buf, len, "%s.%d", base, op->top);
+	else
+		snprintf(buf, len, "%s.%d.%s.%d", base, op->top,
+			 op->branch == CIGT_BRANCH_MAIN ? "main" : "shortcut", op->sub);
+}
+
+/* The tensors of one op (none for ops without parameters). */
+static int op_tensors(struct tensor_list *tl, const struct cigt_op_desc *op,
+		      struct cigt_op_params *p, const char *pre)
+{
+	int64_t c = op->in.c, in = cigt_shape_size(op->in);
+	int rc = 0;
+	switch (op->kind) {
+	case CIGT_OP_CONV:
+		rc = add(tl, &p->w, CIGT_T_WEIGHT, c * op->kh * op->kw, 4,
+			 SHAPE(op->out, c, op->kh, op->kw), "%s.weight", pre);
+		if (!rc && op->bias)
+			rc = add(tl, &p->b, CIGT_T_BIAS, c * op->kh * op->kw, 1, SHAPE(op->out),
+				 "%s.bias", pre);
+		return rc;
+	case CIGT_OP_LINEAR:
+		rc = add(tl, &p->w, CIGT_T_WEIGHT, in, 2, SHAPE(op->out, in), "%s.weight", pre);
+		if (!rc && op->bias)
+			rc = add(tl, &p->b, CIGT_T_BIAS, in, 1, SHAPE(op->out), "%s.bias", pre);
+		return rc;
+	case CIGT_OP_BATCHNORM:
+		if ((rc = add(tl, &p->gamma, CIGT_T_BN_GAMMA, 0, 1, SHAPE(c), "%s.weight", pre)) ||
+		    (rc = add(tl, &p->beta, CIGT_T_BN_BETA, 0, 1, SHAPE(c), "%s.bias", pre)) ||
+		    (rc = add(tl, &p->mean, CIGT_T_BN_MEAN, 0, 1, SHAPE(c), "%s.running_mean",
+			      pre)))
+			return rc;
+		return add(tl, &p->var, CIGT_T_BN_VAR, 0, 1, SHAPE(c), "%s.running_var", pre);
+	default:
+		return 0;
+	}
+}
+
 int cigt__model_tensor_list(struct cigt_model *m)
 {
 	const struct cigt_arch *a = m->arch;
@@ -64,46 +106,22 @@ int cigt__model_tensor_list(struct cigt_model *m)
 	for (int l = 0; l < a->nlayers && !rc; l++) {
 		const struct cigt_layer_desc *L = &a->layers[l];
 		for (int e = 0; e < L->experts && !rc; e++) {
+			char base[48], pre[80];
+			snprintf(base, sizeof base, "layers.%d.experts.%d.ops", l, e);
 			for (int i = 0; i < L->nops && !rc; i++) {
-				const struct cigt_op_desc *op = &L->ops[i];
-				struct cigt_op_params *p = &m->ops[l][e * L->nops + i];
-				char pre[64];
-				snprintf(pre, sizeof pre, "layers.%d.experts.%d.ops.%d", l, e, i);
-				int64_t c = op->in.c, in = cigt_shape_size(op->in);
-				switch (op->kind) {
-				case CIGT_OP_CONV:
-					rc = add(&tl, &p->w, CIGT_T_WEIGHT, c * op->kh * op->kw, 4,
-						 SHAPE(op->out, c, op->kh, op->kw), "%s.weight", pre);
-					if (!rc && op->bias)
-						rc = add(&tl, &p->b, CIGT_T_BIAS, c * op->kh * op->kw, 1,
-							 SHAPE(op->out), "%s.bias", pre);
-					break;
-				case CIGT_OP_LINEAR:
-					rc = add(&tl, &p->w, CIGT_T_WEIGHT, in, 2, SHAPE(op->out, in), "%s.weight",
-						 pre);
-					if (!rc && op->bias)
-						rc = add(&tl, &p->b, CIGT_T_BIAS, in, 1, SHAPE(op->out),
-							 "%s.bias", pre);
-					break;
-				case CIGT_OP_BATCHNORM:
-					if ((rc = add(&tl, &p->gamma, CIGT_T_BN_GAMMA, 0, 1, SHAPE(c), "%s.weight",
-						      pre)) ||
-					    (rc = add(&tl, &p->beta, CIGT_T_BN_BETA, 0, 1, SHAPE(c), "%s.bias",
-						      pre)) ||
-					    (rc = add(&tl, &p->mean, CIGT_T_BN_MEAN, 0, 1, SHAPE(c),
-						      "%s.running_mean", pre)))
-						break;
-					rc = add(&tl, &p->var, CIGT_T_BN_VAR, 0, 1, SHAPE(c), "%s.running_var",
-						 pre);
-					break;
-				default:
-					break;
-				}
+				op_prefix(pre, sizeof pre, base, &L->ops[i]);
+				rc = op_tensors(&tl, &L->ops[i], &m->ops[l][e * L->nops + i], pre);
 			}
 		}
 		if (rc || !L->has_router)
 			continue;
 		const struct cigt_router_desc *r = &L->router;
+		char base[48], pre[80];
+		snprintf(base, sizeof base, "routers.%d.ops", l);
+		for (int i = 0; i < r->nops && !rc; i++) {
+			op_prefix(pre, sizeof pre, base, &r->ops[i]);
+			rc = op_tensors(&tl, &r->ops[i], &m->routers[l].ops[i], pre);
+		}
 		struct cigt_router_params *rp = &m->routers[l];
 		int64_t pin = cigt_shape_size(r->pooled), h = r->hidden, k = r->out;
 		if ((rc = add(&tl, &rp->fc1_w, CIGT_T_WEIGHT, pin, 2, SHAPE(h, pin), "routers.%d.fc1.weight",
@@ -149,6 +167,9 @@ int cigt_model_new(struct cigt_arch *arch, struct cigt_model **out)
 		int n = arch->layers[l].experts * arch->layers[l].nops;
 		if (!(m->ops[l] = calloc((size_t)n, sizeof *m->ops[l])))
 			goto nomem;
+		int nr = arch->layers[l].router.nops;
+		if (nr && !(m->routers[l].ops = calloc((size_t)nr, sizeof *m->routers[l].ops)))
+			goto nomem;
 	}
 	if (cigt__model_tensor_list(m))
 		goto nomem;
@@ -167,8 +188,10 @@ void cigt_model_free(struct cigt_model *m)
 {
 	if (!m)
 		return;
-	for (int l = 0; l < CIGT_MAX_LAYERS; l++)
+	for (int l = 0; l < CIGT_MAX_LAYERS; l++) {
 		free(m->ops[l]);
+		free(m->routers[l].ops);
+	}
 	free(m->tensors);
 	free(m->blob);
 	free(m->provenance);
