@@ -7,9 +7,46 @@
 #include "cli.h"
 
 static const char usage[] =
-	"usage: cigt info MODEL [--json]\n"
+	"usage: cigt info MODEL|CONFIG [--json]\n"
 	"Shows the architecture, parameters, MACs per route and dense, and the\n"
-	"operating points (cigt tune) with their validation accuracy and mean MACs.\n";
+	"operating points (cigt tune) with their validation accuracy and mean MACs.\n"
+	"Given a JSON config (cigt train --config), shows its architecture alone.\n";
+
+/* A JSON text (its first non-blank byte is '{'): a config rather than a model file. */
+static bool looks_like_json(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	int c = EOF;
+	if (!f)
+		return false;
+	while ((c = fgetc(f)) == ' ' || c == '\t' || c == '\n' || c == '\r')
+		;
+	fclose(f);
+	return c == '{';
+}
+
+/* The model file at path, or for a JSON config its architecture with zero weights. */
+static int load_model_or_config(const char *path, struct cigt_model **m, bool *config)
+{
+	char err[512];
+	*config = looks_like_json(path);
+	if (!*config) {
+		if (!cigt_model_load(path, m, err, sizeof err))
+			return 0;
+		fprintf(stderr, "cigt: %s\n", err);
+		return 1;
+	}
+	struct cigt_arch *a;
+	if (cigt_arch_load(path, &a, err, sizeof err)) {
+		fprintf(stderr, "cigt: %s: %s\n", path, err);
+		return 1;
+	}
+	if (cigt_model_new(a, m)) {
+		fprintf(stderr, "cigt: out of memory\n");
+		return 1;
+	}
+	return 0;
+}
 
 static void shape_str(char *buf, size_t n, struct cigt_shape s)
 {
@@ -50,8 +87,47 @@ static void op_str(char *buf, size_t n, const struct cigt_op_desc *op)
 	case CIGT_OP_DROPOUT:
 		snprintf(buf, n, "dropout %.3g", (double)op->p);
 		break;
+	case CIGT_OP_RESIDUAL:
+		snprintf(buf, n, "residual%s", op->relu ? ", relu after the add" : "");
+		break;
 	default:
 		snprintf(buf, n, "%s", cigt_op_name(op->kind));
+	}
+}
+
+static void op_line(const char *indent, const struct cigt_op_desc *op, int64_t macs)
+{
+	char buf[128], line[160], sh[64];
+	op_str(buf, sizeof buf, op);
+	snprintf(line, sizeof line, "%s%s", indent, buf);
+	shape_str(sh, sizeof sh, op->outshape);
+	printf("%-40s -> %-10s %10lld MACs\n", line, sh, (long long)macs);
+}
+
+/* An expanded op chain: a residual block as one line with its branches indented under it. */
+static void print_chain(const char *indent, const struct cigt_op_desc *ops, int n)
+{
+	char in2[32];
+	for (int i = 0; i < n; i++) {
+		const struct cigt_op_desc *op = &ops[i];
+		if (op->kind != CIGT_OP_RESIDUAL) {
+			op_line(indent, op, op->macs);
+			continue;
+		}
+		int64_t macs = 0;
+		for (int k = 1; k <= op->nmain + op->nshort + 1; k++)
+			macs += op[k].macs;
+		struct cigt_op_desc blk = *op;
+		op_line(indent, &blk, macs);
+		snprintf(in2, sizeof in2, "%s  | ", indent);
+		for (int k = 1; k <= op->nmain; k++)
+			op_line(in2, &op[k], op[k].macs);
+		snprintf(in2, sizeof in2, "%s  + ", indent);
+		if (!op->nshort)
+			printf("%sidentity shortcut\n", in2);
+		for (int k = 0; k < op->nshort; k++)
+			op_line(in2, &op[op->nmain + 2 + k], op[op->nmain + 2 + k].macs);
+		i += op->nmain + op->nshort + 2;
 	}
 }
 
@@ -114,11 +190,9 @@ int cmd_info(int argc, char **argv)
 	if (operand < 0)
 		return status;
 	struct cigt_model *m;
-	char err[512];
-	if (cigt_model_load(argv[operand], &m, err, sizeof err)) {
-		fprintf(stderr, "cigt: %s\n", err);
+	bool config;
+	if (load_model_or_config(argv[operand], &m, &config))
 		return 1;
-	}
 	const struct cigt_arch *a = m->arch;
 	if (as_json) {
 		json_t *j = info_json(m);
@@ -129,7 +203,7 @@ int cmd_info(int argc, char **argv)
 		return 0;
 	}
 	char buf[128];
-	printf("model       %s\n", a->name);
+	printf("%s      %s\n", config ? "config" : "model ", a->name);
 	if (a->normalized) {
 		printf("input       %dx%dx%d, (pixel/255 - mean) / std, mean [", a->input.c,
 		       a->input.h, a->input.w);
@@ -152,13 +226,12 @@ int cmd_info(int argc, char **argv)
 		printf("layer %d: %d expert%s, each %lld MACs, %lld params\n", l, L->experts,
 		       L->experts == 1 ? "" : "s", (long long)L->expert_macs,
 		       (long long)L->expert_params);
-		for (int i = 0; i < L->nops; i++) {
-			char s[64];
-			op_str(buf, sizeof buf, &L->ops[i]);
-			shape_str(s, sizeof s, L->ops[i].outshape);
-			printf("    %-36s -> %-10s %10lld MACs\n", buf, s, (long long)L->ops[i].macs);
-		}
+		print_chain("    ", L->ops, L->nops);
 		if (L->has_router) {
+			if (L->router.nops) {
+				printf("  router %d's own ops:\n", l);
+				print_chain("    ", L->router.ops, L->router.nops);
+			}
 			shape_str(buf, sizeof buf, L->router.pooled);
 			char pl[24];
 			printf("  router %d: avgpool %s -> %s -> linear %lld->%d -> batchnorm -> "
@@ -171,7 +244,11 @@ int cmd_info(int argc, char **argv)
 	}
 	printf("\nparameters  %lld\n", (long long)a->params);
 	printf("paths       %d\n", a->npaths);
-	printf("MACs/route  %lld (routers included)\n", (long long)a->path_macs);
+	int64_t rmacs = 0;
+	for (int l = 0; l + 1 < a->nlayers; l++)
+		rmacs += a->layers[l].router.macs;
+	printf("MACs/route  %lld (routers included: %lld in experts, %lld in routers)\n",
+	       (long long)a->path_macs, (long long)(a->path_macs - rmacs), (long long)rmacs);
 	printf("MACs dense  %lld (every expert)\n", (long long)a->dense_macs);
 	printf("saved       %.2f%%\n", 100.0 * (1.0 - (double)a->path_macs / (double)a->dense_macs));
 	if (m->npoints) {

@@ -40,7 +40,17 @@ def main():
     try:
         config = os.path.join(T.SRCDIR, "models", "fashion_mnist.json")
         refused([T.CIGT, "eval", config], "a JSON config", "cigt train --config %s" % config)
-        refused([T.CIGT, "info", config], "a JSON config", "cigt train --config %s" % config)
+        # cigt info takes a config too: its architecture, the same figures as a model of it
+        shown = subprocess.run([T.CIGT, "info", config], capture_output=True, text=True,
+                               timeout=60)
+        model = subprocess.run([T.CIGT, "info", os.path.join(T.SRCDIR, "models",
+                                                             "fashion_mnist.safetensors")],
+                               capture_output=True, text=True, timeout=60)
+        macs = [l for l in model.stdout.splitlines() if l.startswith("MACs/route")]
+        check(shown.returncode == 0 and shown.stdout.startswith("config      fashion_mnist")
+              and macs and macs[0] in shown.stdout,
+              "cigt info on a config: %r / %r" % (shown.stdout[:200], shown.stderr))
+        print("ok   cigt info fashion_mnist.json ->", macs[0] if macs else "")
         px = T.load_images(1)[0]
         png = os.path.join(work, "boot.png")
         with open(png, "wb") as f:
