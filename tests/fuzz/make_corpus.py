@@ -323,14 +323,52 @@ TINY2 = {
     ],
 }
 
+# Residual blocks (identity and projection shortcuts, relu false), global pooling and a router
+# with its own chain (a conv and a block): every piece of the format issue 26 added.
+TINY_RES = {
+    "name": "tiny_res",
+    "input": {"channels": 3, "height": 6, "width": 6},
+    "classes": ["a", "b", "c"],
+    "layers": [
+        {"experts": 1,
+         "ops": [{"type": "conv", "out": 2, "kernel": 3, "padding": 1, "bias": False},
+                 {"type": "residual", "main": [
+                     {"type": "conv", "out": 2, "kernel": 3, "padding": 1, "bias": False},
+                     {"type": "batchnorm"}, {"type": "relu"},
+                     {"type": "conv", "out": 2, "kernel": 3, "padding": 1, "bias": False},
+                     {"type": "batchnorm"}]}],
+         "router": {"ops": [{"type": "conv", "out": 2, "kernel": 3, "stride": 2,
+                             "padding": 1},
+                            {"type": "residual", "main": [{"type": "relu"}],
+                             "relu": False}],
+                    "pool": 3, "hidden": 3}},
+        {"experts": 2,
+         "ops": [{"type": "residual",
+                  "main": [{"type": "conv", "out": 3, "kernel": 3, "stride": 2,
+                            "padding": 1, "bias": False}, {"type": "batchnorm"},
+                           {"type": "maxpool", "kernel": 1}],
+                  "shortcut": [{"type": "conv", "out": 3, "kernel": 1, "stride": 2},
+                               {"type": "batchnorm"}],
+                  "relu": False},
+                 {"type": "globalavgpool"}, {"type": "linear", "out": 3}]},
+    ],
+}
+
 
 def arch_corpus():
-    for f in ("fashion_mnist.json", "thin.json", "thick.json"):
+    for f in ("fashion_mnist.json", "thin.json", "thick.json", "fashion_mnist_resnet.json"):
         p = os.path.join(SRC, "models", f)
         if os.path.exists(p):
             write("arch", f[:-5], open(p, "rb").read())
     write("arch", "tiny", j(TINY))
     write("arch", "tiny2", j(TINY2))
+    write("arch", "tiny_res", j(TINY_RES))
+    bad = json.loads(json.dumps(TINY_RES))
+    bad["layers"][1]["ops"][0]["shortcut"] = []
+    write("arch", "bad_res_shapes", j(bad))
+    bad = json.loads(json.dumps(TINY_RES))
+    bad["layers"][0]["router"]["ops"].append({"type": "linear", "out": 2})
+    write("arch", "bad_router_op", j(bad))
     bad = json.loads(json.dumps(TINY))
     bad["layers"][0]["ops"][0]["kernal"] = 3
     write("arch", "bad_key", j(bad))
@@ -477,7 +515,7 @@ def model_corpus(cigt):
     tmp = tempfile.mkdtemp()
     try:
         blobs = {}
-        for name, arch in (("tiny", TINY), ("tiny2", TINY2)):
+        for name, arch in (("tiny", TINY), ("tiny2", TINY2), ("tiny_res", TINY_RES)):
             cfg = os.path.join(tmp, name + ".json")
             out = os.path.join(tmp, name + ".safetensors")
             json.dump(arch, open(cfg, "w"))
@@ -541,7 +579,8 @@ def dictionary():
             "max_images", "max_body_bytes", "max_image_pixels", "max_connections",
             "max_connections_per_ip", "read_timeout_ms", "idle_timeout_s", "drain_timeout_ms",
             "auth_token_file", "tls_cert", "tls_key", "log_level", "access_log", "compute",
-            "max_macs", "paths", "escalated", "all-paths", "single"]
+            "max_macs", "paths", "escalated", "all-paths", "single", "residual", "main",
+            "shortcut", "globalavgpool", "ops"]
     lines = ['kw_%d="\\"%s\\""' % (i, t) for i, t in enumerate(toks)]
     lines += ['png_sig="\\x89PNG\\x0d\\x0a\\x1a\\x0a"', 'ihdr="IHDR"', 'idat="IDAT"',
               'iend="IEND"', 'plte="PLTE"', 'trns="tRNS"', 'p5="P5"', 'p2="P2"',

@@ -506,3 +506,204 @@ Test(arch, same_io_compares_input_scaling_and_classes)
 	cigt_arch_free(norm2);
 	cigt_arch_free(norm_same);
 }
+
+/* ------------------------------------------------------------------ residual blocks */
+
+/* A residual trellis on the 1x8x8 base: a stem, an identity block, a projection block with
+ * stride 2 (4x8x8 -> 6x4x4), global pooling and a linear head in layer 1; the router runs a
+ * conv and a block of its own. MACs worked out by hand below. */
+#define RBLK_ID "{'type':'residual','main':[{'type':'conv','out':4,'kernel':3,'padding':1,'bias':false},{'type':'batchnorm'},{'type':'relu'},{'type':'conv','out':4,'kernel':3,'padding':1,'bias':false},{'type':'batchnorm'}]}"
+#define RBLK_PROJ "{'type':'residual','main':[{'type':'conv','out':6,'kernel':3,'stride':2,'padding':1,'bias':false},{'type':'batchnorm'}],'shortcut':[{'type':'conv','out':6,'kernel':1,'stride':2,'bias':false},{'type':'batchnorm'}],'relu':false}"
+#define RL0 "{'experts':1,'ops':[{'type':'conv','out':4,'kernel':3,'padding':1}," RBLK_ID "],'router':{'ops':[{'type':'conv','out':2,'kernel':3,'stride':2,'padding':1},{'type':'residual','main':[{'type':'relu'}]}],'pool':2,'hidden':5}}"
+#define RL1 "{'experts':2,'ops':[" RBLK_PROJ ",{'type':'globalavgpool'},{'type':'linear','out':3}]}"
+
+Test(residual, shapes_macs_and_expansion)
+{
+	struct cigt_arch *a = th_arch(q(HEAD "'layers':[" RL0 "," RL1 "]}"));
+	const struct cigt_layer_desc *Y0 = &a->layers[0], *Y1 = &a->layers[1];
+	/* layer 0: conv, RESIDUAL, 5 main ops, SHORTCUT, ADD */
+	cr_assert_eq(Y0->nops, 9);
+	cr_assert_eq(Y0->ops[1].kind, CIGT_OP_RESIDUAL);
+	cr_assert_eq(Y0->ops[1].nmain, 5);
+	cr_assert_eq(Y0->ops[1].nshort, 0);
+	cr_assert(Y0->ops[1].relu);
+	cr_assert_eq(Y0->ops[7].kind, CIGT_OP_SHORTCUT);
+	cr_assert_eq(Y0->ops[8].kind, CIGT_OP_ADD);
+	cr_assert_eq(Y0->ops[4].branch, CIGT_BRANCH_MAIN);
+	cr_assert_eq(Y0->ops[4].top, 1);
+	cr_assert_eq(Y0->ops[4].sub, 2);
+	/* stem 64*4*9 = 2304, block 2 x 64*4*4*9 = 9216 */
+	cr_assert_eq(Y0->expert_macs, 2304 + 2 * 9216);
+	/* router: conv 4->2 3x3 stride 2 -> 2x4x4: 16*2*4*9 = 1152; pool 2 -> 2x2x2 = 8;
+	 * 8*5 + 5*2 */
+	cr_assert_eq(Y0->router.nops, 5);
+	cr_assert_eq(Y0->router.chain_out.c, 2);
+	cr_assert_eq(Y0->router.chain_out.h, 4);
+	cr_assert_eq(Y0->router.pooled.h, 2);
+	cr_assert_eq(Y0->router.macs, 1152 + 40 + 10);
+	/* layer 1: RESIDUAL, conv, bn, SHORTCUT, conv, bn, ADD, gap, linear */
+	cr_assert_eq(Y1->nops, 9);
+	cr_assert_eq(Y1->ops[0].nshort, 2);
+	cr_assert_not(Y1->ops[6].relu);
+	cr_assert_eq(Y1->ops[4].branch, CIGT_BRANCH_SHORTCUT);
+	cr_assert_eq(Y1->ops[7].kind, CIGT_OP_GLOBALAVGPOOL);
+	cr_assert_eq(Y1->ops[7].outshape.c, 6);
+	cr_assert_eq(Y1->ops[7].outshape.h, 1);
+	/* main conv 16*6*4*9 = 3456, shortcut 16*6*4 = 384, linear 6*3 = 18 */
+	cr_assert_eq(Y1->expert_macs, 3456 + 384 + 18);
+	cr_assert_eq(a->path_macs, 2304 + 2 * 9216 + 1202 + 3858);
+	cr_assert_eq(a->dense_macs, 2304 + 2 * 9216 + 1202 + 2 * 3858);
+	cigt_arch_free(a);
+}
+
+Test(residual, canonical_json_round_trip_and_tensor_names)
+{
+	struct cigt_arch *a = th_arch(q(HEAD "'layers':[" RL0 "," RL1 "]}"));
+	char *s = cigt_arch_to_json(a);
+	char err[512];
+	struct cigt_arch *b = NULL;
+	cr_assert_eq(cigt_arch_parse(s, strlen(s), &b, err, sizeof err), 0, "%s", err);
+	char *t = cigt_arch_to_json(b);
+	cr_assert_str_eq(s, t);
+	cr_assert(strstr(s, "\"type\":\"residual\""));
+	cr_assert(strstr(s, "\"type\":\"globalavgpool\""));
+	cr_assert_null(strstr(s, "\"shortcut\":{"));
+	cr_assert_null(strstr(s, "\"add\""));
+	free(s);
+	free(t);
+	cigt_arch_free(b);
+	struct cigt_model *m = NULL;
+	cr_assert_eq(cigt_model_new(a, &m), 0);
+	const char *want[] = {"layers.0.experts.0.ops.1.main.0.weight",
+			      "layers.0.experts.0.ops.1.main.4.running_var",
+			      "routers.0.ops.0.weight", "routers.0.ops.0.bias",
+			      "layers.1.experts.1.ops.0.shortcut.0.weight",
+			      "layers.1.experts.1.ops.0.shortcut.1.running_mean",
+			      "layers.1.experts.1.ops.2.weight"};
+	for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
+		bool found = false;
+		for (int i = 0; i < m->ntensors; i++)
+			found |= strcmp(m->tensors[i].name, want[w]) == 0;
+		cr_assert(found, "no tensor %s", want[w]);
+	}
+	/* the router chain's tensors come before fc1, the shortcut's after the main branch */
+	int rc0 = -1, fc1 = -1, m4 = -1, s0 = -1;
+	for (int i = 0; i < m->ntensors; i++) {
+		const char *n = m->tensors[i].name;
+		rc0 = strcmp(n, "routers.0.ops.0.weight") ? rc0 : i;
+		fc1 = strcmp(n, "routers.0.fc1.weight") ? fc1 : i;
+		m4 = strcmp(n, "layers.1.experts.0.ops.0.main.1.weight") ? m4 : i;
+		s0 = strcmp(n, "layers.1.experts.0.ops.0.shortcut.0.weight") ? s0 : i;
+	}
+	cr_assert(rc0 >= 0 && rc0 < fc1 && m4 >= 0 && m4 < s0);
+	cigt_model_free(m);
+}
+
+Test(residual, cifar_resnet110_trellis_figures)
+{
+	char err[512];
+	struct cigt_arch *a = NULL;
+	int rc = cigt_arch_load(CIGT_SOURCE_ROOT "/models/cifar10_resnet110_trellis.json", &a, err,
+				sizeof err);
+	cr_assert_eq(rc, 0, "%s", err);
+	/* 54 BasicBlocks, 3x3 convs: per block 2 * H*W * C_out * C_in * 9 plus 1x1 projections.
+	 * One path = the thin ResNet (9@16, 9@12, 18@16 at 32x32, stride 2 at blocks 18, 36). */
+	int64_t macs = 32 * 32 * 16 * 3 * 9; /* stem */
+	macs += 9 * 2 * (int64_t)32 * 32 * 16 * 16 * 9;
+	macs += (int64_t)32 * 32 * 9 * (12 * 16 + 12 * 12) + 32 * 32 * 12 * 16; /* 1st @12 */
+	macs += 8 * 2 * (int64_t)32 * 32 * 12 * 12 * 9;
+	macs += (int64_t)16 * 16 * 9 * (16 * 12 + 16 * 16) + 16 * 16 * 16 * 12; /* 18: s2, 12->16 */
+	macs += 17 * 2 * (int64_t)16 * 16 * 16 * 16 * 9;
+	macs += (int64_t)8 * 8 * 9 * (16 * 16 * 2) + 8 * 8 * 16 * 16; /* block 36: stride 2 */
+	macs += 17 * 2 * (int64_t)8 * 8 * 16 * 16 * 9;
+	macs += 16 * 10;
+	cr_assert_eq(macs, 93896864);
+	int64_t r0 = 16 * 16 * 16 * 16 * 9 + 1024 * 128 + 128 * 2;
+	int64_t r1 = 16 * 16 * 16 * 16 * 9 + 1024 * 128 + 128 * 4;
+	cr_assert_eq(a->path_macs, macs + r0 + r1);
+	cr_assert_eq(a->npaths, 8);
+	cigt_arch_free(a);
+}
+
+Test(residual_error, shapes_that_do_not_add)
+{
+	/* identity shortcut with a width change */
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':[{'type':'residual','main':"
+			  "[{'type':'conv','out':5,'kernel':1}]}," "{'type':'flatten'},{'type':'linear','out':3}]}]}",
+		     "layers[1].ops[0]: the main branch outputs 5x8x8 but the identity shortcut",
+		     "4x8x8");
+	/* a shortcut that gives another shape */
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':[{'type':'residual','main':"
+			  "[{'type':'conv','out':4,'kernel':3,'stride':2,'padding':1}],'shortcut':"
+			  "[{'type':'conv','out':4,'kernel':1}]},{'type':'flatten'},"
+			  "{'type':'linear','out':3}]}]}",
+		     "the main branch outputs 4x4x4 but the shortcut 4x8x8", NULL);
+}
+
+Test(residual_error, ops_out_of_place)
+{
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':[{'type':'residual','main':"
+			  "[{'type':'linear','out':3}]}]}]}",
+		     "layers[1].ops[0].main[0].type: 'linear' cannot go here", "residual branch");
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':[{'type':'residual','main':"
+			  "[{'type':'residual','main':[{'type':'relu'}]}]}]}]}",
+		     "main[0].type: 'residual' cannot go here", NULL);
+	expect_error(HEAD "'layers':[{'experts':1,'ops':" L0OPS ",'router':{'ops':[{'type':"
+			  "'dropout'}],'pool':4,'hidden':5}}," L1 "]}",
+		     "layers[0].router.ops[0].type: 'dropout' cannot go here", "router's chain");
+	expect_error(HEAD "'layers':[{'experts':1,'ops':" L0OPS ",'router':{'ops':[{'type':"
+			  "'globalavgpool'}],'pool':4,'hidden':5}}," L1 "]}",
+		     "'globalavgpool' cannot go here", NULL);
+}
+
+Test(residual_error, keys_and_lengths)
+{
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':[{'type':'residual'}]}]}",
+		     "layers[1].ops[0]: missing key 'main'", NULL);
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':[{'type':'residual','main':[]}]}]}",
+		     "layers[1].ops[0].main: expected an array of 1 to 16 ops", NULL);
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':[{'type':'residual','main':"
+			  "[{'type':'relu'}],'shortcut':{}}]}]}",
+		     "layers[1].ops[0].shortcut: expected an array of 0 to 16 ops", NULL);
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':[{'type':'residual','main':"
+			  "[{'type':'relu'}],'relu':1}]}]}",
+		     "layers[1].ops[0].relu: expected true or false", NULL);
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':[{'type':'residual','main':"
+			  "[{'type':'relu'}],'skip':[]}]}]}",
+		     "layers[1].ops[0]: unknown key 'skip'", NULL);
+	expect_error(HEAD "'layers':[" L0 ",{'experts':2,'ops':[{'type':'globalavgpool',"
+			  "'kernel':2}]}]}",
+		     "unknown key 'kernel'", NULL);
+	expect_error(HEAD "'layers':[{'experts':1,'ops':" L0OPS ",'router':{'ops':[],'pool':4,"
+			  "'hidden':5}}," L1 "]}",
+		     "layers[0].router.ops: expected an array of 1 to 16 ops", NULL);
+	/* the pool must fit what the router's chain outputs */
+	expect_error(HEAD "'layers':[{'experts':1,'ops':" L0OPS ",'router':{'ops':[{'type':"
+			  "'maxpool','kernel':4}],'pool':4,'hidden':5}}," L1 "]}",
+		     "layers[0].router.pool: 4x4 is larger than the router chain's output 2x2",
+		     NULL);
+}
+
+/* 256 entries of 16-op blocks expand past 2,048 ops: refused by name, not truncated. */
+Test(residual_error, too_many_ops_once_expanded)
+{
+	size_t cap = 1 << 20, n = 0;
+	char *s = malloc(cap);
+	cr_assert_not_null(s);
+	n += (size_t)snprintf(s + n, cap - n,
+			      "{\"name\":\"t\",\"input\":{\"channels\":1,\"height\":8,\"width\":8},"
+			      "\"classes\":[\"a\",\"b\",\"c\"],\"layers\":[{\"experts\":1,\"ops\":[");
+	for (int b = 0; b < 150; b++) {
+		n += (size_t)snprintf(s + n, cap - n, "%s{\"type\":\"residual\",\"main\":[", b ? "," : "");
+		for (int k = 0; k < 16; k++)
+			n += (size_t)snprintf(s + n, cap - n, "%s{\"type\":\"relu\"}", k ? "," : "");
+		n += (size_t)snprintf(s + n, cap - n, "]}");
+	}
+	n += (size_t)snprintf(s + n, cap - n, ",{\"type\":\"flatten\"},{\"type\":\"linear\",\"out\":3}]}]}");
+	char err[512];
+	struct cigt_arch *a = NULL;
+	int rc = cigt_arch_parse(s, n, &a, err, sizeof err);
+	cr_assert_eq(rc, CIGT_EFORMAT);
+	cr_assert(strstr(err, "more than 2048 ops once residual blocks are expanded"), "%s", err);
+	free(s);
+}
