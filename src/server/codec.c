@@ -167,6 +167,31 @@ int srv_image_peek(const void *buf, size_t len, int *w, int *h)
 	return 0;
 }
 
+int srv_oip_shape(const struct cigt_arch *a, const struct srv_limits *lim, const int64_t *dims,
+		  size_t rank, int64_t *total, char *err, size_t errlen)
+{
+	int64_t prod = 1;
+	for (size_t i = 0; i < rank; i++) {
+		if (dims[i] < 0)
+			return FAIL(400, "inputs[0].shape[%zu]: expected a non-negative integer", i);
+		if (__builtin_mul_overflow(prod, dims[i], &prod))
+			return FAIL(400, "inputs[0].shape: the product of the dimensions overflows");
+	}
+	*total = prod;
+	const int C = a->input.c, H = a->input.h, W = a->input.w;
+	bool ok = (rank == 4 && dims[1] == C && dims[2] == H && dims[3] == W) ||
+		  (rank == 3 && C == 1 && dims[1] == H && dims[2] == W);
+	if (!ok)
+		return FAIL(400, "inputs[0].shape: expected [N, %d, %d, %d]%s", C, H, W,
+			    C == 1 ? " or [N, H, W]" : "");
+	if (dims[0] < 1)
+		return FAIL(400, "inputs[0].shape: N must be at least 1");
+	if (dims[0] > lim->max_images)
+		return FAIL(413, "inputs[0].shape: %lld images, more than the %d allowed per "
+				 "request", (long long)dims[0], lim->max_images);
+	return 200;
+}
+
 /* Encoded image bytes -> one sample of model input. */
 int srv_image_sample(const struct cigt_arch *a, const struct srv_limits *lim, const void *buf,
 			size_t len, float *dst, const char *where, char *err, size_t errlen)

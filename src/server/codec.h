@@ -26,6 +26,11 @@ int srv_json_image(const struct cigt_arch *a, const json_t *arr, float *dst, con
 /* One v1 image: a pixel array or {"png": "<base64>"}; 200 or a status. */
 int srv_v1_image(const struct cigt_arch *a, const struct srv_limits *lim, const json_t *v,
 		 float *dst, const char *where, char *err, size_t errlen);
+/* An OIP input tensor's shape (JSON or gRPC): the product of rank dimensions (each >= 0, no
+ * overflow) into *total, then [N, C, H, W] (or [N, H, W] for one channel) of the model's input
+ * with 1 <= N <= lim->max_images; 200, 400 or 413, the messages naming inputs[0].shape. */
+int srv_oip_shape(const struct cigt_arch *a, const struct srv_limits *lim, const int64_t *dims,
+		  size_t rank, int64_t *total, char *err, size_t errlen);
 /* job->x for n samples; 200 or 500. */
 int srv_alloc_samples(const struct cigt_arch *a, struct srv_job *job, int n, char *err,
 		      size_t errlen);

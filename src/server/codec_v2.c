@@ -223,27 +223,17 @@ static int v2_input_header(const struct cigt_arch *a, const struct srv_limits *l
 	if (!json_is_array(shape) || json_array_size(shape) < 1 || json_array_size(shape) > 8)
 		return FAIL(400, "inputs[0].shape: expected an array of dimensions");
 	const size_t rank = json_array_size(shape);
-	int64_t prod = 1;
 	for (size_t i = 0; i < rank; i++) {
 		const json_t *d = json_array_get(shape, i);
 		if (!json_is_integer(d) || json_integer_value(d) < 0)
 			return FAIL(400, "inputs[0].shape[%zu]: expected a non-negative integer", i);
 		dims[i] = json_integer_value(d);
-		if (__builtin_mul_overflow(prod, dims[i], &prod))
-			return FAIL(400, "inputs[0].shape: the product of the dimensions overflows");
 	}
+	int64_t prod = 1;
+	int st = srv_oip_shape(a, lim, dims, rank, &prod, err, errlen);
+	if (st != 200)
+		return st;
 	*total = (size_t)prod;
-	const int C = a->input.c, H = a->input.h, W = a->input.w;
-	bool ok = (rank == 4 && dims[1] == C && dims[2] == H && dims[3] == W) ||
-		  (rank == 3 && C == 1 && dims[1] == H && dims[2] == W);
-	if (!ok)
-		return FAIL(400, "inputs[0].shape: expected [N, %d, %d, %d]%s", C, H, W,
-			    C == 1 ? " or [N, H, W]" : "");
-	if (dims[0] < 1)
-		return FAIL(400, "inputs[0].shape: N must be at least 1");
-	if (dims[0] > lim->max_images)
-		return FAIL(413, "inputs[0].shape: %lld images, more than the %d allowed per "
-				 "request", (long long)dims[0], lim->max_images);
 	const json_t *dtype = json_object_get(in, "datatype");
 	if (!json_is_string(dtype))
 		return FAIL(400, "inputs[0].datatype: expected \"UINT8\" or \"FP32\"");

@@ -447,24 +447,10 @@ static int infer_job(const struct cigt_arch *a, const struct srv_limits *lim,
 	if (in->n_shape < 1 || in->n_shape > 8)
 		return FAIL(400, "inputs[0].shape: expected an array of dimensions");
 	int64_t total = 1;
-	for (size_t i = 0; i < in->n_shape; i++) {
-		if (in->shape[i] < 0)
-			return FAIL(400, "inputs[0].shape[%zu]: expected a non-negative integer", i);
-		if (__builtin_mul_overflow(total, in->shape[i], &total))
-			return FAIL(400, "inputs[0].shape: the product of the dimensions overflows");
-	}
+	int st = srv_oip_shape(a, lim, in->shape, in->n_shape, &total, err, errlen);
+	if (st != 200)
+		return st;
 	const int64_t *dims = in->shape;
-	const int C = a->input.c, H = a->input.h, W = a->input.w;
-	bool ok = (in->n_shape == 4 && dims[1] == C && dims[2] == H && dims[3] == W) ||
-		  (in->n_shape == 3 && C == 1 && dims[1] == H && dims[2] == W);
-	if (!ok)
-		return FAIL(400, "inputs[0].shape: expected [N, %d, %d, %d]%s", C, H, W,
-			    C == 1 ? " or [N, H, W]" : "");
-	if (dims[0] < 1)
-		return FAIL(400, "inputs[0].shape: N must be at least 1");
-	if (dims[0] > lim->max_images)
-		return FAIL(413, "inputs[0].shape: %lld images, more than the %d allowed per "
-				 "request", (long long)dims[0], lim->max_images);
 	bool fp32;
 	if (!strcmp(in->datatype, "UINT8"))
 		fp32 = false;
@@ -559,19 +545,157 @@ static Inference__InferParameter *param_new(struct arena *A)
 	return ARENA_NEW(A, Inference__InferParameter, INFERENCE__INFER_PARAMETER__INIT);
 }
 
-/* (not split: one ModelInferResponse built in one arena, the per-sample columns filled in one
- * pass and the outputs pointing into them; to be split along the outputs with the next change
- * here; merged from the gRPC branch after the function-length rule.) */
+/* The per-sample columns every output points into, filled in one pass over the results. */
+struct enc_cols {
+	int64_t *cls, *macs;
+	int32_t *route;
+	uint8_t *paths, *esc;
+	long long total; /* MACs of the whole request */
+};
+
+static int enc_columns(struct arena *A, const struct cigt_arch *a, const struct cigt_result *res,
+		       int n, struct enc_cols *c)
+{
+	const int L = a->nlayers, P = srv_arch_paths(a);
+	c->cls = arena_alloc(A, (size_t)n * sizeof *c->cls);
+	c->macs = arena_alloc(A, (size_t)n * sizeof *c->macs);
+	c->route = arena_alloc(A, (size_t)n * L * sizeof *c->route);
+	c->paths = arena_alloc(A, (size_t)n * P);
+	c->esc = arena_alloc(A, (size_t)n);
+	if (A->oom)
+		return CIGT_ENOMEM;
+	c->total = 0;
+	for (int i = 0; i < n; i++) {
+		c->cls[i] = res[i].cls;
+		c->macs[i] = res[i].macs;
+		c->total += res[i].macs;
+		c->esc[i] = res[i].escalated;
+		for (int l = 0; l < L; l++)
+			c->route[i * L + l] = res[i].route[l];
+		int idx = 0;
+		if (!res[i].paths)
+			for (int l = 0; l < L; l++)
+				idx = idx * a->layers[l].experts + res[i].route[l];
+		for (int p = 0; p < P; p++)
+			c->paths[(size_t)i * P + p] = res[i].paths ? p < 64 && (res[i].paths >> p & 1)
+								   : p == idx;
+	}
+	return 0;
+}
+
+/* Parameters: the point that ran, and the request's MACs against the dense trellis. */
+static int enc_parameters(struct arena *A, Inference__ModelInferResponse *r,
+			  const struct cigt_arch *a, const struct srv_job *job, long long total)
+{
+	static const char *const keys[4] = {"compute", "macs", "dense_macs", "compute_saved"};
+	Inference__ModelInferResponse__ParametersEntry **pe = arena_alloc(A, 4 * sizeof *pe);
+	if (!pe)
+		return CIGT_ENOMEM;
+	const long long dense = (long long)a->dense_macs * job->n;
+	for (int k = job->ran[0] ? 0 : 1; k < 4; k++) {
+		Inference__ModelInferResponse__ParametersEntry *e =
+			ARENA_NEW(A, Inference__ModelInferResponse__ParametersEntry,
+				  INFERENCE__MODEL_INFER_RESPONSE__PARAMETERS_ENTRY__INIT);
+		Inference__InferParameter *v = param_new(A);
+		if (!e || !v)
+			return CIGT_ENOMEM;
+		e->key = (char *)keys[k];
+		e->value = v;
+		if (k == 0) {
+			v->parameter_choice_case =
+				INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM;
+			v->string_param = (char *)job->ran;
+		} else if (k < 3) {
+			v->parameter_choice_case =
+				INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
+			v->int64_param = k == 1 ? total : dense;
+		} else {
+			v->parameter_choice_case =
+				INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_DOUBLE_PARAM;
+			v->double_param = dense > 0 ? 1.0 - (double)total / (double)dense : 0.0;
+		}
+		pe[r->n_parameters++] = e;
+	}
+	r->parameters = pe;
+	return 0;
+}
+
+/* Output o's values as typed contents (the JSON-like form, when raw was not asked for). */
+static Inference__InferTensorContents *enc_typed(struct arena *A, int o, size_t cnt,
+						 const void *data)
+{
+	Inference__InferTensorContents *c =
+		ARENA_NEW(A, Inference__InferTensorContents, INFERENCE__INFER_TENSOR_CONTENTS__INIT);
+	if (!c)
+		return NULL;
+	switch (o) {
+	case SRV_OUT_PROBS:
+		c->n_fp32_contents = cnt;
+		c->fp32_contents = (float *)data;
+		break;
+	case SRV_OUT_CLASS:
+	case SRV_OUT_MACS:
+		c->n_int64_contents = cnt;
+		c->int64_contents = (int64_t *)data;
+		break;
+	case SRV_OUT_ROUTE:
+		c->n_int_contents = cnt;
+		c->int_contents = (int32_t *)data;
+		break;
+	default: {
+		protobuf_c_boolean *b = arena_alloc(A, cnt * sizeof *b);
+		if (!b)
+			return NULL;
+		for (size_t i = 0; i < cnt; i++)
+			b[i] = ((const uint8_t *)data)[i];
+		c->n_bool_contents = cnt;
+		c->bool_contents = b;
+		break;
+	}
+	}
+	return c;
+}
+
+/* Output tensor o of n samples (inner values each, 0: a scalar per sample); with raw, its wire
+ * bytes go to *rawc instead of typed contents. */
+static Inference__ModelInferResponse__InferOutputTensor *
+enc_output(struct arena *A, int o, int n, int inner, const void *data, bool raw,
+	   ProtobufCBinaryData *rawc)
+{
+	static const char *const dtypes[SRV_OUT_COUNT] = {"FP32", "INT64", "INT32", "INT64",
+							  "BOOL",  "BOOL"};
+	Inference__ModelInferResponse__InferOutputTensor *t =
+		ARENA_NEW(A, Inference__ModelInferResponse__InferOutputTensor,
+			  INFERENCE__MODEL_INFER_RESPONSE__INFER_OUTPUT_TENSOR__INIT);
+	int64_t *shape = arena_alloc(A, 2 * sizeof *shape);
+	if (!t || !shape)
+		return NULL;
+	t->name = (char *)out_names[o];
+	t->datatype = (char *)dtypes[o];
+	shape[0] = n;
+	shape[1] = inner;
+	t->shape = shape;
+	t->n_shape = inner > 0 ? 2 : 1;
+	const size_t cnt = (size_t)n * (size_t)(inner > 0 ? inner : 1);
+	const size_t esz = o == SRV_OUT_PROBS || o == SRV_OUT_ROUTE   ? 4
+			   : o == SRV_OUT_CLASS || o == SRV_OUT_MACS ? 8
+								     : 1;
+	if (raw) /* Little-endian host: the arrays are the wire bytes. */
+		*rawc = (ProtobufCBinaryData){cnt * esz, (uint8_t *)data};
+	else if (!(t->contents = enc_typed(A, o, cnt, data)))
+		return NULL;
+	return t;
+}
+
 int srv_grpc_infer_encode(const struct cigt_arch *a, const char *model, long long version,
 			  const struct srv_job *job, const struct cigt_result *res,
 			  const float *probs, bool stream, struct srv_buf *out)
 {
-	static const char *const dtypes[SRV_OUT_COUNT] = {"FP32", "INT64", "INT32", "INT64",
-							  "BOOL",  "BOOL"};
 	const int n = job->n, K = a->nclasses, L = a->nlayers, P = srv_arch_paths(a);
 	const int inner[SRV_OUT_COUNT] = {K, 0, L, 0, P, 0};
 	const bool raw = job->binary != 0;
 	struct arena A = {0};
+	struct enc_cols c;
 	Inference__ModelInferResponse *r = ARENA_NEW(&A, Inference__ModelInferResponse,
 						     INFERENCE__MODEL_INFER_RESPONSE__INIT);
 	char vbuf[24];
@@ -582,134 +706,22 @@ int srv_grpc_infer_encode(const struct cigt_arch *a, const char *model, long lon
 	Inference__ModelInferResponse__InferOutputTensor **outs =
 		arena_alloc(&A, (size_t)nout * sizeof *outs);
 	ProtobufCBinaryData *raws = raw ? arena_alloc(&A, (size_t)nout * sizeof *raws) : NULL;
-	int64_t *cls = arena_alloc(&A, (size_t)n * sizeof *cls);
-	int64_t *macs = arena_alloc(&A, (size_t)n * sizeof *macs);
-	int32_t *route = arena_alloc(&A, (size_t)n * L * sizeof *route);
-	uint8_t *paths = arena_alloc(&A, (size_t)n * P);
-	uint8_t *esc = arena_alloc(&A, (size_t)n);
-	if (A.oom)
+	if (A.oom || enc_columns(&A, a, res, n, &c))
 		goto oom;
-	long long total = 0;
-	for (int i = 0; i < n; i++) {
-		cls[i] = res[i].cls;
-		macs[i] = res[i].macs;
-		total += res[i].macs;
-		esc[i] = res[i].escalated;
-		for (int l = 0; l < L; l++)
-			route[i * L + l] = res[i].route[l];
-		for (int p = 0; p < P; p++) {
-			int idx = 0;
-			if (!res[i].paths)
-				for (int l = 0; l < L; l++)
-					idx = idx * a->layers[l].experts + res[i].route[l];
-			paths[(size_t)i * P + p] = res[i].paths ? p < 64 && (res[i].paths >> p & 1)
-								: p == idx;
-		}
-	}
 	r->model_name = (char *)model;
 	r->model_version = vbuf;
 	if (job->id)
 		r->id = job->id;
-	/* Parameters: the point that ran, and the request's MACs against the dense trellis. */
-	Inference__ModelInferResponse__ParametersEntry **pe = arena_alloc(&A, 4 * sizeof *pe);
-	if (!pe)
+	if (enc_parameters(&A, r, a, job, c.total))
 		goto oom;
-	static const char *const keys[4] = {"compute", "macs", "dense_macs", "compute_saved"};
-	const long long dense = (long long)a->dense_macs * n;
-	for (int k = job->ran[0] ? 0 : 1; k < 4; k++) {
-		Inference__ModelInferResponse__ParametersEntry *e =
-			ARENA_NEW(&A, Inference__ModelInferResponse__ParametersEntry,
-				  INFERENCE__MODEL_INFER_RESPONSE__PARAMETERS_ENTRY__INIT);
-		Inference__InferParameter *v = param_new(&A);
-		if (!e || !v)
-			goto oom;
-		e->key = (char *)keys[k];
-		e->value = v;
-		switch (k) {
-		case 0:
-			v->parameter_choice_case =
-				INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM;
-			v->string_param = (char *)job->ran;
-			break;
-		case 1:
-		case 2:
-			v->parameter_choice_case =
-				INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
-			v->int64_param = k == 1 ? total : dense;
-			break;
-		case 3:
-			v->parameter_choice_case =
-				INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_DOUBLE_PARAM;
-			v->double_param = dense > 0 ? 1.0 - (double)total / (double)dense : 0.0;
-			break;
-		}
-		pe[r->n_parameters++] = e;
-	}
-	r->parameters = pe;
+	const void *data[SRV_OUT_COUNT] = {probs, c.cls, c.route, c.macs, c.paths, c.esc};
 	int j = 0;
-	for (int o = 0; o < SRV_OUT_COUNT; o++) {
-		if (!(job->outputs & 1u << o))
-			continue;
-		Inference__ModelInferResponse__InferOutputTensor *t =
-			ARENA_NEW(&A, Inference__ModelInferResponse__InferOutputTensor,
-				  INFERENCE__MODEL_INFER_RESPONSE__INFER_OUTPUT_TENSOR__INIT);
-		int64_t *shape = arena_alloc(&A, 2 * sizeof *shape);
-		if (!t || !shape)
-			goto oom;
-		t->name = (char *)out_names[o];
-		t->datatype = (char *)dtypes[o];
-		shape[0] = n;
-		shape[1] = inner[o];
-		t->shape = shape;
-		t->n_shape = inner[o] > 0 ? 2 : 1;
-		const size_t cnt = (size_t)n * (size_t)(inner[o] > 0 ? inner[o] : 1);
-		const void *data = o == SRV_OUT_PROBS	 ? (const void *)probs
-				   : o == SRV_OUT_CLASS ? (const void *)cls
-				   : o == SRV_OUT_ROUTE ? (const void *)route
-				   : o == SRV_OUT_MACS	 ? (const void *)macs
-				   : o == SRV_OUT_PATHS ? (const void *)paths
-							 : (const void *)esc;
-		const size_t esz = o == SRV_OUT_PROBS || o == SRV_OUT_ROUTE	 ? 4
-				   : o == SRV_OUT_CLASS || o == SRV_OUT_MACS ? 8
-									       : 1;
-		if (raw) {
-			/* Little-endian host: the arrays are the wire bytes. */
-			raws[j] = (ProtobufCBinaryData){cnt * esz, (uint8_t *)data};
-		} else {
-			Inference__InferTensorContents *c =
-				ARENA_NEW(&A, Inference__InferTensorContents,
-					  INFERENCE__INFER_TENSOR_CONTENTS__INIT);
-			if (!c)
+	for (int o = 0; o < SRV_OUT_COUNT; o++)
+		if (job->outputs & 1u << o) {
+			outs[j] = enc_output(&A, o, n, inner[o], data[o], raw, raw ? &raws[j] : NULL);
+			if (!outs[j++])
 				goto oom;
-			switch (o) {
-			case SRV_OUT_PROBS:
-				c->n_fp32_contents = cnt;
-				c->fp32_contents = (float *)probs;
-				break;
-			case SRV_OUT_CLASS:
-			case SRV_OUT_MACS:
-				c->n_int64_contents = cnt;
-				c->int64_contents = (int64_t *)data;
-				break;
-			case SRV_OUT_ROUTE:
-				c->n_int_contents = cnt;
-				c->int_contents = route;
-				break;
-			default: {
-				protobuf_c_boolean *b = arena_alloc(&A, cnt * sizeof *b);
-				if (!b)
-					goto oom;
-				for (size_t i = 0; i < cnt; i++)
-					b[i] = ((const uint8_t *)data)[i];
-				c->n_bool_contents = cnt;
-				c->bool_contents = b;
-				break;
-			}
-			}
-			t->contents = c;
 		}
-		outs[j++] = t;
-	}
 	r->n_outputs = (size_t)nout;
 	r->outputs = outs;
 	if (raw) {
