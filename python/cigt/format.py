@@ -23,7 +23,7 @@ TENSOR_NAME_MAX = 96
 NAME_MAX = MODEL_NAME_LEN + 1  # bytes with the terminating NUL, as C counts them
 MAX_LAYERS = 16
 MAX_EXPERTS = 64
-MAX_OPS = 64
+MAX_OPS = 256  # entries of a layer's op chain (a residual block is one)
 MAX_CLASSES = 4096
 MAX_NORM_CHANNELS = 16
 OP_COST_MAX = 1 << 40
@@ -97,9 +97,14 @@ def _parse_op(j, path, shape):
     t = j.get("type")
     if not isinstance(t, str):
         raise FormatError("%s: missing string key 'type'" % path)
+    if t in ("residual", "globalavgpool"):
+        # proto/model-format.md has them (issue 26); this package does not read them yet
+        raise FormatError("%s.type: '%s' is not read by cigt.format yet (the C tools read it)"
+                          % (path, t))
     if t not in OP_NAMES:
         raise FormatError("%s.type: unknown op '%s' (expected conv, batchnorm, relu, maxpool, "
-                          "avgpool, flatten, linear or dropout)" % (path, t))
+                          "avgpool, globalavgpool, flatten, linear, dropout or residual)"
+                          % (path, t))
     c, h, w = shape
     op = {"type": t, "in": shape}
     o = shape

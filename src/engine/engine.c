@@ -204,6 +204,11 @@ int cigt_engine_new(const struct cigt_model *m, struct cigt_engine **out, char *
 		    size_t errlen)
 {
 	*out = NULL;
+	if (cigt_arch_is_residual(m->arch))
+		return cigt_fail(err, errlen, CIGT_EINVAL,
+				 "%s: residual blocks, globalavgpool and router op chains are not run "
+				 "by this engine yet (cigt info reads the model)",
+				 m->arch->name);
 	struct cigt_engine *e = calloc(1, sizeof *e);
 	if (!e)
 		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");

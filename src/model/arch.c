@@ -784,6 +784,18 @@ void cigt_arch_free(struct cigt_arch *a)
 	free(a);
 }
 
+bool cigt_arch_is_residual(const struct cigt_arch *a)
+{
+	for (int l = 0; l < a->nlayers; l++) {
+		if (a->layers[l].router.nops)
+			return true;
+		for (int i = 0; i < a->layers[l].nops; i++)
+			if (a->layers[l].ops[i].kind >= CIGT_OP_GLOBALAVGPOOL)
+				return true;
+	}
+	return false;
+}
+
 bool cigt_arch_same_io(const struct cigt_arch *a, const struct cigt_arch *b)
 {
 	if (a->nclasses != b->nclasses || a->input.c != b->input.c || a->input.h != b->input.h ||

@@ -316,6 +316,8 @@ static int run_init_model(struct run *r, char *err, size_t errlen)
 		return ERR("train.ensemble: the last layer of %s has one expert: there is no second "
 			   "path to ensemble",
 			   a->name);
+	if (!cigt_trellis_supported(a, err, errlen))
+		return CIGT_EINVAL;
 	r->isz = cigt_arch_input_size(a);
 	r->B = c->batch_size;
 	r->steps = (r->ntrain + r->B - 1) / r->B;

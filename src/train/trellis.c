@@ -24,6 +24,8 @@ static int64_t tensor_off(const struct cigt_model *m, const float *p)
 
 struct TR_T *TR(new)(const struct cigt_model *m, int nthreads)
 {
+	if (!cigt_trellis_supported(m->arch, NULL, 0))
+		return NULL;
 	struct TR_T *t = calloc(1, sizeof *t);
 	if (!t)
 		return NULL;

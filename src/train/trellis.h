@@ -8,6 +8,7 @@
 #define CIGT_TRELLIS_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "cigt/model.h"
@@ -41,6 +42,28 @@ struct cigt_trellis_stats {
 	int64_t leaf_rows, leaf_correct;
 	int64_t rows[CIGT_MAX_LAYERS][CIGT_MAX_EXPERTS]; /* rows each expert received */
 };
+
+/* Whether the step can train arch: no residual blocks, global pooling or router op chains yet
+ * (issue 26) and at most 64 ops per expert. When not, a one-line reason goes to err (when
+ * given) and cigt_trellis_new returns NULL. */
+static inline bool cigt_trellis_supported(const struct cigt_arch *a, char *err, size_t errlen)
+{
+	if (cigt_arch_is_residual(a)) {
+		if (err)
+			snprintf(err, errlen, "%s: training residual blocks, globalavgpool and router "
+					      "op chains is not built yet (cigt init and cigt info read "
+					      "the config)", a->name);
+		return false;
+	}
+	for (int l = 0; l < a->nlayers; l++)
+		if (a->layers[l].nops > 64) {
+			if (err)
+				snprintf(err, errlen, "layers[%d]: the trainer takes at most 64 ops "
+						      "per expert, not %d", l, a->layers[l].nops);
+			return false;
+		}
+	return true;
+}
 
 #define CIGT_NN_REAL float
 #define CIGT_TR(name) cigt_trellis_##name

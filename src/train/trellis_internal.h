@@ -21,6 +21,11 @@
 
 /* ------------------------------------------------------------------ plan */
 
+/* Ops of one expert the step plans for. Below the format's CIGT_MAX_OPS: the step's per-expert
+ * tables are sized by it and it does not train residual blocks yet (cigt_arch_is_residual), so
+ * cigt_trellis_new refuses a longer chain. */
+#define TR_MAX_OPS 64
+
 struct trouter {
 	struct cigt_geom pool;
 	bool transpose;
@@ -32,8 +37,8 @@ struct trouter {
 struct tlayer {
 	int experts, nops;
 	int64_t isz, osz;
-	struct top ops[CIGT_MAX_OPS];
-	int64_t off[CIGT_MAX_EXPERTS][CIGT_MAX_OPS][6]; /* per expert: w, b, gamma, beta, mean, var */
+	struct top ops[TR_MAX_OPS];
+	int64_t off[CIGT_MAX_EXPERTS][TR_MAX_OPS][6]; /* per expert: w, b, gamma, beta, mean, var */
 	bool has_router;
 	struct trouter r;
 };
@@ -43,10 +48,10 @@ struct xstate {
 	int m;            /* rows received */
 	int *rows;        /* which input rows of the layer */
 	real_t *gin;      /* gathered input, m x isz */
-	real_t *act[CIGT_MAX_OPS];  /* output of each op */
-	real_t *aux[CIGT_MAX_OPS];  /* bn mean|invstd, dropout mask, transposed linear input */
-	int32_t *idx[CIGT_MAX_OPS]; /* maxpool winners */
-	real_t *wp[CIGT_MAX_OPS];   /* packed conv weight */
+	real_t *act[TR_MAX_OPS];  /* output of each op */
+	real_t *aux[TR_MAX_OPS];  /* bn mean|invstd, dropout mask, transposed linear input */
+	int32_t *idx[TR_MAX_OPS]; /* maxpool winners */
+	real_t *wp[TR_MAX_OPS];   /* packed conv weight */
 	int64_t out_off;  /* first output row in the layer output */
 };
 

@@ -178,6 +178,7 @@ FOREIGN = {  # flags of other tools that the docs show
     "--patch-file", "--no-rebuild", "--no-create-home", "--interval", "--home-dir", "--from",
     "--cap-drop", "--buildtype", "--retries", "--version", "--net", "--no-hardlinks",
     "--no-print-directory", "--self-test", "--python_out", "--grpc_python_out", "--plugin",
+    "--cigt",  # models/campaign/evaluate.py: which cigt binary it runs
 }
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9._-]*[a-z0-9]")
 
