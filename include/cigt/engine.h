@@ -99,8 +99,13 @@ void cigt_engine_free(struct cigt_engine *e);
 const struct cigt_model *cigt_engine_model(const struct cigt_engine *e);
 
 /* Scratch memory for one thread, sized for batches of up to max_batch samples (larger calls are
- * processed in slices of max_batch). NULL on ENOMEM. */
+ * processed in slices of max_batch). A model with large activations holds fewer: a layer
+ * buffer is at most 128 MiB, so max_batch is lowered to what fits (cigt_workspace_max_batch;
+ * 41 samples for 16 channels at 224x224) and classify runs larger batches in slices of that.
+ * NULL on ENOMEM. */
 struct cigt_workspace *cigt_workspace_new(const struct cigt_engine *e, int max_batch);
+/* Samples the workspace runs at once (at most the max_batch it was made with). */
+int cigt_workspace_max_batch(const struct cigt_workspace *ws);
 void cigt_workspace_free(struct cigt_workspace *ws);
 /* Turns per-part timing on (prof != NULL; accumulates into *prof) or off (NULL). */
 void cigt_workspace_profile(struct cigt_workspace *ws, struct cigt_profile *prof);

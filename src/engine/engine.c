@@ -49,15 +49,17 @@ static void bn_coeffs(const struct cigt_op_params *bn, float eps, int c, float *
 	}
 }
 
-static int plan_chain(const struct cigt_engine *e, int l, int ex, struct xchain *ch)
+/* Builds the op list of a chain (an expert's, or a router's own): batch norm folded into the
+ * conv or linear before it, ReLU fused into its producer, max pooling into the conv before it
+ * when it tiles the conv's output; residual blocks keep their markers for buffer planning. */
+static int plan_ops(const struct cigt_op_desc *ops, int nops, const struct cigt_op_params *P,
+		    struct xchain *ch)
 {
-	const struct cigt_layer_desc *L = &e->a->layers[l];
-	const struct cigt_op_params *P = &e->m->ops[l][ex * L->nops];
 	ch->nops = 0;
-	ch->in_sz = cigt_shape_size(L->in);
-	ch->out_sz = cigt_shape_size(L->out);
-	for (int i = 0; i < L->nops; i++) {
-		const struct cigt_op_desc *d = &L->ops[i];
+	if (!(ch->ops = calloc((size_t)nops * 2 + 2, sizeof *ch->ops)))
+		goto nomem;
+	for (int i = 0; i < nops; i++) {
+		const struct cigt_op_desc *d = &ops[i];
 		const struct cigt_op_params *p = &P[i];
 		struct xop *prev = ch->nops ? &ch->ops[ch->nops - 1] : NULL;
 		struct xop x = {.in_sz = cigt_shape_size(d->in), .out_sz = cigt_shape_size(d->outshape)};
@@ -67,8 +69,10 @@ static int plan_chain(const struct cigt_engine *e, int l, int ex, struct xchain 
 			x.g = geom_of(d);
 			int64_t cols = cigt_geom_cols(&x.g);
 			if (!(x.w = cigt_alloc_floats(cols * d->out)) ||
-			    !(x.b = cigt_alloc_floats(d->out)))
+			    !(x.b = cigt_alloc_floats(d->out))) {
+				free(x.w);
 				goto nomem;
+			}
 			cigt_conv_pack_weight(&x.g, p->w, x.w);
 			for (int o = 0; o < d->out; o++)
 				x.b[o] = p->b ? p->b[o] : 0.0f;
@@ -87,8 +91,10 @@ static int plan_chain(const struct cigt_engine *e, int l, int ex, struct xchain 
 			x.fin = (int)x.in_sz;
 			x.fout = d->out;
 			if (!(x.w = cigt_alloc_floats(x.in_sz * d->out)) ||
-			    !(x.b = cigt_alloc_floats(d->out)))
+			    !(x.b = cigt_alloc_floats(d->out))) {
+				free(x.w);
 				goto nomem;
+			}
 			memcpy(x.w, p->w, (size_t)(x.in_sz * d->out) * sizeof(float));
 			for (int o = 0; o < d->out; o++)
 				x.b[o] = p->b ? p->b[o] : 0.0f;
@@ -96,37 +102,37 @@ static int plan_chain(const struct cigt_engine *e, int l, int ex, struct xchain 
 		}
 		case CIGT_OP_BATCHNORM: {
 			int c = d->in.c;
-			float *s = cigt_alloc_floats(c), *t = cigt_alloc_floats(c);
-			if (!s || !t) {
-				free(s);
+			float *sc = cigt_alloc_floats(c), *t = cigt_alloc_floats(c);
+			if (!sc || !t) {
+				free(sc);
 				free(t);
 				goto nomem;
 			}
-			bn_coeffs(p, d->eps, c, s, t);
+			bn_coeffs(p, d->eps, c, sc, t);
 			if (prev && (prev->kind == X_CONV || prev->kind == X_LINEAR) && !prev->relu &&
-			    i > 0 && L->ops[i - 1].kind != CIGT_OP_FLATTEN) {
+			    i > 0 && ops[i - 1].kind != CIGT_OP_FLATTEN) {
 				/* Fold into the producer: w' = w * s per output row, b' = b * s + t. */
 				int64_t row = prev->kind == X_CONV ? cigt_geom_cols(&prev->g)
 								   : prev->fin;
 				for (int o = 0; o < c; o++) {
 					for (int64_t k = 0; k < row; k++)
-						prev->w[o * row + k] *= s[o];
-					prev->b[o] = prev->b[o] * s[o] + t[o];
+						prev->w[o * row + k] *= sc[o];
+					prev->b[o] = prev->b[o] * sc[o] + t[o];
 				}
-				free(s);
+				free(sc);
 				free(t);
 				continue;
 			}
 			x.kind = X_AFFINE;
 			x.g.c = c;
-			x.w = s;
+			x.w = sc;
 			x.b = t;
 			x.inplace = true;
 			break;
 		}
 		case CIGT_OP_RELU:
 			if (prev && (prev->kind == X_CONV || prev->kind == X_LINEAR ||
-				     prev->kind == X_AFFINE)) {
+				     prev->kind == X_AFFINE || prev->kind == X_ADD)) {
 				prev->relu = true;
 				continue;
 			}
@@ -147,6 +153,14 @@ static int plan_chain(const struct cigt_engine *e, int l, int ex, struct xchain 
 				continue;
 			}
 			break;
+		case CIGT_OP_GLOBALAVGPOOL:
+			if ((int64_t)d->in.h * d->in.w == 1)
+				continue; /* the mean of one value */
+			x.kind = X_AVGPOOL;
+			x.g = (struct cigt_geom){.c = d->in.c, .h = d->in.h, .w = d->in.w,
+						 .oc = d->in.c, .oh = 1, .ow = 1, .kh = d->in.h,
+						 .kw = d->in.w, .sh = d->in.h, .sw = d->in.w};
+			break;
 		case CIGT_OP_FLATTEN:
 			if ((int64_t)d->in.h * d->in.w == 1 || d->in.c == 1)
 				continue; /* already in channels-first order */
@@ -155,19 +169,113 @@ static int plan_chain(const struct cigt_engine *e, int l, int ex, struct xchain 
 			break;
 		case CIGT_OP_DROPOUT:
 			continue;
+		case CIGT_OP_RESIDUAL:
+			x.kind = X_BLOCK;
+			x.inplace = true; /* a marker: it moves nothing */
+			break;
+		case CIGT_OP_SHORTCUT:
+			x.kind = X_SHORT;
+			x.inplace = true;
+			break;
+		case CIGT_OP_ADD:
+			x.kind = X_ADD;
+			x.relu = d->relu;
+			x.g.c = d->in.c;
+			break;
 		}
 		ch->ops[ch->nops++] = x;
 	}
 	if (ch->nops == 0)
 		ch->ops[ch->nops++] = (struct xop){.kind = X_COPY, .in_sz = ch->in_sz,
 						   .out_sz = ch->out_sz};
-	ch->last_move = 0;
-	for (int i = 0; i < ch->nops; i++)
-		if (!ch->ops[i].inplace)
-			ch->last_move = i;
 	return 0;
 nomem:
 	return CIGT_ENOMEM;
+}
+
+/* A scratch buffer none of busy[0..nb) holds. */
+static int free_tmp(const int *busy, int nb)
+{
+	for (int t = XB_T0; t < XB_N; t++) {
+		bool used = false;
+		for (int k = 0; k < nb; k++)
+			used |= busy[k] == t;
+		if (!used)
+			return t;
+	}
+	CIGT_ASSERT(!"a chain needs more than XB_NTMP scratch buffers");
+	return XB_T0;
+}
+
+/* Fixes the buffers each op reads and writes. The last op that cannot run in place writes the
+ * chain's output, and the in-place ops after it run there; the others move between scratch
+ * buffers. A residual block's input stays where it is until the add (an identity shortcut
+ * reads it there, nothing is copied), its main branch's output until the shortcut is done. */
+static void plan_buffers(struct xchain *ch)
+{
+	int last_move = 0;
+	for (int i = 0; i < ch->nops; i++)
+		if (!ch->ops[i].inplace)
+			last_move = i;
+	int cur = XB_IN, block_in = -1, main_out = -1;
+	ch->op_max = 0;
+	for (int i = 0; i < ch->nops; i++) {
+		struct xop *x = &ch->ops[i];
+		if (x->kind == X_BLOCK) {
+			block_in = cur;
+			continue;
+		}
+		if (x->kind == X_SHORT) {
+			main_out = cur;
+			cur = block_in;
+			continue;
+		}
+		ch->op_max = CIGT_MAX(ch->op_max, x->out_sz);
+		int busy[4] = {cur, block_in, main_out, -1}, nb = 3;
+		x->src = (signed char)cur;
+		if (x->kind == X_ADD) {
+			x->src = (signed char)main_out;
+			x->src2 = (signed char)cur;
+			busy[3] = main_out;
+			nb = 4;
+		}
+		int dst;
+		if (i >= last_move)
+			dst = XB_OUT;
+		else if (x->kind == X_ADD && main_out >= XB_T0)
+			dst = main_out; /* added in place into the main branch's output */
+		else if (x->inplace && cur != XB_IN && cur != block_in && cur != main_out)
+			dst = cur;
+		else
+			dst = free_tmp(busy, nb);
+		x->dst = (signed char)dst;
+		cur = dst;
+		if (x->kind == X_ADD)
+			block_in = main_out = -1;
+	}
+}
+
+static int plan_chain(const struct cigt_engine *e, int l, int ex, struct xchain *ch)
+{
+	const struct cigt_layer_desc *L = &e->a->layers[l];
+	ch->in_sz = cigt_shape_size(L->in);
+	ch->out_sz = cigt_shape_size(L->out);
+	if (plan_ops(L->ops, L->nops, &e->m->ops[l][ex * L->nops], ch))
+		return CIGT_ENOMEM;
+	plan_buffers(ch);
+	return 0;
+}
+
+static void free_chain(struct xchain *ch)
+{
+	if (!ch->ops)
+		return;
+	for (int i = 0; i < ch->nops; i++) {
+		free(ch->ops[i].w);
+		free(ch->ops[i].b);
+	}
+	free(ch->ops);
+	ch->ops = NULL;
 }
 
 static int plan_router(struct cigt_engine *e, int l)
@@ -175,11 +283,19 @@ static int plan_router(struct cigt_engine *e, int l)
 	const struct cigt_router_desc *d = &e->a->layers[l].router;
 	const struct cigt_router_params *p = &e->m->routers[l];
 	struct xrouter *r = &e->routers[l];
-	r->pool = (struct cigt_geom){.c = d->in.c, .h = d->in.h, .w = d->in.w,
-				     .oc = d->in.c, .oh = d->pooled.h, .ow = d->pooled.w,
+	if (d->nops) {
+		r->chain.in_sz = cigt_shape_size(d->in);
+		r->chain.out_sz = cigt_shape_size(d->chain_out);
+		if (plan_ops(d->ops, d->nops, p->ops, &r->chain))
+			return CIGT_ENOMEM;
+		plan_buffers(&r->chain);
+	}
+	const struct cigt_shape pin = d->chain_out; /* the layer output when nops is 0 */
+	r->pool = (struct cigt_geom){.c = pin.c, .h = pin.h, .w = pin.w,
+				     .oc = pin.c, .oh = d->pooled.h, .ow = d->pooled.w,
 				     .kh = d->pool_h, .kw = d->pool_w, .sh = d->pool_h,
 				     .sw = d->pool_w};
-	r->transpose = d->pooled.h * d->pooled.w > 1 && d->in.c > 1;
+	r->transpose = d->pooled.h * d->pooled.w > 1 && pin.c > 1;
 	r->pin = (int)cigt_shape_size(d->pooled);
 	r->hidden = d->hidden;
 	r->k = d->out;
@@ -200,21 +316,37 @@ static int plan_router(struct cigt_engine *e, int l)
 	return 0;
 }
 
+/* Memory budgets. Each scratch buffer of an op chain holds `sub` samples of its largest
+ * activation: at most SCRATCH_FLOATS (8 MiB), so a chain's working set stays near the caches
+ * and a 224x224 input runs a few samples at a time rather than 64 (sub is 1..64). Each layer
+ * buffer holds a slice of at most LAYER_FLOATS (128 MiB) of layer outputs: a workspace asked
+ * for more samples than that runs them in slices (cigt_workspace_max_batch). */
+#define SCRATCH_FLOATS ((int64_t)2 << 20)
+#define LAYER_FLOATS ((int64_t)32 << 20)
+#define SUB_MAX 64
+
+static void note_ops(struct cigt_engine *e, const struct xchain *ch)
+{
+	e->op_max = CIGT_MAX(e->op_max, ch->op_max);
+	for (int i = 0; i < ch->nops; i++) {
+		const struct xop *x = &ch->ops[i];
+		if ((x->kind == X_CONV || x->kind == X_CONV_POOL) && !cigt_geom_is_pointwise(&x->g))
+			e->col_max = CIGT_MAX(e->col_max,
+					      cigt_conv_chunk_rows(&x->g) * cigt_geom_cols(&x->g));
+		if (x->kind == X_CONV_POOL)
+			e->tmp_max = CIGT_MAX(e->tmp_max, cigt_conv_pool_tmp(&x->g, &x->pg));
+	}
+}
+
 int cigt_engine_new(const struct cigt_model *m, struct cigt_engine **out, char *err,
 		    size_t errlen)
 {
 	*out = NULL;
-	if (cigt_arch_is_residual(m->arch))
-		return cigt_fail(err, errlen, CIGT_EINVAL,
-				 "%s: residual blocks, globalavgpool and router op chains are not run "
-				 "by this engine yet (cigt info reads the model)",
-				 m->arch->name);
 	struct cigt_engine *e = calloc(1, sizeof *e);
 	if (!e)
 		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
 	e->m = m;
 	e->a = m->arch;
-	e->sub = 64;
 	const struct cigt_arch *a = m->arch;
 	e->layer_max = cigt_shape_size(a->input);
 	e->tree_max = 1;
@@ -231,27 +363,21 @@ int cigt_engine_new(const struct cigt_model *m, struct cigt_engine **out, char *
 		for (int ex = 0; ex < L->experts; ex++) {
 			if (plan_chain(e, l, ex, &e->chains[l][ex]))
 				goto nomem;
-			const struct xchain *ch = &e->chains[l][ex];
-			for (int i = 0; i < ch->nops; i++) {
-				const struct xop *x = &ch->ops[i];
-				e->op_max = CIGT_MAX(e->op_max, x->out_sz);
-				if ((x->kind == X_CONV || x->kind == X_CONV_POOL) &&
-				    !cigt_geom_is_pointwise(&x->g))
-					e->col_max = CIGT_MAX(e->col_max,
-							      cigt_conv_chunk_rows(&x->g) *
-								      cigt_geom_cols(&x->g));
-				if (x->kind == X_CONV_POOL)
-					e->tmp_max = CIGT_MAX(e->tmp_max,
-							      cigt_conv_pool_tmp(&x->g, &x->pg));
-			}
+			note_ops(e, &e->chains[l][ex]);
 		}
 		if (L->has_router) {
 			if (plan_router(e, l))
 				goto nomem;
 			const struct xrouter *r = &e->routers[l];
 			e->router_max = CIGT_MAX(e->router_max, CIGT_MAX(r->pin, r->hidden));
+			if (r->chain.nops) {
+				note_ops(e, &r->chain);
+				e->rchain_max = CIGT_MAX(e->rchain_max, r->chain.out_sz);
+			}
 		}
 	}
+	e->sub = (int)CIGT_MAX(1, CIGT_MIN(SUB_MAX, SCRATCH_FLOATS / CIGT_MAX(e->op_max, 1)));
+	e->max_rows = (int)CIGT_MAX(1, CIGT_MIN(1 << 20, LAYER_FLOATS / e->layer_max));
 	*out = e;
 	return 0;
 nomem:
@@ -266,12 +392,10 @@ void cigt_engine_free(struct cigt_engine *e)
 	for (int l = 0; l < CIGT_MAX_LAYERS; l++) {
 		if (e->chains[l]) {
 			for (int ex = 0; ex < e->a->layers[l].experts; ex++)
-				for (int i = 0; i < CIGT_MAX_OPS + 2; i++) {
-					free(e->chains[l][ex].ops[i].w);
-					free(e->chains[l][ex].ops[i].b);
-				}
+				free_chain(&e->chains[l][ex]);
 			free(e->chains[l]);
 		}
+		free_chain(&e->routers[l].chain);
 		free(e->routers[l].w1);
 		free(e->routers[l].b1);
 		free(e->routers[l].w2);
@@ -300,6 +424,7 @@ struct cigt_workspace *cigt_workspace_new(const struct cigt_engine *e, int max_b
 {
 	if (max_batch < 1)
 		max_batch = 1;
+	max_batch = CIGT_MIN(max_batch, e->max_rows);
 	struct cigt_workspace *ws = calloc(1, sizeof *ws);
 	if (!ws)
 		return NULL;
@@ -319,8 +444,10 @@ struct cigt_workspace *cigt_workspace_new(const struct cigt_engine *e, int max_b
 	ws->in = cigt_alloc_floats(ws->cap_floats);
 	ws->out = cigt_alloc_floats(ws->cap_floats);
 	ws->dense = cigt_alloc_floats(single);
-	ws->t1 = cigt_alloc_floats(sub * e->op_max);
-	ws->t2 = cigt_alloc_floats(sub * e->op_max);
+	bool tmp_ok = true;
+	for (int t = 0; t < XB_NTMP; t++)
+		tmp_ok &= (ws->t[t] = cigt_alloc_floats(sub * e->op_max)) != NULL;
+	ws->rchain = cigt_alloc_floats(sub * CIGT_MAX(e->rchain_max, 1));
 	ws->col = cigt_alloc_floats(CIGT_MAX(e->col_max, 1));
 	ws->ctmp = cigt_alloc_floats(CIGT_MAX(e->tmp_max, 1));
 	ws->rpool = cigt_alloc_floats(nb * CIGT_MAX(e->router_max, 1));
@@ -342,7 +469,7 @@ struct cigt_workspace *cigt_workspace_new(const struct cigt_engine *e, int max_b
 	ws->esc_probs = cigt_alloc_floats(mb * e->a->nclasses);
 	ws->esc_idx = malloc((size_t)mb * sizeof(int));
 	ws->esc_res = malloc((size_t)mb * sizeof(struct cigt_result));
-	if (!ws->in || !ws->out || !ws->dense || !ws->t1 || !ws->t2 || !ws->col || !ws->ctmp ||
+	if (!ws->in || !ws->out || !ws->dense || !tmp_ok || !ws->rchain || !ws->col || !ws->ctmp ||
 	    !ws->rpool || !ws->rflat || !ws->rhid || !ws->rlog || !ws->perm || !ws->perm2 ||
 	    !ws->next || !ws->rroute || !ws->rroute2 || !ws->rmain || !ws->rmain2 || !ws->rmask ||
 	    !ws->acc || !ws->esc_x || !ws->esc_probs || !ws->esc_idx || !ws->esc_res) {
@@ -359,8 +486,9 @@ void cigt_workspace_free(struct cigt_workspace *ws)
 	free(ws->in);
 	free(ws->out);
 	free(ws->dense);
-	free(ws->t1);
-	free(ws->t2);
+	for (int t = 0; t < XB_NTMP; t++)
+		free(ws->t[t]);
+	free(ws->rchain);
 	free(ws->col);
 	free(ws->ctmp);
 	free(ws->rpool);
@@ -383,6 +511,11 @@ void cigt_workspace_free(struct cigt_workspace *ws)
 	free(ws);
 }
 
+int cigt_workspace_max_batch(const struct cigt_workspace *ws)
+{
+	return ws->max_batch;
+}
+
 void cigt_workspace_profile(struct cigt_workspace *ws, struct cigt_profile *prof)
 {
 	ws->prof = prof;
@@ -396,7 +529,7 @@ void cigt_workspace_set_second(struct cigt_workspace *ws, struct cigt_workspace 
 /* --------------------------------------------------------------- execution */
 
 static void run_op(struct cigt_workspace *ws, const struct xop *x, int n, const float *in,
-		   float *out)
+		   const float *in2, float *out)
 {
 	struct cigt_profile *pr = ws->prof;
 	switch (x->kind) {
@@ -446,34 +579,34 @@ static void run_op(struct cigt_workspace *ws, const struct xop *x, int n, const 
 		if (out != in)
 			memmove(out, in, (size_t)(n * x->in_sz) * sizeof(float));
 		break;
+	case X_ADD:
+		cigt_add_forward((int64_t)n * x->out_sz, in, in2, x->relu, out);
+		break;
 	default:
 		break;
 	}
 	PROF_END(ws, CIGT_PROF_ELEMENTWISE);
 }
 
-/* Runs an expert's op chain on n rows of `in`, leaving the expert's output in `final`. Works
- * through the rows `sub` samples at a time so the intermediate activations stay in cache. */
+/* Runs an op chain (an expert's or a router's) on n rows of `in`, leaving its output in
+ * `final`. Works through the rows `sub` samples at a time so the intermediate activations stay
+ * in cache; each op reads and writes the buffers plan_buffers gave it. */
 static void run_chain(struct cigt_workspace *ws, const struct xchain *ch, int n, const float *in,
-		     float *final)
+		      float *final)
 {
 	const int sub = ws->e->sub;
 	for (int s0 = 0; s0 < n; s0 += sub) {
 		int m = CIGT_MIN(sub, n - s0);
-		const float *src = in + (int64_t)s0 * ch->in_sz;
-		float *fin = final + (int64_t)s0 * ch->out_sz;
-		const float *cur = src;
+		float *buf[XB_N] = {(float *)in + (int64_t)s0 * ch->in_sz,
+				    final + (int64_t)s0 * ch->out_sz};
+		for (int t = 0; t < XB_NTMP; t++)
+			buf[XB_T0 + t] = ws->t[t];
 		for (int i = 0; i < ch->nops; i++) {
 			const struct xop *x = &ch->ops[i];
-			float *dst;
-			if (i >= ch->last_move)
-				dst = fin; /* the last move, then in place on the output */
-			else if (x->inplace && cur != src)
-				dst = (float *)cur;
-			else
-				dst = cur == ws->t1 ? ws->t2 : ws->t1;
-			run_op(ws, x, m, cur, dst);
-			cur = dst;
+			if (x->kind == X_BLOCK || x->kind == X_SHORT)
+				continue;
+			run_op(ws, x, m, buf[x->src], x->kind == X_ADD ? buf[x->src2] : NULL,
+			       buf[x->dst]);
 		}
 	}
 }
@@ -504,7 +637,18 @@ void cigt__route_rows(struct cigt_workspace *ws, int l, int n, const float *x, i
 {
 	const struct xrouter *r = &ws->e->routers[l];
 	PROF_START(ws);
-	cigt_avgpool_forward(&r->pool, n, x, ws->rpool);
+	if (r->chain.nops) {
+		/* The router's own ops, a few rows at a time, each slice pooled at once. */
+		const int sub = ws->e->sub;
+		const int64_t psz = cigt_geom_out_size(&r->pool);
+		for (int s0 = 0; s0 < n; s0 += sub) {
+			int m = CIGT_MIN(sub, n - s0);
+			run_chain(ws, &r->chain, m, x + (int64_t)s0 * r->chain.in_sz, ws->rchain);
+			cigt_avgpool_forward(&r->pool, m, ws->rchain, ws->rpool + (int64_t)s0 * psz);
+		}
+	} else {
+		cigt_avgpool_forward(&r->pool, n, x, ws->rpool);
+	}
 	const float *z = ws->rpool;
 	if (r->transpose) {
 		cigt_hwc_to_chw(n, r->pool.oh, r->pool.ow, r->pool.c, ws->rpool, ws->rflat);

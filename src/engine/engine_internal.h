@@ -10,7 +10,17 @@
 
 enum xkind {
 	X_CONV, X_CONV_POOL, X_LINEAR, X_AFFINE, X_RELU, X_MAXPOOL, X_AVGPOOL, X_FLATTEN, X_COPY,
+	X_ADD,   /* residual add: dst = src + src2 (+ relu) */
+	X_BLOCK, /* markers, nothing runs: a residual block starts on the current buffer, */
+	X_SHORT, /* its shortcut branch starts (again on the block input) */
 };
+
+/* Buffers an op reads and writes, fixed when the chain is planned: the chain's input (read
+ * only), its output, and scratch buffers of sub x op_max floats. A residual block keeps its
+ * input where it is while the main branch runs (an identity shortcut reads it there), so a
+ * chain needs at most XB_NTMP scratch buffers: block input, main branch output, and the
+ * shortcut's source and destination. */
+enum { XB_IN, XB_OUT, XB_T0, XB_NTMP = 4, XB_N = XB_T0 + XB_NTMP };
 
 struct xop {
 	enum xkind kind;
@@ -20,17 +30,19 @@ struct xop {
 	int64_t in_sz, out_sz;
 	float *w, *b;        /* owned: packed folded weights and bias, or affine scale and shift */
 	bool relu;           /* fused ReLU after the op */
-	bool inplace;
+	bool inplace;        /* may write over its input */
+	signed char src, src2, dst; /* XB_* buffers (src2: X_ADD's shortcut) */
 };
 
 struct xchain {
 	int nops;
-	struct xop ops[CIGT_MAX_OPS + 2];
-	int last_move; /* last op that must write to a new buffer; later ones run in place */
+	struct xop *ops; /* owned */
 	int64_t in_sz, out_sz;
+	int64_t op_max;  /* floats per sample of any op's output */
 };
 
 struct xrouter {
+	struct xchain chain; /* the router's own ops on the layer output (nops 0: none) */
 	struct cigt_geom pool;
 	bool transpose;
 	int pin, hidden, k;
@@ -47,7 +59,9 @@ struct cigt_engine {
 	int64_t col_max;   /* floats of the largest im2col chunk */
 	int64_t tmp_max;   /* floats of the largest fused conv-pool band */
 	int64_t router_max;
-	int sub;           /* samples per pass through an expert's op chain */
+	int64_t rchain_max; /* floats per sample of any router chain's output */
+	int sub;           /* samples per pass through an op chain (the scratch budget's) */
+	int max_rows;      /* largest batch slice the layer buffers are sized for (budget) */
 	int64_t tree_max;  /* most rows one sample can become (paths), capped at CIGT__MAX_TREE */
 	int64_t tree_floats; /* floats of one sample's whole tree at its widest layer boundary */
 };
@@ -55,7 +69,9 @@ struct cigt_engine {
 struct cigt_workspace {
 	const struct cigt_engine *e;
 	int max_batch;
-	float *in, *out, *dense, *t1, *t2, *col, *ctmp;
+	float *in, *out, *dense, *col, *ctmp;
+	float *t[XB_NTMP];                 /* scratch of an op chain: sub x op_max each */
+	float *rchain;                     /* a router chain's output: sub x rchain_max */
 	float *rpool, *rflat, *rhid, *rlog;
 	int *perm, *perm2, *next;
 	struct cigt_profile *prof;

@@ -1,5 +1,5 @@
 /* Element-wise ops and layout helpers: per-channel affine (an inference batch norm), ReLU,
- * dropout, the channels-first flatten transpose, argmax. */
+ * the residual add, dropout, the channels-first flatten transpose, argmax. */
 #include "nn.h"
 #include "nn_real.h"
 
@@ -20,6 +20,19 @@ void NN(relu_forward)(int64_t n, const real_t *x, real_t *y)
 {
 	for (int64_t i = 0; i < n; i++)
 		y[i] = x[i] > 0 ? x[i] : 0;
+}
+
+void NN(add_forward)(int64_t n, const real_t *a, const real_t *b, bool relu, real_t *y)
+{
+	if (relu) {
+		for (int64_t i = 0; i < n; i++) {
+			real_t v = a[i] + b[i];
+			y[i] = v > 0 ? v : 0;
+		}
+		return;
+	}
+	for (int64_t i = 0; i < n; i++)
+		y[i] = a[i] + b[i];
 }
 
 void NN(relu_backward)(int64_t n, const real_t *y, const real_t *dy, real_t *dx)

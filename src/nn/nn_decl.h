@@ -111,6 +111,9 @@ void CIGT_NN(affine_forward)(int64_t rows, int c, const CIGT_NN_REAL *x,
 			     const CIGT_NN_REAL *scale, const CIGT_NN_REAL *shift, bool relu,
 			     CIGT_NN_REAL *y);
 void CIGT_NN(relu_forward)(int64_t n, const CIGT_NN_REAL *x, CIGT_NN_REAL *y);
+/* y = a + b (a residual add), relu optional; y may be a or b. */
+void CIGT_NN(add_forward)(int64_t n, const CIGT_NN_REAL *a, const CIGT_NN_REAL *b, bool relu,
+			  CIGT_NN_REAL *y);
 /* dx = dy where y > 0, else 0 (in place allowed: dx may be dy). */
 void CIGT_NN(relu_backward)(int64_t n, const CIGT_NN_REAL *y, const CIGT_NN_REAL *dy,
 			    CIGT_NN_REAL *dx);

@@ -44,13 +44,151 @@ static int win(int in, int k, int s, int p)
 	return (in + 2 * p - k) / s + 1;
 }
 
+/* Runs ops[0..nops) on one sample (cur, C x H x W), straight from the spec; the result ends in
+ * *cur. A residual block: the main branch on the block input, the shortcut on the block input
+ * (identity when empty), their sum, then the ReLU. */
+static void ref_chain(const struct cigt_op_desc *ops, int nops, const struct cigt_op_params *P,
+		      double **curp, double **nxtp, size_t cap, int *Cp, int *Hp, int *Wp)
+{
+	double *cur = *curp, *nxt = *nxtp;
+	double *blk = th_calloc(cap, sizeof *blk), *mainb = th_calloc(cap, sizeof *mainb);
+	int C = *Cp, H = *Hp, W = *Wp, bC = 0, bH = 0, bW = 0, mC = 0, mH = 0, mW = 0;
+	for (int i = 0; i < nops; i++) {
+		const struct cigt_op_desc *op = &ops[i];
+		const struct cigt_op_params *p = &P[i];
+		if (op->kind == CIGT_OP_RESIDUAL) {
+			memcpy(blk, cur, (size_t)(C * H * W) * sizeof *cur);
+			bC = C, bH = H, bW = W;
+			continue;
+		}
+		if (op->kind == CIGT_OP_SHORTCUT) {
+			memcpy(mainb, cur, (size_t)(C * H * W) * sizeof *cur);
+			mC = C, mH = H, mW = W;
+			memcpy(cur, blk, (size_t)(bC * bH * bW) * sizeof *cur);
+			C = bC, H = bH, W = bW;
+			continue;
+		}
+		if (op->kind == CIGT_OP_ADD) {
+			cr_assert(C == mC && H == mH && W == mW, "op %d: branches of %dx%dx%d and "
+				  "%dx%dx%d", i, mC, mH, mW, C, H, W);
+			for (int k = 0; k < C * H * W; k++) {
+				double v = mainb[k] + cur[k];
+				cur[k] = op->relu && v < 0 ? 0 : v;
+			}
+			continue;
+		}
+		int OC = C, OH = H, OW = W;
+		switch (op->kind) {
+		case CIGT_OP_CONV:
+			OC = op->out;
+			OH = win(H, op->kh, op->sh, op->ph);
+			OW = win(W, op->kw, op->sw, op->pw);
+			for (int o = 0; o < OC; o++)
+				for (int oy = 0; oy < OH; oy++)
+					for (int ox = 0; ox < OW; ox++) {
+						double acc = op->bias ? p->b[o] : 0;
+						for (int c = 0; c < C; c++)
+							for (int ky = 0; ky < op->kh; ky++)
+								for (int kx = 0; kx < op->kw; kx++) {
+									int iy = oy * op->sh - op->ph + ky;
+									int ix = ox * op->sw - op->pw + kx;
+									if (iy < 0 || iy >= H || ix < 0 ||
+									    ix >= W)
+										continue;
+									acc += p->w[((o * C + c) * op->kh +
+										     ky) * op->kw + kx] *
+									       cur[(c * H + iy) * W + ix];
+								}
+						nxt[(o * OH + oy) * OW + ox] = acc;
+					}
+			break;
+		case CIGT_OP_BATCHNORM:
+			for (int c = 0; c < C; c++)
+				for (int k = 0; k < H * W; k++)
+					nxt[c * H * W + k] =
+						(cur[c * H * W + k] - p->mean[c]) /
+							sqrt((double)p->var[c] + (double)op->eps) *
+							p->gamma[c] +
+						p->beta[c];
+			break;
+		case CIGT_OP_RELU:
+			for (int k = 0; k < C * H * W; k++)
+				nxt[k] = cur[k] > 0 ? cur[k] : 0;
+			break;
+		case CIGT_OP_MAXPOOL:
+		case CIGT_OP_AVGPOOL: {
+			bool mx = op->kind == CIGT_OP_MAXPOOL;
+			OH = win(H, op->kh, op->sh, op->ph);
+			OW = win(W, op->kw, op->sw, op->pw);
+			for (int c = 0; c < C; c++)
+				for (int oy = 0; oy < OH; oy++)
+					for (int ox = 0; ox < OW; ox++) {
+						double acc = mx ? -INFINITY : 0;
+						for (int ky = 0; ky < op->kh; ky++)
+							for (int kx = 0; kx < op->kw; kx++) {
+								int iy = oy * op->sh - op->ph + ky;
+								int ix = ox * op->sw - op->pw + kx;
+								if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+									continue;
+								double v = cur[(c * H + iy) * W + ix];
+								acc = mx ? fmax(acc, v) : acc + v;
+							}
+						nxt[(c * OH + oy) * OW + ox] =
+							mx ? acc : acc / (op->kh * op->kw);
+					}
+			break;
+		}
+		case CIGT_OP_FLATTEN:
+		case CIGT_OP_DROPOUT:
+			/* NCHW memory is already the flattened order; dropout is identity. */
+			memcpy(nxt, cur, (size_t)(C * H * W) * sizeof *cur);
+			if (op->kind == CIGT_OP_FLATTEN)
+				OC = C * H * W, OH = OW = 1;
+			break;
+		case CIGT_OP_GLOBALAVGPOOL:
+			OH = OW = 1;
+			for (int c = 0; c < C; c++) {
+				double acc = 0;
+				for (int k = 0; k < H * W; k++)
+					acc += cur[c * H * W + k];
+				nxt[c] = acc / (H * W);
+			}
+			break;
+		case CIGT_OP_RESIDUAL:
+		case CIGT_OP_SHORTCUT:
+		case CIGT_OP_ADD:
+			break; /* handled above */
+		case CIGT_OP_LINEAR: {
+			int fin = C * H * W;
+			OC = op->out, OH = OW = 1;
+			for (int o = 0; o < OC; o++) {
+				double acc = op->bias ? p->b[o] : 0;
+				for (int k = 0; k < fin; k++)
+					acc += (double)p->w[(size_t)o * fin + k] * cur[k];
+				nxt[o] = acc;
+			}
+			break;
+		}
+		}
+		cr_assert(OC == op->outshape.c && OH == op->outshape.h && OW == op->outshape.w,
+			  "op %d: reference shape %dx%dx%d, parser %dx%dx%d", i,
+			  OC, OH, OW, op->outshape.c, op->outshape.h, op->outshape.w);
+		C = OC, H = OH, W = OW;
+		double *t = cur;
+		cur = nxt, nxt = t;
+	}
+	*curp = cur, *nxtp = nxt;
+	*Cp = C, *Hp = H, *Wp = W;
+	free(blk), free(mainb);
+}
+
 /* One sample, NCHW, double precision, straight from the spec. x: C*H*W values. Writes the
  * logits and the route; *margin receives the smallest top-1 minus top-2 router logit gap. */
 static void ref_forward_collect(const struct cigt_model *m, const float *x, double *logits,
 				int *route, double *margin, int collect_layer, double *collect)
 {
 	const struct cigt_arch *a = m->arch;
-	size_t cap = 1 << 16;
+	size_t cap = 1 << 18;
 	double *cur = th_calloc(cap, sizeof *cur), *nxt = th_calloc(cap, sizeof *nxt);
 	int C = a->input.c, H = a->input.h, W = a->input.w, ex = 0;
 	for (int i = 0; i < C * H * W; i++)
@@ -59,100 +197,17 @@ static void ref_forward_collect(const struct cigt_model *m, const float *x, doub
 	for (int l = 0; l < a->nlayers; l++) {
 		const struct cigt_layer_desc *L = &a->layers[l];
 		route[l] = ex;
-		for (int i = 0; i < L->nops; i++) {
-			const struct cigt_op_desc *op = &L->ops[i];
-			const struct cigt_op_params *p = &m->ops[l][ex * L->nops + i];
-			int OC = C, OH = H, OW = W;
-			switch (op->kind) {
-			case CIGT_OP_CONV:
-				OC = op->out;
-				OH = win(H, op->kh, op->sh, op->ph);
-				OW = win(W, op->kw, op->sw, op->pw);
-				for (int o = 0; o < OC; o++)
-					for (int oy = 0; oy < OH; oy++)
-						for (int ox = 0; ox < OW; ox++) {
-							double acc = op->bias ? p->b[o] : 0;
-							for (int c = 0; c < C; c++)
-								for (int ky = 0; ky < op->kh; ky++)
-									for (int kx = 0; kx < op->kw; kx++) {
-										int iy = oy * op->sh - op->ph + ky;
-										int ix = ox * op->sw - op->pw + kx;
-										if (iy < 0 || iy >= H || ix < 0 ||
-										    ix >= W)
-											continue;
-										acc += p->w[((o * C + c) * op->kh +
-											     ky) * op->kw + kx] *
-										       cur[(c * H + iy) * W + ix];
-									}
-							nxt[(o * OH + oy) * OW + ox] = acc;
-						}
-				break;
-			case CIGT_OP_BATCHNORM:
-				for (int c = 0; c < C; c++)
-					for (int k = 0; k < H * W; k++)
-						nxt[c * H * W + k] =
-							(cur[c * H * W + k] - p->mean[c]) /
-								sqrt((double)p->var[c] + (double)op->eps) *
-								p->gamma[c] +
-							p->beta[c];
-				break;
-			case CIGT_OP_RELU:
-				for (int k = 0; k < C * H * W; k++)
-					nxt[k] = cur[k] > 0 ? cur[k] : 0;
-				break;
-			case CIGT_OP_MAXPOOL:
-			case CIGT_OP_AVGPOOL: {
-				bool mx = op->kind == CIGT_OP_MAXPOOL;
-				OH = win(H, op->kh, op->sh, op->ph);
-				OW = win(W, op->kw, op->sw, op->pw);
-				for (int c = 0; c < C; c++)
-					for (int oy = 0; oy < OH; oy++)
-						for (int ox = 0; ox < OW; ox++) {
-							double acc = mx ? -INFINITY : 0;
-							for (int ky = 0; ky < op->kh; ky++)
-								for (int kx = 0; kx < op->kw; kx++) {
-									int iy = oy * op->sh - op->ph + ky;
-									int ix = ox * op->sw - op->pw + kx;
-									if (iy < 0 || iy >= H || ix < 0 || ix >= W)
-										continue;
-									double v = cur[(c * H + iy) * W + ix];
-									acc = mx ? fmax(acc, v) : acc + v;
-								}
-							nxt[(c * OH + oy) * OW + ox] =
-								mx ? acc : acc / (op->kh * op->kw);
-						}
-				break;
-			}
-			case CIGT_OP_FLATTEN:
-			case CIGT_OP_DROPOUT:
-				/* NCHW memory is already the flattened order; dropout is identity. */
-				memcpy(nxt, cur, (size_t)(C * H * W) * sizeof *cur);
-				if (op->kind == CIGT_OP_FLATTEN)
-					OC = C * H * W, OH = OW = 1;
-				break;
-			case CIGT_OP_LINEAR: {
-				int fin = C * H * W;
-				OC = op->out, OH = OW = 1;
-				for (int o = 0; o < OC; o++) {
-					double acc = op->bias ? p->b[o] : 0;
-					for (int k = 0; k < fin; k++)
-						acc += (double)p->w[(size_t)o * fin + k] * cur[k];
-					nxt[o] = acc;
-				}
-				break;
-			}
-			}
-			cr_assert(OC == op->outshape.c && OH == op->outshape.h && OW == op->outshape.w,
-				  "layer %d op %d: reference shape %dx%dx%d, parser %dx%dx%d", l, i,
-				  OC, OH, OW, op->outshape.c, op->outshape.h, op->outshape.w);
-			C = OC, H = OH, W = OW;
-			double *t = cur;
-			cur = nxt, nxt = t;
-		}
+		ref_chain(L->ops, L->nops, &m->ops[l][ex * L->nops], &cur, &nxt, cap, &C, &H, &W);
 		if (!L->has_router)
 			continue;
 		const struct cigt_router_desc *rd = &L->router;
 		const struct cigt_router_params *rp = &m->routers[l];
+		/* The router's own ops run on a copy of the layer output. */
+		double *rc = th_calloc(cap, sizeof *rc), *rn = th_calloc(cap, sizeof *rn), *lay = cur;
+		int LC = C, LH = H, LW = W;
+		memcpy(rc, cur, (size_t)(C * H * W) * sizeof *cur);
+		ref_chain(rd->ops, rd->nops, rp->ops, &rc, &rn, cap, &C, &H, &W);
+		cur = rc;
 		int PH = H / rd->pool_h, PW = W / rd->pool_w, P = C * PH * PW, K = rd->out;
 		double z[4096], h[4096], act[64];
 		cr_assert_leq(P, 4096);
@@ -189,6 +244,9 @@ static void ref_forward_collect(const struct cigt_model *m, const float *x, doub
 			if (k != best && act[best] - act[k] < *margin)
 				*margin = act[best] - act[k];
 		ex = best;
+		cur = lay;
+		C = LC, H = LH, W = LW;
+		free(rc), free(rn);
 	}
 	cr_assert(C == a->nclasses && H == 1 && W == 1);
 	for (int k = 0; k < C; k++)
@@ -746,4 +804,154 @@ Test(regroup, node_level_run_expert_matches_classify)
 	run_free(&b);
 	free(x);
 	rig_free(&r);
+}
+
+/* ------------------------------------------------------------------ residual trellises */
+
+/* 3x12x12 input, K = [1, 2, 2], 4 classes. It exercises: an identity shortcut read where the
+ * block input lies (layer 0's first block reads the chain input itself); a block ending the
+ * chain (the add writes the expert's output); a strided block with a 1x1-conv + BN shortcut;
+ * a pre-activation block (batch norm and ReLU first, in place on a copy, never on the block
+ * input) with a shortcut of three ops (all four scratch buffers live); a block without the
+ * final ReLU followed by a separate ReLU; global average pooling; a router with its own op
+ * chain (a strided conv and a residual block) and a router without one. */
+static const char *const RES_ARCH =
+	"{\"name\":\"resmini\",\"input\":{\"channels\":3,\"height\":12,\"width\":12},"
+	"\"classes\":[\"a\",\"b\",\"c\",\"d\"],\"layers\":["
+	"{\"experts\":1,\"ops\":["
+	"{\"type\":\"residual\",\"main\":[{\"type\":\"conv\",\"out\":3,\"kernel\":3,\"padding\":1},"
+	"{\"type\":\"batchnorm\"}]},"
+	"{\"type\":\"conv\",\"out\":4,\"kernel\":3,\"padding\":1,\"bias\":false},"
+	"{\"type\":\"batchnorm\"},{\"type\":\"relu\"},"
+	"{\"type\":\"residual\",\"main\":[{\"type\":\"conv\",\"out\":4,\"kernel\":3,\"padding\":1,"
+	"\"bias\":false},{\"type\":\"batchnorm\"},{\"type\":\"relu\"},{\"type\":\"conv\",\"out\":4,"
+	"\"kernel\":3,\"padding\":1,\"bias\":false},{\"type\":\"batchnorm\"}]}],"
+	"\"router\":{\"ops\":[{\"type\":\"conv\",\"out\":4,\"kernel\":3,\"stride\":2,\"padding\":1},"
+	"{\"type\":\"batchnorm\"},{\"type\":\"relu\"},"
+	"{\"type\":\"residual\",\"main\":[{\"type\":\"conv\",\"out\":4,\"kernel\":3,\"padding\":1}],"
+	"\"relu\":false}],\"pool\":3,\"hidden\":6}},"
+	"{\"experts\":2,\"ops\":["
+	"{\"type\":\"residual\",\"main\":[{\"type\":\"conv\",\"out\":6,\"kernel\":3,\"stride\":2,"
+	"\"padding\":1,\"bias\":false},{\"type\":\"batchnorm\"},{\"type\":\"relu\"},"
+	"{\"type\":\"conv\",\"out\":6,\"kernel\":3,\"padding\":1,\"bias\":false},"
+	"{\"type\":\"batchnorm\"}],\"shortcut\":[{\"type\":\"conv\",\"out\":6,\"kernel\":1,"
+	"\"stride\":2,\"bias\":false},{\"type\":\"batchnorm\"}]},"
+	"{\"type\":\"residual\",\"main\":[{\"type\":\"batchnorm\"},{\"type\":\"relu\"},"
+	"{\"type\":\"conv\",\"out\":6,\"kernel\":3,\"padding\":1}],\"shortcut\":["
+	"{\"type\":\"batchnorm\"},{\"type\":\"relu\"},{\"type\":\"conv\",\"out\":6,\"kernel\":1}],"
+	"\"relu\":false},{\"type\":\"relu\"}],"
+	"\"router\":{\"pool\":[3,2],\"hidden\":5}},"
+	"{\"experts\":2,\"ops\":["
+	"{\"type\":\"residual\",\"main\":[{\"type\":\"conv\",\"out\":6,\"kernel\":3,\"padding\":1},"
+	"{\"type\":\"batchnorm\"},{\"type\":\"relu\"},{\"type\":\"maxpool\",\"kernel\":3,"
+	"\"stride\":1,\"padding\":1}]},"
+	"{\"type\":\"globalavgpool\"},{\"type\":\"linear\",\"out\":4}]}]}";
+
+Test(residual, random_residual_trellis_matches_unfolded_reference)
+{
+	struct rig r = rig_new(RES_ARCH, 21, true, 64);
+	check_against_reference(&r, 64, 301, 1e-4);
+	rig_free(&r);
+	r = rig_new(RES_ARCH, 22, false, 64);
+	check_against_reference(&r, 40, 302, 1e-4);
+	rig_free(&r);
+}
+
+Test(residual, batched_groups_match_single_samples_and_dense_mode)
+{
+	/* 150 samples through a workspace of 64: slices, groups larger than one pass through a
+	 * chain, each expert once per group; dense mode keeps the classes and counts every expert. */
+	struct rig r = rig_new(RES_ARCH, 23, true, 64);
+	const struct cigt_arch *a = r.m->arch;
+	int n = 150, insz = (int)cigt_arch_input_size(a);
+	float *x = inputs(n, insz, 303);
+	struct run b = classify(&r, r.ws, x, n, CIGT_EXEC_ROUTED);
+	struct run s = classify_singly(&r, x, n);
+	struct run d = classify(&r, r.ws, x, n, CIGT_EXEC_DENSE);
+	assert_same(a, &b, &s, n, 1e-5, "batched vs single");
+	assert_same(a, &d, &s, n, 1e-5, "dense vs single");
+	for (int i = 0; i < n; i++) {
+		cr_assert_eq(b.res[i].macs, a->path_macs);
+		cr_assert_eq(d.res[i].macs, a->dense_macs);
+	}
+	run_free(&b), run_free(&s), run_free(&d);
+	free(x);
+	rig_free(&r);
+}
+
+Test(residual, cifar_resnet110_trellis_matches_reference, .timeout = 600)
+{
+	/* The authors' CIFAR-10 network at 3x32x32 with random weights: 54 blocks on a path. */
+	char err[256];
+	struct cigt_arch *a = NULL;
+	cr_assert_eq(cigt_arch_load(CIGT_SOURCE_ROOT "/models/cifar10_resnet110_trellis.json", &a,
+				    err, sizeof err),
+		     0, "%s", err);
+	char *json = cigt_arch_to_json(a);
+	cigt_arch_free(a);
+	struct rig r = {.m = th_model(json, 31, false)};
+	free(json);
+	calibrate_routers(r.m, 6);
+	cr_assert_eq(cigt_engine_new(r.m, &r.e, err, sizeof err), 0, "%s", err);
+	r.ws = cigt_workspace_new(r.e, 8);
+	cr_assert_not_null(r.ws);
+	int n = 4, K = 10, insz = 3 * 32 * 32;
+	float *x = inputs(n, insz, 304);
+	struct run o = classify(&r, r.ws, x, n, CIGT_EXEC_ROUTED);
+	for (int i = 0; i < n; i++) {
+		double want[10], margin;
+		int route[3];
+		ref_forward(r.m, x + (size_t)i * insz, want, route, &margin);
+		cr_assert_eq(o.res[i].macs, 95339424);
+		if (margin < 1e-4)
+			continue;
+		for (int l = 0; l < 3; l++)
+			cr_assert_eq(o.res[i].route[l], route[l], "sample %d layer %d", i, l);
+		th_assert_close(o.logits + i * K, want, K, 1e-3, 1e-3, "ResNet-110 logits");
+	}
+	run_free(&o);
+	free(x);
+	rig_free(&r);
+}
+
+Test(residual, large_input_runs_in_slices_under_the_memory_budget)
+{
+	/* 3x224x224 with 16 channels at full size: a workspace asked for 256 samples holds fewer
+	 * (its layer buffers would need 822 MB each) and a batch of 100 still gives every sample
+	 * what it gets alone. */
+	const char *arch =
+		"{\"name\":\"big\",\"input\":{\"channels\":3,\"height\":224,\"width\":224},"
+		"\"classes\":[\"a\",\"b\",\"c\"],\"layers\":["
+		"{\"experts\":1,\"ops\":[{\"type\":\"conv\",\"out\":16,\"kernel\":3,\"padding\":1},"
+		"{\"type\":\"residual\",\"main\":[{\"type\":\"conv\",\"out\":16,\"kernel\":1},"
+		"{\"type\":\"batchnorm\"}]}],\"router\":{\"pool\":56,\"hidden\":4}},"
+		"{\"experts\":2,\"ops\":[{\"type\":\"maxpool\",\"kernel\":4},"
+		"{\"type\":\"globalavgpool\"},{\"type\":\"linear\",\"out\":3}]}]}";
+	struct cigt_model *m = th_model(arch, 41, true);
+	char err[256];
+	struct cigt_engine *e = NULL;
+	cr_assert_eq(cigt_engine_new(m, &e, err, sizeof err), 0, "%s", err);
+	struct cigt_workspace *ws = cigt_workspace_new(e, 256);
+	cr_assert_not_null(ws);
+	int cap = cigt_workspace_max_batch(ws);
+	cr_assert(cap >= 8 && cap < 256, "a 224x224 workspace holds %d samples", cap);
+	int n = 100, K = 3, insz = 3 * 224 * 224;
+	float *x = inputs(n, insz, 305);
+	struct cigt_result *res = th_calloc((size_t)n, sizeof *res), one;
+	float *lg = th_calloc((size_t)n * K, sizeof *lg), lg1[3];
+	cr_assert_eq(cigt_engine_classify(e, ws, x, n, CIGT_EXEC_ROUTED, res, NULL, lg), 0);
+	struct cigt_workspace *ws1 = cigt_workspace_new(e, 1);
+	for (int i = 0; i < n; i += 9) {
+		cr_assert_eq(cigt_engine_classify(e, ws1, x + (size_t)i * insz, 1, CIGT_EXEC_ROUTED,
+						  &one, NULL, lg1),
+			     0);
+		cr_assert_eq(res[i].route[1], one.route[1], "sample %d", i);
+		for (int k = 0; k < K; k++)
+			cr_assert(fabsf(lg[i * K + k] - lg1[k]) <= 1e-5, "sample %d logit %d", i, k);
+	}
+	cigt_workspace_free(ws1);
+	cigt_workspace_free(ws);
+	cigt_engine_free(e);
+	cigt_model_free(m);
+	free(res), free(lg), free(x);
 }
