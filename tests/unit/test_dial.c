@@ -27,6 +27,23 @@ static const char *const ARCH =
 	"\"router\":{\"pool\":2,\"hidden\":4}},"
 	"{\"experts\":2,\"ops\":[{\"type\":\"flatten\"},{\"type\":\"linear\",\"out\":4}]}]}";
 
+/* The same trellis shape (1x6x5, K = [1, 3, 2], 4 classes) built of residual blocks: an
+ * identity shortcut, a 1x1-conv shortcut, a pre-activation block, global average pooling and
+ * a router with its own op chain. Multipath and escalation run on it unchanged. */
+static const char *const RES_ARCH =
+	"{\"name\":\"dialres\",\"input\":{\"channels\":1,\"height\":6,\"width\":5},"
+	"\"classes\":[\"a\",\"b\",\"c\",\"d\"],\"layers\":["
+	"{\"experts\":1,\"ops\":[{\"type\":\"conv\",\"out\":3,\"kernel\":3,\"padding\":1},"
+	"{\"type\":\"residual\",\"main\":[{\"type\":\"conv\",\"out\":3,\"kernel\":3,"
+	"\"padding\":1},{\"type\":\"batchnorm\"}]}],\"router\":{\"ops\":[{\"type\":\"conv\","
+	"\"out\":3,\"kernel\":3,\"padding\":1},{\"type\":\"relu\"}],\"pool\":2,\"hidden\":5}},"
+	"{\"experts\":3,\"ops\":[{\"type\":\"residual\",\"main\":[{\"type\":\"conv\",\"out\":2,"
+	"\"kernel\":3,\"padding\":1},{\"type\":\"batchnorm\"}],\"shortcut\":[{\"type\":\"conv\","
+	"\"out\":2,\"kernel\":1}]}],\"router\":{\"pool\":2,\"hidden\":4}},"
+	"{\"experts\":2,\"ops\":[{\"type\":\"residual\",\"main\":[{\"type\":\"batchnorm\"},"
+	"{\"type\":\"relu\"},{\"type\":\"conv\",\"out\":2,\"kernel\":3,\"padding\":1}]},"
+	"{\"type\":\"globalavgpool\"},{\"type\":\"linear\",\"out\":4}]}]}";
+
 /* Same input and classes, one layer: the "second model" of escalation tests. */
 static const char *const ARCH2 =
 	"{\"name\":\"flat\",\"input\":{\"channels\":1,\"height\":6,\"width\":5},"
@@ -88,7 +105,7 @@ static struct cigt_dial dial2(float t0, float t1)
 /* The posterior of sample x along one path, through the node-level API. */
 static void path_probs(struct rig *r, const float *x, int e1, int e2, float *probs)
 {
-	float a0[3 * 6 * 5], a1[2 * 4 * 3], lg[K]; /* layer 0 and layer 1 outputs */
+	float a0[256], a1[256], lg[K]; /* layer 0 and layer 1 outputs (both archs) */
 	int next;
 	cr_assert_eq(cigt_engine_run_expert(r->e, r->ws, 0, 0, 1, x, a0, &next), 0);
 	cr_assert_eq(cigt_engine_run_expert(r->e, r->ws, 1, e1, 1, a0, a1, &next), 0);
@@ -145,9 +162,9 @@ static void check_fixed(struct rig *r, struct cigt_dial d, const int *open1, con
 	free(x);
 }
 
-static struct rig fixed_rig(void)
+static struct rig fixed_rig_of(const char *arch)
 {
-	struct rig r = rig(ARCH, 11, 16);
+	struct rig r = rig(arch, 11, 16);
 	static const double p0[3] = {0.5, 0.3, 0.2}, p1[2] = {0.7, 0.3};
 	fix_router(r.m, 0, p0);
 	fix_router(r.m, 1, p1);
@@ -159,7 +176,23 @@ static struct rig fixed_rig(void)
 	return r;
 }
 
+static struct rig fixed_rig(void)
+{
+	return fixed_rig_of(ARCH);
+}
+
 /* ------------------------------------------------------------------ the threshold rule */
+
+Test(threshold, residual_trellis_opens_and_averages_the_same_paths)
+{
+	struct rig r = fixed_rig_of(RES_ARCH);
+	check_fixed(&r, dial2(0, 0), (int[]){1, 1, 1}, (int[]){1, 1});
+	check_fixed(&r, dial2(1, 1), (int[]){1, 0, 0}, (int[]){1, 0});
+	check_fixed(&r, dial2(0.29f, 1), (int[]){1, 1, 0}, (int[]){1, 0});
+	check_fixed(&r, dial2(0.19f, 0.31f), (int[]){1, 1, 1}, (int[]){1, 0});
+	rig_free(&r);
+}
+
 
 Test(threshold, tau_zero_opens_every_path_and_averages_all_posteriors)
 {
@@ -310,9 +343,9 @@ Test(threshold, bad_dials_are_refused)
 
 /* ------------------------------------------------------------------ escalation */
 
-Test(escalation, below_the_confidence_the_second_posterior_is_averaged_in)
+static void check_escalation(const char *arch)
 {
-	struct rig a = rig(ARCH, 3, 8), b = rig(ARCH2, 4, 8);
+	struct rig a = rig(arch, 3, 8), b = rig(ARCH2, 4, 8);
 	cigt_workspace_set_second(a.ws, b.ws);
 	float *x = inputs(13);
 	struct cigt_result ra[N], rb[N], rd[N];
@@ -361,6 +394,16 @@ Test(escalation, below_the_confidence_the_second_posterior_is_averaged_in)
 	free(x);
 	rig_free(&a);
 	rig_free(&b);
+}
+
+Test(escalation, below_the_confidence_the_second_posterior_is_averaged_in)
+{
+	check_escalation(ARCH);
+}
+
+Test(escalation, a_residual_trellis_escalates_the_same_way)
+{
+	check_escalation(RES_ARCH);
 }
 
 Test(escalation, needs_the_second_workspace_and_matching_models)
