@@ -26,7 +26,7 @@ TEST_PKGS := libcriterion-dev \
 	python3-pip curl chromium gnuplot-nox wrk \
 	systemd strace prometheus nginx python3-yaml python3-jsonschema clang libclang-rt-14-dev \
 	protobuf-compiler protobuf-compiler-grpc python3-grpcio python3-protobuf python3-hpack \
-	nghttp2-client \
+	nghttp2-client libdnnl-dev \
 	nodejs $(if $(shell command -v npm),,npm)
 
 PKGS := $(SERVE_PKGS) $(TEST_PKGS)

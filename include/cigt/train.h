@@ -50,6 +50,8 @@ struct cigt_train_config {
 	double label_smoothing;
 	/* Optional "router_weight_decay": the routers' own L2 decay (absent: weight_decay). */
 	double router_weight_decay;
+	/* Optional "lr_cosine": the schedule's factor times 0.5 (1 + cos(pi epoch / epochs)). */
+	bool lr_cosine;
 };
 
 struct json_t;

@@ -106,6 +106,8 @@ const struct cigt_opt cigt__train_rows[] = {
 	 .dhi = 0.5, .def = "0", .help = "epsilon of each leaf row's smoothed target"},
 	{"router_weight_decay", 0, CIGT_OPT_DOUBLE, F(router_weight_decay), .where = T, .dlo = 0,
 	 .dhi = 1, .help = "the routers' own L2 decay (absent: weight_decay)"},
+	{"lr_cosine", 0, CIGT_OPT_FLAG, F(lr_cosine), .where = T,
+	 .help = "cosine annealing: lr also times 0.5 (1 + cos(pi epoch / epochs))"},
 	{0},
 };
 
@@ -148,6 +150,8 @@ double cigt_train_lr(const struct cigt_train_config *c, int epoch)
 	for (int i = 0; i < c->nsteps; i++)
 		if (epoch >= c->step_epoch[i])
 			f = c->step_factor[i];
+	if (c->lr_cosine)
+		f *= 0.5 * (1 + cos(M_PI * epoch / c->epochs));
 	return c->lr * f;
 }
 

@@ -1,7 +1,8 @@
 /* Training-data augmentation (train.augment): the mirror and shift of cigt_train_augment checked
  * pixel by pixel on a 2-channel 3x4 image whose values name their position, and the config
- * keys accepted and refused. */
+ * keys accepted and refused; the cosine learning-rate schedule (train.lr_cosine). */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <string.h>
 
 #include "cigt/train.h"
@@ -114,4 +115,31 @@ Test(augment, config_keys)
 		cr_assert_neq(parse(bad[i].aug, &c, err, sizeof err), 0, "%s accepted", bad[i].aug);
 		cr_assert(strstr(err, bad[i].msg), "%s: got '%s'", bad[i].aug, err);
 	}
+}
+
+/* The recipe pieces a ResNet trains with: the step schedule alone, then cosine on top of it. */
+Test(schedule, cosine_annealing_on_top_of_the_steps)
+{
+	struct cigt_train_config c;
+	char err[256];
+	cr_assert_eq(th_train(", \"epochs\": 100, \"lr_schedule\": [[0, 1], [50, 0.1]]", err,
+			      sizeof err, &c),
+		     0, "%s", err);
+	cr_assert(!c.lr_cosine, "absent: steps only");
+	cr_assert_float_eq(cigt_train_lr(&c, 0), 0.1, 1e-12);
+	cr_assert_float_eq(cigt_train_lr(&c, 49), 0.1, 1e-12);
+	cr_assert_float_eq(cigt_train_lr(&c, 50), 0.01, 1e-12);
+	cr_assert_eq(th_train(", \"epochs\": 100, \"lr_cosine\": true", err, sizeof err, &c), 0,
+		     "%s", err);
+	cr_assert(c.lr_cosine);
+	cr_assert_float_eq(cigt_train_lr(&c, 0), 0.1, 1e-12);
+	cr_assert_float_eq(cigt_train_lr(&c, 50), 0.05, 1e-12);        /* cos(pi/2) = 0 */
+	cr_assert_float_eq(cigt_train_lr(&c, 25), 0.1 * (1 + sqrt(0.5)) / 2, 1e-12);
+	cr_assert_float_eq(cigt_train_lr(&c, 99), 0.1 * (1 + cos(M_PI * 0.99)) / 2, 1e-12);
+	cr_assert_eq(th_train(", \"epochs\": 100, \"lr_schedule\": [[0, 1], [50, 0.1]], "
+			      "\"lr_cosine\": true", err, sizeof err, &c),
+		     0, "%s", err);
+	cr_assert_float_eq(cigt_train_lr(&c, 75), 0.01 * (1 + cos(M_PI * 0.75)) / 2, 1e-12);
+	cr_assert_neq(th_train(", \"lr_cosine\": 1", err, sizeof err, &c), 0);
+	cr_assert(strstr(err, "train.lr_cosine: expected true or false"), "got '%s'", err);
 }
