@@ -431,11 +431,12 @@ struct cigt_workspace *cigt_workspace_new(const struct cigt_engine *e, int max_b
 	ws->e = e;
 	ws->max_batch = max_batch;
 	/* The layer buffers hold a whole batch expanded into its multipath trees when that costs
-	 * at most 4x the single path's room (then every expert runs once per batch under any
-	 * dial), and at least one sample's whole tree; the per-row arrays follow. */
+	 * at most 4x the single path's room and the layer budget (then every expert runs once per
+	 * batch under any dial), and at least one sample's whole tree; the per-row arrays
+	 * follow. */
 	const int64_t single = (int64_t)max_batch * e->layer_max;
 	ws->cap_floats = CIGT_MAX(CIGT_MAX(single, CIGT_MIN((int64_t)max_batch * e->tree_floats,
-							     4 * single)),
+							     CIGT_MIN(4 * single, LAYER_FLOATS))),
 				  e->tree_floats);
 	ws->rows_cap = (int)CIGT_MAX(CIGT_MAX(max_batch, CIGT_MIN((int64_t)max_batch * e->tree_max,
 								  1 << 16)),
