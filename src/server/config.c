@@ -127,6 +127,10 @@ static const struct cigt_opt rows[] = {
 	 .def = "200", .arg = "N",
 	 .help = "longest wait for a batch to fill after its first sample\n"
 		 "(0 = never wait)"},
+	{"eager-dispatch", 0, CIGT_OPT_FLAG, F(eager_dispatch), .where = D, .def = "true",
+	 .help = "run a batch at once when no other request is in flight\n"
+		 "(one connection never waits out --max-delay-us);\n"
+		 "--eager-dispatch=false always waits"},
 	{"queue-limit", 0, CIGT_OPT_INT, F(queue_limit), .where = D, .lo = 1, .hi = 1000000,
 	 .def = "4096", .arg = "N",
 	 .help = "samples waiting at most; beyond it requests get\n503 + Retry-After"},

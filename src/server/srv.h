@@ -115,6 +115,7 @@ struct srv_config {
 	char *tls_key;
 	int log_level;
 	bool access_log;
+	bool eager_dispatch; /* a lone request does not wait for its batch to fill */
 	/* gRPC (src/server/grpc.h): --grpc-listen ADDR (NULL = off) and its limits. */
 	char *grpc_listen;
 	long long grpc_max_message_bytes;

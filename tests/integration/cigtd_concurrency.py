@@ -161,3 +161,53 @@ def group_concurrency(env):
                                                        metric(m, "cigt_queue_full_total")))
         finally:
             d.stop()
+
+    # Eager dispatch (--eager-dispatch, on by default): a lone request does not wait out the
+    # batching delay, but a request whose head has arrived is waited for. With a 1 s delay:
+    # request A alone is answered long before 2 s; then B's head is sent (body held back) and
+    # A' sent in full: A' is not answered while B is in flight, and once B's body goes out both
+    # run as one batch of 2 (cigt_batch_size on /metrics).
+    import socket
+    import time
+    d = Daemon(env["model"], "--max-delay-us", "1000000", "--max-batch", "64",
+               "--workers", "1")
+    try:
+        body = json.dumps({"image": list(imgs[0])}).encode()
+        t0 = time.monotonic()
+        st, _, got = d.post_json("/v1/classify", {"image": list(imgs[0])})
+        lone = time.monotonic() - t0
+        check(st == 200 and json.loads(got)["class"] == ref[0]["class"] and lone < 0.5,
+              "a lone request is answered without the 1 s delay (%.3f s)" % lone)
+        m0 = d.metrics()
+        b = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+        b.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body))
+        time.sleep(0.2)  # B's head is read: B is in flight
+        a = d.conn(10)
+        a.request("POST", "/v1/classify", body=body,
+                  headers={"Content-Type": "application/json"})
+        a.sock.settimeout(0.4)
+        try:
+            a.getresponse()
+            early = True
+        except socket.timeout:
+            early = False
+        check(not early, "a request waits for one whose head has arrived")
+        b.sendall(body)
+        b.settimeout(10)
+        resp = b""
+        while b"\r\n\r\n" not in resp or not resp.rstrip().endswith(b"}"):
+            chunk = b.recv(65536)
+            if not chunk:
+                break
+            resp += chunk
+        check(resp.startswith(b"HTTP/1.1 200"), "B answered: %r" % resp[:40])
+        b.close()
+        a.close()
+        m1 = d.metrics()
+        batches = m1["cigt_batch_size_count"] - m0["cigt_batch_size_count"]
+        samples = m1["cigt_batch_size_sum"] - m0["cigt_batch_size_sum"]
+        check(batches == 1 and samples == 2,
+              "A' and B ran as one batch (%d batches, %d samples)" % (batches, samples))
+    finally:
+        d.stop()
