@@ -14,12 +14,16 @@ globalavgpool, router op chains).
     routes equal, both experts of layer 1 taken by some sample.
   * Training as today: one warm-up step gives every parameter a gradient (the router chain's
     through the information gain), moves the running statistics inside blocks, and the module
-    saves to a file both readers take.
+    saves to a file both readers take; python/examples/train_folder.py trains a residual config
+    in two DDP processes (gloo) to identical weights that cigt info reads.
 Run: CIGT=build/cigt /usr/bin/python3 tests/python/test_residual.py"""
 
 import json
 import os
+import socket
 import struct
+import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -29,6 +33,7 @@ import common
 import torch
 import cigt.torch as ct
 from cigt import format as cf
+from test_example import EXAMPLE, make_folder
 
 CIFAR = os.path.join(common.SRC, "models", "cifar10_resnet110_trellis.json")
 
@@ -54,6 +59,23 @@ SMALL = {
          "ops": [{"type": "residual", "main": [CONV(8), BN, RELU, CONV(8), BN], "shortcut": []},
                  {"type": "maxpool", "kernel": 2}, {"type": "globalavgpool"},
                  {"type": "linear", "out": 5}]},
+    ],
+}
+
+# For the example's folder of 28x28 gray images (its last linear gets the folder's class count).
+FOLDER = {
+    "name": "folder_res",
+    "input": {"channels": 1, "height": 28, "width": 28},
+    "classes": ["x"],
+    "layers": [
+        {"experts": 1,
+         "ops": [CONV(8), BN, RELU,
+                 {"type": "residual", "main": [CONV(8, stride=2), BN, RELU, CONV(8), BN],
+                  "shortcut": [CONV(8, 1, stride=2), BN]}],
+         "router": {"ops": [CONV(4, stride=2), BN, RELU], "pool": 7, "hidden": 16}},
+        {"experts": 2,
+         "ops": [{"type": "residual", "main": [CONV(8), BN, RELU, CONV(8), BN]},
+                 {"type": "globalavgpool"}, {"type": "linear", "out": 1}]},
     ],
 }
 
@@ -292,7 +314,8 @@ class Residual(unittest.TestCase):
         opt.step()
         sd = m.state_dict()
         for k in ("layers.0.experts.0.ops.3.shortcut.1.running_mean",
-                  "layers.1.experts.1.ops.0.main.4.running_var", "routers.0.ops.3.main.1.running_mean",
+                  "layers.1.experts.1.ops.0.main.4.running_var",
+                  "routers.0.ops.3.main.1.running_mean",
                   "layers.0.experts.0.ops.3.main.0.weight", "routers.0.ops.0.weight"):
             self.assertFalse(torch.equal(sd[k], before[k]), k)
         out = self.path("small-trained.safetensors")
@@ -303,6 +326,47 @@ class Residual(unittest.TestCase):
             self.assertEqual(b.tensors[k].tobytes(), v.tobytes(), k)
         # argmax routing with re-routing runs too (experts may get no rows)
         m(x, routing="argmax", rho=0.5)
+
+    def test_ddp_example(self):
+        root = self.path("folder")
+        make_folder(root, per_class=24)
+        cfg = self.path("folder_res.json")
+        with open(cfg, "w") as f:
+            json.dump(FOLDER, f)
+        out = self.path("ddp.safetensors")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        procs = []
+        for rank in range(2):
+            env = dict(os.environ, PYTHONPATH=os.path.join(common.SRC, "python"),
+                       OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                       WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank))
+            procs.append(subprocess.Popen(
+                [sys.executable, EXAMPLE, root, "--out", out, "--config", cfg, "--batch", "8",
+                 "--steps", "3", "--save-all-ranks"],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        logs = []
+        for p in procs:
+            try:
+                logs.append(p.communicate(timeout=300)[0])
+            except subprocess.TimeoutExpired:
+                for q in procs:
+                    q.kill()
+                raise
+            self.assertEqual(p.returncode, 0, logs[-1])
+        self.assertIn("wrote %s0 (3 steps)" % out, logs[0])
+        a, b = cf.load(out + "0"), cf.load(out + "1")
+        self.assertEqual(a.arch["classes"], ["sneaker", "trouser", "tshirt"])
+        self.check_c_info(out + "0", a.arch)
+        init = ct.from_config(json.loads(a.architecture), seed=1).tensors()  # the example's
+        for k in a.tensors:  # gradients averaged across ranks: the weights stay identical
+            if "running" not in k:
+                self.assertEqual(a.tensors[k].tobytes(), b.tensors[k].tobytes(), k)
+        # the steps moved the weights inside blocks and the router chain
+        for k in ("layers.0.experts.0.ops.3.shortcut.0.weight", "routers.0.ops.0.weight",
+                  "layers.0.experts.0.ops.3.main.3.bias"):
+            self.assertFalse(np.array_equal(a.tensors[k], init[k]), k)
 
 
 if __name__ == "__main__":
