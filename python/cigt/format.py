@@ -24,10 +24,26 @@ NAME_MAX = MODEL_NAME_LEN + 1  # bytes with the terminating NUL, as C counts the
 MAX_LAYERS = 16
 MAX_EXPERTS = 64
 MAX_OPS = 256  # entries of a layer's op chain (a residual block is one)
+MAX_EXPANDED = 2048  # ops of one chain once every block counts as its branches plus 3
+MAX_BRANCH = 16  # ops of a residual block's main or shortcut branch
+MAX_ROUTER_OPS = 16  # entries of a router's own op chain
 MAX_CLASSES = 4096
 MAX_NORM_CHANNELS = 16
 OP_COST_MAX = 1 << 40
-OP_NAMES = ("conv", "batchnorm", "relu", "maxpool", "avgpool", "flatten", "linear", "dropout")
+OP_NAMES = ("conv", "batchnorm", "relu", "maxpool", "avgpool", "flatten", "linear", "dropout",
+            "globalavgpool", "residual")
+# Which ops a chain may hold (src/model/arch.c, kind_allowed): an expert's chain every kind, a
+# residual block's branches and a router's chain only those that keep a feature map (a router's
+# chain may hold blocks, a branch may not), and what the refusal lists for each.
+FEATURE_OPS = ("conv", "batchnorm", "relu", "maxpool", "avgpool")
+CHAINS = {
+    "expert": (OP_NAMES, "conv, batchnorm, relu, maxpool, avgpool, globalavgpool, flatten, "
+                         "linear, dropout or residual"),
+    "branch": (FEATURE_OPS + ("dropout",), "conv, batchnorm, relu, maxpool, avgpool or dropout "
+                                           "(a residual branch)"),
+    "router": (FEATURE_OPS + ("residual",), "conv, batchnorm, relu, maxpool, avgpool or residual "
+                                            "(a router's chain)"),
+}
 
 
 # ----------------------------------------------------------------------------- architecture
@@ -90,21 +106,75 @@ def _window_out(n, k, s, p):
     return None if span < 0 else span // s + 1
 
 
-def _parse_op(j, path, shape):
-    """One op dict -> resolved op (dict with kind, settings, in/out shapes, macs, params)."""
+def _parse_chain(arr, path, ctx, lo, hi, shape, count):
+    """An op chain (a list of lo..hi entries) -> (resolved ops, output shape). count is a
+    one-element list: the ops the chain it belongs to holds so far with every residual block
+    expanded (its ops, plus 3 for its markers, as the C reader counts them)."""
+    if not isinstance(arr, list) or not lo <= len(arr) <= hi:
+        raise FormatError("%s: expected an array of %d to %d ops" % (path, lo, hi))
+    ops = []
+    for i, jo in enumerate(arr):
+        p = "%s[%d]" % (path, i)
+        op = _parse_op(jo, p, ctx, shape, count)
+        shape = op["out_shape"]
+        if op["type"] == "batchnorm" and i > 0 and ops[-1]["type"] == "batchnorm":
+            raise FormatError("%s: two batchnorms in a row" % p)
+        ops.append(op)
+    return ops, shape
+
+
+def _shape_text(s):
+    return "%dx%dx%d" % s
+
+
+def _parse_residual(j, path, shape, count):
+    """A residual block: main and shortcut chains on the block's input, added, then a ReLU
+    when relu. Its macs and params are its branches'."""
+    _check_keys(j, ("type", "main", "shortcut", "relu"), path)
+    relu = _get_bool(j, "relu", True, path)
+    if "main" not in j:
+        raise FormatError("%s: missing key 'main'" % path)
+    main, mo = _parse_chain(j["main"], path + ".main", "branch", 1, MAX_BRANCH, shape, count)
+    count[0] += 1  # the SHORTCUT marker
+    short, so = [], shape
+    sc = j.get("shortcut")
+    if "shortcut" in j and not (isinstance(sc, list) and not sc):
+        short, so = _parse_chain(sc, path + ".shortcut", "branch", 0, MAX_BRANCH, shape, count)
+    if mo != so:
+        if short:
+            raise FormatError("%s: the main branch outputs %s but the shortcut %s"
+                              % (path, _shape_text(mo), _shape_text(so)))
+        raise FormatError("%s: the main branch outputs %s but the identity shortcut passes the "
+                          "input %s (give a shortcut chain, such as a 1x1 conv with the main "
+                          "branch's stride, and a batchnorm)" % (path, _shape_text(mo),
+                                                                 _shape_text(so)))
+    count[0] += 1  # the ADD marker
+    sub = main + short
+    return {"type": "residual", "in": shape, "main": main, "shortcut": short, "relu": relu,
+            "out_shape": mo, "macs": sum(o["macs"] for o in sub),
+            "params": sum(o["params"] for o in sub)}
+
+
+def _parse_op(j, path, ctx, shape, count):
+    """One op dict -> resolved op (dict with kind, settings, in/out shapes, macs, params; a
+    residual block also main and shortcut, lists of resolved ops, and relu)."""
     if not _is_obj(j):
         raise FormatError("%s: expected an object" % path)
     t = j.get("type")
     if not isinstance(t, str):
         raise FormatError("%s: missing string key 'type'" % path)
-    if t in ("residual", "globalavgpool"):
-        # proto/model-format.md has them (issue 26); this package does not read them yet
-        raise FormatError("%s.type: '%s' is not read by cigt.format yet (the C tools read it)"
-                          % (path, t))
     if t not in OP_NAMES:
-        raise FormatError("%s.type: unknown op '%s' (expected conv, batchnorm, relu, maxpool, "
-                          "avgpool, globalavgpool, flatten, linear, dropout or residual)"
-                          % (path, t))
+        raise FormatError("%s.type: unknown op '%s' (expected %s)" % (path, t,
+                                                                     CHAINS["expert"][1]))
+    allowed, expected = CHAINS[ctx]
+    if t not in allowed:
+        raise FormatError("%s.type: '%s' cannot go here (expected %s)" % (path, t, expected))
+    if count[0] >= MAX_EXPANDED:
+        raise FormatError("%s: more than %d ops once residual blocks are expanded"
+                          % (path, MAX_EXPANDED))
+    count[0] += 1
+    if t == "residual":
+        return _parse_residual(j, path, shape, count)
     c, h, w = shape
     op = {"type": t, "in": shape}
     o = shape
@@ -131,10 +201,12 @@ def _parse_op(j, path, shape):
         op["eps"] = _get_num(j, "eps", 1e-5, 1e-12, 1.0, path)
         op["momentum"] = _get_num(j, "momentum", 0.1, 0.0, 1.0, path)
         op["params"] = 2 * c
-    elif t in ("relu", "flatten"):
+    elif t in ("relu", "flatten", "globalavgpool"):
         _check_keys(j, ("type",), path)
         if t == "flatten":
             o = (c * h * w, 1, 1)
+        elif t == "globalavgpool":
+            o = (c, 1, 1)
     elif t in ("maxpool", "avgpool"):
         _check_keys(j, ("type", "kernel", "stride", "padding"), path)
         kh, kw = _get_pair(j, "kernel", 0, True, 1, 1024, path)
@@ -173,21 +245,26 @@ def _parse_op(j, path, shape):
 def _parse_router(j, path, shape, next_k):
     if not _is_obj(j):
         raise FormatError("%s: expected an object" % path)
-    _check_keys(j, ("pool", "hidden", "bn_eps", "bn_momentum"), path)
+    _check_keys(j, ("ops", "pool", "hidden", "bn_eps", "bn_momentum"), path)
+    ops, s = [], shape
+    if "ops" in j:  # checked before pool: the pool reads the chain's output
+        ops, s = _parse_chain(j["ops"], path + ".ops", "router", 1, MAX_ROUTER_OPS, shape, [0])
     ph, pw = _get_pair(j, "pool", 0, True, 1, 4096, path)
     hidden = _get_int(j, "hidden", 0, True, 1, 65536, path)
     eps = _get_num(j, "bn_eps", 1e-5, 1e-12, 1.0, path)
     mom = _get_num(j, "bn_momentum", 0.1, 0.0, 1.0, path)
-    c, h, w = shape
+    c, h, w = s
     if ph > h or pw > w:
-        raise FormatError("%s.pool: %dx%d is larger than the layer output %dx%d" % (path, ph, pw,
-                                                                                    h, w))
+        raise FormatError("%s.pool: %dx%d is larger than the %s %dx%d"
+                          % (path, ph, pw, "router chain's output" if ops else "layer output",
+                             h, w))
     pooled = (c, h // ph, w // pw)
     p = pooled[0] * pooled[1] * pooled[2]
-    return {"pool": (ph, pw), "hidden": hidden, "bn_eps": eps, "bn_momentum": mom,
-            "in": shape, "pooled": pooled, "out": next_k,
-            "macs": p * hidden + hidden * next_k,
-            "params": p * hidden + hidden + 2 * hidden + hidden * next_k + next_k}
+    return {"ops": ops, "chain_out": s, "pool": (ph, pw), "hidden": hidden, "bn_eps": eps,
+            "bn_momentum": mom, "in": shape, "pooled": pooled, "out": next_k,
+            "macs": sum(o["macs"] for o in ops) + p * hidden + hidden * next_k,
+            "params": (sum(o["params"] for o in ops) + p * hidden + hidden + 2 * hidden
+                       + hidden * next_k + next_k)}
 
 
 def _parse_input(j, a):
@@ -284,18 +361,9 @@ def parse_arch(root):
     shape = a["input"]
     a["layers"], a["path_macs"], a["dense_macs"], a["params"], a["npaths"] = [], 0, 0, 0, 1
     for l, jl in enumerate(layers):
-        ops = jl.get("ops")
-        path = "layers[%d].ops" % l
-        if not isinstance(ops, list) or not 1 <= len(ops) <= MAX_OPS:
-            raise FormatError("%s: expected an array of 1 to %d ops" % (path, MAX_OPS))
-        L = {"experts": experts[l], "in": shape, "ops": [], "router": None}
-        for i, jo in enumerate(ops):
-            path = "layers[%d].ops[%d]" % (l, i)
-            op = _parse_op(jo, path, shape)
-            shape = op["out_shape"]
-            if op["type"] == "batchnorm" and i > 0 and L["ops"][-1]["type"] == "batchnorm":
-                raise FormatError("%s: two batchnorms in a row" % path)
-            L["ops"].append(op)
+        L = {"experts": experts[l], "in": shape, "router": None}
+        L["ops"], shape = _parse_chain(jl.get("ops"), "layers[%d].ops" % l, "expert", 1, MAX_OPS,
+                                       shape, [0])
         L["out"] = shape
         L["expert_macs"] = sum(op["macs"] for op in L["ops"])
         L["expert_params"] = sum(op["params"] for op in L["ops"])
@@ -329,6 +397,38 @@ def parse_arch_text(text):
     return parse_arch(root)
 
 
+def _op_tensors(out, pre, op):
+    """The tensors of one op (none for ops without parameters) under the name prefix pre."""
+    c, h, w = op["in"]
+    if op["type"] == "conv":
+        kh, kw = op["kernel"]
+        out.append((pre + ".weight", (op["out"], c, kh, kw), "weight"))
+        if op["bias"]:
+            out.append((pre + ".bias", (op["out"],), "bias"))
+    elif op["type"] == "linear":
+        out.append((pre + ".weight", (op["out"], c * h * w), "weight"))
+        if op["bias"]:
+            out.append((pre + ".bias", (op["out"],), "bias"))
+    elif op["type"] == "batchnorm":
+        for suf, role in (("weight", "bn_weight"), ("bias", "bn_bias"),
+                          ("running_mean", "running_mean"), ("running_var", "running_var")):
+            out.append(("%s.%s" % (pre, suf), (c,), role))
+
+
+def _chain_tensors(out, base, ops):
+    """The tensors of an op chain whose names start with base (".../ops"): entry i's under
+    base.{i}, a residual block's main branch under base.{i}.main.{j}, then its shortcut under
+    base.{i}.shortcut.{j}."""
+    for i, op in enumerate(ops):
+        pre = "%s.%d" % (base, i)
+        if op["type"] != "residual":
+            _op_tensors(out, pre, op)
+            continue
+        for branch in ("main", "shortcut"):
+            for j, sub in enumerate(op[branch]):
+                _op_tensors(out, "%s.%s.%d" % (pre, branch, j), sub)
+
+
 def tensor_list(a):
     """The canonical tensors of a resolved architecture, in file order: a list of
     (name, shape tuple, role) with role weight, bias, bn_weight, bn_bias, running_mean or
@@ -336,26 +436,11 @@ def tensor_list(a):
     out = []
     for l, L in enumerate(a["layers"]):
         for e in range(L["experts"]):
-            for i, op in enumerate(L["ops"]):
-                pre = "layers.%d.experts.%d.ops.%d" % (l, e, i)
-                c, h, w = op["in"]
-                if op["type"] == "conv":
-                    kh, kw = op["kernel"]
-                    out.append((pre + ".weight", (op["out"], c, kh, kw), "weight"))
-                    if op["bias"]:
-                        out.append((pre + ".bias", (op["out"],), "bias"))
-                elif op["type"] == "linear":
-                    out.append((pre + ".weight", (op["out"], c * h * w), "weight"))
-                    if op["bias"]:
-                        out.append((pre + ".bias", (op["out"],), "bias"))
-                elif op["type"] == "batchnorm":
-                    for suf, role in (("weight", "bn_weight"), ("bias", "bn_bias"),
-                                      ("running_mean", "running_mean"),
-                                      ("running_var", "running_var")):
-                        out.append(("%s.%s" % (pre, suf), (c,), role))
+            _chain_tensors(out, "layers.%d.experts.%d.ops" % (l, e), L["ops"])
         r = L["router"]
         if r is None:
             continue
+        _chain_tensors(out, "routers.%d.ops" % l, r["ops"])
         p = r["pooled"][0] * r["pooled"][1] * r["pooled"][2]
         hd, k, pre = r["hidden"], r["out"], "routers.%d" % l
         out += [(pre + ".fc1.weight", (hd, p), "weight"), (pre + ".fc1.bias", (hd,), "bias"),

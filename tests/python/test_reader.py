@@ -35,12 +35,38 @@ ARCH = {
 }
 
 
-def valid_parts():
+# Residual blocks (identity and 1x1-conv shortcuts, one without the ReLU), globalavgpool and a
+# router op chain holding a block (proto/model-format.md section 2).
+CONV = lambda out, k=3, **kw: dict({"type": "conv", "out": out, "kernel": k,  # noqa: E731
+                                    "padding": k // 2}, **kw)
+RES_ARCH = {
+    "name": "tiny_res",
+    "input": {"channels": 3, "height": 8, "width": 8},
+    "classes": ["a", "b", "c"],
+    "layers": [
+        {"experts": 1,
+         "ops": [CONV(4), {"type": "batchnorm"}, {"type": "relu"},
+                 {"type": "residual", "main": [CONV(4), {"type": "batchnorm"}, {"type": "relu"},
+                                               CONV(4, bias=False), {"type": "batchnorm"}]},
+                 {"type": "residual", "main": [CONV(6, stride=2), {"type": "batchnorm"}],
+                  "shortcut": [CONV(6, 1, stride=2), {"type": "batchnorm"}], "relu": False}],
+         "router": {"ops": [CONV(4), {"type": "relu"},
+                            {"type": "residual", "main": [CONV(4), {"type": "batchnorm"}],
+                             "shortcut": []}],
+                    "pool": 2, "hidden": 5}},
+        {"experts": 2,
+         "ops": [{"type": "residual", "main": [CONV(6), {"type": "dropout", "p": 0.2}]},
+                 {"type": "globalavgpool"}, {"type": "linear", "out": 3}]},
+    ],
+}
+
+
+def valid_parts(arch=ARCH):
     """(header dict, data bytes) of a valid tiny model with random tensors."""
-    a = cf.parse_arch(ARCH)
+    a = cf.parse_arch(arch)
     rng = np.random.default_rng(3)
     t = {n: rng.uniform(0.5, 1.5, s).astype(np.float32) for n, s, _ in cf.tensor_list(a)}
-    buf = cf.serialize(ARCH, t, {"tool": "test"})
+    buf = cf.serialize(arch, t, {"tool": "test"})
     hlen = struct.unpack("<Q", buf[:8])[0]
     return json.loads(buf[8:8 + hlen]), buf[8 + hlen:]
 
@@ -50,17 +76,21 @@ def pack(header, data):
     return struct.pack("<Q", len(h)) + h + data
 
 
-def with_arch(edit):
-    """A file whose architecture is ARCH after edit(arch_copy) (edit may return a text)."""
-    h, d = valid_parts()
-    a = json.loads(json.dumps(ARCH))
+def with_arch(edit, arch=ARCH):
+    """A file whose architecture is arch after edit(arch_copy) (edit may return a text)."""
+    h, d = valid_parts(arch)
+    a = json.loads(json.dumps(arch))
     r = edit(a)
     h["__metadata__"]["architecture"] = r if isinstance(r, str) else json.dumps(a)
     return pack(h, d)
 
 
-def with_header(edit):
-    h, d = valid_parts()
+def with_res_arch(edit):
+    return with_arch(edit, RES_ARCH)
+
+
+def with_header(edit, arch=ARCH):
+    h, d = valid_parts(arch)
     r = edit(h, d)
     return pack(*(r if r is not None else (h, d)))
 
@@ -132,9 +162,23 @@ def point(**kw):
     return {k: v for k, v in o.items() if v is not None}
 
 
-def extra_tensor(h, d):
-    h["zzz.extra"] = {"dtype": "F32", "shape": [2], "data_offsets": [len(d), len(d) + 8]}
+def extra_tensor(h, d, name="zzz.extra"):
+    h[name] = {"dtype": "F32", "shape": [2], "data_offsets": [len(d), len(d) + 8]}
     return h, d + b"\0" * 8
+
+
+def many_blocks(a):
+    """Layer 0 of RES_ARCH with 108 more blocks of 16 ReLUs, 19 ops each once expanded: the
+    2,049th op falls in the main branch of the last of them."""
+    blk = {"type": "residual", "main": [{"type": "relu"}] * 16}
+    a["layers"][0]["ops"][3:3] = [blk] * 108
+
+
+L0 = ["layers", 0, "ops"]
+R0 = ["layers", 0, "router"]
+B3 = L0 + [3]  # layer 0's first block (identity shortcut)
+B4 = L0 + [4]  # its second (1x1-conv shortcut)
+RB = R0 + ["ops", 2]  # the block in router 0's chain
 
 
 CASES = [
@@ -231,6 +275,81 @@ CASES = [
                                                 float("nan")))),
     ("infinite value", lambda: with_header(set_value("routers.0.fc2.bias", 1, float("inf")))),
     ("negative variance", lambda: with_header(set_value("routers.0.bn.running_var", 3, -0.5))),
+    # residual blocks, globalavgpool and router op chains
+    ("residual unknown key", lambda: with_res_arch(put(B3 + ["skip"], []))),
+    ("residual relu not bool", lambda: with_res_arch(put(B4 + ["relu"], 0))),
+    ("residual main missing", lambda: with_res_arch(delete(B3 + ["main"]))),
+    ("residual main empty", lambda: with_res_arch(put(B3 + ["main"], []))),
+    ("residual main null", lambda: with_res_arch(put(B3 + ["main"], None))),
+    ("residual main an object", lambda: with_res_arch(put(B3 + ["main"], {"type": "relu"}))),
+    ("residual main 17 ops", lambda: with_res_arch(put(B3 + ["main"], [{"type": "relu"}] * 17))),
+    ("residual shortcut null", lambda: with_res_arch(put(B3 + ["shortcut"], None))),
+    ("residual shortcut 17 ops", lambda: with_res_arch(put(B4 + ["shortcut"],
+                                                           [{"type": "relu"}] * 17))),
+    ("residual in a branch", lambda: with_res_arch(put(B3 + ["main", 2], {
+        "type": "residual", "main": [{"type": "relu"}]}))),
+    ("flatten in a branch", lambda: with_res_arch(put(B3 + ["main", 2], {"type": "flatten"}))),
+    ("linear in a shortcut", lambda: with_res_arch(put(B4 + ["shortcut", 1], {
+        "type": "linear", "out": 4}))),
+    ("globalavgpool in a branch", lambda: with_res_arch(put(B3 + ["main", 2],
+                                                            {"type": "globalavgpool"}))),
+    ("unknown op in a branch", lambda: with_res_arch(put(B3 + ["main", 2, "type"], "gelu"))),
+    ("branch op not an object", lambda: with_res_arch(put(B3 + ["main", 2], 7))),
+    ("branch conv key unknown", lambda: with_res_arch(put(B3 + ["main", 0, "dilation"], 2))),
+    ("branch kernel does not fit", lambda: with_res_arch(put(B4 + ["main", 0, "kernel"], 11))),
+    ("two batchnorms in a branch", lambda: with_res_arch(put(B3 + ["main", 2],
+                                                             {"type": "batchnorm"}))),
+    ("main against identity", lambda: with_res_arch(delete(B4 + ["shortcut"]))),
+    ("main against shortcut", lambda: with_res_arch(put(B4 + ["shortcut", 0, "out"], 5))),
+    ("main against shortcut size", lambda: with_res_arch(put(B4 + ["shortcut", 0, "stride"],
+                                                             1))),
+    ("more than 2048 ops expanded", lambda: with_res_arch(many_blocks)),
+    ("globalavgpool key", lambda: with_res_arch(put(["layers", 1, "ops", 1, "kernel"], 2))),
+    ("globalavgpool then 3 classes", lambda: with_res_arch(delete(["layers", 1, "ops", 2]))),
+    ("router ops empty", lambda: with_res_arch(put(R0 + ["ops"], []))),
+    ("router ops an object", lambda: with_res_arch(put(R0 + ["ops"], {"type": "relu"}))),
+    ("router ops 17", lambda: with_res_arch(put(R0 + ["ops"], [{"type": "relu"}] * 17))),
+    ("router ops before pool", lambda: with_res_arch(
+        lambda a: a["layers"][0]["router"].update(ops=[], pool=None))),
+    ("dropout in a router chain", lambda: with_res_arch(put(R0 + ["ops", 1],
+                                                            {"type": "dropout"}))),
+    ("flatten in a router chain", lambda: with_res_arch(put(R0 + ["ops", 1],
+                                                            {"type": "flatten"}))),
+    ("globalavgpool in a router chain", lambda: with_res_arch(put(R0 + ["ops", 1],
+                                                                  {"type": "globalavgpool"}))),
+    ("linear in a router chain", lambda: with_res_arch(put(R0 + ["ops", 1],
+                                                           {"type": "linear", "out": 2}))),
+    ("unknown op in a router chain", lambda: with_res_arch(put(R0 + ["ops", 1, "type"], "elu"))),
+    ("flatten in a router block", lambda: with_res_arch(put(RB + ["main", 1],
+                                                            {"type": "flatten"}))),
+    ("router block main against identity", lambda: with_res_arch(put(RB + ["main", 0, "out"],
+                                                                     5))),
+    ("router pool larger than its chain's output", lambda: with_res_arch(
+        put(R0 + ["ops", 0, "stride"], 4))),
+    ("router pool larger than the layer output", lambda: with_res_arch(
+        lambda a: (a["layers"][0]["router"].pop("ops"), a["layers"][0]["router"].update(pool=5))
+    )),
+    ("branch tensor missing", lambda: with_header(
+        rename("layers.0.experts.0.ops.3.main.3.weight", "layers.0.experts.0.ops.3.main.3.w"),
+        RES_ARCH)),
+    ("shortcut tensor missing", lambda: with_header(
+        rename("layers.0.experts.0.ops.4.shortcut.1.running_var",
+               "layers.0.experts.0.ops.4.shortcut.1.var"), RES_ARCH)),
+    ("router chain tensor missing", lambda: with_header(
+        rename("routers.0.ops.2.main.0.bias", "routers.0.ops.2.main.0.b"), RES_ARCH)),
+    ("identity shortcut tensor", lambda: with_header(
+        lambda h, d: extra_tensor(h, d, "layers.1.experts.1.ops.0.shortcut.0.bias"), RES_ARCH)),
+    ("conv without bias has none", lambda: with_header(
+        lambda h, d: extra_tensor(h, d, "layers.0.experts.0.ops.3.main.3.bias"), RES_ARCH)),
+    ("shortcut tensor shape", lambda: with_header(
+        lambda h, d: h["layers.0.experts.0.ops.4.shortcut.0.weight"].update(shape=[4, 6, 1, 1]),
+        RES_ARCH)),
+    ("branch variance negative", lambda: with_header(
+        set_value("layers.0.experts.0.ops.3.main.4.running_var", 2, -1.0), RES_ARCH)),
+    ("router chain variance negative", lambda: with_header(
+        set_value("routers.0.ops.2.main.1.running_var", 0, -2.0), RES_ARCH)),
+    ("router chain value NaN", lambda: with_header(
+        set_value("routers.0.ops.0.weight", 5, float("nan")), RES_ARCH)),
     # operating points (proto/model-format.md section 6, src/model/points.c)
     ("points an object", lambda: with_points('{"name": "p"}')),
     ("points 33", lambda: with_points([point(name="p%d" % i) for i in range(33)])),
@@ -381,6 +500,55 @@ class Readers(unittest.TestCase):
         mf = cf.load(p)
         self.assertEqual(len(mf.tensors), len(cf.tensor_list(mf.arch)))
 
+    def test_residual_same_numbers(self):
+        """Residual architectures (RES_ARCH, a router chain's block after an identity block,
+        batchnorm right after a block that ends in one, a shortcut of 16 ops, the CIFAR
+        ResNet-110 trellis) load in both readers with the same parameters, MACs (convs and
+        linears inside blocks and router chains counted, section 3), output shapes, router
+        costs and canonical JSON."""
+        edge = json.loads(json.dumps(RES_ARCH))
+        edge["layers"][0]["ops"].insert(4, {"type": "batchnorm"})
+        edge["layers"][0]["ops"][5]["shortcut"] = [CONV(6, 1, stride=2)] + [{"type": "relu"}] * 15
+        with open(os.path.join(os.path.dirname(__file__), "..", "..", "models",
+                               "cifar10_resnet110_trellis.json")) as f:
+            cifar = json.load(f)
+        for name, buf in (("res", pack(*valid_parts(RES_ARCH))),
+                          ("res_edge", pack(*valid_parts(edge))), ("cifar", None)):
+            with self.subTest(name):
+                if buf is None:
+                    a = cf.parse_arch(cifar)
+                    t = {n: np.ones(s, np.float32) for n, s, _ in cf.tensor_list(a)}
+                    buf = cf.serialize(cifar, t)
+                p = self.write(name, buf)
+                self.assertIsNone(c_reason(p))
+                r = subprocess.run([CIGT, "info", "--json", p], capture_output=True, text=True,
+                                   timeout=60)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                c = json.loads(r.stdout)
+                a = cf.load(p).arch
+                self.assertEqual((a["params"], a["npaths"], a["path_macs"], a["dense_macs"]),
+                                 (c["parameters"], c["paths"], c["path_macs"], c["dense_macs"]))
+                for L, cl in zip(a["layers"], c["layers"]):
+                    self.assertEqual((L["experts"], L["expert_macs"], L["expert_params"],
+                                      list(L["out"])),
+                                     (cl["experts"], cl["expert_macs"], cl["expert_params"],
+                                      cl["output"]))
+                    r = L["router"]
+                    self.assertEqual(r and {"macs": r["macs"], "params": r["params"],
+                                            "outputs": r["out"]}, cl.get("router"))
+                # cigt writes the architecture canonically; it parses to the same numbers here
+                b = cf.parse_arch(c["architecture"])
+                self.assertEqual(cf.tensor_list(b), cf.tensor_list(a))
+                self.assertEqual((b["params"], b["path_macs"]), (a["params"], a["path_macs"]))
+        # hand-counted: RES_ARCH's MACs per route (convs at their output sizes, section 3)
+        a = cf.parse_arch(RES_ARCH)
+        l0 = (64 * 4 * 3 * 9 + 2 * 64 * 4 * 4 * 9  # stem conv, identity block's two convs
+              + 16 * 6 * 4 * 9 + 16 * 6 * 4)  # strided block: main 3x3 and shortcut 1x1
+        router = 16 * 4 * 6 * 9 + 16 * 4 * 4 * 9 + (4 * 2 * 2) * 5 + 5 * 2
+        l1 = 16 * 6 * 6 * 9 + 6 * 3
+        self.assertEqual(a["path_macs"], l0 + router + l1)
+        self.assertEqual(a["dense_macs"], l0 + router + 2 * l1)
+
     def test_same_reason(self):
         for name, make in CASES:
             with self.subTest(name):
@@ -489,6 +657,17 @@ class Readers(unittest.TestCase):
         t.pop("routers.0.fc2.bias")
         with self.assertRaisesRegex(cf.FormatError, "missing tensor 'routers.0.fc2.bias'"):
             cf.serialize(ARCH, t)
+        a = cf.parse_arch(RES_ARCH)
+        t = {n: np.ones(s, np.float32) for n, s, _ in cf.tensor_list(a)}
+        t["routers.0.ops.2.main.1.running_var"][1] = -1
+        with self.assertRaisesRegex(cf.FormatError, r"^tensor 'routers\.0\.ops\.2\.main\.1\."
+                                    r"running_var': variance 1 is negative$"):
+            cf.serialize(RES_ARCH, t)
+        t["routers.0.ops.2.main.1.running_var"][1] = 1
+        t["layers.0.experts.0.ops.3.shortcut.0.weight"] = np.ones((4, 4, 1, 1), np.float32)
+        with self.assertRaisesRegex(cf.FormatError, r"^unexpected tensor 'layers\.0\.experts\.0"
+                                    r"\.ops\.3\.shortcut\.0\.weight' \(not in the architecture\)$"):
+            cf.serialize(RES_ARCH, t)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ class BatchNorm(nn.Module):
 
 
 class Op(nn.Module):
-    """A parameterless op (relu, maxpool, avgpool, flatten, dropout): keeps the op's index in
-    the expert's ModuleList so parameter names match the file."""
+    """A parameterless op (relu, maxpool, avgpool, globalavgpool, flatten, dropout): keeps the
+    op's index in its chain's ModuleList so parameter names match the file."""
 
     def __init__(self, desc):
         super().__init__()
@@ -56,6 +56,8 @@ class Op(nn.Module):
         if self.kind == "avgpool":
             return F.avg_pool2d(x, self.kernel, self.stride, self.padding,
                                 count_include_pad=True)
+        if self.kind == "globalavgpool":
+            return x.mean(dim=(2, 3), keepdim=True)
         if self.kind == "flatten":
             return x.reshape(x.shape[0], -1, 1, 1)
         return F.dropout(x, self.p, training=dropout) if self.p > 0 else x
@@ -64,35 +66,72 @@ class Op(nn.Module):
         return self.kind
 
 
+def chain(ops):
+    """An op chain's modules (a ModuleList, entry i the chain's op i): a residual block is a
+    Residual holding its branches."""
+    out = nn.ModuleList()
+    for d in ops:
+        c, h, w = d["in"]
+        if d["type"] == "conv":
+            m = nn.Conv2d(c, d["out"], d["kernel"], d["stride"], d["padding"], bias=d["bias"])
+        elif d["type"] == "linear":
+            m = nn.Linear(c * h * w, d["out"], bias=d["bias"])
+        elif d["type"] == "batchnorm":
+            m = BatchNorm(c, d["eps"], d["momentum"])
+        elif d["type"] == "residual":
+            m = Residual(d)
+        else:
+            m = Op(d)
+        out.append(m)
+    return out
+
+
+def run_chain(mods, x, batch_stats, dropout):
+    """Runs a chain built by chain() on (rows, C, H, W) x (a flat vector is (rows, F, 1, 1))."""
+    for m in mods:
+        if isinstance(m, nn.Linear):
+            x = m(x.reshape(x.shape[0], -1)).reshape(x.shape[0], -1, 1, 1)
+        elif isinstance(m, nn.Conv2d):
+            x = m(x)
+        elif isinstance(m, Residual):
+            x = m(x, batch_stats, dropout)
+        elif isinstance(m, BatchNorm):
+            x = m(x, batch_stats)
+        else:
+            x = m(x, dropout)
+    return x
+
+
+class Residual(nn.Module):
+    """A residual block: main(x) + shortcut(x) (an empty shortcut is the identity), then a ReLU
+    when relu. Its branches are the ModuleLists main and shortcut, so the file's
+    ....ops.{i}.main.{j}.weight names are its parameters'."""
+
+    def __init__(self, desc):
+        super().__init__()
+        self.main = chain(desc["main"])
+        self.shortcut = chain(desc["shortcut"])
+        self.relu = desc["relu"]
+
+    def forward(self, x, batch_stats, dropout):
+        y = run_chain(self.main, x, batch_stats, dropout)
+        y = y + (run_chain(self.shortcut, x, batch_stats, dropout) if len(self.shortcut) else x)
+        return F.relu(y) if self.relu else y
+
+    def extra_repr(self):
+        return "relu after the add" if self.relu else ""
+
+
 class Expert(nn.Module):
     """One expert: the layer's op chain with its own weights, on (rows, C, H, W) tensors (a flat
     vector is (rows, F, 1, 1))."""
 
     def __init__(self, ops):
         super().__init__()
-        self.ops = nn.ModuleList()
-        for d in ops:
-            c, h, w = d["in"]
-            if d["type"] == "conv":
-                m = nn.Conv2d(c, d["out"], d["kernel"], d["stride"], d["padding"],
-                              bias=d["bias"])
-            elif d["type"] == "linear":
-                m = nn.Linear(c * h * w, d["out"], bias=d["bias"])
-            elif d["type"] == "batchnorm":
-                m = BatchNorm(c, d["eps"], d["momentum"])
-            else:
-                m = Op(d)
-            self.ops.append(m)
+        self.ops = chain(ops)
 
     def forward(self, x, batch_stats, dropout):
-        for m in self.ops:
-            if isinstance(m, nn.Linear):
-                x = m(x.reshape(x.shape[0], -1)).reshape(x.shape[0], -1, 1, 1)
-            elif isinstance(m, nn.Conv2d):
-                x = m(x)
-            else:
-                x = m(x, batch_stats if isinstance(m, BatchNorm) else dropout)
-        return x
+        return run_chain(self.ops, x, batch_stats, dropout)
 
 
 class Layer(nn.Module):
@@ -102,17 +141,20 @@ class Layer(nn.Module):
 
 
 class Router(nn.Module):
-    """avgpool(pool) -> flatten -> fc1 -> batch norm -> fc2: the next layer's logits."""
+    """Its own op chain (ops, often empty) -> avgpool(pool) -> flatten -> fc1 -> batch norm ->
+    fc2: the next layer's logits."""
 
     def __init__(self, desc):
         super().__init__()
         c, h, w = desc["pooled"]
+        self.ops = chain(desc["ops"])
         self.pool = desc["pool"]
         self.fc1 = nn.Linear(c * h * w, desc["hidden"])
         self.bn = BatchNorm(desc["hidden"], desc["bn_eps"], desc["bn_momentum"])
         self.fc2 = nn.Linear(desc["hidden"], desc["out"])
 
-    def forward(self, s, batch_stats):
+    def forward(self, s, batch_stats, dropout=False):
+        s = run_chain(self.ops, s, batch_stats, dropout)
         z = F.avg_pool2d(s, self.pool, self.pool).reshape(s.shape[0], -1)
         return self.fc2(self.bn(self.fc1(z), batch_stats))
 
@@ -305,7 +347,7 @@ class Trellis(nn.Module):
             main = torch.cat(mains)
             if l == len(self.layers) - 1:
                 break
-            a = self.routers[l](rows, train)
+            a = self.routers[l](rows, train, dropout)
             p = torch.softmax(a / T, dim=1)
             M, K = a.shape
             choice = a.argmax(1)
