@@ -433,6 +433,107 @@ static int assign_rows(struct TR_T *t, int l, const struct cigt_trellis_opts *o)
 
 /* ---------------------------------------------------------------- backward */
 
+/* Backward pass of op i of chain c (not a block marker), on m rows of input `in`: parameter
+ * gradients added into grads, dx (when not NULL) written from dy. pool_relu: a max pool after
+ * a ReLU, whose mask it applies. */
+static int op_backward(struct TR_T *t, struct worker *w, const struct tchain *c,
+		       const toff_t *off, const struct cstate *X, int i, int m, const real_t *in,
+		       real_t *params, real_t *grads, const real_t *dy, real_t *dx, bool pool_relu,
+		       bool split)
+{
+	struct arena *ar = &w->arena;
+	const struct top *op = &c->ops[i];
+	switch (op->kind) {
+	case CIGT_OP_CONV: {
+		int64_t wn = (int64_t)op->g.oc * cigt_geom_cols(&op->g);
+		real_t *dwp, *dw;
+		ALLOC(dwp, wn);
+		ALLOC(dw, wn);
+		memset(dwp, 0, (size_t)wn * sizeof(real_t));
+		real_t *db = off[i][1] >= 0 ? grads + off[i][1] : NULL;
+		if (split) {
+			int rc = SPLIT(conv_backward)(&t->crew, ar, op, m, in, X->wp[i],
+						      dy, dwp, db, dx);
+			if (rc)
+				return rc;
+		} else {
+			NN(conv_backward)(&op->g, m, in, X->wp[i], dy, dwp, db, dx, w->col,
+					  w->dcol);
+		}
+		NN(conv_unpack_weight)(&op->g, dwp, dw);
+		for (int64_t k = 0; k < wn; k++)
+			grads[off[i][0] + k] += dw[k];
+		break;
+	}
+	case CIGT_OP_LINEAR: {
+		const real_t *lin = op->transpose ? X->aux[i] : in;
+		real_t *dlin = dx;
+		if (dx && op->transpose)
+			ALLOC(dlin, (int64_t)m * op->in_sz);
+		NN(linear_backward)(m, op->fin, op->fout, lin, params + off[i][0], dy,
+				    grads + off[i][0], off[i][1] >= 0 ? grads + off[i][1] : NULL,
+				    dlin);
+		if (dx && op->transpose)
+			NN(chw_to_hwc)(m, op->g.h, op->g.w, op->g.c, dlin, dx);
+		break;
+	}
+	case CIGT_OP_BATCHNORM:
+		if (split) {
+			int rc = SPLIT(bn_backward)(&t->crew, ar, op, m, in, dy, params,
+						    grads, off[i], X->aux[i], dx);
+			if (rc)
+				return rc;
+			break;
+		}
+		NN(batchnorm_backward)((int64_t)m * op->rows_per_sample, op->c, in, dy,
+				       params + off[i][2], X->aux[i], X->aux[i] + op->c,
+				       grads + off[i][2], grads + off[i][3], dx);
+		break;
+	case CIGT_OP_RELU:
+	case CIGT_OP_MAXPOOL:
+	case CIGT_OP_AVGPOOL:
+		if (!dx)
+			break;
+		if (split) {
+			struct chunk_job cj = {.op = op, .m = m, .dy = dy, .dx = dx,
+					       .yact = pool_relu ? in : X->act[i],
+					       .idx = X->idx[i]};
+			cj.kind = op->kind == CIGT_OP_RELU	  ? CJ_RELU_B
+				  : pool_relu			  ? CJ_MAXPOOL_RELU_B
+				  : op->kind == CIGT_OP_MAXPOOL ? CJ_MAXPOOL_B
+								: CJ_AVGPOOL_B;
+			SPLIT(run)(&t->crew, &cj);
+		} else if (op->kind == CIGT_OP_RELU) {
+			NN(relu_backward)((int64_t)m * op->in_sz, X->act[i], dy, dx);
+		} else if (pool_relu) {
+			NN(maxpool_relu_backward)(&op->g, m, dy, X->idx[i], in, dx);
+		} else if (op->kind == CIGT_OP_MAXPOOL) {
+			NN(maxpool_backward)(&op->g, m, dy, X->idx[i], dx);
+		} else {
+			NN(avgpool_backward)(&op->g, m, dy, dx);
+		}
+		break;
+	case CIGT_OP_FLATTEN:
+		if (dx && op->transpose)
+			NN(chw_to_hwc)(m, op->g.h, op->g.w, op->g.c, dy, dx);
+		else if (dx)
+			memcpy(dx, dy, (size_t)(m * op->in_sz) * sizeof(real_t));
+		break;
+	case CIGT_OP_DROPOUT:
+		if (dx && X->aux[i])
+			NN(dropout_apply)((int64_t)m * op->in_sz, dy, X->aux[i], dx);
+		else if (dx)
+			memcpy(dx, dy, (size_t)(m * op->in_sz) * sizeof(real_t));
+		break;
+	case CIGT_OP_GLOBALAVGPOOL: /* planned as an avgpool */
+	case CIGT_OP_RESIDUAL:
+	case CIGT_OP_SHORTCUT:
+	case CIGT_OP_ADD:
+		break;
+	}
+	return 0;
+}
+
 /* Backward pass of chain c (run forward into X on m rows `in`): dout is the gradient of its
  * output; parameter gradients are added into grads, and the gradient of its input is written
  * to dgin (when not NULL). Inside a residual block the gradient of the add goes to both
@@ -499,94 +600,10 @@ static int chain_backward(struct TR_T *t, struct worker *w, const struct tchain 
 			else
 				ALLOC(dx, (int64_t)m * op->in_sz);
 		}
-		switch (op->kind) {
-		case CIGT_OP_CONV: {
-			int64_t wn = (int64_t)op->g.oc * cigt_geom_cols(&op->g);
-			real_t *dwp, *dw;
-			ALLOC(dwp, wn);
-			ALLOC(dw, wn);
-			memset(dwp, 0, (size_t)wn * sizeof(real_t));
-			real_t *db = off[i][1] >= 0 ? grads + off[i][1] : NULL;
-			if (split) {
-				int rc = SPLIT(conv_backward)(&t->crew, ar, op, m, in, X->wp[i],
-							      dy, dwp, db, dx);
-				if (rc)
-					return rc;
-			} else {
-				NN(conv_backward)(&op->g, m, in, X->wp[i], dy, dwp, db, dx, w->col,
-						  w->dcol);
-			}
-			NN(conv_unpack_weight)(&op->g, dwp, dw);
-			for (int64_t k = 0; k < wn; k++)
-				grads[off[i][0] + k] += dw[k];
-			break;
-		}
-		case CIGT_OP_LINEAR: {
-			const real_t *lin = op->transpose ? X->aux[i] : in;
-			real_t *dlin = dx;
-			if (dx && op->transpose)
-				ALLOC(dlin, (int64_t)m * op->in_sz);
-			NN(linear_backward)(m, op->fin, op->fout, lin, params + off[i][0], dy,
-					    grads + off[i][0], off[i][1] >= 0 ? grads + off[i][1] : NULL,
-					    dlin);
-			if (dx && op->transpose)
-				NN(chw_to_hwc)(m, op->g.h, op->g.w, op->g.c, dlin, dx);
-			break;
-		}
-		case CIGT_OP_BATCHNORM:
-			if (split) {
-				int rc = SPLIT(bn_backward)(&t->crew, ar, op, m, in, dy, params,
-							    grads, off[i], X->aux[i], dx);
-				if (rc)
-					return rc;
-				break;
-			}
-			NN(batchnorm_backward)((int64_t)m * op->rows_per_sample, op->c, in, dy,
-					       params + off[i][2], X->aux[i], X->aux[i] + op->c,
-					       grads + off[i][2], grads + off[i][3], dx);
-			break;
-		case CIGT_OP_RELU:
-		case CIGT_OP_MAXPOOL:
-		case CIGT_OP_AVGPOOL:
-			if (!dx)
-				break;
-			if (split) {
-				struct chunk_job cj = {.op = op, .m = m, .dy = dy, .dx = dx,
-						       .yact = pool_relu ? in : X->act[i],
-						       .idx = X->idx[i]};
-				cj.kind = op->kind == CIGT_OP_RELU	  ? CJ_RELU_B
-					  : pool_relu			  ? CJ_MAXPOOL_RELU_B
-					  : op->kind == CIGT_OP_MAXPOOL ? CJ_MAXPOOL_B
-									: CJ_AVGPOOL_B;
-				SPLIT(run)(&t->crew, &cj);
-			} else if (op->kind == CIGT_OP_RELU) {
-				NN(relu_backward)((int64_t)m * op->in_sz, X->act[i], dy, dx);
-			} else if (pool_relu) {
-				NN(maxpool_relu_backward)(&op->g, m, dy, X->idx[i], in, dx);
-			} else if (op->kind == CIGT_OP_MAXPOOL) {
-				NN(maxpool_backward)(&op->g, m, dy, X->idx[i], dx);
-			} else {
-				NN(avgpool_backward)(&op->g, m, dy, dx);
-			}
-			break;
-		case CIGT_OP_FLATTEN:
-			if (dx && op->transpose)
-				NN(chw_to_hwc)(m, op->g.h, op->g.w, op->g.c, dy, dx);
-			else if (dx)
-				memcpy(dx, dy, (size_t)(m * op->in_sz) * sizeof(real_t));
-			break;
-		case CIGT_OP_DROPOUT:
-			if (dx && X->aux[i])
-				NN(dropout_apply)((int64_t)m * op->in_sz, dy, X->aux[i], dx);
-			else if (dx)
-				memcpy(dx, dy, (size_t)(m * op->in_sz) * sizeof(real_t));
-			break;
-		case CIGT_OP_GLOBALAVGPOOL: /* planned as an avgpool */
-		case CIGT_OP_RESIDUAL:
-		case CIGT_OP_SHORTCUT:
-		case CIGT_OP_ADD:
-			break;
-		}
+		int rc = op_backward(t, w, c, off, X, i, m, in, params, grads, dy, dx, pool_relu,
+				     split);
+		if (rc)
+			return rc;
 		dy = dx;
 	}
 	return 0;
