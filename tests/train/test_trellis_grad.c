@@ -537,6 +537,65 @@ Test(grad, residual_trellis_step_argmax_with_rerouting)
 	check_step_arch(res_arch, &o);
 }
 
+/* The paper's CIFAR-10 ResNet-110 trellis (about 150 ops per expert, far above the 64 the
+ * trainer's tables used to hold): one float step in warm-up and one in argmax mode on 4 random
+ * images plan, run and give finite gradients, every trainable tensor's nonzero. */
+Test(step, cifar_resnet110_trellis_trains, .timeout = 300)
+{
+	char err[256];
+	struct cigt_arch *a = NULL;
+	cr_assert_eq(cigt_arch_load(CIGT_SOURCE_ROOT "/models/cifar10_resnet110_trellis.json", &a,
+				    err, sizeof err),
+		     0, "%s", err);
+	cr_assert_gt(a->layers[0].nops, 64);
+	struct cigt_model *m;
+	cr_assert_eq(cigt_model_new(a, &m), 0);
+	cigt_model_init_random(m, 8, false);
+	struct cigt_trellis *t = cigt_trellis_new(m, 2);
+	cr_assert(t, "cigt_trellis_new refused the ResNet-110 trellis");
+	const int n = 4;
+	const int64_t np = m->blob_floats, nx = n * cigt_arch_input_size(m->arch);
+	float *params = malloc((size_t)np * sizeof *params), *grads = calloc((size_t)np, 4);
+	float *x = malloc((size_t)nx * sizeof *x);
+	memcpy(params, m->blob, (size_t)np * sizeof *params);
+	struct cigt_rng xr;
+	cigt_rng_seed(&xr, 17);
+	for (int64_t i = 0; i < nx; i++)
+		x[i] = (float)cigt_rng_uniform(&xr);
+	uint8_t labels[4] = {0, 3, 7, 9};
+	for (int warm = 1; warm >= 0; warm--) {
+		struct cigt_trellis_opts o = {.warmup = warm, .temperature = 1, .ig_lambda = 0.5,
+					      .ig_beta = 2, .rho = 0.5, .dropout = true};
+		struct cigt_trellis_stats st;
+		struct cigt_rng r;
+		cigt_rng_seed(&r, 5);
+		memset(grads, 0, (size_t)np * sizeof *grads);
+		cr_assert_eq(cigt_trellis_step(t, params, grads, x, labels, n, &o, &r, &st), 0);
+		cr_expect(isfinite(st.loss), "loss %g", st.loss);
+		cr_expect_eq(st.leaf_rows, warm ? 8 * n : n, "K = [1, 2, 4]: %lld leaf rows",
+			     (long long)st.leaf_rows);
+		int zero = 0;
+		for (int i = 0; i < m->ntensors; i++) {
+			const struct cigt_tensor_info *ti = &m->tensors[i];
+			if (!ti->trainable)
+				continue;
+			double s = 0;
+			for (int64_t k = 0; k < ti->numel; k++)
+				s += fabs(grads[ti->offset + k]);
+			cr_expect(isfinite(s), "%s: gradient not finite", ti->name);
+			/* Argmax routing leaves the experts no row reached at zero. */
+			zero += s == 0;
+			if (warm)
+				cr_expect(s > 0, "%s: gradient zero in warm-up", ti->name);
+		}
+		if (!warm)
+			cr_expect_lt(zero, m->ntensors / 2, "%d tensors with zero gradient", zero);
+	}
+	free(params), free(grads), free(x);
+	cigt_trellis_free(t);
+	cigt_model_free(m);
+}
+
 /* ---- the leaf loss against hand-computed values ------------------------------------------- */
 
 Test(loss, distillation_known_values)
