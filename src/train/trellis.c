@@ -7,7 +7,10 @@
  * Everything a step allocates comes from arenas (one per thread) reset at the next step.
  * The experts of a layer are independent until their input gradients are summed, so they run
  * on a small pool of threads, each expert with its own random stream drawn in expert order:
- * the result does not depend on which thread ran which expert. */
+ * the result does not depend on which thread ran which expert.
+ * An expert and a router's own ops are both a chain (chain_forward, chain_backward): residual
+ * blocks run both branches on the block input and add them; backward sends the add's gradient
+ * into both branches and sums their input gradients (the identity passes it straight on). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,12 +67,9 @@ static int chain_plan(const struct cigt_model *m, const struct cigt_op_desc *D, 
 		o->fin = (int)o->in_sz;
 		o->fout = d->out;
 		o->relu = d->relu;
-		o->nshort = d->nshort;
 		o->from_input = i == 0;
 		if (d->kind == CIGT_OP_RESIDUAL)
 			blk = i;
-		if (d->kind == CIGT_OP_SHORTCUT || d->kind == CIGT_OP_ADD)
-			o->blk = blk;
 		if (i > 0 && (D[i - 1].kind == CIGT_OP_RESIDUAL || D[i - 1].kind == CIGT_OP_SHORTCUT))
 			o->from_input = d->kind != CIGT_OP_SHORTCUT && d->kind != CIGT_OP_ADD &&
 					blk == 0;

@@ -30,7 +30,9 @@ struct tchain {
 	int64_t isz, osz;
 };
 
-/* Parameter offsets of one op in the blob: w, b, gamma, beta, mean, var (-1: none). */
+/* Parameter offsets of one op in the blob: w, b, gamma, beta, mean, var (-1: none). An array
+ * type, not a struct, so that off[i] passes as the `const int64_t *off` the row-split batch
+ * norm of split.h takes. */
 typedef int64_t toff_t[6];
 
 struct trouter {
