@@ -6,7 +6,9 @@ router with its own op chain for a few epochs. The checks:
 - every epoch's log line has a finite loss and one information gain per router;
 - the loss of one `cigt grad` warm-up step on the first 60 training images falls, and its
   cross-entropy to at most 0.8x, from the initial model (`cigt init --seed` of the same seed) to the trained one;
-- `cigt eval --data` on the trained model is above chance (1/3) on the test split.
+- `cigt eval --data` on the trained model is above chance (1/3) on the test split;
+- two runs with --threads 2 (the first layer's ops split their rows) give the same tensors,
+  bit for bit.
 usage: residual_folder.py CIGT_BINARY SOURCE_ROOT
 """
 import json
@@ -76,6 +78,16 @@ def run(*args):
     return p.stdout + p.stderr
 
 
+def tensors(path):
+    """{name: raw bytes} of a safetensors file's tensors."""
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    head = json.loads(b[8:8 + n])
+    head.pop("__metadata__", None)
+    return {k: b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]
+            for k, v in head.items()}
+
+
 def grad_loss(cigt, model, cfg, root, tmp):
     """Loss and cross-entropy of one cigt grad warm-up step on the first 60 training images."""
     out = os.path.join(tmp, os.path.basename(model) + ".grad")
@@ -118,6 +130,14 @@ def main():
         ev = json.loads(run(cigt, "eval", model, "--data", root, "--json"))
         check(ev["accuracy"] > 0.5, "test accuracy %.1f%% on %d images (chance 33%%)"
               % (100 * ev["accuracy"], ev["samples"]))
+        runs = []
+        for k in range(2):
+            runs.append(os.path.join(tmp, "t2_%d.safetensors" % k))
+            run(cigt, "train", "--config", cfg, "--data", root, "--out", runs[-1], "--threads",
+                "2")
+        a, b = tensors(runs[0]), tensors(runs[1])
+        check(a == b, "two --threads 2 runs: %d of %d tensors differ"
+              % (sum(a[k] != b.get(k) for k in a), len(a)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     sys.exit(1 if failures else 0)
