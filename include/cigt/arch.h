@@ -147,8 +147,8 @@ bool cigt_arch_same_io(const struct cigt_arch *a, const struct cigt_arch *b);
 const char *cigt_op_name(enum cigt_op_kind k);
 
 /* True when the architecture uses a residual block, global average pooling or a router op
- * chain: the engine runs them; the trainer does not train them yet (issue 26) and refuses such
- * a config with a message saying so. */
+ * chain: the format's additions of cigt 0.2 (proto/model-format.md), which a reader of an
+ * earlier version refuses. The engine runs them and the trainer trains them. */
 bool cigt_arch_is_residual(const struct cigt_arch *a);
 
 /* Switches the input to the mean/std form with one mean and std per channel (nc = input.c, at

@@ -35,6 +35,10 @@ struct top {
 	double eps, momentum, p;
 	bool transpose; /* flatten / linear on a feature map: HWC -> CHW */
 	int fin, fout;
+	/* relu: ADD, a ReLU after a residual block's add. from_input: the op reads the chain's
+	 * input (the first op, and the first op of each branch of a block that starts the
+	 * chain), so its dx is needed only when the chain's is. */
+	bool relu, from_input;
 };
 
 /* One thread's scratch. Worker 0 is the calling thread. */

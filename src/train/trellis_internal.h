@@ -21,12 +21,24 @@
 
 /* ------------------------------------------------------------------ plan */
 
-/* Ops of one expert the step plans for. Below the format's CIGT_MAX_OPS: the step's per-expert
- * tables are sized by it and it does not train residual blocks yet (cigt_arch_is_residual), so
- * cigt_trellis_new refuses a longer chain. */
-#define TR_MAX_OPS 64
+/* An op chain of the plan: an expert's ops, or a router's own. Residual blocks are expanded as
+ * in the format (cigt/arch.h: RESIDUAL, main ops, SHORTCUT, shortcut ops, ADD); the tables are
+ * sized by the real op count, so a ResNet-110 expert (about 150 ops) costs what it holds. */
+struct tchain {
+	int nops;
+	struct top *ops; /* nops, owned */
+	int64_t isz, osz;
+};
+
+/* Parameter offsets of one op in the blob: w, b, gamma, beta, mean, var (-1: none). An array
+ * type, not a struct, so that off[i] passes as the `const int64_t *off` the row-split batch
+ * norm of split.h takes. */
+typedef int64_t toff_t[6];
 
 struct trouter {
+	struct tchain ch; /* its own op chain (nops 0: the pool reads the layer output) */
+	toff_t *choff;    /* ch.nops, owned */
+	int64_t csz;      /* what the pool reads, per row */
 	struct cigt_geom pool;
 	bool transpose;
 	int pin, hidden, k;
@@ -35,12 +47,19 @@ struct trouter {
 };
 
 struct tlayer {
-	int experts, nops;
-	int64_t isz, osz;
-	struct top ops[TR_MAX_OPS];
-	int64_t off[CIGT_MAX_EXPERTS][TR_MAX_OPS][6]; /* per expert: w, b, gamma, beta, mean, var */
+	int experts;
+	struct tchain ch;
+	toff_t *off; /* experts x ch.nops, expert-major, owned */
 	bool has_router;
 	struct trouter r;
+};
+
+/* One run of a chain on m rows: what its backward pass reads (from the step's arenas). */
+struct cstate {
+	const real_t **act; /* output of each op (markers: their block input, ADD: the sum) */
+	real_t **aux;       /* bn mean|invstd, dropout mask, transposed linear input */
+	int32_t **idx;      /* maxpool winners */
+	real_t **wp;        /* packed conv weight */
 };
 
 /* Per-step state of one expert. */
@@ -48,10 +67,7 @@ struct xstate {
 	int m;            /* rows received */
 	int *rows;        /* which input rows of the layer */
 	real_t *gin;      /* gathered input, m x isz */
-	real_t *act[TR_MAX_OPS];  /* output of each op */
-	real_t *aux[TR_MAX_OPS];  /* bn mean|invstd, dropout mask, transposed linear input */
-	int32_t *idx[TR_MAX_OPS]; /* maxpool winners */
-	real_t *wp[TR_MAX_OPS];   /* packed conv weight */
+	struct cstate c;
 	int64_t out_off;  /* first output row in the layer output */
 };
 
@@ -62,6 +78,8 @@ struct lstate {
 	int *smp_in, *smp_out; /* the sample of each row (NULL unless the leaf loss needs it) */
 	struct xstate x[CIGT_MAX_EXPERTS];
 	/* router */
+	struct cstate rc;   /* the router's own chain */
+	real_t *rout;       /* its output (S->out when it has none) */
 	real_t *pooled, *flat, *h1, *h2, *bmean, *binv, *logits;
 	double *probs;
 	int *choice;
@@ -75,6 +93,7 @@ struct TR_T {
 	struct lstate S[CIGT_MAX_LAYERS];
 	int64_t col_max;
 	struct crew crew;
+	bool crew_up; /* crew started (cigt_trellis_free stops it) */
 	/* arguments of the current region's jobs */
 	bool job_split; /* one busy expert: its ops split their rows over the crew */
 	int job_layer;

@@ -349,16 +349,16 @@ static const double teacher8[8 * 3] = {
 	0.2, 0.5, 0.3, 0.05, 0.05, 0.9, 0.4, 0.4, 0.2, 0.25, 0.25, 0.5,
 };
 
-static void check_step(const struct cigt_trellis_opts *o)
+static void check_step_arch(const char *arch, const struct cigt_trellis_opts *o)
 {
 	struct step_fixture f = {.n = 8};
 	char err[256];
 	struct cigt_arch *a;
-	cr_assert_eq(cigt_arch_parse(small_arch, strlen(small_arch), &a, err, sizeof err), 0, "%s",
-		     err);
+	cr_assert_eq(cigt_arch_parse(arch, strlen(arch), &a, err, sizeof err), 0, "%s", err);
 	cr_assert_eq(cigt_model_new(a, &f.m), 0);
 	cigt_model_init_random(f.m, 4, true);
 	f.t = cigt_trellis_new_d(f.m, 2);
+	cr_assert(f.t);
 	int64_t np = f.m->blob_floats, nx = f.n * cigt_arch_input_size(f.m->arch);
 	f.params = malloc((size_t)np * 8);
 	f.work = malloc((size_t)np * 8);
@@ -407,6 +407,11 @@ static void check_step(const struct cigt_trellis_opts *o)
 	free(scratch), free(f.params), free(f.work), free(f.grads), free(f.x);
 	cigt_trellis_free_d(f.t);
 	cigt_model_free(f.m);
+}
+
+static void check_step(const struct cigt_trellis_opts *o)
+{
+	check_step_arch(small_arch, o);
 }
 
 Test(grad, trellis_step_warmup)
@@ -479,6 +484,116 @@ Test(grad, trellis_step_label_smoothing_warmup)
 				      .ig_beta = 2.115, .rho = 0.491, .dropout = true,
 				      .label_smoothing = 0.1};
 	check_step(&o);
+}
+
+/* ---- residual trellis ---------------------------------------------------------------------- */
+
+/* 3x8x8 input, K = [1, 2, 2]. Layer 0: a block with an identity shortcut at the start of the
+ * chain (its input gradient is not needed), then a router with its own op chain (a strided conv,
+ * batch norm, ReLU and a residual block without the final ReLU). Layer 1: a strided block with a
+ * 1x1-conv + BN shortcut starting the chain (both branches' input gradients summed into the
+ * layer's), a pre-activation block (batch norm and ReLU first, identity shortcut, no ReLU after
+ * the add) and a separate ReLU. Layer 2: a block whose main branch ends in ReLU + max pool,
+ * global average pooling and a linear. */
+static const char *res_arch =
+	"{\"name\":\"resgrad\",\"input\":{\"channels\":3,\"height\":8,\"width\":8},"
+	"\"classes\":[\"a\",\"b\",\"c\"],\"layers\":["
+	"{\"experts\":1,\"ops\":["
+	"{\"type\":\"residual\",\"main\":[{\"type\":\"conv\",\"out\":3,\"kernel\":3,\"padding\":1},"
+	"{\"type\":\"batchnorm\"}]},"
+	"{\"type\":\"conv\",\"out\":4,\"kernel\":3,\"padding\":1,\"bias\":false},"
+	"{\"type\":\"batchnorm\"},{\"type\":\"relu\"}],"
+	"\"router\":{\"ops\":[{\"type\":\"conv\",\"out\":4,\"kernel\":3,\"stride\":2,\"padding\":1},"
+	"{\"type\":\"batchnorm\"},{\"type\":\"relu\"},"
+	"{\"type\":\"residual\",\"main\":[{\"type\":\"conv\",\"out\":4,\"kernel\":3,\"padding\":1}],"
+	"\"relu\":false}],\"pool\":2,\"hidden\":4}},"
+	"{\"experts\":2,\"ops\":["
+	"{\"type\":\"residual\",\"main\":[{\"type\":\"conv\",\"out\":5,\"kernel\":3,\"stride\":2,"
+	"\"padding\":1,\"bias\":false},{\"type\":\"batchnorm\"},{\"type\":\"relu\"},"
+	"{\"type\":\"conv\",\"out\":5,\"kernel\":3,\"padding\":1,\"bias\":false},"
+	"{\"type\":\"batchnorm\"}],\"shortcut\":[{\"type\":\"conv\",\"out\":5,\"kernel\":1,"
+	"\"stride\":2,\"bias\":false},{\"type\":\"batchnorm\"}]},"
+	"{\"type\":\"residual\",\"main\":[{\"type\":\"batchnorm\"},{\"type\":\"relu\"},"
+	"{\"type\":\"conv\",\"out\":5,\"kernel\":3,\"padding\":1}],\"relu\":false},"
+	"{\"type\":\"relu\"}],"
+	"\"router\":{\"pool\":[2,1],\"hidden\":5}},"
+	"{\"experts\":2,\"ops\":["
+	"{\"type\":\"residual\",\"main\":[{\"type\":\"conv\",\"out\":5,\"kernel\":3,\"padding\":1},"
+	"{\"type\":\"batchnorm\"},{\"type\":\"relu\"},{\"type\":\"maxpool\",\"kernel\":3,"
+	"\"stride\":1,\"padding\":1}]},"
+	"{\"type\":\"globalavgpool\"},{\"type\":\"linear\",\"out\":3}]}]}";
+
+Test(grad, residual_trellis_step_warmup)
+{
+	struct cigt_trellis_opts o = {.warmup = true, .temperature = 1.7, .ig_lambda = 0.5,
+				      .ig_beta = 2.115, .rho = 0.491, .dropout = true};
+	check_step_arch(res_arch, &o);
+}
+
+Test(grad, residual_trellis_step_argmax_with_rerouting)
+{
+	struct cigt_trellis_opts o = {.warmup = false, .temperature = 0.9, .ig_lambda = 0.5,
+				      .ig_beta = 2.115, .rho = 0.491, .dropout = true};
+	check_step_arch(res_arch, &o);
+}
+
+/* The paper's CIFAR-10 ResNet-110 trellis (about 150 ops per expert, far above the 64 the
+ * trainer's tables used to hold): one float step in warm-up and one in argmax mode on 4 random
+ * images plan, run and give finite gradients, every trainable tensor's nonzero. */
+Test(step, cifar_resnet110_trellis_trains, .timeout = 300)
+{
+	char err[256];
+	struct cigt_arch *a = NULL;
+	cr_assert_eq(cigt_arch_load(CIGT_SOURCE_ROOT "/models/cifar10_resnet110_trellis.json", &a,
+				    err, sizeof err),
+		     0, "%s", err);
+	cr_assert_gt(a->layers[0].nops, 64);
+	struct cigt_model *m;
+	cr_assert_eq(cigt_model_new(a, &m), 0);
+	cigt_model_init_random(m, 8, false);
+	struct cigt_trellis *t = cigt_trellis_new(m, 2);
+	cr_assert(t, "cigt_trellis_new refused the ResNet-110 trellis");
+	const int n = 4;
+	const int64_t np = m->blob_floats, nx = n * cigt_arch_input_size(m->arch);
+	float *params = malloc((size_t)np * sizeof *params), *grads = calloc((size_t)np, 4);
+	float *x = malloc((size_t)nx * sizeof *x);
+	memcpy(params, m->blob, (size_t)np * sizeof *params);
+	struct cigt_rng xr;
+	cigt_rng_seed(&xr, 17);
+	for (int64_t i = 0; i < nx; i++)
+		x[i] = (float)cigt_rng_uniform(&xr);
+	uint8_t labels[4] = {0, 3, 7, 9};
+	for (int warm = 1; warm >= 0; warm--) {
+		struct cigt_trellis_opts o = {.warmup = warm, .temperature = 1, .ig_lambda = 0.5,
+					      .ig_beta = 2, .rho = 0.5, .dropout = true};
+		struct cigt_trellis_stats st;
+		struct cigt_rng r;
+		cigt_rng_seed(&r, 5);
+		memset(grads, 0, (size_t)np * sizeof *grads);
+		cr_assert_eq(cigt_trellis_step(t, params, grads, x, labels, n, &o, &r, &st), 0);
+		cr_expect(isfinite(st.loss), "loss %g", st.loss);
+		cr_expect_eq(st.leaf_rows, warm ? 8 * n : n, "K = [1, 2, 4]: %lld leaf rows",
+			     (long long)st.leaf_rows);
+		int zero = 0;
+		for (int i = 0; i < m->ntensors; i++) {
+			const struct cigt_tensor_info *ti = &m->tensors[i];
+			if (!ti->trainable)
+				continue;
+			double s = 0;
+			for (int64_t k = 0; k < ti->numel; k++)
+				s += fabs(grads[ti->offset + k]);
+			cr_expect(isfinite(s), "%s: gradient not finite", ti->name);
+			/* Argmax routing leaves the experts no row reached at zero. */
+			zero += s == 0;
+			if (warm)
+				cr_expect(s > 0, "%s: gradient zero in warm-up", ti->name);
+		}
+		if (!warm)
+			cr_expect_lt(zero, m->ntensors / 2, "%d tensors with zero gradient", zero);
+	}
+	free(params), free(grads), free(x);
+	cigt_trellis_free(t);
+	cigt_model_free(m);
 }
 
 /* ---- the leaf loss against hand-computed values ------------------------------------------- */
