@@ -49,6 +49,70 @@ static void bn_coeffs(const struct cigt_op_params *bn, float eps, int c, float *
 	}
 }
 
+static int plan_conv(const struct cigt_op_desc *d, const struct cigt_op_params *p, struct xop *x)
+{
+	x->kind = X_CONV;
+	x->g = geom_of(d);
+	int64_t cols = cigt_geom_cols(&x->g);
+	if (!(x->w = cigt_alloc_floats(cols * d->out)) || !(x->b = cigt_alloc_floats(d->out))) {
+		free(x->w);
+		return CIGT_ENOMEM;
+	}
+	cigt_conv_pack_weight(&x->g, p->w, x->w);
+	for (int o = 0; o < d->out; o++)
+		x->b[o] = p->b ? p->b[o] : 0.0f;
+	return 0;
+}
+
+static int plan_linear(const struct cigt_op_desc *d, const struct cigt_op_params *p,
+		       struct xop *x)
+{
+	x->kind = X_LINEAR;
+	x->fin = (int)x->in_sz;
+	x->fout = d->out;
+	if (!(x->w = cigt_alloc_floats(x->in_sz * d->out)) ||
+	    !(x->b = cigt_alloc_floats(d->out))) {
+		free(x->w);
+		return CIGT_ENOMEM;
+	}
+	memcpy(x->w, p->w, (size_t)(x->in_sz * d->out) * sizeof(float));
+	for (int o = 0; o < d->out; o++)
+		x->b[o] = p->b ? p->b[o] : 0.0f;
+	return 0;
+}
+
+/* A batch norm folded into its producer `into` (w' = w * s per output row, b' = b * s + t), or,
+ * when into is NULL, an in-place affine op x. */
+static int plan_batchnorm(const struct cigt_op_desc *d, const struct cigt_op_params *p,
+			  struct xop *into, struct xop *x)
+{
+	int c = d->in.c;
+	float *sc = cigt_alloc_floats(c), *t = cigt_alloc_floats(c);
+	if (!sc || !t) {
+		free(sc);
+		free(t);
+		return CIGT_ENOMEM;
+	}
+	bn_coeffs(p, d->eps, c, sc, t);
+	if (into) {
+		int64_t row = into->kind == X_CONV ? cigt_geom_cols(&into->g) : into->fin;
+		for (int o = 0; o < c; o++) {
+			for (int64_t k = 0; k < row; k++)
+				into->w[o * row + k] *= sc[o];
+			into->b[o] = into->b[o] * sc[o] + t[o];
+		}
+		free(sc);
+		free(t);
+		return 0;
+	}
+	x->kind = X_AFFINE;
+	x->g.c = c;
+	x->w = sc;
+	x->b = t;
+	x->inplace = true;
+	return 0;
+}
+
 /* Builds the op list of a chain (an expert's, or a router's own): batch norm folded into the
  * conv or linear before it, ReLU fused into its producer, max pooling into the conv before it
  * when it tiles the conv's output; residual blocks keep their markers for buffer planning. */
@@ -64,70 +128,28 @@ static int plan_ops(const struct cigt_op_desc *ops, int nops, const struct cigt_
 		struct xop *prev = ch->nops ? &ch->ops[ch->nops - 1] : NULL;
 		struct xop x = {.in_sz = cigt_shape_size(d->in), .out_sz = cigt_shape_size(d->outshape)};
 		switch (d->kind) {
-		case CIGT_OP_CONV: {
-			x.kind = X_CONV;
-			x.g = geom_of(d);
-			int64_t cols = cigt_geom_cols(&x.g);
-			if (!(x.w = cigt_alloc_floats(cols * d->out)) ||
-			    !(x.b = cigt_alloc_floats(d->out))) {
-				free(x.w);
+		case CIGT_OP_CONV:
+			if (plan_conv(d, p, &x))
 				goto nomem;
-			}
-			cigt_conv_pack_weight(&x.g, p->w, x.w);
-			for (int o = 0; o < d->out; o++)
-				x.b[o] = p->b ? p->b[o] : 0.0f;
 			break;
-		}
-		case CIGT_OP_LINEAR: {
-			int64_t hw = (int64_t)d->in.h * d->in.w;
-			if (hw > 1 && d->in.c > 1) {
+		case CIGT_OP_LINEAR:
+			if (d->in.h * d->in.w > 1 && d->in.c > 1) {
 				/* Flattening is implied: bring the rows to channels-first order. */
 				struct xop f = {.kind = X_FLATTEN, .in_sz = x.in_sz,
 						.out_sz = x.in_sz};
 				f.g.c = d->in.c, f.g.h = d->in.h, f.g.w = d->in.w;
 				ch->ops[ch->nops++] = f;
 			}
-			x.kind = X_LINEAR;
-			x.fin = (int)x.in_sz;
-			x.fout = d->out;
-			if (!(x.w = cigt_alloc_floats(x.in_sz * d->out)) ||
-			    !(x.b = cigt_alloc_floats(d->out))) {
-				free(x.w);
+			if (plan_linear(d, p, &x))
 				goto nomem;
-			}
-			memcpy(x.w, p->w, (size_t)(x.in_sz * d->out) * sizeof(float));
-			for (int o = 0; o < d->out; o++)
-				x.b[o] = p->b ? p->b[o] : 0.0f;
 			break;
-		}
 		case CIGT_OP_BATCHNORM: {
-			int c = d->in.c;
-			float *sc = cigt_alloc_floats(c), *t = cigt_alloc_floats(c);
-			if (!sc || !t) {
-				free(sc);
-				free(t);
+			bool fold = prev && (prev->kind == X_CONV || prev->kind == X_LINEAR) &&
+				    !prev->relu && i > 0 && ops[i - 1].kind != CIGT_OP_FLATTEN;
+			if (plan_batchnorm(d, p, fold ? prev : NULL, &x))
 				goto nomem;
-			}
-			bn_coeffs(p, d->eps, c, sc, t);
-			if (prev && (prev->kind == X_CONV || prev->kind == X_LINEAR) && !prev->relu &&
-			    i > 0 && ops[i - 1].kind != CIGT_OP_FLATTEN) {
-				/* Fold into the producer: w' = w * s per output row, b' = b * s + t. */
-				int64_t row = prev->kind == X_CONV ? cigt_geom_cols(&prev->g)
-								   : prev->fin;
-				for (int o = 0; o < c; o++) {
-					for (int64_t k = 0; k < row; k++)
-						prev->w[o * row + k] *= sc[o];
-					prev->b[o] = prev->b[o] * sc[o] + t[o];
-				}
-				free(sc);
-				free(t);
+			if (fold)
 				continue;
-			}
-			x.kind = X_AFFINE;
-			x.g.c = c;
-			x.w = sc;
-			x.b = t;
-			x.inplace = true;
 			break;
 		}
 		case CIGT_OP_RELU:
