@@ -9,7 +9,8 @@
 # on Fashion-MNIST test images cropped/padded to the input size (fit_data.py: grey, replicated
 # to 3 channels) and, for the colour models, on folders of one colour PPM per class
 # (colour_folder.py). check_forward.py compares routes, classes, logits (1e-4) and each
-# sample's MACs, and `cigt info --json` (MACs per expert/router/route, dense, shapes).
+# sample's MACs, and `cigt info --json` (MACs per expert/router/route, dense, shapes); and
+# check_multipath.py the multipath tree on residual_odd at thresholds 0,0 and 0.3,0.2.
 #   usage: run_residual.sh CIGT_BINARY SOURCE_ROOT
 set -u
 if [ $# -ne 2 ]; then
@@ -99,5 +100,18 @@ models() { # name config data limit calibrate [colour]
 }
 models tiny "$ref/residual_tiny.json" "$tmp/fm16" 1000 500 colour
 models odd "$tmp/residual_odd.json" "$data" 1000 500
+# multipath (format section 6) on a residual trellis: the tree of opened paths and its MACs
+for t in 0,0 0.3,0.2; do
+	echo "== odd-calibrated multipath $t"
+	if "$cigt" eval "$tmp/odd-cal.safetensors" --thresholds $t --limit 500 \
+		--dump "$tmp/odd-mp.jsonl" >"$tmp/odd-mp.eval" 2>&1 &&
+		"$py" "$ref/check_multipath.py" "$tmp/odd-cal.safetensors" --dump "$tmp/odd-mp.jsonl" \
+			--thresholds $t --limit 500; then
+		echo "ok   odd-calibrated multipath $t"
+	else
+		echo "FAIL odd-calibrated multipath $t"
+		fail=1
+	fi
+done
 models resnet110 "$root/models/cifar10_resnet110_trellis.json" "$tmp/fm32" 300 300 colour
 exit $fail
