@@ -4,7 +4,8 @@ Written from proto/model-format.md alone (not from the C sources), as the shared
 reference tools in this directory:
 
   * parse_architecture(): validates the architecture JSON (spec section 2), fills in defaults and
-    infers every activation shape, every tensor name/shape (section 4) and the MACs (section 3);
+    infers every activation shape, every tensor name/shape (section 4) and the MACs (section 3),
+    residual blocks, `globalavgpool` and router op chains included;
   * read_model(): a strict safetensors reader enforcing the container rules and limits of
     section 1 and the exact tensor set of section 4;
   * parse_operating_points(): the operating-point table of section 6, fully validated;
@@ -77,7 +78,12 @@ def _keys(obj, allowed, required, what):
 
 
 class Op:
-    """One op of an expert's chain, with its resolved parameters and shapes."""
+    """One op of an expert's (or a router's) chain, with its resolved parameters and shapes.
+
+    A `residual` block carries its branches in `main` and `shortcut` (lists of Op, indexed by j
+    within the branch); its `tensors` are its branches' with the suffixes `main.{j}.{leaf}` and
+    `shortcut.{j}.{leaf}`, main branch first; its MACs are the sum of its branches'.
+    """
 
     def __init__(self, index, kind):
         self.index = index
@@ -87,20 +93,24 @@ class Op:
         self.out_shape = None
         self.tensors = []        # [(suffix, shape)] in the spec's order
         self.macs = 0
+        self.main = []           # residual: the main branch's ops
+        self.shortcut = []       # residual: the shortcut's ops ([] = identity)
 
 
 class Router:
     def __init__(self, layer):
         self.layer = layer
+        self.ops = []            # op chain run on the layer output before the pool (Op)
         self.pool = None         # (ph, pw)
         self.hidden = None
         self.eps = 1e-5
         self.momentum = 0.1
         self.in_shape = None     # (C, H, W) of the layer output
+        self.s_shape = None      # (C, H, W) after the op chain (= in_shape without one)
         self.P = None            # flattened pooled size
         self.K = None            # experts of layer l+1
-        self.tensors = []        # [(suffix, shape)]
-        self.macs = 0
+        self.tensors = []        # [(suffix, shape)]: ops.{i}.*, then fc1, bn, fc2
+        self.macs = 0            # op chain + both linears
 
 
 class Layer:
@@ -137,6 +147,23 @@ class Architecture:
                     out.append(("routers.%d.%s" % (L.index, suffix), shape))
         return out
 
+    def op_of_tensor(self, name):
+        """The Op (a branch's op inside a block) that owns tensor `name`, or None for a
+        router's fc1/bn/fc2. Raises KeyError for a name the architecture does not imply."""
+        parts = name.split(".")
+        if parts[0] == "layers" and parts[2] == "experts" and parts[4] == "ops":
+            ops, rest = self.layers[int(parts[1])].ops, parts[5:]
+        elif parts[0] == "routers" and parts[2] == "ops":
+            ops, rest = self.layers[int(parts[1])].router.ops, parts[3:]
+        elif parts[0] == "routers":
+            return None
+        else:
+            raise KeyError(name)
+        op = ops[int(rest[0])]
+        if len(rest) == 4:                # {i}.main|shortcut.{j}.{leaf}
+            op = getattr(op, rest[1])[int(rest[2])]
+        return op
+
     def route_macs(self, route):
         """MACs of one routed sample following `route` (one expert index per layer)."""
         total = 0
@@ -160,8 +187,17 @@ _OP_KEYS = {
     "avgpool": {"kernel": None, "stride": "kernel", "padding": 0},
     "flatten": {},
     "linear": {"out": None, "bias": True},
-    "dropout": {"p": None},
+    "dropout": {"p": 0.5},
+    "globalavgpool": {},
+    "residual": {"main": None, "shortcut": [], "relu": True},
 }
+# What a residual branch and a router's op chain may hold (spec section 2).
+_BRANCH_OPS = ("conv", "batchnorm", "relu", "maxpool", "avgpool", "dropout")
+_ROUTER_OPS = ("conv", "batchnorm", "relu", "maxpool", "avgpool", "residual")
+MAX_LAYER_ENTRIES = 256
+MAX_LAYER_OPS = 2048      # a block counts as its branches' ops plus 3
+MAX_BRANCH = 16
+MAX_ROUTER_OPS = 16
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,63}\Z")
 
 
@@ -173,12 +209,33 @@ def _conv_out(n, k, s, p, what):
     return o
 
 
-def _parse_op(obj, index, shape, what):
+def _parse_chain(objs, shape, what, allowed, lo, hi):
+    """An op chain (a branch, a router's ops): -> ([Op], out shape, MACs)."""
+    if not isinstance(objs, list) or not lo <= len(objs) <= hi:
+        raise FormatError("%s: expected a list of %d..%d ops" % (what, lo, hi))
+    ops, macs = [], 0
+    for j, oobj in enumerate(objs):
+        op = _parse_op(oobj, j, shape, "%s[%d]" % (what, j), allowed)
+        shape = op.out_shape
+        macs += op.macs
+        ops.append(op)
+    return ops, shape, macs
+
+
+def _op_count(op):
+    """Ops toward a layer's 2,048: a block is its branches plus 3."""
+    return len(op.main) + len(op.shortcut) + 3 if op.type == "residual" else 1
+
+
+def _parse_op(obj, index, shape, what, allowed=None):
     if not isinstance(obj, dict) or "type" not in obj:
         raise FormatError("%s: expected an object with a \"type\"" % what)
     kind = obj["type"]
     if kind not in _OP_KEYS:
         raise FormatError("%s: unknown op type %r" % (what, kind))
+    if allowed is not None and kind not in allowed:
+        raise FormatError("%s: op %r not allowed here (expected one of %s)"
+                          % (what, kind, ", ".join(allowed)))
     spec = _OP_KEYS[kind]
     _keys(obj, set(spec) | {"type"}, [k for k, d in spec.items() if d is None], what)
     op = Op(index, kind)
@@ -208,11 +265,31 @@ def _parse_op(obj, index, shape, what):
         op.tensors = [(s, [C]) for s in ("weight", "bias", "running_mean", "running_var")]
     elif kind in ("relu", "dropout"):
         if kind == "dropout":
-            p = _num(obj["p"], what + ".p")
-            if not 0.0 <= p <= 1.0:
-                raise FormatError("%s.p: must be in [0, 1]" % what)
+            p = _num(obj.get("p", 0.5), what + ".p")
+            if not 0.0 <= p <= 0.999:
+                raise FormatError("%s.p: must be in [0, 0.999]" % what)
             op.p = dict(p=p)
         op.out_shape = shape
+    elif kind == "globalavgpool":
+        op.out_shape = (C, 1, 1)
+    elif kind == "residual":
+        relu = obj.get("relu", True)
+        if not isinstance(relu, bool):
+            raise FormatError("%s.relu: expected true or false" % what)
+        op.p = dict(relu=relu)
+        op.main, mshape, mmacs = _parse_chain(obj["main"], shape, what + ".main", _BRANCH_OPS,
+                                              1, MAX_BRANCH)
+        op.shortcut, sshape, smacs = _parse_chain(obj.get("shortcut", []), shape,
+                                                  what + ".shortcut", _BRANCH_OPS, 0,
+                                                  MAX_BRANCH)
+        if mshape != sshape:
+            raise FormatError("%s: main branch gives %dx%dx%d, shortcut %dx%dx%d"
+                              % ((what,) + tuple(mshape) + tuple(sshape)))
+        op.out_shape = mshape
+        op.macs = mmacs + smacs
+        op.tensors = [("%s.%d.%s" % (branch, b.index, suffix), tshape)
+                      for branch, ops in (("main", op.main), ("shortcut", op.shortcut))
+                      for b in ops for suffix, tshape in b.tensors]
     elif kind in ("maxpool", "avgpool"):
         kh, kw = _pair(obj["kernel"], what + ".kernel", 1)
         sh, sw = _pair(obj["stride"], what + ".stride", 1) if "stride" in obj else (kh, kw)
@@ -281,14 +358,17 @@ def parse_architecture(obj, allow_train=False):
         L.experts = _int(lobj["experts"], what + ".experts", 1, 64)
         if l == 0 and L.experts != 1:
             raise FormatError("layers[0].experts: must be 1")
-        if not isinstance(lobj["ops"], list) or not lobj["ops"]:
-            raise FormatError(what + ".ops: expected a non-empty list")
+        if not isinstance(lobj["ops"], list) or not 1 <= len(lobj["ops"]) <= MAX_LAYER_ENTRIES:
+            raise FormatError(what + ".ops: expected a list of 1..%d entries" % MAX_LAYER_ENTRIES)
         L.in_shape = shape
         for i, oobj in enumerate(lobj["ops"]):
             op = _parse_op(oobj, i, shape, "%s.ops[%d]" % (what, i))
             shape = op.out_shape
             L.ops.append(op)
             L.expert_macs += op.macs
+        if sum(_op_count(op) for op in L.ops) > MAX_LAYER_OPS:
+            raise FormatError("%s.ops: more than %d ops (a block counts as its branches + 3)"
+                              % (what, MAX_LAYER_OPS))
         L.out_shape = shape
         if last and "router" in lobj:
             raise FormatError(what + ".router: forbidden on the last layer")
@@ -298,27 +378,37 @@ def parse_architecture(obj, allow_train=False):
     for l, lobj in enumerate(layers[:-1]):
         what = "layers[%d].router" % l
         robj = lobj["router"]
-        _keys(robj, {"pool", "hidden", "bn_eps", "bn_momentum"}, ["pool", "hidden"], what)
+        _keys(robj, {"ops", "pool", "hidden", "bn_eps", "bn_momentum"}, ["pool", "hidden"], what)
         R = Router(l)
+        C, H, W = A.layers[l].out_shape
+        R.in_shape = (C, H, W)
+        # the op chain first (the spec: "a reader checks ops before pool")
+        ops_macs = 0
+        if "ops" in robj:
+            R.ops, R.s_shape, ops_macs = _parse_chain(robj["ops"], R.in_shape, what + ".ops",
+                                                      _ROUTER_OPS, 1, MAX_ROUTER_OPS)
+        else:
+            R.s_shape = R.in_shape
         R.pool = _pair(robj["pool"], what + ".pool", 1)
         R.hidden = _int(robj["hidden"], what + ".hidden", 1)
         R.eps = _num(robj.get("bn_eps", 1e-5), what + ".bn_eps")
         R.momentum = _num(robj.get("bn_momentum", 0.1), what + ".bn_momentum")
         if R.eps <= 0:
             raise FormatError(what + ".bn_eps: must be > 0")
-        C, H, W = A.layers[l].out_shape
-        R.in_shape = (C, H, W)
+        C, H, W = R.s_shape
         hp, wp = H // R.pool[0], W // R.pool[1]
         if hp < 1 or wp < 1:
             raise FormatError("%s.pool: %r larger than the %dx%d feature map"
                               % (what, R.pool, H, W))
         R.P = C * hp * wp
         R.K = A.layers[l + 1].experts
-        R.tensors = [("fc1.weight", [R.hidden, R.P]), ("fc1.bias", [R.hidden])] + \
+        R.tensors = [("ops.%d.%s" % (op.index, suffix), tshape)
+                     for op in R.ops for suffix, tshape in op.tensors] + \
+                    [("fc1.weight", [R.hidden, R.P]), ("fc1.bias", [R.hidden])] + \
                     [("bn." + s, [R.hidden]) for s in ("weight", "bias", "running_mean",
                                                        "running_var")] + \
                     [("fc2.weight", [R.K, R.hidden]), ("fc2.bias", [R.K])]
-        R.macs = R.P * R.hidden + R.hidden * R.K
+        R.macs = ops_macs + R.P * R.hidden + R.hidden * R.K
         A.layers[l].router = R
     C, H, W = A.layers[-1].out_shape
     if (H, W) != (1, 1) or C != len(A.classes):
@@ -542,6 +632,51 @@ def read_idx_images(path, limit=None):
     if len(raw) != n * rows * cols:
         raise FormatError("%s: truncated" % path)
     return n, rows, cols, raw
+
+
+def fit_images(raw, n, rows, cols, height, width):
+    """n row-major rows x cols images centre-cropped or zero-padded to height x width (no
+    resampling: every pixel is a source pixel or 0). The crop/pad offset of each axis is
+    (in - out) // 2 (negative: padding)."""
+    out = bytearray(n * height * width)
+    r0, c0 = (rows - height) // 2, (cols - width) // 2
+    for i in range(n):
+        src = raw[i * rows * cols:(i + 1) * rows * cols]
+        for y in range(height):
+            sy = y + r0
+            if not 0 <= sy < rows:
+                continue
+            for x in range(width):
+                sx = x + c0
+                if 0 <= sx < cols:
+                    out[(i * height + y) * width + x] = src[sy * cols + sx]
+    return bytes(out)
+
+
+def write_idx(directory, prefix, raw, n, rows, cols, labels):
+    """Write DIR/{prefix}-images-idx3-ubyte.gz and DIR/{prefix}-labels-idx1-ubyte.gz."""
+    import os
+    os.makedirs(directory, exist_ok=True)
+    with gzip.open(os.path.join(directory, prefix + "-images-idx3-ubyte.gz"), "wb", 1) as f:
+        f.write(struct.pack(">IIII", 0x00000803, n, rows, cols) + bytes(raw))
+    with gzip.open(os.path.join(directory, prefix + "-labels-idx1-ubyte.gz"), "wb", 1) as f:
+        f.write(struct.pack(">II", 0x00000801, n) + bytes(labels))
+
+
+def read_ppm(path):
+    """-> (width, height, bytes HWC RGB) of a binary P6 PPM with maxval 255 (no comments)."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    parts = blob.split(None, 4)
+    if len(parts) < 5 or parts[0] != b"P6" or parts[3] != b"255":
+        raise FormatError("%s: not an 8-bit P6 PPM" % path)
+    w, h = int(parts[1]), int(parts[2])
+    # exactly one whitespace byte after maxval
+    start = blob.index(b"255", len(parts[0]) + len(parts[1]) + len(parts[2])) + 4
+    px = blob[start:]
+    if len(px) != w * h * 3:
+        raise FormatError("%s: %d pixel bytes, expected %d" % (path, len(px), w * h * 3))
+    return w, h, px
 
 
 def read_idx_labels(path, limit=None):

@@ -12,7 +12,14 @@ running_var U(0.5,1.5).
 
 --calibrate N instead sets every router's batch-norm running statistics from the fc1 outputs
 over the first N Fashion-MNIST *training* images (needs torch; uses check_forward.py), so routes
-spread over the experts instead of nearly all samples taking one path.
+spread over the experts instead of nearly all samples taking one path. For a model whose input
+is not 1x28x28 the grey images are centre-cropped or zero-padded to its height and width and
+replicated to its channels.
+
+Residual architectures (blocks, globalavgpool, router op chains) are written like any other:
+every conv/linear inside a block or a router's op chain gets the fan-in scale, every batch norm
+the statistics above, under the names of spec section 4 (`...ops.{i}.main.{j}.weight`,
+`...ops.{i}.shortcut.{j}.`, `routers.{l}.ops.{i}.`).
 
 Test options: --order writes the tensors in another order (readers must not depend on it),
 --tie-routers makes every router's fc2 rows equal in pairs (2j+1 copies 2j) so the
@@ -70,8 +77,7 @@ def random_tensors(arch, seed, tie_routers=False):
             n *= d
         leaf = name.rsplit(".", 1)[1]
         # batch norm tensors (expert ops and router bn) vs. conv/linear tensors
-        is_bn = ".bn." in name or (name.startswith("layers.") and
-                                   _op_type(arch, name) == "batchnorm")
+        is_bn = ".bn." in name or _op_type(arch, name) == "batchnorm"
         if is_bn:
             lo, hi = {"weight": (0.5, 1.5), "bias": (-0.2, 0.2), "running_mean": (-0.2, 0.2),
                       "running_var": (0.5, 1.5)}[leaf]
@@ -95,16 +101,16 @@ def random_tensors(arch, seed, tie_routers=False):
 
 
 def _op_type(arch, name):
-    parts = name.split(".")      # layers.{l}.experts.{e}.ops.{i}.{leaf}
-    return arch.layers[int(parts[1])].ops[int(parts[5])].type
+    op = arch.op_of_tensor(name)     # layers.{l}.experts.{e}.ops.{i}[.main|.shortcut.{j}].{leaf}
+    return op.type if op is not None else None
 
 
 def _fan_in(arch, name):
     parts = name.split(".")
-    if parts[0] == "routers":
+    if parts[0] == "routers" and parts[2] in ("fc1", "fc2"):
         R = arch.layers[int(parts[1])].router
         return R.P if parts[2] == "fc1" else R.hidden
-    op = arch.layers[int(parts[1])].ops[int(parts[5])]
+    op = arch.op_of_tensor(name)
     C, H, W = op.in_shape
     if op.type == "conv":
         return C * op.p["kernel"][0] * op.p["kernel"][1]
@@ -207,7 +213,8 @@ def calibrate(arch, tensors, n):
     M = cigt_format.Model()
     M.arch = arch
     M.tensors = {k: (list(s), array.array("f", v)) for k, (s, v) in tensors.items()}
-    x, _ = check_forward.load_images(arch, n, cigt_format.TRAIN_IMAGES, cigt_format.TRAIN_LABELS)
+    x, _ = check_forward.load_images(arch, n, cigt_format.TRAIN_IMAGES, cigt_format.TRAIN_LABELS,
+                                     fit=True)
     check_forward.calibrate_routers(M, x)
     return {k: (s, list(v)) for k, (s, v) in M.tensors.items()}
 
