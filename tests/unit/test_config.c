@@ -210,6 +210,6 @@ Test(config, options_described)
 		json_t *w = json_object_get(r, "where");
 		settings += json_array_size(w) == 2;
 	}
-	cr_assert_eq(settings, 31); /* 26, and the five gRPC ones */
+	cr_assert_eq(settings, 32); /* 27 (eager-dispatch the last), and the five gRPC ones */
 	json_decref(j);
 }
