@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Copies the running campaign runs' checkpoints, best-so-far models and logs from OUTDIR into
+# this folder every INTERVAL seconds (default 600), so a session that stops without warning
+# leaves them in the checkout for p150.sh to resume. A run whose queue logged its end is left.
+#   nohup models/campaign/resume/keep.sh OUTDIR [INTERVAL] > OUTDIR/keep.log 2>&1 &
+set -u
+OUT=${1:?usage: keep.sh OUTDIR [INTERVAL]}; EVERY=${2:-600}
+HERE=$(cd "$(dirname "$0")" && pwd)
+while :; do
+	for ck in "$OUT"/*.safetensors.ckpt; do
+		[ -e "$ck" ] || continue
+		name=$(basename "$ck" .safetensors.ckpt)
+		grep -qs " end $name " "$OUT"/q?.log && continue
+		for f in "$name.safetensors.ckpt" "$name.safetensors" "$name.train.jsonl"; do
+			[ -e "$OUT/$f" ] && cp "$OUT/$f" "$HERE/.$f.tmp" && mv "$HERE/.$f.tmp" "$HERE/$f"
+		done
+		echo "$(date -u +%FT%TZ) kept $name ($(wc -l < "$HERE/$name.train.jsonl") log lines)"
+	done
+	sleep "$EVERY"
+done
