@@ -59,14 +59,18 @@ void NN(col2im)(const struct cigt_geom *g, const real_t *col, int64_t row0, int6
 				src += (int64_t)g->kw * g->c;
 				continue;
 			}
-			for (int kx = 0; kx < g->kw; kx++, src += g->c) {
-				int ix = ox * g->sw - g->pw + kx;
-				if (ix < 0 || ix >= g->w)
-					continue;
-				real_t *d = img + ((int64_t)iy * g->w + ix) * g->c;
-				for (int c = 0; c < g->c; c++)
-					d[c] += src[c];
+			int ix0 = ox * g->sw - g->pw, kx0 = ix0 < 0 ? -ix0 : 0;
+			int kx1 = ix0 + g->kw > g->w ? g->w - ix0 : g->kw;
+			/* The kernel row's columns inside the image are one contiguous run of dx, as
+			 * im2col copies them: one flat add, kernel positions and channels together. */
+			if (kx1 > kx0) {
+				real_t *restrict d = img + ((int64_t)iy * g->w + ix0 + kx0) * g->c;
+				const real_t *restrict sp = src + (int64_t)kx0 * g->c;
+				const int64_t len = (int64_t)(kx1 - kx0) * g->c;
+				for (int64_t i = 0; i < len; i++)
+					d[i] += sp[i];
 			}
+			src += (int64_t)g->kw * g->c;
 		}
 	}
 }
