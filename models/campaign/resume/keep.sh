@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Copies the running campaign runs' checkpoints, best-so-far models and logs from OUTDIR into
 # this folder every INTERVAL seconds (default 600), so a session that stops without warning
-# leaves them in the checkout for p150.sh to resume. A run whose queue logged its end is left.
+# leaves them in the checkout for p150.sh to resume. A run whose queue last logged its end is left.
 #   nohup models/campaign/resume/keep.sh OUTDIR [INTERVAL] > OUTDIR/keep.log 2>&1 &
 set -u
 OUT=${1:?usage: keep.sh OUTDIR [INTERVAL]}; EVERY=${2:-600}
@@ -10,7 +10,9 @@ while :; do
 	for ck in "$OUT"/*.safetensors.ckpt; do
 		[ -e "$ck" ] || continue
 		name=$(basename "$ck" .safetensors.ckpt)
-		grep -qs " end $name " "$OUT"/q?.log && continue
+		# Left when the queue's last word on it is its end (a resumed run starts again).
+		grep -hs -E " (start|end) $name( |\$)" "$OUT"/q?.log | tail -n1 | grep -q " end " &&
+			continue
 		for f in "$name.safetensors.ckpt" "$name.safetensors" "$name.train.jsonl"; do
 			[ -e "$OUT/$f" ] && cp "$OUT/$f" "$HERE/.$f.tmp" && mv "$HERE/.$f.tmp" "$HERE/$f"
 		done
