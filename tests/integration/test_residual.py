@@ -9,13 +9,16 @@ Answers are compared with `cigt classify` (the engine through the CLI) on class,
 per-request MACs over /v1/classify, the Open Inference Protocol in JSON (UINT8 [N, 3, 32, 32])
 and its binary extension; concurrent requests (batched: the daemon waits for batches to fill)
 must give the single requests' answers; the accounting (macs, dense_macs, compute_saved)
-against `cigt info --json`; the route counters on /metrics. Needs /usr/bin/python3 with torch
+against `cigt info --json`; the route counters on /metrics; the web page in headless chromium
+(label, lit route, preview at 32x32) on a PNG of each of two routes. Needs /usr/bin/python3 with torch
 (calibration) and PIL (JPEG encoding).
 """
+import base64
 import collections
 import io
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -209,6 +212,36 @@ def check_oip(d, name, imgs, files, ref, path_macs):
             check(abs(sum(probs[10 * i:10 * i + 10]) - 1) < 1e-4, "v2 binary probs sum")
 
 
+def check_page(d, work, files, ref, path_macs, dense):
+    """The web page in headless chromium on two PNGs of different routes: the engine's label,
+    the route lit, compute saved, and the preview at the model's 32x32 (not 28x28)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        print("SKIP page: chromium is not installed (apt-get install chromium)")
+        return 0
+    byroute = {}
+    for f in files:
+        if f.endswith(".png") and "big" not in f:
+            byroute.setdefault(tuple(ref[f][1]), f)
+    base = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--user-data-dir=" + tempfile.mkdtemp(dir=work), "--virtual-time-budget=10000"]
+    for route, f in sorted(byroute.items())[:2]:
+        with open(f, "rb") as fh:
+            url = "http://127.0.0.1:%d/#png=%s" % (d.port, base64.b64encode(fh.read()).decode())
+        dom = subprocess.run(base + ["--dump-dom", url], capture_output=True, text=True,
+                             timeout=120).stdout
+        what = "page, %s" % os.path.basename(f)
+        check('id="label">%s<' % ref[f][0] in dom, "%s: label %r" % (what, ref[f][0]))
+        lit = re.findall(r'class="node lit" data-node="(\d+)-(\d+)"', dom)
+        check(lit == [(str(l), str(e)) for l, e in enumerate(route)],
+              "%s: route %s lit (%s)" % (what, route, lit))
+        check("%.2f%%" % (100 * (1 - path_macs / dense)) in dom, "%s: compute saved" % what)
+        check(re.search(r'<canvas id="preview" width="32" height="32"', dom),
+              "%s: preview at the model's 32x32" % what)
+    return len(byroute)
+
+
 def main():
     work = tempfile.mkdtemp(prefix="cigt-residual-")
     d = None
@@ -237,6 +270,7 @@ def main():
         check(len(routes) >= 2, "cigtd: %d routes seen" % len(routes))
         batches = check_concurrent(d, files, answers)
         check_oip(d, name, imgs, files, ref, path_macs)
+        check_page(d, work, files, ref, path_macs, dense)
         m = d.metrics()
         runs = sum(v for k, v in m.items() if k.startswith("cigt_route_samples_total{"))
         check(runs >= 3 * (4 * len(files) + 2 * len(imgs)), "route counters moved: %s" % runs)
