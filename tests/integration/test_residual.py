@@ -1,20 +1,30 @@
 #!/usr/bin/env python3
 """Residual trellises served end to end (issue 26): a random-weight CIFAR-10 ResNet-110 trellis
-(models/cifar10_resnet110_trellis.json, random batch norm so folding is exercised) behind cigtd,
-fed 32x32 colour PNGs and a 48x40 one (resized), answers compared with `cigt classify` (the
-engine through the CLI) on class, route and MACs, over /v1/classify (PNG), the Open Inference
-Protocol in JSON (UINT8 [N, 3, 32, 32]) and its binary extension; the per-request accounting
-(macs, dense_macs, compute_saved) against `cigt info --json`; the route counters on /metrics.
-Standard library only.
+(models/cifar10_resnet110_trellis.json) written by tests/reference/make_model.py with every
+batch norm random (folding exercised) and the routers' batch norm calibrated (--calibrate), so
+that samples take different routes (at least 2 are required). Behind cigtd it is fed 32x32
+colour images (Fashion-MNIST test images padded to 32x32 and tinted per channel, the kind of
+input the routers were calibrated on) as PNG and JPEG bodies, and a 48x40 PNG (resized).
+Answers are compared with `cigt classify` (the engine through the CLI) on class, route and
+per-request MACs over /v1/classify, the Open Inference Protocol in JSON (UINT8 [N, 3, 32, 32])
+and its binary extension; concurrent requests (batched: the daemon waits for batches to fill)
+must give the single requests' answers; the accounting (macs, dense_macs, compute_saved)
+against `cigt info --json`; the route counters on /metrics; the web page in headless chromium
+(label, lit route, preview at 32x32) on a PNG of each of two routes. Needs /usr/bin/python3 with torch
+(calibration) and PIL (JPEG encoding).
 """
+import base64
+import collections
+import io
 import json
 import os
-import random
+import re
 import shutil
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -22,6 +32,8 @@ import cigtd_common as T  # noqa: E402
 from cigtd_common import check  # noqa: E402
 
 CONFIG = os.path.join(T.SRCDIR, "models", "cifar10_resnet110_trellis.json")
+MAKE_MODEL = os.path.join(T.SRCDIR, "tests", "reference", "make_model.py")
+TINTS = [(1.0, 1.0, 1.0), (1.0, 0.8, 0.6), (0.6, 0.9, 1.0), (0.9, 1.0, 0.7)]
 
 
 def png_rgb(px, w, h):
@@ -34,18 +46,25 @@ def png_rgb(px, w, h):
             + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
-def images(n, w, h, seed):
-    """Smooth random colour images (gradients plus noise), so routes differ between them."""
-    rng = random.Random(seed)
+def jpeg_rgb(px, w, h):
+    from PIL import Image
+    out = io.BytesIO()
+    Image.frombytes("RGB", (w, h), bytes(px)).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def images(n, w, h):
+    """n Fashion-MNIST test images centred on a w x h black field, tinted: HWC RGB bytes."""
     out = []
-    for _ in range(n):
-        a = [rng.uniform(-4, 4) for _ in range(9)]
-        px = bytearray()
-        for y in range(h):
-            for x in range(w):
+    for i, g in enumerate(T.load_images(n)):
+        tint = TINTS[i % len(TINTS)]
+        px = bytearray(w * h * 3)
+        y0, x0 = (h - 28) // 2, (w - 28) // 2
+        for y in range(28):
+            for x in range(28):
+                o = ((y0 + y) * w + x0 + x) * 3
                 for c in range(3):
-                    v = 128 + a[c] * (x - w / 2) + a[3 + c] * (y - h / 2) + a[6 + c] * 20
-                    px.append(max(0, min(255, int(v + rng.gauss(0, 12)))))
+                    px[o + c] = min(255, int(g[y * 28 + x] * tint[c]))
         out.append(bytes(px))
     return out
 
@@ -66,93 +85,198 @@ def chw(px, w, h):
     return [px[(y * w + x) * 3 + c] for c in range(3) for y in range(h) for x in range(w)]
 
 
+def post_image(d, f, conn=None):
+    """POST the file f to /v1/classify -> (status, parsed answer or raw body)."""
+    with open(f, "rb") as fh:
+        body = fh.read()
+    ctype = "image/jpeg" if f.endswith(".jpg") else "image/png"
+    st, _, resp = d.request("POST", "/v1/classify", body, {"Content-Type": ctype}, conn=conn)
+    return st, (json.loads(resp) if st == 200 else resp[:200])
+
+
+def write_inputs(work):
+    """The test images as files: 12 PNGs, 5 JPEGs (of other images), one 48x40 PNG.
+    -> (files, 32x32 pixels of the PNGs in file order)."""
+    imgs = images(17, 32, 32)
+    files = []
+    for i, px in enumerate(imgs):
+        jpg = i >= 12
+        files.append(os.path.join(work, "%02d.%s" % (i, "jpg" if jpg else "png")))
+        with open(files[-1], "wb") as f:
+            f.write(jpeg_rgb(px, 32, 32) if jpg else png_rgb(px, 32, 32))
+    big = images(1, 48, 40)[0]
+    files.append(os.path.join(work, "big.png"))
+    with open(files[-1], "wb") as f:
+        f.write(png_rgb(big, 48, 40))
+    return files, imgs[:12]
+
+
+def check_v1(d, files, ref, path_macs, dense, classes):
+    """Every file alone over /v1/classify -> {file: answer}."""
+    answers = {}
+    for f in files:
+        st, j = post_image(d, f)
+        if not check(st == 200, "v1 %s -> %d %r" % (os.path.basename(f), st, j)):
+            continue
+        answers[f] = j
+        check(j["macs"] == ref[f][2] == path_macs and j["dense_macs"] == dense,
+              "v1 %s accounting %s / %s" % (f, j["macs"], j["dense_macs"]))
+        check(abs(j["compute_saved"] - (1 - path_macs / dense)) < 1e-3,
+              "v1 compute_saved %s" % j["compute_saved"])
+        check((j["label"], j["route"], j["macs"]) == ref[f] and classes[j["class"]] == j["label"],
+              "v1 %s: %s %s %s, cigt classify says %s" % (
+                  os.path.basename(f), j["label"], j["route"], j["macs"], ref[f]))
+    check(len(answers) == len(files), "every image answered")
+    return answers
+
+
+def check_concurrent(d, files, answers):
+    """All files at once from 6 connections, three rounds: the single answers again, and the
+    daemon batched some of them (batches fewer than samples). -> the number of batches."""
+    m0 = d.metrics()
+    got, errs, lock = [], [], threading.Lock()
+
+    def worker(k):
+        c = d.conn()
+        try:
+            for f in (files * 3)[k::6]:
+                st, j = post_image(d, f, conn=c)
+                with lock:
+                    (got if st == 200 else errs).append((f, j))
+        finally:
+            c.close()
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    check(not errs and len(got) == 3 * len(files), "concurrent: %d answers, errors %s" % (
+        len(got), errs[:2]))
+    for f, j in got:
+        a = answers.get(f)
+        check(a is not None and (j["class"], j["route"], j["macs"]) ==
+              (a["class"], a["route"], a["macs"])
+              and max(abs(p - q) for p, q in zip(j["probabilities"], a["probabilities"])) < 1e-5,
+              "concurrent %s: %s %s, alone %s %s" % (os.path.basename(f), j["class"], j["route"],
+                                                     a and a["class"], a and a["route"]))
+    m1 = d.metrics()
+    samples = T.metric(m1, "cigt_batch_size_sum") - T.metric(m0, "cigt_batch_size_sum")
+    batches = T.metric(m1, "cigt_batch_size_count") - T.metric(m0, "cigt_batch_size_count")
+    check(samples == 3 * len(files) and batches < samples,
+          "concurrent requests batched: %d samples in %d batches" % (samples, batches))
+    return batches
+
+
+def check_oip(d, name, imgs, files, ref, path_macs):
+    """A batch of the 32x32 PNGs' pixels as OIP UINT8 [N, 3, 32, 32] (CHW), JSON then binary."""
+    n = len(imgs)
+    data = []
+    for px in imgs:
+        data += chw(px, 32, 32)
+    want_cls = [None] * n
+    st, _, body = d.post_json("/v2/models/%s/infer" % name, {"inputs": [
+        {"name": "image", "shape": [n, 3, 32, 32], "datatype": "UINT8", "data": data}]})
+    if check(st == 200, "v2 JSON -> %d %r" % (st, body[:300])):
+        outs = {o["name"]: o for o in json.loads(body)["outputs"]}
+        for i in range(n):
+            label, route, macs = ref[files[i]]
+            want_cls[i] = outs["class"]["data"][i]
+            check(outs["route"]["data"][3 * i:3 * i + 3] == route
+                  and outs["macs"]["data"][i] == macs == path_macs,
+                  "v2 JSON [%d]: route %s macs %s, cigt classify says %s %s" % (
+                      i, outs["route"]["data"][3 * i:3 * i + 3], outs["macs"]["data"][i],
+                      route, macs))
+    pix = bytes(data)
+    hdr = json.dumps({"inputs": [{"name": "image", "shape": [n, 3, 32, 32], "datatype": "UINT8",
+                                  "parameters": {"binary_data_size": len(pix)}}],
+                      "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}},
+                                  {"name": "class"}, {"name": "route"}, {"name": "macs"}]}
+                     ).encode()
+    st, h, body = d.request("POST", "/v2/models/%s/infer" % name, hdr + pix,
+                            {"Content-Type": "application/octet-stream",
+                             "Inference-Header-Content-Length": str(len(hdr))})
+    if check(st == 200, "v2 binary -> %d" % st):
+        hl = int(h.get("inference-header-content-length", 0))
+        outs = {o["name"]: o for o in json.loads(body[:hl])["outputs"]}
+        probs = struct.unpack("<%df" % (10 * n), body[hl:hl + 40 * n])
+        for i in range(n):
+            best = max(range(10), key=lambda k: probs[10 * i + k])
+            cls = outs["class"]["data"][i]
+            _, route, macs = ref[files[i]]
+            check(best == cls and cls == want_cls[i]
+                  and outs["route"]["data"][3 * i:3 * i + 3] == route
+                  and outs["macs"]["data"][i] == macs,
+                  "v2 binary [%d]: argmax %d, class %d, route %s, macs %s; cigt classify %s %s"
+                  % (i, best, cls, outs["route"]["data"][3 * i:3 * i + 3],
+                     outs["macs"]["data"][i], route, macs))
+            check(abs(sum(probs[10 * i:10 * i + 10]) - 1) < 1e-4, "v2 binary probs sum")
+
+
+def check_page(d, work, files, ref, path_macs, dense):
+    """The web page in headless chromium on two PNGs of different routes: the engine's label,
+    the route lit, compute saved, and the preview at the model's 32x32 (not 28x28)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        print("SKIP page: chromium is not installed (apt-get install chromium)")
+        return 0
+    byroute = {}
+    for f in files:
+        if f.endswith(".png") and "big" not in f:
+            byroute.setdefault(tuple(ref[f][1]), f)
+    base = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--user-data-dir=" + tempfile.mkdtemp(dir=work), "--virtual-time-budget=10000"]
+    for route, f in sorted(byroute.items())[:2]:
+        with open(f, "rb") as fh:
+            url = "http://127.0.0.1:%d/#png=%s" % (d.port, base64.b64encode(fh.read()).decode())
+        dom = subprocess.run(base + ["--dump-dom", url], capture_output=True, text=True,
+                             timeout=120).stdout
+        what = "page, %s" % os.path.basename(f)
+        check('id="label">%s<' % ref[f][0] in dom, "%s: label %r" % (what, ref[f][0]))
+        lit = re.findall(r'class="node lit" data-node="(\d+)-(\d+)"', dom)
+        check(lit == [(str(l), str(e)) for l, e in enumerate(route)],
+              "%s: route %s lit (%s)" % (what, route, lit))
+        check("%.2f%%" % (100 * (1 - path_macs / dense)) in dom, "%s: compute saved" % what)
+        check(re.search(r'<canvas id="preview" width="32" height="32"', dom),
+              "%s: preview at the model's 32x32" % what)
+    return len(byroute)
+
+
 def main():
     work = tempfile.mkdtemp(prefix="cigt-residual-")
     d = None
     try:
         model = os.path.join(work, "cifar.safetensors")
-        subprocess.run([T.CIGT, "init", CONFIG, "-o", model, "--seed", "3", "--random-bn"],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["/usr/bin/python3", MAKE_MODEL, CONFIG, model, "--seed", "5",
+                        "--calibrate", "64"], check=True, stdout=subprocess.DEVNULL)
         info = json.loads(subprocess.run([T.CIGT, "info", model, "--json"], capture_output=True,
                                          text=True, check=True).stdout)
         name, path_macs, dense = info["name"], info["path_macs"], info["dense_macs"]
         check(path_macs == 95339424 and dense == 156976512,
               "cigt info: %d / %d MACs" % (path_macs, dense))
-        imgs = images(12, 32, 32, 7)
-        files = []
-        for i, px in enumerate(imgs):
-            files.append(os.path.join(work, "%02d.png" % i))
-            with open(files[-1], "wb") as f:
-                f.write(png_rgb(px, 32, 32))
-        big = images(1, 48, 40, 9)[0]
-        files.append(os.path.join(work, "big.png"))
-        with open(files[-1], "wb") as f:
-            f.write(png_rgb(big, 48, 40))
+        with open(CONFIG) as f:
+            classes = json.load(f)["classes"]
+        files, imgs = write_inputs(work)
         ref = classify(model, files)  # the engine through the CLI
-        d = T.Daemon(model, "--workers", "2")
-        routes = set()
-        answers = {}
-        for f in files:
-            with open(f, "rb") as fh:
-                st, _, body = d.request("POST", "/v1/classify", fh.read(),
-                                        {"Content-Type": "image/png"})
-            if not check(st == 200, "v1 PNG %s -> %d %r" % (os.path.basename(f), st, body[:200])):
-                continue
-            j = json.loads(body)
-            answers[f] = j
-            routes.add(tuple(j["route"]))
-            check(j["macs"] == path_macs and j["dense_macs"] == dense,
-                  "v1 %s accounting %s / %s" % (f, j["macs"], j["dense_macs"]))
-            check(abs(j["compute_saved"] - (1 - path_macs / dense)) < 1e-3,
-                  "v1 compute_saved %s" % j["compute_saved"])
-            check((j["label"], j["route"], j["macs"]) == ref[f],
-                  "v1 %s: %s %s %s, cigt classify says %s" % (
-                      os.path.basename(f), j["label"], j["route"], j["macs"], ref[f]))
-        check(len(answers) == len(files), "every PNG answered")
-        # OIP JSON, a batch of the 32x32 images as UINT8 [N, 3, 32, 32] (CHW)
-        n = 4
-        data = []
-        for px in imgs[:n]:
-            data += chw(px, 32, 32)
-        st, _, body = d.post_json("/v2/models/%s/infer" % name, {"inputs": [
-            {"name": "image", "shape": [n, 3, 32, 32], "datatype": "UINT8", "data": data}]})
-        if check(st == 200, "v2 JSON -> %d %r" % (st, body[:300])):
-            j = json.loads(body)
-            outs = {o["name"]: o for o in j["outputs"]}
-            for i in range(n):
-                a = answers.get(files[i])
-                if a:
-                    check(outs["class"]["data"][i] == a["class"]
-                          and outs["route"]["data"][3 * i:3 * i + 3] == a["route"],
-                          "v2 JSON [%d] agrees with v1" % i)
-            check(outs["macs"]["data"] == [path_macs] * n, "v2 macs %s" % outs["macs"]["data"])
-        # the binary extension
-        pix = bytes(data)
-        hdr = json.dumps({"inputs": [{"name": "image", "shape": [n, 3, 32, 32],
-                                      "datatype": "UINT8",
-                                      "parameters": {"binary_data_size": len(pix)}}],
-                          "outputs": [{"name": "probabilities",
-                                       "parameters": {"binary_data": True}},
-                                      {"name": "class"}]}).encode()
-        st, h, body = d.request("POST", "/v2/models/%s/infer" % name, hdr + pix,
-                                {"Content-Type": "application/octet-stream",
-                                 "Inference-Header-Content-Length": str(len(hdr))})
-        if check(st == 200, "v2 binary -> %d" % st):
-            hl = int(h.get("inference-header-content-length", 0))
-            j = json.loads(body[:hl])
-            probs = struct.unpack("<%df" % (10 * n), body[hl:hl + 40 * n])
-            cls = {o["name"]: o for o in j["outputs"]}["class"]["data"]
-            for i in range(n):
-                best = max(range(10), key=lambda k: probs[10 * i + k])
-                a = answers.get(files[i])
-                check(best == cls[i] and (not a or cls[i] == a["class"]),
-                      "v2 binary [%d]: argmax %d, class %d" % (i, best, cls[i]))
-                check(abs(sum(probs[10 * i:10 * i + 10]) - 1) < 1e-4, "v2 binary probs sum")
+        ref_routes = {tuple(r[1]) for r in ref.values()}
+        check(len(ref_routes) >= 2, "calibrated routers: cigt classify sees %d routes"
+              % len(ref_routes))
+        # batches wait up to 20 ms to fill, so concurrent requests share them
+        d = T.Daemon(model, "--workers", "2", "--max-batch", "8", "--max-delay-us", "20000",
+                     "--eager-dispatch=false")
+        answers = check_v1(d, files, ref, path_macs, dense, classes)
+        seen = collections.Counter(tuple(j["route"]) for j in answers.values())
+        routes = set(seen)
+        check(len(routes) >= 2, "cigtd: %d routes seen" % len(routes))
+        batches = check_concurrent(d, files, answers)
+        check_oip(d, name, imgs, files, ref, path_macs)
+        check_page(d, work, files, ref, path_macs, dense)
         m = d.metrics()
         runs = sum(v for k, v in m.items() if k.startswith("cigt_route_samples_total{"))
-        check(runs >= 3 * (len(files) + 2 * n), "route counters moved: %s" % runs)
-        print("ok   %d PNGs and %d OIP samples through a ResNet-110 trellis; %d routes seen"
-              % (len(files), 2 * n, len(routes)))
+        check(runs >= 3 * (4 * len(files) + 2 * len(imgs)), "route counters moved: %s" % runs)
+        print("ok   %d images (PNG, JPEG) alone and concurrently (%d batches), %d OIP samples "
+              "through a ResNet-110 trellis; %d routes seen %s"
+              % (len(files), batches, 2 * len(imgs), len(routes), sorted(seen.items())))
         d.stop()
         d = None
     finally:
