@@ -20,9 +20,12 @@ the figures `cigt bench` uses).
 
   torch_trellis.py MODEL --macs ROUTED,DENSE [--data DIR] [--mode routed,dense]
                    [--batch 1,8,64,256] [--threads 1,2] [--seconds S] [--check]
+  torch_trellis.py --jobs FILE [--mode ...] [--threads ...] [--check]
 
-Prints one JSON object: {"torch_version", "model", "rows": [{mode, batch, threads,
-samples_per_second, gflops, macs_per_sample, seconds, calls}]}.
+--jobs runs several models in one process (bench/run's scale section: one torch import instead
+of four; each row's own command is the MODEL form). Prints one JSON object: {"torch_version",
+"rows": [{model, mode, batch, threads, samples_per_second, gflops, macs_per_sample, seconds,
+calls}]}, a model's rows threads outermost.
 """
 
 import argparse
@@ -72,9 +75,39 @@ def load_inputs(m, directory, limit):
         return m.preprocess(px).contiguous()
 
 
+def run_model(model, data, macs, modes, batches, threads, seconds, images, check):
+    """Rows of one model file (see the top of this file); raises ValueError on a bad input."""
+    m = ct.load(model)
+    x = load_inputs(m, data, max(images, max(batches)))
+    if x.shape[0] < max(batches):
+        raise ValueError("%s: %d inputs, fewer than a batch of %d"
+                         % (data, x.shape[0], max(batches)))
+    if check:
+        torch.set_num_threads(threads[0])
+        k = min(64, max(8, max(batches)))
+        with torch.no_grad():
+            lr, rr = m(x[:k]).single()
+            ld, rd = dense_forward(m, x[:k])
+        if not torch.equal(rr, rd) or not torch.allclose(lr, ld, atol=1e-3, rtol=1e-3):
+            raise ValueError("%s: routed and dense executions disagree" % model)
+    rows = []
+    for th in threads:
+        torch.set_num_threads(th)
+        for mode in modes:
+            fn = (lambda b: m(b)) if mode == "routed" else (lambda b: dense_forward(m, b))
+            mc = macs[0] if mode == "routed" else macs[1]
+            for b in batches:
+                with torch.no_grad():
+                    sps, secs, calls = measure(fn, x, b, seconds)
+                rows.append({"model": model, "mode": mode, "batch": b, "threads": th,
+                             "samples_per_second": sps, "gflops": 2.0 * mc * sps * 1e-9,
+                             "macs_per_sample": mc, "seconds": secs, "calls": calls})
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("model", help="cigt-1 model file")
+    ap.add_argument("model", nargs="?", help="cigt-1 model file")
     ap.add_argument("--data", default=FASHION,
                     help="IDX directory or image folder (default %s)" % FASHION)
     ap.add_argument("--mode", default="routed,dense",
@@ -87,50 +120,38 @@ def main():
                     help="measuring time per row after the warm-up (default 2)")
     ap.add_argument("--images", type=int, default=10000, help="inputs to cycle through")
     ap.add_argument("--check", action="store_true",
-                    help="first check that routed and dense agree on 64 inputs")
-    ap.add_argument("--macs", required=True,
+                    help="first check that routed and dense agree (on the largest batch's "
+                         "inputs, 8 to 64)")
+    ap.add_argument("--macs",
                     help="MACs per sample as ROUTED,DENSE (cigt info's path_macs,dense_macs)")
+    ap.add_argument("--jobs", help="JSON list of {model, data, macs: [R, D], batch: [...], "
+                                   "seconds} run in this one process instead of MODEL (one "
+                                   "torch import for several models)")
     a = ap.parse_args()
     modes = [md for md in a.mode.split(",") if md]
     for md in modes:
         if md not in ("routed", "dense"):
             ap.error("unknown mode %r (routed, dense)" % md)
+    if a.jobs:
+        with open(a.jobs) as f:
+            jobs = json.load(f)
+    elif a.model and a.macs:
+        macs = [float(v) for v in a.macs.split(",")]
+        if len(macs) != 2:
+            ap.error("--macs takes ROUTED,DENSE")
+        jobs = [{"model": a.model, "data": a.data, "macs": macs, "batch": a.batch,
+                 "seconds": a.seconds}]
+    else:
+        ap.error("give MODEL --macs ROUTED,DENSE, or --jobs FILE")
+    rows = []
     try:
-        m = ct.load(a.model)
-        x = load_inputs(m, a.data, max(a.images, max(a.batch)))
+        for j in jobs:
+            rows += run_model(j["model"], j.get("data", FASHION), j["macs"], modes, j["batch"],
+                              a.threads, j["seconds"], a.images, a.check)
     except (cfmt.FormatError, OSError, ValueError) as e:
         print("torch_trellis: %s" % e, file=sys.stderr)
         return 2
-    if x.shape[0] < max(a.batch):
-        print("torch_trellis: %d inputs, fewer than a batch of %d" % (x.shape[0], max(a.batch)),
-              file=sys.stderr)
-        return 2
-
-    with torch.no_grad():
-        if a.check:
-            lr, rr = m(x[:64]).single()
-            ld, rd = dense_forward(m, x[:64])
-            if not torch.equal(rr, rd) or not torch.allclose(lr, ld, atol=1e-3, rtol=1e-3):
-                print("torch_trellis: routed and dense executions disagree", file=sys.stderr)
-                return 1
-    macs = [float(v) for v in a.macs.split(",")]
-    if len(macs) != 2:
-        ap.error("--macs takes ROUTED,DENSE")
-
-    rows = []
-    for th in a.threads:
-        torch.set_num_threads(th)
-        for mode in modes:
-            fn = (lambda b: m(b)) if mode == "routed" else (lambda b: dense_forward(m, b))
-            mc = macs[0] if mode == "routed" else macs[1]
-            for b in a.batch:
-                with torch.no_grad():
-                    sps, secs, calls = measure(fn, x, b, a.seconds)
-                rows.append({"mode": mode, "batch": b, "threads": th,
-                             "samples_per_second": sps, "gflops": 2.0 * mc * sps * 1e-9,
-                             "macs_per_sample": mc, "seconds": secs, "calls": calls})
-    print(json.dumps({"torch_version": torch.__version__, "model": m.arch["name"],
-                      "rows": rows}))
+    print(json.dumps({"torch_version": torch.__version__, "rows": rows}))
     return 0
 
 
