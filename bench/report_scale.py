@@ -46,6 +46,23 @@ class ScaleSections(ReportBase):
                           else "the trained file"] for m in models]) + "\n")
         self.scale_tables(models, X["rows"])
         md.append(self.scale_plot(models, X["rows"]) + "\n")
+        self.scale_http(X.get("http") or {})
+
+    def scale_http(self, h):
+        md = self.md
+        if not h.get("command"):
+            md.append("HTTP: not measured (%s).\n" % (h.get("skipped") or h.get("error") or
+                                                       "not run"))
+            return
+        lat = h.get("latency_ms") or {}
+        md.append("HTTP: cigtd serving %s, wrk posting 32x32 colour PNGs (one image a request, "
+                  "`bench/http/png.lua`):\n" % h.get("model"))
+        md.append(table(["connections", "images/s", "p50 ms", "p99 ms", "mean engine batch",
+                         "wrk command", "server command"],
+                        [[h["connections"], n0(h["ok_requests_per_second"]),
+                          n2(lat.get("p50")), n2(lat.get("p99")),
+                          n1((h.get("daemon_batches") or {}).get("mean_batch_size")),
+                          code(h["command"]), code(h["server_command"])]]) + "\n")
 
     def scale_tables(self, models, rows):
         md = self.md
