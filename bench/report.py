@@ -9,7 +9,7 @@ report can be rebuilt, or its wording changed, without re-running a benchmark. T
 issue 6 are judged here, from the figures, never asserted anywhere: a smoke run's figures are
 not judged at all.
 
-The sections are in report_engine.py (1-3) and report_serving.py (4-6), the shared formatting,
+The sections are in report_engine.py (1-3), report_scale.py (1b) and report_serving.py (4-6), the shared formatting,
 lookups and plotting in report_common.py; this file writes the header and the targets.
 """
 
@@ -20,10 +20,11 @@ import sys
 
 from report_common import BUSY_WARN, FORMAT_NAMES, n0, n1, n2, pct, table
 from report_engine import EngineSections
+from report_scale import ScaleSections
 from report_serving import ServingSections
 
 
-class Report(EngineSections, ServingSections):
+class Report(EngineSections, ScaleSections, ServingSections):
     """The whole of RESULTS.md: header, targets, sections 1-6 (write)."""
 
     # ---------------------------------------------------------------- targets
@@ -213,6 +214,7 @@ class Report(EngineSections, ServingSections):
         self.header()
         self.section_targets()
         self.section_engine()
+        self.section_scale()
         self.section_profile()
         self.section_train()
         self.section_http()

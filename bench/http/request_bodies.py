@@ -32,13 +32,17 @@ import cigt_format  # noqa: E402
 FORMATS = ("native_json", "oip_json", "oip_binary", "png")
 
 
-def png_gray(pixels, w, h):
-    """A minimal 8-bit grayscale PNG (filter 0 on every row)."""
+def png(pixels, w, h, channels=1):
+    """A minimal 8-bit PNG, grayscale (channels 1) or RGB (3, pixels interleaved), filter 0 on
+    every row."""
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + \
             struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
-    raw = b"".join(b"\x00" + pixels[y * w:(y + 1) * w] for y in range(h))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) + \
+    row = w * channels
+    raw = b"".join(b"\x00" + pixels[y * row:(y + 1) * row] for y in range(h))
+    ctype = {1: 0, 3: 2}[channels]
+    return b"\x89PNG\r\n\x1a\n" + \
+        chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, ctype, 0, 0, 0)) + \
         chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
 
 
@@ -65,7 +69,7 @@ def body(fmt, imgs, rows, cols):
     if fmt == "png":
         if n != 1:
             raise ValueError("png bodies hold one image")
-        return png_gray(imgs[0], cols, rows), None
+        return png(imgs[0], cols, rows), None
     raise ValueError("unknown format %r" % fmt)
 
 
