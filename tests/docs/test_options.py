@@ -179,6 +179,7 @@ FOREIGN = {  # flags of other tools that the docs show
     "--cap-drop", "--buildtype", "--retries", "--version", "--net", "--no-hardlinks",
     "--no-print-directory", "--self-test", "--python_out", "--grpc_python_out", "--plugin",
     "--cigt",  # models/campaign/evaluate.py: which cigt binary it runs
+    "--check",  # models/resnet/make_configs.py: fail when a written config differs
 }
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9._-]*[a-z0-9]")
 

@@ -2,7 +2,8 @@
 # Restarts issue 25's two queues (models/README.md, "Issue 25") where the last session stopped:
 # each queue's interrupted run resumes from the checkpoint kept in this folder (its best model
 # so far and its log beside it), then the queue goes on with its remaining lines. One thread per
-# run, as the runs started, so a resumed run gives the file an uninterrupted one would.
+# run, as the runs started, so a resumed run gives the file an uninterrupted one would. Runs
+# whose final model keep.sh put in done/ are finished and skipped.
 #   models/campaign/resume/p150.sh OUTDIR        (from the repository root; build/cigt built)
 # Outputs go to OUTDIR as queue.sh writes them; queue logs in OUTDIR/qa.log and qb.log.
 set -eu
@@ -15,6 +16,7 @@ for q in qa qb; do
 	: > "$OUT/$q"
 	while read -r cfg seed; do
 		name=$(basename "$cfg" .json)_s$seed
+		[ -e "$HERE/done/$name.safetensors" ] && continue  # finished (keep.sh)
 		if [ -e "$HERE/$name.safetensors.ckpt" ]; then
 			cp "$HERE/$name.safetensors" "$HERE/$name.safetensors.ckpt" \
 			   "$HERE/$name.train.jsonl" "$OUT/"
