@@ -16,7 +16,7 @@ MODEL ?= models/fashion_mnist.safetensors
 SERVE_PKGS := meson ninja-build pkg-config gcc libc6-dev \
 	libopenblas-dev libjansson-dev zlib1g-dev libspng-dev libjpeg62-turbo-dev \
 	libuv1-dev libmicrohttpd-dev libsystemd-dev python3 python3-setuptools \
-	libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
+	libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libdnnl-dev
 
 # What the tests, benchmarks, fuzzing and the manifests' schema check add. nodejs and npm run
 # deploy/k8s/validate (npm ci); npm is only asked for where no npm is installed (a Node.js from
@@ -26,7 +26,7 @@ TEST_PKGS := libcriterion-dev \
 	python3-pip curl chromium gnuplot-nox wrk \
 	systemd strace prometheus nginx python3-yaml python3-jsonschema clang libclang-rt-14-dev \
 	protobuf-compiler protobuf-compiler-grpc python3-grpcio python3-protobuf python3-hpack \
-	nghttp2-client libdnnl-dev \
+	nghttp2-client \
 	nodejs $(if $(shell command -v npm),,npm)
 
 PKGS := $(SERVE_PKGS) $(TEST_PKGS)

@@ -92,9 +92,33 @@ struct cigt_profile {
 
 const char *cigt_prof_part_name(enum cigt_prof_part p);
 
-/* Builds an engine from a loaded model (borrowed; must outlive the engine). */
+/* Where convolutions and fully connected layers run, and in what precision.
+ *  - CIGT_BACKEND_OPENBLAS: im2col + OpenBLAS sgemm, fp32 only (the trainer's kernels).
+ *  - CIGT_BACKEND_ONEDNN: oneDNN primitives (Debian's libdnnl) on the same channels-last
+ *    activations, fp32 or bf16 (bf16 weights and inputs, fp32 accumulation and outputs).
+ * Routers' fully connected layers, pooling, adds and the rest stay fp32 on either. */
+enum cigt_backend { CIGT_BACKEND_OPENBLAS, CIGT_BACKEND_ONEDNN };
+enum cigt_precision { CIGT_PRECISION_FP32, CIGT_PRECISION_BF16 };
+
+struct cigt_engine_opts {
+	enum cigt_backend backend;
+	enum cigt_precision precision; /* bf16 needs CIGT_BACKEND_ONEDNN */
+};
+
+/* Builds an engine from a loaded model (borrowed; must outlive the engine): OpenBLAS, fp32. */
 int cigt_engine_new(const struct cigt_model *m, struct cigt_engine **out, char *err,
 		    size_t errlen);
+/* The same with a backend and precision (NULL: OpenBLAS fp32). CIGT_EINVAL + message for a
+ * combination that does not exist (bf16 on OpenBLAS) or that oneDNN cannot make. */
+int cigt_engine_new_opts(const struct cigt_model *m, const struct cigt_engine_opts *o,
+			 struct cigt_engine **out, char *err, size_t errlen);
+/* What the engine runs on, e.g. "openblas fp32" or "onednn bf16 (avx512_core_bf16)". */
+const char *cigt_engine_backend(const struct cigt_engine *e);
+/* Names for the enums ("openblas", "onednn"; "fp32", "bf16") and back (-1: unknown). */
+const char *cigt_backend_name(enum cigt_backend b);
+const char *cigt_precision_name(enum cigt_precision p);
+int cigt_backend_parse(const char *s);
+int cigt_precision_parse(const char *s);
 void cigt_engine_free(struct cigt_engine *e);
 const struct cigt_model *cigt_engine_model(const struct cigt_engine *e);
 

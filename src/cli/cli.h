@@ -21,6 +21,11 @@ int cmd_grad(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 int cmd_average(int argc, char **argv);
 
+/* --backend (0 auto, 1 openblas, 2 onednn) and --precision (enum cigt_precision) of the
+ * command: every engine cli_load and cli_dial build runs on them. */
+extern int cli_backend, cli_precision;
+/* The engine options they name (auto: onednn for bf16, else openblas). */
+struct cigt_engine_opts cli_engine_opts(void);
 /* Loads a model and builds its engine, printing a one-line error on failure. */
 int cli_load(const char *path, struct cigt_model **m, struct cigt_engine **e);
 /* Loads split prefix ("train" or "t10k", the test split) of an IDX directory or an image folder

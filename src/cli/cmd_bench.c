@@ -1,5 +1,6 @@
 /* cigt bench MODEL [--batch N] [--seconds S] [--dense] [--ungrouped] [--compute NAME]
- *                  [--threads N] [--blas-threads N] [--profile] [--sgemm] [--json] */
+ *                  [--threads N] [--blas-threads N] [--profile] [--sgemm] [--json]
+ *                  [--backend B] [--precision P] */
 #include <cblas.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -13,7 +14,7 @@
 static const char usage[] =
 	"usage: cigt bench MODEL [--batch N] [--seconds S] [--dense] [--ungrouped]\n"
 	"                  [--compute NAME] [--threads N] [--blas-threads N] [--profile]\n"
-	"                  [--sgemm] [--json]\n"
+	"                  [--sgemm] [--json] [--backend B] [--precision P]\n"
 	"Measures engine throughput on test images: samples/s and effective GFLOPS\n"
 	"(2 x MACs executed / s).\n";
 
@@ -53,6 +54,7 @@ static double sgemm_gflops(int threads, double secs)
 struct bench {
 	const struct cigt_arch *a;
 	const char *compute;       /* an operating point's name, or NULL */
+	const char *backend;       /* cigt_engine_backend */
 	const struct cigt_dial *dial;
 	int batch, threads, blas;
 	double seconds;
@@ -137,6 +139,7 @@ static void print_json(const struct bench *b, const char *modename)
 			      "batch", (json_int_t)b->batch, "threads", (json_int_t)b->threads,
 			      "blas_threads", (json_int_t)b->blas, "samples_per_second", b->sps,
 			      "gflops", b->gflops, "macs_per_sample", b->macs, "seconds", b->secs);
+	json_object_set_new(j, "backend", json_string(b->backend));
 	if (b->sgemm) {
 		json_object_set_new(j, "sgemm_gflops", json_real(b->peak));
 		json_object_set_new(j, "fraction_of_sgemm", json_real(b->gflops / b->peak));
@@ -164,9 +167,9 @@ static void print_text(const struct bench *b, const char *modename)
 {
 	const struct cigt_arch *a = b->a;
 	const struct cigt_profile *prof = b->prof;
-	printf("%s %s batch %d, %d thread%s (BLAS %d): %.0f samples/s, %.1f GFLOPS", a->name,
-	       modename, b->batch, b->threads, b->threads == 1 ? "" : "s", b->blas, b->sps,
-	       b->gflops);
+	printf("%s %s batch %d, %d thread%s (BLAS %d), %s: %.0f samples/s, %.1f GFLOPS", a->name,
+	       modename, b->batch, b->threads, b->threads == 1 ? "" : "s", b->blas, b->backend,
+	       b->sps, b->gflops);
 	if (b->sgemm)
 		printf("; sgemm %.1f GFLOPS, engine at %.0f%% of it", b->peak,
 		       100 * b->gflops / b->peak);
@@ -220,6 +223,8 @@ int cmd_bench(int argc, char **argv)
 			 "threads, for comparison"},
 		{.like = &cli_opt_data, CIGT_OPT_VAR(dir), .help = "IDX directory"},
 		CIGT_OPT_BIND(cli_opt_json, as_json),
+		CIGT_OPT_BIND(cli_opt_backend, cli_backend),
+		CIGT_OPT_BIND(cli_opt_precision, cli_precision),
 		{0},
 	};
 	const struct cli_cmd cmd = {usage, 18, 1, 1, opts};
@@ -239,7 +244,7 @@ int cmd_bench(int argc, char **argv)
 	struct bench b = {.a = m->arch, .compute = compute, .dial = &dial, .batch = (int)batch,
 			  .threads = (int)threads, .blas = (int)blas, .seconds = seconds,
 			  .dense = dense, .ungrouped = ungrouped, .profile = profile,
-			  .sgemm = sgemm};
+			  .sgemm = sgemm, .backend = cigt_engine_backend(e)};
 	float *x = NULL;
 	uint8_t *labels = NULL;
 	int rc = 1;

@@ -11,7 +11,7 @@
 #define MAX_IMAGE_FILE (64u << 20)
 
 static const char usage[] =
-	"usage: cigt classify MODEL FILE... [--dense]\n"
+	"usage: cigt classify MODEL FILE... [--dense] [--backend B] [--precision P]\n"
 	"Classifies PNG, JPEG, PGM or PPM images (gray or colour, any size: converted\n"
 	"and resized to the model's input). One line per file: file, label,\n"
 	"probability, route, MACs.\n";
@@ -22,6 +22,8 @@ int cmd_classify(int argc, char **argv)
 	const struct cigt_opt opts[] = {
 		{.like = &cli_opt_dense, CIGT_OPT_VAR(dense),
 		 .help = "run every expert (same answer, shows the dense MACs)"},
+		CIGT_OPT_BIND(cli_opt_backend, cli_backend),
+		CIGT_OPT_BIND(cli_opt_precision, cli_precision),
 		{0},
 	};
 	const struct cli_cmd cmd = {usage, 10, 2, -1, opts};

@@ -16,7 +16,7 @@
 static const char usage[] =
 	"usage: cigt eval MODEL [--data DIR] [--dense | --compute NAME | --thresholds T,... |\n"
 	"                 --max-macs N] [--json] [--limit N] [--threads N] [--dump FILE]\n"
-	"                 [--allow-training-data]\n"
+	"                 [--allow-training-data] [--backend B] [--precision P]\n"
 	"Classifies the test set and prints accuracy, samples/s, mean MACs per sample and\n"
 	"their distribution, dense MACs, compute saved, samples on several paths or\n"
 	"escalated, the share of samples on each (argmax) route and a confusion matrix.\n";
@@ -436,6 +436,8 @@ int cmd_eval(int argc, char **argv)
 		{"allow-training-data", 0, CIGT_OPT_FLAG, CIGT_OPT_VAR(allow_train),
 		 .help = "score an image folder without a test split even when the\n"
 			 "provenance says MODEL was trained on it"},
+		CIGT_OPT_BIND(cli_opt_backend, cli_backend),
+		CIGT_OPT_BIND(cli_opt_precision, cli_precision),
 		{0},
 	};
 	const struct cli_cmd cmd = {usage, 15, 1, 1, opts};

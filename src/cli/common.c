@@ -12,6 +12,23 @@
 #include "cli.h"
 
 size_t cli_cache_bytes;
+int cli_backend, cli_precision;
+
+struct cigt_engine_opts cli_engine_opts(void)
+{
+	struct cigt_engine_opts o = {.precision = (enum cigt_precision)cli_precision};
+	o.backend = cli_backend == 2 || (cli_backend == 0 && cli_precision != CIGT_PRECISION_FP32)
+			    ? CIGT_BACKEND_ONEDNN
+			    : CIGT_BACKEND_OPENBLAS;
+	return o;
+}
+
+static int engine_new(const struct cigt_model *m, struct cigt_engine **e, char *err,
+		      size_t errlen)
+{
+	struct cigt_engine_opts o = cli_engine_opts();
+	return cigt_engine_new_opts(m, &o, e, err, errlen);
+}
 
 int cli_load(const char *path, struct cigt_model **m, struct cigt_engine **e)
 {
@@ -21,7 +38,7 @@ int cli_load(const char *path, struct cigt_model **m, struct cigt_engine **e)
 		fprintf(stderr, "cigt: %s\n", err);
 		return -1;
 	}
-	if (e && cigt_engine_new(*m, e, err, sizeof err)) {
+	if (e && engine_new(*m, e, err, sizeof err)) {
 		fprintf(stderr, "cigt: %s\n", err);
 		cigt_model_free(*m);
 		*m = NULL;
@@ -198,7 +215,7 @@ static int budget_dial(const char *path, const struct cigt_engine *e, long long 
 		if (seconds[i])
 			continue;
 		if (cigt_model_load_second(path, m, i, &sm[i], err, sizeof err) ||
-		    cigt_engine_new(sm[i], &se[i], err, sizeof err)) {
+		    engine_new(sm[i], &se[i], err, sizeof err)) {
 			fprintf(stderr, "cigt: %s\n", err);
 			goto out;
 		}
@@ -251,7 +268,7 @@ int cli_dial(const char *path, const struct cigt_engine *e, const char *compute,
 	}
 	if (m->points[pt].second[0]) {
 		if (cigt_model_load_second(path, m, pt, m2, err, sizeof err) ||
-		    cigt_engine_new(*m2, e2, err, sizeof err)) {
+		    engine_new(*m2, e2, err, sizeof err)) {
 			fprintf(stderr, "cigt: %s\n", err);
 			cigt_model_free(*m2);
 			*m2 = NULL;

@@ -45,6 +45,18 @@ const struct cigt_opt cli_opt_config = {
 	.flags = CIGT_OPT_REQUIRED, .arg = "CONFIG",
 	.help = "architecture and \"train\" section, JSON (required)"};
 
+static const char *const backends[] = {"auto", "openblas", "onednn", NULL};
+static const char *const precisions[] = {"fp32", "bf16", NULL};
+const struct cigt_opt cli_opt_backend = {
+	"backend", 0, CIGT_OPT_CHOICE, .where = CIGT_OPT_IN_CLI, .cmds = "bench classify eval",
+	.choices = backends, .def = "auto", .arg = "B",
+	.help = "where convs and linears run: openblas (im2col + sgemm, fp32),\n"
+		"onednn, or auto (onednn for bf16, else openblas)"};
+const struct cigt_opt cli_opt_precision = {
+	"precision", 0, CIGT_OPT_CHOICE, .where = CIGT_OPT_IN_CLI, .cmds = "bench classify eval",
+	.choices = precisions, .def = "fp32", .arg = "P",
+	.help = "fp32, or bf16 (oneDNN: bf16 weights and inputs, fp32 sums)"};
+
 void cli_usage(const struct cli_cmd *c, FILE *f)
 {
 	fputs(c->usage, f);

@@ -30,6 +30,8 @@ extern const struct cigt_opt cli_opt_compute;  /* --compute NAME (STR) */
 extern const struct cigt_opt cli_opt_dense;    /* --dense (FLAG) */
 extern const struct cigt_opt cli_opt_out;      /* -o/--out MODEL (STR, required) */
 extern const struct cigt_opt cli_opt_config;   /* -c/--config CONFIG (STR, required) */
+extern const struct cigt_opt cli_opt_backend;  /* --backend auto|openblas|onednn (CHOICE) */
+extern const struct cigt_opt cli_opt_precision; /* --precision fp32|bf16 (CHOICE) */
 
 /* Parses the options in argv[1..argc-1] into the table's targets. argv[0] is the command's name
  * (in getopt's own messages, and checked against the cmds of shared rows). First every row with

@@ -4,6 +4,7 @@
  * layer reads one contiguous group. perm[] remembers which sample each row belongs to, so the
  * results come back in request order. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,7 +118,7 @@ static int plan_batchnorm(const struct cigt_op_desc *d, const struct cigt_op_par
  * conv or linear before it, ReLU fused into its producer, max pooling into the conv before it
  * when it tiles the conv's output; residual blocks keep their markers for buffer planning. */
 static int plan_ops(const struct cigt_op_desc *ops, int nops, const struct cigt_op_params *P,
-		    struct xchain *ch)
+		    bool dnn, struct xchain *ch)
 {
 	ch->nops = 0;
 	if (!(ch->ops = calloc((size_t)nops * 2 + 2, sizeof *ch->ops)))
@@ -165,7 +166,8 @@ static int plan_ops(const struct cigt_op_desc *ops, int nops, const struct cigt_
 		case CIGT_OP_AVGPOOL:
 			x.kind = d->kind == CIGT_OP_MAXPOOL ? X_MAXPOOL : X_AVGPOOL;
 			x.g = geom_of(d);
-			if (x.kind == X_MAXPOOL && prev && prev->kind == X_CONV && x.g.ph == 0 &&
+			if (!dnn && x.kind == X_MAXPOOL && prev && prev->kind == X_CONV &&
+			    x.g.ph == 0 &&
 			    x.g.pw == 0 && x.g.kh == x.g.sh && x.g.kw == x.g.sw &&
 			    prev->g.oh % x.g.kh == 0 && prev->g.ow % x.g.kw == 0) {
 				/* Pool each band of conv rows while it is still in cache. */
@@ -282,7 +284,7 @@ static int plan_chain(const struct cigt_engine *e, int l, int ex, struct xchain 
 	const struct cigt_layer_desc *L = &e->a->layers[l];
 	ch->in_sz = cigt_shape_size(L->in);
 	ch->out_sz = cigt_shape_size(L->out);
-	if (plan_ops(L->ops, L->nops, &e->m->ops[l][ex * L->nops], ch))
+	if (plan_ops(L->ops, L->nops, &e->m->ops[l][ex * L->nops], e->dnn, ch))
 		return CIGT_ENOMEM;
 	plan_buffers(ch);
 	return 0;
@@ -295,6 +297,7 @@ static void free_chain(struct xchain *ch)
 	for (int i = 0; i < ch->nops; i++) {
 		free(ch->ops[i].w);
 		free(ch->ops[i].b);
+		cigt__dnn_op_free(ch->ops[i].dnn);
 	}
 	free(ch->ops);
 	ch->ops = NULL;
@@ -308,7 +311,7 @@ static int plan_router(struct cigt_engine *e, int l)
 	if (d->nops) {
 		r->chain.in_sz = cigt_shape_size(d->in);
 		r->chain.out_sz = cigt_shape_size(d->chain_out);
-		if (plan_ops(d->ops, d->nops, p->ops, &r->chain))
+		if (plan_ops(d->ops, d->nops, p->ops, e->dnn, &r->chain))
 			return CIGT_ENOMEM;
 		plan_buffers(&r->chain);
 	}
@@ -360,13 +363,81 @@ static void note_ops(struct cigt_engine *e, const struct xchain *ch)
 	}
 }
 
+/* The chain's convs and linears as oneDNN primitives for slices of up to e->sub rows. */
+static int plan_dnn(struct cigt_engine *e, struct xchain *ch, char *err, size_t errlen)
+{
+	const enum cigt__dnn_type t =
+		e->opts.precision == CIGT_PRECISION_BF16 ? CIGT__DNN_BF16 : CIGT__DNN_F32;
+	for (int i = 0; i < ch->nops; i++) {
+		struct xop *x = &ch->ops[i];
+		int rc = 0;
+		if (x->kind == X_CONV)
+			rc = cigt__dnn_conv_new(&x->g, x->w, x->b, x->relu, t, e->sub, &x->dnn, err,
+						errlen);
+		else if (x->kind == X_LINEAR)
+			rc = cigt__dnn_linear_new(x->fin, x->fout, x->w, x->b, x->relu, t, e->sub,
+						  &x->dnn, err, errlen);
+		if (rc)
+			return rc;
+		if (x->dnn)
+			e->dnn_scratch = CIGT_MAX(e->dnn_scratch, cigt__dnn_op_scratch(x->dnn));
+	}
+	return 0;
+}
+
+const char *cigt_backend_name(enum cigt_backend b)
+{
+	return b == CIGT_BACKEND_ONEDNN ? "onednn" : "openblas";
+}
+
+const char *cigt_precision_name(enum cigt_precision p)
+{
+	return p == CIGT_PRECISION_BF16 ? "bf16" : "fp32";
+}
+
+int cigt_backend_parse(const char *s)
+{
+	return !strcmp(s, "openblas") ? CIGT_BACKEND_OPENBLAS
+	       : !strcmp(s, "onednn") ? CIGT_BACKEND_ONEDNN
+				      : -1;
+}
+
+int cigt_precision_parse(const char *s)
+{
+	return !strcmp(s, "fp32") ? CIGT_PRECISION_FP32 : !strcmp(s, "bf16") ? CIGT_PRECISION_BF16
+									     : -1;
+}
+
+const char *cigt_engine_backend(const struct cigt_engine *e)
+{
+	return e->desc;
+}
+
 int cigt_engine_new(const struct cigt_model *m, struct cigt_engine **out, char *err,
 		    size_t errlen)
 {
+	return cigt_engine_new_opts(m, NULL, out, err, errlen);
+}
+
+int cigt_engine_new_opts(const struct cigt_model *m, const struct cigt_engine_opts *o,
+			 struct cigt_engine **out, char *err, size_t errlen)
+{
 	*out = NULL;
+	const struct cigt_engine_opts def = {CIGT_BACKEND_OPENBLAS, CIGT_PRECISION_FP32};
+	if (!o)
+		o = &def;
+	if ((unsigned)o->backend > CIGT_BACKEND_ONEDNN ||
+	    (unsigned)o->precision > CIGT_PRECISION_BF16)
+		return cigt_fail(err, errlen, CIGT_EINVAL, "unknown backend or precision");
+	if (o->backend == CIGT_BACKEND_OPENBLAS && o->precision != CIGT_PRECISION_FP32)
+		return cigt_fail(err, errlen, CIGT_EINVAL,
+				 "precision %s needs the onednn backend (openblas is fp32 only)",
+				 cigt_precision_name(o->precision));
 	struct cigt_engine *e = calloc(1, sizeof *e);
 	if (!e)
 		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	e->opts = *o;
+	e->dnn = o->backend == CIGT_BACKEND_ONEDNN;
 	e->m = m;
 	e->a = m->arch;
 	const struct cigt_arch *a = m->arch;
@@ -400,8 +471,27 @@ int cigt_engine_new(const struct cigt_model *m, struct cigt_engine **out, char *
 	}
 	e->sub = (int)CIGT_MAX(1, CIGT_MIN(SUB_MAX, SCRATCH_FLOATS / CIGT_MAX(e->op_max, 1)));
 	e->max_rows = (int)CIGT_MAX(1, CIGT_MIN(1 << 20, LAYER_FLOATS / e->layer_max));
+	snprintf(e->desc, sizeof e->desc, "%s %s", cigt_backend_name(o->backend),
+		 cigt_precision_name(o->precision));
+	if (e->dnn) {
+		/* oneDNN primitives exist per batch size: chains run power-of-two slices. */
+		while (e->sub & (e->sub - 1))
+			e->sub &= e->sub - 1;
+		for (int l = 0; l < a->nlayers; l++) {
+			for (int ex = 0; ex < a->layers[l].experts; ex++)
+				if (plan_dnn(e, &e->chains[l][ex], err, errlen))
+					goto fail;
+			if (a->layers[l].has_router && plan_dnn(e, &e->routers[l].chain, err, errlen))
+				goto fail;
+		}
+		snprintf(e->desc, sizeof e->desc, "onednn %s (%s)", cigt_precision_name(o->precision),
+			 cigt__dnn_isa());
+	}
 	*out = e;
 	return 0;
+fail:
+	cigt_engine_free(e);
+	return CIGT_EINVAL;
 nomem:
 	cigt_engine_free(e);
 	return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory planning the model");
@@ -492,6 +582,10 @@ struct cigt_workspace *cigt_workspace_new(const struct cigt_engine *e, int max_b
 	ws->esc_probs = cigt_alloc_floats(mb * e->a->nclasses);
 	ws->esc_idx = malloc((size_t)mb * sizeof(int));
 	ws->esc_res = malloc((size_t)mb * sizeof(struct cigt_result));
+	if (e->dnn && !(ws->dnn = cigt__dnn_stream_new(e->dnn_scratch))) {
+		cigt_workspace_free(ws);
+		return NULL;
+	}
 	if (!ws->in || !ws->out || !ws->dense || !tmp_ok || !ws->rchain || !ws->col || !ws->ctmp ||
 	    !ws->rpool || !ws->rflat || !ws->rhid || !ws->rlog || !ws->perm || !ws->perm2 ||
 	    !ws->next || !ws->rroute || !ws->rroute2 || !ws->rmain || !ws->rmain2 || !ws->rmask ||
@@ -531,6 +625,7 @@ void cigt_workspace_free(struct cigt_workspace *ws)
 	free(ws->esc_probs);
 	free(ws->esc_idx);
 	free(ws->esc_res);
+	cigt__dnn_stream_free(ws->dnn);
 	free(ws);
 }
 
@@ -555,6 +650,12 @@ static void run_op(struct cigt_workspace *ws, const struct xop *x, int n, const 
 		   const float *in2, float *out)
 {
 	struct cigt_profile *pr = ws->prof;
+	if (x->dnn) {
+		PROF_START(ws);
+		cigt__dnn_run(x->dnn, ws->dnn, n, in, out);
+		PROF_END(ws, CIGT_PROF_SGEMM);
+		return;
+	}
 	switch (x->kind) {
 	case X_CONV:
 		cigt_conv_forward(&x->g, n, in, x->w, x->b, x->relu, out, ws->col,
@@ -618,8 +719,11 @@ static void run_chain(struct cigt_workspace *ws, const struct xchain *ch, int n,
 		      float *final)
 {
 	const int sub = ws->e->sub;
-	for (int s0 = 0; s0 < n; s0 += sub) {
-		int m = CIGT_MIN(sub, n - s0);
+	for (int s0 = 0, m; s0 < n; s0 += m) {
+		m = CIGT_MIN(sub, n - s0);
+		if (ws->e->dnn) /* oneDNN's primitives are per power-of-two batch */
+			while (m & (m - 1))
+				m &= m - 1;
 		float *buf[XB_N] = {(float *)in + (int64_t)s0 * ch->in_sz,
 				    final + (int64_t)s0 * ch->out_sz};
 		for (int t = 0; t < XB_NTMP; t++)

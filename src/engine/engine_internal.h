@@ -7,6 +7,7 @@
 #include "cigt/engine.h"
 #include "../common/util.h"
 #include "../nn/nn.h"
+#include "dnnl.h"
 
 enum xkind {
 	X_CONV, X_CONV_POOL, X_LINEAR, X_AFFINE, X_RELU, X_MAXPOOL, X_AVGPOOL, X_FLATTEN, X_COPY,
@@ -32,6 +33,7 @@ struct xop {
 	bool relu;           /* fused ReLU after the op */
 	bool inplace;        /* may write over its input */
 	signed char src, src2, dst; /* XB_* buffers (src2: X_ADD's shortcut) */
+	struct cigt__dnn_op *dnn;   /* owned: the oneDNN primitives of a conv or linear, or NULL */
 };
 
 struct xchain {
@@ -64,6 +66,10 @@ struct cigt_engine {
 	int max_rows;      /* largest batch slice the layer buffers are sized for (budget) */
 	int64_t tree_max;  /* most rows one sample can become (paths), capped at CIGT__MAX_TREE */
 	int64_t tree_floats; /* floats of one sample's whole tree at its widest layer boundary */
+	struct cigt_engine_opts opts;
+	char desc[64];     /* cigt_engine_backend */
+	bool dnn;          /* convs and linears run on oneDNN: chains run power-of-two slices */
+	size_t dnn_scratch; /* bytes of a workspace's oneDNN stream scratch */
 };
 
 struct cigt_workspace {
@@ -88,6 +94,7 @@ struct cigt_workspace {
 	int *esc_idx;
 	struct cigt_result *esc_res;
 	struct cigt_workspace *second; /* borrowed: the second model's workspace */
+	struct cigt__dnn_stream *dnn;  /* the oneDNN backend's stream (e->dnn) */
 };
 
 /* Most paths a sample may open at once (rows per sample); a trellis whose every path would be

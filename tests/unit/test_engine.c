@@ -955,3 +955,143 @@ Test(residual, large_input_runs_in_slices_under_the_memory_budget)
 	cigt_model_free(m);
 	free(res), free(lg), free(x);
 }
+
+/* ------------------------------------------------------------------ the oneDNN backend */
+
+/* The rig's engine rebuilt on a backend and precision. */
+static void rig_use(struct rig *r, enum cigt_backend b, enum cigt_precision p, int max_batch)
+{
+	char err[256] = "";
+	const struct cigt_engine_opts o = {b, p};
+	cigt_workspace_free(r->ws);
+	cigt_engine_free(r->e);
+	cr_assert_eq(cigt_engine_new_opts(r->m, &o, &r->e, err, sizeof err), 0, "%s", err);
+	r->ws = cigt_workspace_new(r->e, max_batch);
+	cr_assert_not_null(r->ws);
+}
+
+Test(onednn, fp32_matches_unfolded_reference)
+{
+	/* Every op the engine hands to oneDNN (convs with and without bias, non-square kernels,
+	 * strides and padding, linears, fused ReLU) and the ops around them, against the naive
+	 * double forward, on the plain and the residual test trellises. */
+	struct rig r = rig_new(ARCH, SEED, true, 64);
+	rig_use(&r, CIGT_BACKEND_ONEDNN, CIGT_PRECISION_FP32, 64);
+	cr_assert(strstr(cigt_engine_backend(r.e), "onednn fp32 ("), "%s", cigt_engine_backend(r.e));
+	check_against_reference(&r, 64, 101, 1e-4);
+	rig_free(&r);
+	r = rig_new(RES_ARCH, 21, true, 64);
+	rig_use(&r, CIGT_BACKEND_ONEDNN, CIGT_PRECISION_FP32, 64);
+	check_against_reference(&r, 64, 301, 1e-4);
+	rig_free(&r);
+}
+
+Test(onednn, odd_batches_run_in_power_of_two_slices_like_single_samples)
+{
+	/* 150 samples (groups of every size, none a power of two in general) through a workspace
+	 * of 64, batch by batch and one by one, routed and dense: the same answers as OpenBLAS. */
+	struct rig r = rig_new(RES_ARCH, 23, true, 64);
+	const struct cigt_arch *a = r.m->arch;
+	int n = 150, insz = (int)cigt_arch_input_size(a);
+	float *x = inputs(n, insz, 303);
+	struct run want = classify(&r, r.ws, x, n, CIGT_EXEC_ROUTED);
+	rig_use(&r, CIGT_BACKEND_ONEDNN, CIGT_PRECISION_FP32, 64);
+	struct run b = classify(&r, r.ws, x, n, CIGT_EXEC_ROUTED);
+	struct run s = classify_singly(&r, x, n);
+	struct run d = classify(&r, r.ws, x, n, CIGT_EXEC_DENSE);
+	assert_same(a, &b, &want, n, 1e-4, "onednn batched vs openblas");
+	assert_same(a, &s, &want, n, 1e-4, "onednn single vs openblas");
+	assert_same(a, &d, &want, n, 1e-4, "onednn dense vs openblas");
+	for (int i = 0; i < n; i++) {
+		cr_assert_eq(b.res[i].macs, a->path_macs);
+		cr_assert_eq(d.res[i].macs, a->dense_macs);
+	}
+	run_free(&want), run_free(&b), run_free(&s), run_free(&d);
+	free(x);
+	rig_free(&r);
+}
+
+Test(onednn, bf16_is_bf16_and_stays_close_to_fp32)
+{
+	/* bf16 keeps 8 bits of mantissa: logits move by about 1% of their size, not by 1e-5 (so
+	 * the precision really changed), and most routes and classes hold. */
+	struct rig r = rig_new(RES_ARCH, 24, true, 64);
+	const struct cigt_arch *a = r.m->arch;
+	int n = 200, K = a->nclasses, insz = (int)cigt_arch_input_size(a);
+	float *x = inputs(n, insz, 306);
+	struct run want = classify(&r, r.ws, x, n, CIGT_EXEC_ROUTED);
+	rig_use(&r, CIGT_BACKEND_ONEDNN, CIGT_PRECISION_BF16, 64);
+	cr_assert(strstr(cigt_engine_backend(r.e), "onednn bf16 ("), "%s", cigt_engine_backend(r.e));
+	struct run got = classify(&r, r.ws, x, n, CIGT_EXEC_ROUTED);
+	int same_route = 0, same_class = 0;
+	double maxdiff = 0, scale = 0;
+	for (int i = 0; i < n; i++) {
+		bool route = true;
+		for (int l = 0; l < a->nlayers; l++)
+			route &= got.res[i].route[l] == want.res[i].route[l];
+		same_route += route;
+		same_class += got.res[i].cls == want.res[i].cls;
+		for (int k = 0; route && k < K; k++) {
+			maxdiff = fmax(maxdiff, fabs(got.logits[i * K + k] - want.logits[i * K + k]));
+			scale = fmax(scale, fabs(want.logits[i * K + k]));
+		}
+	}
+	cr_assert_geq(same_route, n * 9 / 10, "%d of %d routes held", same_route, n);
+	cr_assert_geq(same_class, n * 9 / 10, "%d of %d classes held", same_class, n);
+	cr_assert_gt(maxdiff, 1e-5 * scale, "bf16 logits equal fp32's: %g", maxdiff);
+	cr_assert_lt(maxdiff, 0.05 * scale + 0.05, "bf16 logits off by %g (scale %g)", maxdiff,
+		     scale);
+	run_free(&want), run_free(&got);
+	free(x);
+	rig_free(&r);
+}
+
+Test(onednn, cifar_resnet110_trellis_agrees_with_openblas)
+{
+	char err[256];
+	struct cigt_arch *a = NULL;
+	cr_assert_eq(cigt_arch_load(CIGT_SOURCE_ROOT "/models/cifar10_resnet110_trellis.json", &a,
+				    err, sizeof err),
+		     0, "%s", err);
+	char *json = cigt_arch_to_json(a);
+	cigt_arch_free(a);
+	struct rig r = {.m = th_model(json, 32, true)};
+	free(json);
+	cr_assert_eq(cigt_engine_new(r.m, &r.e, err, sizeof err), 0, "%s", err);
+	r.ws = cigt_workspace_new(r.e, 16);
+	int n = 12;
+	float *x = inputs(n, 3 * 32 * 32, 307);
+	struct run want = classify(&r, r.ws, x, n, CIGT_EXEC_ROUTED);
+	rig_use(&r, CIGT_BACKEND_ONEDNN, CIGT_PRECISION_FP32, 16);
+	struct run got = classify(&r, r.ws, x, n, CIGT_EXEC_ROUTED);
+	for (int i = 0; i < n; i++) {
+		cr_assert_eq(got.res[i].macs, 95339424);
+		double w[10];
+		for (int k = 0; k < 10; k++)
+			w[k] = want.logits[i * 10 + k];
+		th_assert_close(got.logits + i * 10, w, 10, 1e-3, 1e-3, "ResNet-110 logits");
+	}
+	run_free(&want), run_free(&got);
+	free(x);
+	rig_free(&r);
+}
+
+Test(onednn, bf16_needs_the_onednn_backend)
+{
+	struct cigt_model *m = th_model(ARCH, SEED, true);
+	struct cigt_engine *e = (struct cigt_engine *)1;
+	char err[256] = "";
+	const struct cigt_engine_opts o = {CIGT_BACKEND_OPENBLAS, CIGT_PRECISION_BF16};
+	cr_assert_eq(cigt_engine_new_opts(m, &o, &e, err, sizeof err), CIGT_EINVAL);
+	cr_assert_null(e);
+	cr_assert(strstr(err, "bf16 needs the onednn backend"), "%s", err);
+	const struct cigt_engine_opts bad = {CIGT_BACKEND_ONEDNN, (enum cigt_precision)7};
+	cr_assert_eq(cigt_engine_new_opts(m, &bad, &e, err, sizeof err), CIGT_EINVAL);
+	cr_assert_eq(cigt_engine_new_opts(m, NULL, &e, err, sizeof err), 0);
+	cr_assert_str_eq(cigt_engine_backend(e), "openblas fp32");
+	cigt_engine_free(e);
+	cigt_model_free(m);
+	cr_assert_eq(cigt_backend_parse("onednn"), CIGT_BACKEND_ONEDNN);
+	cr_assert_eq(cigt_precision_parse("bf16"), CIGT_PRECISION_BF16);
+	cr_assert_eq(cigt_precision_parse("int4"), -1);
+}

@@ -1,0 +1,399 @@
+/* The oneDNN backend (dnnl.h): one primitive per power-of-two batch size for each conv and
+ * linear, weights reordered once at load, the bf16 input conversion and the scratchpad in the
+ * caller's stream. */
+#include <dnnl.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cigt/error.h"
+#include "../common/util.h"
+#include "dnnl.h"
+
+struct cigt__dnn_op {
+	int nsizes;                             /* primitives for batch 1 .. 1 << (nsizes - 1) */
+	bool cvt;                               /* bf16: the input is converted first */
+	dnnl_primitive_t prim[CIGT__DNN_SIZES]; /* the op at batch 1 << i */
+	dnnl_primitive_t tobf[CIGT__DNN_SIZES]; /* fp32 -> bf16 of its input (cvt) */
+	dnnl_memory_desc_t src[CIGT__DNN_SIZES], src32[CIGT__DNN_SIZES], dst[CIGT__DNN_SIZES];
+	dnnl_memory_desc_t wmd, bmd, scr[CIGT__DNN_SIZES];
+	void *wdata; /* owned: the weights in the primitive's layout */
+	float *bias; /* owned */
+	size_t in_bytes; /* bf16 input copy at the largest batch */
+	size_t scratch;  /* the largest oneDNN scratchpad */
+	const char *impl[CIGT__DNN_SIZES];
+};
+
+struct cigt__dnn_stream {
+	dnnl_stream_t s;
+	unsigned char *scratch;
+	size_t bytes;
+};
+
+/* ------------------------------------------------------------ the library */
+
+static dnnl_engine_t eng;
+static dnnl_status_t eng_status = dnnl_runtime_error;
+static pthread_once_t eng_once = PTHREAD_ONCE_INIT;
+static atomic_int dnn_threads = 1;
+
+static void eng_init(void)
+{
+	eng_status = dnnl_engine_create(&eng, dnnl_cpu, 0);
+}
+
+static int engine(char *err, size_t errlen)
+{
+	pthread_once(&eng_once, eng_init);
+	if (eng_status != dnnl_success)
+		return cigt_fail(err, errlen, CIGT_EIO, "oneDNN: no CPU engine (status %d)",
+				 (int)eng_status);
+	return 0;
+}
+
+void cigt__dnn_threads(int n)
+{
+	atomic_store(&dnn_threads, n < 1 ? 1 : n);
+}
+
+const char *cigt__dnn_isa(void)
+{
+	switch (dnnl_get_effective_cpu_isa()) {
+	case dnnl_cpu_isa_sse41: return "sse41";
+	case dnnl_cpu_isa_avx: return "avx";
+	case dnnl_cpu_isa_avx2: return "avx2";
+	case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+	case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
+	case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
+	case dnnl_cpu_isa_avx512_core: return "avx512_core";
+	case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+	case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+	case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+	default: return "generic";
+	}
+}
+
+/* ------------------------------------------------------------ making ops */
+
+#define TRY(call, what)                                                                     \
+	do {                                                                                \
+		dnnl_status_t st_ = (call);                                                 \
+		if (st_ != dnnl_success) {                                                  \
+			rc = cigt_fail(err, errlen, CIGT_EINVAL, "oneDNN: %s failed (status %d)", \
+				       what, (int)st_);                                     \
+			goto out;                                                           \
+		}                                                                           \
+	} while (0)
+
+static dnnl_data_type_t dt(enum cigt__dnn_type t)
+{
+	return t == CIGT__DNN_BF16 ? dnnl_bf16 : dnnl_f32;
+}
+
+/* The shapes of one op at batch n: src/dst dims and tags, and its oneDNN op descriptor. */
+struct shapes {
+	bool conv;
+	int nd;
+	dnnl_dims_t sd, wd, dd, str, pl, pr;
+	dnnl_format_tag_t stag, wtag;
+};
+
+static void shapes_at(struct shapes *sh, int n)
+{
+	sh->sd[0] = sh->dd[0] = n;
+}
+
+static int make_desc(const struct shapes *sh, enum cigt__dnn_type t, const dnnl_memory_desc_t *w,
+		     dnnl_memory_desc_t *src, dnnl_memory_desc_t *dst, dnnl_memory_desc_t *bias,
+		     void *desc, char *err, size_t errlen)
+{
+	int rc = 0;
+	dnnl_memory_desc_t wany;
+	dnnl_dims_t bd = {sh->wd[0]};
+	TRY(dnnl_memory_desc_init_by_tag(src, sh->nd, sh->sd, dt(t), sh->stag), "source layout");
+	TRY(dnnl_memory_desc_init_by_tag(dst, sh->nd, sh->dd, dnnl_f32, sh->stag), "output layout");
+	TRY(dnnl_memory_desc_init_by_tag(bias, 1, bd, dnnl_f32, dnnl_a), "bias layout");
+	if (!w) {
+		TRY(dnnl_memory_desc_init_by_tag(&wany, sh->nd, sh->wd, dt(t),
+						 dnnl_format_tag_any), "weights layout");
+		w = &wany;
+	}
+	if (sh->conv)
+		TRY(dnnl_convolution_forward_desc_init(desc, dnnl_forward_inference,
+						       dnnl_convolution_direct, src, w, bias, dst,
+						       sh->str, sh->pl, sh->pr),
+		    "convolution");
+	else
+		TRY(dnnl_inner_product_forward_desc_init(desc, dnnl_forward_inference, src, w, bias,
+							 dst),
+		    "inner product");
+out:
+	return rc;
+}
+
+/* Reorders the user's fp32 weights (tag wtag) into md, into freshly allocated memory. */
+static int reorder_weights(const struct shapes *sh, const float *w, const dnnl_memory_desc_t *md,
+			   void **data, char *err, size_t errlen)
+{
+	int rc = 0;
+	dnnl_memory_desc_t umd;
+	dnnl_memory_t um = NULL, wm = NULL;
+	dnnl_primitive_desc_t rpd = NULL;
+	dnnl_primitive_t r = NULL;
+	dnnl_stream_t s = NULL;
+	size_t bytes = dnnl_memory_desc_get_size(md);
+	if (!(*data = aligned_alloc(64, (bytes + 63) / 64 * 64)))
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	TRY(dnnl_memory_desc_init_by_tag(&umd, sh->nd, sh->wd, dnnl_f32, sh->wtag), "weights");
+	TRY(dnnl_memory_create(&um, &umd, eng, (void *)w), "weights memory");
+	TRY(dnnl_memory_create(&wm, md, eng, *data), "weights memory");
+	TRY(dnnl_reorder_primitive_desc_create(&rpd, &umd, eng, md, eng, NULL), "weights reorder");
+	TRY(dnnl_primitive_create(&r, rpd), "weights reorder");
+	TRY(dnnl_stream_create(&s, eng, dnnl_stream_default_flags), "stream");
+	dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, um}, {DNNL_ARG_TO, wm}};
+	TRY(dnnl_primitive_execute(r, s, 2, a), "weights reorder");
+	TRY(dnnl_stream_wait(s), "weights reorder");
+out:
+	if (s)
+		dnnl_stream_destroy(s);
+	if (r)
+		dnnl_primitive_destroy(r);
+	if (rpd)
+		dnnl_primitive_desc_destroy(rpd);
+	if (um)
+		dnnl_memory_destroy(um);
+	if (wm)
+		dnnl_memory_destroy(wm);
+	if (rc) {
+		free(*data);
+		*data = NULL;
+	}
+	return rc;
+}
+
+static int op_new(struct shapes *sh, const float *w, const float *b, bool relu,
+		  enum cigt__dnn_type t, int max_batch, struct cigt__dnn_op **out, char *err,
+		  size_t errlen)
+{
+	*out = NULL;
+	int rc = engine(err, errlen);
+	if (rc)
+		return rc;
+	CIGT_ASSERT(max_batch >= 1 && max_batch <= 1 << (CIGT__DNN_SIZES - 1) &&
+		    !(max_batch & (max_batch - 1)));
+	struct cigt__dnn_op *op = calloc(1, sizeof *op);
+	dnnl_primitive_attr_t attr = NULL;
+	dnnl_post_ops_t po = NULL;
+	if (!op)
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	op->cvt = t == CIGT__DNN_BF16;
+	while (1 << op->nsizes <= max_batch)
+		op->nsizes++;
+	TRY(dnnl_primitive_attr_create(&attr), "attributes");
+	TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "scratchpad");
+	if (relu) {
+		TRY(dnnl_post_ops_create(&po), "post-ops");
+		TRY(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f), "ReLU");
+		TRY(dnnl_primitive_attr_set_post_ops(attr, po), "post-ops");
+	}
+	/* The largest batch first, weights "any": its choice of weights layout is every size's. */
+	for (int i = op->nsizes - 1; i >= 0; i--) {
+		union {
+			dnnl_convolution_desc_t c;
+			dnnl_inner_product_desc_t ip;
+		} d;
+		dnnl_primitive_desc_t pd = NULL, cpd = NULL;
+		shapes_at(sh, 1 << i);
+		rc = make_desc(sh, t, i == op->nsizes - 1 ? NULL : &op->wmd, &op->src[i], &op->dst[i],
+			       &op->bmd, &d, err, errlen);
+		if (rc)
+			goto out;
+		TRY(dnnl_primitive_desc_create(&pd, &d, attr, eng, NULL), "primitive descriptor");
+		if (i == op->nsizes - 1)
+			op->wmd = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+		op->scr[i] = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+		op->scratch = CIGT_MAX(op->scratch, dnnl_memory_desc_get_size(&op->scr[i]));
+		/* oneDNN's name of the kernel lives with its descriptor: a copy is kept. */
+		const char *impl = NULL;
+		dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+		op->impl[i] = strdup(impl ? impl : "?");
+		dnnl_status_t st = dnnl_primitive_create(&op->prim[i], pd);
+		dnnl_primitive_desc_destroy(pd);
+		TRY(st, "primitive");
+		if (!op->impl[i]) {
+			rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+			goto out;
+		}
+		if (op->cvt) {
+			TRY(dnnl_memory_desc_init_by_tag(&op->src32[i], sh->nd, sh->sd, dnnl_f32,
+							 sh->stag), "source layout");
+			TRY(dnnl_reorder_primitive_desc_create(&cpd, &op->src32[i], eng, &op->src[i],
+							       eng, NULL), "input conversion");
+			st = dnnl_primitive_create(&op->tobf[i], cpd);
+			dnnl_primitive_desc_destroy(cpd);
+			TRY(st, "input conversion");
+			op->in_bytes = CIGT_MAX(op->in_bytes,
+						(dnnl_memory_desc_get_size(&op->src[i]) + 63) / 64 * 64);
+		}
+	}
+	rc = reorder_weights(sh, w, &op->wmd, &op->wdata, err, errlen);
+	if (rc)
+		goto out;
+	if (!(op->bias = cigt_alloc_floats(sh->wd[0]))) {
+		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (dnnl_dim_t o = 0; o < sh->wd[0]; o++)
+		op->bias[o] = b ? b[o] : 0.0f;
+out:
+	if (po)
+		dnnl_post_ops_destroy(po);
+	if (attr)
+		dnnl_primitive_attr_destroy(attr);
+	if (rc)
+		cigt__dnn_op_free(op);
+	else
+		*out = op;
+	return rc;
+}
+
+int cigt__dnn_conv_new(const struct cigt_geom *g, const float *w, const float *b, bool relu,
+		       enum cigt__dnn_type type, int max_batch, struct cigt__dnn_op **out,
+		       char *err, size_t errlen)
+{
+	struct shapes sh = {
+		.conv = true, .nd = 4,
+		.sd = {0, g->c, g->h, g->w}, .wd = {g->oc, g->c, g->kh, g->kw},
+		.dd = {0, g->oc, g->oh, g->ow}, .str = {g->sh, g->sw}, .pl = {g->ph, g->pw},
+		/* the right and bottom padding that makes the output exactly oh x ow */
+		.pr = {(g->oh - 1) * g->sh + g->kh - g->h - g->ph,
+		       (g->ow - 1) * g->sw + g->kw - g->w - g->pw},
+		.stag = dnnl_nhwc, .wtag = dnnl_ohwi,
+	};
+	return op_new(&sh, w, b, relu, type, max_batch, out, err, errlen);
+}
+
+int cigt__dnn_linear_new(int fin, int fout, const float *w, const float *b, bool relu,
+			 enum cigt__dnn_type type, int max_batch, struct cigt__dnn_op **out,
+			 char *err, size_t errlen)
+{
+	struct shapes sh = {.conv = false, .nd = 2, .sd = {0, fin}, .wd = {fout, fin},
+			    .dd = {0, fout}, .stag = dnnl_nc, .wtag = dnnl_oi};
+	return op_new(&sh, w, b, relu, type, max_batch, out, err, errlen);
+}
+
+void cigt__dnn_op_free(struct cigt__dnn_op *op)
+{
+	if (!op)
+		return;
+	for (int i = 0; i < CIGT__DNN_SIZES; i++) {
+		if (op->prim[i])
+			dnnl_primitive_destroy(op->prim[i]);
+		if (op->tobf[i])
+			dnnl_primitive_destroy(op->tobf[i]);
+		free((void *)op->impl[i]);
+	}
+	free(op->wdata);
+	free(op->bias);
+	free(op);
+}
+
+size_t cigt__dnn_op_scratch(const struct cigt__dnn_op *op)
+{
+	return op->scratch + op->in_bytes;
+}
+
+static int size_index(const struct cigt__dnn_op *op, int n)
+{
+	int i = 0;
+	while (i + 1 < op->nsizes && 1 << (i + 1) <= n)
+		i++;
+	return i;
+}
+
+const char *cigt__dnn_op_impl(const struct cigt__dnn_op *op, int n)
+{
+	return op->impl[size_index(op, n)];
+}
+
+/* ------------------------------------------------------------ running */
+
+struct cigt__dnn_stream *cigt__dnn_stream_new(size_t scratch_bytes)
+{
+	if (engine(NULL, 0))
+		return NULL;
+	struct cigt__dnn_stream *s = calloc(1, sizeof *s);
+	if (!s)
+		return NULL;
+	s->bytes = scratch_bytes;
+	if ((scratch_bytes &&
+	     !(s->scratch = aligned_alloc(64, (scratch_bytes + 63) / 64 * 64))) ||
+	    dnnl_stream_create(&s->s, eng, dnnl_stream_default_flags) != dnnl_success) {
+		free(s->scratch);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void cigt__dnn_stream_free(struct cigt__dnn_stream *s)
+{
+	if (!s)
+		return;
+	dnnl_stream_destroy(s->s);
+	free(s->scratch);
+	free(s);
+}
+
+/* A failure here is a planning bug (shapes and sizes are fixed at load): it stops the
+ * process rather than answer wrongly. */
+#define RUN(call)                                                                       \
+	do {                                                                            \
+		dnnl_status_t st_ = (call);                                             \
+		if (st_ != dnnl_success) {                                              \
+			fprintf(stderr, "cigt: oneDNN: %s: status %d\n", #call, (int)st_); \
+			abort();                                                        \
+		}                                                                       \
+	} while (0)
+
+void cigt__dnn_run(const struct cigt__dnn_op *op, struct cigt__dnn_stream *s, int n,
+		   const float *in, float *out)
+{
+	const int i = size_index(op, n);
+	CIGT_ASSERT(n == 1 << i && op->scratch + op->in_bytes <= s->bytes);
+	const int want = atomic_load(&dnn_threads);
+	if (omp_get_max_threads() != want)
+		omp_set_num_threads(want);
+	dnnl_memory_t src, dst, wei, bias, scr = NULL, src32 = NULL;
+	void *x = (void *)in;
+	if (op->cvt) {
+		x = s->scratch + op->scratch;
+		RUN(dnnl_memory_create(&src32, &op->src32[i], eng, (void *)in));
+	}
+	RUN(dnnl_memory_create(&src, &op->src[i], eng, x));
+	RUN(dnnl_memory_create(&dst, &op->dst[i], eng, out));
+	RUN(dnnl_memory_create(&wei, &op->wmd, eng, op->wdata));
+	RUN(dnnl_memory_create(&bias, &op->bmd, eng, op->bias));
+	if (op->scratch)
+		RUN(dnnl_memory_create(&scr, &op->scr[i], eng, s->scratch));
+	if (op->cvt) {
+		dnnl_exec_arg_t ca[2] = {{DNNL_ARG_FROM, src32}, {DNNL_ARG_TO, src}};
+		RUN(dnnl_primitive_execute(op->tobf[i], s->s, 2, ca));
+	}
+	dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei},
+				{DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, dst},
+				{DNNL_ARG_SCRATCHPAD, scr}};
+	RUN(dnnl_primitive_execute(op->prim[i], s->s, scr ? 5 : 4, a));
+	RUN(dnnl_stream_wait(s->s));
+	dnnl_memory_destroy(src);
+	dnnl_memory_destroy(dst);
+	dnnl_memory_destroy(wei);
+	dnnl_memory_destroy(bias);
+	if (scr)
+		dnnl_memory_destroy(scr);
+	if (src32)
+		dnnl_memory_destroy(src32);
+}

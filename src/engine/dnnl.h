@@ -1,0 +1,61 @@
+/* The oneDNN backend of the engine (Debian's libdnnl 2.6): convolutions and fully connected
+ * layers as oneDNN primitives on the engine's channels-last activations, in fp32 or bf16.
+ * engine.c plans an op chain with these for its convs and linears when the model is loaded with
+ * the oneDNN backend; this file knows nothing of chains, routes or workspaces beyond the
+ * stream it is given.
+ *
+ * A primitive is made for one batch size, so each op holds one per power of two up to the
+ * chain's pass size (1, 2, 4, ... sub): the engine runs a chain on power-of-two slices of its
+ * rows. Weights are reordered once, at load, into the layout (and type) oneDNN picks for them.
+ * Activations stay fp32 in the engine's buffers; in bf16 an op converts its input as it reads
+ * it and writes fp32 (accumulation is fp32 throughout). Not a public interface. */
+#ifndef CIGT_ENGINE_DNNL_H
+#define CIGT_ENGINE_DNNL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../nn/nn.h"
+
+/* Batch sizes an op has primitives for: 1, 2, 4, ..., 1 << (CIGT__DNN_SIZES - 1). */
+#define CIGT__DNN_SIZES 8
+
+enum cigt__dnn_type { CIGT__DNN_F32, CIGT__DNN_BF16 };
+
+struct cigt__dnn_op;     /* one conv or linear, every batch size; read-only once made */
+struct cigt__dnn_stream; /* one per thread (per workspace): oneDNN stream and scratch */
+
+/* A convolution of geometry g on NHWC rows, weights packed [oc][kh][kw][c] (the engine's
+ * cigt_conv_pack_weight order, batch norm folded in), bias b[oc], ReLU fused when relu; batch
+ * sizes 1 .. max_batch (a power of two <= 1 << (CIGT__DNN_SIZES - 1)). */
+int cigt__dnn_conv_new(const struct cigt_geom *g, const float *w, const float *b, bool relu,
+		       enum cigt__dnn_type type, int max_batch, struct cigt__dnn_op **out,
+		       char *err, size_t errlen);
+/* A fully connected layer out[n, fout] = in[n, fin] . w^T + b (w [fout][fin]), ReLU fused. */
+int cigt__dnn_linear_new(int fin, int fout, const float *w, const float *b, bool relu,
+			 enum cigt__dnn_type type, int max_batch, struct cigt__dnn_op **out,
+			 char *err, size_t errlen);
+void cigt__dnn_op_free(struct cigt__dnn_op *op);
+/* Bytes of stream scratch the op needs at its largest batch (oneDNN's scratchpad plus the bf16
+ * copy of its input). */
+size_t cigt__dnn_op_scratch(const struct cigt__dnn_op *op);
+/* oneDNN's name for the kernel it runs at batch size n (the largest power of two <= n). */
+const char *cigt__dnn_op_impl(const struct cigt__dnn_op *op, int n);
+
+/* A stream with scratch_bytes of scratch (the largest cigt__dnn_op_scratch of its engine). */
+struct cigt__dnn_stream *cigt__dnn_stream_new(size_t scratch_bytes);
+void cigt__dnn_stream_free(struct cigt__dnn_stream *s);
+
+/* Runs op on n rows, n a power of two it has a primitive for: in and out fp32, as the engine's
+ * kernels, on cigt__dnn_threads threads. */
+void cigt__dnn_run(const struct cigt__dnn_op *op, struct cigt__dnn_stream *s, int n,
+		   const float *in, float *out);
+
+/* Threads each oneDNN call may use (its OpenMP team), as cigt_blas_threads sets OpenBLAS's. */
+void cigt__dnn_threads(int n);
+
+/* oneDNN's effective ISA, in its own words ("avx512_core_bf16", "avx2", ...). */
+const char *cigt__dnn_isa(void);
+
+#endif
