@@ -112,8 +112,13 @@ int cigt_engine_new(const struct cigt_model *m, struct cigt_engine **out, char *
  * combination that does not exist (bf16 on OpenBLAS) or that oneDNN cannot make. */
 int cigt_engine_new_opts(const struct cigt_model *m, const struct cigt_engine_opts *o,
 			 struct cigt_engine **out, char *err, size_t errlen);
-/* What the engine runs on, e.g. "openblas fp32" or "onednn bf16 (avx512_core_bf16)". */
+/* What the engine runs on, e.g. "openblas fp32 (SkylakeX)" or "onednn bf16 (avx512_core_bf16)":
+ * backend, precision and, in brackets, the kernels' ISA (cigt_engine_isa). */
 const char *cigt_engine_backend(const struct cigt_engine *e);
+/* The options it was built with, and the ISA its kernels use: oneDNN's effective ISA
+ * (dnnl_get_effective_cpu_isa, e.g. "avx512_core_bf16", "avx2") or OpenBLAS's core name. */
+struct cigt_engine_opts cigt_engine_opts_of(const struct cigt_engine *e);
+const char *cigt_engine_isa(const struct cigt_engine *e);
 /* Names for the enums ("openblas", "onednn"; "fp32", "bf16") and back (-1: unknown). */
 const char *cigt_backend_name(enum cigt_backend b);
 const char *cigt_precision_name(enum cigt_precision p);

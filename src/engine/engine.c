@@ -3,6 +3,7 @@
  * router picks each row's next expert, a counting sort moves the rows so every expert of the next
  * layer reads one contiguous group. perm[] remembers which sample each row belongs to, so the
  * results come back in request order. */
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -413,6 +414,16 @@ const char *cigt_engine_backend(const struct cigt_engine *e)
 	return e->desc;
 }
 
+struct cigt_engine_opts cigt_engine_opts_of(const struct cigt_engine *e)
+{
+	return e->opts;
+}
+
+const char *cigt_engine_isa(const struct cigt_engine *e)
+{
+	return e->dnn ? cigt__dnn_isa() : openblas_get_corename();
+}
+
 int cigt_engine_new(const struct cigt_model *m, struct cigt_engine **out, char *err,
 		    size_t errlen)
 {
@@ -471,8 +482,6 @@ int cigt_engine_new_opts(const struct cigt_model *m, const struct cigt_engine_op
 	}
 	e->sub = (int)CIGT_MAX(1, CIGT_MIN(SUB_MAX, SCRATCH_FLOATS / CIGT_MAX(e->op_max, 1)));
 	e->max_rows = (int)CIGT_MAX(1, CIGT_MIN(1 << 20, LAYER_FLOATS / e->layer_max));
-	snprintf(e->desc, sizeof e->desc, "%s %s", cigt_backend_name(o->backend),
-		 cigt_precision_name(o->precision));
 	if (e->dnn) {
 		/* oneDNN primitives exist per batch size: chains run power-of-two slices. */
 		while (e->sub & (e->sub - 1))
@@ -484,9 +493,9 @@ int cigt_engine_new_opts(const struct cigt_model *m, const struct cigt_engine_op
 			if (a->layers[l].has_router && plan_dnn(e, &e->routers[l].chain, err, errlen))
 				goto fail;
 		}
-		snprintf(e->desc, sizeof e->desc, "onednn %s (%s)", cigt_precision_name(o->precision),
-			 cigt__dnn_isa());
 	}
+	snprintf(e->desc, sizeof e->desc, "%s %s (%s)", cigt_backend_name(o->backend),
+		 cigt_precision_name(o->precision), cigt_engine_isa(e));
 	*out = e;
 	return 0;
 fail:

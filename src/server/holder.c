@@ -29,8 +29,8 @@ static void model_free(struct srv_model *sm)
 
 /* Loads the second models of sm's operating points (each distinct one once, from beside path)
  * and builds every point's dial and the default (compute). 0 or an error in err. */
-static int model_dials(struct srv_model *sm, const char *path, const char *compute, char *err,
-		       size_t errlen)
+static int model_dials(struct srv_model *sm, const char *path, const char *compute,
+		       const struct cigt_engine_opts *eo, char *err, size_t errlen)
 {
 	const struct cigt_model *m = sm->m;
 	char why[512];
@@ -55,8 +55,8 @@ static int model_dials(struct srv_model *sm, const char *path, const char *compu
 							   errlen))
 					return CIGT_EINVAL;
 				sm->nsecond++;
-				if (cigt_engine_new(sm->second_m[k], &sm->second_e[k], why,
-						    sizeof why))
+				if (cigt_engine_new_opts(sm->second_m[k], eo, &sm->second_e[k], why,
+							 sizeof why))
 					return cigt_fail(err, errlen, CIGT_EINVAL, "operating point "
 							 "'%s': second model: %s", pt->name, why);
 			}
@@ -76,8 +76,17 @@ static int model_dials(struct srv_model *sm, const char *path, const char *compu
 	return 0;
 }
 
-int srv_model_load(const char *path, const char *compute, struct srv_model **out, char *err,
-		   size_t errlen)
+struct cigt_engine_opts srv_engine_opts(int backend, int precision)
+{
+	struct cigt_engine_opts o = {.precision = (enum cigt_precision)precision};
+	o.backend = backend == 2 || (backend == 0 && precision != CIGT_PRECISION_FP32)
+			    ? CIGT_BACKEND_ONEDNN
+			    : CIGT_BACKEND_OPENBLAS;
+	return o;
+}
+
+int srv_model_load(const char *path, const char *compute, const struct cigt_engine_opts *eo,
+		   struct srv_model **out, char *err, size_t errlen)
 {
 	*out = NULL;
 	struct srv_model *sm = calloc(1, sizeof *sm);
@@ -85,9 +94,9 @@ int srv_model_load(const char *path, const char *compute, struct srv_model **out
 		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
 	int rc = cigt_model_load(path, &sm->m, err, errlen);
 	if (!rc)
-		rc = cigt_engine_new(sm->m, &sm->e, err, errlen);
+		rc = cigt_engine_new_opts(sm->m, eo, &sm->e, err, errlen);
 	if (!rc)
-		rc = model_dials(sm, path, compute, err, errlen);
+		rc = model_dials(sm, path, compute, eo, err, errlen);
 	if (rc) {
 		model_free(sm);
 		return rc;

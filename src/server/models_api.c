@@ -27,6 +27,9 @@ void srv_api_model_info(const struct srv_model *m, struct srv_buf *b)
 		srv_buf_printf(b, "%s%d", l ? ", " : "", a->layers[l].experts);
 	srv_buf_printf(b, "], \"path_macs\": %lld, \"dense_macs\": %lld, \"params\": %lld",
 		       (long long)a->path_macs, (long long)a->dense_macs, (long long)a->params);
+	srv_buf_printf(b, ", \"precision\": \"%s\", \"engine\": ",
+		       cigt_precision_name(cigt_engine_opts_of(m->e).precision));
+	srv_buf_json_str(b, cigt_engine_backend(m->e));
 	/* The compute dial: the default point and every point, with what a budget needs. */
 	srv_buf_puts(b, ", \"compute\": ");
 	if (m->default_point >= 0)
@@ -122,7 +125,14 @@ void srv_api_v2_config(const struct srv_registry *reg, const struct srv_model *m
 			  "\"default_queue_policy\": {\"max_queue_size\": %d, "
 			  "\"default_timeout_microseconds\": %lld}}, ",
 		       m->bat.max_delay_us, m->bat.queue_limit, (long long)m->bat.timeout_ms * 1000);
-	srv_buf_puts(b, "\"instance_group\": [{\"kind\": \"KIND_CPU\", \"count\": 1}]}\n");
+	srv_buf_puts(b, "\"instance_group\": [{\"kind\": \"KIND_CPU\", \"count\": 1}], ");
+	/* Triton's ModelConfig.parameters (string values): what the engine runs on. */
+	const struct cigt_engine_opts eo = cigt_engine_opts_of(m->e);
+	srv_buf_printf(b, "\"parameters\": {\"backend\": {\"string_value\": \"%s\"}, "
+			  "\"precision\": {\"string_value\": \"%s\"}, \"isa\": {\"string_value\": ",
+		       cigt_backend_name(eo.backend), cigt_precision_name(eo.precision));
+	srv_buf_json_str(b, cigt_engine_isa(m->e));
+	srv_buf_puts(b, "}}}\n");
 }
 
 struct stats_ctx {
@@ -206,6 +216,7 @@ void srv_api_observe(struct srv_model *m, int status, uint64_t ns)
 /* One metric family per pass over the versions: the text format wants a family's samples
  * together. */
 enum {
+	MET_ENGINE,
 	MET_REQUESTS,
 	MET_DURATION,
 	MET_SAMPLES,
@@ -231,6 +242,13 @@ static void met_one(void *ctx, const struct srv_model *m)
 	char lab[160];
 	snprintf(lab, sizeof lab, "model=\"%s\",version=\"%lld\"", m->name, m->version);
 	switch (c->which) {
+	case MET_ENGINE: {
+		const struct cigt_engine_opts o = cigt_engine_opts_of(m->e);
+		srv_buf_printf(b, "cigt_model_engine_info{%s,backend=\"%s\",precision=\"%s\","
+				  "isa=\"%s\"} 1\n", lab, cigt_backend_name(o.backend),
+			       cigt_precision_name(o.precision), cigt_engine_isa(m->e));
+		break;
+	}
 	case MET_REQUESTS:
 		srv_buf_printf(b, "cigt_model_requests_total{%s,result=\"success\"} %llu\n", lab,
 			       (unsigned long long)LOAD(s->success_count));
@@ -307,6 +325,9 @@ static void met_one(void *ctx, const struct srv_model *m)
 void srv_api_metrics(const struct srv_registry *reg, struct srv_buf *b)
 {
 	static const char *const heads[MET_COUNT][3] = {
+		{"cigt_model_engine_info", "gauge",
+		 "Where a version's convs and linears run: backend, precision and the ISA of its "
+		 "kernels (1 per loaded version)."},
 		{"cigt_model_requests_total", "counter",
 		 "Inference requests answered, by model, version and result."},
 		{"cigt_model_request_duration_seconds", "histogram",

@@ -164,9 +164,9 @@ static void apply_model(struct srv_registry *reg, struct reg_job *j, struct job_
 				if (reg->loop) /* loads after the start */
 					atomic_fetch_add(&srv_stats.stat_reloads_ok, 1);
 				const struct srv_model *lm = rv->m;
-				srv_log(SRV_LOG_INFO, "model %s version %lld %s (generation %llu; %d "
-					"operating points, %d second model%s, default %s)", rm->name,
-					rv->v, had ? "reloaded" : "loaded",
+				srv_log(SRV_LOG_INFO, "model %s version %lld %s (%s; generation %llu; "
+					"%d operating points, %d second model%s, default %s)", rm->name,
+					rv->v, had ? "reloaded" : "loaded", cigt_engine_backend(rv->m->e),
 					(unsigned long long)lm->generation, lm->m->npoints,
 					lm->nsecond, lm->nsecond == 1 ? "" : "s",
 					lm->default_point >= 0 ? lm->m->points[lm->default_point].name
@@ -263,6 +263,8 @@ static struct reg_job *job_new(struct srv_registry *reg, bool force)
 	j->root = reg->root;
 	j->single = reg->single;
 	j->compute = reg->cfg->compute;
+	j->backend = reg->cfg->backend;
+	j->precision = reg->cfg->precision;
 	j->force = force;
 	j->all = reg->mode != SRV_CONTROL_EXPLICIT;
 	int nv = 0, nw = 0;

@@ -100,6 +100,7 @@ struct reg_job {
 	const char *root;         /* realpath of the repository, or NULL: the registry's */
 	const char *single;       /* --model PATH, or NULL */
 	const char *compute;      /* --compute: every version's default point, or NULL */
+	int backend, precision;   /* --backend, --precision (a config.json may override them) */
 	uv_work_t work;
 	bool force;         /* reload loaded versions even if unchanged (SIGHUP, --model) */
 	bool verbose;       /* log ignored entries by name (not on every poll) */

@@ -124,6 +124,24 @@ static int timeout_json(const struct cigt_opt *o, void *target, const json_t *v,
 	return 0;
 }
 
+/* "backend" and "precision": a name from the row's choices, stored as its index + 1 (0 is
+ * the server's). */
+static int choice_json(const struct cigt_opt *o, void *target, const json_t *v, const char *at,
+		       char *err, size_t errlen)
+{
+	const char *s = json_string_value(v);
+	for (int i = 0; s && o->choices[i]; i++)
+		if (!strcmp(s, o->choices[i])) {
+			*(int *)target = i + 1;
+			return 0;
+		}
+	char list[128] = "";
+	for (int i = 0; o->choices[i]; i++)
+		snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+			 o->choices[i]);
+	return cigt_fail(err, errlen, -1, "%s: expected one of %s", at, list);
+}
+
 static const struct cigt_opt queue_rows[] = {
 	{"max_queue_size", 0, CIGT_OPT_INT, F(bat.queue_limit), .where = R, .lo = 1,
 	 .hi = 1000000, .help = "this model's share of the queue (default: the server's)"},
@@ -153,6 +171,13 @@ const struct cigt_opt srv_model_cfg_rows[] = {
 	{"dynamic_batching", 0, CIGT_OPT_SECTION, .where = R, .sub = batching_rows,
 	 .arg = "{\"max_queue_delay_microseconds\", \"default_queue_policy\"}",
 	 .help = "batching settings"},
+	{"backend", 0, CIGT_OPT_CALL, F(backend), .where = R, .json = choice_json,
+	 .choices = srv_backends, .arg = "\"auto\" | \"openblas\" | \"onednn\"",
+	 .help = "where this model's convs and linears run (default: the\n"
+		 "server's --backend)"},
+	{"precision", 0, CIGT_OPT_CALL, F(precision), .where = R, .json = choice_json,
+	 .choices = srv_precisions, .arg = "\"fp32\" | \"bf16\"",
+	 .help = "this model's precision (default: the server's --precision)"},
 	{0},
 };
 

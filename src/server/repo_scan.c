@@ -117,7 +117,7 @@ static void job_load_version(struct reg_job *j, struct job_model *jm, struct job
 		struct srv_model *none = NULL;
 		/* --model DIR: the loader says what the directory holds (a repository?). */
 		if (!(there && S_ISDIR(st.st_mode) && !j->root &&
-		      srv_model_load(path, j->compute, &none, err, sizeof err)))
+		      srv_model_load(path, j->compute, NULL, &none, err, sizeof err)))
 			snprintf(err, sizeof err, "model.safetensors is not a regular file");
 		srv_model_unref(none);
 		snprintf(jv->reason, sizeof jv->reason, "%s", err);
@@ -137,7 +137,10 @@ static void job_load_version(struct reg_job *j, struct job_model *jm, struct job
 		return;
 	}
 	struct srv_model *m = NULL;
-	if (srv_model_load(real, j->compute, &m, err, sizeof err)) {
+	const struct cigt_engine_opts eo = srv_engine_opts(
+		jm->mc.backend ? jm->mc.backend - 1 : j->backend,
+		jm->mc.precision ? jm->mc.precision - 1 : j->precision);
+	if (srv_model_load(real, j->compute, &eo, &m, err, sizeof err)) {
 		snprintf(jv->reason, sizeof jv->reason, "%s", err);
 		jv->act = JV_FAIL;
 		return;

@@ -96,6 +96,8 @@ struct srv_config {
 	int nload_models;
 	char *default_model;
 	char *compute;            /* --compute: the default operating point, or NULL (single path) */
+	int backend;              /* --backend: 0 auto, 1 openblas, 2 onednn */
+	int precision;            /* --precision: enum cigt_precision */
 	char *listen;
 	int workers;
 	int max_batch;
@@ -373,12 +375,18 @@ struct srv_model {
 	int default_point;
 };
 
-/* Loads a model file into a holder named after the model's metadata, version 1, with the
+/* Loads a model file into a holder named after the model's metadata, version 1, its engine
+ * (and its second models') built with eo, with the
  * second models its operating points escalate to (a missing or mismatched one fails the load)
  * and compute (NULL = single path) as its default point (a point it lacks fails the load).
  * 0 or a negative code with a message in err. */
-int srv_model_load(const char *path, const char *compute, struct srv_model **out, char *err,
-		   size_t errlen);
+int srv_model_load(const char *path, const char *compute, const struct cigt_engine_opts *eo,
+		   struct srv_model **out, char *err, size_t errlen);
+/* The engine options of a backend (0 auto: onednn for bf16, else openblas; 1 openblas; 2
+ * onednn) and a precision (enum cigt_precision). */
+struct cigt_engine_opts srv_engine_opts(int backend, int precision);
+/* Their names, in the order of those values (NULL-terminated). */
+extern const char *const srv_backends[], *const srv_precisions[];
 /* Gives a loaded holder its batching settings and the per-batch-size statistics they bound
  * (max_batch + 1 entries). Called once, before the holder is published to the workers. 0 or
  * CIGT_ENOMEM (the holder is unchanged). */
@@ -408,6 +416,7 @@ struct srv_model_cfg {
 	long long specific[SRV_SPECIFIC_MAX];
 	int nspecific;
 	struct srv_batching bat;                /* 0 = the server's setting */
+	int backend, precision;                 /* 0 = the server's, else its value + 1 */
 };
 
 /* The option table of config.json (repo_config.c). */

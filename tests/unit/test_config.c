@@ -210,6 +210,7 @@ Test(config, options_described)
 		json_t *w = json_object_get(r, "where");
 		settings += json_array_size(w) == 2;
 	}
-	cr_assert_eq(settings, 32); /* 27 (eager-dispatch the last), and the five gRPC ones */
+	/* 27 (eager-dispatch the last), the five gRPC ones, backend and precision */
+	cr_assert_eq(settings, 34);
 	json_decref(j);
 }

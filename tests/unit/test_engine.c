@@ -1088,7 +1088,8 @@ Test(onednn, bf16_needs_the_onednn_backend)
 	const struct cigt_engine_opts bad = {CIGT_BACKEND_ONEDNN, (enum cigt_precision)7};
 	cr_assert_eq(cigt_engine_new_opts(m, &bad, &e, err, sizeof err), CIGT_EINVAL);
 	cr_assert_eq(cigt_engine_new_opts(m, NULL, &e, err, sizeof err), 0);
-	cr_assert_str_eq(cigt_engine_backend(e), "openblas fp32");
+	cr_assert(!strncmp(cigt_engine_backend(e), "openblas fp32 (", 15), "%s",
+		  cigt_engine_backend(e));
 	cigt_engine_free(e);
 	cigt_model_free(m);
 	cr_assert_eq(cigt_backend_parse("onednn"), CIGT_BACKEND_ONEDNN);
