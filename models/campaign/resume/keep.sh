@@ -12,7 +12,7 @@ while :; do
 		[ -e "$ck" ] || continue
 		name=$(basename "$ck" .safetensors.ckpt)
 		# Finished when the queue's last word on it is its end (a resumed run starts again).
-		if grep -hs -E " (start|end) $name( |\$)" "$OUT"/q?.log | tail -n1 | grep -q " end rc=0"; then
+		if grep -hs -E " (start|end) $name( |\$)" "$OUT"/q?.log | tail -n1 | grep -q " end $name rc=0"; then
 			mkdir -p "$HERE/done"
 			cmp -s "$OUT/$name.train.jsonl" "$HERE/done/$name.train.jsonl" && continue
 			for f in "$name.safetensors" "$name.train.jsonl"; do
