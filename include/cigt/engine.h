@@ -103,6 +103,8 @@ enum cigt_precision { CIGT_PRECISION_FP32, CIGT_PRECISION_BF16 };
 struct cigt_engine_opts {
 	enum cigt_backend backend;
 	enum cigt_precision precision; /* bf16 needs CIGT_BACKEND_ONEDNN */
+	int threads; /* oneDNN: OpenMP threads inside each call (0 = 1); parallelism across calls
+		      * comes from the caller's threads, as with cigt_blas_threads(1) */
 };
 
 /* Builds an engine from a loaded model (borrowed; must outlive the engine): OpenBLAS, fp32. */

@@ -24,6 +24,9 @@ int cmd_average(int argc, char **argv);
 /* --backend (0 auto, 1 openblas, 2 onednn) and --precision (enum cigt_precision) of the
  * command: every engine cli_load and cli_dial build runs on them. */
 extern int cli_backend, cli_precision;
+/* Threads inside each oneDNN call of the engines cli_load builds (1 unless bench's
+ * --blas-threads says otherwise: parallelism comes from the commands' own threads). */
+extern int cli_inner_threads;
 /* The engine options they name (auto: onednn for bf16, else openblas). */
 struct cigt_engine_opts cli_engine_opts(void);
 /* Loads a model and builds its engine, printing a one-line error on failure. */

@@ -214,7 +214,7 @@ int cmd_bench(int argc, char **argv)
 		{.like = &cli_opt_threads, CIGT_OPT_VAR(threads),
 		 .help = "worker threads splitting each batch (default: online CPUs)"},
 		{"blas-threads", 0, CIGT_OPT_INT, CIGT_OPT_VAR(blas), .lo = 1, .hi = 64, .def = "1",
-		 .arg = "N", .help = "OpenBLAS threads inside each call"},
+		 .arg = "N", .help = "OpenBLAS or oneDNN threads inside each call"},
 		{"profile", 0, CIGT_OPT_FLAG, CIGT_OPT_VAR(profile),
 		 .help = "time per part (im2col, sgemm, pooling, routing, regrouping)\n"
 			 "and the group size per expert"},
@@ -237,6 +237,7 @@ int cmd_bench(int argc, char **argv)
 	}
 	struct cigt_model *m, *m2 = NULL;
 	struct cigt_engine *e, *e2 = NULL;
+	cli_inner_threads = (int)blas;
 	if (cli_load(argv[operand], &m, &e))
 		return 1;
 	struct cigt_dial dial;

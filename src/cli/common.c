@@ -12,11 +12,12 @@
 #include "cli.h"
 
 size_t cli_cache_bytes;
-int cli_backend, cli_precision;
+int cli_backend, cli_precision, cli_inner_threads = 1;
 
 struct cigt_engine_opts cli_engine_opts(void)
 {
-	struct cigt_engine_opts o = {.precision = (enum cigt_precision)cli_precision};
+	struct cigt_engine_opts o = {.precision = (enum cigt_precision)cli_precision,
+				     .threads = cli_inner_threads};
 	o.backend = cli_backend == 2 || (cli_backend == 0 && cli_precision != CIGT_PRECISION_FP32)
 			    ? CIGT_BACKEND_ONEDNN
 			    : CIGT_BACKEND_OPENBLAS;

@@ -4,7 +4,6 @@
 #include <dnnl.h>
 #include <omp.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,10 +14,13 @@
 
 struct cigt__dnn_op {
 	int nsizes;                             /* primitives for batch 1 .. 1 << (nsizes - 1) */
+	int threads;                            /* OpenMP team the primitives were made for */
 	bool cvt;                               /* bf16: the input is converted first */
+	bool add;                               /* a binary add post-op (the form's add) */
 	dnnl_primitive_t prim[CIGT__DNN_SIZES]; /* the op at batch 1 << i */
 	dnnl_primitive_t tobf[CIGT__DNN_SIZES]; /* fp32 -> bf16 of its input (cvt) */
 	dnnl_memory_desc_t src[CIGT__DNN_SIZES], src32[CIGT__DNN_SIZES], dst[CIGT__DNN_SIZES];
+	dnnl_memory_desc_t add32[CIGT__DNN_SIZES]; /* the added input (fp32, dst's dims) */
 	dnnl_memory_desc_t wmd, bmd, scr[CIGT__DNN_SIZES];
 	void *wdata; /* owned: the weights in the primitive's layout */
 	float *bias; /* owned */
@@ -38,7 +40,6 @@ struct cigt__dnn_stream {
 static dnnl_engine_t eng;
 static dnnl_status_t eng_status = dnnl_runtime_error;
 static pthread_once_t eng_once = PTHREAD_ONCE_INIT;
-static atomic_int dnn_threads = 1;
 
 static void eng_init(void)
 {
@@ -52,11 +53,6 @@ static int engine(char *err, size_t errlen)
 		return cigt_fail(err, errlen, CIGT_EIO, "oneDNN: no CPU engine (status %d)",
 				 (int)eng_status);
 	return 0;
-}
-
-void cigt__dnn_threads(int n)
-{
-	atomic_store(&dnn_threads, n < 1 ? 1 : n);
 }
 
 const char *cigt__dnn_isa(void)
@@ -106,15 +102,17 @@ static void shapes_at(struct shapes *sh, int n)
 	sh->sd[0] = sh->dd[0] = n;
 }
 
-static int make_desc(const struct shapes *sh, enum cigt__dnn_type t, const dnnl_memory_desc_t *w,
-		     dnnl_memory_desc_t *src, dnnl_memory_desc_t *dst, dnnl_memory_desc_t *bias,
-		     void *desc, char *err, size_t errlen)
+static int make_desc(const struct shapes *sh, const struct cigt__dnn_form *f,
+		     const dnnl_memory_desc_t *w, dnnl_memory_desc_t *src, dnnl_memory_desc_t *dst,
+		     dnnl_memory_desc_t *bias, void *desc, char *err, size_t errlen)
 {
 	int rc = 0;
+	const enum cigt__dnn_type t = f->type;
 	dnnl_memory_desc_t wany;
 	dnnl_dims_t bd = {sh->wd[0]};
 	TRY(dnnl_memory_desc_init_by_tag(src, sh->nd, sh->sd, dt(t), sh->stag), "source layout");
-	TRY(dnnl_memory_desc_init_by_tag(dst, sh->nd, sh->dd, dnnl_f32, sh->stag), "output layout");
+	TRY(dnnl_memory_desc_init_by_tag(dst, sh->nd, sh->dd, f->dst_low ? dt(t) : dnnl_f32,
+					 sh->stag), "output layout");
 	TRY(dnnl_memory_desc_init_by_tag(bias, 1, bd, dnnl_f32, dnnl_a), "bias layout");
 	if (!w) {
 		TRY(dnnl_memory_desc_init_by_tag(&wany, sh->nd, sh->wd, dt(t),
@@ -175,8 +173,8 @@ out:
 }
 
 static int op_new(struct shapes *sh, const float *w, const float *b, bool relu,
-		  enum cigt__dnn_type t, int max_batch, struct cigt__dnn_op **out, char *err,
-		  size_t errlen)
+		  const struct cigt__dnn_form *f, int max_batch, int threads,
+		  struct cigt__dnn_op **out, char *err, size_t errlen)
 {
 	*out = NULL;
 	int rc = engine(err, errlen);
@@ -189,16 +187,17 @@ static int op_new(struct shapes *sh, const float *w, const float *b, bool relu,
 	dnnl_post_ops_t po = NULL;
 	if (!op)
 		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
-	op->cvt = t == CIGT__DNN_BF16;
+	/* oneDNN sizes a primitive's parallel work by the thread count it sees when making it. */
+	const int saved = omp_get_max_threads();
+	op->threads = threads < 1 ? 1 : threads;
+	omp_set_num_threads(op->threads);
+	op->cvt = f->type == CIGT__DNN_BF16 && !f->src_low;
+	op->add = f->add;
+	CIGT_ASSERT(!f->add || sh->conv);
 	while (1 << op->nsizes <= max_batch)
 		op->nsizes++;
 	TRY(dnnl_primitive_attr_create(&attr), "attributes");
 	TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "scratchpad");
-	if (relu) {
-		TRY(dnnl_post_ops_create(&po), "post-ops");
-		TRY(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f), "ReLU");
-		TRY(dnnl_primitive_attr_set_post_ops(attr, po), "post-ops");
-	}
 	/* The largest batch first, weights "any": its choice of weights layout is every size's. */
 	for (int i = op->nsizes - 1; i >= 0; i--) {
 		union {
@@ -207,10 +206,28 @@ static int op_new(struct shapes *sh, const float *w, const float *b, bool relu,
 		} d;
 		dnnl_primitive_desc_t pd = NULL, cpd = NULL;
 		shapes_at(sh, 1 << i);
-		rc = make_desc(sh, t, i == op->nsizes - 1 ? NULL : &op->wmd, &op->src[i], &op->dst[i],
+		rc = make_desc(sh, f, i == op->nsizes - 1 ? NULL : &op->wmd, &op->src[i], &op->dst[i],
 			       &op->bmd, &d, err, errlen);
 		if (rc)
 			goto out;
+		/* Post-ops (they name the batch size when one adds a tensor): the add, the ReLU. */
+		if (po) {
+			dnnl_post_ops_destroy(po);
+			po = NULL;
+		}
+		if (relu || f->add) {
+			TRY(dnnl_post_ops_create(&po), "post-ops");
+			if (f->add) {
+				TRY(dnnl_memory_desc_init_by_tag(&op->add32[i], sh->nd, sh->dd, dnnl_f32,
+								 sh->stag), "added input");
+				TRY(dnnl_post_ops_append_binary(po, dnnl_binary_add, &op->add32[i]),
+				    "residual add");
+			}
+			if (relu)
+				TRY(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f,
+								 0.0f), "ReLU");
+			TRY(dnnl_primitive_attr_set_post_ops(attr, po), "post-ops");
+		}
 		TRY(dnnl_primitive_desc_create(&pd, &d, attr, eng, NULL), "primitive descriptor");
 		if (i == op->nsizes - 1)
 			op->wmd = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
@@ -249,6 +266,7 @@ static int op_new(struct shapes *sh, const float *w, const float *b, bool relu,
 	for (dnnl_dim_t o = 0; o < sh->wd[0]; o++)
 		op->bias[o] = b ? b[o] : 0.0f;
 out:
+	omp_set_num_threads(saved);
 	if (po)
 		dnnl_post_ops_destroy(po);
 	if (attr)
@@ -261,8 +279,8 @@ out:
 }
 
 int cigt__dnn_conv_new(const struct cigt_geom *g, const float *w, const float *b, bool relu,
-		       enum cigt__dnn_type type, int max_batch, struct cigt__dnn_op **out,
-		       char *err, size_t errlen)
+		       const struct cigt__dnn_form *f, int max_batch, int threads,
+		       struct cigt__dnn_op **out, char *err, size_t errlen)
 {
 	struct shapes sh = {
 		.conv = true, .nd = 4,
@@ -273,16 +291,16 @@ int cigt__dnn_conv_new(const struct cigt_geom *g, const float *w, const float *b
 		       (g->ow - 1) * g->sw + g->kw - g->w - g->pw},
 		.stag = dnnl_nhwc, .wtag = dnnl_ohwi,
 	};
-	return op_new(&sh, w, b, relu, type, max_batch, out, err, errlen);
+	return op_new(&sh, w, b, relu, f, max_batch, threads, out, err, errlen);
 }
 
 int cigt__dnn_linear_new(int fin, int fout, const float *w, const float *b, bool relu,
-			 enum cigt__dnn_type type, int max_batch, struct cigt__dnn_op **out,
-			 char *err, size_t errlen)
+			 const struct cigt__dnn_form *f, int max_batch, int threads,
+			 struct cigt__dnn_op **out, char *err, size_t errlen)
 {
 	struct shapes sh = {.conv = false, .nd = 2, .sd = {0, fin}, .wd = {fout, fin},
 			    .dd = {0, fout}, .stag = dnnl_nc, .wtag = dnnl_oi};
-	return op_new(&sh, w, b, relu, type, max_batch, out, err, errlen);
+	return op_new(&sh, w, b, relu, f, max_batch, threads, out, err, errlen);
 }
 
 void cigt__dnn_op_free(struct cigt__dnn_op *op)
@@ -360,14 +378,14 @@ void cigt__dnn_stream_free(struct cigt__dnn_stream *s)
 	} while (0)
 
 void cigt__dnn_run(const struct cigt__dnn_op *op, struct cigt__dnn_stream *s, int n,
-		   const float *in, float *out)
+		   const float *in, const float *add, float *out)
 {
 	const int i = size_index(op, n);
 	CIGT_ASSERT(n == 1 << i && op->scratch + op->in_bytes <= s->bytes);
-	const int want = atomic_load(&dnn_threads);
-	if (omp_get_max_threads() != want)
-		omp_set_num_threads(want);
-	dnnl_memory_t src, dst, wei, bias, scr = NULL, src32 = NULL;
+	if (omp_get_max_threads() != op->threads)
+		omp_set_num_threads(op->threads);
+	dnnl_memory_t src, dst, wei, bias, scr = NULL, src32 = NULL, addm = NULL;
+	CIGT_ASSERT(!op->add == !add);
 	void *x = (void *)in;
 	if (op->cvt) {
 		x = s->scratch + op->scratch;
@@ -379,14 +397,20 @@ void cigt__dnn_run(const struct cigt__dnn_op *op, struct cigt__dnn_stream *s, in
 	RUN(dnnl_memory_create(&bias, &op->bmd, eng, op->bias));
 	if (op->scratch)
 		RUN(dnnl_memory_create(&scr, &op->scr[i], eng, s->scratch));
+	if (op->add)
+		RUN(dnnl_memory_create(&addm, &op->add32[i], eng, (void *)add));
 	if (op->cvt) {
 		dnnl_exec_arg_t ca[2] = {{DNNL_ARG_FROM, src32}, {DNNL_ARG_TO, src}};
 		RUN(dnnl_primitive_execute(op->tobf[i], s->s, 2, ca));
 	}
-	dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei},
-				{DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, dst},
-				{DNNL_ARG_SCRATCHPAD, scr}};
-	RUN(dnnl_primitive_execute(op->prim[i], s->s, scr ? 5 : 4, a));
+	dnnl_exec_arg_t a[6] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei},
+				{DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, dst}};
+	int na = 4;
+	if (scr)
+		a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, scr};
+	if (addm)
+		a[na++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, addm};
+	RUN(dnnl_primitive_execute(op->prim[i], s->s, na, a));
 	RUN(dnnl_stream_wait(s->s));
 	dnnl_memory_destroy(src);
 	dnnl_memory_destroy(dst);
@@ -396,4 +420,6 @@ void cigt__dnn_run(const struct cigt__dnn_op *op, struct cigt__dnn_stream *s, in
 		dnnl_memory_destroy(scr);
 	if (src32)
 		dnnl_memory_destroy(src32);
+	if (addm)
+		dnnl_memory_destroy(addm);
 }

@@ -7,8 +7,11 @@
  * A primitive is made for one batch size, so each op holds one per power of two up to the
  * chain's pass size (1, 2, 4, ... sub): the engine runs a chain on power-of-two slices of its
  * rows. Weights are reordered once, at load, into the layout (and type) oneDNN picks for them.
- * Activations stay fp32 in the engine's buffers; in bf16 an op converts its input as it reads
- * it and writes fp32 (accumulation is fp32 throughout). Not a public interface. */
+ * Activations stay fp32 in the engine's buffers, except between two bf16 ops that follow each
+ * other (the first writes bf16, the second reads it as it is); otherwise a bf16 op converts its
+ * input as it reads it and writes fp32 (accumulation is fp32 throughout). A conv may add a
+ * second fp32 input of its output's shape before its ReLU (a residual block's identity
+ * shortcut, fused). Not a public interface. */
 #ifndef CIGT_ENGINE_DNNL_H
 #define CIGT_ENGINE_DNNL_H
 
@@ -23,19 +26,29 @@
 
 enum cigt__dnn_type { CIGT__DNN_F32, CIGT__DNN_BF16 };
 
+/* How an op computes and what it reads and writes. */
+struct cigt__dnn_form {
+	enum cigt__dnn_type type; /* weights and input in this type, sums in fp32 */
+	bool src_low;             /* bf16: the input arrives in bf16 (the op before wrote it) */
+	bool dst_low;             /* bf16: write the output in bf16 (the op after reads it) */
+	bool add;                 /* conv: + a second fp32 input shaped as the output, then ReLU */
+};
+
 struct cigt__dnn_op;     /* one conv or linear, every batch size; read-only once made */
 struct cigt__dnn_stream; /* one per thread (per workspace): oneDNN stream and scratch */
 
 /* A convolution of geometry g on NHWC rows, weights packed [oc][kh][kw][c] (the engine's
  * cigt_conv_pack_weight order, batch norm folded in), bias b[oc], ReLU fused when relu; batch
- * sizes 1 .. max_batch (a power of two <= 1 << (CIGT__DNN_SIZES - 1)). */
+ * sizes 1 .. max_batch (a power of two <= 1 << (CIGT__DNN_SIZES - 1)), each call on `threads`
+ * OpenMP threads (oneDNN fixes a primitive's team when it makes it). */
 int cigt__dnn_conv_new(const struct cigt_geom *g, const float *w, const float *b, bool relu,
-		       enum cigt__dnn_type type, int max_batch, struct cigt__dnn_op **out,
-		       char *err, size_t errlen);
-/* A fully connected layer out[n, fout] = in[n, fin] . w^T + b (w [fout][fin]), ReLU fused. */
+		       const struct cigt__dnn_form *f, int max_batch, int threads,
+		       struct cigt__dnn_op **out, char *err, size_t errlen);
+/* A fully connected layer out[n, fout] = in[n, fin] . w^T + b (w [fout][fin]), ReLU fused
+ * (f->add must be false). */
 int cigt__dnn_linear_new(int fin, int fout, const float *w, const float *b, bool relu,
-			 enum cigt__dnn_type type, int max_batch, struct cigt__dnn_op **out,
-			 char *err, size_t errlen);
+			 const struct cigt__dnn_form *f, int max_batch, int threads,
+			 struct cigt__dnn_op **out, char *err, size_t errlen);
 void cigt__dnn_op_free(struct cigt__dnn_op *op);
 /* Bytes of stream scratch the op needs at its largest batch (oneDNN's scratchpad plus the bf16
  * copy of its input). */
@@ -47,13 +60,11 @@ const char *cigt__dnn_op_impl(const struct cigt__dnn_op *op, int n);
 struct cigt__dnn_stream *cigt__dnn_stream_new(size_t scratch_bytes);
 void cigt__dnn_stream_free(struct cigt__dnn_stream *s);
 
-/* Runs op on n rows, n a power of two it has a primitive for: in and out fp32, as the engine's
- * kernels, on cigt__dnn_threads threads. */
+/* Runs op on n rows, n a power of two it has a primitive for, on the threads it was made for:
+ * in and out in the types its form says (fp32 unless src_low / dst_low), add (the form's
+ * second input, fp32) or NULL. */
 void cigt__dnn_run(const struct cigt__dnn_op *op, struct cigt__dnn_stream *s, int n,
-		   const float *in, float *out);
-
-/* Threads each oneDNN call may use (its OpenMP team), as cigt_blas_threads sets OpenBLAS's. */
-void cigt__dnn_threads(int n);
+		   const float *in, const float *add, float *out);
 
 /* oneDNN's effective ISA, in its own words ("avx512_core_bf16", "avx2", ...). */
 const char *cigt__dnn_isa(void);

@@ -280,6 +280,36 @@ static void plan_buffers(struct xchain *ch)
 	}
 }
 
+/* The oneDNN engine's fusions, once the buffers are fixed. A residual block whose main branch
+ * ends in a conv without ReLU and whose shortcut is the identity: the conv adds the block
+ * input (still in its buffer) and applies the block's ReLU itself, and writes where the add
+ * would have; the add is dropped. In bf16, a conv or linear whose output only the next one
+ * reads hands it over in bf16 (neither converts). */
+static void fuse_dnn(struct xchain *ch, bool bf16)
+{
+	for (int i = 0; i < ch->nops; i++) {
+		struct xop *x = &ch->ops[i];
+		x->form.type = bf16 ? CIGT__DNN_BF16 : CIGT__DNN_F32;
+		if (x->kind == X_CONV && !x->relu && i + 2 < ch->nops &&
+		    ch->ops[i + 1].kind == X_SHORT && ch->ops[i + 2].kind == X_ADD) {
+			struct xop *a = &ch->ops[i + 2];
+			CIGT_ASSERT(a->src == x->dst && a->dst != x->src && a->dst != a->src2);
+			x->form.add = true;
+			x->src2 = a->src2;
+			x->dst = a->dst;
+			x->relu = a->relu;
+			a->kind = X_NOP;
+		}
+	}
+	for (int i = 0; bf16 && i + 1 < ch->nops; i++) {
+		struct xop *x = &ch->ops[i], *y = &ch->ops[i + 1];
+		if ((x->kind == X_CONV || x->kind == X_LINEAR) &&
+		    (y->kind == X_CONV || y->kind == X_LINEAR) && y->src == x->dst &&
+		    x->dst != XB_OUT)
+			x->form.dst_low = y->form.src_low = true;
+	}
+}
+
 static int plan_chain(const struct cigt_engine *e, int l, int ex, struct xchain *ch)
 {
 	const struct cigt_layer_desc *L = &e->a->layers[l];
@@ -288,6 +318,8 @@ static int plan_chain(const struct cigt_engine *e, int l, int ex, struct xchain 
 	if (plan_ops(L->ops, L->nops, &e->m->ops[l][ex * L->nops], e->dnn, ch))
 		return CIGT_ENOMEM;
 	plan_buffers(ch);
+	if (e->dnn)
+		fuse_dnn(ch, e->opts.precision == CIGT_PRECISION_BF16);
 	return 0;
 }
 
@@ -315,6 +347,8 @@ static int plan_router(struct cigt_engine *e, int l)
 		if (plan_ops(d->ops, d->nops, p->ops, e->dnn, &r->chain))
 			return CIGT_ENOMEM;
 		plan_buffers(&r->chain);
+		if (e->dnn)
+			fuse_dnn(&r->chain, e->opts.precision == CIGT_PRECISION_BF16);
 	}
 	const struct cigt_shape pin = d->chain_out; /* the layer output when nops is 0 */
 	r->pool = (struct cigt_geom){.c = pin.c, .h = pin.h, .w = pin.w,
@@ -367,17 +401,15 @@ static void note_ops(struct cigt_engine *e, const struct xchain *ch)
 /* The chain's convs and linears as oneDNN primitives for slices of up to e->sub rows. */
 static int plan_dnn(struct cigt_engine *e, struct xchain *ch, char *err, size_t errlen)
 {
-	const enum cigt__dnn_type t =
-		e->opts.precision == CIGT_PRECISION_BF16 ? CIGT__DNN_BF16 : CIGT__DNN_F32;
 	for (int i = 0; i < ch->nops; i++) {
 		struct xop *x = &ch->ops[i];
 		int rc = 0;
 		if (x->kind == X_CONV)
-			rc = cigt__dnn_conv_new(&x->g, x->w, x->b, x->relu, t, e->sub, &x->dnn, err,
-						errlen);
+			rc = cigt__dnn_conv_new(&x->g, x->w, x->b, x->relu, &x->form, e->sub,
+						e->opts.threads, &x->dnn, err, errlen);
 		else if (x->kind == X_LINEAR)
-			rc = cigt__dnn_linear_new(x->fin, x->fout, x->w, x->b, x->relu, t, e->sub,
-						  &x->dnn, err, errlen);
+			rc = cigt__dnn_linear_new(x->fin, x->fout, x->w, x->b, x->relu, &x->form,
+						  e->sub, e->opts.threads, &x->dnn, err, errlen);
 		if (rc)
 			return rc;
 		if (x->dnn)
@@ -434,12 +466,13 @@ int cigt_engine_new_opts(const struct cigt_model *m, const struct cigt_engine_op
 			 struct cigt_engine **out, char *err, size_t errlen)
 {
 	*out = NULL;
-	const struct cigt_engine_opts def = {CIGT_BACKEND_OPENBLAS, CIGT_PRECISION_FP32};
+	const struct cigt_engine_opts def = {CIGT_BACKEND_OPENBLAS, CIGT_PRECISION_FP32, 1};
 	if (!o)
 		o = &def;
 	if ((unsigned)o->backend > CIGT_BACKEND_ONEDNN ||
-	    (unsigned)o->precision > CIGT_PRECISION_BF16)
-		return cigt_fail(err, errlen, CIGT_EINVAL, "unknown backend or precision");
+	    (unsigned)o->precision > CIGT_PRECISION_BF16 || o->threads < 0 || o->threads > 256)
+		return cigt_fail(err, errlen, CIGT_EINVAL, "unknown backend or precision, or "
+				 "threads out of 0..256");
 	if (o->backend == CIGT_BACKEND_OPENBLAS && o->precision != CIGT_PRECISION_FP32)
 		return cigt_fail(err, errlen, CIGT_EINVAL,
 				 "precision %s needs the onednn backend (openblas is fp32 only)",
@@ -448,6 +481,8 @@ int cigt_engine_new_opts(const struct cigt_model *m, const struct cigt_engine_op
 	if (!e)
 		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
 	e->opts = *o;
+	if (e->opts.threads == 0)
+		e->opts.threads = 1;
 	e->dnn = o->backend == CIGT_BACKEND_ONEDNN;
 	e->m = m;
 	e->a = m->arch;
@@ -661,7 +696,7 @@ static void run_op(struct cigt_workspace *ws, const struct xop *x, int n, const 
 	struct cigt_profile *pr = ws->prof;
 	if (x->dnn) {
 		PROF_START(ws);
-		cigt__dnn_run(x->dnn, ws->dnn, n, in, out);
+		cigt__dnn_run(x->dnn, ws->dnn, n, in, x->form.add ? in2 : NULL, out);
 		PROF_END(ws, CIGT_PROF_SGEMM);
 		return;
 	}
@@ -739,10 +774,10 @@ static void run_chain(struct cigt_workspace *ws, const struct xchain *ch, int n,
 			buf[XB_T0 + t] = ws->t[t];
 		for (int i = 0; i < ch->nops; i++) {
 			const struct xop *x = &ch->ops[i];
-			if (x->kind == X_BLOCK || x->kind == X_SHORT)
+			if (x->kind == X_BLOCK || x->kind == X_SHORT || x->kind == X_NOP)
 				continue;
-			run_op(ws, x, m, buf[x->src], x->kind == X_ADD ? buf[x->src2] : NULL,
-			       buf[x->dst]);
+			run_op(ws, x, m, buf[x->src],
+			       x->kind == X_ADD || x->form.add ? buf[x->src2] : NULL, buf[x->dst]);
 		}
 	}
 }

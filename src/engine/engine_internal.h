@@ -14,6 +14,7 @@ enum xkind {
 	X_ADD,   /* residual add: dst = src + src2 (+ relu) */
 	X_BLOCK, /* markers, nothing runs: a residual block starts on the current buffer, */
 	X_SHORT, /* its shortcut branch starts (again on the block input) */
+	X_NOP,   /* an add fused into the conv before it (oneDNN): nothing runs */
 };
 
 /* Buffers an op reads and writes, fixed when the chain is planned: the chain's input (read
@@ -34,6 +35,7 @@ struct xop {
 	bool inplace;        /* may write over its input */
 	signed char src, src2, dst; /* XB_* buffers (src2: X_ADD's shortcut) */
 	struct cigt__dnn_op *dnn;   /* owned: the oneDNN primitives of a conv or linear, or NULL */
+	struct cigt__dnn_form form; /* what they read and write (form.add: + buffer src2) */
 };
 
 struct xchain {

@@ -9,7 +9,6 @@
 #include "cigt/pool.h"
 #include "../common/util.h"
 #include "../common/workers.h"
-#include "dnnl.h"
 
 struct job {
 	const float *x;
@@ -182,5 +181,4 @@ int cigt_pool_classify(struct cigt_pool *p, const float *x, int n, enum cigt_exe
 void cigt_blas_threads(int n)
 {
 	openblas_set_num_threads(n);
-	cigt__dnn_threads(n);
 }

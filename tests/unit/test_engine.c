@@ -962,7 +962,7 @@ Test(residual, large_input_runs_in_slices_under_the_memory_budget)
 static void rig_use(struct rig *r, enum cigt_backend b, enum cigt_precision p, int max_batch)
 {
 	char err[256] = "";
-	const struct cigt_engine_opts o = {b, p};
+	const struct cigt_engine_opts o = {.backend = b, .precision = p};
 	cigt_workspace_free(r->ws);
 	cigt_engine_free(r->e);
 	cr_assert_eq(cigt_engine_new_opts(r->m, &o, &r->e, err, sizeof err), 0, "%s", err);
@@ -1081,11 +1081,13 @@ Test(onednn, bf16_needs_the_onednn_backend)
 	struct cigt_model *m = th_model(ARCH, SEED, true);
 	struct cigt_engine *e = (struct cigt_engine *)1;
 	char err[256] = "";
-	const struct cigt_engine_opts o = {CIGT_BACKEND_OPENBLAS, CIGT_PRECISION_BF16};
+	const struct cigt_engine_opts o = {.backend = CIGT_BACKEND_OPENBLAS,
+					   .precision = CIGT_PRECISION_BF16};
 	cr_assert_eq(cigt_engine_new_opts(m, &o, &e, err, sizeof err), CIGT_EINVAL);
 	cr_assert_null(e);
 	cr_assert(strstr(err, "bf16 needs the onednn backend"), "%s", err);
-	const struct cigt_engine_opts bad = {CIGT_BACKEND_ONEDNN, (enum cigt_precision)7};
+	const struct cigt_engine_opts bad = {.backend = CIGT_BACKEND_ONEDNN,
+					     .precision = (enum cigt_precision)7};
 	cr_assert_eq(cigt_engine_new_opts(m, &bad, &e, err, sizeof err), CIGT_EINVAL);
 	cr_assert_eq(cigt_engine_new_opts(m, NULL, &e, err, sizeof err), 0);
 	cr_assert(!strncmp(cigt_engine_backend(e), "openblas fp32 (", 15), "%s",
