@@ -95,14 +95,17 @@ const char *cigt_prof_part_name(enum cigt_prof_part p);
 /* Where convolutions and fully connected layers run, and in what precision.
  *  - CIGT_BACKEND_OPENBLAS: im2col + OpenBLAS sgemm, fp32 only (the trainer's kernels).
  *  - CIGT_BACKEND_ONEDNN: oneDNN primitives (Debian's libdnnl) on the same channels-last
- *    activations, fp32 or bf16 (bf16 weights and inputs, fp32 accumulation and outputs).
+ *    activations, fp32, bf16 (bf16 weights and inputs, fp32 accumulation and outputs) or int8
+ *    (the experts' convs and linears: s8 weights per output channel, u8/s8 inputs per tensor
+ *    from the ranges in the model's quantization table, s32 sums scaled back to fp32; the
+ *    routers' ops stay fp32 so routes hold). int8 needs a model `cigt quantize` calibrated.
  * Routers' fully connected layers, pooling, adds and the rest stay fp32 on either. */
 enum cigt_backend { CIGT_BACKEND_OPENBLAS, CIGT_BACKEND_ONEDNN };
-enum cigt_precision { CIGT_PRECISION_FP32, CIGT_PRECISION_BF16 };
+enum cigt_precision { CIGT_PRECISION_FP32, CIGT_PRECISION_BF16, CIGT_PRECISION_INT8 };
 
 struct cigt_engine_opts {
 	enum cigt_backend backend;
-	enum cigt_precision precision; /* bf16 needs CIGT_BACKEND_ONEDNN */
+	enum cigt_precision precision; /* bf16 and int8 need CIGT_BACKEND_ONEDNN */
 	int threads; /* oneDNN: OpenMP threads inside each call (0 = 1); parallelism across calls
 		      * comes from the caller's threads, as with cigt_blas_threads(1) */
 };
@@ -121,7 +124,7 @@ const char *cigt_engine_backend(const struct cigt_engine *e);
  * (dnnl_get_effective_cpu_isa, e.g. "avx512_core_bf16", "avx2") or OpenBLAS's core name. */
 struct cigt_engine_opts cigt_engine_opts_of(const struct cigt_engine *e);
 const char *cigt_engine_isa(const struct cigt_engine *e);
-/* Names for the enums ("openblas", "onednn"; "fp32", "bf16") and back (-1: unknown). */
+/* Names for the enums ("openblas", "onednn"; "fp32", "bf16", "int8") and back (-1: unknown). */
 const char *cigt_backend_name(enum cigt_backend b);
 const char *cigt_precision_name(enum cigt_precision p);
 int cigt_backend_parse(const char *s);
@@ -201,6 +204,14 @@ int cigt_engine_classify_dial(const struct cigt_engine *e, struct cigt_workspace
 int64_t cigt_engine_act_size(const struct cigt_engine *e, int layer);
 int cigt_engine_run_expert(const struct cigt_engine *e, struct cigt_workspace *ws, int layer,
 			   int expert, int n, const float *in, float *out, int *next);
+
+/* int8 calibration: runs every expert on each of the n samples (x, NCHW as classify takes;
+ * the engine fp32, built from m) and stores the range of each expert conv and linear's input in
+ * m (cigt_op_params in_min, in_max), with quant_samples = n and quant_split = split (what the
+ * samples were: "validation", a folder). m's weights are untouched; save it to keep the table.
+ * CIGT_EINVAL for another model, a bf16 or int8 engine, n < 1. */
+int cigt_engine_calibrate(const struct cigt_engine *e, struct cigt_model *m, const float *x,
+			  int n, const char *split, char *err, size_t errlen);
 
 /* Softmax of one row of logits into probs (numerically stable). */
 void cigt_softmax(const float *logits, int n, float *probs);

@@ -18,6 +18,9 @@
 struct cigt_op_params {
 	float *w, *b;                           /* conv [out,in,kh,kw] / linear [out,in], bias [out] */
 	float *gamma, *beta, *mean, *var;       /* batchnorm [C] each */
+	float in_min, in_max; /* an expert's conv or linear: its input's range on the calibration
+			       * images (__metadata__.quantization; meaningful when the model's
+			       * quant_samples > 0) */
 };
 
 struct cigt_router_params {
@@ -75,6 +78,11 @@ struct cigt_model {
 	char *provenance; /* JSON text or NULL */
 	int npoints;      /* operating points (metadata key operating_points), 0..CIGT_MAX_POINTS */
 	struct cigt_point points[CIGT_MAX_POINTS];
+	/* int8 calibration (metadata key quantization; proto/model-format.md section 7): the images
+	 * the input ranges were measured on (0: none, the model runs fp32 and bf16 only), and the
+	 * split they came from ("validation", or a folder's path). */
+	int quant_samples;
+	char quant_split[256];
 };
 
 /* Allocates a model for arch with every tensor zeroed; takes ownership of arch. */
@@ -123,6 +131,19 @@ int cigt_points_parse(const char *json, size_t len, const struct cigt_arch *arch
 /* Serialises a table (malloc'd JSON text; NULL on ENOMEM). */
 char *cigt_points_to_json(const struct cigt_arch *arch, const struct cigt_point *points,
 			  int npoints);
+
+#define CIGT_METADATA_QUANT "quantization"
+/* The prefix of an expert op's tensors, e.g. "layers.1.experts.0.ops.3.main.0" (section 4). */
+void cigt_op_tensor_prefix(char *buf, size_t len, int layer, int expert,
+			   const struct cigt_op_desc *op);
+/* Parses and fully validates a quantization table (the JSON text of __metadata__.quantization)
+ * into m: format, method, samples, split, and an input range [min, max] (finite, min <= max)
+ * for exactly every conv and linear of every expert, keyed by tensor prefix; anything missing,
+ * unknown or malformed is an error naming it. m is unchanged on failure. */
+int cigt_quant_parse(const char *json, size_t len, struct cigt_model *m, char *err,
+		     size_t errlen);
+/* Serialises m's table (malloc'd JSON text; NULL on ENOMEM or when m has none). */
+char *cigt_quant_to_json(const struct cigt_model *m);
 
 /* Loads the second model of operating point p of m (m was read from model_path): the file
  * <dir of model_path>/<p->second>.safetensors, whose sha256 must be p->second_sha256, with the

@@ -23,6 +23,7 @@ static const struct {
 	{"info", cmd_info, "show a model's architecture, parameters and MACs"},
 	{"eval", cmd_eval, "accuracy, speed, compute saved and routes on a test set"},
 	{"tune", cmd_tune, "choose operating points (multipath, escalation) on validation"},
+	{"quantize", cmd_quantize, "calibrate int8 (--precision int8) on validation"},
 	{"classify", cmd_classify, "classify PNG, JPEG, PGM or PPM images"},
 	{"bench", cmd_bench, "measure engine throughput"},
 	{"grad", cmd_grad, "one deterministic training step's gradients (for cross-checks)"},

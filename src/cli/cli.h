@@ -20,6 +20,7 @@ int cmd_train(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 int cmd_average(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 /* --backend (0 auto, 1 openblas, 2 onednn) and --precision (enum cigt_precision) of the
  * command: every engine cli_load and cli_dial build runs on them. */
@@ -66,6 +67,23 @@ struct cli_trained_on {
 	char dir[4096];        /* the data directory or image folder; "" unknown */
 };
 void cli_trained_on(const struct cigt_model *m, struct cli_trained_on *t);
+
+/* Held-out images (heldout.c). Whether a model's provenance allows the last data.validation
+ * images of dir's training split (cli_check_split: it records a split, of dir when it names
+ * one; cli_check_images: the split has the size it records), or a folder of images
+ * (cli_check_heldout: not the one it was trained on; cli_check_heldout_images: not one it cannot
+ * tell from its training data). `what` names the model in the one-line reasons they print. */
+int cli_check_split(const char *dir, const char *what, const struct cli_trained_on *p);
+int cli_check_heldout(const char *heldout, const char *what, const struct cli_trained_on *p);
+int cli_check_heldout_images(const char *heldout, const char *what,
+			     const struct cli_trained_on *p, int total);
+int cli_check_images(const char *dir, const char *what, const struct cli_trained_on *p,
+		     int total);
+/* The held-out images of the model at path: --validation-data heldout, or else the last
+ * data.validation images of dir's training split (at most limit; 0: all), every check above
+ * applied. *n images into *x and *labels (the caller frees them); -1 after printing why. */
+int cli_heldout_load(const char *path, const struct cigt_model *m, const char *dir,
+		     const char *heldout, int limit, float **x, uint8_t **labels, int *n);
 /* Whether dir (resolved) is the folder t names, or its train/ split. */
 bool cli_trained_on_dir(const struct cli_trained_on *t, const char *dir);
 /* Whether dir is an image folder of one split (no IDX files, no train/ folder): eval and tune

@@ -184,39 +184,6 @@ static void tune_destroy(struct tune *t)
 	cigt_model_free(t->m2);
 }
 
-/* A model's provenance against the images tune takes without --validation-data (the last ones
- * of dir's training split): it must record a held-out split, and of dir when it names one.
- * `what` names the model in the messages. */
-static int check_split(const struct tune *t, const char *what, const struct cli_trained_on *p)
-{
-	if (p->validation < 1) {
-		fprintf(stderr, "cigt: %s records no held-out validation split in its provenance "
-			"(data.validation), so it may have trained on any image of %s; give "
-			"--validation-data DIR, an image folder or IDX directory it was not trained "
-			"on\n", what, t->dir);
-		return -1;
-	}
-	if (p->dir[0] && !cli_trained_on_dir(p, t->dir)) {
-		fprintf(stderr, "cigt: %s was trained on %s, not on --data %s: its held-out split "
-			"is the last %d images there; give --data %s, or --validation-data DIR with "
-			"images it was not trained on\n", what, p->dir, t->dir, p->validation,
-			p->dir);
-		return -1;
-	}
-	return 0;
-}
-
-/* --validation-data DIR: a folder of held-out images, not the data either model records. */
-static int check_heldout(const struct tune *t, const char *what, const struct cli_trained_on *p)
-{
-	if (cli_trained_on_dir(p, t->heldout)) {
-		fprintf(stderr, "cigt: --validation-data %s: %s was trained on it (its provenance's "
-			"data); give a folder of images it was not trained on\n", t->heldout, what);
-		return -1;
-	}
-	return 0;
-}
-
 /* The number of validation images (--validation N, else each model's whole held-out split, the
  * smaller of the two) and every check that needs no image read. */
 static int tune_split(struct tune *t, long long nval_opt)
@@ -234,10 +201,11 @@ static int tune_split(struct tune *t, long long nval_opt)
 				"directory)\n", t->heldout);
 			return -1;
 		}
-		return check_heldout(t, t->path, &t->p) ||
-		       (t->m2 && check_heldout(t, t->what2, &t->p2));
+		return cli_check_heldout(t->heldout, t->path, &t->p) ||
+		       (t->m2 && cli_check_heldout(t->heldout, t->what2, &t->p2));
 	}
-	if (check_split(t, t->path, &t->p) || (t->m2 && check_split(t, t->what2, &t->p2)))
+	if (cli_check_split(t->dir, t->path, &t->p) ||
+	    (t->m2 && cli_check_split(t->dir, t->what2, &t->p2)))
 		return -1;
 	const struct cli_trained_on *p[2] = {&t->p, t->m2 ? &t->p2 : NULL};
 	const char *what[2] = {t->path, t->what2};
@@ -300,35 +268,6 @@ static int tune_load_second(struct tune *t)
 	return 0;
 }
 
-/* The images held out by --validation-data: no more than --validation N asks, and not the
- * training data of a model whose provenance gives its size but no folder to compare. */
-static int check_heldout_images(const struct tune *t, const char *what,
-				const struct cli_trained_on *p, int total)
-{
-	if (!p->dir[0] && p->images == total) {
-		fprintf(stderr, "cigt: --validation-data %s holds %d images, as many as %s was trained "
-			"and validated on, and its provenance names no folder to tell them apart: it "
-			"may be that data; give a folder of images it was not trained on\n",
-			t->heldout, total, what);
-		return -1;
-	}
-	return 0;
-}
-
-/* dir's training split against the size a model's provenance records. */
-static int check_images(const struct tune *t, const char *what, const struct cli_trained_on *p,
-			int total)
-{
-	if (p->images >= 0 && total != p->images) {
-		fprintf(stderr, "cigt: %s's training split has %d images but %s was trained and "
-			"validated on one of %lld: its last %d are not the split it held out; give "
-			"the data it was trained on, or --validation-data DIR with images it was not "
-			"trained on\n", t->dir, total, what, p->images, p->validation);
-		return -1;
-	}
-	return 0;
-}
-
 /* The validation images: the last nval of DIR's training split, or of --validation-data. */
 static int tune_load_images(struct tune *t)
 {
@@ -337,11 +276,11 @@ static int tune_load_images(struct tune *t)
 	if (cli_load_tail(src, "train", t->m->arch, &want, true, &t->x, &t->labels, &total))
 		return -1;
 	if (t->heldout) {
-		if (check_heldout_images(t, t->path, &t->p, total) ||
-		    (t->m2 && check_heldout_images(t, t->what2, &t->p2, total)))
+		if (cli_check_heldout_images(t->heldout, t->path, &t->p, total) ||
+		    (t->m2 && cli_check_heldout_images(t->heldout, t->what2, &t->p2, total)))
 			return -1;
-	} else if (check_images(t, t->path, &t->p, total) ||
-		   (t->m2 && check_images(t, t->what2, &t->p2, total))) {
+	} else if (cli_check_images(t->dir, t->path, &t->p, total) ||
+		   (t->m2 && cli_check_images(t->dir, t->what2, &t->p2, total))) {
 		return -1;
 	}
 	if (t->nval && want != t->nval) {

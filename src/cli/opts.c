@@ -17,11 +17,12 @@
 void (*cli_describe)(const char *name, const struct cli_cmd *c);
 
 const struct cigt_opt cli_opt_data = {
-	"data", 0, CIGT_OPT_STR, .where = CIGT_OPT_IN_CLI, .cmds = "bench eval grad train tune",
+	"data", 0, CIGT_OPT_STR, .where = CIGT_OPT_IN_CLI,
+	.cmds = "bench eval grad quantize train tune",
 	.def = CIGT_DEFAULT_DATA_DIR, .arg = "DIR",
 	.help = "IDX directory with {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz"};
 const struct cigt_opt cli_opt_threads = {
-	"threads", 0, CIGT_OPT_INT, .where = CIGT_OPT_IN_CLI, .cmds = "bench eval train tune",
+	"threads", 0, CIGT_OPT_INT, .where = CIGT_OPT_IN_CLI, .cmds = "bench eval quantize train tune",
 	.lo = 1, .hi = 64, .arg = "N", .help = "worker threads (default: online CPUs)"};
 const struct cigt_opt cli_opt_cache_mb = {
 	"cache-mb", 0, CIGT_OPT_CALL, .where = CIGT_OPT_IN_CLI, .cmds = "eval train", .lo = 1,
@@ -38,7 +39,8 @@ const struct cigt_opt cli_opt_dense = {"dense", 0, CIGT_OPT_FLAG, .where = CIGT_
 				       .cmds = "bench classify eval",
 				       .help = "run every expert on every sample"};
 const struct cigt_opt cli_opt_out = {
-	"out", 'o', CIGT_OPT_STR, .where = CIGT_OPT_IN_CLI, .cmds = "average grad init train",
+	"out", 'o', CIGT_OPT_STR, .where = CIGT_OPT_IN_CLI,
+	.cmds = "average grad init quantize train",
 	.flags = CIGT_OPT_REQUIRED, .arg = "MODEL", .help = "output .safetensors file (required)"};
 const struct cigt_opt cli_opt_config = {
 	"config", 'c', CIGT_OPT_STR, .where = CIGT_OPT_IN_CLI, .cmds = "grad train",
@@ -46,7 +48,7 @@ const struct cigt_opt cli_opt_config = {
 	.help = "architecture and \"train\" section, JSON (required)"};
 
 static const char *const backends[] = {"auto", "openblas", "onednn", NULL};
-static const char *const precisions[] = {"fp32", "bf16", NULL};
+static const char *const precisions[] = {"fp32", "bf16", "int8", NULL};
 const struct cigt_opt cli_opt_backend = {
 	"backend", 0, CIGT_OPT_CHOICE, .where = CIGT_OPT_IN_CLI, .cmds = "bench classify eval",
 	.choices = backends, .def = "auto", .arg = "B",
@@ -55,7 +57,8 @@ const struct cigt_opt cli_opt_backend = {
 const struct cigt_opt cli_opt_precision = {
 	"precision", 0, CIGT_OPT_CHOICE, .where = CIGT_OPT_IN_CLI, .cmds = "bench classify eval",
 	.choices = precisions, .def = "fp32", .arg = "P",
-	.help = "fp32, or bf16 (oneDNN: bf16 weights and inputs, fp32 sums)"};
+	.help = "fp32, bf16 (oneDNN: bf16 weights and inputs, fp32 sums) or\n"
+		"int8 (oneDNN, a model cigt quantize calibrated)"};
 
 void cli_usage(const struct cli_cmd *c, FILE *f)
 {

@@ -3,6 +3,7 @@
  * caller's stream. */
 #include <dnnl.h>
 #include <omp.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,22 @@ static dnnl_data_type_t dt(enum cigt__dnn_type t)
 	return t == CIGT__DNN_BF16 ? dnnl_bf16 : dnnl_f32;
 }
 
+/* The op's input type: fp32, bf16, or u8/s8 by the sign of its range. */
+static dnnl_data_type_t src_dt(const struct cigt__dnn_form *f)
+{
+	if (f->type == CIGT__DNN_INT8)
+		return f->in_lo >= 0 ? dnnl_u8 : dnnl_s8;
+	return dt(f->type);
+}
+
+/* int8: the input's quantization scale (value = scale * integer). */
+static float in_scale(const struct cigt__dnn_form *f)
+{
+	float m = CIGT_MAX(fabsf(f->in_lo), fabsf(f->in_hi));
+	float s = m / (f->in_lo >= 0 ? 255.0f : 127.0f);
+	return s > 0 && isfinite(s) ? s : 1.0f;
+}
+
 /* The shapes of one op at batch n: src/dst dims and tags, and its oneDNN op descriptor. */
 struct shapes {
 	bool conv;
@@ -110,12 +127,14 @@ static int make_desc(const struct shapes *sh, const struct cigt__dnn_form *f,
 	const enum cigt__dnn_type t = f->type;
 	dnnl_memory_desc_t wany;
 	dnnl_dims_t bd = {sh->wd[0]};
-	TRY(dnnl_memory_desc_init_by_tag(src, sh->nd, sh->sd, dt(t), sh->stag), "source layout");
+	TRY(dnnl_memory_desc_init_by_tag(src, sh->nd, sh->sd, src_dt(f), sh->stag),
+	    "source layout");
 	TRY(dnnl_memory_desc_init_by_tag(dst, sh->nd, sh->dd, f->dst_low ? dt(t) : dnnl_f32,
 					 sh->stag), "output layout");
 	TRY(dnnl_memory_desc_init_by_tag(bias, 1, bd, dnnl_f32, dnnl_a), "bias layout");
 	if (!w) {
-		TRY(dnnl_memory_desc_init_by_tag(&wany, sh->nd, sh->wd, dt(t),
+		TRY(dnnl_memory_desc_init_by_tag(&wany, sh->nd, sh->wd,
+						 t == CIGT__DNN_INT8 ? dnnl_s8 : dt(t),
 						 dnnl_format_tag_any), "weights layout");
 		w = &wany;
 	}
@@ -132,13 +151,15 @@ out:
 	return rc;
 }
 
-/* Reorders the user's fp32 weights (tag wtag) into md, into freshly allocated memory. */
+/* Reorders the user's fp32 weights (tag wtag) into md, into freshly allocated memory; with
+ * qscale (int8), each output channel o multiplied by qscale[o] on the way. */
 static int reorder_weights(const struct shapes *sh, const float *w, const dnnl_memory_desc_t *md,
-			   void **data, char *err, size_t errlen)
+			   const float *qscale, void **data, char *err, size_t errlen)
 {
 	int rc = 0;
 	dnnl_memory_desc_t umd;
 	dnnl_memory_t um = NULL, wm = NULL;
+	dnnl_primitive_attr_t attr = NULL;
 	dnnl_primitive_desc_t rpd = NULL;
 	dnnl_primitive_t r = NULL;
 	dnnl_stream_t s = NULL;
@@ -148,13 +169,20 @@ static int reorder_weights(const struct shapes *sh, const float *w, const dnnl_m
 	TRY(dnnl_memory_desc_init_by_tag(&umd, sh->nd, sh->wd, dnnl_f32, sh->wtag), "weights");
 	TRY(dnnl_memory_create(&um, &umd, eng, (void *)w), "weights memory");
 	TRY(dnnl_memory_create(&wm, md, eng, *data), "weights memory");
-	TRY(dnnl_reorder_primitive_desc_create(&rpd, &umd, eng, md, eng, NULL), "weights reorder");
+	if (qscale) {
+		TRY(dnnl_primitive_attr_create(&attr), "attributes");
+		TRY(dnnl_primitive_attr_set_output_scales(attr, sh->wd[0], 1, qscale),
+		    "weight scales");
+	}
+	TRY(dnnl_reorder_primitive_desc_create(&rpd, &umd, eng, md, eng, attr), "weights reorder");
 	TRY(dnnl_primitive_create(&r, rpd), "weights reorder");
 	TRY(dnnl_stream_create(&s, eng, dnnl_stream_default_flags), "stream");
 	dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, um}, {DNNL_ARG_TO, wm}};
 	TRY(dnnl_primitive_execute(r, s, 2, a), "weights reorder");
 	TRY(dnnl_stream_wait(s), "weights reorder");
 out:
+	if (attr)
+		dnnl_primitive_attr_destroy(attr);
 	if (s)
 		dnnl_stream_destroy(s);
 	if (r)
@@ -172,6 +200,110 @@ out:
 	return rc;
 }
 
+/* int8: per output channel o, 1 / sw[o] with sw[o] = max |w[o]| / 127 (the weights' scale;
+ * w is [oc][row] in both layouts), the output scale sin * sw[o] that brings the s32 sums back
+ * to fp32, and the bias divided by it (oneDNN 2.x adds the bias before the output scale). */
+static int int8_scales(const struct shapes *sh, const float *w, const float *b, float sin,
+		       float **wq, float **outs, float **biasq, char *err, size_t errlen)
+{
+	const dnnl_dim_t oc = sh->wd[0];
+	int64_t row = 1;
+	for (int d = 1; d < sh->nd; d++)
+		row *= sh->wd[d];
+	*wq = cigt_alloc_floats(oc);
+	*outs = cigt_alloc_floats(oc);
+	*biasq = cigt_alloc_floats(oc);
+	if (!*wq || !*outs || !*biasq)
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	for (dnnl_dim_t o = 0; o < oc; o++) {
+		float mx = 0;
+		for (int64_t k = 0; k < row; k++)
+			mx = CIGT_MAX(mx, fabsf(w[o * row + k]));
+		float sw = mx > 0 ? mx / 127.0f : 1.0f;
+		(*wq)[o] = 1.0f / sw;
+		(*outs)[o] = sin * sw;
+		(*biasq)[o] = (b ? b[o] : 0.0f) / (*outs)[o];
+	}
+	return 0;
+}
+
+/* The conversion of the op's fp32 input at batch size i to its type (bf16, or int8 at scale
+ * sin). */
+static int make_cvt(struct cigt__dnn_op *op, const struct shapes *sh,
+		    const struct cigt__dnn_form *f, int i, float sin, char *err, size_t errlen)
+{
+	int rc = 0;
+	dnnl_primitive_attr_t qa = NULL;
+	dnnl_primitive_desc_t cpd = NULL;
+	TRY(dnnl_memory_desc_init_by_tag(&op->src32[i], sh->nd, sh->sd, dnnl_f32, sh->stag),
+	    "source layout");
+	if (f->type == CIGT__DNN_INT8) {
+		const float inv = 1.0f / sin;
+		TRY(dnnl_primitive_attr_create(&qa), "attributes");
+		TRY(dnnl_primitive_attr_set_output_scales(qa, 1, 0, &inv), "input scale");
+	}
+	TRY(dnnl_reorder_primitive_desc_create(&cpd, &op->src32[i], eng, &op->src[i], eng, qa),
+	    "input conversion");
+	TRY(dnnl_primitive_create(&op->tobf[i], cpd), "input conversion");
+	op->in_bytes = CIGT_MAX(op->in_bytes, (dnnl_memory_desc_get_size(&op->src[i]) + 63) / 64 * 64);
+out:
+	if (qa)
+		dnnl_primitive_attr_destroy(qa);
+	if (cpd)
+		dnnl_primitive_desc_destroy(cpd);
+	return rc;
+}
+
+/* The op's primitive at batch size 1 << i with attributes attr (its post-ops set here: they
+ * name the batch size when one adds a tensor). The largest size comes first, with weights
+ * "any": its choice of weights layout is every size's. */
+static int make_size(struct cigt__dnn_op *op, struct shapes *sh, const struct cigt__dnn_form *f,
+		     bool relu, int i, dnnl_primitive_attr_t attr, float sin, char *err,
+		     size_t errlen)
+{
+	union {
+		dnnl_convolution_desc_t c;
+		dnnl_inner_product_desc_t ip;
+	} d;
+	dnnl_primitive_desc_t pd = NULL;
+	dnnl_post_ops_t po = NULL;
+	shapes_at(sh, 1 << i);
+	int rc = make_desc(sh, f, i == op->nsizes - 1 ? NULL : &op->wmd, &op->src[i], &op->dst[i],
+			   &op->bmd, &d, err, errlen);
+	if (rc)
+		return rc;
+	TRY(dnnl_post_ops_create(&po), "post-ops");
+	if (f->add) {
+		TRY(dnnl_memory_desc_init_by_tag(&op->add32[i], sh->nd, sh->dd, dnnl_f32, sh->stag),
+		    "added input");
+		TRY(dnnl_post_ops_append_binary(po, dnnl_binary_add, &op->add32[i]), "residual add");
+	}
+	if (relu)
+		TRY(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f), "ReLU");
+	TRY(dnnl_primitive_attr_set_post_ops(attr, po), "post-ops");
+	TRY(dnnl_primitive_desc_create(&pd, &d, attr, eng, NULL), "primitive descriptor");
+	if (i == op->nsizes - 1)
+		op->wmd = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+	op->scr[i] = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+	op->scratch = CIGT_MAX(op->scratch, dnnl_memory_desc_get_size(&op->scr[i]));
+	/* oneDNN's name of the kernel lives with its descriptor: a copy is kept. */
+	const char *impl = NULL;
+	dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+	if (!(op->impl[i] = strdup(impl ? impl : "?"))) {
+		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+		goto out;
+	}
+	TRY(dnnl_primitive_create(&op->prim[i], pd), "primitive");
+	if (op->cvt)
+		rc = make_cvt(op, sh, f, i, sin, err, errlen);
+out:
+	if (pd)
+		dnnl_primitive_desc_destroy(pd);
+	if (po)
+		dnnl_post_ops_destroy(po);
+	return rc;
+}
+
 static int op_new(struct shapes *sh, const float *w, const float *b, bool relu,
 		  const struct cigt__dnn_form *f, int max_batch, int threads,
 		  struct cigt__dnn_op **out, char *err, size_t errlen)
@@ -182,93 +314,45 @@ static int op_new(struct shapes *sh, const float *w, const float *b, bool relu,
 		return rc;
 	CIGT_ASSERT(max_batch >= 1 && max_batch <= 1 << (CIGT__DNN_SIZES - 1) &&
 		    !(max_batch & (max_batch - 1)));
+	CIGT_ASSERT(!f->add || sh->conv);
+	CIGT_ASSERT(f->type != CIGT__DNN_INT8 || (!f->src_low && !f->dst_low));
 	struct cigt__dnn_op *op = calloc(1, sizeof *op);
-	dnnl_primitive_attr_t attr = NULL;
-	dnnl_post_ops_t po = NULL;
 	if (!op)
 		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	dnnl_primitive_attr_t attr = NULL;
+	float *wq = NULL, *outs = NULL, *biasq = NULL; /* int8 only */
+	const float sin = in_scale(f);
+	const dnnl_dim_t oc = sh->wd[0];
 	/* oneDNN sizes a primitive's parallel work by the thread count it sees when making it. */
 	const int saved = omp_get_max_threads();
 	op->threads = threads < 1 ? 1 : threads;
 	omp_set_num_threads(op->threads);
-	op->cvt = f->type == CIGT__DNN_BF16 && !f->src_low;
+	op->cvt = f->type != CIGT__DNN_F32 && !f->src_low;
 	op->add = f->add;
-	CIGT_ASSERT(!f->add || sh->conv);
 	while (1 << op->nsizes <= max_batch)
 		op->nsizes++;
 	TRY(dnnl_primitive_attr_create(&attr), "attributes");
 	TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "scratchpad");
-	/* The largest batch first, weights "any": its choice of weights layout is every size's. */
-	for (int i = op->nsizes - 1; i >= 0; i--) {
-		union {
-			dnnl_convolution_desc_t c;
-			dnnl_inner_product_desc_t ip;
-		} d;
-		dnnl_primitive_desc_t pd = NULL, cpd = NULL;
-		shapes_at(sh, 1 << i);
-		rc = make_desc(sh, f, i == op->nsizes - 1 ? NULL : &op->wmd, &op->src[i], &op->dst[i],
-			       &op->bmd, &d, err, errlen);
-		if (rc)
+	if (f->type == CIGT__DNN_INT8) {
+		if ((rc = int8_scales(sh, w, b, sin, &wq, &outs, &biasq, err, errlen)))
 			goto out;
-		/* Post-ops (they name the batch size when one adds a tensor): the add, the ReLU. */
-		if (po) {
-			dnnl_post_ops_destroy(po);
-			po = NULL;
-		}
-		if (relu || f->add) {
-			TRY(dnnl_post_ops_create(&po), "post-ops");
-			if (f->add) {
-				TRY(dnnl_memory_desc_init_by_tag(&op->add32[i], sh->nd, sh->dd, dnnl_f32,
-								 sh->stag), "added input");
-				TRY(dnnl_post_ops_append_binary(po, dnnl_binary_add, &op->add32[i]),
-				    "residual add");
-			}
-			if (relu)
-				TRY(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f,
-								 0.0f), "ReLU");
-			TRY(dnnl_primitive_attr_set_post_ops(attr, po), "post-ops");
-		}
-		TRY(dnnl_primitive_desc_create(&pd, &d, attr, eng, NULL), "primitive descriptor");
-		if (i == op->nsizes - 1)
-			op->wmd = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-		op->scr[i] = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-		op->scratch = CIGT_MAX(op->scratch, dnnl_memory_desc_get_size(&op->scr[i]));
-		/* oneDNN's name of the kernel lives with its descriptor: a copy is kept. */
-		const char *impl = NULL;
-		dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-		op->impl[i] = strdup(impl ? impl : "?");
-		dnnl_status_t st = dnnl_primitive_create(&op->prim[i], pd);
-		dnnl_primitive_desc_destroy(pd);
-		TRY(st, "primitive");
-		if (!op->impl[i]) {
-			rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
-			goto out;
-		}
-		if (op->cvt) {
-			TRY(dnnl_memory_desc_init_by_tag(&op->src32[i], sh->nd, sh->sd, dnnl_f32,
-							 sh->stag), "source layout");
-			TRY(dnnl_reorder_primitive_desc_create(&cpd, &op->src32[i], eng, &op->src[i],
-							       eng, NULL), "input conversion");
-			st = dnnl_primitive_create(&op->tobf[i], cpd);
-			dnnl_primitive_desc_destroy(cpd);
-			TRY(st, "input conversion");
-			op->in_bytes = CIGT_MAX(op->in_bytes,
-						(dnnl_memory_desc_get_size(&op->src[i]) + 63) / 64 * 64);
-		}
+		TRY(dnnl_primitive_attr_set_output_scales(attr, oc, 1 << 1, outs), "output scales");
 	}
-	rc = reorder_weights(sh, w, &op->wmd, &op->wdata, err, errlen);
-	if (rc)
+	for (int i = op->nsizes - 1; i >= 0 && !rc; i--)
+		rc = make_size(op, sh, f, relu, i, attr, sin, err, errlen);
+	if (rc || (rc = reorder_weights(sh, w, &op->wmd, wq, &op->wdata, err, errlen)))
 		goto out;
-	if (!(op->bias = cigt_alloc_floats(sh->wd[0]))) {
+	if (!(op->bias = cigt_alloc_floats(oc))) {
 		rc = cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
 		goto out;
 	}
-	for (dnnl_dim_t o = 0; o < sh->wd[0]; o++)
-		op->bias[o] = b ? b[o] : 0.0f;
+	for (dnnl_dim_t o = 0; o < oc; o++)
+		op->bias[o] = biasq ? biasq[o] : b ? b[o] : 0.0f;
 out:
+	free(wq);
+	free(outs);
+	free(biasq);
 	omp_set_num_threads(saved);
-	if (po)
-		dnnl_post_ops_destroy(po);
 	if (attr)
 		dnnl_primitive_attr_destroy(attr);
 	if (rc)

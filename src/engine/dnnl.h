@@ -24,7 +24,7 @@
 /* Batch sizes an op has primitives for: 1, 2, 4, ..., 1 << (CIGT__DNN_SIZES - 1). */
 #define CIGT__DNN_SIZES 8
 
-enum cigt__dnn_type { CIGT__DNN_F32, CIGT__DNN_BF16 };
+enum cigt__dnn_type { CIGT__DNN_F32, CIGT__DNN_BF16, CIGT__DNN_INT8 };
 
 /* How an op computes and what it reads and writes. */
 struct cigt__dnn_form {
@@ -32,6 +32,11 @@ struct cigt__dnn_form {
 	bool src_low;             /* bf16: the input arrives in bf16 (the op before wrote it) */
 	bool dst_low;             /* bf16: write the output in bf16 (the op after reads it) */
 	bool add;                 /* conv: + a second fp32 input shaped as the output, then ReLU */
+	/* int8: the input's calibrated range. It is quantized per tensor to u8 when in_lo >= 0
+	 * (after a ReLU), else to s8, with scale max(|in_lo|, |in_hi|) / 255 (or 127); weights
+	 * per output channel to s8 with scale max |w| / 127; the sums (s32) are scaled back to
+	 * fp32 before the bias, the add and the ReLU. */
+	float in_lo, in_hi;
 };
 
 struct cigt__dnn_op;     /* one conv or linear, every batch size; read-only once made */

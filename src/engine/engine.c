@@ -133,6 +133,7 @@ static int plan_ops(const struct cigt_op_desc *ops, int nops, const struct cigt_
 		case CIGT_OP_CONV:
 			if (plan_conv(d, p, &x))
 				goto nomem;
+			x.desc = i;
 			break;
 		case CIGT_OP_LINEAR:
 			if (d->in.h * d->in.w > 1 && d->in.c > 1) {
@@ -144,6 +145,7 @@ static int plan_ops(const struct cigt_op_desc *ops, int nops, const struct cigt_
 			}
 			if (plan_linear(d, p, &x))
 				goto nomem;
+			x.desc = i;
 			break;
 		case CIGT_OP_BATCHNORM: {
 			bool fold = prev && (prev->kind == X_CONV || prev->kind == X_LINEAR) &&
@@ -285,11 +287,12 @@ static void plan_buffers(struct xchain *ch)
  * input (still in its buffer) and applies the block's ReLU itself, and writes where the add
  * would have; the add is dropped. In bf16, a conv or linear whose output only the next one
  * reads hands it over in bf16 (neither converts). */
-static void fuse_dnn(struct xchain *ch, bool bf16)
+static void fuse_dnn(struct xchain *ch, enum cigt__dnn_type type)
 {
+	const bool bf16 = type == CIGT__DNN_BF16;
 	for (int i = 0; i < ch->nops; i++) {
 		struct xop *x = &ch->ops[i];
-		x->form.type = bf16 ? CIGT__DNN_BF16 : CIGT__DNN_F32;
+		x->form.type = type;
 		if (x->kind == X_CONV && !x->relu && i + 2 < ch->nops &&
 		    ch->ops[i + 1].kind == X_SHORT && ch->ops[i + 2].kind == X_ADD) {
 			struct xop *a = &ch->ops[i + 2];
@@ -318,8 +321,27 @@ static int plan_chain(const struct cigt_engine *e, int l, int ex, struct xchain 
 	if (plan_ops(L->ops, L->nops, &e->m->ops[l][ex * L->nops], e->dnn, ch))
 		return CIGT_ENOMEM;
 	plan_buffers(ch);
-	if (e->dnn)
-		fuse_dnn(ch, e->opts.precision == CIGT_PRECISION_BF16);
+	for (int i = 0; i < ch->nops; i++)
+		if (ch->ops[i].kind == X_CONV || ch->ops[i].kind == X_CONV_POOL ||
+		    ch->ops[i].kind == X_LINEAR) {
+			ch->ops[i].qslot = 1 + ex * L->nops + ch->ops[i].desc;
+			ch->ops[i].ql = l;
+		}
+	if (!e->dnn)
+		return 0;
+	const enum cigt_precision p = e->opts.precision;
+	fuse_dnn(ch, p == CIGT_PRECISION_BF16 ? CIGT__DNN_BF16
+		 : p == CIGT_PRECISION_INT8 ? CIGT__DNN_INT8
+					    : CIGT__DNN_F32);
+	if (p == CIGT_PRECISION_INT8)
+		for (int i = 0; i < ch->nops; i++) {
+			struct xop *x = &ch->ops[i];
+			if (x->kind != X_CONV && x->kind != X_LINEAR)
+				continue;
+			const struct cigt_op_params *q = &e->m->ops[l][ex * L->nops + x->desc];
+			x->form.in_lo = q->in_min;
+			x->form.in_hi = q->in_max;
+		}
 	return 0;
 }
 
@@ -347,8 +369,10 @@ static int plan_router(struct cigt_engine *e, int l)
 		if (plan_ops(d->ops, d->nops, p->ops, e->dnn, &r->chain))
 			return CIGT_ENOMEM;
 		plan_buffers(&r->chain);
+		/* A router's own ops stay fp32 under int8: its scores pick the routes. */
 		if (e->dnn)
-			fuse_dnn(&r->chain, e->opts.precision == CIGT_PRECISION_BF16);
+			fuse_dnn(&r->chain, e->opts.precision == CIGT_PRECISION_BF16 ? CIGT__DNN_BF16
+										 : CIGT__DNN_F32);
 	}
 	const struct cigt_shape pin = d->chain_out; /* the layer output when nops is 0 */
 	r->pool = (struct cigt_geom){.c = pin.c, .h = pin.h, .w = pin.w,
@@ -425,7 +449,7 @@ const char *cigt_backend_name(enum cigt_backend b)
 
 const char *cigt_precision_name(enum cigt_precision p)
 {
-	return p == CIGT_PRECISION_BF16 ? "bf16" : "fp32";
+	return p == CIGT_PRECISION_BF16 ? "bf16" : p == CIGT_PRECISION_INT8 ? "int8" : "fp32";
 }
 
 int cigt_backend_parse(const char *s)
@@ -437,8 +461,10 @@ int cigt_backend_parse(const char *s)
 
 int cigt_precision_parse(const char *s)
 {
-	return !strcmp(s, "fp32") ? CIGT_PRECISION_FP32 : !strcmp(s, "bf16") ? CIGT_PRECISION_BF16
-									     : -1;
+	return !strcmp(s, "fp32")   ? CIGT_PRECISION_FP32
+	       : !strcmp(s, "bf16") ? CIGT_PRECISION_BF16
+	       : !strcmp(s, "int8") ? CIGT_PRECISION_INT8
+				    : -1;
 }
 
 const char *cigt_engine_backend(const struct cigt_engine *e)
@@ -470,13 +496,17 @@ int cigt_engine_new_opts(const struct cigt_model *m, const struct cigt_engine_op
 	if (!o)
 		o = &def;
 	if ((unsigned)o->backend > CIGT_BACKEND_ONEDNN ||
-	    (unsigned)o->precision > CIGT_PRECISION_BF16 || o->threads < 0 || o->threads > 256)
+	    (unsigned)o->precision > CIGT_PRECISION_INT8 || o->threads < 0 || o->threads > 256)
 		return cigt_fail(err, errlen, CIGT_EINVAL, "unknown backend or precision, or "
 				 "threads out of 0..256");
 	if (o->backend == CIGT_BACKEND_OPENBLAS && o->precision != CIGT_PRECISION_FP32)
 		return cigt_fail(err, errlen, CIGT_EINVAL,
 				 "precision %s needs the onednn backend (openblas is fp32 only)",
 				 cigt_precision_name(o->precision));
+	if (o->precision == CIGT_PRECISION_INT8 && m->quant_samples <= 0)
+		return cigt_fail(err, errlen, CIGT_EINVAL,
+				 "precision int8 needs the model's calibrated input ranges, which "
+				 "this file has none of (make them: cigt quantize MODEL --out FILE)");
 	struct cigt_engine *e = calloc(1, sizeof *e);
 	if (!e)
 		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
@@ -694,6 +724,16 @@ static void run_op(struct cigt_workspace *ws, const struct xop *x, int n, const 
 		   const float *in2, float *out)
 {
 	struct cigt_profile *pr = ws->prof;
+	if (ws->calib && x->qslot) {
+		/* The input range this conv or linear sees (calibrate.c). */
+		float *lo = &ws->calib_lo[x->ql][x->qslot - 1], *hi = &ws->calib_hi[x->ql][x->qslot - 1];
+		float a = *lo, b = *hi;
+		for (int64_t k = 0; k < (int64_t)n * x->in_sz; k++) {
+			a = in[k] < a ? in[k] : a;
+			b = in[k] > b ? in[k] : b;
+		}
+		*lo = a, *hi = b;
+	}
 	if (x->dnn) {
 		PROF_START(ws);
 		cigt__dnn_run(x->dnn, ws->dnn, n, in, x->form.add ? in2 : NULL, out);

@@ -34,6 +34,9 @@ struct xop {
 	bool relu;           /* fused ReLU after the op */
 	bool inplace;        /* may write over its input */
 	signed char src, src2, dst; /* XB_* buffers (src2: X_ADD's shortcut) */
+	int desc;                   /* conv, linear: its index in the chain's op list */
+	int qslot;                  /* an expert's conv or linear: 1 + its index in m->ops[ql] */
+	int ql;
 	struct cigt__dnn_op *dnn;   /* owned: the oneDNN primitives of a conv or linear, or NULL */
 	struct cigt__dnn_form form; /* what they read and write (form.add: + buffer src2) */
 };
@@ -97,6 +100,10 @@ struct cigt_workspace {
 	struct cigt_result *esc_res;
 	struct cigt_workspace *second; /* borrowed: the second model's workspace */
 	struct cigt__dnn_stream *dnn;  /* the oneDNN backend's stream (e->dnn) */
+	/* Calibration (calibrate.c): per layer, the running [min, max] of each expert conv and
+	 * linear's input, indexed as m->ops[l]; NULL when not calibrating. */
+	float *calib_lo[CIGT_MAX_LAYERS], *calib_hi[CIGT_MAX_LAYERS];
+	bool calib;
 };
 
 /* Most paths a sample may open at once (rows per sample); a trellis whose every path would be

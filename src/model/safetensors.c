@@ -150,6 +150,7 @@ struct meta {
 	struct cigt_point points[CIGT_MAX_POINTS];
 	int npoints;
 	char *prov; /* malloc'd, or NULL */
+	char *quant; /* the quantization table's text, malloc'd, or NULL */
 };
 
 /* __metadata__: the format, the architecture, ex's key, the operating points and the
@@ -192,6 +193,9 @@ static int read_metadata(json_t *root, struct cigt__extras *ex, struct meta *mt,
 		return cigt_fail(err, errlen, rc, "__metadata__.%s", aerr);
 	json_t *pj = json_object_get(meta, "provenance");
 	if (pj && !(mt->prov = strdup(json_string_value(pj))))
+		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
+	json_t *qj = json_object_get(meta, CIGT_METADATA_QUANT);
+	if (qj && !(mt->quant = strdup(json_string_value(qj))))
 		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");
 	return 0;
 }
@@ -338,11 +342,19 @@ int cigt__model_load_ex(const void *buf, size_t len, struct cigt__extras *ex,
 	if ((rc = copy_tensors(m, ents, n, data, err, errlen)) ||
 	    (rc = read_extras(m, ents, n, data, ex, err, errlen)))
 		goto out;
+	if (mt.quant) {
+		char qerr[300];
+		if ((rc = cigt_quant_parse(mt.quant, strlen(mt.quant), m, qerr, sizeof qerr))) {
+			rc = cigt_fail(err, errlen, rc, "__metadata__.%s", qerr);
+			goto out;
+		}
+	}
 	*out = m;
 	m = NULL;
 out:
 	cigt_model_free(m);
 	cigt_arch_free(mt.arch);
+	free(mt.quant);
 	free(ents);
 	free(mt.prov);
 	json_decref(root);
@@ -470,6 +482,15 @@ int cigt__model_serialize_ex(const struct cigt_model *m, const struct cigt__extr
 		}
 		json_object_set_new(meta, CIGT_METADATA_POINTS, json_string(pts));
 		free(pts);
+	}
+	if (m->quant_samples > 0) {
+		char *q = cigt_quant_to_json(m);
+		if (!q) {
+			json_decref(meta);
+			return CIGT_ENOMEM;
+		}
+		json_object_set_new(meta, CIGT_METADATA_QUANT, json_string(q));
+		free(q);
 	}
 	if (ex && ex->meta_key)
 		json_object_set_new(meta, ex->meta_key, json_string(ex->meta_value));
