@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """torch_trellis.py -- PyTorch inference throughput of any cigt model file through the cigt.torch
-module (python/cigt), the peer of `cigt bench` in bench/run's scale section.
+module (python/cigt), the peer of `cigt bench` in bench/run's scale and precision sections.
 
 cigt.torch.load builds the file's network (residual blocks, router op chains and all) as an
 nn.Module in eval mode holding the file's weights, so PyTorch runs what the engine runs. Two
@@ -11,6 +11,11 @@ executions:
   dense   every expert of every layer on every sample, then each sample keeps the output of the
           expert its router chose (what `cigt bench --dense` does; same predictions).
 
+Precisions (--precision, a comma list): fp32, and bf16 = the same module and float32 inputs
+under torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's own mixed precision (convs and
+linears in bf16 through oneDNN, the rest as autocast decides) -- the peer of
+`cigt bench --backend onednn --precision bf16`.
+
 Inputs: DATA is an IDX directory (its t10k images) or an image folder (ROOT/<class>/*.png, as
 `cigt bench --data` reads it), scaled by the model's input rule (Trellis.preprocess), taken
 batch after batch in order. Timing is torch_infer.py's: a warm-up of max(1 call, 10% of the
@@ -19,16 +24,20 @@ with the MACs per sample given (bench/run passes `cigt info --json`'s path_macs 
 the figures `cigt bench` uses).
 
   torch_trellis.py MODEL --macs ROUTED,DENSE [--data DIR] [--mode routed,dense]
-                   [--batch 1,8,64,256] [--threads 1,2] [--seconds S] [--check]
-  torch_trellis.py --jobs FILE [--mode ...] [--threads ...] [--check]
+                   [--precision fp32,bf16] [--batch 1,8,64,256] [--threads 1,2]
+                   [--seconds S] [--check]
+  torch_trellis.py --jobs FILE [--mode ...] [--precision ...] [--threads ...] [--check]
 
 --jobs runs several models in one process (bench/run's scale section: one torch import instead
 of four; each row's own command is the MODEL form). Prints one JSON object: {"torch_version",
-"rows": [{model, mode, batch, threads, samples_per_second, gflops, macs_per_sample, seconds,
-calls}]}, a model's rows threads outermost.
+"cpu_capability" (the ISA PyTorch's own kernels were built for), "rows": [{model, mode,
+precision, batch, threads, samples_per_second, gflops, macs_per_sample, seconds, calls}]}, a
+model's rows threads outermost, then precision. --check compares routed and dense in fp32 only
+(bf16 rounding may send a sample down another route).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -75,7 +84,23 @@ def load_inputs(m, directory, limit):
         return m.preprocess(px).contiguous()
 
 
-def run_model(model, data, macs, modes, batches, threads, seconds, images, check):
+def precision_context(precision):
+    """The context a row runs in: autocast to bf16 on the CPU, or nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def cpu_capability():
+    """The 'CPU capability usage' line of torch.__config__.show() (e.g. AVX2), or None."""
+    for line in torch.__config__.show().splitlines():
+        if "CPU capability usage" in line:
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def run_model(model, data, macs, modes, batches, threads, seconds, images, check,
+              precisions=("fp32",)):
     """Rows of one model file (see the top of this file); raises ValueError on a bad input."""
     m = ct.load(model)
     x = load_inputs(m, data, max(images, max(batches)))
@@ -93,15 +118,17 @@ def run_model(model, data, macs, modes, batches, threads, seconds, images, check
     rows = []
     for th in threads:
         torch.set_num_threads(th)
-        for mode in modes:
-            fn = (lambda b: m(b)) if mode == "routed" else (lambda b: dense_forward(m, b))
-            mc = macs[0] if mode == "routed" else macs[1]
-            for b in batches:
-                with torch.no_grad():
-                    sps, secs, calls = measure(fn, x, b, seconds)
-                rows.append({"model": model, "mode": mode, "batch": b, "threads": th,
-                             "samples_per_second": sps, "gflops": 2.0 * mc * sps * 1e-9,
-                             "macs_per_sample": mc, "seconds": secs, "calls": calls})
+        for prec in precisions:
+            for mode in modes:
+                fn = (lambda b: m(b)) if mode == "routed" else (lambda b: dense_forward(m, b))
+                mc = macs[0] if mode == "routed" else macs[1]
+                for b in batches:
+                    with torch.no_grad(), precision_context(prec):
+                        sps, secs, calls = measure(fn, x, b, seconds)
+                    rows.append({"model": model, "mode": mode, "precision": prec, "batch": b,
+                                 "threads": th, "samples_per_second": sps,
+                                 "gflops": 2.0 * mc * sps * 1e-9, "macs_per_sample": mc,
+                                 "seconds": secs, "calls": calls})
     return rows
 
 
@@ -112,6 +139,8 @@ def main():
                     help="IDX directory or image folder (default %s)" % FASHION)
     ap.add_argument("--mode", default="routed,dense",
                     help="comma list of routed, dense (default both)")
+    ap.add_argument("--precision", default="fp32",
+                    help="comma list of fp32, bf16 (torch.autocast to bfloat16; default fp32)")
     ap.add_argument("--batch", default="1,8,64,256", type=ints,
                     help="comma list of batch sizes (default 1,8,64,256)")
     ap.add_argument("--threads", default="2", type=ints,
@@ -132,6 +161,10 @@ def main():
     for md in modes:
         if md not in ("routed", "dense"):
             ap.error("unknown mode %r (routed, dense)" % md)
+    precisions = [p for p in a.precision.split(",") if p]
+    for p in precisions:
+        if p not in ("fp32", "bf16"):
+            ap.error("unknown precision %r (fp32, bf16)" % p)
     if a.jobs:
         with open(a.jobs) as f:
             jobs = json.load(f)
@@ -147,11 +180,12 @@ def main():
     try:
         for j in jobs:
             rows += run_model(j["model"], j.get("data", FASHION), j["macs"], modes, j["batch"],
-                              a.threads, j["seconds"], a.images, a.check)
+                              a.threads, j["seconds"], a.images, a.check, precisions)
     except (cfmt.FormatError, OSError, ValueError) as e:
         print("torch_trellis: %s" % e, file=sys.stderr)
         return 2
-    print(json.dumps({"torch_version": torch.__version__, "rows": rows}))
+    print(json.dumps({"torch_version": torch.__version__, "cpu_capability": cpu_capability(),
+                      "rows": rows}))
     return 0
 
 
