@@ -136,6 +136,9 @@ struct eval {
 	double macs;
 	int64_t *sorted;           /* each image's MACs, sorted */
 	int64_t *conf, *routes, *leaf; /* K x K confusion; images per route; leaf x class */
+	/* Another engine than OpenBLAS fp32: the same images and dial on that one too. */
+	bool vs32;
+	int correct32, cls_changed, route_changed;
 };
 
 static void eval_destroy(struct eval *v)
@@ -196,6 +199,48 @@ static int eval_classify(struct eval *v)
 	v->secs = (double)(cigt_now_ns() - t0) * 1e-9;
 	cigt_pool_free(pool);
 	return 0;
+}
+
+/* --backend/--precision other than OpenBLAS fp32: the same images under the same dial on an
+ * OpenBLAS fp32 engine (and second model), and how many answers change class or route. */
+static int eval_against_fp32(struct eval *v)
+{
+	struct eval r = *v;
+	struct cigt_engine *e2 = NULL;
+	char err[512];
+	int rc = -1;
+	r.e = NULL;
+	r.e2 = NULL;
+	if (cigt_engine_new(v->m, &r.e, err, sizeof err)) {
+		fprintf(stderr, "cigt: %s\n", err);
+		goto out;
+	}
+	if (v->e2) {
+		if (cigt_engine_new(v->m2, &e2, err, sizeof err)) {
+			fprintf(stderr, "cigt: %s\n", err);
+			goto out;
+		}
+		r.e2 = e2;
+		r.dial.second = e2;
+	}
+	/* eval_classify allocates the answers afresh: r's are freed here. */
+	if (eval_classify(&r))
+		goto out;
+	const struct cigt_arch *a = v->m->arch;
+	for (int i = 0; i < v->n; i++) {
+		v->correct32 += v->labels[i] < v->K && r.res[i].cls == v->labels[i];
+		v->cls_changed += r.res[i].cls != v->res[i].cls;
+		v->route_changed += memcmp(r.res[i].route, v->res[i].route,
+					   (size_t)a->nlayers * sizeof r.res[i].route[0]) != 0;
+	}
+	v->vs32 = true;
+	rc = 0;
+out:
+	free(r.res), free(r.probs), free(r.logits), free(r.conf), free(r.routes), free(r.leaf);
+	free(r.sorted);
+	cigt_engine_free(r.e);
+	cigt_engine_free(e2);
+	return rc;
 }
 
 /* Accuracy, MACs, routes, paths, the confusion matrix and the leaf table from the answers. */
@@ -312,6 +357,12 @@ static void print_json(const struct eval *v)
 			      (json_int_t)a->dense_macs, "compute_saved",
 			      1.0 - mean_macs / (double)a->dense_macs, "seconds", v->secs,
 			      "threads", v->threads, "route_share", share, "confusion", cm);
+	json_object_set_new(j, "engine", json_string(cigt_engine_backend(v->e)));
+	if (v->vs32)
+		json_object_set_new(j, "against_fp32",
+				    json_pack("{sf si si}", "accuracy", (double)v->correct32 / n,
+					      "classes_changed", v->cls_changed, "routes_changed",
+					      v->route_changed));
 	json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	putchar('\n');
 	json_decref(j);
@@ -338,6 +389,10 @@ static void print_text(const struct eval *v, bool dialled)
 	}
 	printf("test set       %s, %d images\n", v->dir, n);
 	printf("accuracy       %.2f%% (%d/%d)\n", 100 * ((double)v->correct / n), v->correct, n);
+	printf("engine         %s\n", cigt_engine_backend(v->e));
+	if (v->vs32)
+		printf("against fp32   OpenBLAS fp32 %.2f%%; %d classes and %d routes of %d changed\n",
+		       100 * ((double)v->correct32 / n), v->cls_changed, v->route_changed, n);
 	printf("samples/s      %.0f\n", n / v->secs);
 	printf("mean MACs      %.0f per sample\n", mean_macs);
 	printf("MACs           min %lld, median %lld, p90 %lld, p99 %lld, max %lld\n",
@@ -458,7 +513,10 @@ int cmd_eval(int argc, char **argv)
 	    cli_load_inputs(dir, "t10k", v.m->arch, &v.n, &v.x, &v.labels))
 		goto out;
 	v.K = v.m->arch->nclasses;
-	if (eval_classify(&v))
+	const struct cigt_engine_opts eo = cli_engine_opts();
+	if (eval_classify(&v) || ((eo.backend != CIGT_BACKEND_OPENBLAS ||
+				   eo.precision != CIGT_PRECISION_FP32) &&
+				  eval_against_fp32(&v)))
 		goto out;
 	eval_tally(&v);
 	v.mode = dense ? "dense"

@@ -505,8 +505,8 @@ int cigt_engine_new_opts(const struct cigt_model *m, const struct cigt_engine_op
 				 cigt_precision_name(o->precision));
 	if (o->precision == CIGT_PRECISION_INT8 && m->quant_samples <= 0)
 		return cigt_fail(err, errlen, CIGT_EINVAL,
-				 "precision int8 needs the model's calibrated input ranges, which "
-				 "this file has none of (make them: cigt quantize MODEL --out FILE)");
+				 "precision int8 needs calibrated input ranges, which model '%s' has "
+				 "none of (make them: cigt quantize MODEL --out FILE)", m->arch->name);
 	struct cigt_engine *e = calloc(1, sizeof *e);
 	if (!e)
 		return cigt_fail(err, errlen, CIGT_ENOMEM, "out of memory");

@@ -16,6 +16,7 @@ from .model import (BatchNorm, Expert, RouterRows, Trellis, TrellisOutput, apply
                     schedule_lr, schedule_temperature)
 
 POINTS_KEY = "operating_points"  # the __metadata__ key of cigt tune's table
+QUANT_KEY = "quantization"  # the __metadata__ key of cigt quantize's int8 calibration
 
 __all__ = ["load", "save", "loss", "information_gain", "entropy", "from_config",
            "Trellis", "TrellisOutput", "RouterRows", "apply_schedule", "schedule_lr",
@@ -110,4 +111,12 @@ def save(module, path, classes=None, provenance=None, metadata=None, keep_points
                           "validation accuracies and MACs no longer hold; run cigt tune on the "
                           "new file, or pass keep_points=True to keep them"
                           % (path, len(json.loads(points))), stacklevel=2)
+        # The int8 calibration (proto/model-format.md section 7) measured the old weights'
+        # activations: dropped as well when they changed (whatever keep_points says).
+        if QUANT_KEY in metadata and \
+                _digest(tensors) != getattr(module, "loaded_digest", None):
+            del metadata[QUANT_KEY]
+            warnings.warn("cigt.torch.save(%s): dropped the int8 calibration the model was "
+                          "loaded with: its weights changed since; run cigt quantize on the "
+                          "new file" % path, stacklevel=2)
     cfmt.save(path, text, tensors, provenance, metadata)
