@@ -1098,3 +1098,88 @@ Test(onednn, bf16_needs_the_onednn_backend)
 	cr_assert_eq(cigt_precision_parse("bf16"), CIGT_PRECISION_BF16);
 	cr_assert_eq(cigt_precision_parse("int4"), -1);
 }
+
+/* ------------------------------------------------------------------ int8 */
+
+Test(int8, calibration_records_each_input_range)
+{
+	/* Layer 0's first conv reads the model input itself, so its range is
+	 * exactly the inputs' smallest and largest value. Every expert conv and linear gets a
+	 * range; routers' ops get none. */
+	struct rig r = rig_new(RES_ARCH, 25, true, 64);
+	const struct cigt_arch *a = r.m->arch;
+	int n = 40, insz = (int)cigt_arch_input_size(a);
+	float *x = inputs(n, insz, 308);
+	float lo = x[0], hi = x[0];
+	for (int k = 0; k < n * insz; k++)
+		lo = fminf(lo, x[k]), hi = fmaxf(hi, x[k]);
+	char err[256] = "";
+	cr_assert_eq(cigt_engine_calibrate(r.e, r.m, x, n, "test", err, sizeof err), 0, "%s", err);
+	cr_assert_eq(r.m->quant_samples, n);
+	cr_assert_str_eq(r.m->quant_split, "test");
+	/* (op 0 opens a residual block: op 1, its first conv, reads the block input) */
+	cr_assert_eq(a->layers[0].ops[0].kind, CIGT_OP_RESIDUAL);
+	cr_assert_eq(a->layers[0].ops[1].kind, CIGT_OP_CONV);
+	cr_assert_float_eq(r.m->ops[0][1].in_min, lo, 0);
+	cr_assert_float_eq(r.m->ops[0][1].in_max, hi, 0);
+	for (int l = 0; l < a->nlayers; l++)
+		for (int k = 0; k < a->layers[l].experts * a->layers[l].nops; k++) {
+			const struct cigt_op_desc *d = &a->layers[l].ops[k % a->layers[l].nops];
+			if (d->kind == CIGT_OP_CONV || d->kind == CIGT_OP_LINEAR)
+				cr_assert(r.m->ops[l][k].in_min <= r.m->ops[l][k].in_max &&
+					  r.m->ops[l][k].in_max > r.m->ops[l][k].in_min,
+					  "layer %d op %d: range [%g, %g]", l, k,
+					  (double)r.m->ops[l][k].in_min, (double)r.m->ops[l][k].in_max);
+		}
+	/* A table of it written and read back gives the same int8 answers. */
+	char *q = cigt_quant_to_json(r.m);
+	cr_assert_not_null(q);
+	free(q);
+	rig_use(&r, CIGT_BACKEND_ONEDNN, CIGT_PRECISION_BF16, 64);
+	cr_assert_eq(cigt_engine_calibrate(r.e, r.m, x, n, "test", err, sizeof err), CIGT_EINVAL);
+	cr_assert(strstr(err, "fp32"), "%s", err);
+	free(x);
+	rig_free(&r);
+}
+
+Test(int8, close_to_fp32_and_refused_without_calibration)
+{
+	struct rig r = rig_new(RES_ARCH, 26, true, 64);
+	const struct cigt_arch *a = r.m->arch;
+	int n = 200, K = a->nclasses, insz = (int)cigt_arch_input_size(a);
+	float *x = inputs(n, insz, 309);
+	char err[256] = "";
+	struct cigt_engine *e8 = NULL;
+	const struct cigt_engine_opts o8 = {.backend = CIGT_BACKEND_ONEDNN,
+					    .precision = CIGT_PRECISION_INT8};
+	cr_assert_eq(cigt_engine_new_opts(r.m, &o8, &e8, err, sizeof err), CIGT_EINVAL);
+	cr_assert(strstr(err, "cigt quantize"), "%s", err);
+	struct run want = classify(&r, r.ws, x, n, CIGT_EXEC_ROUTED);
+	cr_assert_eq(cigt_engine_calibrate(r.e, r.m, x, n, "test", err, sizeof err), 0, "%s", err);
+	rig_use(&r, CIGT_BACKEND_ONEDNN, CIGT_PRECISION_INT8, 64);
+	cr_assert(strstr(cigt_engine_backend(r.e), "onednn int8 ("), "%s", cigt_engine_backend(r.e));
+	struct run got = classify(&r, r.ws, x, n, CIGT_EXEC_ROUTED);
+	struct run one = classify_singly(&r, x, n);
+	int same_route = 0, same_class = 0;
+	double maxdiff = 0, scale = 0;
+	for (int i = 0; i < n; i++) {
+		bool route = true;
+		for (int l = 0; l < a->nlayers; l++)
+			route &= got.res[i].route[l] == want.res[i].route[l];
+		same_route += route;
+		same_class += got.res[i].cls == want.res[i].cls;
+		for (int k = 0; route && k < K; k++) {
+			maxdiff = fmax(maxdiff, fabs(got.logits[i * K + k] - want.logits[i * K + k]));
+			scale = fmax(scale, fabs(want.logits[i * K + k]));
+		}
+	}
+	cr_assert_geq(same_route, n * 9 / 10, "%d of %d routes held", same_route, n);
+	cr_assert_geq(same_class, n * 9 / 10, "%d of %d classes held", same_class, n);
+	cr_assert_gt(maxdiff, 1e-5 * scale, "int8 logits equal fp32's: %g", maxdiff);
+	cr_assert_lt(maxdiff, 0.1 * scale + 0.1, "int8 logits off by %g (scale %g)", maxdiff, scale);
+	/* Integer sums: the answer does not depend on the batch a sample ran in. */
+	assert_same(a, &one, &got, n, 1e-5, "int8 single vs batched");
+	run_free(&want), run_free(&got), run_free(&one);
+	free(x);
+	rig_free(&r);
+}

@@ -785,3 +785,94 @@ Test(not_a_model, directories_name_what_they_hold)
 	expect_file_reject(sub, "version folder", want, NULL);
 	th_rmdir(dir);
 }
+
+/* ------------------------------------------------------------------ the quantization table */
+
+/* The small model's experts have three convs and linears: layer 0's conv and each layer-1
+ * expert's linear (op 1: op 0 is the flatten). */
+static const char *const QUANT_OK =
+	"{\"format\":\"cigt-int8-1\",\"method\":\"max\",\"samples\":12,\"split\":\"validation\","
+	"\"inputs\":{\"layers.0.experts.0.ops.0\":[0,1],\"layers.1.experts.0.ops.1\":[-0.5,2.25],"
+	"\"layers.1.experts.1.ops.1\":[0,3]}}";
+
+/* The small model's file with __metadata__.quantization = text. */
+static void expect_quant(const char *text, const char *w1, const char *w2)
+{
+	struct edit e = edit_begin();
+	set_meta(e.hdr, CIGT_METADATA_QUANT, text);
+	if (w1) {
+		edit_expect(e, w1, w2);
+		return;
+	}
+	struct buf b = assemble(e.hdr, e.data, e.dlen);
+	json_decref(e.hdr);
+	free(e.data);
+	struct cigt_model *m = expect_load(b);
+	cr_assert_eq(m->quant_samples, 12);
+	cr_assert_str_eq(m->quant_split, "validation");
+	cr_assert_float_eq(m->ops[1][0 * 2 + 1].in_min, -0.5f, 0);
+	cr_assert_float_eq(m->ops[1][0 * 2 + 1].in_max, 2.25f, 0);
+	cr_assert_float_eq(m->ops[1][1 * 2 + 1].in_max, 3.0f, 0);
+	/* Written again, read again: the same table. */
+	void *p;
+	size_t len;
+	cr_assert_eq(cigt_model_serialize(m, &p, &len), 0);
+	struct cigt_model *m2 = expect_load((struct buf){p, len});
+	cr_assert_eq(m2->quant_samples, 12);
+	cr_assert_float_eq(m2->ops[0][0].in_max, 1.0f, 0);
+	cr_assert_float_eq(m2->ops[1][1].in_min, -0.5f, 0);
+	cigt_model_free(m2);
+	cigt_model_free(m);
+	free(p);
+	free(b.p);
+}
+
+Test(quant, table_round_trip)
+{
+	expect_quant(QUANT_OK, NULL, NULL);
+	/* A file without the table has none; serialising writes none. */
+	struct cigt_model *m = small_model();
+	cr_assert_eq(m->quant_samples, 0);
+	cr_assert_null(cigt_quant_to_json(m));
+	cigt_model_free(m);
+}
+
+Test(quant, every_defect_named)
+{
+	static const struct {
+		const char *text, *w1, *w2;
+	} bad[] = {
+		{"[1]", "quantization is not a JSON object", NULL},
+		{"{", "quantization is not valid JSON", NULL},
+		{"{\"format\":\"cigt-int8-2\",\"method\":\"max\",\"samples\":1,\"split\":\"v\","
+		 "\"inputs\":{}}", "quantization.format", "cigt-int8-1"},
+		{"{\"format\":\"cigt-int8-1\",\"method\":\"mse\",\"samples\":1,\"split\":\"v\","
+		 "\"inputs\":{}}", "quantization.method", NULL},
+		{"{\"format\":\"cigt-int8-1\",\"method\":\"max\",\"samples\":0,\"split\":\"v\","
+		 "\"inputs\":{}}", "quantization.samples", NULL},
+		{"{\"format\":\"cigt-int8-1\",\"method\":\"max\",\"samples\":1.5,\"split\":\"v\","
+		 "\"inputs\":{}}", "quantization.samples", NULL},
+		{"{\"format\":\"cigt-int8-1\",\"method\":\"max\",\"samples\":1,\"split\":\"\","
+		 "\"inputs\":{}}", "quantization.split", NULL},
+		{"{\"format\":\"cigt-int8-1\",\"method\":\"max\",\"samples\":1,\"split\":\"v\","
+		 "\"inputs\":{},\"bits\":8}", "unknown key 'bits'", NULL},
+		{"{\"format\":\"cigt-int8-1\",\"method\":\"max\",\"samples\":1,\"split\":\"v\","
+		 "\"inputs\":{\"layers.0.experts.0.ops.0\":[0,1]}}",
+		 "no range for layers.1.experts.0.ops.1", NULL},
+		{"{\"format\":\"cigt-int8-1\",\"method\":\"max\",\"samples\":1,\"split\":\"v\","
+		 "\"inputs\":{\"layers.0.experts.0.ops.0\":[2,1],\"layers.1.experts.0.ops.1\":[0,1],"
+		 "\"layers.1.experts.1.ops.1\":[0,1]}}", "layers.0.experts.0.ops.0 is [2, 1]", NULL},
+		{"{\"format\":\"cigt-int8-1\",\"method\":\"max\",\"samples\":1,\"split\":\"v\","
+		 "\"inputs\":{\"layers.0.experts.0.ops.0\":[0],\"layers.1.experts.0.ops.1\":[0,1],"
+		 "\"layers.1.experts.1.ops.1\":[0,1]}}", "ops.0 is not [min, max]", NULL},
+		{"{\"format\":\"cigt-int8-1\",\"method\":\"max\",\"samples\":1,\"split\":\"v\","
+		 "\"inputs\":{\"layers.0.experts.0.ops.0\":[0,1e39],\"layers.1.experts.0.ops.1\":[0,1],"
+		 "\"layers.1.experts.1.ops.1\":[0,1]}}", "expected finite", NULL},
+		{"{\"format\":\"cigt-int8-1\",\"method\":\"max\",\"samples\":1,\"split\":\"v\","
+		 "\"inputs\":{\"layers.0.experts.0.ops.0\":[0,1],\"layers.1.experts.0.ops.1\":[0,1],"
+		 "\"layers.1.experts.1.ops.1\":[0,1],\"layers.0.experts.0.ops.1\":[0,1]}}",
+		 "layers.0.experts.0.ops.1 is not an expert's conv or linear", NULL},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		expect_quant(bad[i].text, bad[i].w1, bad[i].w2);
+}
