@@ -564,6 +564,16 @@ def model_corpus(cigt):
     pts[1]["thresholds"] = [1.5] * nr
     h["__metadata__"]["operating_points"] = json.dumps(pts)
     write("model", "points_bad_threshold", rebuild(h))
+    # The int8 calibration table (section 7): a valid one, and one with a range turned round.
+    q = {"format": "cigt-int8-1", "method": "max", "samples": 9, "split": "validation",
+         "inputs": {"layers.0.experts.0.ops.0": [0, 1], "layers.1.experts.0.ops.1": [0, 2.5],
+                    "layers.1.experts.1.ops.1": [0, 4]}}
+    h = json.loads(json.dumps(header))
+    h["__metadata__"]["quantization"] = json.dumps(q)
+    write("model", "quant", rebuild(h))
+    q["inputs"]["layers.1.experts.0.ops.1"] = [3, 2.5]
+    h["__metadata__"]["quantization"] = json.dumps(q)
+    write("model", "quant_bad_range", rebuild(h))
 
 
 def dictionary():
@@ -571,6 +581,7 @@ def dictionary():
             "shape", "datatype", "data", "parameters", "binary_data_size", "binary_data",
             "binary_data_output", "UINT8", "FP32", "probabilities", "class", "route", "macs",
             "__metadata__", "format", "cigt-1", "architecture", "provenance", "dtype", "F32",
+            "quantization", "cigt-int8-1", "method", "samples", "split",
             "data_offsets", "input", "channels", "height", "width", "range", "classes",
             "layers", "experts", "ops", "router", "pool", "hidden", "bn_eps", "bn_momentum",
             "type", "conv", "batchnorm", "relu", "maxpool", "avgpool", "flatten", "linear",
