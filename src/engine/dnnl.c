@@ -1,8 +1,8 @@
 /* The oneDNN backend (dnnl.h): one primitive per power-of-two batch size for each conv and
  * linear, weights reordered once at load, the bf16 input conversion and the scratchpad in the
  * caller's stream. */
+#include <dlfcn.h>
 #include <dnnl.h>
-#include <omp.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -42,9 +42,30 @@ static dnnl_engine_t eng;
 static dnnl_status_t eng_status = dnnl_runtime_error;
 static pthread_once_t eng_once = PTHREAD_ONCE_INIT;
 
+/* The thread count of oneDNN's OpenMP runtime (Debian's libdnnl runs on libgomp), found in
+ * the process rather than linked: the same runtime whichever compiler built cigt, and no
+ * OpenMP build dependency. Missing (another threading runtime): left as it is. */
+static void (*omp_set)(int);
+static int (*omp_get)(void);
+
 static void eng_init(void)
 {
 	eng_status = dnnl_engine_create(&eng, dnnl_cpu, 0);
+	*(void **)&omp_set = dlsym(RTLD_DEFAULT, "omp_set_num_threads");
+	*(void **)&omp_get = dlsym(RTLD_DEFAULT, "omp_get_max_threads");
+	if (!omp_set || !omp_get)
+		omp_set = NULL, omp_get = NULL;
+}
+
+static int threads_get(void)
+{
+	return omp_get ? omp_get() : 1;
+}
+
+static void threads_set(int n)
+{
+	if (omp_set && omp_get() != n)
+		omp_set(n);
 }
 
 static int engine(char *err, size_t errlen)
@@ -324,9 +345,9 @@ static int op_new(struct shapes *sh, const float *w, const float *b, bool relu,
 	const float sin = in_scale(f);
 	const dnnl_dim_t oc = sh->wd[0];
 	/* oneDNN sizes a primitive's parallel work by the thread count it sees when making it. */
-	const int saved = omp_get_max_threads();
+	const int saved = threads_get();
 	op->threads = threads < 1 ? 1 : threads;
-	omp_set_num_threads(op->threads);
+	threads_set(op->threads);
 	op->cvt = f->type != CIGT__DNN_F32 && !f->src_low;
 	op->add = f->add;
 	while (1 << op->nsizes <= max_batch)
@@ -352,7 +373,7 @@ out:
 	free(wq);
 	free(outs);
 	free(biasq);
-	omp_set_num_threads(saved);
+	threads_set(saved);
 	if (attr)
 		dnnl_primitive_attr_destroy(attr);
 	if (rc)
@@ -466,8 +487,7 @@ void cigt__dnn_run(const struct cigt__dnn_op *op, struct cigt__dnn_stream *s, in
 {
 	const int i = size_index(op, n);
 	CIGT_ASSERT(n == 1 << i && op->scratch + op->in_bytes <= s->bytes);
-	if (omp_get_max_threads() != op->threads)
-		omp_set_num_threads(op->threads);
+	threads_set(op->threads);
 	dnnl_memory_t src, dst, wei, bias, scr = NULL, src32 = NULL, addm = NULL;
 	CIGT_ASSERT(!op->add == !add);
 	void *x = (void *)in;
