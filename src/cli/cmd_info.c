@@ -171,6 +171,12 @@ static json_t *info_json(const struct cigt_model *m)
 		json_array_append_new(pts, o);
 	}
 	json_object_set_new(j, "operating_points", pts);
+	/* The int8 calibration (proto/model-format.md section 7), when the file has one. */
+	json_object_set_new(j, "quantization",
+			    m->quant_samples > 0
+				    ? json_pack("{si ss}", "samples", m->quant_samples, "split",
+						m->quant_split)
+				    : json_null());
 	if (m->provenance) {
 		json_t *p = json_loads(m->provenance, 0, NULL);
 		json_object_set_new(j, "provenance", p ? p : json_string(m->provenance));
@@ -267,6 +273,9 @@ int cmd_info(int argc, char **argv)
 		}
 		printf("\n");
 	}
+	if (m->quant_samples > 0)
+		printf("int8        calibrated on %d images of %s (--precision int8)\n",
+		       m->quant_samples, m->quant_split);
 	if (m->provenance)
 		printf("provenance  %s\n", m->provenance);
 	cigt_model_free(m);
