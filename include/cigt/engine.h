@@ -98,8 +98,8 @@ const char *cigt_prof_part_name(enum cigt_prof_part p);
  *    activations, fp32, bf16 (bf16 weights and inputs, fp32 accumulation and outputs) or int8
  *    (the experts' convs and linears: s8 weights per output channel, u8/s8 inputs per tensor
  *    from the ranges in the model's quantization table, s32 sums scaled back to fp32; the
- *    routers' ops stay fp32 so routes hold). int8 needs a model `cigt quantize` calibrated.
- * Routers' fully connected layers, pooling, adds and the rest stay fp32 on either. */
+ *    routers stay fp32 so routes hold). int8 needs a model `cigt quantize` calibrated.
+ * Routers (their own convs included), pooling, adds and the rest stay fp32 on either. */
 enum cigt_backend { CIGT_BACKEND_OPENBLAS, CIGT_BACKEND_ONEDNN };
 enum cigt_precision { CIGT_PRECISION_FP32, CIGT_PRECISION_BF16, CIGT_PRECISION_INT8 };
 

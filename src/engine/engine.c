@@ -369,10 +369,9 @@ static int plan_router(struct cigt_engine *e, int l)
 		if (plan_ops(d->ops, d->nops, p->ops, e->dnn, &r->chain))
 			return CIGT_ENOMEM;
 		plan_buffers(&r->chain);
-		/* A router's own ops stay fp32 under int8: its scores pick the routes. */
+		/* A router's own ops stay fp32 in every precision: its scores pick the routes. */
 		if (e->dnn)
-			fuse_dnn(&r->chain, e->opts.precision == CIGT_PRECISION_BF16 ? CIGT__DNN_BF16
-										 : CIGT__DNN_F32);
+			fuse_dnn(&r->chain, CIGT__DNN_F32);
 	}
 	const struct cigt_shape pin = d->chain_out; /* the layer output when nops is 0 */
 	r->pool = (struct cigt_geom){.c = pin.c, .h = pin.h, .w = pin.w,
