@@ -2,7 +2,8 @@
 (OpenBLAS fp32, oneDNN fp32, bf16 and int8) beside PyTorch fp32 and bf16 autocast on two
 networks, each row's GFLOPS as a fraction of the machine's matmul peak in its precision and of
 OpenBLAS sgemm, all measured in the same run (issue 27 point 5), with a plot of the fractions
-against batch; the int8 copies and what quantizing changed. Mixed into bench/report.py's Report.
+against batch; the int8 copies and what quantizing changed; cigtd serving the benchmark model in
+each precision at 64 connections. Mixed into bench/report.py's Report.
 """
 
 from report_common import n0, n1, n2, code, table, ReportBase
@@ -93,6 +94,7 @@ class PrecisionSections(ReportBase):
         self.precision_summary(P["models"], threads)
         self.precision_int8(P["models"])
         self.precision_agreement(P.get("agreement") or [])
+        self.precision_http(P.get("http") or {})
         md.append("<details><summary>Every row with the command that reproduces it</summary>\n")
         md.append(table(["network", "implementation", "threads", "batch", "samples/s",
                          "latency ms", "GFLOPS", "of peak", "of sgemm", "command"],
@@ -212,6 +214,55 @@ class PrecisionSections(ReportBase):
                                is not None else "—", share(a["same_class"]),
                                share(a["same_route"]), code(a["command"])] for a in agr])
                        + "\n")
+
+    def precision_http(self, H):
+        """cigtd serving the benchmark model in each precision, wrk at 64 connections."""
+        md = self.md
+        if not H.get("rows"):
+            if H.get("skipped") or H.get("error"):
+                md.append("HTTP in each precision: not measured (%s).\n"
+                          % (H.get("skipped") or H.get("error")))
+            return
+        rows = H["rows"]
+        c = rows[0]["connections"]
+        ref = next((r for r in rows if (r["backend"], r["precision"]) == PRECISION_REF), None)
+        dropped = H.get("dropped_points") or []
+        md.append("HTTP at %d connections in each precision (issue 27 point 5): cigtd serving "
+                  "the benchmark model, one daemon after another in this run, wrk posting "
+                  "native JSON, one image a request (section 4's bodies and script; wrk on the "
+                  "same cores as the daemon). Every daemon serves the same file, `%s`, the "
+                  "int8 copy%s; fp32 and bf16 read it as the fp32 model, so the rows differ in "
+                  "`--backend` and `--precision` alone. Requests take the default point, the "
+                  "single path.%s\n" % (
+                      c, H.get("served"), " without its escalating operating points" if dropped
+                      else "",
+                      " The %d escalating points (%s) are dropped because cigtd builds a model's "
+                      "second models in its own precision: an int8 second model needs a "
+                      "quantization table, adding one changes the sha256 the point pins, and "
+                      "cigtd refuses the whole int8 copy." % (len(dropped), ", ".join(
+                          "`%s`" % d for d in dropped)) if dropped else ""))
+        out = []
+        for r in rows:
+            lat = r["latency_ms"]
+            out.append(["%s %s" % (r["backend"], r["precision"]), code(r.get("engine")),
+                        n0(r["ok_requests_per_second"]),
+                        "%.2fx" % (r["ok_requests_per_second"] / ref["ok_requests_per_second"])
+                        if ref and ref["ok_requests_per_second"] else "—",
+                        n2(lat["p50"]), n2(lat["p99"]),
+                        n1((r.get("daemon_batches") or {}).get("mean_batch_size")),
+                        r["errors"]["status"], code(r["server_command"])])
+        md.append(table(["precision", "engine (/v1/model)", "req/s", "of OpenBLAS fp32",
+                         "p50 ms", "p99 ms", "mean engine batch", "non-2xx", "server"], out)
+                  + "\n")
+        best = max(rows, key=lambda r: r["ok_requests_per_second"])
+        if ref and best is not ref:
+            md.append("Most requests a second: **%s %s**, %s req/s against OpenBLAS fp32's %s "
+                      "(%.2fx), p99 %s ms against %s ms.\n" % (
+                          best["backend"], best["precision"], n0(best["ok_requests_per_second"]),
+                          n0(ref["ok_requests_per_second"]),
+                          best["ok_requests_per_second"] / ref["ok_requests_per_second"],
+                          n2(best["latency_ms"]["p99"]), n2(ref["latency_ms"]["p99"])))
+        md.append("wrk: %s\n" % code(rows[0]["command"]))
 
     def precision_plot(self, models, rows, threads):
         """Per network, each implementation's GFLOPS as a fraction of its precision's peak
