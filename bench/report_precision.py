@@ -119,7 +119,9 @@ class PrecisionSections(ReportBase):
                          code(next(iter(got.values()))["command"]) if got else "—"])
         size = peaks[0]["size"] if peaks else "—"
         md = self.md
-        md.append("The machine's peak, GFLOPS (int8: giga operations a second):\n")
+        md.append("The machine's peak, GFLOPS (int8: giga operations a second), each the "
+                  "better of two measurements, before the rows and after them (both in the "
+                  "JSON, `gflops_measured`):\n")
         md.append(table(["threads"] + ["%s %s^3" % (name, size) for _, name in types] +
                         ["%s / f32" % k for k, _ in types if k != "f32"] +
                         ["OpenBLAS sgemm 1024^3", "peak command"], rows) + "\n")
