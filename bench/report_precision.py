@@ -258,12 +258,15 @@ class PrecisionSections(ReportBase):
                   + "\n")
         best = max(rows, key=lambda r: r["ok_requests_per_second"])
         if ref and best is not ref:
-            md.append("Most requests a second: **%s %s**, %s req/s against OpenBLAS fp32's %s "
-                      "(%.2fx), p99 %s ms against %s ms.\n" % (
+            md.append("Most requests a second in this run: **%s %s**, %s req/s against OpenBLAS "
+                      "fp32's %s (%.2fx), p99 %s ms against %s ms (one %.0f s wrk run each: "
+                      "on shared cores, precisions within a few tens of percent of each other "
+                      "are not told apart).\n" % (
                           best["backend"], best["precision"], n0(best["ok_requests_per_second"]),
                           n0(ref["ok_requests_per_second"]),
                           best["ok_requests_per_second"] / ref["ok_requests_per_second"],
-                          n2(best["latency_ms"]["p99"]), n2(ref["latency_ms"]["p99"])))
+                          n2(best["latency_ms"]["p99"]), n2(ref["latency_ms"]["p99"]),
+                          best["seconds"]))
         md.append("wrk: %s\n" % code(rows[0]["command"]))
 
     def precision_plot(self, models, rows, threads):
