@@ -1,11 +1,13 @@
 /* The machine's matrix-multiply peak per precision, for bench/run's precision section: one
  * oneDNN matmul C[N,N] = A[N,N] x B[N,N] (A and C row-major, C in f32; B reordered once, not
  * timed, into the layout the matmul prefers, as the engine reorders its weights), timed in
- * f32 and in bf16 (bf16 A and B, f32 sums: what the engine's bf16 backend runs), so each
- * engine row can be read as a fraction of what this CPU does at its precision. Threads: OpenMP's,
- * OMP_NUM_THREADS. Each answer is checked on sampled entries before it is timed: the inputs
- * are small dyadic numbers, exact in bf16 and summed exactly in f32.
- *   bench/peak/dnnl_peak [--size N] [--seconds S] [--types f32,bf16]
+ * f32, in bf16 (bf16 A and B, f32 sums: what the engine's bf16 backend runs) and in int8
+ * (u8 A, s8 B, s32 sums written as f32: the engine's int8 conv or linear whose input follows
+ * a ReLU; VNNI where the CPU has it), so each engine row can be read as a fraction of what
+ * this CPU does at its precision. Threads: OpenMP's, OMP_NUM_THREADS. Each answer is checked
+ * on sampled entries before it is timed: the inputs are small dyadic numbers (small integers
+ * in int8), exact in bf16 and summed exactly in f32 and s32.
+ *   bench/peak/dnnl_peak [--size N] [--seconds S] [--types f32,bf16,int8]
  * Prints one JSON object: {"size", "threads", "isa", "rows": [{"type", "impl", "gflops",
  * "seconds", "calls"} or {"type", "error"}]}. Exit 0 when every type ran, 1 otherwise. */
 #include <dnnl.h>
@@ -49,6 +51,18 @@ static float entry(size_t i, unsigned salt)
 	return (float)((int)(h % 5u) - 2) * 0.25f;
 }
 
+/* A's and B's entry i at type t (int8: A = 4 entry + 2 in [0, 4], B = 4 entry in [-2, 2];
+ * products up to 8, a sum of N of them exact in f32 for N up to 2^21). */
+static float a_entry(size_t i, dnnl_data_type_t t)
+{
+	return t == dnnl_u8 ? 4.0f * entry(i, 1u) + 2.0f : entry(i, 1u);
+}
+
+static float b_entry(size_t i, dnnl_data_type_t t)
+{
+	return t == dnnl_u8 ? 4.0f * entry(i, 2u) : entry(i, 2u);
+}
+
 /* The bf16 of an f32 that bf16 represents exactly: its upper half. */
 static uint16_t to_bf16(float f)
 {
@@ -64,14 +78,16 @@ struct result {
 	char error[96]; /* set when the type did not run */
 };
 
-/* Times C = A x B at type t (dnnl_f32 or dnnl_bf16) for about `secs` after one warm-up call.
- * Returns 0, or -1 with r->error set; frees everything it made either way. */
+/* Times C = A x B at type t (dnnl_f32, dnnl_bf16, or dnnl_u8 for u8 A x s8 B) for about
+ * `secs` after one warm-up call. Returns 0, or -1 with r->error set; frees everything it made
+ * either way. */
 static int measure(dnnl_engine_t eng, dnnl_stream_t s, int n, dnnl_data_type_t t, double secs,
 		   struct result *r)
 {
-	const size_t nn = (size_t)n * (size_t)n, esz = t == dnnl_bf16 ? 2 : 4;
+	const size_t nn = (size_t)n * (size_t)n, esz = t == dnnl_bf16 ? 2 : t == dnnl_u8 ? 1 : 4;
+	const dnnl_data_type_t tb = t == dnnl_u8 ? dnnl_s8 : t; /* B's type */
 	dnnl_dims_t d = {n, n};
-	dnnl_memory_desc_t ab_md, any_md, c_md;
+	dnnl_memory_desc_t a_md, b_user_md, any_md, c_md;
 	dnnl_matmul_desc_t desc;
 	dnnl_primitive_desc_t pd = NULL, rpd = NULL;
 	dnnl_primitive_t mm = NULL, ro = NULL;
@@ -86,8 +102,11 @@ static int measure(dnnl_engine_t eng, dnnl_stream_t s, int n, dnnl_data_type_t t
 		goto out;
 	}
 	for (size_t i = 0; i < nn; i++) {
-		float x = entry(i, 1u), y = entry(i, 2u);
-		if (t == dnnl_bf16) {
+		float x = a_entry(i, t), y = b_entry(i, t);
+		if (t == dnnl_u8) {
+			((uint8_t *)a)[i] = (uint8_t)x;
+			((int8_t *)b)[i] = (int8_t)y;
+		} else if (t == dnnl_bf16) {
 			((uint16_t *)a)[i] = to_bf16(x);
 			((uint16_t *)b)[i] = to_bf16(y);
 		} else {
@@ -102,19 +121,20 @@ static int measure(dnnl_engine_t eng, dnnl_stream_t s, int n, dnnl_data_type_t t
 		if (st != dnnl_success) \
 			goto fail;     \
 	} while (0)
-	TRY(dnnl_memory_desc_init_by_tag(&ab_md, 2, d, t, dnnl_ab));
-	TRY(dnnl_memory_desc_init_by_tag(&any_md, 2, d, t, dnnl_format_tag_any));
+	TRY(dnnl_memory_desc_init_by_tag(&a_md, 2, d, t, dnnl_ab));
+	TRY(dnnl_memory_desc_init_by_tag(&b_user_md, 2, d, tb, dnnl_ab));
+	TRY(dnnl_memory_desc_init_by_tag(&any_md, 2, d, tb, dnnl_format_tag_any));
 	TRY(dnnl_memory_desc_init_by_tag(&c_md, 2, d, dnnl_f32, dnnl_ab));
-	TRY(dnnl_matmul_desc_init(&desc, &ab_md, &any_md, NULL, &c_md));
+	TRY(dnnl_matmul_desc_init(&desc, &a_md, &any_md, NULL, &c_md));
 	TRY(dnnl_primitive_desc_create(&pd, &desc, NULL, eng, NULL));
 	TRY(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &r->impl));
 	TRY(dnnl_primitive_create(&mm, pd));
 	const dnnl_memory_desc_t *b_md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-	TRY(dnnl_memory_create(&ma, &ab_md, eng, a));
-	TRY(dnnl_memory_create(&mb_user, &ab_md, eng, b));
+	TRY(dnnl_memory_create(&ma, &a_md, eng, a));
+	TRY(dnnl_memory_create(&mb_user, &b_user_md, eng, b));
 	TRY(dnnl_memory_create(&mb, b_md, eng, DNNL_MEMORY_ALLOCATE));
 	TRY(dnnl_memory_create(&mc, &c_md, eng, c));
-	TRY(dnnl_reorder_primitive_desc_create(&rpd, &ab_md, eng, b_md, eng, NULL));
+	TRY(dnnl_reorder_primitive_desc_create(&rpd, &b_user_md, eng, b_md, eng, NULL));
 	TRY(dnnl_primitive_create(&ro, rpd));
 	dnnl_exec_arg_t rargs[2] = {{DNNL_ARG_FROM, mb_user}, {DNNL_ARG_TO, mb}};
 	TRY(dnnl_primitive_execute(ro, s, 2, rargs));
@@ -126,7 +146,7 @@ static int measure(dnnl_engine_t eng, dnnl_stream_t s, int n, dnnl_data_type_t t
 		const size_t i = (size_t)k * 7919u % (size_t)n, j = (size_t)k * 104729u % (size_t)n;
 		float want = 0;
 		for (size_t p = 0; p < (size_t)n; p++)
-			want += entry(i * (size_t)n + p, 1u) * entry(p * (size_t)n + j, 2u);
+			want += a_entry(i * (size_t)n + p, t) * b_entry(p * (size_t)n + j, t);
 		if (c[i * (size_t)n + j] != want) {
 			snprintf(r->error, sizeof r->error, "C[%zu][%zu] = %g, want %g", i, j,
 				 (double)c[i * (size_t)n + j], (double)want);
@@ -165,14 +185,14 @@ out:
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: dnnl_peak [--size N] [--seconds S] [--types f32,bf16]\n");
+	fprintf(stderr, "usage: dnnl_peak [--size N] [--seconds S] [--types f32,bf16,int8]\n");
 }
 
 int main(int argc, char **argv)
 {
 	int n = 2048;
 	double secs = 1.0;
-	const char *types = "f32,bf16";
+	const char *types = "f32,bf16,int8";
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 < argc && !strcmp(argv[i], "--size"))
 			n = atoi(argv[++i]);
@@ -195,11 +215,18 @@ int main(int argc, char **argv)
 	char list[64];
 	snprintf(list, sizeof list, "%s", types);
 	for (char *save, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (ntypes == 8 || (strcmp(tok, "f32") && strcmp(tok, "bf16"))) {
-			fprintf(stderr, "dnnl_peak: --types takes up to 8 of f32, bf16; not %s\n", tok);
+		if (ntypes == 8 ||
+		    (strcmp(tok, "f32") && strcmp(tok, "bf16") && strcmp(tok, "int8"))) {
+			fprintf(stderr, "dnnl_peak: --types takes up to 8 of f32, bf16, int8; not %s\n",
+				tok);
 			return 2;
 		}
-		want[ntypes] = strcmp(tok, "f32") ? dnnl_bf16 : dnnl_f32;
+		if (!strcmp(tok, "f32"))
+			want[ntypes] = dnnl_f32;
+		else if (!strcmp(tok, "bf16"))
+			want[ntypes] = dnnl_bf16;
+		else
+			want[ntypes] = dnnl_u8; /* int8: u8 A, s8 B (see measure) */
 		names[ntypes++] = tok;
 	}
 	dnnl_engine_t eng;
