@@ -14,8 +14,10 @@ static const char usage[] =
 	"training images its provenance held out, as cigt tune) or on images held out from\n"
 	"training (--validation-data), never on the test set: every expert runs on every\n"
 	"image in fp32 and the range of each expert conv and linear's input is recorded.\n"
-	"Writes FILE: MODEL with the ranges in its quantization table (weights and operating\n"
-	"points unchanged; a reader that ignores the table runs fp32 exactly). Then prints\n"
+	"Writes FILE: MODEL with the ranges in its quantization table (weights unchanged; a\n"
+	"reader that ignores the table runs fp32 exactly). A second model MODEL's points\n"
+	"escalate to is calibrated the same way (on its own held-out images) and written\n"
+	"beside FILE as SECOND_int8.safetensors, and FILE's points name that copy. Prints\n"
 	"fp32 and int8 accuracy on the same images and how many change class or route.\n";
 
 /* Accuracy, and classes and routes that differ from ref, of engine e on n images. */
@@ -45,6 +47,76 @@ static struct score score(const struct cigt_arch *a, const struct cigt_result *r
 					  (size_t)a->nlayers * sizeof res[i].route[0]) != 0;
 	}
 	return s;
+}
+
+/* The second models m's escalating points name: each calibrated on its own held-out images
+ * (as MODEL: its validation split of dir, or heldout) and written beside out as
+ * <second>_int8.safetensors, and the points renamed to it with its sha256 (the table changes
+ * the file, and int8 escalation needs a calibrated second model). 0, or -1 after saying why. */
+static int quantize_seconds(const char *path, struct cigt_model *m, const char *out,
+			    const char *dir, const char *heldout, int nval)
+{
+	char err[512];
+	const char *slash = strrchr(out, '/');
+	const int outdir = slash ? (int)(slash - out + 1) : 0;
+	for (int p = 0; p < m->npoints; p++) {
+		struct cigt_point *pt = &m->points[p];
+		const size_t sl = strlen(pt->second);
+		if (!sl || (sl > 5 && !strcmp(pt->second + sl - 5, "_int8")))
+			continue; /* no second model, or already a calibrated copy */
+		char name[CIGT_NAME_MAX], file[4096], sha[65], sp[4096];
+		if (snprintf(name, sizeof name, "%s_int8", pt->second) >= (int)sizeof name ||
+		    snprintf(file, sizeof file, "%.*s%s.safetensors", outdir, out, name) >=
+			    (int)sizeof file) {
+			fprintf(stderr, "cigt: second model '%s': its int8 name is too long\n",
+				pt->second);
+			return -1;
+		}
+		const char *ms = strrchr(path, '/');
+		snprintf(sp, sizeof sp, "%.*s%s.safetensors", ms ? (int)(ms - path + 1) : 0, path,
+			 pt->second);
+		struct cigt_model *m2 = NULL;
+		struct cigt_engine *e2 = NULL;
+		float *x = NULL;
+		uint8_t *labels = NULL;
+		int n = 0, rc = -1;
+		const struct cigt_engine_opts fp32 = {0};
+		if (cigt_model_load_second(path, m, p, &m2, err, sizeof err) ||
+		    cigt_engine_new_opts(m2, &fp32, &e2, err, sizeof err)) {
+			fprintf(stderr, "cigt: %s\n", err);
+			goto next;
+		}
+		if (cli_heldout_load(sp, m2, dir, heldout, nval, &x, &labels, &n))
+			goto next;
+		if (cigt_engine_calibrate(e2, m2, x, n, heldout ? heldout : "validation", err,
+					  sizeof err) ||
+		    cigt_model_save(m2, file, err, sizeof err) ||
+		    cigt_file_sha256(file, sha, err, sizeof err)) {
+			fprintf(stderr, "cigt: second model '%s': %s\n", pt->second, err);
+			goto next;
+		}
+		printf("second model %s: calibrated on %d images; wrote %s\n", pt->second, n, file);
+		/* Every point naming this second model (and file) now names the copy. */
+		char old[CIGT_NAME_MAX], oldsha[65];
+		snprintf(old, sizeof old, "%s", pt->second);
+		snprintf(oldsha, sizeof oldsha, "%s", pt->second_sha256);
+		for (int q = p; q < m->npoints; q++)
+			if (!strcmp(m->points[q].second, old) &&
+			    !strcmp(m->points[q].second_sha256, oldsha)) {
+				snprintf(m->points[q].second, sizeof m->points[q].second, "%s", name);
+				snprintf(m->points[q].second_sha256, sizeof m->points[q].second_sha256,
+					 "%s", sha);
+			}
+		rc = 0;
+next:
+		cigt_engine_free(e2);
+		cigt_model_free(m2);
+		free(x);
+		free(labels);
+		if (rc)
+			return -1;
+	}
+	return 0;
 }
 
 int cmd_quantize(int argc, char **argv)
@@ -98,6 +170,8 @@ int cmd_quantize(int argc, char **argv)
 	}
 	const struct score s32 = score(m->arch, r32, r32, labels, n);
 	const struct score s8 = score(m->arch, r8, r32, labels, n);
+	if (quantize_seconds(path, m, out, dir, heldout, (int)nval))
+		goto out;
 	if (cigt_model_save(m, out, err, sizeof err)) {
 		fprintf(stderr, "cigt: %s\n", err);
 		goto out;
