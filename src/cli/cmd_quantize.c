@@ -149,6 +149,7 @@ int cmd_quantize(int argc, char **argv)
 	int n = 0, rc = 1;
 	char err[512];
 	cigt_blas_threads(1);
+	cli_backend = 1; /* calibrated on the reference, OpenBLAS fp32, on any CPU */
 	if (cli_load(path, &m, &e) ||
 	    cli_heldout_load(path, m, dir, heldout, (int)nval, &x, &labels, &n))
 		goto out;

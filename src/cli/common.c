@@ -18,9 +18,9 @@ struct cigt_engine_opts cli_engine_opts(void)
 {
 	struct cigt_engine_opts o = {.precision = (enum cigt_precision)cli_precision,
 				     .threads = cli_inner_threads};
-	o.backend = cli_backend == 2 || (cli_backend == 0 && cli_precision != CIGT_PRECISION_FP32)
-			    ? CIGT_BACKEND_ONEDNN
-			    : CIGT_BACKEND_OPENBLAS;
+	o.backend = cli_backend == 0   ? cigt_backend_auto(o.precision)
+		    : cli_backend == 2 ? CIGT_BACKEND_ONEDNN
+				       : CIGT_BACKEND_OPENBLAS;
 	return o;
 }
 

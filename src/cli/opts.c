@@ -53,7 +53,7 @@ const struct cigt_opt cli_opt_backend = {
 	"backend", 0, CIGT_OPT_CHOICE, .where = CIGT_OPT_IN_CLI, .cmds = "bench classify eval",
 	.choices = backends, .def = "auto", .arg = "B",
 	.help = "where convs and linears run: openblas (im2col + sgemm, fp32),\n"
-		"onednn, or auto (onednn for bf16, else openblas)"};
+		"onednn, or auto (onednn for bf16 and int8, openblas for fp32)"};
 const struct cigt_opt cli_opt_precision = {
 	"precision", 0, CIGT_OPT_CHOICE, .where = CIGT_OPT_IN_CLI, .cmds = "bench classify eval",
 	.choices = precisions, .def = "fp32", .arg = "P",

@@ -441,6 +441,11 @@ static int plan_dnn(struct cigt_engine *e, struct xchain *ch, char *err, size_t 
 	return 0;
 }
 
+enum cigt_backend cigt_backend_auto(enum cigt_precision p)
+{
+	return p == CIGT_PRECISION_FP32 ? CIGT_BACKEND_OPENBLAS : CIGT_BACKEND_ONEDNN;
+}
+
 const char *cigt_backend_name(enum cigt_backend b)
 {
 	return b == CIGT_BACKEND_ONEDNN ? "onednn" : "openblas";

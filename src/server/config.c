@@ -121,8 +121,8 @@ static const struct cigt_opt rows[] = {
 	{"backend", 0, CIGT_OPT_CHOICE, F(backend), .where = D, .choices = srv_backends,
 	 .def = "auto", .arg = "B",
 	 .help = "where convs and linears run: openblas (im2col + sgemm,\n"
-		 "fp32), onednn, or auto (onednn for bf16, else openblas);\n"
-		 "a model's config.json may say otherwise"},
+		 "fp32), onednn, or auto (onednn for bf16 and int8, openblas\n"
+		 "for fp32); a model's config.json may say otherwise"},
 	{"precision", 0, CIGT_OPT_CHOICE, F(precision), .where = D, .choices = srv_precisions,
 	 .def = "fp32", .arg = "P",
 	 .help = "fp32, bf16 (oneDNN: bf16 weights and inputs, fp32\n"

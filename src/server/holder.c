@@ -79,9 +79,9 @@ static int model_dials(struct srv_model *sm, const char *path, const char *compu
 struct cigt_engine_opts srv_engine_opts(int backend, int precision)
 {
 	struct cigt_engine_opts o = {.precision = (enum cigt_precision)precision};
-	o.backend = backend == 2 || (backend == 0 && precision != CIGT_PRECISION_FP32)
-			    ? CIGT_BACKEND_ONEDNN
-			    : CIGT_BACKEND_OPENBLAS;
+	o.backend = backend == 0   ? cigt_backend_auto(o.precision)
+		    : backend == 2 ? CIGT_BACKEND_ONEDNN
+				   : CIGT_BACKEND_OPENBLAS;
 	return o;
 }
 

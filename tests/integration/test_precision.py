@@ -10,7 +10,7 @@ shipped model, and cigtd serving it in bf16 with what it says about its engine.
   backend, precision and ISA as Triton parameters, /metrics has cigt_model_engine_info with
   the same labels, and 64 images classified over HTTP get `cigt eval --precision bf16`'s
   classes and routes (probabilities within 1e-3: the engine's batches differ from the eval's).
-- A repository where each model's config.json picks its own precision, one with a precision
+- A repository where each model's config.json picks its own precision or backend, one with a precision
   that does not exist (not loaded, the reason in the index) and a server whose --backend
   openblas conflicts with a model's bf16 (not loaded, the reason says why).
 - int8: `cigt quantize` on the validation split writes a calibrated copy (refused for a model
@@ -125,7 +125,8 @@ def put(repo, name, src, config=None):
 def repository(work):
     repo = os.path.join(work, "repo")
     put(repo, "fashion_mnist", MODEL, {"precision": "bf16"})
-    put(repo, "fashion_mnist_thin", os.path.join(T.SRCDIR, "models", "thin.safetensors"))
+    put(repo, "fashion_mnist_thin", os.path.join(T.SRCDIR, "models", "thin.safetensors"),
+        {"backend": "onednn"})
     put(repo, "fashion_mnist_thick", os.path.join(T.SRCDIR, "models", "thick.safetensors"),
         {"precision": "int4"})
     d = T.Daemon(None, "--model-repository", repo, "--default-model", "fashion_mnist")
@@ -135,7 +136,7 @@ def repository(work):
         check(any('model="fashion_mnist",' in k and 'precision="bf16"' in k
                   and 'backend="onednn"' in k for k in got)
               and any('model="fashion_mnist_thin",' in k and 'precision="fp32"' in k
-                      and 'backend="openblas"' in k for k in got)
+                      and 'backend="onednn"' in k for k in got)
               and not any("fashion_mnist_thick" in k for k in got),
               "each model on the precision its config.json says: %s" % sorted(got))
         st, _, body = d.post_json("/v2/repository/index", {})
