@@ -77,6 +77,7 @@ class ServingSections(ReportBase):
             md.append(table(["protocol", "concurrent", "connections (x streams)",
                              "requests/s", "p50 ms", "p99 ms", "p99.9 ms", "not OK",
                              "mean batch", "command"], t) + "\n")
+        self.http_stages(rows, G)
         bare = H.get("bare", [])
         if bare:
             md.append("Bare libmicrohttpd handler (`bench/http/mhd_bare.c`: one epoll thread like "
@@ -174,6 +175,64 @@ class ServingSections(ReportBase):
                        "'images/s', $d using 1:3 axes x1y2 with linespoints lw 2 pt 5 dt 2 "
                        "lc rgb '#d62728' title 'p99 ms'\n" % sw[0]["connections"])
             md.append(self.plot("http_delay", script) + "\n")
+
+    def http_stages(self, rows, grpc):
+        """Where a request's time goes in cigtd: the mean cost per request of each stage during
+        the single-image runs at 1 and 64 connections (a smoke run has neither: all its
+        single-image runs), from the daemon_stages bench/run records around each run."""
+        md = self.md
+        pick = [r for r in rows if r["images_per_request"] == 1 and r["connections"] in (1, 64)]
+        if not pick:
+            pick = [r for r in rows if r["images_per_request"] == 1]
+        pick += [r for r in grpc if r["format"] == "grpc"]
+        pick = [r for r in pick if r.get("daemon_stages")]
+        if not pick:
+            if rows:
+                md.append("Cost of each stage of a request: not recorded in this run (no "
+                          "daemon_stages: the run predates bench/run's scraping of "
+                          "`cigt_model_stage_seconds_total`, or cigtd has no such counters).\n")
+            return
+        md.append("Where a request's time goes in cigtd (issue 27): the daemon's own stage "
+                  "counters (`cigt_model_stage_seconds_total{stage}` and `_runs_total` from "
+                  "/metrics, after each single-image run minus before), in µs per request "
+                  "decoded. *decode*: parsing the body (for gRPC also unpacking the message on "
+                  "the loop), decoding the image, converting it to floats and resolving the "
+                  "compute dial, on a worker; *queue*: the sample's wait from being queued to "
+                  "its batch; *engine*: its batch's engine time shared among the batch's "
+                  "requests (*per call*: the whole call, a batch's latency); *encode*: writing "
+                  "the answer. *in cigtd*: arrival (request line parsed) to answer, the mean of "
+                  "`cigt_model_request_duration_seconds`; beyond the four stages it holds "
+                  "receiving the body, the wait for a free worker before decoding, the hand-offs "
+                  "between the loop and the workers, sending the answer and, with more than one "
+                  "request in a batch, the rest of its batch's engine call.\n")
+        t = []
+        for r in pick:
+            st = r["daemon_stages"]
+            us = [st["stages"][k]["us_per_request"] for k in ("decode", "queue", "engine",
+                                                              "encode")]
+            name = "gRPC" if r["format"] == "grpc" else FORMAT_NAMES.get(r["format"],
+                                                                         r["format"])
+            conns = ("%d x %d" % (r["connections"], r["streams_per_connection"])
+                     if r["format"] == "grpc" else r["connections"])
+            t.append([name, conns, n0(st["requests"])] + [n1(x) for x in us]
+                     + [n1(sum(us)), n1(st.get("engine_us_per_call")), fmt_batch(r),
+                        n1(st.get("in_daemon_us_per_request"))])
+        md.append(table(["format", "connections", "requests", "decode µs", "queue µs",
+                         "engine µs", "encode µs", "stages µs", "engine µs per call",
+                         "mean batch", "in cigtd µs"], t) + "\n")
+        one = next((r for r in pick if r["format"] == "native_json" and
+                    r["connections"] == 1), None)
+        st = (one or {}).get("daemon_stages")
+        if st and st.get("in_daemon_us_per_request"):
+            us = {k: st["stages"][k]["us_per_request"] for k in st["stages"]}
+            total, within = st["in_daemon_us_per_request"], sum(us.values())
+            big = max(us, key=us.get)
+            md.append("At one connection a native-JSON request spent %s µs in cigtd: decode %s, "
+                      "queue %s, engine %s, encode %s (%s of it in the four stages, the most in "
+                      "*%s*); the other %s µs are the loop's (receiving the request, sending the "
+                      "answer) and the hand-offs' between the loop and the workers.\n"
+                      % (n1(total), n1(us["decode"]), n1(us["queue"]), n1(us["engine"]),
+                         n1(us["encode"]), pct(within / total), big, n1(total - within)))
 
     def section_compute(self):
         md = self.md
