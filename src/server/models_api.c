@@ -233,9 +233,12 @@ enum {
 	MET_COUNT
 };
 
-/* The stages of an inference request, as cigt_model_stage_*_total{stage} names them. */
-enum { STAGE_DECODE, STAGE_QUEUE, STAGE_ENGINE, STAGE_ENCODE, STAGE_COUNT };
-static const char *const stage_names[STAGE_COUNT] = {"decode", "queue", "engine", "encode"};
+/* The stages of an inference request in the order it goes through them, as
+ * cigt_model_stage_*_total{stage} names them (struct srv_vstats says what each spans). */
+enum { STAGE_RECEIVE, STAGE_WAIT, STAGE_DECODE, STAGE_QUEUE, STAGE_ENGINE, STAGE_ENCODE,
+       STAGE_COUNT };
+static const char *const stage_names[STAGE_COUNT] = {"receive", "wait", "decode", "queue",
+						     "engine", "encode"};
 
 struct stage {
 	uint64_t count, ns;
@@ -244,6 +247,10 @@ struct stage {
 static struct stage stage_of(const struct srv_vstats *s, int k)
 {
 	switch (k) {
+	case STAGE_RECEIVE:
+		return (struct stage){LOAD(s->input_count), LOAD(s->receive_ns)};
+	case STAGE_WAIT:
+		return (struct stage){LOAD(s->input_count), LOAD(s->wait_ns)};
 	case STAGE_DECODE:
 		return (struct stage){LOAD(s->input_count), LOAD(s->input_ns)};
 	case STAGE_QUEUE:
@@ -387,12 +394,15 @@ void srv_api_metrics(const struct srv_registry *reg, struct srv_buf *b)
 		 "Samples the second model of an escalating point also classified, by model and "
 		 "version."},
 		{"cigt_model_stage_seconds_total", "counter",
-		 "Time inference requests spent in each stage, by model and version: decode (parsing "
-		 "the body, decoding its images, converting them to model input), queue (each "
-		 "sample's wait for its batch), engine (engine calls) and encode (the answers)."},
+		 "Time inference requests spent in each stage, by model and version: receive "
+		 "(arrival to submission to the workers), wait (for a worker to decode it), decode "
+		 "(parsing the body, decoding its images, converting them to model input), queue "
+		 "(each sample's wait for its batch), engine (engine calls) and encode (the "
+		 "answers)."},
 		{"cigt_model_stage_runs_total", "counter",
-		 "Runs of each stage, by model and version: decode per request parsed, queue per "
-		 "sample computed, engine per engine call, encode per answer encoded."},
+		 "Runs of each stage, by model and version: receive, wait and decode per request "
+		 "decoded, queue per sample computed, engine per engine call, encode per answer "
+		 "encoded."},
 	};
 	for (int k = 0; k < MET_COUNT; k++) {
 		srv_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", heads[k][0], heads[k][2],

@@ -214,8 +214,11 @@ static void prep(struct srv_sched *s, struct srv_req *r)
 	if (status == 200)
 		status = srv_dial_resolve(r->model, &r->job, &r->dial, err, sizeof err);
 	/* Decoding costs the same whether the request is then refused or queued. */
-	stage_add(&r->model->st.input_count, &r->model->st.input_ns,
-		  r->decode_ns + (cigt_now_ns() - t0));
+	struct srv_vstats *vs = &r->model->st;
+	stage_add(&vs->input_count, &vs->input_ns, r->decode_ns + (cigt_now_ns() - t0));
+	atomic_fetch_add_explicit(&vs->receive_ns, r->t_submit - r->t_arrive - r->decode_ns,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&vs->wait_ns, t0 - r->t_submit, memory_order_relaxed);
 	if (status != 200) {
 		srv_req_fail(r, status, "%s", err);
 		hand_back(s, r, true);
@@ -703,6 +706,7 @@ err:
 void srv_sched_submit(struct srv_sched *s, struct srv_req *r)
 {
 	r->next = NULL;
+	r->t_submit = cigt_now_ns();
 	pthread_mutex_lock(&s->mu);
 	if (s->prep_tail)
 		s->prep_tail->next = r;

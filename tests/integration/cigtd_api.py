@@ -236,9 +236,9 @@ def group_api(env):
               "build_info")
         # The stages of those 15 requests (7 native, 8 OIP), all answered 200: Triton's
         # compute_input counts each request decoded once, queue each sample, compute_infer each
-        # engine call, compute_output each answer encoded, and each took time; decoding and
-        # encoding happen inside a request's life, one after the other; /metrics' stage
-        # counters are the same numbers.
+        # engine call, compute_output each answer encoded, and each took time; /metrics' stage
+        # counters are the same numbers. Receiving, waiting for a worker, decoding and encoding
+        # happen inside a request's life, one after the other.
         def stats():
             st, _, body = d.request("GET", "/v2/models/fashion_mnist/stats")
             return json.loads(body)["model_stats"][0] if st == 200 else None
@@ -256,9 +256,20 @@ def group_api(env):
                           - inf[key]["ns"]) < 1, "metrics stage %s: runs %s, seconds %s vs %s"
                   % (stage, metric(m, "cigt_model_stage_runs_total", **lab),
                      metric(m, "cigt_model_stage_seconds_total", **lab), inf[key]))
-        check(inf["success"]["count"] == 15 and inf["compute_input"]["ns"]
+        # The stages before decoding, in /metrics only: once per request decoded, with time.
+        for stage in ("receive", "wait"):
+            lab = {"model": "fashion_mnist", "version": "1", "stage": stage}
+            check(metric(m, "cigt_model_stage_runs_total", **lab) == 15
+                  and metric(m, "cigt_model_stage_seconds_total", **lab) > 0,
+                  "metrics stage %s: runs %s, seconds %s" % (
+                      stage, metric(m, "cigt_model_stage_runs_total", **lab),
+                      metric(m, "cigt_model_stage_seconds_total", **lab)))
+        before = sum(metric(m, "cigt_model_stage_seconds_total", model="fashion_mnist",
+                            version="1", stage=k) for k in ("receive", "wait")) * 1e9
+        check(inf["success"]["count"] == 15 and before + inf["compute_input"]["ns"]
               + inf["compute_output"]["ns"] < inf["success"]["ns"],
-              "decode + encode within the requests' durations: %s" % inf)
+              "receive + wait + decode + encode within the requests' durations: %.0f ns "
+              "before decoding, %s" % (before, inf))
         # A request refused while decoding is decoded (and counted) but never encoded.
         st, _, _ = d.post_json("/v2/models/fashion_mnist/infer", {"inputs": [{
             "name": "image", "shape": [1, 1, 27, 28], "datatype": "UINT8",
