@@ -7,6 +7,9 @@ import os
 
 from report_common import FLAT_WITHIN, FORMAT_NAMES, n0, n1, n2, pct, code, table, ReportBase
 
+# The stages of a request cigtd counts (cigt_model_stage_seconds_total), in bench/run's order.
+STAGES = ("receive", "wait", "decode", "queue", "engine", "encode")
+
 
 def fmt_batch(r):
     b = (r.get("daemon_batches") or {}).get("mean_batch_size")
@@ -77,6 +80,7 @@ class ServingSections(ReportBase):
             md.append(table(["protocol", "concurrent", "connections (x streams)",
                              "requests/s", "p50 ms", "p99 ms", "p99.9 ms", "not OK",
                              "mean batch", "command"], t) + "\n")
+        self.http_stages(rows, G)
         bare = H.get("bare", [])
         if bare:
             md.append("Bare libmicrohttpd handler (`bench/http/mhd_bare.c`: one epoll thread like "
@@ -174,6 +178,68 @@ class ServingSections(ReportBase):
                        "'images/s', $d using 1:3 axes x1y2 with linespoints lw 2 pt 5 dt 2 "
                        "lc rgb '#d62728' title 'p99 ms'\n" % sw[0]["connections"])
             md.append(self.plot("http_delay", script) + "\n")
+
+    def http_stages(self, rows, grpc):
+        """Where a request's time goes in cigtd: the mean cost per request of each stage during
+        the single-image runs at 1 and 64 connections (a smoke run has neither: all its
+        single-image runs), from the daemon_stages bench/run records around each run."""
+        md = self.md
+        pick = [r for r in rows if r["images_per_request"] == 1 and r["connections"] in (1, 64)]
+        if not pick:
+            pick = [r for r in rows if r["images_per_request"] == 1]
+        pick += [r for r in grpc if r["format"] == "grpc"]
+        pick = [r for r in pick if r.get("daemon_stages")]
+        if not pick:
+            if rows:
+                md.append("Cost of each stage of a request: not recorded in this run (no "
+                          "daemon_stages: the run predates bench/run's scraping of "
+                          "`cigt_model_stage_seconds_total`, or cigtd has no such counters).\n")
+            return
+        md.append("Where a request's time goes in cigtd (issue 27): the daemon's own stage "
+                  "counters (`cigt_model_stage_seconds_total{stage}` and `_runs_total` from "
+                  "/metrics, after each single-image run minus before), in µs per request "
+                  "decoded, in the order a request meets them. *receive*: from its arrival "
+                  "(request line parsed) to its submission to the workers, the loop reading "
+                  "the body; *wait*: until a worker starts decoding it; *decode*: parsing the "
+                  "body (for gRPC also unpacking the message on the loop), decoding the image, "
+                  "converting it to floats and resolving the compute dial; *queue*: the "
+                  "sample's wait from being queued to its batch; *engine*: its batch's engine "
+                  "time shared among the batch's requests (*per call*: the whole call, what "
+                  "each request of the batch waits); *encode*: writing the answer. *in cigtd*: "
+                  "arrival to answer sent, the mean of `cigt_model_request_duration_seconds`; "
+                  "beyond the stages it holds the hand-off of the answer to the loop, sending "
+                  "it and, with more than one request in a batch, the rest of its batch's "
+                  "engine call.\n")
+        t = []
+        for r in pick:
+            st = r["daemon_stages"]
+            us = [(st["stages"].get(k) or {}).get("us_per_request") for k in STAGES]
+            name = "gRPC" if r["format"] == "grpc" else FORMAT_NAMES.get(r["format"],
+                                                                         r["format"])
+            conns = ("%d x %d" % (r["connections"], r["streams_per_connection"])
+                     if r["format"] == "grpc" else r["connections"])
+            t.append([name, conns, n0(st["requests"])] + [n1(x) for x in us]
+                     + [n1(st.get("engine_us_per_call")), fmt_batch(r),
+                        n1(st.get("in_daemon_us_per_request"))])
+        md.append(table(["format", "connections", "requests"] + ["%s µs" % k for k in STAGES]
+                        + ["engine µs per call", "mean batch", "in cigtd µs"], t) + "\n")
+        for c in (1, 64):
+            one = next((r for r in pick if r["format"] == "native_json" and
+                        r["connections"] == c), None)
+            st = (one or {}).get("daemon_stages")
+            if not st or not st.get("in_daemon_us_per_request") or \
+                    any(k not in st["stages"] for k in STAGES):
+                continue
+            us = {k: st["stages"][k]["us_per_request"] for k in STAGES}
+            # What a request waits for in its batch's engine call is the whole call.
+            us["engine"] = st.get("engine_us_per_call") or us["engine"]
+            total, within = st["in_daemon_us_per_request"], sum(us.values())
+            big = max(us, key=us.get)
+            md.append("At %d connection%s a native-JSON request spent %s µs in cigtd: %s, its "
+                      "batch's engine call %s (%s of the time in cigtd, the most in *%s*).\n"
+                      % (c, "" if c == 1 else "s", n1(total),
+                         ", ".join("%s %s" % (k, n1(us[k])) for k in STAGES if k != "engine"),
+                         n1(us["engine"]), pct(within / total), big))
 
     def section_compute(self):
         md = self.md

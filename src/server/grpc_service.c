@@ -83,7 +83,9 @@ static void infer(struct srv *S, struct srv_grpc_call *k, const struct srv_grpc_
 		srv_grpc_fail(k, SRV_GRPC_UNAVAILABLE, "shutting down; not accepting new work");
 		return;
 	}
+	const uint64_t t0 = cigt_now_ns();
 	Inference__ModelInferRequest *q = srv_grpc_infer_unpack(ci->msg, ci->len);
+	const uint64_t unpack_ns = cigt_now_ns() - t0; /* counted in its version's decode stage */
 	if (!q) {
 		srv_grpc_fail(k, SRV_GRPC_INTERNAL, "the message is not a ModelInferRequest (it does "
 						    "not decode)");
@@ -99,6 +101,7 @@ static void infer(struct srv *S, struct srv_grpc_call *k, const struct srv_grpc_
 		return;
 	}
 	r->model = m;
+	r->decode_ns = unpack_ns;
 	r->grpc->msg = q;
 	r->grpc->stream = ci->method == SRV_GM_MODEL_STREAM_INFER;
 	r->query_timeout_ms = ci->timeout_ms; /* grpc-timeout; the message's timeout_ms too */

@@ -167,14 +167,16 @@ static void stats_one(void *ctx, const struct srv_model *m)
 	duration(b, "success", LOAD(s->success_count), LOAD(s->success_ns), false);
 	duration(b, "fail", LOAD(s->fail_count), LOAD(s->fail_ns), false);
 	duration(b, "queue", LOAD(s->queue_count), LOAD(s->queue_ns), false);
-	/* Decoding happens while parsing and encoding after the batch: not timed apart. */
-	duration(b, "compute_input", 0, 0, false);
+	/* compute_input: requests decoded; compute_infer: engine calls; compute_output: answers
+	 * encoded (struct srv_vstats says what each stage spans). */
+	duration(b, "compute_input", LOAD(s->input_count), LOAD(s->input_ns), false);
 	duration(b, "compute_infer", execs, LOAD(s->compute_ns), false);
-	duration(b, "compute_output", 0, 0, false);
+	duration(b, "compute_output", LOAD(s->output_count), LOAD(s->output_ns), false);
 	duration(b, "cache_hit", 0, 0, false);
 	duration(b, "cache_miss", 0, 0, true);
 	/* One entry per batch size executed, ascending, as Triton's: compute_infer is the engine
-	 * time of those executions, compute_input/compute_output count them with 0 ns. */
+	 * time of those executions, compute_input/compute_output count them with 0 ns (requests,
+	 * not batches, are decoded and encoded: their time is in inference_stats only). */
 	srv_buf_puts(b, "}, \"batch_stats\": [");
 	bool first = true;
 	for (int k = 1; k < s->nbatch; k++) {
@@ -226,8 +228,39 @@ enum {
 	MET_POINTS,
 	MET_PATHS,
 	MET_ESCALATED,
+	MET_STAGE_SECONDS,
+	MET_STAGE_RUNS,
 	MET_COUNT
 };
+
+/* The stages of an inference request in the order it goes through them, as
+ * cigt_model_stage_*_total{stage} names them (struct srv_vstats says what each spans). */
+enum { STAGE_RECEIVE, STAGE_WAIT, STAGE_DECODE, STAGE_QUEUE, STAGE_ENGINE, STAGE_ENCODE,
+       STAGE_COUNT };
+static const char *const stage_names[STAGE_COUNT] = {"receive", "wait", "decode", "queue",
+						     "engine", "encode"};
+
+struct stage {
+	uint64_t count, ns;
+};
+
+static struct stage stage_of(const struct srv_vstats *s, int k)
+{
+	switch (k) {
+	case STAGE_RECEIVE:
+		return (struct stage){LOAD(s->input_count), LOAD(s->receive_ns)};
+	case STAGE_WAIT:
+		return (struct stage){LOAD(s->input_count), LOAD(s->wait_ns)};
+	case STAGE_DECODE:
+		return (struct stage){LOAD(s->input_count), LOAD(s->input_ns)};
+	case STAGE_QUEUE:
+		return (struct stage){LOAD(s->queue_count), LOAD(s->queue_ns)};
+	case STAGE_ENGINE:
+		return (struct stage){LOAD(s->compute_count), LOAD(s->compute_ns)};
+	default:
+		return (struct stage){LOAD(s->output_count), LOAD(s->output_ns)};
+	}
+}
 
 struct met_ctx {
 	struct srv_buf *b;
@@ -319,6 +352,18 @@ static void met_one(void *ctx, const struct srv_model *m)
 		srv_buf_printf(b, "cigt_model_escalated_samples_total{%s} %llu\n", lab,
 			       (unsigned long long)LOAD(s->escalated));
 		break;
+	case MET_STAGE_SECONDS:
+	case MET_STAGE_RUNS:
+		for (int k = 0; k < STAGE_COUNT; k++) {
+			const struct stage st = stage_of(s, k);
+			if (c->which == MET_STAGE_SECONDS)
+				srv_buf_printf(b, "cigt_model_stage_seconds_total{%s,stage=\"%s\"} "
+						  "%.9f\n", lab, stage_names[k], (double)st.ns * 1e-9);
+			else
+				srv_buf_printf(b, "cigt_model_stage_runs_total{%s,stage=\"%s\"} %llu\n",
+					       lab, stage_names[k], (unsigned long long)st.count);
+		}
+		break;
 	}
 }
 
@@ -348,6 +393,16 @@ void srv_api_metrics(const struct srv_registry *reg, struct srv_buf *b)
 		{"cigt_model_escalated_samples_total", "counter",
 		 "Samples the second model of an escalating point also classified, by model and "
 		 "version."},
+		{"cigt_model_stage_seconds_total", "counter",
+		 "Time inference requests spent in each stage, by model and version: receive "
+		 "(arrival to submission to the workers), wait (for a worker to decode it), decode "
+		 "(parsing the body, decoding its images, converting them to model input), queue "
+		 "(each sample's wait for its batch), engine (engine calls) and encode (the "
+		 "answers)."},
+		{"cigt_model_stage_runs_total", "counter",
+		 "Runs of each stage, by model and version: receive, wait and decode per request "
+		 "decoded, queue per sample computed, engine per engine call, encode per answer "
+		 "encoded."},
 	};
 	for (int k = 0; k < MET_COUNT; k++) {
 		srv_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", heads[k][0], heads[k][2],

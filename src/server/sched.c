@@ -140,6 +140,13 @@ static void hand_back(struct srv_sched *s, struct srv_req *r, bool parsing)
 	s->done(s->ctx, r);
 }
 
+/* Counts one run of a stage of r's model version taking dt ns (Triton's Duration pairs). */
+static void stage_add(_Atomic uint64_t *count, _Atomic uint64_t *ns, uint64_t dt)
+{
+	atomic_fetch_add_explicit(count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(ns, dt, memory_order_relaxed);
+}
+
 static void finish(struct srv_sched *s, struct srv_req *r)
 {
 	if (r->gone) {
@@ -149,6 +156,7 @@ static void finish(struct srv_sched *s, struct srv_req *r)
 			     r->job.timeout_ms);
 	} else if (r->status == 0) {
 		const struct cigt_arch *a = r->model->m->arch;
+		const uint64_t t0 = cigt_now_ns();
 		r->status = 200;
 		r->resp_ctype = "application/json";
 		r->resp_json_len = -1;
@@ -166,6 +174,7 @@ static void finish(struct srv_sched *s, struct srv_req *r)
 		}
 		if (r->resp.oom)
 			srv_req_fail(r, 500, "out of memory encoding the answer");
+		stage_add(&r->model->st.output_count, &r->model->st.output_ns, cigt_now_ns() - t0);
 	}
 	hand_back(s, r, false);
 }
@@ -181,6 +190,7 @@ static void prep(struct srv_sched *s, struct srv_req *r)
 {
 	char err[512];
 	const struct cigt_arch *a = r->model->m->arch;
+	const uint64_t t0 = cigt_now_ns();
 	r->job = (struct srv_job){.timeout_ms = -1};
 	if (r->query_top_k > 0)
 		r->job.top_k = (int)r->query_top_k;
@@ -203,6 +213,12 @@ static void prep(struct srv_sched *s, struct srv_req *r)
 	}
 	if (status == 200)
 		status = srv_dial_resolve(r->model, &r->job, &r->dial, err, sizeof err);
+	/* Decoding costs the same whether the request is then refused or queued. */
+	struct srv_vstats *vs = &r->model->st;
+	stage_add(&vs->input_count, &vs->input_ns, r->decode_ns + (cigt_now_ns() - t0));
+	atomic_fetch_add_explicit(&vs->receive_ns, r->t_submit - r->t_arrive - r->decode_ns,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&vs->wait_ns, t0 - r->t_submit, memory_order_relaxed);
 	if (status != 200) {
 		srv_req_fail(r, status, "%s", err);
 		hand_back(s, r, true);
@@ -690,6 +706,7 @@ err:
 void srv_sched_submit(struct srv_sched *s, struct srv_req *r)
 {
 	r->next = NULL;
+	r->t_submit = cigt_now_ns();
 	pthread_mutex_lock(&s->mu);
 	if (s->prep_tail)
 		s->prep_tail->next = r;

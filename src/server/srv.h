@@ -324,8 +324,20 @@ struct srv_batching {
 struct srv_vstats {
 	_Atomic uint64_t success_count, success_ns; /* requests answered 200, arrival to answer */
 	_Atomic uint64_t fail_count, fail_ns;       /* requests answered otherwise */
-	_Atomic uint64_t queue_count, queue_ns;     /* samples, time queued */
-	_Atomic uint64_t compute_count, compute_ns; /* batches (executions), engine time */
+	/* The stages of a request (Triton's compute_input, queue, compute_infer, compute_output;
+	 * cigt_model_stage_seconds_total's decode, queue, engine, encode). input: requests parsed
+	 * (whatever their answer), the time taking the body (or gRPC message) apart, decoding its
+	 * images and converting them to model input, dial resolved; queue: samples computed, the
+	 * time from queueing to their batch; compute: engine calls, their time; output: answers
+	 * encoded (200s), the time encoding them. Before decoding, for the same requests as input
+	 * (only in /metrics: Triton has no such fields): receive_ns, arrival to submission to the
+	 * scheduler (the loop receiving the body; gRPC's unpacking is in input instead), and
+	 * wait_ns, submission to a worker starting to decode it. */
+	_Atomic uint64_t receive_ns, wait_ns;
+	_Atomic uint64_t input_count, input_ns;
+	_Atomic uint64_t queue_count, queue_ns;
+	_Atomic uint64_t compute_count, compute_ns;
+	_Atomic uint64_t output_count, output_ns;
 	_Atomic uint64_t inference_count;           /* samples computed */
 	_Atomic uint64_t last_inference_ms;         /* wall clock of the last batch */
 	_Atomic uint64_t macs, dense_macs;
@@ -506,7 +518,8 @@ struct srv_req {
 	bool after_drain;      /* its head arrived after the drain began: refused with 503 */
 	bool close;            /* refused for its framing: close the connection after the answer */
 	bool bad_target;       /* the raw request target has a space or a control byte */
-	uint64_t t_arrive, t_enqueue, deadline;
+	uint64_t t_arrive, t_submit, t_enqueue, deadline;
+	uint64_t decode_ns;    /* decoding done on the loop before the workers' (gRPC: unpacking) */
 	/* Set by the worker that prepares it. */
 	struct srv_model *model;
 	struct srv_job job;

@@ -303,6 +303,15 @@ def group_api(env):
               and [b.batch_size for b in ms[0].batch_stats]
               == [b["batch_size"] for b in rs["batch_stats"]],
               "ModelStatistics equals GET .../stats")
+        # The stages, both protocols' requests in them: every OK answer was encoded, every one
+        # decoded (and so were the refusals the workers made), each stage took time.
+        gi, ri = ms[0].inference_stats, rs["inference_stats"]
+        check(all({"count": getattr(gi, k).count, "ns": getattr(gi, k).ns} == ri[k]
+                  and ri[k]["ns"] > 0 for k in ("compute_input", "queue", "compute_infer",
+                                                "compute_output"))
+              and ri["compute_output"]["count"] == ri["success"]["count"]
+              and ri["compute_input"]["count"] > ri["success"]["count"],
+              "ModelStatistics' stages equal REST's: %s" % ri)
         check(ms[0].inference_stats.fail.count >= 15, "refusals counted as failures")
         every = s.ModelStatistics(pb.ModelStatisticsRequest()).model_stats
         check([m.name for m in every] == ["fashion_mnist"], "ModelStatistics of every model")

@@ -234,6 +234,51 @@ def group_api(env):
               "requests_total v2_infer 200")
         check(metric(m, "cigt_build_info", version="0.1.0", model="fashion_mnist") == 1,
               "build_info")
+        # The stages of those 15 requests (7 native, 8 OIP), all answered 200: Triton's
+        # compute_input counts each request decoded once, queue each sample, compute_infer each
+        # engine call, compute_output each answer encoded, and each took time; /metrics' stage
+        # counters are the same numbers. Receiving, waiting for a worker, decoding and encoding
+        # happen inside a request's life, one after the other.
+        def stats():
+            st, _, body = d.request("GET", "/v2/models/fashion_mnist/stats")
+            return json.loads(body)["model_stats"][0] if st == 200 else None
+        s = stats()
+        inf = s["inference_stats"]
+        check(s["execution_count"] >= 15, "one engine call or more per request: %s" % s)
+        for key, stage, n in (("compute_input", "decode", 15), ("queue", "queue", samples),
+                              ("compute_infer", "engine", s["execution_count"]),
+                              ("compute_output", "encode", 15)):
+            check(inf[key]["count"] == n and inf[key]["ns"] > 0,
+                  "stats %s: %s, expected count %d and ns > 0" % (key, inf[key], n))
+            lab = {"model": "fashion_mnist", "version": "1", "stage": stage}
+            check(metric(m, "cigt_model_stage_runs_total", **lab) == inf[key]["count"]
+                  and abs(metric(m, "cigt_model_stage_seconds_total", **lab) * 1e9
+                          - inf[key]["ns"]) < 1, "metrics stage %s: runs %s, seconds %s vs %s"
+                  % (stage, metric(m, "cigt_model_stage_runs_total", **lab),
+                     metric(m, "cigt_model_stage_seconds_total", **lab), inf[key]))
+        # The stages before decoding, in /metrics only: once per request decoded, with time.
+        for stage in ("receive", "wait"):
+            lab = {"model": "fashion_mnist", "version": "1", "stage": stage}
+            check(metric(m, "cigt_model_stage_runs_total", **lab) == 15
+                  and metric(m, "cigt_model_stage_seconds_total", **lab) > 0,
+                  "metrics stage %s: runs %s, seconds %s" % (
+                      stage, metric(m, "cigt_model_stage_runs_total", **lab),
+                      metric(m, "cigt_model_stage_seconds_total", **lab)))
+        before = sum(metric(m, "cigt_model_stage_seconds_total", model="fashion_mnist",
+                            version="1", stage=k) for k in ("receive", "wait")) * 1e9
+        check(inf["success"]["count"] == 15 and before + inf["compute_input"]["ns"]
+              + inf["compute_output"]["ns"] < inf["success"]["ns"],
+              "receive + wait + decode + encode within the requests' durations: %.0f ns "
+              "before decoding, %s" % (before, inf))
+        # A request refused while decoding is decoded (and counted) but never encoded.
+        st, _, _ = d.post_json("/v2/models/fashion_mnist/infer", {"inputs": [{
+            "name": "image", "shape": [1, 1, 27, 28], "datatype": "UINT8",
+            "data": [0] * 756}]})
+        s2 = stats()["inference_stats"]
+        check(st == 400 and s2["compute_input"]["count"] == 16
+              and s2["compute_input"]["ns"] > inf["compute_input"]["ns"]
+              and s2["compute_output"] == inf["compute_output"] and s2["fail"]["count"] == 1,
+              "a 400 counts in compute_input only: %s" % s2)
         # --healthcheck against the live server, and against a closed port.
         url = "http://127.0.0.1:%d/v2/health/ready" % d.port
         check(subprocess.run([CIGTD, "--healthcheck", url]).returncode == 0, "--healthcheck ok")
