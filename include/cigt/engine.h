@@ -101,7 +101,12 @@ const char *cigt_prof_part_name(enum cigt_prof_part p);
  *    routers stay fp32 so routes hold). int8 needs a model `cigt quantize` calibrated.
  * Routers (their own convs included), pooling, adds and the rest stay fp32 on either. */
 enum cigt_backend { CIGT_BACKEND_OPENBLAS, CIGT_BACKEND_ONEDNN };
-enum cigt_precision { CIGT_PRECISION_FP32, CIGT_PRECISION_BF16, CIGT_PRECISION_INT8 };
+enum cigt_precision {
+	CIGT_PRECISION_FP32,
+	CIGT_PRECISION_BF16,
+	CIGT_PRECISION_INT8,
+	CIGT_PRECISION_AUTO, /* cigt_precision_auto's choice for the model, at load */
+};
 
 struct cigt_engine_opts {
 	enum cigt_backend backend;
@@ -129,7 +134,13 @@ const char *cigt_engine_isa(const struct cigt_engine *e);
  * daemon's first reload on it grows its memory once by 12-41 MB, more than the hostile
  * suite's bound; the default waits until that is understood.) */
 enum cigt_backend cigt_backend_auto(enum cigt_precision p);
-/* Names for the enums ("openblas", "onednn"; "fp32", "bf16", "int8") and back (-1: unknown). */
+/* The fastest precision whose accuracy was validated for m on this CPU: int8 where oneDNN's
+ * kernels have VNNI, bf16 where they have AVX512_BF16, each only when m's quantization table
+ * records its accuracy on the calibration images at most 0.2 points below fp32's (cigt quantize
+ * measures all three); else fp32. On OpenBLAS (backend given as openblas): fp32. */
+enum cigt_precision cigt_precision_auto(const struct cigt_model *m, enum cigt_backend b);
+/* Names for the enums ("openblas", "onednn"; "fp32", "bf16", "int8", "auto") and back (-1:
+ * unknown). */
 const char *cigt_backend_name(enum cigt_backend b);
 const char *cigt_precision_name(enum cigt_precision p);
 int cigt_backend_parse(const char *s);

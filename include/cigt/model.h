@@ -83,6 +83,9 @@ struct cigt_model {
 	 * split they came from ("validation", or a folder's path). */
 	int quant_samples;
 	char quant_split[256];
+	/* Accuracy on those images in fp32, bf16 and int8 (cigt quantize measures them; -1: not
+	 * recorded): what --precision auto reads. */
+	double quant_acc[3];
 };
 
 /* Allocates a model for arch with every tensor zeroed; takes ownership of arch. */

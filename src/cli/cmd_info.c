@@ -6,6 +6,12 @@
 
 #include "cli.h"
 
+/* A recorded accuracy, or null (-1: not recorded). */
+static json_t *acc_json(double a)
+{
+	return a >= 0 ? json_real(a) : json_null();
+}
+
 static const char usage[] =
 	"usage: cigt info MODEL|CONFIG [--json]\n"
 	"Shows the architecture, parameters, MACs per route and dense, and the\n"
@@ -174,8 +180,11 @@ static json_t *info_json(const struct cigt_model *m)
 	/* The int8 calibration (proto/model-format.md section 7), when the file has one. */
 	json_object_set_new(j, "quantization",
 			    m->quant_samples > 0
-				    ? json_pack("{si ss}", "samples", m->quant_samples, "split",
-						m->quant_split)
+				    ? json_pack("{si ss s{so so so}}", "samples", m->quant_samples,
+						"split", m->quant_split, "accuracy", "fp32",
+						acc_json(m->quant_acc[0]), "bf16",
+						acc_json(m->quant_acc[1]), "int8",
+						acc_json(m->quant_acc[2]))
 				    : json_null());
 	if (m->provenance) {
 		json_t *p = json_loads(m->provenance, 0, NULL);

@@ -49,6 +49,41 @@ static struct score score(const struct cigt_arch *a, const struct cigt_result *r
 	return s;
 }
 
+/* m calibrated: fp32 (e), bf16 and int8 accuracy on the n calibration images into
+ * m->quant_acc (what --precision auto reads), the int8 answers into r8 against fp32's in r32;
+ * *q the int8 engine (the caller frees it). 0, or -1 after saying why. */
+static int measure(struct cigt_model *m, const struct cigt_engine *e, int threads, const float *x,
+		   const uint8_t *labels, int n, struct cigt_result *r32, struct cigt_result *r8,
+		   struct cigt_engine **q)
+{
+	char err[512];
+	struct cigt_engine *b = NULL;
+	const struct cigt_engine_opts o8 = {.backend = CIGT_BACKEND_ONEDNN,
+					    .precision = CIGT_PRECISION_INT8};
+	const struct cigt_engine_opts o16 = {.backend = CIGT_BACKEND_ONEDNN,
+					     .precision = CIGT_PRECISION_BF16};
+	if (cigt_engine_new_opts(m, &o8, q, err, sizeof err) ||
+	    cigt_engine_new_opts(m, &o16, &b, err, sizeof err)) {
+		fprintf(stderr, "cigt: %s\n", err);
+		return -1;
+	}
+	int rc = -1;
+	/* bf16's answers go through r8 first; int8's are left there. */
+	const struct cigt_engine *run[3] = {e, b, *q};
+	for (int k = 0; k < 3; k++) {
+		struct cigt_result *r = k ? r8 : r32;
+		if (classify_all(run[k], threads, x, n, r)) {
+			fprintf(stderr, "cigt: cannot start %d threads\n", threads);
+			goto out;
+		}
+		m->quant_acc[k] = (double)score(m->arch, r, r32, labels, n).correct / n;
+	}
+	rc = 0;
+out:
+	cigt_engine_free(b);
+	return rc;
+}
+
 /* The second models m's escalating points name: each calibrated on its own held-out images
  * (as MODEL: its validation split of dir, or heldout) and written beside out as
  * <second>_int8.safetensors, and the points renamed to it with its sha256 (the table changes
@@ -88,9 +123,20 @@ static int quantize_seconds(const char *path, struct cigt_model *m, const char *
 		}
 		if (cli_heldout_load(sp, m2, dir, heldout, nval, &x, &labels, &n))
 			goto next;
+		struct cigt_result *a = calloc((size_t)n, sizeof *a), *c = calloc((size_t)n, sizeof *c);
+		struct cigt_engine *q2 = NULL;
 		if (cigt_engine_calibrate(e2, m2, x, n, heldout ? heldout : "validation", err,
-					  sizeof err) ||
-		    cigt_model_save(m2, file, err, sizeof err) ||
+					  sizeof err)) {
+			free(a), free(c);
+			fprintf(stderr, "cigt: second model '%s': %s\n", pt->second, err);
+			goto next;
+		}
+		int bad = !a || !c || measure(m2, e2, cli_default_threads(), x, labels, n, a, c, &q2);
+		free(a), free(c);
+		cigt_engine_free(q2);
+		if (bad)
+			goto next;
+		if (cigt_model_save(m2, file, err, sizeof err) ||
 		    cigt_file_sha256(file, sha, err, sizeof err)) {
 			fprintf(stderr, "cigt: second model '%s': %s\n", pt->second, err);
 			goto next;
@@ -157,18 +203,14 @@ int cmd_quantize(int argc, char **argv)
 		fprintf(stderr, "cigt: %s\n", err);
 		goto out;
 	}
-	const struct cigt_engine_opts o8 = {.backend = CIGT_BACKEND_ONEDNN,
-					    .precision = CIGT_PRECISION_INT8};
 	r32 = calloc((size_t)n, sizeof *r32);
 	r8 = calloc((size_t)n, sizeof *r8);
-	if (!r32 || !r8 || cigt_engine_new_opts(m, &o8, &q, err, sizeof err)) {
-		fprintf(stderr, "cigt: %s\n", r32 && r8 ? err : "out of memory");
+	if (!r32 || !r8) {
+		fprintf(stderr, "cigt: out of memory\n");
 		goto out;
 	}
-	if (classify_all(e, (int)threads, x, n, r32) || classify_all(q, (int)threads, x, n, r8)) {
-		fprintf(stderr, "cigt: cannot start %lld threads\n", threads);
+	if (measure(m, e, (int)threads, x, labels, n, r32, r8, &q))
 		goto out;
-	}
 	const struct score s32 = score(m->arch, r32, r32, labels, n);
 	const struct score s8 = score(m->arch, r8, r32, labels, n);
 	if (quantize_seconds(path, m, out, dir, heldout, (int)nval))
@@ -180,6 +222,7 @@ int cmd_quantize(int argc, char **argv)
 	printf("calibrated on %d %s images; wrote %s\n", n,
 	       heldout ? "held-out" : "validation", out);
 	printf("  fp32  accuracy %.2f%%\n", 100.0 * s32.correct / n);
+	printf("  bf16  accuracy %.2f%%\n", 100.0 * m->quant_acc[1]);
 	printf("  int8  accuracy %.2f%%  (%s)\n", 100.0 * s8.correct / n, cigt_engine_backend(q));
 	printf("  int8 against fp32: %d classes and %d routes of %d changed\n", s8.cls_changed,
 	       s8.route_changed, n);

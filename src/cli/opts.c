@@ -48,7 +48,7 @@ const struct cigt_opt cli_opt_config = {
 	.help = "architecture and \"train\" section, JSON (required)"};
 
 static const char *const backends[] = {"auto", "openblas", "onednn", NULL};
-static const char *const precisions[] = {"fp32", "bf16", "int8", NULL};
+static const char *const precisions[] = {"fp32", "bf16", "int8", "auto", NULL};
 const struct cigt_opt cli_opt_backend = {
 	"backend", 0, CIGT_OPT_CHOICE, .where = CIGT_OPT_IN_CLI, .cmds = "bench classify eval",
 	.choices = backends, .def = "auto", .arg = "B",
@@ -57,8 +57,9 @@ const struct cigt_opt cli_opt_backend = {
 const struct cigt_opt cli_opt_precision = {
 	"precision", 0, CIGT_OPT_CHOICE, .where = CIGT_OPT_IN_CLI, .cmds = "bench classify eval",
 	.choices = precisions, .def = "fp32", .arg = "P",
-	.help = "fp32, bf16 (oneDNN: bf16 weights and inputs, fp32 sums) or\n"
-		"int8 (oneDNN, a model cigt quantize calibrated)"};
+	.help = "fp32, bf16 (oneDNN: bf16 weights and inputs, fp32 sums),\n"
+		"int8 (oneDNN, a model cigt quantize calibrated), or auto (the\n"
+		"fastest the CPU has whose accuracy cigt quantize validated)"};
 
 void cli_usage(const struct cli_cmd *c, FILE *f)
 {

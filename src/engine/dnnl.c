@@ -77,6 +77,19 @@ static int engine(char *err, size_t errlen)
 	return 0;
 }
 
+bool cigt__dnn_has_vnni(void)
+{
+	const dnnl_cpu_isa_t i = dnnl_get_effective_cpu_isa();
+	return i == dnnl_cpu_isa_avx2_vnni || i == dnnl_cpu_isa_avx512_core_vnni ||
+	       i == dnnl_cpu_isa_avx512_core_bf16 || i == dnnl_cpu_isa_avx512_core_amx;
+}
+
+bool cigt__dnn_has_bf16(void)
+{
+	const dnnl_cpu_isa_t i = dnnl_get_effective_cpu_isa();
+	return i == dnnl_cpu_isa_avx512_core_bf16 || i == dnnl_cpu_isa_avx512_core_amx;
+}
+
 const char *cigt__dnn_isa(void)
 {
 	switch (dnnl_get_effective_cpu_isa()) {

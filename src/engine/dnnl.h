@@ -71,6 +71,9 @@ void cigt__dnn_stream_free(struct cigt__dnn_stream *s);
 void cigt__dnn_run(const struct cigt__dnn_op *op, struct cigt__dnn_stream *s, int n,
 		   const float *in, const float *add, float *out);
 
+/* Whether oneDNN's kernels on this CPU have int8 dot products (VNNI) and bf16 ones. */
+bool cigt__dnn_has_vnni(void);
+bool cigt__dnn_has_bf16(void);
 /* oneDNN's effective ISA, in its own words ("avx512_core_bf16", "avx2", ...). */
 const char *cigt__dnn_isa(void);
 

@@ -441,6 +441,18 @@ static int plan_dnn(struct cigt_engine *e, struct xchain *ch, char *err, size_t 
 	return 0;
 }
 
+enum cigt_precision cigt_precision_auto(const struct cigt_model *m, enum cigt_backend b)
+{
+	const double *acc = m->quant_acc;
+	if (b == CIGT_BACKEND_OPENBLAS || m->quant_samples <= 0 || acc[0] < 0)
+		return CIGT_PRECISION_FP32;
+	if (acc[2] >= 0 && acc[2] >= acc[0] - 0.002 && cigt__dnn_has_vnni())
+		return CIGT_PRECISION_INT8;
+	if (acc[1] >= 0 && acc[1] >= acc[0] - 0.002 && cigt__dnn_has_bf16())
+		return CIGT_PRECISION_BF16;
+	return CIGT_PRECISION_FP32;
+}
+
 enum cigt_backend cigt_backend_auto(enum cigt_precision p)
 {
 	return p == CIGT_PRECISION_FP32 ? CIGT_BACKEND_OPENBLAS : CIGT_BACKEND_ONEDNN;
@@ -453,7 +465,10 @@ const char *cigt_backend_name(enum cigt_backend b)
 
 const char *cigt_precision_name(enum cigt_precision p)
 {
-	return p == CIGT_PRECISION_BF16 ? "bf16" : p == CIGT_PRECISION_INT8 ? "int8" : "fp32";
+	return p == CIGT_PRECISION_BF16   ? "bf16"
+	       : p == CIGT_PRECISION_INT8 ? "int8"
+	       : p == CIGT_PRECISION_AUTO ? "auto"
+					  : "fp32";
 }
 
 int cigt_backend_parse(const char *s)
@@ -468,6 +483,7 @@ int cigt_precision_parse(const char *s)
 	return !strcmp(s, "fp32")   ? CIGT_PRECISION_FP32
 	       : !strcmp(s, "bf16") ? CIGT_PRECISION_BF16
 	       : !strcmp(s, "int8") ? CIGT_PRECISION_INT8
+	       : !strcmp(s, "auto") ? CIGT_PRECISION_AUTO
 				    : -1;
 }
 
@@ -500,9 +516,14 @@ int cigt_engine_new_opts(const struct cigt_model *m, const struct cigt_engine_op
 	if (!o)
 		o = &def;
 	if ((unsigned)o->backend > CIGT_BACKEND_ONEDNN ||
-	    (unsigned)o->precision > CIGT_PRECISION_INT8 || o->threads < 0 || o->threads > 256)
+	    (unsigned)o->precision > CIGT_PRECISION_AUTO || o->threads < 0 || o->threads > 256)
 		return cigt_fail(err, errlen, CIGT_EINVAL, "unknown backend or precision, or "
 				 "threads out of 0..256");
+	struct cigt_engine_opts resolved = *o;
+	if (o->precision == CIGT_PRECISION_AUTO) {
+		resolved.precision = cigt_precision_auto(m, o->backend);
+		o = &resolved;
+	}
 	if (o->backend == CIGT_BACKEND_OPENBLAS && o->precision != CIGT_PRECISION_FP32)
 		return cigt_fail(err, errlen, CIGT_EINVAL,
 				 "precision %s needs the onednn backend (openblas is fp32 only)",

@@ -163,6 +163,8 @@ int cigt_model_new(struct cigt_arch *arch, struct cigt_model **out)
 		return CIGT_ENOMEM;
 	}
 	m->arch = arch;
+	for (int k = 0; k < 3; k++)
+		m->quant_acc[k] = -1; /* not recorded */
 	for (int l = 0; l < arch->nlayers; l++) {
 		int n = arch->layers[l].experts * arch->layers[l].nops;
 		if (!(m->ops[l] = calloc((size_t)n, sizeof *m->ops[l])))

@@ -86,7 +86,9 @@ static int read_inputs(json_t *inputs, const struct cigt_model *m, float **lo, f
 int cigt_quant_parse(const char *json, size_t len, struct cigt_model *m, char *err,
 		     size_t errlen)
 {
-	static const char *const keys[] = {"format", "method", "samples", "split", "inputs", NULL};
+	static const char *const keys[] = {"format", "method", "samples", "split", "inputs",
+					   "accuracy", NULL};
+	static const char *const precs[] = {"fp32", "bf16", "int8"};
 	const struct cigt_arch *a = m->arch;
 	json_error_t je;
 	float *lo[CIGT_MAX_LAYERS] = {0}, *hi[CIGT_MAX_LAYERS] = {0};
@@ -134,6 +136,27 @@ int cigt_quant_parse(const char *json, size_t len, struct cigt_model *m, char *e
 		rc = ERR("quantization.inputs must be an object");
 		goto out;
 	}
+	/* accuracy (optional): {"fp32": a, "bf16": b, "int8": c}, each in [0, 1], any subset. */
+	double acc[3] = {-1, -1, -1};
+	json_t *aj = json_object_get(root, "accuracy");
+	if (aj) {
+		if (!json_is_object(aj)) {
+			rc = ERR("quantization.accuracy must be an object");
+			goto out;
+		}
+		json_object_foreach(aj, key, v) {
+			int k = 0;
+			while (k < 3 && strcmp(precs[k], key))
+				k++;
+			double x = json_number_value(v);
+			if (k == 3 || !json_is_number(v) || !(x >= 0 && x <= 1)) {
+				rc = ERR("quantization.accuracy.%.20s: expected fp32, bf16 or int8 with "
+					 "a number in [0, 1]", key);
+				goto out;
+			}
+			acc[k] = x;
+		}
+	}
 	for (int l = 0; l < a->nlayers; l++) {
 		size_t n = (size_t)a->layers[l].experts * (size_t)a->layers[l].nops;
 		lo[l] = calloc(n ? n : 1, sizeof(float));
@@ -151,6 +174,7 @@ int cigt_quant_parse(const char *json, size_t len, struct cigt_model *m, char *e
 			m->ops[l][k].in_max = hi[l][k];
 		}
 	m->quant_samples = (int)json_integer_value(s);
+	memcpy(m->quant_acc, acc, sizeof acc);
 	snprintf(m->quant_split, sizeof m->quant_split, "%s", json_string_value(sp));
 out:
 	for (int l = 0; l < CIGT_MAX_LAYERS; l++)
@@ -180,6 +204,14 @@ char *cigt_quant_to_json(const struct cigt_model *m)
 	}
 	json_t *root = json_pack("{ss ss si ss so}", "format", QUANT_FORMAT, "method", "max",
 				 "samples", m->quant_samples, "split", m->quant_split, "inputs", in);
+	static const char *const precs[] = {"fp32", "bf16", "int8"};
+	json_t *acc = json_object();
+	for (int k = 0; k < 3; k++)
+		if (m->quant_acc[k] >= 0)
+			json_object_set_new(acc, precs[k], json_real(m->quant_acc[k]));
+	if (root && json_object_size(acc))
+		json_object_set(root, "accuracy", acc);
+	json_decref(acc);
 	char *s = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
 	json_decref(root);
 	return s;

@@ -82,7 +82,7 @@ static int load_model_json(const struct cigt_opt *o, void *target, const json_t 
 static const char *const control_modes[] = {"none", "poll", "explicit", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 const char *const srv_backends[] = {"auto", "openblas", "onednn", NULL};
-const char *const srv_precisions[] = {"fp32", "bf16", "int8", NULL};
+const char *const srv_precisions[] = {"fp32", "bf16", "int8", "auto", NULL};
 _Static_assert(SRV_CONTROL_NONE == 0 && SRV_CONTROL_POLL == 1 && SRV_CONTROL_EXPLICIT == 2,
 	       "control_modes[] follows enum srv_control");
 _Static_assert(SRV_LOG_DEBUG == 0 && SRV_LOG_INFO == 1 && SRV_LOG_WARN == 2 &&
@@ -126,8 +126,9 @@ static const struct cigt_opt rows[] = {
 	{"precision", 0, CIGT_OPT_CHOICE, F(precision), .where = D, .choices = srv_precisions,
 	 .def = "fp32", .arg = "P",
 	 .help = "fp32, bf16 (oneDNN: bf16 weights and inputs, fp32\n"
-		 "sums) or int8 (oneDNN; a model cigt quantize calibrated);\n"
-		 "a model's config.json may say otherwise"},
+		 "sums), int8 (oneDNN; a model cigt quantize calibrated) or\n"
+		 "auto (the fastest the CPU has whose accuracy cigt quantize\n"
+		 "validated, else fp32); a model's config.json may say otherwise"},
 	{"listen", 0, CIGT_OPT_STR, F(listen), .where = D, OWNED, .def = "127.0.0.1:8080",
 	 .arg = "ADDR:PORT",
 	 .help = "address to listen on; port 0 picks a free one;\n[::1]:8080 for IPv6"},

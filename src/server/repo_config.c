@@ -176,7 +176,7 @@ const struct cigt_opt srv_model_cfg_rows[] = {
 	 .help = "where this model's convs and linears run (default: the\n"
 		 "server's --backend)"},
 	{"precision", 0, CIGT_OPT_CALL, F(precision), .where = R, .json = choice_json,
-	 .choices = srv_precisions, .arg = "\"fp32\" | \"bf16\"",
+	 .choices = srv_precisions, .arg = "\"fp32\" | \"bf16\" | \"int8\" | \"auto\"",
 	 .help = "this model's precision (default: the server's --precision)"},
 	{0},
 };

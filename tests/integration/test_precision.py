@@ -214,6 +214,26 @@ def int8(work):
               (len(res), sum(r.get("escalated", 0) for r in res)))
     finally:
         d.stop()
+    # --precision auto: the fastest precision the CPU has whose accuracy on the calibration
+    # images (recorded by quantize) is within 0.2 points of fp32's; an uncalibrated model: fp32.
+    acc = info["quantization"]["accuracy"]
+    check(all(0.8 < acc[k] <= 1 for k in ("fp32", "bf16", "int8")),
+          "quantize recorded the three accuracies: %s" % acc)
+    for path, calibrated in ((q, True), (MODEL, False)):
+        d = T.Daemon(path, "--precision", "auto")
+        try:
+            got = json.loads(d.request("GET", "/v1/model")[2])
+            isa = got["engine"].split("(")[1].rstrip(")")
+            vnni = isa in ("avx2_vnni", "avx512_core_vnni", "avx512_core_bf16", "avx512_core_amx")
+            bf16 = isa in ("avx512_core_bf16", "avx512_core_amx")
+            want = ("int8" if calibrated and vnni and acc["int8"] >= acc["fp32"] - 0.002 else
+                    "bf16" if calibrated and bf16 and acc["bf16"] >= acc["fp32"] - 0.002 else
+                    "fp32")
+            check(got["precision"] == want, "--precision auto on the %s model: %s (%s), "
+                  "expected %s from %s" % ("calibrated" if calibrated else "shipped",
+                                           got["precision"], got["engine"], want, acc))
+        finally:
+            d.stop()
     noesc = os.path.join(work, "noesc", "fashion_mnist.safetensors")
     os.makedirs(os.path.dirname(noesc))
     shutil.copy(q, noesc)

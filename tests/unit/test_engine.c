@@ -10,6 +10,7 @@
 #include "cigt/engine.h"
 #include "cigt/error.h"
 #include "helpers.h"
+#include "engine/dnnl.h"
 
 /* ------------------------------------------------------------------ the test architecture */
 
@@ -1138,6 +1139,37 @@ Test(int8, calibration_records_each_input_range)
 	rig_use(&r, CIGT_BACKEND_ONEDNN, CIGT_PRECISION_BF16, 64);
 	cr_assert_eq(cigt_engine_calibrate(r.e, r.m, x, n, "test", err, sizeof err), CIGT_EINVAL);
 	cr_assert(strstr(err, "fp32"), "%s", err);
+	free(x);
+	rig_free(&r);
+}
+
+Test(int8, precision_auto_takes_the_fastest_validated)
+{
+	/* int8 where oneDNN has VNNI and the table says it held accuracy, bf16 where oneDNN has
+	 * AVX512_BF16 and the same holds, else fp32; OpenBLAS and uncalibrated models: fp32. */
+	struct rig r = rig_new(RES_ARCH, 27, true, 8);
+	const int n = 16, insz = (int)cigt_arch_input_size(r.m->arch);
+	float *x = inputs(n, insz, 310);
+	char err[256] = "";
+	cr_assert_eq(cigt_precision_auto(r.m, CIGT_BACKEND_ONEDNN), CIGT_PRECISION_FP32);
+	cr_assert_eq(cigt_engine_calibrate(r.e, r.m, x, n, "test", err, sizeof err), 0, "%s", err);
+	cr_assert_eq(cigt_precision_auto(r.m, CIGT_BACKEND_ONEDNN), CIGT_PRECISION_FP32,
+		     "no accuracy recorded");
+	const bool vnni = cigt__dnn_has_vnni(), bf16 = cigt__dnn_has_bf16();
+	r.m->quant_acc[0] = 0.90, r.m->quant_acc[1] = 0.90, r.m->quant_acc[2] = 0.899;
+	cr_assert_eq(cigt_precision_auto(r.m, CIGT_BACKEND_ONEDNN),
+		     vnni ? CIGT_PRECISION_INT8 : bf16 ? CIGT_PRECISION_BF16 : CIGT_PRECISION_FP32);
+	cr_assert_eq(cigt_precision_auto(r.m, CIGT_BACKEND_OPENBLAS), CIGT_PRECISION_FP32);
+	r.m->quant_acc[2] = 0.897; /* 0.3 points below: int8 not validated */
+	cr_assert_eq(cigt_precision_auto(r.m, CIGT_BACKEND_ONEDNN),
+		     bf16 ? CIGT_PRECISION_BF16 : CIGT_PRECISION_FP32);
+	r.m->quant_acc[1] = -1;
+	cr_assert_eq(cigt_precision_auto(r.m, CIGT_BACKEND_ONEDNN), CIGT_PRECISION_FP32);
+	/* An engine asked for auto is built in what auto picked, and says so. */
+	r.m->quant_acc[2] = 0.90;
+	rig_use(&r, CIGT_BACKEND_ONEDNN, CIGT_PRECISION_AUTO, 8);
+	cr_assert_eq(cigt_engine_opts_of(r.e).precision,
+		     vnni ? CIGT_PRECISION_INT8 : CIGT_PRECISION_FP32);
 	free(x);
 	rig_free(&r);
 }

@@ -792,7 +792,7 @@ Test(not_a_model, directories_name_what_they_hold)
  * expert's linear (op 1: op 0 is the flatten). */
 static const char *const QUANT_OK =
 	"{\"format\":\"cigt-int8-1\",\"method\":\"max\",\"samples\":12,\"split\":\"validation\","
-	"\"inputs\":{\"layers.0.experts.0.ops.0\":[0,1],\"layers.1.experts.0.ops.1\":[-0.5,2.25],"
+	"\"accuracy\":{\"fp32\":0.75,\"int8\":0.5},\"inputs\":{\"layers.0.experts.0.ops.0\":[0,1],\"layers.1.experts.0.ops.1\":[-0.5,2.25],"
 	"\"layers.1.experts.1.ops.1\":[0,3]}}";
 
 /* The small model's file with __metadata__.quantization = text. */
@@ -813,6 +813,7 @@ static void expect_quant(const char *text, const char *w1, const char *w2)
 	cr_assert_float_eq(m->ops[1][0 * 2 + 1].in_min, -0.5f, 0);
 	cr_assert_float_eq(m->ops[1][0 * 2 + 1].in_max, 2.25f, 0);
 	cr_assert_float_eq(m->ops[1][1 * 2 + 1].in_max, 3.0f, 0);
+	cr_assert(m->quant_acc[0] == 0.75 && m->quant_acc[1] == -1 && m->quant_acc[2] == 0.5);
 	/* Written again, read again: the same table. */
 	void *p;
 	size_t len;
@@ -821,6 +822,7 @@ static void expect_quant(const char *text, const char *w1, const char *w2)
 	cr_assert_eq(m2->quant_samples, 12);
 	cr_assert_float_eq(m2->ops[0][0].in_max, 1.0f, 0);
 	cr_assert_float_eq(m2->ops[1][1].in_min, -0.5f, 0);
+	cr_assert(m2->quant_acc[0] == 0.75 && m2->quant_acc[1] == -1 && m2->quant_acc[2] == 0.5);
 	cigt_model_free(m2);
 	cigt_model_free(m);
 	free(p);
@@ -856,6 +858,12 @@ Test(quant, every_defect_named)
 		 "\"inputs\":{}}", "quantization.split", NULL},
 		{"{\"format\":\"cigt-int8-1\",\"method\":\"max\",\"samples\":1,\"split\":\"v\","
 		 "\"inputs\":{},\"bits\":8}", "unknown key 'bits'", NULL},
+		{"{\"format\":\"cigt-int8-1\",\"method\":\"max\",\"samples\":1,\"split\":\"v\","
+		 "\"inputs\":{},\"accuracy\":{\"fp16\":0.5}}", "quantization.accuracy.fp16", NULL},
+		{"{\"format\":\"cigt-int8-1\",\"method\":\"max\",\"samples\":1,\"split\":\"v\","
+		 "\"inputs\":{},\"accuracy\":{\"int8\":1.5}}", "quantization.accuracy.int8", NULL},
+		{"{\"format\":\"cigt-int8-1\",\"method\":\"max\",\"samples\":1,\"split\":\"v\","
+		 "\"inputs\":{},\"accuracy\":[1]}", "accuracy must be an object", NULL},
 		{"{\"format\":\"cigt-int8-1\",\"method\":\"max\",\"samples\":1,\"split\":\"v\","
 		 "\"inputs\":{\"layers.0.experts.0.ops.0\":[0,1]}}",
 		 "no range for layers.1.experts.0.ops.1", NULL},
