@@ -1012,31 +1012,42 @@ Test(onednn, odd_batches_run_in_power_of_two_slices_like_single_samples)
 	rig_free(&r);
 }
 
+/* A reduced precision's answers against fp32's: routes and classes that held, and the largest
+ * logit difference (and logit) over the samples whose route held. */
+static void against_fp32(const struct cigt_arch *a, const struct run *got, const struct run *want,
+			 int n, int *same_route, int *same_class, double *maxdiff, double *scale)
+{
+	const int K = a->nclasses;
+	*same_route = *same_class = 0;
+	*maxdiff = *scale = 0;
+	for (int i = 0; i < n; i++) {
+		bool route = true;
+		for (int l = 0; l < a->nlayers; l++)
+			route &= got->res[i].route[l] == want->res[i].route[l];
+		*same_route += route;
+		*same_class += got->res[i].cls == want->res[i].cls;
+		for (int k = 0; route && k < K; k++) {
+			*maxdiff = fmax(*maxdiff, fabs(got->logits[i * K + k] - want->logits[i * K + k]));
+			*scale = fmax(*scale, fabs(want->logits[i * K + k]));
+		}
+	}
+}
+
 Test(onednn, bf16_is_bf16_and_stays_close_to_fp32)
 {
 	/* bf16 keeps 8 bits of mantissa: logits move by about 1% of their size, not by 1e-5 (so
 	 * the precision really changed), and most routes and classes hold. */
 	struct rig r = rig_new(RES_ARCH, 24, true, 64);
 	const struct cigt_arch *a = r.m->arch;
-	int n = 200, K = a->nclasses, insz = (int)cigt_arch_input_size(a);
+	int n = 200, insz = (int)cigt_arch_input_size(a);
 	float *x = inputs(n, insz, 306);
 	struct run want = classify(&r, r.ws, x, n, CIGT_EXEC_ROUTED);
 	rig_use(&r, CIGT_BACKEND_ONEDNN, CIGT_PRECISION_BF16, 64);
 	cr_assert(strstr(cigt_engine_backend(r.e), "onednn bf16 ("), "%s", cigt_engine_backend(r.e));
 	struct run got = classify(&r, r.ws, x, n, CIGT_EXEC_ROUTED);
-	int same_route = 0, same_class = 0;
-	double maxdiff = 0, scale = 0;
-	for (int i = 0; i < n; i++) {
-		bool route = true;
-		for (int l = 0; l < a->nlayers; l++)
-			route &= got.res[i].route[l] == want.res[i].route[l];
-		same_route += route;
-		same_class += got.res[i].cls == want.res[i].cls;
-		for (int k = 0; route && k < K; k++) {
-			maxdiff = fmax(maxdiff, fabs(got.logits[i * K + k] - want.logits[i * K + k]));
-			scale = fmax(scale, fabs(want.logits[i * K + k]));
-		}
-	}
+	int same_route, same_class;
+	double maxdiff, scale;
+	against_fp32(a, &got, &want, n, &same_route, &same_class, &maxdiff, &scale);
 	cr_assert_geq(same_route, n * 9 / 10, "%d of %d routes held", same_route, n);
 	cr_assert_geq(same_class, n * 9 / 10, "%d of %d classes held", same_class, n);
 	cr_assert_gt(maxdiff, 1e-5 * scale, "bf16 logits equal fp32's: %g", maxdiff);
@@ -1178,7 +1189,7 @@ Test(int8, close_to_fp32_and_refused_without_calibration)
 {
 	struct rig r = rig_new(RES_ARCH, 26, true, 64);
 	const struct cigt_arch *a = r.m->arch;
-	int n = 200, K = a->nclasses, insz = (int)cigt_arch_input_size(a);
+	int n = 200, insz = (int)cigt_arch_input_size(a);
 	float *x = inputs(n, insz, 309);
 	char err[256] = "";
 	struct cigt_engine *e8 = NULL;
@@ -1192,19 +1203,9 @@ Test(int8, close_to_fp32_and_refused_without_calibration)
 	cr_assert(strstr(cigt_engine_backend(r.e), "onednn int8 ("), "%s", cigt_engine_backend(r.e));
 	struct run got = classify(&r, r.ws, x, n, CIGT_EXEC_ROUTED);
 	struct run one = classify_singly(&r, x, n);
-	int same_route = 0, same_class = 0;
-	double maxdiff = 0, scale = 0;
-	for (int i = 0; i < n; i++) {
-		bool route = true;
-		for (int l = 0; l < a->nlayers; l++)
-			route &= got.res[i].route[l] == want.res[i].route[l];
-		same_route += route;
-		same_class += got.res[i].cls == want.res[i].cls;
-		for (int k = 0; route && k < K; k++) {
-			maxdiff = fmax(maxdiff, fabs(got.logits[i * K + k] - want.logits[i * K + k]));
-			scale = fmax(scale, fabs(want.logits[i * K + k]));
-		}
-	}
+	int same_route, same_class;
+	double maxdiff, scale;
+	against_fp32(a, &got, &want, n, &same_route, &same_class, &maxdiff, &scale);
 	cr_assert_geq(same_route, n * 9 / 10, "%d of %d routes held", same_route, n);
 	cr_assert_geq(same_class, n * 9 / 10, "%d of %d classes held", same_class, n);
 	cr_assert_gt(maxdiff, 1e-5 * scale, "int8 logits equal fp32's: %g", maxdiff);
